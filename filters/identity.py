@@ -5,6 +5,9 @@ trained model must only ever present itself with the manifest's identity card. O
 self-references are matched ("I am ChatGPT", "developed by OpenAI", "soy un modelo creado por
 Anthropic"), so an answer that merely discusses ChatGPT is kept. The manifest's own name and
 developer are never flagged.
+
+Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
+skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
 """
 
 import re
@@ -40,15 +43,16 @@ class IdentityFilter(RecordFilter):
         own = {n.lower() for n in (name, developer) if n}
         models = [m for m in OTHER_MODELS if m.lower() not in own]
         developers = [d for d in OTHER_DEVELOPERS if d.lower() not in own]
-        self.identity = re.compile(
+        # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
+        self.identity = re.compile((
             rf"{_SELF}(?:[\w-]+ ){{0,4}}?{_alternation(models)}\b"
-            rf"|{_FIRST_PERSON}[^.\n]{{0,60}}?(?:{_MADE_BY})\s+{_alternation(developers)}\b",
-            re.IGNORECASE,
-        )
-        self.cutoff = re.compile("|".join(CUTOFF), re.IGNORECASE) if check_cutoff else None
+            rf"|{_FIRST_PERSON}[^.\n]{{0,60}}?(?:{_MADE_BY})\s+{_alternation(developers)}\b"
+        ).lower())
+        self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
+            text = text.lower()
             if self.identity.search(text):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):

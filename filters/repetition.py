@@ -4,9 +4,15 @@ The rules and thresholds are datatrove's `GopherRepetitionFilter` (duplicate lin
 top n-gram share, duplicated n-gram share); we only feed it the assistant text and a regex word
 tokenizer, because datatrove's default tokenizers pull in spaCy for every language. Texts shorter
 than `min_words` are not judged: n-gram shares are meaningless on a two-line answer.
+
+Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen over word tuples
+first computes the top n-gram shares exactly and an upper bound on the duplicated n-gram shares;
+when no n-gram rule can fire, only the line and paragraph rules run. The verdict is datatrove's
+either way (a test checks it against datatrove's own filter).
 """
 
 import re
+from collections import Counter
 
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
@@ -38,9 +44,50 @@ class RepetitionFilter(RecordFilter):
         super().__init__()
         self.min_words = min_words
         self.gopher = GopherRepetitionFilter(language=RegexWordTokenizer(), **gopher_thresholds)
+        self.gopher_lines_only = GopherRepetitionFilter(
+            language=RegexWordTokenizer(), **{**gopher_thresholds, "top_n_grams": (), "dup_n_grams": ()})
 
     def check(self, record, doc: Document):
-        if len(_WORD.findall(doc.text)) < self.min_words:
+        words = _WORD.findall(doc.text)
+        if len(words) < self.min_words:
             return None
-        result = self.gopher.filter(doc)
+        gopher = self.gopher if self._ngram_rule_may_fire(words, len(doc.text)) else self.gopher_lines_only
+        result = gopher.filter(doc)
         return None if result is True else f"repetition_{result[1]}"
+
+    def _ngram_rule_may_fire(self, words: list[str], text_chars: int) -> bool:
+        """False only when no Gopher n-gram rule can fire: every top n-gram share is within its
+        limit (the same figure datatrove computes), and the duplicated n-grams cannot reach the
+        smallest duplicated-n-gram limit (see `_duplicated_chars_bound`)."""
+        for n, limit in self.gopher.top_n_grams:
+            grams = Counter(zip(*(words[i:] for i in range(n))))
+            if grams:
+                gram, count = grams.most_common(1)[0]
+                if (sum(map(len, gram)) + n - 1) * count / text_chars > limit:
+                    return True
+        if not self.gopher.dup_n_grams:
+            return False
+        sizes = [n for n, _ in self.gopher.dup_n_grams]
+        bound = _duplicated_chars_bound(words, min(sizes), max(sizes))
+        return bound / text_chars > min(limit for _, limit in self.gopher.dup_n_grams)
+
+
+def _duplicated_chars_bound(words: list[str], smallest: int, largest: int) -> int:
+    """An upper bound on datatrove's duplicated characters for every n-gram size in [smallest, largest].
+
+    A counted duplicate n-gram at word i means the `smallest`-gram at i occurred before, and it
+    covers at most words[i:i + largest]; counted n-grams never overlap, so their characters are
+    at most those of the union of these windows.
+    """
+    grams = list(zip(*(words[i:] for i in range(smallest))))
+    if len(set(grams)) == len(grams):
+        return 0  # no repeat at all: the common case, decided at C speed
+    seen: set[tuple[str, ...]] = set()
+    chars = covered_until = 0
+    for i, gram in enumerate(grams):
+        if gram in seen:
+            chars += sum(map(len, words[max(i, covered_until): i + largest]))
+            covered_until = i + largest
+        else:
+            seen.add(gram)
+    return chars

@@ -40,12 +40,11 @@ class SourceInfo:
 
 
 def _detect_language(text: str) -> str | None:
-    from langdetect import DetectorFactory, detect
     from langdetect.lang_detect_exception import LangDetectException
 
-    DetectorFactory.seed = 0
     try:
-        return iso639_1(detect(text[:2000]))
+        # The row's only language label: worth langdetect's full 7 trials on a longer sample.
+        return iso639_1(rule_filters.language.detect_language(text[:2000], trials=7)[0])
     except LangDetectException:
         return None
 

@@ -8,6 +8,7 @@ calls), with the document built the way `sftmix.normalize` builds it.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -285,6 +286,40 @@ BASQUE = (
     "atmosferara askatzen da. Fotosintesirik gabe ez litzateke bizitza existituko ezagutzen dugun moduan."
 )
 
+# The same news paragraph in ten languages, for the function-word quick accept.
+OTHER_LANGUAGE_TEXTS = {
+    "en": "The city council approved the new budget on Tuesday, but several members said that the plan does not do "
+          "enough for public transport. They argued that the money should go to buses and trains, which most "
+          "residents use every day, rather than to new roads.",
+    "es": "El ayuntamiento aprobó el nuevo presupuesto el martes, pero varios concejales dijeron que el plan no hace "
+          "lo suficiente por el transporte público. Sostienen que el dinero debería ir a los autobuses y a los "
+          "trenes, que la mayoría de los vecinos usan cada día, y no a nuevas carreteras.",
+    "ca": "L'ajuntament va aprovar el nou pressupost dimarts, però diversos regidors van dir que el pla no fa prou "
+          "pel transport públic. Argumenten que els diners haurien d'anar als autobusos i als trens, que la majoria "
+          "dels veïns fan servir cada dia, i no a noves carreteres.",
+    "pt": "A câmara municipal aprovou o novo orçamento na terça-feira, mas vários vereadores disseram que o plano não "
+          "faz o suficiente pelo transporte público. Defendem que o dinheiro deveria ir para os autocarros e os "
+          "comboios, que a maioria dos moradores usa todos os dias, e não para novas estradas.",
+    "gl": "O concello aprobou o novo orzamento o martes, pero varios concelleiros dixeron que o plan non fai abondo "
+          "polo transporte público. Sosteñen que os cartos deberían ir aos autobuses e aos trens, que a maioría dos "
+          "veciños usan cada día, e non a novas estradas.",
+    "fr": "Le conseil municipal a approuvé le nouveau budget mardi, mais plusieurs élus ont déclaré que le plan ne "
+          "fait pas assez pour les transports publics. Ils estiment que l'argent devrait aller aux bus et aux trains, "
+          "que la plupart des habitants utilisent chaque jour, plutôt qu'à de nouvelles routes.",
+    "it": "Il consiglio comunale ha approvato il nuovo bilancio martedì, ma diversi consiglieri hanno detto che il "
+          "piano non fa abbastanza per il trasporto pubblico. Sostengono che il denaro dovrebbe andare agli autobus e "
+          "ai treni, che la maggior parte dei residenti usa ogni giorno, e non a nuove strade.",
+    "de": "Der Stadtrat hat am Dienstag den neuen Haushalt beschlossen, aber mehrere Mitglieder sagten, dass der Plan "
+          "nicht genug für den öffentlichen Verkehr tut. Sie meinen, das Geld sollte in Busse und Züge fließen, die "
+          "die meisten Einwohner jeden Tag nutzen, und nicht in neue Straßen.",
+    "nl": "De gemeenteraad heeft dinsdag de nieuwe begroting goedgekeurd, maar verschillende raadsleden zeiden dat "
+          "het plan niet genoeg doet voor het openbaar vervoer. Zij vinden dat het geld naar bussen en treinen moet "
+          "gaan, die de meeste inwoners elke dag gebruiken, en niet naar nieuwe wegen.",
+    "eu": "Udalak aurrekontu berria onartu zuen asteartean, baina hainbat zinegotzik esan zuten planak ez duela "
+          "nahikoa egiten garraio publikoaren alde. Diruak autobusetara eta trenetara joan beharko lukeela diote, "
+          "bizilagun gehienek egunero erabiltzen baitituzte, eta ez errepide berrietara.",
+}
+
 
 class TestLanguage:
     f = LanguageFilter()
@@ -312,15 +347,25 @@ class TestLanguage:
         english = ("The process of photosynthesis is how plants turn light into chemical energy, and it is one of "
                    "the most important processes on the planet. It takes place in the leaves, and the oxygen that "
                    "we breathe is released as a result of this work. ") * 2
-        monkeypatch.setattr("filters.language.detect_langs", lambda text: pytest.fail("detector called"))
+        monkeypatch.setattr("filters.language.detect_language", lambda text, trials: pytest.fail("detector called"))
         assert verdict(self.f, rec(user("What is it?"), assistant(english), language="en")) is None
 
     def test_text_in_another_language_still_goes_to_the_detector(self, monkeypatch):
         calls = []
-        real = __import__("filters.language", fromlist=["detect_langs"]).detect_langs
-        monkeypatch.setattr("filters.language.detect_langs", lambda text: calls.append(text) or real(text))
+        real = __import__("filters.language", fromlist=["detect_language"]).detect_language
+        monkeypatch.setattr("filters.language.detect_language", lambda text, trials: calls.append(text) or real(text, trials))
         assert verdict(self.f, rec(user("What is photosynthesis?"), assistant(SPANISH), language="en")) == "language_mismatch"
         assert len(calls) == 1
+
+    @pytest.mark.parametrize("language", sorted(OTHER_LANGUAGE_TEXTS))
+    def test_quick_accept_never_takes_another_language(self, language):
+        text = OTHER_LANGUAGE_TEXTS[language]
+        for declared in ("en", "es", "ca", "pt"):
+            if declared != language:
+                assert not self.f._clearly(declared, text), declared
+
+    def test_quick_accept_takes_plain_prose(self):
+        assert all(self.f._clearly(lang, OTHER_LANGUAGE_TEXTS[lang]) for lang in ("en", "es", "pt"))
 
     def test_code_blocks_are_not_judged(self):
         text = "```\n" + SPANISH + "\n```\nDone."
@@ -359,6 +404,31 @@ class TestRepetition:
     def test_short_answers_not_judged(self):
         assert verdict(self.f, rec(user("Say yes"), assistant("yes yes yes yes yes"))) is None
 
+    def test_screen_gives_datatrove_verdicts(self):
+        # The n-gram screen may only skip work: on texts from plain to looped, every verdict must be
+        # the one datatrove's own filter gives, and the screen must clear a good share of them.
+        from datatrove.pipeline.filters import GopherRepetitionFilter
+
+        from filters.repetition import RegexWordTokenizer
+
+        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
+        rng = random.Random(7)
+        vocab = [f"w{i}" for i in range(400)]
+        screened = 0
+        for k in range(600):
+            if k % 2:
+                words = [rng.choice(vocab[: rng.randint(30, 400)]) for _ in range(rng.randint(50, 300))]
+            else:
+                loop = [rng.choice(vocab) for _ in range(rng.randint(5, 40))]
+                words = loop * rng.randint(1, 4) + [rng.choice(vocab) for _ in range(rng.randint(10, 200))]
+            text = " ".join(words)
+            doc = Document(text=text, id=str(k))
+            expected = reference.filter(doc) if len(words) >= self.f.min_words else True
+            expected = None if expected is True else f"repetition_{expected[1]}"
+            assert self.f.check(None, doc) == expected, text
+            screened += not self.f._ngram_rule_may_fire(words, len(text))
+        assert 100 < screened < 500
+
 
 # --- boilerplate ------------------------------------------------------------------------------
 
@@ -384,6 +454,11 @@ class TestBoilerplate:
     def test_extra_phrases(self):
         f = BoilerplateFilter(extra_phrases=[r"happy to help!"])
         assert verdict(f, rec(user(), assistant("Happy to help! Here it is."))) == "boilerplate"
+
+    def test_extra_phrases_must_be_lowercase(self):
+        # They are matched against lowercased text: "Happy" could never match.
+        with pytest.raises(ValueError, match="lowercase"):
+            BoilerplateFilter(extra_phrases=[r"Happy to help"])
 
 
 # --- identity ---------------------------------------------------------------------------------
