@@ -519,7 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    request_queue_size = 512
+    request_queue_size = 1024  # bursts of new connections must not be reset
     daemon_threads = True
     block_on_close = False  # idle keep-alive handler threads must not block close()
     allow_reuse_address = True

@@ -102,6 +102,30 @@ def test_completion_usage_and_cost(tmp_path, prices):
 
 # ------------------------------------------------------------------------------------------------ cache
 
+
+def chat_completion_body(content: str, usage: dict | None) -> str:
+    reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+    return json.dumps(reply if usage is None else {**reply, "usage": usage})
+
+
+def test_openai_style_usage_is_read(tmp_path):
+    """OpenAI reports prompt-cache hits only in `prompt_tokens_details`; a reply may also carry no usage."""
+    openai_usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+                    "prompt_tokens_details": {"cached_tokens": 8}}
+    faults = [Fault("malformed", match="openai", text=chat_completion_body("from openai", openai_usage)),
+              Fault("malformed", match="no usage", text=chat_completion_body("no usage here", None))]
+    with serve_openai(faults=faults) as srv:
+        client = make_client(srv, tmp_path)
+
+        async def both():
+            return await client.complete(user("openai")), await client.complete(user("no usage"))
+
+        openai_reply, bare_reply = run(client, both())
+    assert openai_reply == Completion("from openai", "stop", Usage(12, 3, 8))
+    assert bare_reply == Completion("no usage here", "stop", Usage(0, 0, 0))
+    assert client.stats.usage == Usage(12, 3, 8) and client.stats.retries == 0
+
 def test_cache_same_request_twice_is_one_http_request(tmp_path):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
