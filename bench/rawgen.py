@@ -147,10 +147,10 @@ def write_raw(layout: str, rows: int, directory, seed: int = 0):
             writer = writer or pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
         writer.close()
-    else:  # a JSON array, written row by row
+    else:  # a JSON array, one element per line (a one-line array of GBs defeats `datasets`' JSON builder)
         with path.open("w", encoding="utf-8") as handle:
-            handle.write("[")
+            handle.write("[\n")
             for i in range(rows):
-                handle.write(("," if i else "") + json.dumps(make(rng, i), ensure_ascii=False))
-            handle.write("]")
+                handle.write((",\n" if i else "") + json.dumps(make(rng, i), ensure_ascii=False))
+            handle.write("\n]\n")
     return path
