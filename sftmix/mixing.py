@@ -1,39 +1,55 @@
 """Sampling, holdout and shards: filtered sources in, `train/` + `validation/` of a mixture out.
 
-Selection works on the small columns only (id, language, licence) with polars; full rows are then
-streamed from the filtered files in Arrow batches into the shards, so memory does not follow the
-size of the rows.
+Memory does not follow the number of rows. One pass reads every source's filtered files in Arrow
+batches and spills each row, with its rank, to the partition of its rank range (Arrow IPC files
+under `work_dir`); every later step holds one partition at a time:
 
 - Rows are ranked per source x language cell by sha256(seed, id): deterministic from the
   manifest seed, and stable when raw rows are added (a row's rank never depends on its position).
+  Equal ids have equal ranks, so they share a partition: duplicates are found partition by
+  partition, and partitions read in order give rows in rank order.
 - The holdout takes the first ranks of each cell (its share from `plan.cells`), train the next
   `target` ranks; a cell short of rows gives all it has and the shortfall is a reported deficit.
 - A conversation present in two sources is kept once (first source in manifest order), so the
   holdout is disjoint from train by id.
 - Rows whose licence the manifest's policy does not allow are never selected, and counted.
+- With near-dedup on, the candidates' id + messages go to one Parquet file per source for
+  `near_duplicates`; what it returns (one entry per removed row) is the one structure that grows
+  with the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from sftmix.manifest import ANY_LANGUAGE, Manifest
+from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
 from sftmix.record import SCHEMA
 from sftmix.shards import AtomicParquetWriter, file_metadata
 
 SPLITS = ("train", "validation")
-BUCKET_ROWS = 20_000
+PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
+MAX_PARTITIONS = 512
+# Each spill write is one batch's rows of one partition: larger batches mean fewer, larger writes.
+READ_BATCH_ROWS = 4096
+ROW_GROUP_ROWS = 4096  # shard row groups, whatever the partitions (so shards do not depend on them)
+SPILL_SCHEMA = SCHEMA.append(pa.field("rank", pa.uint64(), nullable=False))
+SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writes many small batches
+CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
+                              ("language", pa.string()), ("licence", pa.string())])
 
 
 @dataclass
@@ -51,75 +67,171 @@ class MixResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
-def _rank_key(seed: int, ids: list[str]) -> list[int]:
+def release_unused() -> None:
+    """Hand memory Arrow freed back to the OS: its allocator keeps it otherwise, and the peak RSS
+    of a build would add up what each step once held."""
+    pa.default_memory_pool().release_unused()
+
+
+def rank_keys(seed: int, ids: list[str]) -> np.ndarray:
+    """The first 8 bytes of sha256(seed:id), big-endian, as uint64."""
     prefix = f"{seed}:".encode()
-    return [int.from_bytes(hashlib.sha256(prefix + i.encode()).digest()[:8], "big") for i in ids]
+    digests = b"".join(hashlib.sha256(prefix + i.encode()).digest()[:8] for i in ids)
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
 
-def _drop_near_duplicates(manifest: Manifest, inputs: dict[str, list[Path]], keys: list[str],
-                          frames: list[pl.DataFrame], excluded: dict[str, dict[str, int]],
-                          work_dir: Path) -> list[pl.DataFrame]:
-    """MinHash near-duplicates among the candidates: each cluster keeps its earliest source's row."""
-    removed = near_duplicates([(key, inputs[key]) for key in keys], work_dir,
-                              include={key: frame["id"].to_list() for key, frame in zip(keys, frames)},
+class _Partitions:
+    """Per source (manifest order) and rank range: IPC files of rows (`SPILL_SCHEMA`) and, once
+    `decide`d, of their candidates (`CANDIDATE_SCHEMA`: row index in the partition and what
+    selection needs)."""
+
+    def __init__(self, directory: Path, count: int):
+        self.directory, self.count = directory, count
+
+    def path(self, kind: str, order: int, part: int) -> Path:
+        return self.directory / kind / f"{order:04d}" / f"{part:06d}.arrow"
+
+    def part_of(self, ranks: np.ndarray) -> np.ndarray:
+        """Partition of each rank: equal ranges of the uint64 space, in rank order."""
+        return ((ranks >> np.uint64(32)) * np.uint64(self.count)) >> np.uint64(32)
+
+    def spill(self, order: int, files: list[Path], seed: int) -> None:
+        """Append one source's filtered rows, with their rank, to their partitions' files; within a
+        partition rows keep their order in `files`."""
+        writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        try:
+            for path in files:
+                # pre_buffer=False: otherwise the reader buffers the whole file, not one batch.
+                reader = pq.ParquetFile(path, pre_buffer=False)
+                for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=SCHEMA.names, use_threads=False):
+                    ranks = rank_keys(seed, batch.column("id").to_pylist())
+                    parts = self.part_of(ranks)
+                    by_part = np.argsort(parts, kind="stable")  # stable: rows keep their file order
+                    batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(ranks)], schema=SPILL_SCHEMA)
+                    bounds = np.searchsorted(parts[by_part], np.arange(self.count + 1))
+                    for part in map(int, np.flatnonzero(np.diff(bounds))):
+                        if part not in writers:
+                            target = self.path("rows", order, part)
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            writers[part] = pa.ipc.new_file(target, SPILL_SCHEMA, options=SPILL_OPTIONS)
+                        # one partition's rows at a time: a copy of the whole batch would double it
+                        writers[part].write_batch(batch.take(by_part[bounds[part]:bounds[part + 1]]))
+                    release_unused()
+        finally:
+            for writer in writers.values():
+                writer.close()
+
+    def read(self, kind: str, order: int, part: int, columns: list[str] | None = None) -> pa.Table | None:
+        """A partition's file (None if it has no rows), only `columns` of it when given."""
+        path = self.path(kind, order, part)
+        if not path.is_file():
+            return None
+        names = {"rows": SPILL_SCHEMA, "candidates": CANDIDATE_SCHEMA}[kind].names
+        options = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns or names])
+        with pa.OSFile(str(path)) as handle:
+            return pa.ipc.open_file(handle, options=options).read_all()
+
+    def write(self, kind: str, order: int, part: int, table: pa.Table) -> None:
+        path = self.path(kind, order, part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.ipc.new_file(path, table.schema, options=SPILL_OPTIONS) as writer:
+            writer.write_table(table)
+
+
+def _partition_count(inputs: dict[str, list[Path]]) -> int:
+    """`PARTITION_ROWS` rows per partition, but no more partitions than half the open-file limit:
+    spilling a source keeps one file open per partition (past ~8M rows partitions grow instead)."""
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for files in inputs.values() for f in files)
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = MAX_PARTITIONS if open_files == resource.RLIM_INFINITY else min(MAX_PARTITIONS, open_files // 2)
+    return max(1, min(limit, -(-rows // PARTITION_ROWS)))
+
+
+def _mixed(manifest: Manifest) -> list[Source]:
+    return [s for s in manifest.sources if not s.is_input_only]
+
+
+def _decide(manifest: Manifest, partitions: _Partitions,
+            near_dedup_dir: Path | None) -> tuple[dict[str, Counter], Counter, list[Path]]:
+    """Candidates of every partition: rows with an allowed licence, not kept by an earlier source,
+    not repeated within their source, in a targeted language. Returns exclusion counts (source ->
+    Counter), available rows per (source, cell), and, with near-dedup on, one Parquet file of the
+    candidates' id + messages per source (what `near_duplicates` reads)."""
+    sources = _mixed(manifest)
+    allowed = list(manifest.licence_policy.get("allow", []))
+    any_language = {c.source for c in cells(manifest) if c.language == ANY_LANGUAGE}
+    excluded = {s.key: Counter() for s in sources}
+    available: Counter = Counter()
+    texts = []
+    if near_dedup_dir is not None:
+        near_dedup_dir.mkdir(parents=True, exist_ok=True)
+        schema = pa.schema([SCHEMA.field("id"), SCHEMA.field("messages")])
+        texts = [pq.ParquetWriter(near_dedup_dir / f"{order:04d}.parquet", schema)
+                 for order in range(len(sources))]
+    try:
+        for part in range(partitions.count):
+            seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # ids taken, and by which source
+            for order, source in enumerate(sources):
+                counts = excluded[source.key]
+                rows = partitions.read("rows", order, part, ["id", "language", "licence", "rank"])
+                if rows is None:
+                    continue
+                frame = pl.from_arrow(rows).with_row_index("row")
+                disallowed = ~frame["licence"].is_in(allowed)
+                counts["licence_not_allowed"] += int(disallowed.sum())
+                frame = frame.filter(~disallowed)
+                for kept_in, n in frame.join(seen, on="id", how="inner").group_by("kept_in").len().iter_rows():
+                    counts[f"duplicate_of:{kept_in}"] += n  # the reason names the source that keeps the row
+                frame = frame.join(seen, on="id", how="anti", maintain_order="left")
+                before = len(frame)
+                # Workers deduplicate their own share; a repeat across workers is caught here.
+                frame = frame.unique("id", keep="first", maintain_order=True)
+                counts["duplicate_within_source"] += before - len(frame)
+                if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
+                    targeted = frame["language"].is_in(list(source.target_cells()))
+                    counts["language_not_targeted"] += int((~targeted).sum())
+                    frame = frame.filter(targeted)
+                seen = pl.concat([seen, frame.select("id", pl.lit(source.key).alias("kept_in"))])
+                frame = frame.with_columns(
+                    pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"))
+                for cell, n in frame.group_by("cell").len().iter_rows():
+                    available[(source.key, cell)] += n
+                candidates = frame.select(CANDIDATE_SCHEMA.names).to_arrow().cast(CANDIDATE_SCHEMA)
+                partitions.write("candidates", order, part, candidates)
+                if texts and len(candidates):
+                    text = partitions.read("rows", order, part, ["id", "messages"]).take(candidates.column("row"))
+                    texts[order].write_table(text)
+    finally:
+        for writer in texts:
+            writer.close()
+    return excluded, available, [near_dedup_dir / f"{order:04d}.parquet" for order in range(len(texts))]
+
+
+def _drop_near_duplicates(manifest: Manifest, partitions: _Partitions, text_files: list[Path], work_dir: Path,
+                          excluded: dict[str, Counter], available: Counter) -> pl.DataFrame:
+    """MinHash near-duplicates among the candidates: each cluster keeps its earliest source's row.
+    Returns the removed ids, and takes them out of `available`."""
+    sources = _mixed(manifest)
+    removed = near_duplicates([(s.key, [f]) for s, f in zip(sources, text_files)], work_dir,
                               **manifest.near_dedup.model_dump())
-    out = []
-    for key, frame in zip(keys, frames):
-        gone = frame["id"].is_in(list(removed))
-        for row_id in frame.filter(gone)["id"].to_list():
-            kept_in = removed[row_id][1]
-            reason = "near_duplicate_within_source" if kept_in == key else f"near_duplicate_of:{kept_in}"
-            excluded[key][reason] = excluded[key].get(reason, 0) + 1
-        out.append(frame.filter(~gone))
-    return out
+    kept_in = pl.DataFrame({"id": list(removed), "kept_in": [source for _, source in removed.values()]},
+                           schema={"id": pl.String, "kept_in": pl.String})
+    for order, source in enumerate(sources):
+        for part in range(partitions.count):
+            candidates = partitions.read("candidates", order, part, ["id", "cell"])
+            if candidates is None:
+                continue
+            gone = pl.from_arrow(candidates).join(kept_in, on="id", how="inner")
+            for cell, kept, n in gone.group_by("cell", "kept_in").len().iter_rows():
+                reason = "near_duplicate_within_source" if kept == source.key else f"near_duplicate_of:{kept}"
+                excluded[source.key][reason] += n
+                available[(source.key, cell)] -= n
+    return kept_in.select("id")
 
 
-def _candidates(manifest: Manifest, inputs: dict[str, list[Path]], work_dir: Path | None = None) -> tuple[pl.DataFrame, dict]:
-    """id/source/language/licence of every usable row, one row per id, plus exclusion counts."""
-    allowed = set(manifest.licence_policy.get("allow", []))
-    excluded: dict[str, Counter] = {}
-    frames, keys = [], []
-    seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # ids already taken, and by which source
-    for order, source in enumerate(s for s in manifest.sources if not s.is_input_only):
-        files = [str(f) for f in inputs.get(source.key, [])]
-        if not files:
-            raise FileNotFoundError(f"no filtered records for source {source.key!r}")
-        frame = pl.scan_parquet(files).select("id", "language", "licence").collect()
-        counts = Counter()
-        disallowed = ~frame["licence"].is_in(list(allowed))
-        counts["licence_not_allowed"] = int(disallowed.sum())
-        frame = frame.filter(~disallowed)
-        for kept_in, n in frame.join(seen, on="id", how="inner").group_by("kept_in").len().iter_rows():
-            counts[f"duplicate_of:{kept_in}"] = n  # the reason names the source that keeps the row
-        frame = frame.join(seen, on="id", how="anti", maintain_order="left")
-        before = len(frame)
-        # Workers deduplicate their own share; a repeat across workers is caught here.
-        frame = frame.unique("id", keep="first", maintain_order=True)
-        counts["duplicate_within_source"] = before - len(frame)
-        if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
-            targeted = frame["language"].is_in(list(source.target_cells()))
-            counts["language_not_targeted"] = int((~targeted).sum())
-            frame = frame.filter(targeted)
-        seen = pl.concat([seen, frame.select("id", pl.lit(source.key).alias("kept_in"))])
-        excluded[source.key] = {k: v for k, v in counts.items() if v}
-        frames.append(frame.with_columns(pl.lit(source.key).alias("source"), pl.lit(order).alias("order")))
-        keys.append(source.key)
-    if manifest.near_dedup is not None and frames and work_dir is not None:
-        frames = _drop_near_duplicates(manifest, inputs, keys, frames, excluded, work_dir)
-    table = pl.concat(frames) if frames else pl.DataFrame()
-    table = table.with_columns(pl.Series("rank", _rank_key(manifest.seed, table["id"].to_list()), dtype=pl.UInt64))
-    return table, excluded
-
-
-def select(manifest: Manifest, inputs: dict[str, list[Path]], work_dir: Path | None = None) -> tuple[pl.DataFrame, list[dict], dict]:
-    """Assign each chosen id a split; returns (id, source, language, licence, split), deficits, exclusions."""
-    table, excluded = _candidates(manifest, inputs, work_dir)
+def _shares(manifest: Manifest, available: Counter) -> tuple[dict, list[dict]]:
+    """(holdout, train) rows of each (source, cell), and the deficits."""
     plan_cells = cells(manifest)
-    table = table.with_columns(
-        pl.when(pl.col("source").is_in([c.source for c in plan_cells if c.language == ANY_LANGUAGE]))
-        .then(pl.lit(ANY_LANGUAGE)).otherwise(pl.col("language")).alias("cell")
-    )
-    available = {(s, c): n for s, c, n in table.group_by("source", "cell").len().iter_rows()}
     holdout = {(c.source, c.language): min(c.holdout, available.get((c.source, c.language), 0)) for c in plan_cells}
     # Cells too small for their holdout share pass the rest to cells that have rows to spare, so the
     # holdout keeps its exact size while any cell can give it.
@@ -132,7 +244,7 @@ def select(manifest: Manifest, inputs: dict[str, list[Path]], work_dir: Path | N
         spare = {k: v for k, v in spare.items() if v > 0}
         for key, extra in allocate(spare, min(missing, sum(spare.values()))).items():
             holdout[key] += extra
-    deficits, assigned = [], []
+    deficits, shares = [], {}
     for cell in plan_cells:
         key = (cell.source, cell.language)
         n_available = available.get(key, 0)
@@ -141,102 +253,164 @@ def select(manifest: Manifest, inputs: dict[str, list[Path]], work_dir: Path | N
         if cell.target is not None and n_train < cell.target:
             deficits.append({"source": cell.source, "language": cell.language, "target": cell.target,
                              "train": n_train, "deficit": cell.target - n_train, "available": n_available})
-        rows = (table.filter((pl.col("source") == cell.source) & (pl.col("cell") == cell.language))
-                .sort("rank").head(n_holdout + n_train))
-        split = ["validation"] * n_holdout + ["train"] * n_train
-        assigned.append(rows.with_columns(pl.Series("split", split, dtype=pl.String)))
+        shares[key] = (n_holdout, n_train)
     holdout_total = sum(holdout.values())
     if holdout_total != manifest.holdout.size:
         deficits.append({"source": "*holdout*", "language": ANY_LANGUAGE, "target": manifest.holdout.size,
                          "train": holdout_total, "deficit": manifest.holdout.size - holdout_total,
                          "available": holdout_total})
-    chosen = pl.concat(assigned).select("id", "source", "language", "licence", "split", "rank") if assigned else pl.DataFrame()
-    return chosen, deficits, excluded
+    return shares, deficits
+
+
+def _chosen(partitions: _Partitions, order: int, source: str, shares: dict, removed: pl.DataFrame) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(partition, chosen rows in rank order: row, split, language, licence) of one source: the i-th
+    rank of a cell goes to validation below its holdout, to train below holdout + train."""
+    own = {cell: share for (key, cell), share in shares.items() if key == source}
+    limits = pl.DataFrame({"cell": list(own), "holdout": [h for h, _ in own.values()], "train": [t for _, t in own.values()]},
+                          schema={"cell": pl.String, "holdout": pl.Int64, "train": pl.Int64})
+    taken = Counter()  # rows of each cell in earlier (lower-ranked) partitions
+    for part in range(partitions.count):
+        candidates = partitions.read("candidates", order, part)
+        if candidates is None:
+            continue
+        frame = pl.from_arrow(candidates).join(removed, on="id", how="anti").sort("rank")
+        frame = frame.with_columns(
+            (pl.int_range(pl.len()).over("cell") + pl.col("cell").replace_strict(taken, default=0, return_dtype=pl.Int64))
+            .alias("index"))
+        taken.update(dict(frame.group_by("cell").len().iter_rows()))
+        frame = frame.join(limits, on="cell", how="inner", maintain_order="left").with_columns(
+            pl.when(pl.col("index") < pl.col("holdout")).then(pl.lit("validation"))
+            .when(pl.col("index") < pl.col("holdout") + pl.col("train")).then(pl.lit("train"))
+            .alias("split"))
+        chosen = frame.filter(pl.col("split").is_not_null())
+        if len(chosen):
+            yield part, chosen.select("row", "split", "language", "licence")
 
 
 class _SplitWriter:
-    """Rotating `part-NNNNN.parquet` shards of one split, each written atomically."""
+    """Rotating `part-NNNNN.parquet` shards of one split, each written atomically, in row groups of
+    `ROW_GROUP_ROWS` (fewer where a shard ends) whatever the tables written: the bytes depend only on
+    the rows."""
 
     def __init__(self, directory: Path, shard_rows: int, metadata: dict[bytes, bytes]):
         self.directory, self.shard_rows, self.metadata = directory, shard_rows, metadata
         self.files: list[Path] = []
         self._writer: AtomicParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def write(self, table: pa.Table) -> None:
-        while table.num_rows:
-            if self._writer is None:
-                self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA, self.metadata)
-            room = self.shard_rows - self._writer.rows
-            self._writer.write(table.slice(0, room))
-            table = table.slice(room)
-            if self._writer.rows >= self.shard_rows:
-                self.files.append(self._writer.close())
-                self._writer = None
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self._group_rows():
+            self._write_group(self._group_rows())
+
+    def _group_rows(self) -> int:
+        return min(ROW_GROUP_ROWS, self.shard_rows - (self._writer.rows if self._writer else 0))
+
+    def _write_group(self, rows: int) -> None:
+        table = pa.concat_tables(self._pending)
+        rest = table.slice(rows)
+        self._pending, self._pending_rows = [rest], rest.num_rows
+        if self._writer is None:
+            self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA, self.metadata)
+        self._writer.write(table.slice(0, rows).combine_chunks())
+        if self._writer.rows >= self.shard_rows:
+            self.files.append(self._writer.close())
+            self._writer = None
 
     def close(self) -> list[Path]:
-        if self._writer is not None and self._writer.rows:
+        if self._pending_rows:
+            self._write_group(self._pending_rows)
+        if self._writer is not None:
             self.files.append(self._writer.close())
-        elif self._writer is not None:
-            self._writer.abort()
         if not self.files:  # an empty split is still a readable split
             AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.metadata).close()
             self.files.append(self.directory / "part-00000.parquet")
         return self.files
 
 
-def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path | None = None) -> MixResult:
-    """Write `out_dir/train` and `out_dir/validation`; each split directory is swapped in whole."""
-    chosen, deficits, excluded = select(manifest, inputs, work_dir)
-    licences = sorted(set(chosen["licence"].to_list())) if len(chosen) else []
-    metadata = file_metadata(manifest.hash, licences, mixture=manifest.mixture)
-    staging = {split: out_dir / f".{split}.staging" for split in SPLITS}
-    for directory in staging.values():
-        shutil.rmtree(directory, ignore_errors=True)
-    writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata) for split in SPLITS}
-    for source in manifest.sources:
-        if source.is_input_only:
-            continue
-        dataset = ds.dataset([str(f) for f in inputs[source.key]], format="parquet", schema=SCHEMA)
-        rows = chosen.filter(pl.col("source") == source.key).sort("rank")
-        # Rows go out in rank order, bucket by bucket, so shards are the same whatever the number
-        # and order of the workers' part files, and memory is bounded by the bucket size.
-        for start in range(0, len(rows), BUCKET_ROWS):
-            bucket = rows.slice(start, BUCKET_ROWS)
-            ids = bucket["id"].to_list()
-            table = dataset.to_table(filter=ds.field("id").isin(pa.array(ids, pa.string())))
-            first: dict[str, int] = {}
-            for index, row_id in enumerate(table.column("id").to_pylist()):
-                first.setdefault(row_id, index)  # an id repeats only when a source's dedup is off
-            ordered = table.take(pa.array([first[i] for i in ids], pa.int64()))
-            for split in SPLITS:
-                part = ordered.filter(pa.array((bucket["split"] == split).to_list(), pa.bool_()))
-                if part.num_rows:
-                    writers[split].write(part)
-    files = {}
-    for split, writer in writers.items():
-        writer.close()
-        final = out_dir / split
-        shutil.rmtree(final, ignore_errors=True)
-        staging[split].rename(final)
-        files[split] = [str(final / f.name) for f in writer.files]
+def _breakdown(counts: Counter) -> dict[str, dict[str, int]]:
+    """(split, value) -> rows as split -> value -> rows, values sorted."""
+    out: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    for (split, value), n in sorted(counts.items(), key=lambda item: item[0][1]):
+        out[split][value] = n
+    return out
+
+
+def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, dict[str, int]]:
+    """Non-zero exclusion counts per source, reasons in the order the rows meet them."""
+    keys = [s.key for s in _mixed(manifest)]
+    order = ["licence_not_allowed", *(f"duplicate_of:{k}" for k in keys), "duplicate_within_source",
+             "language_not_targeted", "near_duplicate_within_source", *(f"near_duplicate_of:{k}" for k in keys)]
+    return {key: {reason: counts[reason] for reason in order if counts[reason]} for key, counts in excluded.items()}
+
+
+def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path) -> MixResult:
+    """Write `out_dir/train` and `out_dir/validation`; each split directory is swapped in whole.
+    `work_dir` holds the partitions while this runs."""
+    sources = _mixed(manifest)
+    for source in sources:
+        if not inputs.get(source.key):
+            raise FileNotFoundError(f"no filtered records for source {source.key!r}")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    partitions = _Partitions(work_dir / "partitions", _partition_count({s.key: inputs[s.key] for s in sources}))
+    try:
+        for order, source in enumerate(sources):
+            partitions.spill(order, inputs[source.key], manifest.seed)
+        near_dedup = manifest.near_dedup is not None
+        excluded, available, text_files = _decide(manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None)
+        removed = pl.DataFrame(schema={"id": pl.String})
+        if near_dedup:
+            removed = _drop_near_duplicates(manifest, partitions, text_files, work_dir / "near_dedup", excluded, available)
+        shares, deficits = _shares(manifest, available)
+        # Shard metadata names the licences of the chosen rows, so they are counted before writing.
+        by = {column: Counter() for column in ("source", "language", "licence")}
+        for order, source in enumerate(sources):
+            for _, chosen in _chosen(partitions, order, source.key, shares, removed):
+                for split, language, licence, n in chosen.group_by("split", "language", "licence").len().iter_rows():
+                    by["source"][(split, source.key)] += n
+                    by["language"][(split, language)] += n
+                    by["licence"][(split, licence)] += n
+        licences = sorted({licence for _, licence in by["licence"]})
+        metadata = file_metadata(manifest.hash, licences, mixture=manifest.mixture)
+        staging = {split: out_dir / f".{split}.staging" for split in SPLITS}
+        for directory in staging.values():
+            shutil.rmtree(directory, ignore_errors=True)
+        writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata) for split in SPLITS}
+        # Each source's rows go out in rank order, partition by partition, so shards are the same
+        # whatever the number and order of the workers' part files.
+        for order, source in enumerate(sources):
+            for part, chosen in _chosen(partitions, order, source.key, shares, removed):
+                rows = partitions.read("rows", order, part).drop_columns("rank")
+                for split in SPLITS:
+                    indices = chosen.filter(pl.col("split") == split)["row"].to_arrow()
+                    for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
+                        writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))
+                del rows
+                release_unused()
+        files = {}
+        for split, writer in writers.items():
+            writer.close()
+            final = out_dir / split
+            shutil.rmtree(final, ignore_errors=True)
+            staging[split].rename(final)
+            files[split] = [str(final / f.name) for f in writer.files]
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    split_rows = Counter()
+    for (split, _), n in by["source"].items():
+        split_rows[split] += n
     return MixResult(
         out_dir=out_dir,
-        split_rows={s: int((chosen["split"] == s).sum()) if len(chosen) else 0 for s in SPLITS},
-        by_source=_breakdown(chosen, "source"),
-        by_language=_breakdown(chosen, "language"),
-        by_licence=_breakdown(chosen, "licence"),
+        split_rows={s: split_rows[s] for s in SPLITS},
+        by_source=_breakdown(by["source"]),
+        by_language=_breakdown(by["language"]),
+        by_licence=_breakdown(by["licence"]),
         deficits=deficits,
-        excluded=excluded,
+        excluded=_exclusions(manifest, excluded),
         files=files,
     )
-
-
-def _breakdown(chosen: pl.DataFrame, column: str) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    if len(chosen):
-        for split, value, n in chosen.group_by("split", column).len().sort(column).iter_rows():
-            out[split][value] = n
-    return out
 
 
 def write_stats(result: MixResult, path: Path) -> None:

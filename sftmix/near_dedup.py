@@ -19,7 +19,7 @@ That makes the result independent of the number of workers and of the order of t
 
 A row whose text has fewer words than `ngram` gets no signature and is never a near duplicate (the
 exact-id dedup still applies to it). Rows whose id repeats (an exact duplicate) end up in the same
-cluster as the first copy; they are not reported here, `mixing._candidates` already drops them.
+cluster as the first copy; they are not reported here (mixing drops exact duplicates before).
 
 Memory: one Arrow batch of text at a time, the signatures of one worker while it sorts them
 (`num_bands * (8 * rows_per_band + 4)` bytes per row, on disk in `work_dir`), and the clusters.

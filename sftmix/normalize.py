@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import pyarrow.parquet as pq
 from datatrove.data import Document
 
 import filters as rule_filters
@@ -99,13 +100,15 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
 
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:
     """Canonical records from Parquet (a previous stage's output), batch by batch; with
-    `world_size` > 1, worker `rank`'s batches only (dealt round-robin)."""
-    import pyarrow.dataset as ds
-
-    batches = ds.dataset([str(f) for f in files], format="parquet", schema=SCHEMA).to_batches()
-    for index, batch in enumerate(batches):
-        if index % world_size == rank:
-            yield from batch.to_pylist()
+    `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches)."""
+    index = 0
+    for path in files:
+        # Small batches, read as they are needed (no pre-buffering): memory stays flat in the file size.
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=WRITE_BATCH_ROWS,
+                                                                          columns=list(SCHEMA.names)):
+            if index % world_size == rank:
+                yield from batch.to_pylist()
+            index += 1
 
 
 def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:

@@ -53,7 +53,8 @@ def detect_format(path: Path) -> str:
 
 
 def _parquet_rows(path: Path, mine) -> Iterator[dict | None]:
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+    # pre_buffer=False: reads column chunks as batches need them, not the whole file up front.
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS):
         if mine(batch.num_rows):
             yield from batch.to_pylist()
         else:
