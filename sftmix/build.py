@@ -195,6 +195,10 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
     """The rule filters (and the LLM judge where the manifest turns it on); returns counts and the
     judge's LLM stats (None without a judge)."""
     info = source_info(manifest, source, layout)
+    # Exact duplicates within a source are removed at mixing, over all workers' rows at once: a
+    # worker's own dedup would keep whichever copy it met first, so the output would depend on the
+    # number of workers. (The judge's client caches by content, so a repeat is never paid twice.)
+    info.filters = {**info.filters, "dedup": False}
     judge = info.filters.get("llm_judge", False)
     if judge is not False:
         try:

@@ -173,7 +173,7 @@ def _decide(manifest: Manifest, partitions: _Partitions,
             seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # ids taken, and by which source
             for order, source in enumerate(sources):
                 counts = excluded[source.key]
-                rows = partitions.read("rows", order, part, ["id", "language", "licence", "rank"])
+                rows = partitions.read("rows", order, part, ["id", "language", "licence", "rank", "origin"])
                 if rows is None:
                     continue
                 frame = pl.from_arrow(rows).with_row_index("row")
@@ -184,8 +184,9 @@ def _decide(manifest: Manifest, partitions: _Partitions,
                     counts[f"duplicate_of:{kept_in}"] += n  # the reason names the source that keeps the row
                 frame = frame.join(seen, on="id", how="anti", maintain_order="left")
                 before = len(frame)
-                # Workers deduplicate their own share; a repeat across workers is caught here.
-                frame = frame.unique("id", keep="first", maintain_order=True)
+                # Of equal conversations the one with the smallest origin stays: a choice that does not
+                # depend on how the rows were split across workers (which copy a worker saw first does).
+                frame = frame.sort("id", "origin").unique("id", keep="first", maintain_order=True).sort("row")
                 counts["duplicate_within_source"] += before - len(frame)
                 if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
                     targeted = frame["language"].is_in(list(source.target_cells()))

@@ -227,7 +227,11 @@ def test_synthetic_source_without_api_key_fails_fast_naming_the_variable(tmp_pat
 def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     """Workers split the rows; the mixture must not depend on how many there were."""
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
-    grown = [dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(200) for r in rows]
+    grown = [dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(256) for r in rows]
+    # Copies of rows 1024-1323 (raw block 1, worker 1 of 2) at rows 4096-4395 (block 4, worker 0): with
+    # two workers each copy is first seen by a different worker, with one the original comes first.
+    assert len(grown) == 4096
+    grown += grown[1024:1324]
     raw = tmp_path / "glaive-function-calling-v2.json"
     raw.write_text(json.dumps(grown))
     src = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
@@ -237,6 +241,7 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     two = build(manifest, tmp_path / "w2", workers=2)
     assert len(list((tmp_path / "w2" / ".sftmix-work" / "mini" / "normalized" / "g").glob("part-*.parquet"))) == 2
     assert one.split_rows == two.split_rows == {"train": 900, "validation": 20}
+    assert one.excluded["g"]["duplicate_within_source"] == two.excluded["g"]["duplicate_within_source"] > 0
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "w1" / "mini" / split).glob("*.parquet"))
         files_two = sorted((tmp_path / "w2" / "mini" / split).glob("*.parquet"))
