@@ -4,6 +4,9 @@ Ids are content hashes of messages + tools, so identical conversations collapse 
 raw row. Memory is 16 bytes per kept row: the 128-bit ids live in two sorted numpy arrays (high
 and low 64 bits), plus a small set of the latest ids that is merged into them when full, instead
 of one Python bytes object (about 100 bytes with its set slot) per row.
+
+A build leaves this rule out: which copy a worker meets first depends on how rows were split, so
+mixing removes within-source duplicates over all workers' rows instead (`sftmix.mixing`).
 """
 
 import numpy as np
