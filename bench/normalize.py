@@ -91,7 +91,9 @@ def main() -> None:
                 t_b, _ = timed(with_datasets, layout, raw, work / "datasets.parquet", args.workers)
                 datasets_error = None
             except Exception as error:  # a baseline that cannot load the file is a finding, not the end of the run
-                t_b, datasets_error = None, f"{type(error).__name__}: {error}"[:300]
+                cause = error.__cause__ or error.__context__
+                t_b, datasets_error = None, (f"{type(error).__name__}: {error}"
+                                             + (f" (from {type(cause).__name__}: {cause})" if cause else ""))[:300]
             t_c, counts = timed(with_sftmix, layout, raw, work / "sftmix", args.workers)
             row = {"limit_rows_s": args.rows / t_a, "datasets_rows_s": t_b and args.rows / t_b,
                    "sftmix_rows_s": args.rows / t_c, "c_over_a": t_a / t_c, "c_over_b": t_b and t_b / t_c,
