@@ -87,10 +87,10 @@ def tool_def(name: str, description: str | None, parameters: dict | None) -> dic
     }
 
 
-def content_id(messages: list[dict], tools: str) -> str:
+def content_id(messages: list[dict], tools: str | list[dict]) -> str:
     """Stable content hash of the normalized conversation: same content, same id, anywhere."""
     canonical = json.dumps(
-        {"messages": messages, "tools": json.loads(tools)},
+        {"messages": messages, "tools": json.loads(tools) if isinstance(tools, str) else tools},
         ensure_ascii=False,
         sort_keys=True,
         separators=(",", ":"),
@@ -109,7 +109,7 @@ def make_record(
 ) -> dict:
     tools_json = tools if isinstance(tools, str) else dumps(tools)
     return {
-        "id": content_id(messages, tools_json),
+        "id": content_id(messages, tools),  # the list when given: no need to parse the JSON back
         "source": source,
         "licence": licence,
         "language": language,
