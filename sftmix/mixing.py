@@ -173,10 +173,12 @@ def _decide(manifest: Manifest, partitions: _Partitions,
             seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # ids taken, and by which source
             for order, source in enumerate(sources):
                 counts = excluded[source.key]
-                rows = partitions.read("rows", order, part, ["id", "language", "licence", "rank", "origin"])
+                selection = ["id", "language", "licence", "rank", "origin"]
+                # One read of the partition; its messages only when near-dedup needs them.
+                rows = partitions.read("rows", order, part, selection + (["messages"] if texts else []))
                 if rows is None:
                     continue
-                frame = pl.from_arrow(rows).with_row_index("row")
+                frame = pl.from_arrow(rows.select(selection)).with_row_index("row")
                 disallowed = ~frame["licence"].is_in(allowed)
                 counts["licence_not_allowed"] += int(disallowed.sum())
                 frame = frame.filter(~disallowed)
@@ -200,7 +202,7 @@ def _decide(manifest: Manifest, partitions: _Partitions,
                 candidates = frame.select(CANDIDATE_SCHEMA.names).to_arrow().cast(CANDIDATE_SCHEMA)
                 partitions.write("candidates", order, part, candidates)
                 if texts and len(candidates):
-                    text = partitions.read("rows", order, part, ["id", "messages"]).take(candidates.column("row"))
+                    text = rows.select(["id", "messages"]).take(candidates.column("row"))
                     texts[order].write_table(text)
     finally:
         for writer in texts:
