@@ -4,9 +4,10 @@
 
 The server (tests/openai_server.py, imported by path) runs in its own process, so the client and the
 server each have a core and their own GIL; it answers every request after a fixed `--delay`. Each
-level sends max(--requests, 20 x concurrency) distinct requests: starting a level (a new SDK client,
-c new connections, the first burst of c requests) costs about one extra round, which 20 rounds keep
-near 5% of the run. The best a client can do at concurrency c is c / delay requests per second.
+level sends max(--requests, 50 x concurrency) distinct requests. Starting a level (a new SDK client,
+c new connections, a first burst of c requests that client and server each handle one after the
+other) costs one to two extra rounds once per run; 50 rounds keep that near 3% of the level, and
+`first_reply_s` shows it. The best a client can do at concurrency c is c / delay requests per second.
 Each run uses a fresh cache directory (nothing is served from the cache).
 Prints one line per concurrency level, then a JSON object of the figures as the last line.
 """
@@ -28,7 +29,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # sftmix from this checkout, even when run from elsewhere
 
-MIN_ROUNDS = 20  # requests per level are at least this many times the concurrency
+MIN_ROUNDS = 50  # requests per level are at least this many times the concurrency
 
 
 def load_test_server():
@@ -76,10 +77,17 @@ def server_process(delay: float) -> Iterator[ServerProcess]:
             process.join()
 
 
-async def run_requests(client, n: int, tag: str) -> list:
+async def run_requests(client, n: int, tag: str) -> tuple[list, float]:
+    """The n results, and the seconds until the first of them arrived."""
+    start, first = time.perf_counter(), []
+
+    async def one(i: int):
+        result = await client.complete([{"role": "user", "content": f"bench {tag} request {i}"}])
+        first or first.append(time.perf_counter() - start)
+        return result
+
     try:
-        return await asyncio.gather(*(client.complete([{"role": "user", "content": f"bench {tag} request {i}"}])
-                                      for i in range(n)))
+        return await asyncio.gather(*(one(i) for i in range(n))), first[0]
     finally:
         await client.aclose()
 
@@ -93,14 +101,15 @@ def bench(server: ServerProcess, n: int, concurrency: int, delay: float) -> dict
                                max_retries=0, timeout_s=60.0)
         client = LLMClient(settings, api_key="sk-bench")
         start = time.perf_counter()
-        results = asyncio.run(run_requests(client, n, f"c{concurrency}"))
+        results, first_reply = asyncio.run(run_requests(client, n, f"c{concurrency}"))
         elapsed = time.perf_counter() - start
     failed = sum(not isinstance(r, Completion) for r in results)
     counters = server.counters()
     rps = n / elapsed
     ideal = concurrency / delay  # n >= concurrency
     return {"concurrency": concurrency, "requests": n, "seconds": round(elapsed, 3), "requests_per_s": round(rps, 1),
-            "ideal_per_s": round(ideal, 1), "ratio": round(rps / ideal, 3), "failed": failed,
+            "ideal_per_s": round(ideal, 1), "ratio": round(rps / ideal, 3), "first_reply_s": round(first_reply, 3),
+            "failed": failed,
             "server_requests": counters["requests"] - before,
             "server_max_concurrent": counters["max_concurrent"]}  # peak so far (levels run in increasing order)
 
@@ -120,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(figures)
             print(f"concurrency {concurrency:>4}: {figures['requests_per_s']:>8.1f} req/s "
                   f"({figures['requests']} requests in {figures['seconds']:.2f} s); "
-                  f"ideal {figures['ideal_per_s']:.1f} req/s; ratio {figures['ratio']:.3f}"
+                  f"ideal {figures['ideal_per_s']:.1f} req/s; ratio {figures['ratio']:.3f}; "
+                  f"first reply after {figures['first_reply_s']:.3f} s"
                   + (f"; {figures['failed']} failed" if figures["failed"] else ""), flush=True)
     print(json.dumps({"requests": args.requests, "delay_s": args.delay, "runs": runs}))
     return 1 if any(r["failed"] for r in runs) else 0
