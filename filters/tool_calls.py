@@ -1,35 +1,42 @@
 """Check every tool call against the conversation's tools.
 
 A call must name a tool defined in `tools`, carry arguments that decode to a JSON object, and
-validate against that tool's JSON Schema. Validators are built once per distinct schema (the same
-few thousand schemas repeat across a source's rows), so the hot path is a dict lookup. Schemas
-are read as draft 7 unless they name their `$schema`: OpenAI and MCP tool schemas are written to
-draft 7, and checking a schema against the draft 7 meta-schema costs a quarter of draft 2020-12's.
+validate against that tool's JSON Schema. Validators are compiled once per distinct schema (the
+same few thousand schemas repeat across a source's rows), so the hot path is a dict lookup and a
+call into jsonschema-rs, which checks a call 20 to 50 times faster than the pure-Python
+`jsonschema` (used by `generators.fc_synthesis` only to explain a rejected call). Schemas are read
+as draft 7 unless they name their `$schema`: OpenAI and MCP tool schemas are written to draft 7.
+Remote `$ref`s are never fetched: a schema that needs one is an invalid schema, not a download.
 Both caches are bounded, so memory stays flat over a source of any size.
 """
 
 import json
 from functools import lru_cache
 
+import jsonschema_rs
 from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError
-from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for as schema_dialect
 
 from filters.base import RecordFilter
 
 
 @lru_cache(maxsize=16384)
-def validator_for(schema_json: str) -> Validator | None:
-    """The cached validator of one canonical schema JSON (also used by `generators.fc_synthesis`);
-    None when the schema itself is not valid JSON Schema."""
+def validator_for(schema_json: str) -> jsonschema_rs.Validator | None:
+    """The compiled validator of one canonical schema JSON (also used by `generators.fc_synthesis`);
+    None when the schema itself is not valid JSON Schema of its draft."""
     schema = json.loads(schema_json)
-    cls = schema_dialect(schema, default=Draft7Validator)
-    try:
-        cls.check_schema(schema)
-    except SchemaError:
+    if not isinstance(schema, (dict, bool)):
         return None
-    return cls(schema)
+    # The draft is chosen as jsonschema does it (draft 7 without a known `$schema`); jsonschema-rs has
+    # every draft but draft 3, which no tool format uses.
+    compiled = getattr(jsonschema_rs, schema_dialect(schema, default=Draft7Validator).__name__, None)
+    if compiled is None:
+        return None
+    try:
+        # `format` is an annotation, as in jsonschema's default; compiling checks the schema against its meta-schema.
+        return compiled(schema, validate_formats=False, offline=True)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=4096)

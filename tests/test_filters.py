@@ -240,6 +240,59 @@ class TestToolCalls:
         broken = tool_def("get_weather", "", {"type": "dict", "properties": {"location": {"type": "string"}}})
         assert verdict(self.f, self.call(tools=[broken])) == "invalid_tool_schema"
 
+    def test_remote_ref_is_an_invalid_schema_not_a_download(self):
+        # jsonschema (the previous validator) raised Unresolvable from inside the run on such a row.
+        remote = tool_def("get_weather", "", {"type": "object", "properties": {
+            "location": {"$ref": "https://example.com/schemas/location.json"}}})
+        assert verdict(self.f, self.call(tools=[remote])) == "invalid_tool_schema"
+
+    def test_local_ref_is_followed(self):
+        local = tool_def("get_weather", "", {
+            "type": "object", "definitions": {"place": {"type": "string", "minLength": 2}},
+            "properties": {"location": {"$ref": "#/definitions/place"}}, "required": ["location"]})
+        assert verdict(self.f, self.call(tools=[local])) is None
+        assert verdict(self.f, self.call(arguments={"location": "P"}, tools=[local])) == "tool_arguments_schema_invalid"
+
+    def test_format_is_an_annotation_as_in_jsonschema(self):
+        dated = tool_def("get_weather", "", {"type": "object", "properties": {"date": {"type": "string", "format": "date"}}})
+        assert verdict(self.f, self.call(arguments={"date": "next friday"}, tools=[dated])) is None
+
+    def test_verdicts_match_jsonschema(self):
+        """The compiled validator agrees with the reference implementation on the keywords tool schemas use."""
+        from jsonschema import Draft7Validator
+
+        from filters.tool_calls import validator_for
+
+        cases = [
+            ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 10}}},
+             [{"n": 1}, {"n": 0}, {"n": 10.0}, {"n": 2.5}, {"n": True}, {"n": "3"}, {}]),
+            ({"type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+              "required": ["unit"], "additionalProperties": False},
+             [{"unit": "celsius"}, {"unit": "kelvin"}, {}, {"unit": "celsius", "x": 1}]),
+            ({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                                         "uniqueItems": True}}},
+             [{"tags": ["a"]}, {"tags": []}, {"tags": ["a", "a"]}, {"tags": [1]}, {"tags": "a"}]),
+            ({"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                                               "id": {"type": "string", "pattern": "\\d+"}}},
+             [{"code": "EUR"}, {"code": "eur"}, {"code": "EURO"}, {"id": "ab12"}, {"id": "abc"}]),
+            ({"type": "object", "properties": {"value": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                                               "mode": {"oneOf": [{"const": "a"}, {"const": "b"}]}}},
+             [{"value": None}, {"value": 3}, {"value": "3"}, {"mode": "a"}, {"mode": "c"}]),
+            ({"type": "object", "properties": {"range": {"type": "object", "properties": {
+                "from": {"type": "string", "minLength": 2}, "to": {"type": "string", "maxLength": 4}},
+                "required": ["from"]}}},
+             [{"range": {"from": "ab"}}, {"range": {"from": "a"}}, {"range": {"to": "abc"}},
+              {"range": {"from": "ab", "to": "abcde"}}, {"range": []}]),
+            ({"type": "object", "properties": {"items": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}}},
+             [{"items": ["a", 1]}, {"items": [1, "a"]}, {"items": ["a", 1, None]}]),
+            ({"type": "object", "properties": {"big": {"type": "integer"}, "x": {"type": "number", "exclusiveMaximum": 1}}},
+             [{"big": 10**30}, {"big": -(2**63)}, {"x": 0.999}, {"x": 1}]),
+        ]
+        for schema, arguments in cases:
+            compiled, reference = validator_for(json.dumps(schema, sort_keys=True)), Draft7Validator(schema)
+            for argument in arguments:
+                assert compiled.is_valid(argument) == reference.is_valid(argument), (schema, argument)
+
 
 # --- length -----------------------------------------------------------------------------------
 
