@@ -640,6 +640,27 @@ def test_run_hands_drops_with_reason_to_the_exclusion_writer():
     assert sorted(reason for _, reason in writer.rows) == ["duplicate_id", "no_final_assistant_turn"]
 
 
+def test_run_counts_as_datatrove_base_filter_does():
+    """Counters summed once per run hold what datatrove's per-row updates would (its doc_len aside)."""
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    records = [rec(user(), assistant()), rec(user(), assistant(), user()), rec(assistant()),
+               rec(user("Hi"), assistant("A much longer answer than the question."))]
+    for config in ({}, {"length": {"min_chars": 30}}):
+        for make in filters.build_filters(config):
+            ours, reference = type(make)(**_kwargs(config, make.name)), type(make)(**_kwargs(config, make.name))
+            ours_kept = [d.id for d in ours.run([doc(r) for r in records])]
+            reference_kept = [d.id for d in BaseFilter.run(reference, [doc(r) for r in records])]
+            assert ours_kept == reference_kept
+            expected = {k: v.total for k, v in reference.stats.stats.items() if k != "doc_len"}
+            assert {k: v.total for k, v in ours.stats.stats.items()} == expected, make.name
+
+
+def _kwargs(config: dict, name: str) -> dict:
+    setting = config.get(name)
+    return setting if isinstance(setting, dict) else {}
+
+
 def test_normalize_glaive_fixture_accounts_for_every_row(tmp_path):
     from sftmix.normalize import SourceInfo, normalize
     from sftmix.rejected import REJECTED_SCHEMA
