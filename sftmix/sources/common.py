@@ -60,8 +60,13 @@ _PY_TYPES = {
 _GENERIC = re.compile(r"^(?P<outer>[A-Za-z_]+)\s*\[(?P<inner>.*)\]$")
 
 
+@lru_cache(maxsize=4096)
 def _json_type(type_text: str) -> tuple[dict, bool]:
-    """JSON-Schema fragment for a python-ish type string, and whether it said `optional`."""
+    """JSON-Schema fragment for a python-ish type string, and whether it said `optional`.
+
+    Cached (a few dozen type strings serve a whole source), so the fragment is shared: callers copy
+    it into the schema they build and never change it.
+    """
     text = type_text.strip()
     optional = False
     parts = [p.strip() for p in text.split(",")]
