@@ -1,11 +1,12 @@
 """Check every tool call against the conversation's tools.
 
 A call must name a tool defined in `tools`, carry arguments that decode to a JSON object, and
-validate against that tool's JSON Schema. Validators are compiled once per distinct schema (the
-same few thousand schemas repeat across a source's rows), so the hot path is a dict lookup and a
-call into jsonschema-rs, which checks a call 20 to 50 times faster than the pure-Python
-`jsonschema` (used by `generators.fc_synthesis` only to explain a rejected call). Schemas are read
-as draft 7 unless they name their `$schema`: OpenAI and MCP tool schemas are written to draft 7.
+validate against that tool's JSON Schema. Validators are compiled by jsonschema-rs once per
+distinct schema (the same few thousand schemas repeat across a source's rows), so the hot path is a
+dict lookup and a compiled check: for a three-property weather schema, 0.2 µs per call against
+14 µs with the pure-Python `jsonschema`, and 8 µs against 159 µs to check and build a validator.
+Schemas are read as draft 7 unless they name their `$schema` (the draft is picked by `jsonschema`'s
+rules): OpenAI and MCP tool schemas are written to draft 7.
 Remote `$ref`s are never fetched: a schema that needs one is an invalid schema, not a download.
 Both caches are bounded, so memory stays flat over a source of any size.
 """
