@@ -240,6 +240,11 @@ def test_call_checks_explain_the_problem():
         return problem and problem[0]
 
     assert check([{"name": "get_weather", "arguments": '{"city": "Bilbao"}'}]) is None
+    # The model is told where and why, from the same compiled validator the tool_calls filter uses.
+    assert gen._check_calls([{"name": "get_weather", "arguments": {"city": "Bilbao", "days": "two"}}], tools, 1, 1) == (
+        "invalid_generated_call", 'the arguments of \'get_weather\' are invalid at days: "two" is not of type "integer"')
+    _, problem = gen._check_calls([{"name": "get_weather", "arguments": {"town": "Bilbao"}}], tools, 1, 1)
+    assert problem.startswith("the arguments of 'get_weather' are invalid at (top level): ") and "town" in problem
     assert check([{"name": "get_weather", "arguments": {"city": "Bilbao", "days": "two"}}]) == "invalid_generated_call"
     assert check([{"name": "get_weather", "arguments": {"town": "Bilbao"}}]) == "invalid_generated_call"
     assert check([{"name": "get_forecast", "arguments": {"city": "Bilbao"}}]) == "invalid_generated_call"
