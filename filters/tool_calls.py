@@ -28,6 +28,8 @@ def validator_for(schema_json: str) -> jsonschema_rs.Validator | None:
     schema = json.loads(schema_json)
     if not isinstance(schema, (dict, bool)):
         return None
+    if isinstance(schema, dict) and not isinstance(schema.get("$schema", ""), str):
+        return None  # every draft requires a URI here (and jsonschema's draft lookup raises on anything else)
     # The draft is chosen as jsonschema does it (draft 7 without a known `$schema`); jsonschema-rs has
     # every draft but draft 3, which no tool format uses.
     compiled = getattr(jsonschema_rs, schema_dialect(schema, default=Draft7Validator).__name__, None)

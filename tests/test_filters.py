@@ -253,6 +253,11 @@ class TestToolCalls:
         assert verdict(self.f, self.call(tools=[local])) is None
         assert verdict(self.f, self.call(arguments={"location": "P"}, tools=[local])) == "tool_arguments_schema_invalid"
 
+    @pytest.mark.parametrize("dialect", [5, ["http://json-schema.org/draft-07/schema#"], None])
+    def test_schema_keyword_that_is_not_a_uri_is_an_invalid_schema(self, dialect):
+        odd = tool_def("get_weather", "", {"$schema": dialect, "type": "object", "properties": {}})
+        assert verdict(self.f, self.call(arguments={}, tools=[odd])) == "invalid_tool_schema"
+
     def test_format_is_an_annotation_as_in_jsonschema(self):
         dated = tool_def("get_weather", "", {"type": "object", "properties": {"date": {"type": "string", "format": "date"}}})
         assert verdict(self.f, self.call(arguments={"date": "next friday"}, tools=[dated])) is None
