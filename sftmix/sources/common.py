@@ -60,13 +60,18 @@ _PY_TYPES = {
 _GENERIC = re.compile(r"^(?P<outer>[A-Za-z_]+)\s*\[(?P<inner>.*)\]$")
 
 
-@lru_cache(maxsize=4096)
 def _json_type(type_text: str) -> tuple[dict, bool]:
     """JSON-Schema fragment for a python-ish type string, and whether it said `optional`.
 
-    Cached (a few dozen type strings serve a whole source), so the fragment is shared: callers copy
-    it into the schema they build and never change it.
+    Converted once per distinct string (a few dozen serve a whole source); each caller gets its own
+    copy, so no two schemas share a list or dict.
     """
+    fragment, optional = _cached_json_type(type_text)
+    return {k: v.copy() if isinstance(v, (list, dict)) else v for k, v in fragment.items()}, optional
+
+
+@lru_cache(maxsize=4096)
+def _cached_json_type(type_text: str) -> tuple[dict, bool]:
     text = type_text.strip()
     optional = False
     parts = [p.strip() for p in text.split(",")]

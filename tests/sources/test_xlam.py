@@ -108,3 +108,14 @@ def test_three_calls_in_chinese_from_a_mixtral_row(out):
 def test_string_arguments_are_kept_verbatim_for_the_filter(out):
     calls = out[KEY(11)].messages[1]["tool_calls"]
     assert [c["function"]["arguments"] for c in calls] == ['{"n": 30}', "n=31"]
+
+
+def test_schemas_built_from_one_type_string_share_nothing():
+    from sftmix.sources.common import to_json_schema
+
+    first = to_json_schema({"value": {"type": "int or str"}, "ids": {"type": "List[int]"}})
+    second = to_json_schema({"value": {"type": "int or str"}, "ids": {"type": "List[int]"}})
+    first["properties"]["value"]["type"].append("null")
+    first["properties"]["ids"]["items"]["type"] = "string"
+    assert second["properties"] == {"value": {"type": ["integer", "string"]}, "ids": {"type": "array", "items": {"type": "integer"}}}
+    assert to_json_schema({"value": {"type": "int or str"}})["properties"]["value"]["type"] == ["integer", "string"]
