@@ -83,7 +83,8 @@ async def run_requests(client, n: int, tag: str) -> tuple[list, float]:
 
     async def one(i: int):
         result = await client.complete([{"role": "user", "content": f"bench {tag} request {i}"}])
-        first or first.append(time.perf_counter() - start)
+        if not first:
+            first.append(time.perf_counter() - start)
         return result
 
     try:
