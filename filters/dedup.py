@@ -33,7 +33,9 @@ class SortedIds:
         if digest in self.recent:
             return True
         high, low = digest >> 64, digest & LOW_MASK
-        start = int(np.searchsorted(self.high, high))
+        # As uint64: numpy would compare a Python int below 2**63 as float64, converting the whole
+        # array on every call and losing the bits that tell close high halves apart.
+        start = int(np.searchsorted(self.high, np.uint64(high)))
         # High halves of distinct ids almost never repeat: this loop runs about once.
         for index in range(start, len(self.high)):
             if self.high[index] != high:

@@ -19,7 +19,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def test_sorted_ids_answer_like_a_set_across_merges(monkeypatch):
     monkeypatch.setattr(dedup, "RECENT_IDS", 50)
     rng = random.Random(0)
-    pool = [rng.getrandbits(128) for _ in range(2000)] + [(7 << 64) | low for low in range(40)]  # shared high halves
+    pool = ([rng.getrandbits(128) for _ in range(2000)] + [(7 << 64) | low for low in range(40)]  # shared high halves
+            # high halves below 2**63 that differ only beyond float64's 53 bits of precision
+            + [((2**60 + k) << 64) | 5 for k in range(4)])
     ids, reference = dedup.SortedIds(), set()
     for _ in range(10_000):
         digest = rng.choice(pool)
