@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sftmix.counts import Counts
 from sftmix.normalize import SourceInfo, filter_records, normalize
 
 EXECUTORS = ("local", "ray", "slurm")
+SLURM_POLL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,43 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
                                  job_name=f"sftmix-{step.info.key}", **options)
 
 
+def _slurm_job_queued(job_id: str) -> bool | None:
+    """Whether Slurm still lists the job (pending or running); None when squeue could not say."""
+    try:
+        result = subprocess.run(["squeue", "--noheader", f"--jobs={job_id}", "--format=%i"],
+                                capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode == 0:
+        return bool(result.stdout.strip())
+    # A job that ended long enough ago is purged: squeue then refuses its id instead of listing nothing.
+    return False if "invalid job id" in result.stderr.lower() else None
+
+
+def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: Path) -> None:
+    """Submit the stage as a job array and wait until every task has written its counts.
+
+    Slurm jobs outlive this call: logs go beside the parts (a shared filesystem). A task that fails
+    writes no counts; once the array has left the queue, that is an error naming the logs, not a
+    wait until the deadline.
+    """
+    logging_dir = out_dir / ".datatrove-logs"
+    executor = _executor(config, step, tasks, str(logging_dir))
+    executor.run()
+    deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
+    while True:
+        queued = _slurm_job_queued(executor.job_id)  # asked before counting: a task may finish in between
+        missing = [rank for rank in range(tasks) if not (out_dir / f".counts-{rank:05d}.json").is_file()]
+        if not missing:
+            return
+        if queued is False:
+            raise RuntimeError(f"{step.info.key}: Slurm job {executor.job_id} of the {step.stage} stage ended without "
+                               f"task(s) {', '.join(map(str, missing))}; their logs are in {logging_dir / 'slurm_logs'}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
+        time.sleep(SLURM_POLL_SECONDS)
+
+
 def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True) -> Counts:
     """Run `step` as `config.workers` tasks (one in this process when there is a single local task)
     and return the merged counts. Stale parts of an earlier run are removed first."""
@@ -95,14 +134,7 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
         for _ in step.run(None, 0, 1):
             pass
     elif config.kind == "slurm":
-        # Slurm jobs outlive this call: logs go beside the parts (a shared filesystem), and we wait
-        # for every task's counts. Not exercised here: no Slurm on the machines this is tested on.
-        _executor(config, step, tasks, str(out_dir / ".datatrove-logs")).run()
-        deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
-        while len(list(out_dir.glob(".counts-*.json"))) < tasks:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
-            time.sleep(30)
+        _run_on_slurm(config, step, tasks, out_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="sftmix-datatrove-") as logging_dir:
             _executor(config, step, tasks, logging_dir).run()

@@ -30,6 +30,8 @@ KNOWN_LICENCES = frozenset({
 ANY_LANGUAGE = "*"  # a target over every language of the source (the card gives no split)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+# SlurmPipelineExecutor arguments that the stage runner sets itself (`sftmix.executor`).
+SLURM_SET_BY_SFTMIX = frozenset({"pipeline", "tasks", "logging_dir", "skip_completed", "job_name"})
 
 
 def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
@@ -202,6 +204,31 @@ class Executor(_Strict):
         if value != "auto" and value < 1:
             raise ValueError("workers must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _slurm_options(self):
+        """Slurm options are datatrove's `SlurmPipelineExecutor` arguments: checked here, so a typo or a
+        missing partition fails at load time instead of when the first stage is submitted."""
+        if self.kind != "slurm":
+            if self.slurm:
+                raise ValueError(f"slurm options given for executor kind {self.kind!r}")
+            return self
+        import inspect
+
+        from datatrove.executor import SlurmPipelineExecutor
+
+        parameters = inspect.signature(SlurmPipelineExecutor).parameters
+        allowed = set(parameters) - SLURM_SET_BY_SFTMIX | {"wait_hours"}
+        options = self.slurm or {}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(f"unknown slurm option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+        required = [name for name, p in parameters.items()
+                    if p.default is inspect.Parameter.empty and name not in SLURM_SET_BY_SFTMIX]
+        missing = [name for name in required if name not in options]
+        if missing:
+            raise ValueError(f"slurm needs {', '.join(missing)}")
+        return self
 
 
 class NearDedup(_Strict):

@@ -1,45 +1,101 @@
-"""The per-source stages give the same records on datatrove's local executor and on Ray."""
+"""The per-source stages give the same records on datatrove's local executor, on Ray and on Slurm."""
 
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from sftmix import executor
 from sftmix.build import Layout, build
+from sftmix.executor import ExecutorConfig, StageStep, run_stage
 from sftmix.manifest import load
+from sftmix.normalize import SourceInfo
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SLURM_STANDIN = Path(__file__).resolve().parent / "slurm_standin" / "slurm.py"
+SLURM_OPTIONS = {"partition": "cpu", "time": "00:10:00"}
 
 
 def _manifest(tmp_path: Path, raw: Path, kind: str) -> Path:
     path = tmp_path / f"{kind}.yaml"
     path.write_text(yaml.safe_dump({
         "mixture": "mini", "seed": 5, "holdout": {"size": 10}, "licence_policy": {"allow": ["apache-2.0"]},
-        "executor": {"kind": kind, "workers": 2},
+        "executor": {"kind": kind, "workers": 2, **({"slurm": SLURM_OPTIONS} if kind == "slurm" else {})},
         "sources": [{"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
                      "local": {"files": [str(raw)]}, "targets": {"en": 500}}],
     }))
     return path
 
 
-def test_ray_cluster_of_two_workers_gives_the_local_executor_ids(tmp_path):
-    ray = pytest.importorskip("ray")
+def _grown_glaive(tmp_path: Path) -> Path:
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     grown = [dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(150) for r in rows]
     raw = tmp_path / "glaive-function-calling-v2.json"
     raw.write_text(json.dumps(grown))
+    return raw
+
+
+def _assert_same_output_as_local(tmp_path: Path, raw: Path, kind: str, result) -> None:
+    local = build(load(_manifest(tmp_path, raw, "local")), tmp_path / "local")
+    parts = sorted((Layout(tmp_path / kind, "mini").stage_dir("g", "normalized")).glob("part-*.parquet"))
+    assert len(parts) == 2  # the rows really were split across the two tasks
+    assert result.split_rows == local.split_rows == {"train": 500, "validation": 10}
+    for split in ("train", "validation"):
+        ids = pq.read_table(tmp_path / kind / "mini" / split, columns=["id"])["id"].to_pylist()
+        local_ids = pq.read_table(tmp_path / "local" / "mini" / split, columns=["id"])["id"].to_pylist()
+        assert ids == local_ids
+
+
+def test_ray_cluster_of_two_workers_gives_the_local_executor_ids(tmp_path):
+    ray = pytest.importorskip("ray")
+    raw = _grown_glaive(tmp_path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local cluster of 2 workers
     try:
         on_ray = build(load(_manifest(tmp_path, raw, "ray")), tmp_path / "ray")
     finally:
         ray.shutdown()
-    local = build(load(_manifest(tmp_path, raw, "local")), tmp_path / "local")
-    parts = sorted((Layout(tmp_path / "ray", "mini").stage_dir("g", "normalized")).glob("part-*.parquet"))
-    assert len(parts) == 2  # the rows really were split across the two Ray tasks
-    assert on_ray.split_rows == local.split_rows == {"train": 500, "validation": 10}
-    for split in ("train", "validation"):
-        ray_ids = pq.read_table(tmp_path / "ray" / "mini" / split, columns=["id"])["id"].to_pylist()
-        local_ids = pq.read_table(tmp_path / "local" / "mini" / split, columns=["id"])["id"].to_pylist()
-        assert ray_ids == local_ids
+    _assert_same_output_as_local(tmp_path, raw, "ray", on_ray)
+
+
+@pytest.fixture
+def slurm(tmp_path, monkeypatch):
+    """sbatch, srun, squeue and scontrol on PATH, played by tests/slurm_standin; yields its state folder."""
+    bin_dir, state = tmp_path / "slurm-bin", tmp_path / "slurm-state"
+    bin_dir.mkdir()
+    for command in ("sbatch", "srun", "squeue", "scontrol"):
+        (bin_dir / command).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SLURM_STANDIN}" {command} "$@"\n')
+        (bin_dir / command).chmod(0o755)
+    # datatrove's task command (launch_pickled_pipeline) lives beside this interpreter
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]))
+    monkeypatch.setenv("SLURM_STANDIN_STATE", str(state))
+    monkeypatch.setattr(executor, "SLURM_POLL_SECONDS", 0.1)
+    yield state
+    deadline = time.monotonic() + 60  # jobs still queued (datatrove's stats merge) finish before tmp_path goes
+    while any(state.glob("job-*/queued")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_slurm_job_arrays_of_two_tasks_give_the_local_executor_ids(tmp_path, slurm):
+    raw = _grown_glaive(tmp_path)
+    on_slurm = build(load(_manifest(tmp_path, raw, "slurm")), tmp_path / "slurm")
+    scripts = [path.read_text() for path in sorted(slurm.glob("job-*/script.sh"))]
+    arrays = [script for script in scripts if "#SBATCH --array=0-1" in script]
+    assert len(arrays) == 2  # the normalize and filter stages, each a job array of 2 tasks
+    assert all("#SBATCH --partition=cpu" in script and "launch_pickled_pipeline" in script for script in arrays)
+    _assert_same_output_as_local(tmp_path, raw, "slurm", on_slurm)
+
+
+def test_a_failed_slurm_task_is_an_error_naming_its_logs_not_a_wait(tmp_path, slurm):
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(tmp_path / "missing.json")], str(tmp_path / "parts"),
+                     str(tmp_path / "rejected"))
+    config = ExecutorConfig(kind="slurm", workers=2, slurm={**SLURM_OPTIONS, "wait_hours": 0.02})
+    with pytest.raises(RuntimeError, match=r"ended without task\(s\) 0, 1; their logs are in ") as raised:
+        run_stage(step, config)
+    logs = Path(str(raised.value).rsplit(" ", 1)[1])
+    assert "missing.json" in "".join(log.read_text() for log in logs.glob("*.out"))

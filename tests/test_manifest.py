@@ -262,6 +262,14 @@ def _set(path: str, value):
     pytest.param(_set("sources.0.converter", None), ["sources.0", "converter"], id="local-without-converter"),
     pytest.param(_set("sources.0.colour", "red"), ["sources.0.colour"], id="unknown-field"),
     pytest.param(_set("holdout.size", -1), ["holdout.size"], id="negative-holdout"),
+    pytest.param(_set("executor", {"kind": "slurm", "slurm": {"partition": "cpu"}}), ["executor", "slurm needs time"],
+                 id="slurm-without-time"),
+    pytest.param(_set("executor", {"kind": "slurm", "slurm": {"partition": "cpu", "time": "1:00:00", "cpu_per_task": 2}}),
+                 ["executor", "unknown slurm option(s) cpu_per_task", "cpus_per_task"], id="slurm-option-typo"),
+    pytest.param(_set("executor", {"kind": "slurm", "slurm": {"partition": "cpu", "time": "1:00:00", "tasks": 9}}),
+                 ["executor", "unknown slurm option(s) tasks"], id="slurm-option-set-by-sftmix"),
+    pytest.param(_set("executor", {"kind": "local", "slurm": {"partition": "cpu"}}), ["executor", "'local'"],
+                 id="slurm-options-on-local"),
 ])
 def test_bad_manifest_names_file_and_field(tmp_path, edit, expected):
     message = load_error(write(tmp_path, edited(edit)))
