@@ -5,17 +5,21 @@ top n-gram share, duplicated n-gram share); we only feed it the assistant text a
 tokenizer, because datatrove's default tokenizers pull in spaCy for every language. Texts shorter
 than `min_words` are not judged: n-gram shares are meaningless on a two-line answer.
 
-Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen over word tuples
-first computes the top n-gram shares exactly and an upper bound on the duplicated n-gram shares;
+Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen first bounds
+the top n-gram shares (exactly where the bound is not enough) and the duplicated n-gram shares;
 when no n-gram rule can fire, only the line and paragraph rules run. The verdict is datatrove's
-either way (a test checks it against datatrove's own filter).
+either way (a test checks it against datatrove's own filter). Words are split once per text:
+datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words.
 """
 
 import re
 from collections import Counter
+from itertools import accumulate
+from operator import sub
 
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
+from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import RecordFilter
@@ -43,12 +47,13 @@ class RepetitionFilter(RecordFilter):
     def __init__(self, min_words: int = 50, **gopher_thresholds):
         super().__init__()
         self.min_words = min_words
-        self.gopher = GopherRepetitionFilter(language=RegexWordTokenizer(), **gopher_thresholds)
+        self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it
+        self.gopher = GopherRepetitionFilter(language=self.tokenizer, **gopher_thresholds)
         self.gopher_lines_only = GopherRepetitionFilter(
-            language=RegexWordTokenizer(), **{**gopher_thresholds, "top_n_grams": (), "dup_n_grams": ()})
+            language=self.tokenizer, **{**gopher_thresholds, "top_n_grams": (), "dup_n_grams": ()})
 
     def check(self, record, doc: Document):
-        words = _WORD.findall(doc.text)
+        words = split_into_words(doc.text, self.tokenizer)
         if len(words) < self.min_words:
             return None
         gopher = self.gopher if self._ngram_rule_may_fire(words, len(doc.text)) else self.gopher_lines_only
@@ -59,11 +64,18 @@ class RepetitionFilter(RecordFilter):
         """False only when no Gopher n-gram rule can fire: every top n-gram share is within its
         limit (the same figure datatrove computes), and the duplicated n-grams cannot reach the
         smallest duplicated-n-gram limit (see `_duplicated_chars_bound`)."""
-        for n, limit in self.gopher.top_n_grams:
+        # An n-gram occurs at most as often as its prefix, so the highest count of a shorter n-gram,
+        # times the widest window of n words, bounds its share: counted only when that is not enough.
+        highest_count, ends = None, None
+        for n, limit in sorted(self.gopher.top_n_grams):
+            if highest_count is not None:
+                ends = ends or [0, *accumulate(map(len, words))]
+                if highest_count * (max(map(sub, ends[n:], ends), default=0) + n - 1) <= limit * text_chars:
+                    continue
             grams = Counter(zip(*(words[i:] for i in range(n))))
             if grams:
-                gram, count = grams.most_common(1)[0]
-                if (sum(map(len, gram)) + n - 1) * count / text_chars > limit:
+                gram, highest_count = grams.most_common(1)[0]
+                if (sum(map(len, gram)) + n - 1) * highest_count / text_chars > limit:
                     return True
         if not self.gopher.dup_n_grams:
             return False

@@ -487,6 +487,27 @@ class TestRepetition:
             screened += not self.f._ngram_rule_may_fire(words, len(text))
         assert 100 < screened < 500
 
+    def test_screen_bounds_give_datatrove_top_n_gram_verdicts(self):
+        # A 2-, 3- or 4-word phrase of long words repeated in unique filler: texts where only a longer
+        # n-gram's rule fires, which the screen must not skip on its shorter n-grams' counts.
+        from datatrove.pipeline.filters import GopherRepetitionFilter
+
+        from filters.repetition import RegexWordTokenizer
+
+        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
+        rng = random.Random(11)
+        reasons = set()
+        for _ in range(300):
+            phrase = " ".join("x" * rng.randint(1, 12) + str(i) for i in range(rng.choice((2, 3, 4))))
+            words = [f"f{rng.randint(0, 10**6)}" for _ in range(rng.randint(50, 150))]
+            for _ in range(rng.randint(1, 12)):
+                words.insert(rng.randint(0, len(words)), phrase)
+            doc = Document(text=" ".join(words), id="p")
+            expected = reference.filter(doc)
+            reasons.add(None if expected is True else expected[1])
+            assert self.f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
+        assert {"top_2_gram", "top_3_gram", "top_4_gram", None} <= reasons
+
 
 # --- boilerplate ------------------------------------------------------------------------------
 
