@@ -50,10 +50,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")  # json.loads would otherwise accept NaN/Infinity
 
 
+ARGUMENTS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _arguments(text: str) -> tuple[dict | str, bool]:
     """Arguments as a dict when they are a JSON object, else the raw text (and a malformed flag)."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = ARGUMENTS_DECODER.decode(text)
     except ValueError:
         return text, True
     return (value, False) if isinstance(value, dict) else (text, True)
@@ -61,13 +64,14 @@ def _arguments(text: str) -> tuple[dict | str, bool]:
 
 def _parse_call(text: str) -> tuple[str, dict | str, bool]:
     """(name, arguments, malformed) from the text after `<functioncall>`."""
+    # The common, quoted form first: a quote where a JSON value must start, so never valid JSON.
+    match = QUOTED_CALL.match(text)
+    if match:
+        return json.loads(f'"{match["name"]}"'), *_arguments(match["args"])
     try:
         call = json.loads(text)
     except json.JSONDecodeError:
-        match = QUOTED_CALL.match(text)
-        if not match:
-            raise Drop("unparsable_tool_call", text[:80]) from None
-        return json.loads(f'"{match["name"]}"'), *_arguments(match["args"])
+        raise Drop("unparsable_tool_call", text[:80]) from None
     if not (isinstance(call, dict) and isinstance(call.get("name"), str) and "arguments" in call):
         raise Drop("unparsable_tool_call", text[:80])
     args = call["arguments"]
