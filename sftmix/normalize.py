@@ -94,8 +94,13 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
     if converted.key is not None:
         origin["key"] = converted.key
     origin.update(converted.meta)
-    return make_record(messages=converted.messages, tools=converted.tools, source=info.key, licence=licence,
-                       language=language, origin=origin)
+    try:
+        return make_record(messages=converted.messages, tools=converted.tools, source=info.key, licence=licence,
+                           language=language, origin=origin)
+    except UnicodeEncodeError as error:
+        # A lone `\ud83d`-style escape in raw JSON decodes to half a surrogate pair: not text, and
+        # neither hashable as UTF-8 nor storable in Parquet.
+        return Drop("invalid_unicode", f"unpaired surrogate {error.object[error.start]!r} in the conversation")
 
 
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:

@@ -32,9 +32,23 @@ FLUSH_ROWS = 2048
 
 def _row_json(row) -> str:
     try:
-        return dumps(row)
+        text = dumps(row)
     except (TypeError, ValueError):
-        return json.dumps(row, ensure_ascii=False, default=repr)
+        text = json.dumps(row, ensure_ascii=False, default=repr)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # unpaired surrogates: kept as JSON escapes, as the raw file had them
+        text = json.dumps(row, ensure_ascii=True, default=repr)
+    return text
+
+
+def _text(value: str) -> str:
+    """`value` as storable UTF-8 (unpaired surrogates become backslash escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 class RejectedSink:
@@ -46,7 +60,7 @@ class RejectedSink:
     def reject(self, stage: str, reason: str, row, *, detail: str = "", key: str = "", record_id: str | None = None) -> None:
         self.counts.drop(reason)
         self.buffer.append(
-            {"source": self.source, "stage": stage, "reason": reason, "detail": detail[:2000], "key": key,
+            {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}
         )
         if len(self.buffer) >= FLUSH_ROWS:

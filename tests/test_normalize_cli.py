@@ -144,3 +144,18 @@ def test_generic_converter_without_licence_is_refused(tmp_path):
     done = sftmix("normalize", "sharegpt", fixture, "-o", tmp_path / "OUT.parquet", cwd=tmp_path)
     _assert_clean_failure(done, tmp_path, "--licence")
     assert leftovers(tmp_path) == []
+
+
+def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):
+    # JSON Lines may hold a lone `\ud83d` escape (half an emoji); json.loads gives a str that is no
+    # valid text: it can be neither hashed as UTF-8 nor written to Parquet.
+    lines = (ROOT / "tests" / "fixtures" / "dolly" / "databricks-dolly-15k.jsonl").read_text().splitlines()[:3]
+    lines[1] = lines[1].replace('", "category"', ' \\ud83d", "category"', 1)
+    assert "\\ud83d" in lines[1]
+    raw = tmp_path / "databricks-dolly-15k.jsonl"
+    raw.write_text("\n".join(lines) + "\n")
+    summary = summary_of(sftmix("normalize", "dolly", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path))
+    assert summary == {"read": 3, "kept": 2, "dropped": {"invalid_unicode": 1}}
+    drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert drop["reason"] == "invalid_unicode" and drop["key"] == f"{raw.name}#1"
+    assert "\\ud83d" in drop["row"] and "\\ud83d" in drop["detail"]
