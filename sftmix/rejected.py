@@ -32,18 +32,14 @@ FLUSH_ROWS = 2048
 
 def _row_json(row) -> str:
     try:
-        text = dumps(row)
+        return _text(dumps(row))
     except (TypeError, ValueError):
-        text = json.dumps(row, ensure_ascii=False, default=repr)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # unpaired surrogates: kept as JSON escapes, as the raw file had them
-        text = json.dumps(row, ensure_ascii=True, default=repr)
-    return text
+        return _text(json.dumps(row, ensure_ascii=False, default=repr))
 
 
 def _text(value: str) -> str:
-    """`value` as storable UTF-8 (unpaired surrogates become backslash escapes)."""
+    """`value` as storable UTF-8: unpaired surrogates become backslash escapes (inside a JSON string,
+    the very `\\ud83d` escape the raw file had)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
