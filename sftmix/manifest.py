@@ -213,6 +213,8 @@ class Executor(_Strict):
             if self.slurm:
                 raise ValueError(f"slurm options given for executor kind {self.kind!r}")
             return self
+        if self.workers == "auto":  # auto counts the cores of the machine submitting, not the cluster's
+            raise ValueError("slurm needs workers: N, the tasks of each stage's job array")
         import inspect
 
         from datatrove.executor import SlurmPipelineExecutor
