@@ -120,3 +120,45 @@ def test_repr_with_escaped_quote_parses(out):
 def test_malformed_arguments_are_kept_verbatim(out):
     assert out[f"{F}#6"].messages[1]["tool_calls"] == [
         call("weather-server-get_forecast", '{"city": "Bilbao"', "call_0")]
+
+
+@pytest.mark.parametrize("arguments", [
+    '{"city": "Bilbao"}', "", '{"q": "O\'Brien"}', '{"path": "C:\\\\tmp"}', '{"text": "line\\none"}', "{}",
+    '{"emoji": "\U0001f600", "tab": "a\tb"}', 'with "double" and \'single\'', "nul\x00byte", "cr\rlf\n",
+])
+def test_plain_repr_fast_path_reads_what_literal_eval_reads(arguments):
+    import ast
+
+    from sftmix.sources.toucan import _literal_call
+
+    for call_dict in ({"name": "srv-tool_1", "arguments": arguments}, {"name": "it's", "arguments": arguments}):
+        content = str(call_dict)  # how the producer wrote tool_call contents
+        try:
+            expected = ast.literal_eval(content)
+        except (ValueError, SyntaxError):
+            with pytest.raises((ValueError, SyntaxError)):
+                _literal_call(content)
+            continue
+        assert _literal_call(content) == expected == call_dict
+
+
+@pytest.mark.parametrize("content", [
+    "{'name': 'a', 'arguments': 'x\ny'}",  # a raw line break: not a valid literal
+    "{'name': 'a', 'arguments': 'x\x00y'}",  # a raw NUL: not valid source
+    "{'name': 'a', 'arguments': 'x\\'y'}",
+    "{'name': 'a', 'arguments': 'x\\ty'}",
+    " {'name': 'a', 'arguments': '{}'}",
+    "{'name': 'a', 'arguments': '{}', 'arguments': 'b'}",
+])
+def test_plain_repr_fast_path_agrees_with_literal_eval_on_raw_contents(content):
+    import ast
+
+    from sftmix.sources.toucan import _literal_call
+
+    try:
+        expected = ast.literal_eval(content)
+    except (ValueError, SyntaxError) as error:
+        with pytest.raises(type(error)):
+            _literal_call(content)
+    else:
+        assert _literal_call(content) == expected
