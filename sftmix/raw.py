@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -61,11 +62,43 @@ def _parquet_rows(path: Path, mine) -> Iterator[dict | None]:
             yield from (None for _ in range(batch.num_rows))  # another worker's rows: never decoded
 
 
+# Surrogate escapes, a high+low pair as one match: a 6-byte match is an unpaired half. ijson's C
+# backend turns a lone high surrogate into "?" and fails on a lone low one; its Python backend
+# keeps both, as json.loads does.
+SURROGATE_ESCAPES = re.compile(rb"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?|[c-fC-F][0-9a-fA-F]{2})")
+SCAN_BYTES = 1 << 24
+
+
+def _has_lone_surrogate_escape(path: Path) -> bool:
+    """Whether the file holds an unpaired surrogate escape (a backslash-escaped backslash before `u`
+    can make it say yes wrongly; the slower reader it then picks is right too)."""
+    carry = b""
+    with _open(path) as handle:
+        while True:
+            chunk = handle.read(SCAN_BYTES)
+            window = carry + chunk
+            # A match is at most 12 bytes: one starting in the last 11 may be cut, so it waits for more.
+            settled = len(window) if not chunk else max(0, len(window) - 11)
+            resume = settled
+            for escape in SURROGATE_ESCAPES.finditer(window):
+                if escape.start() >= settled:
+                    break
+                if len(escape[0]) == 6:
+                    return True
+                resume = max(settled, escape.end())
+            if not chunk:
+                return False
+            carry = window[resume:]
+
+
 def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
+    # ijson's C parser unless the file has unpaired surrogates, which only its Python parser keeps
+    # intact (the rows holding them are then dropped as invalid_unicode, as in JSON Lines).
+    parser = ijson.get_backend("python") if _has_lone_surrogate_escape(path) else ijson
     with _open(path) as handle:
         # The array must be parsed whole to find row boundaries; only this worker's rows are kept.
         # use_float keeps numbers as float, not Decimal, as json.loads would give them
-        for row in ijson.items(handle, "item", use_float=True):
+        for row in parser.items(handle, "item", use_float=True):
             yield row if mine(1) else None
 
 
@@ -114,5 +147,5 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
                 if not isinstance(row, (dict, Drop)):
                     row = Drop("malformed_row", f"not an object: {type(row).__name__}")
                 yield f"{path.name}#{index}", row
-        except ijson.JSONError as error:
+        except (ijson.JSONError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None

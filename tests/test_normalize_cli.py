@@ -159,3 +159,31 @@ def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert drop["reason"] == "invalid_unicode" and drop["key"] == f"{raw.name}#1"
     assert "\\ud83d" in drop["row"] and "\\ud83d" in drop["detail"]
+
+
+@pytest.mark.parametrize("escape", ["\\ud83d", "\\ude00"], ids=["lone-high", "lone-low"])
+def test_unpaired_surrogate_in_a_json_array_is_the_same_counted_drop(tmp_path, escape):
+    # ijson's C parser would turn a lone high half into "?" (a silent change) and stop the run on a
+    # lone low half; such a file is read by its Python parser, so the row is dropped as in JSON Lines.
+    rows = json.loads((ROOT / "tests" / "fixtures" / "xlam" / "xlam_function_calling_60k.json").read_text())[:3]
+    text = json.dumps(rows)
+    first_query = json.dumps(rows[0]["query"])[1:-1]
+    raw = tmp_path / "xlam_function_calling_60k.json"
+    raw.write_text(text.replace(first_query, first_query + escape + " and \\ud83d\\ude00", 1))
+    summary = summary_of(sftmix("normalize", "xlam", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path))
+    assert summary == {"read": 3, "kept": 2, "dropped": {"invalid_unicode": 1}}
+    drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert drop["key"] == f"{raw.name}#0" and escape in drop["row"]
+
+
+def test_paired_surrogate_escapes_are_text(tmp_path):
+    rows = json.loads((ROOT / "tests" / "fixtures" / "xlam" / "xlam_function_calling_60k.json").read_text())[:2]
+    rows[0]["query"] += " \U0001f600"
+    raw = tmp_path / "xlam_function_calling_60k.json"
+    raw.write_text(json.dumps(rows))  # ensure_ascii: the emoji is written as the pair \ud83d\ude00
+    assert "\\ud83d\\ude00" in raw.read_text()
+    summary = summary_of(sftmix("normalize", "xlam", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path))
+    assert summary["kept"] == 2
+    users = [m["content"] for r in pq.read_table(tmp_path / "o.parquet").to_pylist() for m in r["messages"]
+             if m["role"] == "user"]
+    assert any(u.endswith(" \U0001f600") for u in users)
