@@ -26,6 +26,9 @@ from sftmix.normalize import SourceInfo, filter_records, normalize
 
 EXECUTORS = ("local", "ray", "slurm")
 SLURM_POLL_SECONDS = 30
+# The SlurmPipelineExecutor arguments the stage runner sets itself, in the order `_executor` passes
+# them; a manifest's `slurm:` options give the others (checked by `slurm_options_problem`).
+SLURM_SET_BY_SFTMIX = ("pipeline", "tasks", "logging_dir", "skip_completed", "job_name", "job_id_retriever")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,38 @@ class StageStep(PipelineStep):
         yield from ()
 
 
+class SlurmJobIds:
+    """datatrove's job-id retriever, also remembering every job it launched. With more tasks than
+    `max_array_size` datatrove submits several arrays but keeps only the last id, and with
+    `max_array_launch_parallel` an earlier array can still run after the last one has ended."""
+
+    def __init__(self, job_id_position: int = -1):
+        self.job_id_position, self.launched = job_id_position, []
+
+    def __call__(self, sbatch_output: str) -> str:
+        from datatrove.executor.slurm import default_job_id_retriever
+
+        job_id = default_job_id_retriever(sbatch_output, job_id_position=self.job_id_position)
+        self.launched.append(job_id)
+        return job_id
+
+
+def slurm_options_problem(options: dict) -> str | None:
+    """Why a manifest's `slurm:` options cannot be given to SlurmPipelineExecutor, or None."""
+    import inspect
+
+    from datatrove.executor import SlurmPipelineExecutor
+
+    parameters = inspect.signature(SlurmPipelineExecutor).parameters
+    allowed = set(parameters) - set(SLURM_SET_BY_SFTMIX) | {"wait_hours"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        return f"unknown slurm option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+    missing = [name for name, p in parameters.items()
+               if p.default is inspect.Parameter.empty and name not in SLURM_SET_BY_SFTMIX and name not in options]
+    return f"slurm needs {', '.join(missing)}" if missing else None
+
+
 def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: str):
     if config.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -80,12 +115,20 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
     from datatrove.executor import SlurmPipelineExecutor
 
     options = {k: v for k, v in (config.slurm or {}).items() if k != "wait_hours"}
-    return SlurmPipelineExecutor(pipeline=[step], tasks=tasks, logging_dir=logging_dir, skip_completed=False,
-                                 job_name=f"sftmix-{step.info.key}", **options)
+    job_ids = SlurmJobIds(options.get("job_id_position", -1))
+    fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, f"sftmix-{step.info.key}", job_ids),
+                     strict=True))
+    return SlurmPipelineExecutor(**fixed, **options)
+
+
+def _slurm_jobs_queued(job_ids: list[str]) -> bool | None:
+    """Whether Slurm still lists any of the jobs (pending or running); None when squeue could not say."""
+    answers = [_slurm_job_queued(job_id) for job_id in job_ids]
+    return True if True in answers else None if None in answers else False
 
 
 def _slurm_job_queued(job_id: str) -> bool | None:
-    """Whether Slurm still lists the job (pending or running); None when squeue could not say."""
+    """Whether Slurm still lists the job; None when squeue could not say."""
     try:
         result = subprocess.run(["squeue", "--noheader", f"--jobs={job_id}", "--format=%i"],
                                 capture_output=True, text=True, timeout=120)
@@ -107,14 +150,16 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
     logging_dir = out_dir / ".datatrove-logs"
     executor = _executor(config, step, tasks, str(logging_dir))
     executor.run()
+    launched = executor.job_id_retriever.launched
+    job_ids = launched[:launched.index(executor.job_id) + 1]  # the arrays; after them, datatrove's stats merge
     deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
     while True:
-        queued = _slurm_job_queued(executor.job_id)  # asked before counting: a task may finish in between
+        queued = _slurm_jobs_queued(job_ids)  # asked before counting: a task may finish in between
         missing = [rank for rank in range(tasks) if not (out_dir / f".counts-{rank:05d}.json").is_file()]
         if not missing:
             return
         if queued is False:
-            raise RuntimeError(f"{step.info.key}: Slurm job {executor.job_id} of the {step.stage} stage ended without "
+            raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(job_ids)} of the {step.stage} stage ended without "
                                f"task(s) {', '.join(map(str, missing))}; their logs are in {logging_dir / 'slurm_logs'}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")

@@ -30,8 +30,6 @@ KNOWN_LICENCES = frozenset({
 ANY_LANGUAGE = "*"  # a target over every language of the source (the card gives no split)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-# SlurmPipelineExecutor arguments that the stage runner sets itself (`sftmix.executor`).
-SLURM_SET_BY_SFTMIX = frozenset({"pipeline", "tasks", "logging_dir", "skip_completed", "job_name"})
 
 
 def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
@@ -215,21 +213,11 @@ class Executor(_Strict):
             return self
         if self.workers == "auto":  # auto counts the cores of the machine submitting, not the cluster's
             raise ValueError("slurm needs workers: N, the tasks of each stage's job array")
-        import inspect
+        from sftmix.executor import slurm_options_problem
 
-        from datatrove.executor import SlurmPipelineExecutor
-
-        parameters = inspect.signature(SlurmPipelineExecutor).parameters
-        allowed = set(parameters) - SLURM_SET_BY_SFTMIX | {"wait_hours"}
-        options = self.slurm or {}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise ValueError(f"unknown slurm option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
-        required = [name for name, p in parameters.items()
-                    if p.default is inspect.Parameter.empty and name not in SLURM_SET_BY_SFTMIX]
-        missing = [name for name in required if name not in options]
-        if missing:
-            raise ValueError(f"slurm needs {', '.join(missing)}")
+        problem = slurm_options_problem(self.slurm or {})
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -99,3 +99,18 @@ def test_a_failed_slurm_task_is_an_error_naming_its_logs_not_a_wait(tmp_path, sl
         run_stage(step, config)
     logs = Path(str(raised.value).rsplit(" ", 1)[1])
     assert "missing.json" in "".join(log.read_text() for log in logs.glob("*.out"))
+
+
+def test_slurm_waits_for_every_job_array_when_they_run_in_parallel(tmp_path, slurm, monkeypatch):
+    """Two tasks in arrays of one, launched together: the first array still runs after the last ends."""
+    raw = _grown_glaive(tmp_path)
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(raw)], str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    monkeypatch.setenv("SLURM_STANDIN_SLOW_JOB", "1:3")
+    config = ExecutorConfig(kind="slurm", workers=2, slurm={**SLURM_OPTIONS, "max_array_size": 1,
+                                                            "max_array_launch_parallel": True, "wait_hours": 0.1})
+    counts = run_stage(step, config)
+    arrays = [path for path in slurm.glob("job-*/script.sh") if "launch_pickled_pipeline" in path.read_text()]
+    assert len(arrays) == 2 and all("#SBATCH --array=0-0" in path.read_text() for path in arrays)  # one per task
+    assert counts.read == 150 * len(json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text()))
+    assert sorted(p.name for p in (tmp_path / "parts").glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]

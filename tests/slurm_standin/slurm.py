@@ -5,7 +5,8 @@ scontrol, squeue), so the Slurm path runs for real on a machine without Slurm.
 array task with the environment Slurm gives it (`SLURM_ARRAY_TASK_ID`, `SLURM_JOB_ID`, the
 `--export`ed variables), logs to the `--output` pattern, and honours `--dependency=afterok:`.
 `squeue` lists a job while it is queued or running, and refuses its id afterwards, like Slurm
-once a finished job is purged. State lives in `$SLURM_STANDIN_STATE`.
+once a finished job is purged. State lives in `$SLURM_STANDIN_STATE`; `$SLURM_STANDIN_SLOW_JOB`
+(`<job id>:<seconds>`) holds one job back, as a busy partition would.
 
     python slurm.py <command> [arguments...]
 """
@@ -44,6 +45,9 @@ def run_job(job_id: str, options: list[str]) -> None:
     script = job_dir / "script.sh"
     directives = _directives(script)
     env = {**os.environ, "SLURM_JOB_ID": job_id, "SLURM_NODELIST": "localhost", "SLURM_NODEID": "0"}
+    slow_job, _, seconds = os.environ.get("SLURM_STANDIN_SLOW_JOB", "").partition(":")
+    if slow_job == job_id:
+        time.sleep(float(seconds))
     run = True
     for option in options:
         if option.startswith("--export=ALL,"):
