@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, generate
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env
 from sftmix.normalize import SourceInfo, read_records
-from sftmix.executor import ExecutorConfig, StageStep, run_stage
+from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.reader import shard_files
 from sftmix.sources import filter_defaults, shardable
 
@@ -171,13 +170,14 @@ def _save_counts(layout: Layout, key: str, stage: str, counts: Counts) -> None:
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:
-    """The manifest's executor; `workers: auto` uses every core once the input is worth it.
+    """The manifest's executor; `workers: auto` uses every core (of the Ray cluster, on Ray) once the
+    input is worth it.
     `workers` overrides the manifest (the output does not depend on it)."""
     config = manifest.executor
     workers = workers or config.workers
     if workers == "auto":
         size = sum(f.stat().st_size for f in files)
-        workers = max(1, min(os.cpu_count() or 1, size // AUTO_BYTES_PER_WORKER))
+        workers = max(1, min(available_cpus(config.kind), size // AUTO_BYTES_PER_WORKER))
     return ExecutorConfig(kind=config.kind, workers=int(workers), slurm=config.slurm)
 
 

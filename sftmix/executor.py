@@ -97,6 +97,23 @@ def slurm_options_problem(options: dict) -> str | None:
     return f"slurm needs {', '.join(missing)}" if missing else None
 
 
+def _ray():
+    import ray
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS names an existing cluster; without it Ray starts one on this machine.
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def available_cpus(kind: str) -> int:
+    """The CPUs tasks can run on: the Ray cluster's for Ray, this machine's otherwise (Slurm has no
+    such answer: its manifests name their workers)."""
+    if kind == "ray":
+        return max(1, int(_ray().cluster_resources().get("CPU", 1)))
+    return os.cpu_count() or 1
+
+
 def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: str):
     if config.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -104,12 +121,9 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
         return LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=tasks, logging_dir=logging_dir,
                                      skip_completed=False)
     if config.kind == "ray":
-        import ray
         from datatrove.executor import RayPipelineExecutor
 
-        if not ray.is_initialized():
-            # RAY_ADDRESS names an existing cluster; without it Ray starts one on this machine.
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+        _ray()
         return RayPipelineExecutor(pipeline=[step], tasks=tasks, workers=tasks, logging_dir=logging_dir,
                                    skip_completed=False, mem_per_cpu_gb=1)
     from datatrove.executor import SlurmPipelineExecutor

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sftmix import executor
-from sftmix.build import Layout, build
+from sftmix import build as build_module
+from sftmix.build import Layout, build, executor_config
 from sftmix.executor import ExecutorConfig, StageStep, run_stage
 from sftmix.manifest import load
 from sftmix.normalize import SourceInfo
@@ -60,6 +61,21 @@ def test_ray_cluster_of_two_workers_gives_the_local_executor_ids(tmp_path):
     finally:
         ray.shutdown()
     _assert_same_output_as_local(tmp_path, raw, "ray", on_ray)
+
+
+def test_auto_workers_on_ray_count_the_clusters_cpus_not_this_machines(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    raw = _grown_glaive(tmp_path)
+    manifest = load(_manifest(tmp_path, raw, "ray")).model_copy(deep=True)
+    manifest.executor.workers = "auto"
+    monkeypatch.setattr(build_module, "AUTO_BYTES_PER_WORKER", 1)  # any input is worth a worker per CPU
+    ray.init(num_cpus=(os.cpu_count() or 1) + 3, include_dashboard=False, log_to_driver=False)
+    try:
+        assert executor_config(manifest, [raw]).workers == (os.cpu_count() or 1) + 3
+    finally:
+        ray.shutdown()
+    manifest.executor.kind = "local"
+    assert executor_config(manifest, [raw]).workers == (os.cpu_count() or 1)
 
 
 @pytest.fixture
