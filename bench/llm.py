@@ -4,7 +4,7 @@
 
 The server (tests/openai_server.py, imported by path) runs in its own process, so the client and the
 server each have a core and their own GIL; it answers every request after a fixed `--delay`. Each
-level sends max(--requests, 50 x concurrency) distinct requests. Starting a level (a new SDK client,
+level sends max(--requests, 50 x concurrency) distinct requests. Starting a level (a new HTTP session,
 c new connections, a first burst of c requests that client and server each handle one after the
 other) costs one to two extra rounds once per run; 50 rounds keep that near 3% of the level, and
 `first_reply_s` shows it. The best a client can do at concurrency c is c / delay requests per second.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import types
 from collections import Counter
@@ -56,8 +57,14 @@ def gather(client: LLMClient, texts: list[str], **kw) -> list:
     return run(client, all_of())
 
 
-def cache_files(client: LLMClient) -> list[Path]:
-    return sorted(p for p in Path(client.settings.cache_dir).rglob("*") if p.is_file())
+def cache_files(directory: Path | str) -> list[Path]:
+    return sorted(p for p in Path(directory).rglob("*") if p.is_file())
+
+
+def cache_entries(directory: Path | str) -> list[dict]:
+    """The answers stored under `directory`: the whole lines of its logs, read here independently."""
+    return [json.loads(line) for path in cache_files(directory)
+            for line in path.read_bytes().splitlines(keepends=True) if line.endswith(b"\n")]
 
 
 def expected_cost(prices: Prices, prompt: int, completion: int, hit: int) -> float:
@@ -161,8 +168,8 @@ def test_cache_key_covers_sampling_parameters(tmp_path):
             client = make_client(srv, tmp_path, **settings)
             assert run(client, client.complete(user("same messages"))).cached
         assert srv.count() == len(variants) + 1
-    keys = {p.stem for p in cache_files(client)}
-    assert len(keys) == len(variants) + 1
+    keys = [entry["key"] for entry in cache_entries(tmp_path / "cache")]
+    assert len(set(keys)) == len(keys) == len(variants) + 1
     base = {"model": "m", "messages": user("x"), "temperature": 0.0, "top_p": 1.0, "max_tokens": 10}
     assert request_key("h", base) != request_key("h", {**base, "temperature": 0.1})
     assert request_key("h", base) != request_key("other-host", base)
@@ -173,40 +180,49 @@ def test_cache_entries_hold_no_key(tmp_path):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
         gather(client, [f"entry {i}" for i in range(5)])
-    files = cache_files(client)
-    assert len(files) == 5
-    for path in files:
-        data = path.read_bytes()
-        assert KEY.encode() not in data and b"Bearer" not in data and b"SECRET" not in data
-        entry = json.loads(data)
-        assert set(entry) == {"content", "finish_reason", "usage", "request"}
+    (log,) = cache_files(tmp_path / "cache")  # one log for the run, not a file per answer
+    data = log.read_bytes()
+    assert KEY.encode() not in data and b"Bearer" not in data and b"SECRET" not in data
+    entries = cache_entries(tmp_path / "cache")
+    assert sorted(e["request"]["messages"][1]["content"] for e in entries) == [f"entry {i}" for i in range(5)]
+    for entry in entries:
+        assert set(entry) == {"key", "content", "finish_reason", "usage", "request"}
         assert entry["request"]["host"] == client.host
-    assert not [p for p in files if p.name.endswith(".tmp")]
+        assert entry["key"] == request_key(client.host, {k: v for k, v in entry["request"].items() if k != "host"})
 
 
-def test_damaged_cache_file_is_asked_again(tmp_path):
+def test_torn_cache_line_is_asked_again(tmp_path):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
+        run(client, client.complete(user("keep me")))
         run(client, client.complete(user("damage me")))
-        (path,) = cache_files(client)
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a torn write
+        (log,) = cache_files(tmp_path / "cache")
+        log.write_bytes(log.read_bytes()[:-40])  # the last answer's line cut off, as by a kill mid-write
         client2 = make_client(srv, tmp_path)
-        reply = run(client2, client2.complete(user("damage me")))
-        assert not reply.cached and reply.content == "echo: damage me"
-        assert srv.count() == 2
-        json.loads(path.read_text())  # rewritten whole
+        torn = run(client2, client2.complete(user("damage me")))
+        kept = run(client2, client2.complete(user("keep me")))
+        assert not torn.cached and torn.content == "echo: damage me" and kept.cached
+        assert srv.count() == 3
+        assert len(cache_files(tmp_path / "cache")) == 2  # asked again, stored in the second run's own log
         client3 = make_client(srv, tmp_path)
         assert run(client3, client3.complete(user("damage me"))).cached
-        assert srv.count() == 2
+        assert srv.count() == 3
 
 
-@pytest.mark.parametrize("damage", [b"\xff\xfe\x00\x13garbage", b"{}", b"null"], ids=["bad-utf8", "empty-object", "null"])
-def test_damaged_cache_file_of_any_kind_is_asked_again(tmp_path, damage):
+@pytest.mark.parametrize("damage", [
+    lambda line: b"\xff\xfe\x00\x13garbage\n",  # not UTF-8, not JSON
+    lambda line: line[:20] + b"\xff" + line[21:],  # the key's bytes damaged
+    lambda line: line.replace(b'"content"', b'"kontent"'),  # JSON of the wrong shape
+    lambda line: line.replace(b'"usage": {', b'"usage": [{'),  # not JSON any more, key intact
+    lambda line: b"{}\n",
+    lambda line: b"null\n",
+], ids=["bad-utf8", "bad-key", "wrong-shape", "bad-json", "empty-object", "null"])
+def test_damaged_cache_line_of_any_kind_is_asked_again(tmp_path, damage):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
         run(client, client.complete(user("damage me")))
-        (path,) = cache_files(client)
-        path.write_bytes(damage)
+        (log,) = cache_files(tmp_path / "cache")
+        log.write_bytes(damage(log.read_bytes()))
         client2 = make_client(srv, tmp_path)
         reply = run(client2, client2.complete(user("damage me")))
         assert not reply.cached and reply.content == "echo: damage me" and srv.count() == 2
@@ -243,7 +259,7 @@ def test_transient_faults_are_retried(tmp_path, fault, statuses):
         assert [r.status for r in srv.requests] == statuses
         assert srv.fired() == len(statuses) - 1
     assert client.stats.requests == len(statuses) and client.stats.retries == len(statuses) - 1
-    assert len(cache_files(client)) == 1  # only the good answer is cached
+    assert len(cache_entries(tmp_path / "cache")) == 1  # only the good answer is cached
 
 
 def test_slow_response_past_timeout_is_retried(tmp_path):
@@ -258,6 +274,30 @@ def test_slow_response_past_timeout_is_retried(tmp_path):
     assert client.stats.retries == 1
 
 
+@pytest.mark.parametrize("suffix, path", [("/v1", "/v1/chat/completions"), ("/v1/", "/v1/chat/completions"),
+                                          ("", "/chat/completions"), ("/", "/chat/completions")])
+def test_base_url_joined_like_the_sdk(tmp_path, suffix, path):
+    """DeepSeek's documented base URL has no /v1; OpenAI's has one; a trailing slash changes nothing."""
+    with serve_openai() as srv:
+        client = LLMClient(LLMSettings(base_url=srv.base_url.removesuffix("/v1") + suffix,
+                                       cache_dir=str(tmp_path / "cache")), api_key=KEY)
+        reply = run(client, client.complete(user("where to")))
+        assert [(r.path, r.status) for r in srv.requests] == [(path, 200)]
+    assert isinstance(reply, Completion) and reply.content == "echo: where to"
+
+
+def test_refused_connection_is_retried_then_a_failure(tmp_path):
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client = LLMClient(LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", cache_dir=str(tmp_path / "cache"),
+                                   max_retries=2, backoff_base_s=0.01), api_key=KEY)
+    reply = run(client, client.complete(user("anyone there")))
+    assert isinstance(reply, Failure) and reply.reason == "llm_retries_exhausted"
+    assert reply.detail.startswith("APIConnectionError: ") and str(port) in reply.detail
+    assert client.stats.requests == 3 and client.stats.retries == 2 and client.stats.failures == 1
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 def test_client_errors_fail_without_retry(tmp_path, status):
     with serve_openai(faults=[Fault("server_error", status=status, count=None)]) as srv:
@@ -266,7 +306,7 @@ def test_client_errors_fail_without_retry(tmp_path, status):
         assert srv.count() == 1
     assert isinstance(reply, Failure) and reply.reason == f"http_{status}"
     assert client.stats.failures == 1 and client.stats.retries == 0
-    assert not cache_files(client)
+    assert not cache_entries(tmp_path / "cache")
 
 
 def test_real_bad_request_is_http_400(tmp_path):
@@ -285,7 +325,7 @@ def test_retries_exhausted(tmp_path):
     assert isinstance(reply, Failure) and reply.reason == "llm_retries_exhausted"
     assert reply.detail.startswith("InternalServerError")
     assert client.stats.retries == 3 and client.stats.failures == 1 and client.stats.requests == 4
-    assert not cache_files(client)
+    assert not cache_entries(tmp_path / "cache")
 
 
 def test_truncated_completion(tmp_path):
@@ -447,7 +487,7 @@ def test_rate_limit_storm_loses_and_duplicates_nothing(tmp_path):
         assert len(ok_hashes) == 50 and set(ok_hashes.values()) == {1}
     assert [r.content for r in results] == [f"echo: {t}" for t in texts]
     assert client.stats.retries == 100 and client.stats.failures == 0
-    assert len(cache_files(client)) == 50
+    assert len(cache_entries(tmp_path / "cache")) == 50
 
 
 # -------------------------------------------------------------------------------------- rate limiter
@@ -627,9 +667,8 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
         assert KEY not in failure.detail and "SECRET" not in failure.detail
     assert KEY not in captured.out and KEY not in captured.err
     assert KEY not in caplog.text and all(KEY not in str(r.args) for r in caplog.records)
-    cache = sorted(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert len(cache) == 4
-    _assert_no_key_in([out, tmp_path / "gen.rejected.parquet", *cache])
+    assert len(cache_entries(tmp_path / "cache")) == 4
+    _assert_no_key_in([out, tmp_path / "gen.rejected.parquet", *cache_files(tmp_path / "cache")])
 
 
 def _judge_input(path: Path, n: int) -> list[str]:
@@ -670,9 +709,8 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
     assert "***" in failures[0].detail  # the echoed key was there, and was redacted
     assert KEY not in captured.out and KEY not in captured.err
     assert KEY not in caplog.text and all(KEY not in str(r.args) for r in caplog.records)
-    out_files = [tmp_path / "out.parquet", tmp_path / "out.rejected.parquet"] + sorted(
-        p for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert len(out_files) == 2 + 2
+    assert len(cache_entries(tmp_path / "cache")) == 2
+    out_files = [tmp_path / "out.parquet", tmp_path / "out.rejected.parquet", *cache_files(tmp_path / "cache")]
     for path in out_files:
         assert KEY.encode() not in path.read_bytes(), path
     for path in out_files[:2]:

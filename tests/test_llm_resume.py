@@ -105,7 +105,9 @@ def sftmix(server: StandaloneServer, tmp_path: Path, *args: str) -> subprocess.P
 
 
 def cached_keys(tmp_path: Path) -> set[str]:
-    return {p.stem for p in (tmp_path / "cache").rglob("*.json")}
+    """Keys of the answers stored: whole lines of the cache's logs (a kill can leave the last one torn)."""
+    return {json.loads(line)["key"] for path in (tmp_path / "cache").glob("*.jsonl")
+            for line in path.read_bytes().splitlines(keepends=True) if line.endswith(b"\n")}
 
 
 def kill_and_resume(server: StandaloneServer, tmp_path: Path, args: list[str], out: Path) -> dict:
