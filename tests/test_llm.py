@@ -7,9 +7,11 @@ are checked from both sides (what the client returns, what the server saw).
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
 import socket
+import threading
 import time
 import types
 from collections import Counter
@@ -284,6 +286,51 @@ def test_base_url_joined_like_the_sdk(tmp_path, suffix, path):
         reply = run(client, client.complete(user("where to")))
         assert [(r.path, r.status) for r in srv.requests] == [(path, 200)]
     assert isinstance(reply, Completion) and reply.content == "echo: where to"
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy stand-in: records each request line and answers with a chat completion."""
+
+    seen: list[str] = []
+
+    def do_POST(self):
+        self.seen.append(self.requestline)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"choices": [{"message": {"content": "via proxy"}, "finish_reason": "stop"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_proxy():
+    _RecordingProxy.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _RecordingProxy.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_proxy_from_the_environment(tmp_path, monkeypatch, recording_proxy):
+    proxy_url, seen = recording_proxy
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    far = LLMClient(LLMSettings(base_url="http://llm.example.invalid/v1", cache_dir=str(tmp_path / "c1")), api_key=KEY)
+    reply = run(far, far.complete(user("through the proxy")))
+    assert isinstance(reply, Completion) and reply.content == "via proxy"
+    assert seen == ["POST http://llm.example.invalid/v1/chat/completions HTTP/1.1"]
+    with serve_openai() as srv:  # NO_PROXY: straight to the server, the proxy sees nothing
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        near = make_client(srv, tmp_path)
+        assert run(near, near.complete(user("direct"))).content == "echo: direct"
+        assert srv.count() == 1 and len(seen) == 1
 
 
 def test_refused_connection_is_retried_then_a_failure(tmp_path):
