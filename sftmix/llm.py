@@ -11,7 +11,7 @@
   stays the reference the test server is checked against (tests/test_openai_server.py).
 - A content-addressed response cache on disk, keyed by (endpoint host, model, messages, sampling
   parameters); a finished request is never paid twice, across crashes and kills: each answer is one
-  append to the process's own log, and a torn line is no answer.
+  append to the run's own log, and a torn line is no answer.
 - Token and cost accounting (prompt, completion, DeepSeek's prompt-cache-hit tokens) with a budget
   cap that stops new requests cleanly.
 - The API key comes from the environment only and is never written, logged or put in an error.
@@ -275,7 +275,7 @@ class _Retryable(Exception):
 
 
 class _ClientError(Exception):
-    """Any other HTTP error status (4xx but 429): asking again will not help."""
+    """Any other status but 2xx (4xx but 429; 3xx, as redirects are not followed): asking again will not help."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
