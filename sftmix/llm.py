@@ -271,7 +271,7 @@ class _Retryable(Exception):
 
     def __init__(self, kind: str, message: str, retry_after: float | None = None):
         super().__init__(message)
-        self.kind, self.message, self.retry_after = kind, message, retry_after
+        self.kind, self.retry_after = kind, retry_after
 
 
 class _ClientError(Exception):
@@ -279,7 +279,7 @@ class _ClientError(Exception):
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status = status
 
 
 class LLMClient:
@@ -375,13 +375,13 @@ class LLMClient:
                 try:
                     completion = await self._send(session, body)
                 except _Retryable as error:
-                    last_error = f"{error.kind}: {self._redact(error.message)[:300]}"
+                    last_error = f"{error.kind}: {self._redact(str(error))[:300]}"
                     retry_after = error.retry_after
                 except _MalformedResponse as error:
                     last_error = f"malformed_response: {self._redact(str(error))}"
                 except _ClientError as error:
                     self.stats.failures += 1
-                    return Failure(f"http_{error.status}", self._redact(error.message)[:300])
+                    return Failure(f"http_{error.status}", self._redact(str(error))[:300])
                 else:
                     self._account(completion.usage)
                     self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
