@@ -10,7 +10,11 @@ import asyncio
 import http.server
 import json
 import logging
+import os
 import socket
+import ssl
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -288,15 +292,15 @@ def test_base_url_joined_like_the_sdk(tmp_path, suffix, path):
     assert isinstance(reply, Completion) and reply.content == "echo: where to"
 
 
-class _RecordingProxy(http.server.BaseHTTPRequestHandler):
-    """A forward proxy stand-in: records each request line and answers with a chat completion."""
+class _StandIn(http.server.BaseHTTPRequestHandler):
+    """A forward proxy or a TLS endpoint: records each request line and answers with a chat completion."""
 
     seen: list[str] = []
 
     def do_POST(self):
         self.seen.append(self.requestline)
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.dumps({"choices": [{"message": {"content": "via proxy"}, "finish_reason": "stop"}]}).encode()
+        body = json.dumps({"choices": [{"message": {"content": "stand-in reply"}, "finish_reason": "stop"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -308,29 +312,81 @@ class _RecordingProxy(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def recording_proxy():
-    _RecordingProxy.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _RecordingProxy.seen
-    server.shutdown()
-    server.server_close()
+def stand_in():
+    """start(tls_context=None) -> (base URL, request lines seen); stopped after the test."""
+    servers = []
+
+    def start(tls_context: ssl.SSLContext | None = None) -> tuple[str, list[str]]:
+        _StandIn.seen = []
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+        if tls_context is not None:  # a failed handshake is an OSError, which the server skips
+            server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        scheme = "https" if tls_context else "http"
+        return f"{scheme}://127.0.0.1:{server.server_address[1]}", _StandIn.seen
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
-def test_proxy_from_the_environment(tmp_path, monkeypatch, recording_proxy):
-    proxy_url, seen = recording_proxy
+def test_proxy_from_the_environment(tmp_path, monkeypatch, stand_in):
+    proxy_url, seen = stand_in()
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy_url)
     far = LLMClient(LLMSettings(base_url="http://llm.example.invalid/v1", cache_dir=str(tmp_path / "c1")), api_key=KEY)
     reply = run(far, far.complete(user("through the proxy")))
-    assert isinstance(reply, Completion) and reply.content == "via proxy"
+    assert isinstance(reply, Completion) and reply.content == "stand-in reply"
     assert seen == ["POST http://llm.example.invalid/v1/chat/completions HTTP/1.1"]
     with serve_openai() as srv:  # NO_PROXY: straight to the server, the proxy sees nothing
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         near = make_client(srv, tmp_path)
         assert run(near, near.complete(user("direct"))).content == "echo: direct"
         assert srv.count() == 1 and len(seen) == 1
+
+
+_ONE_REQUEST = """
+import asyncio, json, sys
+from sftmix.llm import LLMClient, LLMSettings
+client = LLMClient(LLMSettings(base_url=sys.argv[1], cache_dir=sys.argv[2], max_retries=0), api_key="sk-tls")
+async def main():
+    try:
+        return await client.complete([{"role": "user", "content": "over TLS"}])
+    finally:
+        await client.aclose()
+print(json.dumps(vars(asyncio.run(main())), default=str))
+"""
+
+
+def test_https_endpoint_is_verified_against_the_environments_ca(tmp_path, stand_in):
+    """The certificate store is read when the process starts (aiohttp builds its TLS context at import), so
+    each case runs in a process of its own: SSL_CERT_FILE naming the CA is trusted; without it, nothing is."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    url, seen = stand_in(server_context)
+    env = {k: v for k, v in os.environ.items()
+           if k.upper() not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+
+    def one_request(extra_env: dict, cache: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", _ONE_REQUEST, url + "/v1", str(tmp_path / cache)],
+                              env={**env, **extra_env}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    trusted = one_request({"SSL_CERT_FILE": str(tmp_path / "ca.pem")}, "c1")
+    assert trusted["content"] == "stand-in reply" and seen == ["POST /v1/chat/completions HTTP/1.1"]
+    untrusted = one_request({}, "c2")
+    assert untrusted["reason"] == "llm_retries_exhausted"
+    assert untrusted["detail"].startswith("APIConnectionError: ") and "CERTIFICATE_VERIFY_FAILED" in untrusted["detail"]
+    assert len(seen) == 1  # the untrusted client sent nothing
 
 
 def test_refused_connection_is_retried_then_a_failure(tmp_path):
