@@ -1,0 +1,75 @@
+"""Content ids: the hash of json.dumps' canonical bytes, whichever encoder writes them."""
+
+import hashlib
+import json
+import math
+import random
+
+import pytest
+
+from sftmix.record import content_id, dumps, make_record, message, tool_call, tool_def
+
+
+def reference_id(messages, tools):
+    canonical = json.dumps({"messages": messages, "tools": tools}, ensure_ascii=False, sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def conversation(text="Quel temps fait-il à Zürich ?\n\t\x01\u2028😀"):
+    return [message("system", "Réponds brièvement."), message("user", text),
+            message("assistant", "", tool_calls=[tool_call("get_weather", {"city": "Zürich"}, "call_3e8f0")]),
+            message("tool", '{"temp_c": 21.5}', tool_call_id="call_3e8f0", name="get_weather")]
+
+
+def tools_with(value):
+    return [tool_def("get_weather", "Weather at a place (#3e3e3e, 0x1e4).", {
+        "type": "object", "properties": {"city": {"type": "string", "default": value, "ñ": [value, {"z": 1, "a": value}]}},
+        "required": ["city"]})]
+
+
+def test_a_record_id_is_pinned():
+    # Ids name rows in holdouts, rejected files and users' notes: they must not move between versions.
+    record = make_record(messages=conversation(), tools=tools_with(0.5), source="s", licence="mit", language="fr",
+                         origin={})
+    assert record["id"] == "b59cc2629c3512a93e083e8b69f86cf6"
+
+
+FLOATS = [0.0, -0.0, 0.5, 1e-4, 9.99e-5, 1e-5, 1.5e-7, 5e-324, 1e15, 9.9e15, 1e16, 1.2345678901234567e19, 1e308,
+          -1e-300, 123456.789, float("nan"), float("inf"), float("-inf")]
+INTS = [0, -1, 2**53 + 1, 2**63, -(2**63), 2**64, -(2**64) - 7, 10**30]
+
+
+@pytest.mark.parametrize("value", FLOATS + INTS + [True, None, "1e16", "NaN", "0.00001", "über"],
+                         ids=lambda v: repr(v))
+def test_id_is_json_dumps_canonical_hash_for_every_kind_of_value(value):
+    messages, tools = conversation(), tools_with(value)
+    tools_json = dumps(tools)
+    expected = reference_id(messages, tools)
+    assert content_id(messages, tools_json, tools) == expected
+    assert content_id(messages, tools_json) == expected  # parsed back from the stored JSON
+
+
+def test_id_matches_json_dumps_on_random_floats_and_texts():
+    rng = random.Random(7)
+    for _ in range(3000):
+        value = rng.choice([-1, 1]) * 10 ** rng.uniform(-330, 308.2)
+        if not math.isfinite(value):
+            value = rng.random()
+        text = "".join(chr(rng.choice([rng.randrange(0, 0x80), rng.randrange(0x80, 0xD800), rng.randrange(0xE000, 0x110000)]))
+                       for _ in range(rng.randrange(0, 12)))
+        messages, tools = conversation(text), tools_with(value)
+        assert content_id(messages, dumps(tools), tools) == reference_id(messages, tools)
+
+
+@pytest.mark.parametrize("number", ["1e400", "0.00001", "10000000000000000.0", "-0.0000001234", "2E5"])
+def test_tools_text_not_written_by_json_dumps(number):
+    # A converter may hand over the source's own tools text: its numbers are not in Python's forms.
+    tools_json = '[{"type": "function", "function": {"name": "f", "parameters": {"maximum": %s}}}]' % number
+    assert content_id(conversation(), tools_json) == reference_id(conversation(), json.loads(tools_json))
+
+
+def test_a_lone_surrogate_is_an_encoding_error_as_with_json():
+    # normalize turns this error into an `invalid_unicode` drop.
+    with pytest.raises(UnicodeEncodeError):
+        content_id(conversation("half a pair \ud83d"), "[]", [])
