@@ -27,12 +27,14 @@ import os
 import random
 import re
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import aiohttp
 import jsonschema
+import numpy as np
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
@@ -183,6 +185,62 @@ class _RateLimiter:
                 await asyncio.sleep(max(0.01, 60.0 - (now - self.events[0][0])))
 
 
+class _Places:
+    """Where each cached answer is: request key -> (log number, offset, length), in 20 bytes an entry.
+
+    A dict of (str, tuple) held 276 MiB for 10^6 answers, in every process that used the cache; here
+    the first 64 bits of each key (request keys are sha256 hex) sit in a sorted numpy array beside
+    the places, plus a dict of the latest entries, merged in when it holds `RECENT` of them. Two keys
+    that share 64 bits cost one request asked again: `ResponseCache.get` checks the whole key on the
+    line. A later entry for a key replaces the earlier one.
+    """
+
+    RECENT = 65_536
+    OFFSET_BITS = 40  # a log of up to 1 TiB; the log's number above that
+
+    def __init__(self):
+        self.keys = np.empty(0, np.uint64)
+        self.places = np.empty(0, np.uint64)  # log number << OFFSET_BITS | offset
+        self.lengths = np.empty(0, np.uint32)
+        self.recent: dict[int, tuple[int, int]] = {}
+
+    @staticmethod
+    def short(key: str | bytes) -> int:
+        return int(key[:16], 16)
+
+    def get(self, key: str) -> tuple[int, int, int] | None:
+        """(log number, offset, length) of `key`'s latest entry, or None."""
+        short = self.short(key)
+        found = self.recent.get(short)
+        if found is None:
+            at = int(np.searchsorted(self.keys, np.uint64(short)))  # uint64: see filters/dedup.py
+            if at == len(self.keys) or self.keys[at] != short:
+                return None
+            found = int(self.places[at]), int(self.lengths[at])
+        place, length = found
+        return place >> self.OFFSET_BITS, place & ((1 << self.OFFSET_BITS) - 1), length
+
+    def put(self, short: int, log_number: int, offset: int, length: int) -> None:
+        self.recent[short] = (log_number << self.OFFSET_BITS | offset, length)
+        if len(self.recent) >= self.RECENT:
+            self.merge()
+
+    def merge(self, keys=(), places=(), lengths=()) -> None:
+        """Merge the recent entries, after `keys`/`places`/`lengths` (entries read in log order)."""
+        keys = np.concatenate([self.keys, np.asarray(keys, np.uint64),
+                               np.fromiter(self.recent, np.uint64, len(self.recent))])
+        places = np.concatenate([self.places, np.asarray(places, np.uint64),
+                                 np.fromiter((p for p, _ in self.recent.values()), np.uint64, len(self.recent))])
+        lengths = np.concatenate([self.lengths, np.asarray(lengths, np.uint32),
+                                  np.fromiter((n for _, n in self.recent.values()), np.uint32, len(self.recent))])
+        self.recent.clear()
+        order = np.argsort(keys, kind="stable")  # equal keys stay in the order they were written
+        keys = keys[order]
+        latest = np.ones(len(keys), bool)  # the last of each run of equal keys
+        latest[:-1] = keys[1:] != keys[:-1]
+        self.keys, self.places, self.lengths = keys[latest], places[order][latest], lengths[order][latest]
+
+
 class ResponseCache:
     """Append-only JSON Lines logs in `directory`, one per run that wrote (`responses-<pid>-<random>.jsonl`).
 
@@ -198,34 +256,43 @@ class ResponseCache:
 
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
-        self._index: dict[str, tuple[Path, int, int]] | None = None  # key -> (log, offset, length)
-        self._log: Path | None = None
+        self._places: _Places | None = None
+        self._logs: list[Path] = []  # log number -> path
+        self._log_number: int | None = None  # this run's own log
         self._log_fd: int | None = None
         self._log_size = 0
 
-    def _entries(self) -> dict[str, tuple[Path, int, int]]:
+    def _index(self) -> _Places:
         """Where each stored answer is, read from every log once (keys only; lines are parsed on a hit)."""
-        if self._index is None:
-            index = {}
+        if self._places is None:
+            self._places = _Places()
+            keys, places, lengths = array("Q"), array("Q"), array("I")
             for path in sorted(self.directory.glob("*.jsonl")):
+                self._logs.append(path)
+                log_bits = (len(self._logs) - 1) << _Places.OFFSET_BITS
                 offset = 0
                 with path.open("rb") as handle:
                     for line in handle:
                         # A whole line starts with the key: no JSON parsing for the lines never asked for.
                         if line.endswith(b"\n") and line.startswith(self._PREFIX):
-                            key = line[len(self._PREFIX):].partition(b'"')[0]
-                            index[key.decode("ascii", "replace")] = (path, offset, len(line))
+                            try:
+                                keys.append(_Places.short(line[len(self._PREFIX):len(self._PREFIX) + 16]))
+                            except ValueError:
+                                pass  # not a key we wrote: the line is no answer
+                            else:
+                                places.append(log_bits | offset)
+                                lengths.append(len(line))
                         offset += len(line)
-            self._index = index
-        return self._index
+            self._places.merge(keys, places, lengths)
+        return self._places
 
     def get(self, key: str) -> Completion | None:
-        place = self._entries().get(key)
+        place = self._index().get(key)
         if place is None:
             return None
-        path, offset, length = place
+        log_number, offset, length = place
         try:
-            with path.open("rb") as handle:
+            with self._logs[log_number].open("rb") as handle:
                 handle.seek(offset)
                 data = json.loads(handle.read(length))
             if data["key"] != key:
@@ -238,17 +305,19 @@ class ResponseCache:
         entry = {"key": key, "content": completion.content, "finish_reason": completion.finish_reason,
                  "usage": asdict(completion.usage), "request": request}
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+        places = self._index()
         if self._log_fd is None:
-            if self._log is None:
+            if self._log_number is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                self._log = self.directory / f"responses-{os.getpid()}-{os.urandom(4).hex()}.jsonl"
-            self._log_fd = os.open(self._log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._logs.append(self.directory / f"responses-{os.getpid()}-{os.urandom(4).hex()}.jsonl")
+                self._log_number = len(self._logs) - 1
+            self._log_fd = os.open(self._logs[self._log_number], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._log_size = os.fstat(self._log_fd).st_size
         # One write per answer, unbuffered: what a killed process had stored is in the file.
         written = os.write(self._log_fd, line)
         if written != len(line):  # a full disk: the tail of the line is missing, so the line is no answer
-            raise OSError(f"short write to {self._log} ({written} of {len(line)} bytes)")
-        self._entries()[key] = (self._log, self._log_size, len(line))
+            raise OSError(f"short write to {self._logs[self._log_number]} ({written} of {len(line)} bytes)")
+        places.put(_Places.short(key), self._log_number, self._log_size, len(line))
         self._log_size += len(line)
 
     def close(self) -> None:

@@ -671,6 +671,35 @@ def test_missing_api_key(tmp_path, no_key_env):
         assert srv.count() == 0
 
 
+def answers(cache, keys):
+    found = [cache.get(key) for key in keys]
+    return [answer and answer.content for answer in found]
+
+
+def test_cache_index_keeps_the_latest_entry_through_merges_and_reloads(tmp_path, monkeypatch):
+    monkeypatch.setattr(llm_module._Places, "RECENT", 4)  # a merge every 4 puts
+    keys = [llm_module.request_key("h", {"n": i}) for i in range(50)]
+    cache = llm_module.ResponseCache(tmp_path)
+    for i, key in enumerate(keys):
+        cache.put(key, Completion(f"first {i}", "stop", Usage()), {})
+    for key in keys[::3]:  # stored again (a damaged entry asked again): the newer line is the answer
+        cache.put(key, Completion("second", "stop", Usage()), {})
+    expected = ["second" if i % 3 == 0 else f"first {i}" for i in range(50)]
+    assert answers(cache, keys) == expected
+    cache.close()
+    assert answers(llm_module.ResponseCache(tmp_path), keys) == expected  # read back from the log
+    assert cache.get(llm_module.request_key("h", {"n": 50})) is None
+
+
+def test_cache_keys_sharing_their_first_64_bits_cost_a_request_not_a_wrong_answer(tmp_path):
+    first, second = "0123456789abcdef" + "a" * 48, "0123456789abcdef" + "b" * 48
+    cache = llm_module.ResponseCache(tmp_path)
+    cache.put(first, Completion("for the first", "stop", Usage()), {})
+    assert cache.get(second) is None  # the index points at the first's line, whose key is not this one
+    cache.put(second, Completion("for the second", "stop", Usage()), {})
+    assert answers(cache, [first, second]) == [None, "for the second"]
+
+
 def test_fully_cached_run_needs_no_key(tmp_path, no_key_env):
     with serve_openai() as srv:
         paid = make_client(srv, tmp_path)
