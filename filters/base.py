@@ -2,8 +2,10 @@
 
 The record travels in `doc.metadata["record"]`; `doc.text` is the assistant text (what the model
 learns to write), or the user text for prompt/document-only rows. A rule implements
-`check(record, doc) -> reason | None`; `run` is datatrove's `BaseFilter.run` (batches, drops to the
-exclusion writer, which is our rejected sink) with its counters summed once per run.
+`check(record, doc) -> reason | None`; `run` does what datatrove's `BaseFilter.run` does (drops go
+to the exclusion writer, which is our rejected sink; the same stats) with its counters summed once
+per run, and calls `check` directly: datatrove's batches of one document cost a rule about 1 µs a
+row (10.5 µs over 9 no-op rules, 1.6 µs now). Rules that judge batches (the LLM judge) still get them.
 """
 
 from __future__ import annotations
@@ -35,18 +37,16 @@ class RecordFilter(BaseFilter):
         forwarded, dropped = 0, Counter()
         try:
             with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
-                for batch in batched(data, self.batch_size):
-                    for doc, result in zip(batch, self.filter_batch(batch)):
-                        keep, reason = get_filter_result(result)
-                        if keep:
-                            forwarded += 1
-                            yield doc
-                            continue
-                        dropped[reason] += 1
-                        if writer:
-                            if reason:
-                                doc.metadata["filter_reason"] = reason
-                            writer.write(doc, rank)
+                for doc, keep, reason in self._verdicts(data):
+                    if keep:
+                        forwarded += 1
+                        yield doc
+                        continue
+                    dropped[reason] += 1
+                    if writer:
+                        if reason:
+                            doc.metadata["filter_reason"] = reason
+                        writer.write(doc, rank)
         finally:
             counters = {StatHints.total: forwarded + dropped.total(), StatHints.forwarded: forwarded,
                         StatHints.dropped: dropped.total(),
@@ -54,6 +54,18 @@ class RecordFilter(BaseFilter):
             for label, n in counters.items():
                 if n:  # datatrove creates a counter on its first update only
                     self.stat_update(label, value=n)
+
+    def _verdicts(self, data):
+        """(document, keep, reason) for each document, in order."""
+        if type(self).filter is RecordFilter.filter and type(self).filter_batch is BaseFilter.filter_batch:
+            # A rule that only implements `check`: called directly, without datatrove's batches of one.
+            for doc in data:
+                reason = self.check(doc.metadata["record"], doc)
+                yield doc, reason is None, reason
+            return
+        for batch in batched(data, self.batch_size):  # rules that judge batches (the LLM judge)
+            for doc, result in zip(batch, self.filter_batch(batch)):
+                yield doc, *get_filter_result(result)
 
 
 def turn_texts(record: dict, roles: tuple[str, ...]) -> list[str]:
