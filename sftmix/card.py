@@ -40,7 +40,7 @@ def render(manifest: Manifest, result: MixResult, stage_counts: dict[str, dict[s
     sections = [
         "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---",
         f"# {manifest.mixture}\n\n{manifest.description}\n\nBuilt by sftmix {__version__} from manifest "
-        f"`{manifest.path.name if manifest.path else ''}` (sha256 prefix `{manifest.hash}`), seed {manifest.seed}. "
+        f"`{manifest.path.name if manifest.path else ''}` (settings hash `{manifest.hash}`), seed {manifest.seed}. "
         f"Train: {result.split_rows['train']:,} rows; validation (holdout): {result.split_rows['validation']:,} rows.",
         "Each row: `id` (content hash), `source`, `licence`, `language`, `messages` (OpenAI chat format with "
         "`tool_calls`), `tools` (JSON string of OpenAI tool definitions), `origin` (provenance JSON). "

@@ -7,6 +7,7 @@ A bad field is reported as one line naming the file and the field path, e.g.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -367,5 +368,17 @@ def load(path: Path | str) -> Manifest:
         message = first["msg"].removeprefix("Value error, ")
         raise ManifestError(f"{path}: {_field_path(first['loc'], data) or '<root>'}: {message}{more}") from None
     manifest._path = path.resolve()
-    manifest._hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    manifest._hash = content_hash(data)
     return manifest
+
+
+# Where a build runs and where its files go do not decide a single row: a manifest that differs only
+# in these (or in comments and layout) stamps the same hash, so its shards stay byte-identical.
+RUN_SETTINGS = ("executor", "output")
+
+
+def content_hash(data: dict) -> str:
+    """sha256 prefix of the manifest's settings (its run settings left out), as canonical JSON."""
+    settings = {key: value for key, value in data.items() if key not in RUN_SETTINGS}
+    canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""The per-source stages give the same records on datatrove's local executor, on Ray and on Slurm."""
+"""The per-source stages give the same shards, byte for byte, on datatrove's local executor, on Ray and on Slurm."""
 
 import json
 import os
@@ -50,9 +50,14 @@ def _assert_same_output_as_local(tmp_path: Path, raw: Path, kind: str, result) -
         ids = pq.read_table(tmp_path / kind / "mini" / split, columns=["id"])["id"].to_pylist()
         local_ids = pq.read_table(tmp_path / "local" / "mini" / split, columns=["id"])["id"].to_pylist()
         assert ids == local_ids
+        # The manifests differ in their executor only, which is no part of the manifest hash: same bytes.
+        shards = sorted((tmp_path / kind / "mini" / split).glob("*.parquet"))
+        local_shards = sorted((tmp_path / "local" / "mini" / split).glob("*.parquet"))
+        assert [p.name for p in shards] == [p.name for p in local_shards]
+        assert [p.read_bytes() for p in shards] == [p.read_bytes() for p in local_shards]
 
 
-def test_ray_cluster_of_two_workers_gives_the_local_executor_ids(tmp_path):
+def test_ray_cluster_of_two_workers_writes_the_local_executors_shards(tmp_path):
     ray = pytest.importorskip("ray")
     raw = _grown_glaive(tmp_path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local cluster of 2 workers
@@ -96,7 +101,7 @@ def slurm(tmp_path, monkeypatch):
         time.sleep(0.1)
 
 
-def test_slurm_job_arrays_of_two_tasks_give_the_local_executor_ids(tmp_path, slurm):
+def test_slurm_job_arrays_of_two_tasks_write_the_local_executors_shards(tmp_path, slurm):
     raw = _grown_glaive(tmp_path)
     on_slurm = build(load(_manifest(tmp_path, raw, "slurm")), tmp_path / "slurm")
     scripts = [path.read_text() for path in sorted(slurm.glob("job-*/script.sh"))]

@@ -187,6 +187,25 @@ def test_load_sets_path_and_hash(instruct):
     assert load(INSTRUCT).hash == instruct.hash
 
 
+def test_the_hash_covers_what_decides_rows_not_where_they_run(tmp_path):
+    text = INSTRUCT.read_text()
+    data = yaml.safe_load(text)
+
+    def hash_of(name: str, content: str) -> str:
+        (tmp_path / name).write_text(content)
+        return load(tmp_path / name).hash
+
+    reference = hash_of("same.yaml", text)
+    assert hash_of("commented.yaml", "# built nightly\n" + text) == reference
+    assert hash_of("reordered.yaml", yaml.safe_dump(dict(reversed(data.items())))) == reference
+    run_settings = {**data, "output": "/shared/mixtures",
+                    "executor": {"kind": "slurm", "workers": 64, "slurm": {"partition": "cpu", "time": "04:00:00"}}}
+    assert hash_of("on-slurm.yaml", yaml.safe_dump(run_settings)) == reference
+    for changed in ({**data, "seed": data.get("seed", 0) + 1}, {**data, "shard_rows": 1234},
+                    {**data, "holdout": {**data["holdout"], "size": data["holdout"]["size"] + 1}}):
+        assert hash_of("changed.yaml", yaml.safe_dump(changed)) != reference
+
+
 # --- bad manifests ----------------------------------------------------------------------------
 
 BASE = {
