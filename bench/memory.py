@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import LAYOUTS, write_raw  # noqa: E402
+from rawgen import LAYOUTS, write_manifest  # noqa: E402
 
 BUILD = """
 import resource, sys
@@ -41,14 +39,7 @@ if __name__ == "__main__":
 def build_peak(rows: int, layouts: list[str], workers: int, tmp: Path) -> dict:
     work = tmp / f"n{rows}"
     work.mkdir()
-    sources = []
-    for layout in layouts:
-        raw = write_raw(layout, rows, work)
-        sources.append({"key": layout, "converter": layout, "licence": "apache-2.0", "language": "en",
-                        "local": {"files": [str(raw)]}, "targets": "all"})
-    manifest = work / "bench.yaml"
-    manifest.write_text(yaml.safe_dump({"mixture": "bench", "seed": 1, "holdout": {"size": 100},
-                                        "licence_policy": {"allow": ["apache-2.0"]}, "sources": sources}))
+    manifest = write_manifest(layouts, rows, work)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", BUILD, str(manifest), str(work / "out"), str(workers)],
                           capture_output=True, text=True, check=True)

@@ -11,6 +11,7 @@ import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 WORDS = ("weather city price stock flight hotel book movie song recipe distance time zone currency rate news "
          "score team player market index order item user account email message calendar event note task "
@@ -153,4 +154,16 @@ def write_raw(layout: str, rows: int, directory, seed: int = 0):
             for i in range(rows):
                 handle.write((",\n" if i else "") + json.dumps(make(rng, i), ensure_ascii=False))
             handle.write("\n]\n")
+    return path
+
+
+def write_manifest(layouts: list[str], rows: int, directory, executor: dict | None = None):
+    """Write `rows` raw rows of each layout and a manifest taking all of them (the sample's shape);
+    returns the manifest's path."""
+    sources = [{"key": layout, "converter": layout, "licence": "apache-2.0", "language": "en",
+                "local": {"files": [str(write_raw(layout, rows, directory))]}, "targets": "all"} for layout in layouts]
+    manifest = {"mixture": "bench", "seed": 1, "holdout": {"size": 100}, "licence_policy": {"allow": ["apache-2.0"]},
+                "sources": sources, **({"executor": executor} if executor else {})}
+    path = directory / "bench.yaml"
+    path.write_text(yaml.safe_dump(manifest))
     return path
