@@ -12,7 +12,6 @@ shards are byte-identical to the baseline's; the LAST line is a JSON object of t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import LAYOUTS, write_manifest  # noqa: E402
+from rawgen import layout_bench_arguments, write_manifest  # noqa: E402
 
 
 def shard_digest(mixture_dir: Path) -> str:
@@ -49,11 +48,7 @@ def timed_build(manifest_path: Path, output: Path, workers: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--layouts", default=",".join(LAYOUTS))
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
+    args = layout_bench_arguments(__doc__)
     layouts = args.layouts.split(",")
     raw_rows = args.rows * len(layouts)
     runs = {}

@@ -13,7 +13,6 @@ Prints rows/s for each and the ratios c/a and c/b; the LAST line is a JSON objec
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import LAYOUTS, write_raw  # noqa: E402
+from rawgen import layout_bench_arguments, write_raw  # noqa: E402
 
 
 def limit(raw: Path, out: Path) -> None:
@@ -75,11 +74,7 @@ def timed(function, *args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--layouts", default=",".join(LAYOUTS))
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
+    args = layout_bench_arguments(__doc__)
     figures = {"rows": args.rows, "workers": args.workers, "cpus": os.cpu_count(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory(prefix="sftmix-bench-") as tmp:
         for layout in args.layouts.split(","):

@@ -6,7 +6,9 @@ cut-off JSON strings, unparsable call dicts), so benches measure the drop paths 
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import random
 
 import pyarrow as pa
@@ -167,3 +169,12 @@ def write_manifest(layouts: list[str], rows: int, directory, executor: dict | No
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
+
+
+def layout_bench_arguments(doc: str) -> argparse.Namespace:
+    """--rows (per layout), --layouts and --workers, as the benches over raw layouts take them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    return parser.parse_args()
