@@ -368,17 +368,18 @@ def load(path: Path | str) -> Manifest:
         message = first["msg"].removeprefix("Value error, ")
         raise ManifestError(f"{path}: {_field_path(first['loc'], data) or '<root>'}: {message}{more}") from None
     manifest._path = path.resolve()
-    manifest._hash = content_hash(data)
+    manifest._hash = settings_hash(manifest)
     return manifest
 
 
-# Where a build runs and where its files go do not decide a single row: a manifest that differs only
-# in these (or in comments and layout) stamps the same hash, so its shards stay byte-identical.
-RUN_SETTINGS = ("executor", "output")
+# Where a build runs and where its files go do not decide a single row: manifests that differ only
+# in these (or in comments, layout or defaults written out) stamp the same hash, so their shards are
+# byte-identical.
+RUN_SETTINGS = {"executor", "output"}
 
 
-def content_hash(data: dict) -> str:
-    """sha256 prefix of the manifest's settings (its run settings left out), as canonical JSON."""
-    settings = {key: value for key, value in data.items() if key not in RUN_SETTINGS}
-    canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+def settings_hash(manifest: Manifest) -> str:
+    """sha256 prefix of the validated settings, run settings left out, as canonical JSON."""
+    settings = manifest.model_dump(mode="json", exclude=RUN_SETTINGS)
+    canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

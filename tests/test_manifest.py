@@ -198,6 +198,7 @@ def test_the_hash_covers_what_decides_rows_not_where_they_run(tmp_path):
     reference = hash_of("same.yaml", text)
     assert hash_of("commented.yaml", "# built nightly\n" + text) == reference
     assert hash_of("reordered.yaml", yaml.safe_dump(dict(reversed(data.items())))) == reference
+    assert "llm" not in data and hash_of("defaults.yaml", yaml.safe_dump({**data, "llm": {}})) == reference
     run_settings = {**data, "output": "/shared/mixtures",
                     "executor": {"kind": "slurm", "workers": 64, "slurm": {"partition": "cpu", "time": "04:00:00"}}}
     assert hash_of("on-slurm.yaml", yaml.safe_dump(run_settings)) == reference
