@@ -25,6 +25,7 @@ from sftmix.counts import Counts
 from sftmix.normalize import SourceInfo, filter_records, normalize
 
 EXECUTORS = ("local", "ray", "slurm")
+LOCAL_START_METHOD = "forkserver"  # datatrove's default: workers never inherit the caller's threads
 SLURM_POLL_SECONDS = 30
 # The SlurmPipelineExecutor arguments the stage runner sets itself, in the order `_executor` passes
 # them; a manifest's `slurm:` options give the others (checked by `slurm_options_problem`).
@@ -116,10 +117,15 @@ def available_cpus(kind: str) -> int:
 
 def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: str):
     if config.kind == "local":
+        import multiprocess
         from datatrove.executor import LocalPipelineExecutor
 
+        # datatrove's workers fork from a forkserver (started once per process, at the first stage).
+        # With this module preloaded there, they start with sftmix, datatrove and the rules already
+        # imported, instead of importing them again in every worker of every stage (1.0-1.35 s each).
+        multiprocess.get_context(LOCAL_START_METHOD).set_forkserver_preload([__name__])
         return LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=tasks, logging_dir=logging_dir,
-                                     skip_completed=False)
+                                     skip_completed=False, start_method=LOCAL_START_METHOD)
     if config.kind == "ray":
         from datatrove.executor import RayPipelineExecutor
 
