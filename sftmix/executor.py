@@ -9,6 +9,7 @@ which orders rows by content hash, so the output does not depend on the number o
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -54,11 +55,19 @@ class StageStep(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         out = Path(self.out_dir) / f"part-{rank:05d}.parquet"
         rejected = Path(self.rejected_dir) / f"{self.info.key}.{self.stage}-{rank:05d}.parquet"
-        if self.stage == "normalized":
-            counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
-                               rank=rank, world_size=world_size)
-        else:
-            counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size)
+        # A stage allocates dicts and lists for every row, and each of the collector's full passes
+        # walked every object the imports made (70 ms each, 16 µs a row on glaive): they are
+        # frozen out of its sight for the stage, and handed back after it.
+        gc.collect()
+        gc.freeze()
+        try:
+            if self.stage == "normalized":
+                counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
+                                   rank=rank, world_size=world_size)
+            else:
+                counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size)
+        finally:
+            gc.unfreeze()
         for reason, n in counts.dropped.items():
             self.stat_update(f"dropped_{reason}", value=n)
         self.stat_update("kept", value=counts.kept)
