@@ -48,6 +48,11 @@ def test_id_is_json_dumps_canonical_hash_for_every_kind_of_value(value):
     expected = reference_id(messages, tools)
     assert content_id(messages, tools_json, tools) == expected
     assert content_id(messages, tools_json) == expected  # parsed back from the stored JSON
+    # make_record encodes tools one at a time (and caches each): the same stored text, the same id.
+    for _ in range(2):
+        two_tools = [*tools, tool_def("echo", None, {"type": "object", "properties": {"x": {"enum": [value]}}})]
+        record = make_record(messages=messages, tools=two_tools, source="s", licence="mit", language="fr", origin={})
+        assert (record["tools"], record["id"]) == (dumps(two_tools), reference_id(messages, two_tools))
 
 
 def test_id_matches_json_dumps_on_random_floats_and_texts():
