@@ -135,3 +135,24 @@ def test_slurm_waits_for_every_job_array_when_they_run_in_parallel(tmp_path, slu
     assert len(arrays) == 2 and all("#SBATCH --array=0-0" in path.read_text() for path in arrays)  # one per task
     assert counts.read == 150 * len(json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text()))
     assert sorted(p.name for p in (tmp_path / "parts").glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
+
+
+def test_a_stage_hides_the_imported_objects_from_the_collector_only_while_it_runs(tmp_path, monkeypatch):
+    import gc
+
+    frozen_during = []
+    real_normalize = executor.normalize
+
+    def normalize(*args, **kwargs):
+        frozen_during.append(gc.get_freeze_count())
+        return real_normalize(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "normalize", normalize)
+    frozen_before = gc.get_freeze_count()
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en", filters=None)
+    step = StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")],
+                     str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    list(step.run())
+    assert frozen_during[0] > frozen_before + 1000  # the modules' objects, at least
+    assert gc.get_freeze_count() == frozen_before  # a long-lived process (Dagster, pytest) gets them back
+    assert pq.read_table(tmp_path / "parts" / "part-00000.parquet").num_rows > 0
