@@ -8,10 +8,11 @@ dict lookup and a compiled check: for a three-property weather schema, 0.2 µs p
 Schemas are read as draft 7 unless they name their `$schema` (the draft is picked by `jsonschema`'s
 rules): OpenAI and MCP tool schemas are written to draft 7.
 Remote `$ref`s are never fetched: a schema that needs one is an invalid schema, not a download.
-Both caches are bounded, so memory stays flat over a source of any size.
+The caches are bounded, so memory stays flat over a source of any size.
 """
 
 import json
+import re
 from functools import lru_cache
 
 import jsonschema_rs
@@ -42,23 +43,67 @@ def validator_for(schema_json: str) -> jsonschema_rs.Validator | None:
         return None
 
 
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+def _array_items(text: str) -> list[str]:
+    """The text of each item of a JSON array, as written; JSONDecodeError when `text` is not one."""
+    skip = _SPACE.match
+    index = skip(text).end()
+    if not text.startswith("[", index):
+        raise json.JSONDecodeError("not an array", text, index)
+    items, index = [], skip(text, index + 1).end()
+    if not text.startswith("]", index):
+        while True:
+            _, end = _DECODER.raw_decode(text, index)
+            items.append(text[index:end])
+            index = skip(text, end).end()
+            if not text.startswith(",", index):
+                break
+            index = skip(text, index + 1).end()
+        if not text.startswith("]", index):
+            raise json.JSONDecodeError("expected ',' or ']'", text, index)
+    if skip(text, index + 1).end() != len(text):
+        raise json.JSONDecodeError("extra data", text, index + 1)
+    return items
+
+
 @lru_cache(maxsize=4096)
 def _tool_schemas(tools_json: str) -> dict[str, str] | str:
-    """name -> canonical schema JSON, or a drop reason when `tools` itself is broken."""
+    """name -> canonical schema JSON, or a drop reason when `tools` itself is broken.
+
+    Rows rarely share a whole tool list but draw their tools from a few thousand: each tool's text
+    keys its own cache, and only a new tool is decoded and its schema encoded again.
+    """
     try:
-        tools = json.loads(tools_json)
+        items = _array_items(tools_json)
     except json.JSONDecodeError:
-        return "invalid_tools_json"
+        try:
+            json.loads(tools_json)
+        except json.JSONDecodeError:
+            return "invalid_tools_json"
+        return "invalid_tool_definition"  # JSON, but not a list of tools
     schemas = {}
-    for tool in tools if isinstance(tools, list) else [None]:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            return "invalid_tool_definition"
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict):
-            return "invalid_tool_schema"
-        schemas[function["name"]] = json.dumps(parameters, sort_keys=True)
+    for item in items:
+        schema = _tool_schema(item)
+        if isinstance(schema, str):
+            return schema
+        schemas[schema[0]] = schema[1]
     return schemas
+
+
+@lru_cache(maxsize=8192)
+def _tool_schema(tool_json: str) -> tuple[str, str] | str:
+    """(name, canonical schema JSON) of one tool, or a drop reason."""
+    tool = json.loads(tool_json)
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return "invalid_tool_definition"
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(parameters, dict):
+        return "invalid_tool_schema"
+    return function["name"], json.dumps(parameters, sort_keys=True)
 
 
 class ToolCallsFilter(RecordFilter):

@@ -236,6 +236,26 @@ class TestToolCalls:
         r["tools"] = json.dumps([{"type": "function", "function": {"description": "nameless"}}])
         assert verdict(self.f, r) == "invalid_tool_definition"
 
+    @pytest.mark.parametrize("tools_json, reason", [
+        ('{"type": "function"}', "invalid_tool_definition"), ('"[]"', "invalid_tool_definition"),
+        ("null", "invalid_tool_definition"), ("[[1]", "invalid_tools_json"),
+        ('[{"a": 1} {"b": 2}]', "invalid_tools_json"), ("[1] []", "invalid_tools_json"), ("[1,]", "invalid_tools_json")])
+    def test_tools_json_that_is_not_one_list(self, tools_json, reason):
+        r = self.call()
+        r["tools"] = tools_json
+        assert verdict(self.f, r) == reason
+
+    def test_tools_text_not_written_by_sftmix_is_read_tool_by_tool(self):
+        # Each tool's text keys its schema cache: whitespace, brackets and commas inside strings.
+        odd = {"type": "function", "function": {"name": "get_weather", "description": "], [ {\"x\": 1},", "parameters": {
+            "type": "object", "properties": {"location": {"type": "string", "pattern": "^[^,\\]]+$"}}, "required": ["location"]}}}
+        r = self.call(arguments={"location": "Paris"})
+        r["tools"] = "\n [ " + json.dumps(NOW, indent=2) + " ,\n\t" + json.dumps(odd) + "\r\n]  "
+        assert verdict(self.f, r) is None
+        r = self.call(arguments={"location": "Paris, France"})
+        r["tools"] = json.dumps([odd], indent=1)
+        assert verdict(self.f, r) == "tool_arguments_schema_invalid"
+
     def test_tool_schema_that_is_not_json_schema(self):
         broken = tool_def("get_weather", "", {"type": "dict", "properties": {"location": {"type": "string"}}})
         assert verdict(self.f, self.call(tools=[broken])) == "invalid_tool_schema"
