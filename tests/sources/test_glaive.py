@@ -141,3 +141,26 @@ def test_repeated_definition_consecutive_users_and_an_unanswered_last_user_turn(
 def test_drop_details_name_the_damage(out):
     assert "get_random_quote" in out[KEY(7)].detail
     assert out[KEY(10)].detail == "convert_currency"
+
+
+@pytest.mark.parametrize("chat, turns", [
+    ("USER: Hi\n\n\nASSISTANT: Hello <|endoftext|>", [("USER", "Hi"), ("ASSISTANT", "Hello <|endoftext|>")]),
+    # a marker opening the text after a newline or indentation, and one glued in mid-line (not a turn)
+    ("\n \tUSER: Hi\nASSISTANT: a USER: b\n  FUNCTION RESPONSE: {}",
+     [("USER", "Hi"), ("ASSISTANT", "a USER: b"), ("FUNCTION RESPONSE", "{}")]),
+    ("  ASSISTANT:x\n\nUSER:\n", [("ASSISTANT", "x"), ("USER", "")]),
+])
+def test_turns_open_at_the_start_or_after_a_newline(chat, turns):
+    from sftmix.sources.glaive import _turns
+
+    assert _turns(chat) == turns
+
+
+@pytest.mark.parametrize("chat, reason", [("Hello\nUSER: Hi", "malformed_row"), ("Hello USER: Hi", "empty_conversation"), ("no markers at all", "empty_conversation"),
+                                          ("", "empty_conversation")])
+def test_text_before_the_first_turn_or_no_turn_at_all(chat, reason):
+    from sftmix.sources.glaive import _turns
+
+    with pytest.raises(Drop) as error:
+        _turns(chat)
+    assert error.value.reason == reason
