@@ -43,9 +43,14 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
+# Encoders made once: `json.dumps` builds a new one on every call that sets an option.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+_CANONICAL_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Compact, key-order-preserving JSON with non-ASCII kept readable."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return _ENCODER.encode(value)
 
 
 def message(
@@ -90,7 +95,7 @@ def tool_def(name: str, description: str | None, parameters: dict | None) -> dic
 
 
 def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return _CANONICAL_ENCODER.encode(value).encode("utf-8")
 
 
 @lru_cache(maxsize=8192)
