@@ -10,7 +10,7 @@ the top n-gram shares (exactly where the bound is not enough) and the duplicated
 when no n-gram rule can fire, only the line and paragraph rules run. The verdict is datatrove's
 either way (tests check it against datatrove's own filter), with one exception: datatrove joins a
 duplicated n-gram's words with no separator, so "alph abeta" repeats "alpha beta" there, while the
-screen compares words. Only a passage repeated with a word boundary moved in every 5 words tells
+screen compares words. Only a passage repeated with a word boundary moved in every 4 words tells
 them apart (it is kept here, dropped by datatrove). Comparing joined strings instead sent 61% of the
 bench's glaive rows down the full path (98 -> 283 µs a row). Words are split once per text:
 datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words.

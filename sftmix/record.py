@@ -101,7 +101,8 @@ def _canonical_json(value: Any) -> bytes:
 @lru_cache(maxsize=8192)
 def _canonical_tool(tool_json: str) -> bytes:
     """One tool's canonical JSON, from its stored text: a source's rows draw their tools from a few
-    thousand, so each is sorted and encoded once (16 µs a row on the bench's glaive rows, 2 now)."""
+    thousand, so each is sorted and encoded once (the stored text and the canonical JSON of a bench
+    glaive row's tools took 23.1 µs, 14.2 now)."""
     return _canonical_json(json.loads(tool_json))
 
 
