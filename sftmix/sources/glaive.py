@@ -114,7 +114,7 @@ def _tools(system: str) -> tuple[str, list[dict], int]:
 
 def _turns(chat: str) -> list[tuple[str, str]]:
     first = FIRST_MARKER.match(chat)
-    marks = [first, *MARKER.finditer(chat)] if first else list(MARKER.finditer(chat))
+    marks = ([first] if first else []) + list(MARKER.finditer(chat))
     if not marks:
         raise Drop("empty_conversation", "no turn markers")
     if chat[: marks[0].start()].strip():
