@@ -12,7 +12,6 @@ The caches are bounded, so memory stays flat over a source of any size.
 """
 
 import json
-import re
 from functools import lru_cache
 
 import jsonschema_rs
@@ -20,6 +19,7 @@ from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for as schema_dialect
 
 from filters.base import RecordFilter
+from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
 
 
 @lru_cache(maxsize=16384)
@@ -43,60 +43,35 @@ def validator_for(schema_json: str) -> jsonschema_rs.Validator | None:
         return None
 
 
-_DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
-
-
-def _array_items(text: str) -> list[str]:
-    """The text of each item of a JSON array, as written; JSONDecodeError when `text` is not one."""
-    skip = _SPACE.match
-    index = skip(text).end()
-    if not text.startswith("[", index):
-        raise json.JSONDecodeError("not an array", text, index)
-    items, index = [], skip(text, index + 1).end()
-    if not text.startswith("]", index):
-        while True:
-            _, end = _DECODER.raw_decode(text, index)
-            items.append(text[index:end])
-            index = skip(text, end).end()
-            if not text.startswith(",", index):
-                break
-            index = skip(text, index + 1).end()
-        if not text.startswith("]", index):
-            raise json.JSONDecodeError("expected ',' or ']'", text, index)
-    if skip(text, index + 1).end() != len(text):
-        raise json.JSONDecodeError("extra data", text, index + 1)
-    return items
-
-
 @lru_cache(maxsize=4096)
 def _tool_schemas(tools_json: str) -> dict[str, str] | str:
     """name -> canonical schema JSON, or a drop reason when `tools` itself is broken.
 
     Rows rarely share a whole tool list but draw their tools from a few thousand: each tool's text
-    keys its own cache, and only a new tool is decoded and its schema encoded again.
+    keys its own cache (`sftmix.jsonarray`), and only a new tool is decoded and its schema encoded.
     """
-    try:
-        items = _array_items(tools_json)
-    except json.JSONDecodeError:
+    schemas = decode_items(tools_json, _tool_schema)
+    if schemas is None:  # not in json.dumps's layout: decoded whole
         try:
-            json.loads(tools_json)
+            tools = json.loads(tools_json)
         except json.JSONDecodeError:
             return "invalid_tools_json"
-        return "invalid_tool_definition"  # JSON, but not a list of tools
-    schemas = {}
-    for item in items:
-        schema = _tool_schema(item)
-        if isinstance(schema, str):
-            return schema
-        schemas[schema[0]] = schema[1]
-    return schemas
+        if not isinstance(tools, list):
+            return "invalid_tool_definition"
+        schemas = [_schema_of(tool) for tool in tools]
+    reason = next((schema for schema in schemas if isinstance(schema, str)), None)
+    return reason or dict(schemas)
 
 
 @lru_cache(maxsize=8192)
-def _tool_schema(tool_json: str) -> tuple[str, str] | str:
+def _tool_schema(tool_json: str) -> tuple[str, str] | str | object:
+    """`_schema_of` one tool's text; NOT_AN_OBJECT for a piece of text that is not one JSON object."""
+    tool = decode_object(tool_json)
+    return tool if tool is NOT_AN_OBJECT else _schema_of(tool)
+
+
+def _schema_of(tool) -> tuple[str, str] | str:
     """(name, canonical schema JSON) of one tool, or a drop reason."""
-    tool = json.loads(tool_json)
     function = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         return "invalid_tool_definition"

@@ -94,6 +94,20 @@ def tool_def(name: str, description: str | None, parameters: dict | None) -> dic
     }
 
 
+class EncodedTool(dict):
+    """A tool definition carrying its stored JSON text (`dumps`), made once: converters that cache
+    per tool (`sftmix.sources.common.cached_tools`) share one instance across rows, so it is never
+    changed after `encoded_tool`."""
+
+    __slots__ = ("json",)
+
+
+def encoded_tool(tool: dict) -> EncodedTool:
+    encoded = EncodedTool(tool)
+    encoded.json = dumps(tool)
+    return encoded
+
+
 def _canonical_json(value: Any) -> bytes:
     return _CANONICAL_ENCODER.encode(value).encode("utf-8")
 
@@ -139,7 +153,7 @@ def make_record(
         tools_json, canonical_tools = tools, _canonical_json(json.loads(tools))
     else:
         # `dumps` of a list is its items' texts joined by ", ": one text per tool keys the cache.
-        tool_texts = [dumps(tool) for tool in tools]
+        tool_texts = [tool.json if type(tool) is EncodedTool else dumps(tool) for tool in tools]
         tools_json = "[" + ", ".join(tool_texts) + "]"
         canonical_tools = b"[" + b",".join(map(_canonical_tool, tool_texts)) + b"]"
     return {

@@ -5,11 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Any, Callable
 
 import langcodes
 
-from sftmix.record import dumps, tool_call
+from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
+from sftmix.record import dumps, encoded_tool, tool_call
 from sftmix.sources.base import Drop
 
 
@@ -221,6 +223,39 @@ def parse_python_calls(text: str, *, bracketed: bool) -> list[tuple[str, dict]]:
     if not calls:
         raise Drop("unparsable_tool_call", "empty call list")
     return calls
+
+
+@lru_cache(maxsize=8192)
+def _converted_tool(convert_tool: Callable[[Any], dict], text: str):
+    """`convert_tool` of one tool's text, as an EncodedTool; what it raised as (type, args); or
+    NOT_AN_OBJECT for a piece of text that is not one JSON object."""
+    item = decode_object(text)
+    if item is NOT_AN_OBJECT:
+        return item
+    try:
+        return encoded_tool(convert_tool(item))
+    except Drop as drop:
+        return Drop, (drop.reason, drop.detail)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        return type(error), error.args
+
+
+def cached_tools(raw, convert_tool: Callable[[Any], dict]) -> list[dict] | None:
+    """`convert_tool` over the items of a tools column written by json.dumps (`[{...}, {...}]`),
+    each distinct item decoded and converted once per process (see `sftmix.jsonarray`); None when
+    `raw` is not such a text, and the caller decodes it whole (which gives malformed JSON its drop).
+
+    The first failing item's exception is raised, as the whole-list path would; it is made anew,
+    because a cached exception raised again would collect every row's traceback.
+    """
+    if not isinstance(raw, str):
+        return None
+    tools = decode_items(raw, partial(_converted_tool, convert_tool))
+    for tool in tools or ():
+        if type(tool) is tuple:
+            error_type, args = tool
+            raise error_type(*args)
+    return tools
 
 
 def loads_json(value, reason: str = "malformed_json"):

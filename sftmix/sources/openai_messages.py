@@ -30,28 +30,32 @@ from __future__ import annotations
 
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import call_from_dict, iso639_1, loads_json, to_json_schema
+from sftmix.sources.common import cached_tools, call_from_dict, iso639_1, loads_json, to_json_schema
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
+
+
+def _tool(tool) -> dict:
+    if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+        tool = tool["function"]
+    if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]):
+        raise Drop("invalid_tool_schema", f"tool without a name: {str(tool)[:60]}")
+    parameters = tool.get("parameters")
+    if not (isinstance(parameters, dict) and parameters.get("type") == "object"):
+        parameters = to_json_schema(parameters)
+    return tool_def(tool["name"], tool.get("description"), parameters)
 
 
 def _tools(value) -> list[dict]:
     if value in (None, "", []):
         return []
+    tools = cached_tools(value, _tool)
+    if tools is not None:
+        return tools
     tools = loads_json(value, "invalid_tool_schema")
     if not isinstance(tools, list):
         raise Drop("invalid_tool_schema", f"tools is {type(tools).__name__}")
-    out = []
-    for tool in tools:
-        if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-            tool = tool["function"]
-        if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]):
-            raise Drop("invalid_tool_schema", f"tool without a name: {str(tool)[:60]}")
-        parameters = tool.get("parameters")
-        if not (isinstance(parameters, dict) and parameters.get("type") == "object"):
-            parameters = to_json_schema(parameters)
-        out.append(tool_def(tool["name"], tool.get("description"), parameters))
-    return out
+    return [_tool(tool) for tool in tools]
 
 
 def _content(value) -> str:

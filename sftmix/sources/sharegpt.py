@@ -33,7 +33,7 @@ import json
 
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import call_from_dict, iso639_1, loads_json, to_json_schema, trim_unanswered
+from sftmix.sources.common import cached_tools, call_from_dict, iso639_1, loads_json, to_json_schema, trim_unanswered
 
 TAGS = {
     "human": "user", "user": "user",
@@ -46,21 +46,25 @@ TAGS = {
 RESULT_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
 
 
+def _tool(tool) -> dict:
+    if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict):
+        tool = tool["function"]
+    if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]):
+        raise Drop("invalid_tool_schema", f"tool without a name: {str(tool)[:60]}")
+    return tool_def(tool["name"], tool.get("description"), to_json_schema(tool.get("parameters")))
+
+
 def _tools(value) -> list[dict]:
     if value in (None, "", []):
         return []
+    tools = cached_tools(value, _tool)
+    if tools is not None:
+        return tools
     tools = loads_json(value, "invalid_tool_schema")
     tools = [tools] if isinstance(tools, dict) else tools
     if not isinstance(tools, list):
         raise Drop("invalid_tool_schema", f"tools is {type(tools).__name__}")
-    out = []
-    for tool in tools:
-        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict):
-            tool = tool["function"]
-        if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]):
-            raise Drop("invalid_tool_schema", f"tool without a name: {str(tool)[:60]}")
-        out.append(tool_def(tool["name"], tool.get("description"), to_json_schema(tool.get("parameters"))))
-    return out
+    return [_tool(tool) for tool in tools]
 
 
 def _calls(value, first: int) -> list[dict]:

@@ -28,16 +28,20 @@ import re
 
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import loads_json, to_json_schema
+from sftmix.sources.common import cached_tools, loads_json, to_json_schema
+
+
+def _tool(item) -> dict:
+    spec = item.get("function", item) if isinstance(item, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise Drop("invalid_tool_schema", "tool without a name")
+    return tool_def(spec["name"], spec.get("description"), to_json_schema(spec.get("parameters")))
 
 
 def _tools(raw) -> list[dict]:
-    tools = []
-    for item in loads_json(raw, "invalid_tool_schema") or []:
-        spec = item.get("function", item) if isinstance(item, dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise Drop("invalid_tool_schema", "tool without a name")
-        tools.append(tool_def(spec["name"], spec.get("description"), to_json_schema(spec.get("parameters"))))
+    tools = cached_tools(raw, _tool)
+    if tools is None:
+        tools = [_tool(item) for item in loads_json(raw, "invalid_tool_schema") or []]
     return tools
 
 
