@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
-from sftmix.record import dumps, message, tool_call, tool_def
+from sftmix.jsonarray import NOT_AN_OBJECT, decode_object
+from sftmix.record import dumps, encoded_tool, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import to_json_schema, trim_unanswered
 
@@ -84,6 +86,19 @@ def _parse_call(text: str) -> tuple[str, dict | str, bool]:
     return call["name"], dumps(args), True  # null / list arguments: kept for the filter to judge
 
 
+def _tool(function: dict) -> dict:
+    return tool_def(function["name"], function.get("description"), to_json_schema(function.get("parameters")))
+
+
+# Rows repeat their functions: each block's text is decoded, and its tool made, once per process.
+_block = lru_cache(maxsize=8192)(decode_object)
+
+
+@lru_cache(maxsize=8192)
+def _block_tool(text: str) -> dict:
+    return encoded_tool(_tool(_block(text)))
+
+
 def _tools(system: str) -> tuple[str, list[dict], int]:
     """(system text to keep, tool defs, identical duplicates removed) from the `system` column."""
     text = system.strip()
@@ -92,23 +107,30 @@ def _tools(system: str) -> tuple[str, list[dict], int]:
         return text, [], 0
     rest, functions, decoder = text[len(LEAD_IN):], [], json.JSONDecoder()
     while (rest := rest.lstrip()).startswith("{"):
-        try:
-            function, end = decoder.raw_decode(rest)
-        except json.JSONDecodeError as error:
-            raise Drop("invalid_tool_schema", f"function block: {error}") from None
+        # The card's blocks are indented JSON, where only the object's own closing brace starts a
+        # line: the text up to it keys the cache when it decodes whole. Other layouts are decoded in place.
+        end = rest.find("\n}") + 2
+        block = rest[:end] if end > 1 else None
+        function = _block(block) if block else NOT_AN_OBJECT
+        if function is NOT_AN_OBJECT:
+            block = None
+            try:
+                function, end = decoder.raw_decode(rest)
+            except json.JSONDecodeError as error:
+                raise Drop("invalid_tool_schema", f"function block: {error}") from None
         if not (isinstance(function, dict) and isinstance(function.get("name"), str)):
             raise Drop("invalid_tool_schema", "function without a name")
-        functions.append(function)
+        functions.append((block, function))
         rest = rest[end:]
     tools, seen = [], {}
-    for function in functions:
+    for block, function in functions:
         name = function["name"]
         if name in seen:
             if seen[name] != function:  # two definitions for one name: no call could be judged
                 raise Drop("duplicate_tool_name", name)
             continue
         seen[name] = function
-        tools.append(tool_def(name, function.get("description"), to_json_schema(function.get("parameters"))))
+        tools.append(_block_tool(block) if block else _tool(function))
     return rest.strip(), tools, len(functions) - len(tools)
 
 

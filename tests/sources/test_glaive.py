@@ -1,5 +1,6 @@
 """glaive converter against a hand-written copy of the Hub file's layout and known defects."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 from sftmix.raw import iter_raw_rows
 from sftmix.record import message, tool_call, tool_def
 from sftmix.sources import Drop, get_converter
+from sftmix.sources.common import to_json_schema
+from sftmix.sources.glaive import LEAD_IN, _tools
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
 KEY = "glaive-function-calling-v2.json#{}".format
@@ -164,3 +167,29 @@ def test_text_before_the_first_turn_or_no_turn_at_all(chat, reason):
     with pytest.raises(Drop) as error:
         _turns(chat)
     assert error.value.reason == reason
+
+
+WEATHER = {"name": "get_weather", "description": "a \"}\" and\\n}", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}}, "required": ["city"]}}
+NESTED_AT_LINE_START = '{"name": "ping", "parameters": {"type": "object",\n"properties": {}\n}, "description": "d"\n}'
+
+
+@pytest.mark.parametrize("blocks", [
+    [json.dumps(WEATHER, indent=4)], [json.dumps(WEATHER)], [json.dumps(WEATHER), json.dumps({"name": "ping"}, indent=4)],
+    [NESTED_AT_LINE_START, json.dumps(WEATHER, indent=4)], [json.dumps(WEATHER, indent=4), json.dumps(WEATHER, indent=2)]])
+def test_function_blocks_in_any_layout_give_the_same_tools_from_the_cache(blocks):
+    # Indented blocks are cut at the line holding only "}"; any other layout is decoded in place.
+    system = "SYSTEM: " + LEAD_IN + "\n" + "\n\n".join(blocks) + "\n"
+    functions = [json.loads(block) for block in blocks]
+    expected = [tool_def(f["name"], f.get("description"), to_json_schema(f.get("parameters"))) for f in functions[:1]]
+    expected += [tool_def(f["name"], f.get("description"), to_json_schema(f.get("parameters")))
+                 for f in functions[1:] if f["name"] != functions[0]["name"]]
+    for _ in range(2):
+        assert _tools(system) == ("", expected, len(functions) - len(expected))
+
+
+def test_a_function_block_cut_at_a_line_start_brace_that_is_not_its_end_is_still_broken():
+    system = LEAD_IN + "\n" + NESTED_AT_LINE_START[:-1]
+    with pytest.raises(Drop) as dropped:
+        _tools(system)
+    assert dropped.value.reason == "invalid_tool_schema" and dropped.value.detail.startswith("function block:")
