@@ -3,7 +3,7 @@
 Tool lists are JSON arrays whose items repeat across rows: a source's rows draw their tools from a
 few thousand. Splitting the array's text (in C, at `}, {`) lets each item's text key a cache, so
 only an item not seen before is decoded. A bench Toucan row's tools took 53.5 µs to decode and
-convert whole; splitting them takes about 1.
+convert whole, 3.6 µs split and cached.
 """
 
 from __future__ import annotations
