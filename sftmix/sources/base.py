@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 RawRow = tuple[str, dict]  # ("<file name>#<row>", the row exactly as the Hub stores it)
+# What raw data that breaks a converter's assumptions raises: a counted `malformed_row` drop, not a crash.
+MALFORMED_ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 class Drop(Exception):
@@ -54,8 +56,7 @@ def per_row(convert: Callable[[dict], Converted | list[Converted]]):
                 drop.raw = row
                 yield index, drop
                 continue
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-                # Raw data that breaks a converter's assumptions is a counted drop, not a crash.
+            except MALFORMED_ROW_ERRORS as error:
                 drop = Drop("malformed_row", f"{type(error).__name__}: {error}")
                 drop.raw = row
                 yield index, drop

@@ -12,7 +12,7 @@ import langcodes
 
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
 from sftmix.record import dumps, encoded_tool, tool_call
-from sftmix.sources.base import Drop
+from sftmix.sources.base import MALFORMED_ROW_ERRORS, Drop
 
 
 @lru_cache(maxsize=4096)
@@ -236,7 +236,7 @@ def _converted_tool(convert_tool: Callable[[Any], dict], text: str):
         return encoded_tool(convert_tool(item))
     except Drop as drop:
         return Drop, (drop.reason, drop.detail)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+    except MALFORMED_ROW_ERRORS as error:  # raised again for each row, as `per_row` would meet it
         return type(error), error.args
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from sftmix.record import EncodedTool, dumps, make_record
 from sftmix.sources import openai_messages, sharegpt, toucan, xlam
-from sftmix.sources.base import Drop
+from sftmix.sources.base import MALFORMED_ROW_ERRORS, Drop
 from sftmix.sources.common import cached_tools, loads_json
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": 'e.g. [{"city": "Vigo"}, {"city": "Reus"}]',
@@ -21,7 +21,7 @@ CONVERTERS = [toucan._tool, xlam._tool, sharegpt._tool, openai_messages._tool]
 def outcome(function, *args):
     try:
         return function(*args)
-    except (Drop, KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+    except (Drop, *MALFORMED_ROW_ERRORS) as error:
         return type(error), error.args
 
 
