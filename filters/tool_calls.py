@@ -50,7 +50,7 @@ def _tool_schemas(tools_json: str) -> dict[str, str] | str:
     keys its own cache (`sftmix.jsonarray`), and only a new tool is decoded and its schema encoded.
     Whole lists are not cached: on the bench's rows (87% distinct lists) that cache cost 6.0 µs a
     row against 4.1 without it, and a list can be large (the Hub viewer gives Toucan's
-    `available_tools` up to 414k characters), so 4,096 of them could hold gigabytes.
+    `available_tools` up to 414k characters), so 4,096 of them could hold 1.7 GB.
     """
     schemas = decode_items(tools_json, _tool_schema)
     if schemas is None:  # not in json.dumps's layout: decoded whole
