@@ -66,8 +66,8 @@ class RepetitionFilter(RecordFilter):
 
     def _ngram_rule_may_fire(self, words: list[str], text_chars: int) -> bool:
         """False only when no Gopher n-gram rule can fire: every top n-gram share is within its
-        limit (the same figure datatrove computes), and the duplicated n-grams cannot reach the
-        smallest duplicated-n-gram limit (see `_duplicated_chars_bound`)."""
+        limit (the same figure datatrove computes), and no duplicated n-gram share can reach its
+        own limit (see `_duplicated_chars_bound`)."""
         # An n-gram occurs at most as often as its prefix, so the highest count of a shorter n-gram,
         # times the widest window of n words, bounds its share: counted only when that is not enough.
         highest_count, ends = None, None
@@ -83,27 +83,38 @@ class RepetitionFilter(RecordFilter):
                     return True
         if not self.gopher.dup_n_grams:
             return False
-        sizes = [n for n, _ in self.gopher.dup_n_grams]
-        bound = _duplicated_chars_bound(words, min(sizes), max(sizes))
-        return bound / text_chars > min(limit for _, limit in self.gopher.dup_n_grams)
+        smallest = min(n for n, _ in self.gopher.dup_n_grams)
+        runs = _repeat_runs(words, smallest)
+        return any(_duplicated_chars_bound(words, runs, smallest, n) > limit * text_chars
+                   for n, limit in self.gopher.dup_n_grams)
 
 
-def _duplicated_chars_bound(words: list[str], smallest: int, largest: int) -> int:
-    """An upper bound on datatrove's duplicated characters for every n-gram size in [smallest, largest].
-
-    A counted duplicate n-gram at word i means the `smallest`-gram at i occurred before (as words:
-    see the module's note on joined strings), and it covers at most words[i:i + largest]; counted
-    n-grams never overlap, so their characters are at most those of the union of these windows.
-    """
+def _repeat_runs(words: list[str], smallest: int) -> list[tuple[int, int]]:
+    """The maximal runs [start, end) of consecutive positions whose `smallest`-gram occurred before
+    (as words: see the module's note on joined strings)."""
     grams = list(zip(*(words[i:] for i in range(smallest))))
     if len(set(grams)) == len(grams):
-        return 0  # no repeat at all: the common case, decided at C speed
+        return []  # no repeat at all: the common case, decided at C speed
     seen: set[tuple[str, ...]] = set()
-    chars = covered_until = 0
+    runs, start = [], None
     for i, gram in enumerate(grams):
         if gram in seen:
-            chars += sum(map(len, words[max(i, covered_until): i + largest]))
-            covered_until = i + largest
+            start = i if start is None else start
         else:
             seen.add(gram)
-    return chars
+            if start is not None:
+                runs.append((start, i))
+                start = None
+    if start is not None:
+        runs.append((start, len(grams)))
+    return runs
+
+
+def _duplicated_chars_bound(words: list[str], runs: list[tuple[int, int]], smallest: int, n: int) -> int:
+    """An upper bound on datatrove's duplicated characters for n-grams (n >= smallest).
+
+    An n-gram counted at word i occurred before, so the `smallest`-grams at i .. i + n - smallest
+    did too: they lie in one run of at least n - smallest + 1 positions, and the n-gram within that
+    run's words. Counted n-grams never overlap, so their characters are at most those of such runs.
+    """
+    return sum(sum(map(len, words[start:end - 1 + smallest])) for start, end in runs if end - start > n - smallest)

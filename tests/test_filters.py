@@ -529,6 +529,31 @@ class TestRepetition:
         assert {"top_2_gram", "top_3_gram", "top_4_gram", None} <= reasons
 
 
+    def test_screen_bounds_give_datatrove_duplicated_n_gram_verdicts(self):
+        # A passage of 5 to 14 words repeated in unique filler: the longer n-grams' rules, whose limits
+        # are lower, fire on some texts where the 5-gram's does not; the screen must not skip those,
+        # and must clear texts whose repeats stay under every limit.
+        from datatrove.pipeline.filters import GopherRepetitionFilter
+
+        from filters.repetition import RegexWordTokenizer
+
+        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
+        rng = random.Random(13)
+        reasons, screened = set(), 0
+        for _ in range(400):
+            passage = " ".join(f"p{rng.randint(0, 10**6)}" for _ in range(rng.randint(5, 14)))
+            words = [f"f{rng.randint(0, 10**6)}" for _ in range(rng.randint(60, 300))]
+            for _ in range(rng.randint(2, 4)):
+                words.insert(rng.randint(0, len(words)), passage)
+            doc = Document(text=" ".join(words), id="d")
+            expected = reference.filter(doc)
+            reasons.add(None if expected is True else expected[1])
+            assert self.f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
+            screened += not self.f._ngram_rule_may_fire(doc.text.split(), len(doc.text))
+        assert {"duplicated_5_n_grams", "duplicated_8_n_grams", "duplicated_10_n_grams", None} <= reasons, reasons
+        assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
+
+
 # --- boilerplate ------------------------------------------------------------------------------
 
 
