@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,9 @@ import numpy as np
 import xxhash
 
 from filters.base import RecordFilter
+from filters.words import WordFinder
 
-_WORD = re.compile(r"[^\W_]+")
+_WORDS = WordFinder(r"[^\W_]")
 _POLY = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.empty(0, dtype=np.uint64)
 
@@ -61,7 +61,7 @@ def words(text: str) -> list[str]:
     """The normalized words of `text` (see the module docstring)."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    return _WORD.findall(text.lower())
+    return _WORDS.findall(text.lower())
 
 
 def word_hashes(tokens: list[str]) -> np.ndarray:

@@ -21,9 +21,10 @@ from langdetect.detector_factory import PROFILES_DIRECTORY
 from langdetect.lang_detect_exception import LangDetectException
 
 from filters.base import RecordFilter
+from filters.words import WordFinder
 
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_WORDS = WordFinder(r"[^\W\d_]")
 # Frequent function words of each language that are rare in the other three (shared ones such as
 # "que", "el" or "para" would blur the comparison), so the shares tell these languages apart.
 _FUNCTION_WORDS = {
@@ -106,7 +107,7 @@ class LanguageFilter(RecordFilter):
         those of every other listed language less than a third of that."""
         if declared not in _FUNCTION_WORDS or not self.quick_accept:
             return False
-        words = _WORD.findall(text.lower())
+        words = _WORDS.findall(text.lower())
         if len(words) < 20:
             return False
         hits = Counter(map(_LANGUAGE_OF_WORD.get, words))  # one dict lookup per word: the lists are disjoint

@@ -27,8 +27,9 @@ from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import RecordFilter
+from filters.words import WordFinder
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORDS = WordFinder(r"\w")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -36,13 +37,13 @@ class RegexWordTokenizer(WordTokenizer):
     """Language-agnostic word splitter; good enough for repetition statistics."""
 
     def word_tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(text)
+        return _WORDS.findall(text)
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [s for s in _SENTENCE_END.split(text) if s]
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [m.span() for m in _WORD.finditer(text)]
+        return [m.span() for m in _WORDS.pattern.finditer(text)]
 
 
 class RepetitionFilter(RecordFilter):
