@@ -5,15 +5,17 @@ top n-gram share, duplicated n-gram share); we only feed it the assistant text a
 tokenizer, because datatrove's default tokenizers pull in spaCy for every language. Texts shorter
 than `min_words` are not judged: n-gram shares are meaningless on a two-line answer.
 
-Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen first bounds
-the top n-gram shares (exactly where the bound is not enough) and the duplicated n-gram shares;
-when no n-gram rule can fire, only the line and paragraph rules run. The verdict is datatrove's
+Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen first bounds the
+top n-gram shares (exactly where the bound is not enough) and each duplicated n-gram share; only the
+n-gram rules that may fire then run, after the line and paragraph rules. The verdict is datatrove's
 either way (tests check it against datatrove's own filter), with one exception: datatrove joins a
 duplicated n-gram's words with no separator, so "alph abeta" repeats "alpha beta" there, while the
 screen compares words. Only a passage repeated with a word boundary moved in every 4 words tells
 them apart (it is kept here, dropped by datatrove). Comparing joined strings instead sent 61% of the
 bench's glaive rows down the full path (98 -> 283 µs a row). Words are split once per text:
-datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words.
+datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words. On
+3,500-character answers (the bench's prose) the old single bound sent 74% of texts down every n-gram
+pass; each size's own bound sends none (check 1,830 -> 456 µs a text).
 """
 
 import re
@@ -54,23 +56,36 @@ class RepetitionFilter(RecordFilter):
         self.min_words = min_words
         self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it
         self.gopher = GopherRepetitionFilter(language=self.tokenizer, **gopher_thresholds)
-        self.gopher_lines_only = GopherRepetitionFilter(
-            language=self.tokenizer, **{**gopher_thresholds, "top_n_grams": (), "dup_n_grams": ()})
+        self._gopher_thresholds = gopher_thresholds
+        self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
 
     def check(self, record, doc: Document):
         words = split_into_words(doc.text, self.tokenizer)
         if len(words) < self.min_words:
             return None
-        gopher = self.gopher if self._ngram_rule_may_fire(words, len(doc.text)) else self.gopher_lines_only
-        result = gopher.filter(doc)
+        result = self._gopher_with(*self._ngram_rules_that_may_fire(words, len(doc.text))).filter(doc)
         return None if result is True else f"repetition_{result[1]}"
 
-    def _ngram_rule_may_fire(self, words: list[str], text_chars: int) -> bool:
-        """False only when no Gopher n-gram rule can fire: every top n-gram share is within its
-        limit (the same figure datatrove computes), and no duplicated n-gram share can reach its
-        own limit (see `_duplicated_chars_bound`)."""
+    def _gopher_with(self, top_n_grams: tuple, dup_n_grams: tuple) -> GopherRepetitionFilter:
+        """datatrove's filter with the line and paragraph rules and only these n-gram rules: the
+        others cannot fire, so its first firing rule is the full filter's."""
+        gopher = self._gophers.get((top_n_grams, dup_n_grams))
+        if gopher is None:  # at most one per subset of the configured rules
+            gopher = self._gophers[top_n_grams, dup_n_grams] = GopherRepetitionFilter(
+                language=self.tokenizer, **{**self._gopher_thresholds, "top_n_grams": top_n_grams,
+                                            "dup_n_grams": dup_n_grams})
+        return gopher
+
+    def _ngram_rules_that_may_fire(self, words: list[str], text_chars: int) -> tuple[tuple, tuple]:
+        """(top, duplicated) n-gram rules, in datatrove's order, that may fire on this text.
+
+        A top n-gram share is bounded, or computed exactly as datatrove does: the first rule whose
+        share is over its limit fires (unless a line or paragraph rule fires first), and no later
+        rule is reached. Otherwise the duplicated n-gram rules whose bound (`_duplicated_chars_bound`)
+        reaches their limit."""
         # An n-gram occurs at most as often as its prefix, so the highest count of a shorter n-gram,
         # times the widest window of n words, bounds its share: counted only when that is not enough.
+        firing = set()
         highest_count, ends = None, None
         for n, limit in sorted(self.gopher.top_n_grams):
             if highest_count is not None:
@@ -81,13 +96,15 @@ class RepetitionFilter(RecordFilter):
             if grams:
                 gram, highest_count = grams.most_common(1)[0]
                 if (sum(map(len, gram)) + n - 1) * highest_count / text_chars > limit:
-                    return True
+                    firing.add((n, limit))
+        if firing:
+            return next((tuple(rule),) for rule in self.gopher.top_n_grams if tuple(rule) in firing), ()
         if not self.gopher.dup_n_grams:
-            return False
+            return (), ()
         smallest = min(n for n, _ in self.gopher.dup_n_grams)
         runs = _repeat_runs(words, smallest)
-        return any(_duplicated_chars_bound(words, runs, smallest, n) > limit * text_chars
-                   for n, limit in self.gopher.dup_n_grams)
+        return (), tuple(tuple(rule) for rule in self.gopher.dup_n_grams
+                         if _duplicated_chars_bound(words, runs, smallest, rule[0]) > rule[1] * text_chars)
 
 
 def _repeat_runs(words: list[str], smallest: int) -> list[tuple[int, int]]:

@@ -504,7 +504,7 @@ class TestRepetition:
             expected = reference.filter(doc) if len(words) >= self.f.min_words else True
             expected = None if expected is True else f"repetition_{expected[1]}"
             assert self.f.check(None, doc) == expected, text
-            screened += not self.f._ngram_rule_may_fire(words, len(text))
+            screened += not any(self.f._ngram_rules_that_may_fire(words, len(text)))
         assert 100 < screened < 500
 
     def test_screen_bounds_give_datatrove_top_n_gram_verdicts(self):
@@ -529,6 +529,32 @@ class TestRepetition:
         assert {"top_2_gram", "top_3_gram", "top_4_gram", None} <= reasons
 
 
+    def test_configured_rules_in_any_order_give_datatrove_verdicts(self):
+        # Rules as a manifest gives them (lists, in its own order): only the rules that may fire run,
+        # and the first of them to fire must be the one datatrove's filter reports.
+        from datatrove.pipeline.filters import GopherRepetitionFilter
+
+        from filters.repetition import RegexWordTokenizer
+
+        thresholds = {"top_n_grams": [[4, 0.2], [2, 0.25]], "dup_n_grams": [[8, 0.06], [5, 0.1], [6, 0.08]]}
+        reference = GopherRepetitionFilter(language=RegexWordTokenizer(), **thresholds)
+        f = RepetitionFilter(**thresholds)
+        rng = random.Random(17)
+        vocab = [f"w{i}" for i in range(400)]
+        reasons = set()
+        for k in range(400):
+            # short loops repeated often (top n-gram rules), mid-length and long ones a few times
+            length, repeats = [((2, 4), (3, 12)), ((5, 7), (1, 4)), ((8, 30), (0, 3))][k % 3]
+            loop = [rng.choice(vocab) for _ in range(rng.randint(*length))]
+            filler = [rng.choice(vocab[: rng.randint(20, 400)]) for _ in range(rng.randint(40, 250))]
+            for _ in range(rng.randint(*repeats)):
+                filler.insert(rng.randint(0, len(filler)), " ".join(loop * rng.choice((1, 1, 1, 3))))
+            doc = Document(text=" ".join(filler), id=str(k))
+            expected = reference.filter(doc)
+            reasons.add(None if expected is True else expected[1])
+            assert f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
+        assert {"top_4_gram", "top_2_gram", "duplicated_8_n_grams", "duplicated_5_n_grams", None} <= reasons, reasons
+
     def test_screen_bounds_give_datatrove_duplicated_n_gram_verdicts(self):
         # A passage of 5 to 14 words repeated in unique filler: the longer n-grams' rules, whose limits
         # are lower, fire on some texts where the 5-gram's does not; the screen must not skip those,
@@ -549,7 +575,7 @@ class TestRepetition:
             expected = reference.filter(doc)
             reasons.add(None if expected is True else expected[1])
             assert self.f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
-            screened += not self.f._ngram_rule_may_fire(doc.text.split(), len(doc.text))
+            screened += not any(self.f._ngram_rules_that_may_fire(doc.text.split(), len(doc.text)))
         assert {"duplicated_5_n_grams", "duplicated_8_n_grams", "duplicated_10_n_grams", None} <= reasons, reasons
         assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
 
