@@ -52,7 +52,7 @@ import xxhash
 from filters.base import RecordFilter
 from filters.words import WordFinder
 
-_WORDS = WordFinder(r"[^\W_]")
+_WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _POLY = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.empty(0, dtype=np.uint64)
 

@@ -24,7 +24,7 @@ from filters.base import RecordFilter
 from filters.words import WordFinder
 
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_WORDS = WordFinder(r"[^\W\d_]")
+_WORDS = WordFinder(r"[^\W\d_]", str.isalpha)
 # Frequent function words of each language that are rare in the other three (shared ones such as
 # "que", "el" or "para" would blur the comparison), so the shares tell these languages apart.
 _FUNCTION_WORDS = {

@@ -31,7 +31,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 from filters.base import RecordFilter
 from filters.words import WordFinder
 
-_WORDS = WordFinder(r"\w")
+_WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
