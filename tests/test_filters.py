@@ -462,6 +462,31 @@ NORMAL_ANSWER = (
 )
 
 
+def datatrove_gopher(**thresholds):
+    """datatrove's own Gopher filter with our word tokenizer: the reference for the repetition rule."""
+    from datatrove.pipeline.filters import GopherRepetitionFilter
+
+    from filters.repetition import RegexWordTokenizer
+
+    return GopherRepetitionFilter(language=RegexWordTokenizer(), **thresholds)
+
+
+def datatrove_reason(reference, doc) -> str | None:
+    """The reason our rule must give where datatrove's filter gives its verdict."""
+    verdict = reference.filter(doc)
+    return None if verdict is True else f"repetition_{verdict[1]}"
+
+
+def assert_datatrove_verdicts(rule, reference, docs) -> set[str | None]:
+    """Our rule's verdict must be datatrove's on every document; returns the reasons seen."""
+    reasons = set()
+    for doc in docs:
+        expected = datatrove_reason(reference, doc)
+        assert rule.check(None, doc) == expected, doc.text
+        reasons.add(expected)
+    return reasons
+
+
 class TestRepetition:
     f = RepetitionFilter()
 
@@ -485,11 +510,7 @@ class TestRepetition:
     def test_screen_gives_datatrove_verdicts(self):
         # The n-gram screen may only skip work: on texts from plain to looped, every verdict must be
         # the one datatrove's own filter gives, and the screen must clear a good share of them.
-        from datatrove.pipeline.filters import GopherRepetitionFilter
-
-        from filters.repetition import RegexWordTokenizer
-
-        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
+        reference = datatrove_gopher()
         rng = random.Random(7)
         vocab = [f"w{i}" for i in range(400)]
         screened = 0
@@ -501,8 +522,7 @@ class TestRepetition:
                 words = loop * rng.randint(1, 4) + [rng.choice(vocab) for _ in range(rng.randint(10, 200))]
             text = " ".join(words)
             doc = Document(text=text, id=str(k))
-            expected = reference.filter(doc) if len(words) >= self.f.min_words else True
-            expected = None if expected is True else f"repetition_{expected[1]}"
+            expected = datatrove_reason(reference, doc) if len(words) >= self.f.min_words else None
             assert self.f.check(None, doc) == expected, text
             screened += not any(self.f._ngram_rules_that_may_fire(words, len(text)))
         assert 100 < screened < 500
@@ -510,38 +530,24 @@ class TestRepetition:
     def test_screen_bounds_give_datatrove_top_n_gram_verdicts(self):
         # A 2-, 3- or 4-word phrase of long words repeated in unique filler: texts where only a longer
         # n-gram's rule fires, which the screen must not skip on its shorter n-grams' counts.
-        from datatrove.pipeline.filters import GopherRepetitionFilter
-
-        from filters.repetition import RegexWordTokenizer
-
-        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
         rng = random.Random(11)
-        reasons = set()
+        docs = []
         for _ in range(300):
             phrase = " ".join("x" * rng.randint(1, 12) + str(i) for i in range(rng.choice((2, 3, 4))))
             words = [f"f{rng.randint(0, 10**6)}" for _ in range(rng.randint(50, 150))]
             for _ in range(rng.randint(1, 12)):
                 words.insert(rng.randint(0, len(words)), phrase)
-            doc = Document(text=" ".join(words), id="p")
-            expected = reference.filter(doc)
-            reasons.add(None if expected is True else expected[1])
-            assert self.f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
-        assert {"top_2_gram", "top_3_gram", "top_4_gram", None} <= reasons
-
+            docs.append(Document(text=" ".join(words), id="p"))
+        reasons = assert_datatrove_verdicts(self.f, datatrove_gopher(), docs)
+        assert {"repetition_top_2_gram", "repetition_top_3_gram", "repetition_top_4_gram", None} <= reasons
 
     def test_configured_rules_in_any_order_give_datatrove_verdicts(self):
         # Rules as a manifest gives them (lists, in its own order): only the rules that may fire run,
         # and the first of them to fire must be the one datatrove's filter reports.
-        from datatrove.pipeline.filters import GopherRepetitionFilter
-
-        from filters.repetition import RegexWordTokenizer
-
         thresholds = {"top_n_grams": [[4, 0.2], [2, 0.25]], "dup_n_grams": [[8, 0.06], [5, 0.1], [6, 0.08]]}
-        reference = GopherRepetitionFilter(language=RegexWordTokenizer(), **thresholds)
-        f = RepetitionFilter(**thresholds)
         rng = random.Random(17)
         vocab = [f"w{i}" for i in range(400)]
-        reasons = set()
+        docs = []
         for k in range(400):
             # short loops repeated often (top n-gram rules), mid-length and long ones a few times
             length, repeats = [((2, 4), (3, 12)), ((5, 7), (1, 4)), ((8, 30), (0, 3))][k % 3]
@@ -549,34 +555,26 @@ class TestRepetition:
             filler = [rng.choice(vocab[: rng.randint(20, 400)]) for _ in range(rng.randint(40, 250))]
             for _ in range(rng.randint(*repeats)):
                 filler.insert(rng.randint(0, len(filler)), " ".join(loop * rng.choice((1, 1, 1, 3))))
-            doc = Document(text=" ".join(filler), id=str(k))
-            expected = reference.filter(doc)
-            reasons.add(None if expected is True else expected[1])
-            assert f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
-        assert {"top_4_gram", "top_2_gram", "duplicated_8_n_grams", "duplicated_5_n_grams", None} <= reasons, reasons
+            docs.append(Document(text=" ".join(filler), id=str(k)))
+        reasons = assert_datatrove_verdicts(RepetitionFilter(**thresholds), datatrove_gopher(**thresholds), docs)
+        assert {f"repetition_{r}" for r in ("top_4_gram", "top_2_gram", "duplicated_8_n_grams", "duplicated_5_n_grams")}\
+            | {None} <= reasons, reasons
 
     def test_screen_bounds_give_datatrove_duplicated_n_gram_verdicts(self):
         # A passage of 5 to 14 words repeated in unique filler: the longer n-grams' rules, whose limits
         # are lower, fire on some texts where the 5-gram's does not; the screen must not skip those,
         # and must clear texts whose repeats stay under every limit.
-        from datatrove.pipeline.filters import GopherRepetitionFilter
-
-        from filters.repetition import RegexWordTokenizer
-
-        reference = GopherRepetitionFilter(language=RegexWordTokenizer())
         rng = random.Random(13)
-        reasons, screened = set(), 0
+        docs = []
         for _ in range(400):
             passage = " ".join(f"p{rng.randint(0, 10**6)}" for _ in range(rng.randint(5, 14)))
             words = [f"f{rng.randint(0, 10**6)}" for _ in range(rng.randint(60, 300))]
             for _ in range(rng.randint(2, 4)):
                 words.insert(rng.randint(0, len(words)), passage)
-            doc = Document(text=" ".join(words), id="d")
-            expected = reference.filter(doc)
-            reasons.add(None if expected is True else expected[1])
-            assert self.f.check(None, doc) == (None if expected is True else f"repetition_{expected[1]}"), doc.text
-            screened += not any(self.f._ngram_rules_that_may_fire(doc.text.split(), len(doc.text)))
-        assert {"duplicated_5_n_grams", "duplicated_8_n_grams", "duplicated_10_n_grams", None} <= reasons, reasons
+            docs.append(Document(text=" ".join(words), id="d"))
+        reasons = assert_datatrove_verdicts(self.f, datatrove_gopher(), docs)
+        screened = sum(not any(self.f._ngram_rules_that_may_fire(doc.text.split(), len(doc.text))) for doc in docs)
+        assert {f"repetition_duplicated_{n}_n_grams" for n in (5, 8, 10)} | {None} <= reasons, reasons
         assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
 
 
