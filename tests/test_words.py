@@ -54,6 +54,12 @@ def test_in_class_accepts_only_the_class_and_no_whitespace_is_in_it(name):
             assert not member.fullmatch(char), f"U+{code:04X}"
 
 
+def test_the_whitespace_list_is_all_that_str_split_cuts_at():
+    from filters.words import UNICODE_WHITESPACE
+
+    assert UNICODE_WHITESPACE == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+
+
 def test_a_class_holding_whitespace_is_refused():
     with pytest.raises(ValueError, match="whitespace"):
         WordFinder(r"[\w\u3000]", str.isalnum)
