@@ -15,7 +15,7 @@ them apart (it is kept here, dropped by datatrove). Comparing joined strings ins
 bench's glaive rows down the full path (98 -> 283 µs a row). Words are split once per text:
 datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words. On
 3,500-character answers (the bench's prose) the old single bound sent 74% of texts down every n-gram
-pass; each size's own bound sends none (check 1,830 -> 456 µs a text).
+pass; each size's own bound sends none (check 2,139 -> 409 µs a text, bench/RESULTS.md).
 """
 
 import re
