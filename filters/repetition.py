@@ -56,6 +56,11 @@ class RepetitionFilter(RecordFilter):
         self.min_words = min_words
         self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it
         self.gopher = GopherRepetitionFilter(language=self.tokenizer, **gopher_thresholds)
+        for kind in ("top_n_grams", "dup_n_grams"):  # checked here: a manifest is loaded before any row is read
+            for rule in getattr(self.gopher, kind):
+                if not _is_rule(rule):
+                    raise ValueError(f"repetition filter: {kind} entry {rule!r} is not a pair [n, limit] "
+                                     "with n a positive integer and limit a number")
         self._gopher_thresholds = gopher_thresholds
         self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
 
@@ -105,6 +110,14 @@ class RepetitionFilter(RecordFilter):
         runs = _repeat_runs(words, smallest)
         return (), tuple(tuple(rule) for rule in self.gopher.dup_n_grams
                          if _duplicated_chars_bound(words, runs, smallest, rule[0]) > rule[1] * text_chars)
+
+
+def _is_rule(rule) -> bool:
+    if not isinstance(rule, (list, tuple)) or len(rule) != 2:
+        return False
+    n, limit = rule
+    return (isinstance(n, int) and not isinstance(n, bool) and n > 0
+            and isinstance(limit, (int, float)) and not isinstance(limit, bool))
 
 
 def _repeat_runs(words: list[str], smallest: int) -> list[tuple[int, int]]:

@@ -507,6 +507,12 @@ class TestRepetition:
     def test_short_answers_not_judged(self):
         assert verdict(self.f, rec(user("Say yes"), assistant("yes yes yes yes yes"))) is None
 
+    @pytest.mark.parametrize("thresholds", [{"top_n_grams": [2]}, {"dup_n_grams": [[5]]}, {"dup_n_grams": [["x", 0.1]]},
+                                            {"top_n_grams": [[0, 0.2]]}, {"dup_n_grams": [[5, "0.1"]]}])
+    def test_malformed_rules_are_refused_when_the_manifest_loads(self, thresholds):
+        with pytest.raises(ValueError, match="not a pair"):
+            filters.merge_config({"repetition": thresholds})
+
     def test_screen_gives_datatrove_verdicts(self):
         # The n-gram screen may only skip work: on texts from plain to looped, every verdict must be
         # the one datatrove's own filter gives, and the screen must clear a good share of them.
