@@ -25,7 +25,7 @@ from filters.empty_turns import EmptyTurnsFilter
 from filters.identity import IdentityFilter
 from filters.language import LanguageFilter
 from filters.length import LengthFilter
-from filters.repetition import RepetitionFilter
+from filters.repetition import RepetitionFilter, _lines_or_paragraphs_may_repeat
 from filters.role_order import RoleOrderFilter
 from filters.tool_calls import ToolCallsFilter
 from sftmix.record import SCHEMA, content_id, make_record, message, tool_call, tool_def
@@ -582,6 +582,38 @@ class TestRepetition:
         screened = sum(not any(self.f._ngram_rules_that_may_fire(doc.text.split(), len(doc.text))) for doc in docs)
         assert {f"repetition_duplicated_{n}_n_grams" for n in (5, 8, 10)} | {None} <= reasons, reasons
         assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
+
+
+    def test_line_and_paragraph_verdicts_are_datatrove_s(self):
+        # Unique words (no n-gram rule fires) laid out in lines and paragraphs, some repeated, some
+        # differing only in surrounding spaces or blank lines: the line and paragraph screen may only
+        # skip texts where datatrove's rules find no duplicate.
+        rng = random.Random(19)
+        separators = ["\n", "\n\n", "\n\n\n", "\n \n", " \n", "\n  ", "\n\t\n"]
+        docs, screened = [], 0
+        for k in range(600):
+            lines = [" ".join(f"u{rng.randint(0, 10**9)}" for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 30))]
+            for _ in range(rng.choice((0, 0, 1, 2, 6))):
+                lines.insert(rng.randint(0, len(lines)), rng.choice(lines) + rng.choice(("", "", " ")))
+            text = lines[0] + "".join(rng.choice(separators) + line for line in lines[1:])
+            text = rng.choice(("", "\n", "  ", "\n\n")) + text + rng.choice(("", "\n", " ", "\n\n"))
+            text += " " + " ".join(f"v{k}x{i}" for i in range(50))  # every text is judged
+            docs.append(Document(text=text, id=str(k)))
+            screened += not _lines_or_paragraphs_may_repeat(text)
+        filler = " ".join(f"f{i}" for i in range(50))
+        # Duplicates only datatrove's edge cases make: an empty first and last line; a first or last
+        # paragraph equal to another once the text is stripped, though its line is not.
+        docs += [Document(text=text, id="edge") for text in (
+            f"\n{filler}\n", f"\n\n{filler}\n\n", f"  a b\n\na b\n\n{filler}", f"{filler}\n\na b\n\na b \n")]
+        thresholds = {"dup_line_frac": 1e-9, "dup_para_frac": 1e-9}  # one duplicate is enough to fire
+        reasons = assert_datatrove_verdicts(RepetitionFilter(**thresholds), datatrove_gopher(**thresholds), docs)
+        assert {"repetition_dup_line_frac", "repetition_dup_para_frac", None} <= reasons, reasons
+        assert screened > 80, screened  # 101 of the 102 texts in which datatrove finds no duplicate
+
+    @pytest.mark.parametrize("limit", [-0.1, "0.3", True])
+    def test_line_and_paragraph_limits_must_be_numbers_not_below_zero(self, limit):
+        with pytest.raises(ValueError, match="dup_line_frac must be a number >= 0"):
+            filters.merge_config({"repetition": {"dup_line_frac": limit}})
 
 
 # --- boilerplate ------------------------------------------------------------------------------
