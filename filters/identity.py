@@ -8,11 +8,13 @@ developer are never flagged.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
 skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
+Texts that name no other model or developer are ruled out before either regex (`filters.literals`).
 """
 
 import re
 
 from filters.base import RecordFilter, turn_texts
+from filters.literals import LiteralScreen, required_literals
 
 OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant", "DeepSeek(?:-V3|-R1|-Chat)?", "Claude",
                 "Gemini", "Bard", "LLaMA(?: ?\\d)?", "Llama(?: ?\\d)?", "Qwen(?:2(?:\\.5)?)?", "Mistral", "Mixtral",
@@ -49,10 +51,16 @@ class IdentityFilter(RecordFilter):
             rf"|{_FIRST_PERSON}[^.\n]{{0,60}}?(?:{_MADE_BY})\s+{_alternation(developers)}\b"
         ).lower())
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
+        # Both branches of `identity` end in a name: a text holding no name (and no literal of a
+        # cutoff phrase) needs neither regex.
+        self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
+                                    + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
             text = text.lower()
+            if not self.screen.may_match(text):
+                continue
             if self.identity.search(text):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):
