@@ -36,7 +36,7 @@ class SortedIds:
         if digest in self.recent:
             return True
         high, low = digest >> 64, digest & LOW_MASK
-        # `bisect` over memoryviews reads the halves as Python ints: 1.1 µs a lookup among 900,000
+        # `bisect` over memoryviews reads the halves as Python ints: 1.4 µs a lookup among 900,000
         # ids, against 3.0 with numpy's searchsorted and its scalars.
         highs, lows = self._views
         # High halves of distinct ids almost never repeat: this loop runs about once.

@@ -110,7 +110,8 @@ class LanguageFilter(RecordFilter):
         words = _WORDS.findall(text.lower())
         if len(words) < 20:
             return False
-        hits = Counter(map(_LANGUAGE_OF_WORD.get, words))  # one dict lookup per word: the lists are disjoint
+        # One dict lookup per word (the lists are disjoint); only the hits are counted.
+        hits = Counter(filter(None, map(_LANGUAGE_OF_WORD.get, words)))
         own = hits[declared]
         return own >= self.quick_accept * len(words) and all(
             hits[other] < own / 3 for other in _FUNCTION_WORDS if other != declared)
