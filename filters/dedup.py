@@ -37,7 +37,8 @@ class SortedIds:
             return True
         high, low = digest >> 64, digest & LOW_MASK
         # `bisect` over memoryviews reads the halves as Python ints: 1.4 µs a lookup among 900,000
-        # ids, against 3.0 with numpy's searchsorted and its scalars.
+        # ids against 3.0 with numpy's searchsorted and its scalars, which cost 2 µs even while
+        # the arrays are empty (a check took 2.8 µs a row with every id still in `recent`, now 0.7).
         highs, lows = self._views
         # High halves of distinct ids almost never repeat: this loop runs about once.
         for index in range(bisect_left(highs, high), len(highs)):
