@@ -583,11 +583,10 @@ class TestRepetition:
         assert {f"repetition_duplicated_{n}_n_grams" for n in (5, 8, 10)} | {None} <= reasons, reasons
         assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
 
-
     def test_line_and_paragraph_verdicts_are_datatrove_s(self):
-        # Unique words (no n-gram rule fires) laid out in lines and paragraphs, some repeated, some
-        # differing only in surrounding spaces or blank lines: the line and paragraph screen may only
-        # skip texts where datatrove's rules find no duplicate.
+        # Unique words laid out in lines and paragraphs, some lines said again, some differing only in
+        # surrounding spaces or blank lines: the line and paragraph screen may only skip texts where
+        # datatrove's rules find no duplicate.
         rng = random.Random(19)
         separators = ["\n", "\n\n", "\n\n\n", "\n \n", " \n", "\n  ", "\n\t\n"]
         docs, screened = [], 0
