@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.utils.text import TextNormConfig, simplify_text
 
-from sftmix.near_dedup import batch_texts, near_duplicates
+from sftmix.near_dedup import (RecordMinhashSignature, WhitespaceTokenizer, batch_texts, minhash_config,
+                               near_duplicates)
 from sftmix.record import make_record, message, to_table, tool_call
 
 WORDS = ("river mountain signal quiet lantern harbor copper meadow engine violet thunder pocket window garden "
@@ -117,3 +122,39 @@ def test_include_accepts_polars_series(planted, tmp_path):
     files, pairs, *_ = planted
     ids = {key: pl.scan_parquet([str(f) for f in paths]).select("id").collect()["id"] for key, paths in files}
     assert near_duplicates(files, tmp_path / "a", include=ids) == near_duplicates(files, tmp_path / "b")
+
+
+# Letters, accents and combining marks, digits, punctuation, and whitespace that `str.split` splits at
+# (no-break, em and ideographic spaces, information separators) in runs of any length.
+TEXT_PIECES = ["river", "Mañana", "CAFÉ", "e\u0301", "\u0301", "naïve", "Øre", "2024", "3.5", "—", ",", "«", "!", "'s",
+               " ", "  ", "\t", "\n\n", "\u00a0", "\u2003", "\u3000", "\x1c", " \u0301 ", "monday", "july", "ｗｉｄｅ"]
+
+
+@pytest.mark.parametrize("norm", [minhash_config().norm_config, TextNormConfig()], ids=["manifest", "datatrove-default"])
+def test_shingle_words_are_those_of_datatrove_simplify_text(norm):
+    config = dataclasses.replace(minhash_config(), norm_config=norm)
+    signature = RecordMinhashSignature("unused", config=config, language=WhitespaceTokenizer())
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(TEXT_PIECES) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    texts += ["plain ascii text, with punctuation!\tand  tabs\n", " \u0301 ", ""]
+    assert sum(not text.isascii() for text in texts) > 1000
+    for text in texts:
+        assert signature.words(text) == simplify_text(text, norm).split(), repr(text)
+
+
+def test_signature_is_datatrove_signature():
+    signature = RecordMinhashSignature("unused", config=minhash_config(), language=WhitespaceTokenizer())
+    a, b = (p.ravel().tolist() for p in signature.parameters)
+    rng = np.random.default_rng(5)
+    for size in (1, 7, 300):
+        shingles = rng.integers(0, 2**64, size=(size, 1), dtype=np.uint64)
+        assert signature.get_signature(shingles) == MinhashDedupSignature.get_signature(signature, shingles)
+    # Shingles whose a * s + b (mod 2^64) lands where the shift-and-mask sum reaches 2^61 - 1: the
+    # exact remainder (here 7, 0 and 1) is then the column's minimum.
+    column = next(j for j, value in enumerate(a) if value % 2)
+    targets = [2**64 - 1, 2**61 - 1, 2**62 - 1]
+    crafted = [(target - b[column]) * pow(a[column], -1, 2**64) % 2**64 for target in targets]
+    shingles = np.array([*crafted, *rng.integers(0, 2**64, size=50, dtype=np.uint64).tolist()], np.uint64).reshape(-1, 1)
+    expected = MinhashDedupSignature.get_signature(signature, shingles)
+    assert signature.get_signature(shingles) == expected
+    assert expected[column // signature.config.hashes_per_bucket][column % signature.config.hashes_per_bucket] == 0
