@@ -20,6 +20,7 @@ from jsonschema.validators import validator_for as schema_dialect
 
 from filters.base import RecordFilter
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
+from sftmix.jsontext import loads
 
 
 @lru_cache(maxsize=16384)
@@ -97,7 +98,7 @@ class ToolCallsFilter(RecordFilter):
                 if schema_json is None:
                     return "unknown_tool"
                 try:
-                    arguments = json.loads(function["arguments"] or "{}")
+                    arguments = loads(function["arguments"] or "{}")
                 except json.JSONDecodeError:
                     return "tool_arguments_not_json"
                 if not isinstance(arguments, dict):

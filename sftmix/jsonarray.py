@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Callable, TypeVar
 
+from sftmix.jsontext import loads
+
 T = TypeVar("T")
 
 NOT_AN_OBJECT = object()  # `decode`'s answer for a piece that is not one whole JSON object
@@ -49,6 +51,6 @@ def decode_items(text: str, decode: Callable[[str], T]) -> list[T] | None:
 def decode_object(text: str) -> dict | object:
     """`text` decoded, or NOT_AN_OBJECT when it is not JSON (a piece `decode_items` tries)."""
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError:
         return NOT_AN_OBJECT

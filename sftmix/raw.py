@@ -16,6 +16,7 @@ from typing import IO, Iterator
 import ijson
 import pyarrow.parquet as pq
 
+from sftmix.jsontext import loads
 from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
@@ -111,7 +112,7 @@ def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:
                 yield None  # another worker's line: not decoded
                 continue
             try:
-                yield json.loads(line)
+                yield loads(line)
             except json.JSONDecodeError as error:
                 yield Drop("malformed_json", str(error))
 

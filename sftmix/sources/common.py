@@ -11,6 +11,7 @@ from typing import Any, Callable
 import langcodes
 
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
+from sftmix.jsontext import loads
 from sftmix.record import dumps, encoded_tool, tool_call
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Drop
 
@@ -263,7 +264,7 @@ def loads_json(value, reason: str = "malformed_json"):
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        return loads(value)
     except json.JSONDecodeError as error:
         raise Drop(reason, str(error)) from None
 

@@ -32,6 +32,7 @@ import re
 from functools import lru_cache
 
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_object
+from sftmix.jsontext import loads
 from sftmix.record import dumps, encoded_tool, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import to_json_schema, trim_unanswered
@@ -60,7 +61,7 @@ ARGUMENTS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 def _arguments(text: str) -> tuple[dict | str, bool]:
     """Arguments as a dict when they are a JSON object, else the raw text (and a malformed flag)."""
     try:
-        value = ARGUMENTS_DECODER.decode(text)
+        value = loads(text, ARGUMENTS_DECODER)
     except ValueError:
         return text, True
     return (value, False) if isinstance(value, dict) else (text, True)
@@ -71,9 +72,9 @@ def _parse_call(text: str) -> tuple[str, dict | str, bool]:
     # The common, quoted form first: a quote where a JSON value must start, so never valid JSON.
     match = QUOTED_CALL.match(text)
     if match:
-        return json.loads(f'"{match["name"]}"'), *_arguments(match["args"])
+        return loads(f'"{match["name"]}"'), *_arguments(match["args"])
     try:
-        call = json.loads(text)
+        call = loads(text)
     except json.JSONDecodeError:
         raise Drop("unparsable_tool_call", text[:80]) from None
     if not (isinstance(call, dict) and isinstance(call.get("name"), str) and "arguments" in call):

@@ -23,9 +23,9 @@ json.loads on tool_call content; positional response matching). See docs/sources
 from __future__ import annotations
 
 import ast
-import json
 import re
 
+from sftmix.jsontext import loads
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import cached_tools, loads_json, to_json_schema
@@ -63,7 +63,7 @@ def _parse_call(content) -> tuple[str, dict | str]:
         call = _literal_call(content)
     except (ValueError, SyntaxError, TypeError):
         try:
-            call = json.loads(content)
+            call = loads(content)
         except (TypeError, ValueError):
             raise Drop("unparsable_tool_call", f"tool_call content {str(content)[:60]!r}") from None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
@@ -73,7 +73,7 @@ def _parse_call(content) -> tuple[str, dict | str]:
         return call["name"], {}  # Qwen-Agent writes "" for a call without arguments
     if isinstance(arguments, str):
         try:
-            parsed = json.loads(arguments)
+            parsed = loads(arguments)
         except ValueError:
             return call["name"], arguments  # kept verbatim; the tool-call filter judges it
         return call["name"], parsed if isinstance(parsed, dict) else arguments
