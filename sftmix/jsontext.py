@@ -21,7 +21,7 @@ def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
     """`json.loads(text)`, or `decoder.decode(text)` for another decoder (e.g. one that refuses NaN)."""
     if type(text) is str:
         try:
-            # The C scanner clears its key memo after each call, as `decode` does.
+            # the scanner `decode` itself runs (through `raw_decode`), on the same decoder's settings
             value, end = decoder.scan_once(text, 0)
         except StopIteration:  # no value starts at 0: the full path gives json's own error
             pass
