@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from typing import Callable, TypeVar
 
-from sftmix.jsontext import loads
+from sftmix.jsontext import JSON_SPACE, loads
 
 T = TypeVar("T")
 
 NOT_AN_OBJECT = object()  # `decode`'s answer for a piece that is not one whole JSON object
 SEPARATOR = "}, {"  # between two objects, in json.dumps's default layout
-JSON_SPACE = " \t\n\r"
 MAX_FALSE_SPLITS = 8  # "}, {" inside strings or nested values; past this, the caller decodes the whole
 
 

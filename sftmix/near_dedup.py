@@ -37,7 +37,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
@@ -45,6 +44,8 @@ from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
+
+from filters.decontamination import window_hashes
 
 BATCH_ROWS = 1024
 _IDS_SCHEMA = pa.schema([("id", pa.string()), ("order", pa.int32())])
@@ -70,7 +71,6 @@ class WhitespaceTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
-_POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier combining word hashes into an n-gram hash
 _MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's modulus for its permutations
 _SHIFT = np.uint64(61)
 
@@ -83,7 +83,8 @@ class RecordMinhashSignature(MinhashDedupSignature):
       exactly what `str.split` splits at; 44 µs of 50 on a bench text of 250 words);
     - each word is hashed once (xxh3-64) and an n-gram's hash is the polynomial
       sum(h[i + k] * P^(n-1-k)) mod 2^64 of its words' hashes, computed with numpy, instead of sha1
-      over the joined n-gram string: several times faster, collisions as rare (2^-64 scale);
+      over the joined n-gram string: several times faster, collisions as rare (2^-64 scale). These
+      are the decontamination rule's n-gram hashes (`filters.decontamination.window_hashes`);
     - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`).
     Signatures, bands, sorting and file formats are datatrove's.
     """
@@ -98,17 +99,7 @@ class RecordMinhashSignature(MinhashDedupSignature):
         return self.word_tokenizer.word_tokenize(simplify_text(text, self._norms[not text.isascii()]))
 
     def get_shingles(self, text: str) -> np.ndarray:
-        words = self.words(text)
-        n = self.config.n_grams
-        if len(words) < n:
-            return np.empty((0, 1), dtype=np.uint64)
-        hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), np.uint64, len(words))
-        count = len(words) - n + 1
-        shingles = hashes[:count].copy()
-        for k in range(1, n):
-            shingles *= _POLY
-            shingles += hashes[k:k + count]
-        return shingles.reshape((-1, 1))
+        return window_hashes(self.words(text), self.config.n_grams).reshape((-1, 1))
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         """datatrove's signature: per hash function (a, b), min((a * s + b) mod 2^64 mod (2^61 - 1))
