@@ -4,7 +4,7 @@
 as `name arguments`) straight from the filtered Parquet files, Arrow batch by Arrow batch, and runs
 datatrove's three minhash stages on it:
 
-1. `MinhashDedupSignature` (subclassed only for faster shingle hashing, see `RecordMinhashSignature`):
+1. `MinhashDedupSignature` (subclassed for speed only, see `RecordMinhashSignature`):
    one signature per row over word 5-grams of the text normalized by datatrove's `simplify_text`
    (lower case, punctuation and diacritics removed, whitespace collapsed; numbers are *kept*, so
    "convert 255 0 0" and "convert 0 255 0" stay distinct), written per worker.
@@ -27,6 +27,7 @@ Memory: one Arrow batch of text at a time, the signatures of one worker while it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from collections.abc import Iterable, Iterator
@@ -37,17 +38,19 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datatrove.data import Document
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupSignature)
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, simplify_text
+from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.decontamination import window_hashes
 
 BATCH_ROWS = 1024
+SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
 _IDS_SCHEMA = pa.schema([("id", pa.string()), ("order", pa.int32())])
 
 
@@ -85,7 +88,8 @@ class RecordMinhashSignature(MinhashDedupSignature):
       sum(h[i + k] * P^(n-1-k)) mod 2^64 of its words' hashes, computed with numpy, instead of sha1
       over the joined n-gram string: several times faster, collisions as rare (2^-64 scale). These
       are the decontamination rule's n-gram hashes (`filters.decontamination.window_hashes`);
-    - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`).
+    - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`);
+    - `run` writes the signature files `SIGNATURE_BATCH_ROWS` rows at a time.
     Signatures, bands, sorting and file formats are datatrove's.
     """
 
@@ -93,6 +97,7 @@ class RecordMinhashSignature(MinhashDedupSignature):
         super().__init__(*args, **kwargs)
         norm = dataclasses.replace(self.config.norm_config, norm_whitespace=False)
         self._norms = (dataclasses.replace(norm, norm_unicode_diacritics=False), norm)  # ASCII, other text
+        self._signed_rows: dict[int, int] = {}  # rank -> documents signed, while `run` has datatrove sort them
 
     def words(self, text: str) -> list[str]:
         """The words of `simplify_text(text, norm_config)`, which datatrove's shingles are made of."""
@@ -105,12 +110,70 @@ class RecordMinhashSignature(MinhashDedupSignature):
         """datatrove's signature: per hash function (a, b), min((a * s + b) mod 2^64 mod (2^61 - 1))
         over the shingles s, as `num_buckets` lists (one `reshape`, where datatrove splits the array
         in 14 and converts each part). 134 -> 64 µs a bench text of 250 shingles."""
+        return self._minima(shingles).reshape(self.config.num_buckets, -1).tolist()
+
+    def _minima(self, shingles: np.ndarray) -> np.ndarray:
+        """The signature as one array of `num_buckets * hashes_per_bucket` hashes."""
         if self.config.hash_config.precision != 64:  # 32 bits: datatrove masks before the minimum
-            return super().get_signature(shingles)
+            return np.array(super().get_signature(shingles), self.config.hash_config.np_dtype).reshape(-1)
         a, b = self.parameters
         values = shingles * a
         values += b
-        return _min_mod_mersenne(values).reshape(self.config.num_buckets, -1).tolist()
+        return _min_mod_mersenne(values)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> None:
+        """datatrove's run, with this rank's signature files written `SIGNATURE_BATCH_ROWS` rows at
+        a time (datatrove packs and writes each row's bands one by one: a `struct.pack` and a file
+        write each, 14 a row). datatrove then sorts and verifies the files, as it does for the files
+        of an earlier run (`check_can_skip_sig_writing`)."""
+        if not self.check_can_skip_sig_writing(rank)[0]:  # datatrove's own resume (skip_existing_sigs)
+            with self.track_time():
+                self._signed_rows[rank] = self._write_signatures(data, rank)
+        try:
+            super().run(data, rank, world_size)
+        finally:
+            self._signed_rows.pop(rank, None)
+
+    def check_can_skip_sig_writing(self, rank: int) -> tuple[bool, int | None]:
+        if rank in self._signed_rows:  # written by `run` just now
+            return True, self._signed_rows[rank]
+        return super().check_can_skip_sig_writing(rank)
+
+    def _write_signatures(self, data: DocumentsPipeline, rank: int) -> int:
+        """This rank's unsorted signature files, byte for byte datatrove's: per band, one record
+        `<{hashes_per_bucket}{struct_format}I` (the band's hashes, then the document's index in the
+        stream) for each document that has shingles. Returns the number of those documents."""
+        config = self.config
+        record = np.dtype([("hashes", f"<{config.hash_config.struct_format}", (config.hashes_per_bucket,)),
+                           ("index", "<u4")])  # packed, as struct's "<" layout
+        signed = documents = 0
+        with contextlib.ExitStack() as stack:
+            buckets = [stack.enter_context(self.output_folder.open(f"bucket_{band:03d}/{rank:05d}.minhash.sig", mode="wb"))
+                       for band in range(config.num_buckets)]
+
+            def write(minima: list[np.ndarray], indices: list[int]) -> int:
+                records = np.empty((len(indices), config.num_buckets), record)
+                if indices:
+                    records["hashes"] = np.stack(minima).reshape(len(indices), config.num_buckets, -1)
+                    records["index"] = np.array(indices, np.uint32)[:, None]
+                for band, bucket in enumerate(buckets):
+                    bucket.write(records[:, band].tobytes())
+                return len(indices)
+
+            minima, indices = [], []
+            for doc in data:
+                shingles = self.get_shingles(doc.text)
+                if shingles.size != 0:
+                    minima.append(self._minima(shingles))
+                    indices.append(documents)
+                    if len(indices) == SIGNATURE_BATCH_ROWS:
+                        signed += write(minima, indices)
+                        minima, indices = [], []
+                documents += 1
+            signed += write(minima, indices)
+        if documents:
+            self.stat_update(StatHints.total, value=documents)
+        return signed
 
 
 def _min_mod_mersenne(values: np.ndarray) -> np.ndarray:

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.text import TextNormConfig, simplify_text
+from datatrove.utils.typeshelper import StatHints
 
 from sftmix.near_dedup import (RecordMinhashSignature, WhitespaceTokenizer, batch_texts, minhash_config,
                                near_duplicates)
@@ -158,3 +160,29 @@ def test_signature_is_datatrove_signature():
     expected = MinhashDedupSignature.get_signature(signature, shingles)
     assert signature.get_signature(shingles) == expected
     assert expected[column // signature.config.hashes_per_bucket][column % signature.config.hashes_per_bucket] == 0
+
+
+@pytest.mark.parametrize("precision", [64, 32])
+def test_signature_files_are_datatrove_files(precision, tmp_path):
+    """`run` writes a batch of rows at a time what datatrove writes row by row, then has it sort them."""
+    config = minhash_config()
+    if precision == 32:
+        config = dataclasses.replace(config, hash_config=dataclasses.replace(config.hash_config, precision=32))
+    rng = random.Random(11)
+    # more rows than one write batch; rows of fewer than 5 words have no signature but take an index
+    texts = [text(rng, rng.choice([0, 3, 4, 5, 40, 200])) for _ in range(2500)]
+    runs = {}
+    for kind in ("sftmix", "datatrove"):
+        step = RecordMinhashSignature(str(tmp_path / kind), config=config, language=WhitespaceTokenizer())
+        documents = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
+        run = step.run if kind == "sftmix" else lambda data, rank: MinhashDedupSignature.run(step, data, rank)
+        run(documents, rank=3)
+        run(iter(()), rank=4)  # a task with no rows
+        files = sorted(tmp_path.joinpath(kind).rglob("*.sig"))
+        runs[kind] = ([f.relative_to(tmp_path / kind) for f in files], [f.read_bytes() for f in files],
+                      step.stats[StatHints.total].total)
+    assert runs["sftmix"] == runs["datatrove"]
+    names, contents, total = runs["sftmix"]
+    assert len(names) == 28 and total == 2500
+    signed = sum(len(t.split()) >= 5 for t in texts)
+    assert len(contents[0]) == signed * (config.hashes_per_bucket * precision // 8 + 4) and not contents[-1]
