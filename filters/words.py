@@ -1,4 +1,4 @@
-"""Words as maximal runs of one character class, as `re.findall` finds them, split in C instead.
+r"""Words as maximal runs of one character class, as `re.findall` finds them, split in C instead.
 
 `re.findall(r"\w+", text)` builds each word through Python's regex engine. The same words come
 from mapping every ASCII character outside the class to a space (`bytes.translate` on the text's
