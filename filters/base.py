@@ -5,7 +5,8 @@ learns to write), or the user text for prompt/document-only rows. A rule impleme
 `check(record, doc) -> reason | None`; `run` does what datatrove's `BaseFilter.run` does (drops go
 to the exclusion writer, which is our rejected sink; the same stats) with its counters summed once
 per run, and calls `check` directly: datatrove's batches of one document cost a rule about 1 µs a
-row (10.5 µs over 9 no-op rules, 1.6 µs now). Rules that judge batches (the LLM judge) still get them.
+row (10.5 µs over 9 no-op rules, 1.6 µs now). A rule that implements datatrove's `filter` or
+`filter_batch` instead still gets its batches; the LLM judge keeps rows in flight its own way.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class RecordFilter(BaseFilter):
                 reason = self.check(doc.metadata["record"], doc)
                 yield doc, reason is None, reason
             return
-        for batch in batched(data, self.batch_size):  # rules that judge batches (the LLM judge)
+        for batch in batched(data, self.batch_size):  # rules written to datatrove's `filter` / `filter_batch`
             for doc, result in zip(batch, self.filter_batch(batch)):
                 yield doc, *get_filter_result(result)
 

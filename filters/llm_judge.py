@@ -7,8 +7,9 @@ format) a bounded number of times, then the row is dropped as `judge_unparsable`
 feedback are kept in the row's `origin` under `scores.llm_judge`; rows below `threshold` are
 dropped as `judge_below_threshold`.
 
-It is a datatrove filter like the rule filters, run in batches so the LLM calls overlap. It costs
-money, so it is never on by default: a manifest enables it per source (`llm_judge: {threshold: 4}`).
+It is a datatrove filter like the rule filters; rows are graded concurrently, up to `window`
+(default `sftmix.llm.stage_window`) at a time, and leave in order. It costs money, so it is never
+on by default: a manifest enables it per source (`llm_judge: {threshold: 4}`).
 """
 
 import asyncio
@@ -18,9 +19,10 @@ from pathlib import Path
 from string import Template
 
 from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import get_filter_result
 
 from filters.base import RecordFilter
-from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings
+from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_window
 
 PROMPTS = Path(__file__).parent / "prompts"
 _VERDICT = re.compile(r"^\s*(?:Feedback:\s*)?(?P<feedback>.*?)\s*\[RESULT\]\s*(?P<score>[1-5])\s*$", re.DOTALL)
@@ -64,15 +66,19 @@ def judge_prompt(record: dict, rubric: str, reference: str | None = None) -> str
 class LLMJudgeFilter(RecordFilter):
     name = "llm_judge"
 
-    def __init__(self, threshold: int = 4, rubric: str | None = None, attempts: int = 3, batch_size: int = 64,
+    def __init__(self, threshold: int = 4, rubric: str | None = None, attempts: int = 3, window: int | None = None,
                  llm: dict | None = None, client: LLMClient | None = None, **kwargs):
-        super().__init__(batch_size=batch_size, **kwargs)
         if not 1 <= threshold <= 5:
             raise ValueError("threshold must be between 1 and 5")
+        # A given client (whose stats the caller reads) or one from `llm` settings, started on first use.
+        client = client or LLMClient(LLMSettings.from_config(llm))
+        super().__init__(**kwargs)
+        self.client = client
+        # Rows being graded at a time: enough for every connection to stay busy while the oldest
+        # row waits for a slow answer.
+        self.window = window or stage_window(client.settings.concurrency)
         self.threshold, self.attempts = threshold, attempts
         self.rubric = rubric or (PROMPTS / "rubric_default.txt").read_text(encoding="utf-8").strip()
-        # A given client (whose stats the caller reads) or one from `llm` settings, started on first use.
-        self.client = client or LLMClient(LLMSettings.from_config(llm))
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def grade(self, record: dict) -> tuple[str, int] | str:
@@ -97,29 +103,35 @@ class LLMJudgeFilter(RecordFilter):
             ]
         return "judge_unparsable"
 
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        records = [doc.metadata["record"] for doc in batch]
-        async def grade_all():
-            return await asyncio.gather(*(self.grade(r) for r in records))
+    def _verdicts(self, data):
+        """(document, keep, reason) in order, with up to `window` rows being graded at a time
+        (`sftmix.llm.in_order`: a new row starts when the oldest is done, no batch waits for its
+        slowest row)."""
+        def grade(doc: Document):
+            return self.grade(doc.metadata["record"])
 
-        verdicts = self._loop.run_until_complete(grade_all())
-        results = []
-        for record, verdict in zip(records, verdicts):
-            if isinstance(verdict, str):
-                results.append((False, verdict))
-                continue
-            feedback, score = verdict
-            origin = json.loads(record["origin"])
-            origin.setdefault("scores", {})["llm_judge"] = {"score": score, "feedback": feedback,
-                                                             "threshold": self.threshold, "model": self.client.settings.model}
-            record["origin"] = json.dumps(origin, ensure_ascii=False)
-            results.append(True if score >= self.threshold else (False, "judge_below_threshold"))
-        return results
+        for doc, verdict in in_order(self._event_loop(), grade, data, self.window):
+            yield doc, *get_filter_result(self._result(doc.metadata["record"], verdict))
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return self.filter_batch([doc])[0]
+        record = doc.metadata["record"]
+        return self._result(record, self._event_loop().run_until_complete(self.grade(record)))
+
+    def _result(self, record: dict, verdict: tuple[str, int] | str) -> bool | tuple[bool, str]:
+        """The filter's answer for a row graded `verdict`; the score and feedback go into its origin."""
+        if isinstance(verdict, str):
+            return False, verdict
+        feedback, score = verdict
+        origin = json.loads(record["origin"])
+        origin.setdefault("scores", {})["llm_judge"] = {"score": score, "feedback": feedback,
+                                                         "threshold": self.threshold, "model": self.client.settings.model}
+        record["origin"] = json.dumps(origin, ensure_ascii=False)
+        return True if score >= self.threshold else (False, "judge_below_threshold")
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         try:

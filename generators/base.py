@@ -7,9 +7,10 @@ A generator module `generators/<name>.py` defines
   prompts, conversations) or from the context alone (self-identity); deterministic from the seed;
 - `async generate(item, ctx) -> list[Converted] | Drop`: LLM calls through `ctx.llm`, returning
   conversations (language set) or a drop with a reason.
-The runtime adds provenance, runs items concurrently in bounded windows (output order = item
-order, so reruns are identical), stops cleanly when the budget is reached, and feeds the results
-to the same record/filter/writer path as converters (`sftmix.normalize.run`).
+The runtime adds provenance, runs items concurrently, a bounded number at a time (output order =
+item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
+reached, and feeds the results to the same record/filter/writer path as converters
+(`sftmix.normalize.run`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import math
 import random
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from string import Template
 from typing import Any, Callable, Iterable, Iterator
 
-from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient
+from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_window
 from sftmix.sources.base import Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -212,58 +214,48 @@ def load(name: str):
 
 def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None = None,
            window: int | None = None) -> Iterator[tuple[str, Converted | Drop]]:
-    """Run `module` over its items; yields (item key, Converted | Drop) in item order."""
+    """Run `module` over its items; yields (item key, Converted | Drop) in item order.
+
+    Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
+    (`sftmix.llm.in_order`). Once an item meets the budget cap, the items not yet started
+    are dropped as `budget_exhausted` without running."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
-    window = window or max(4 * ctx.llm.settings.concurrency, 16)
-    items = module.items(records, ctx)
-    loop = asyncio.new_event_loop()
     exhausted = False
+
+    async def run(item: Item) -> list[Converted] | Drop:
+        nonlocal exhausted
+        result = Drop("budget_exhausted") if exhausted else await _generate(module, item, ctx)
+        exhausted = exhausted or (isinstance(result, Drop) and result.reason == "budget_exhausted")
+        return result
+
+    items = islice(module.items(records, ctx), limit)
+    loop = asyncio.new_event_loop()
     try:
-        taken = 0
-        while True:
-            batch: list[Item] = []
-            for item in items:
-                batch.append(item)
-                taken += 1
-                if len(batch) >= window or (limit is not None and taken >= limit):
-                    break
-            if not batch:
-                break
-            if exhausted:
-                results = [Drop("budget_exhausted") for _ in batch]
-            else:
-                results = loop.run_until_complete(_run_window(module, batch, ctx))
-                exhausted = any(isinstance(r, Drop) and r.reason == "budget_exhausted" for r in results)
-            for item, result in zip(batch, results):
-                if isinstance(result, Drop):
-                    yield item.key, result
-                    continue
-                for converted in result:
-                    converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
-                    converted.language = converted.language or item.language
-                    yield item.key, converted
-            if limit is not None and taken >= limit:
-                break
+        for item, result in in_order(loop, run, items, window or stage_window(ctx.llm.settings.concurrency)):
+            if isinstance(result, Drop):
+                yield item.key, result
+                continue
+            for converted in result:
+                converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
+                converted.language = converted.language or item.language
+                yield item.key, converted
     finally:
         loop.run_until_complete(ctx.llm.aclose())
         loop.close()
 
 
-async def _run_window(module, batch: list[Item], ctx: Context) -> list[list[Converted] | Drop]:
-    async def one(item: Item):
-        try:
-            out = await module.generate(item, ctx)
-        except Drop as drop:
-            return drop
-        except BudgetExhausted as error:
-            return Drop("budget_exhausted", str(error))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-            # model output that breaks a generator's assumptions is a counted drop, not a crash
-            return Drop("malformed_generation", f"{type(error).__name__}: {error}")
-        return out if isinstance(out, (list, Drop)) else [out]
-
-    return list(await asyncio.gather(*(one(item) for item in batch)))
+async def _generate(module, item: Item, ctx: Context) -> list[Converted] | Drop:
+    try:
+        out = await module.generate(item, ctx)
+    except Drop as drop:
+        return drop
+    except BudgetExhausted as error:
+        return Drop("budget_exhausted", str(error))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        # model output that breaks a generator's assumptions is a counted drop, not a crash
+        return Drop("malformed_generation", f"{type(error).__name__}: {error}")
+    return out if isinstance(out, (list, Drop)) else [out]
 
 
 def generate(module, records: Iterable[dict], ctx: Context, info, out: Path, rejected: Path, *,

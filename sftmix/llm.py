@@ -28,8 +28,11 @@ import random
 import re
 import time
 from array import array
+from collections import deque
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 import aiohttp
@@ -43,6 +46,9 @@ log = logging.getLogger("sftmix.llm")
 DEFAULT_BASE_URL = "https://api.deepseek.com"
 DEFAULT_MODEL = "deepseek-chat"
 KEY_VARIABLES = ("SFTMIX_LLM_API_KEY", "DEEPSEEK_API_KEY")
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class MissingAPIKey(Exception):
@@ -537,6 +543,40 @@ class LLMClient:
             await self._session.close()
             self._session = None
         self.cache.close()
+
+
+def stage_window(concurrency: int) -> int:
+    """How many rows an LLM stage keeps started and not yet handed on (`in_order`): 16 per
+    connection. Answer times spread widely, and the oldest row holds back the rest; see
+    bench/RESULTS.md for the ratios at 4 and 16 per connection."""
+    return 16 * concurrency
+
+
+def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Result]], items: Iterable[Item],
+             window: int) -> Iterator[tuple[Item, Result]]:
+    """(item, await run(item)) for each item, in item order, on `loop`, with at most `window` items
+    started and not yet yielded: the next item starts as soon as the oldest is yielded.
+
+    An LLM stage's output keeps its input order (reruns are identical), yet one slow item holds back
+    only the output behind it: windows run to completion one after another would each wait for
+    their slowest request with the connections idle. Items left when the caller stops are cancelled.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    started: deque[tuple[Item, asyncio.Task]] = deque()
+    items = iter(items)
+    try:
+        while True:
+            started.extend((item, loop.create_task(run(item))) for item in islice(items, window - len(started)))
+            if not started:
+                return
+            item, task = started.popleft()
+            yield item, loop.run_until_complete(task)
+    finally:
+        for _, task in started:
+            task.cancel()
+        if started:
+            loop.run_until_complete(asyncio.gather(*(task for _, task in started), return_exceptions=True))
 
 
 class _MalformedResponse(Exception):

@@ -569,6 +569,77 @@ def test_budget_through_generator_stream_default_window(tmp_path):
     assert sum(isinstance(r, Converted) for _, r in out) == 1
 
 
+# ------------------------------------------------------------------------- stages: rows in flight, in order
+
+def test_in_order_keeps_order_and_at_most_window_started():
+    loop = asyncio.new_event_loop()
+    started, yielded, most = 0, 0, 0
+
+    async def work(i: int) -> int:
+        nonlocal started, most
+        started += 1
+        most = max(most, started - yielded)
+        await asyncio.sleep((7 * i % 5) / 1000)  # later items often finish first
+        return i * i
+
+    out = []
+    for item, result in llm_module.in_order(loop, work, range(40), 6):
+        yielded += 1
+        out.append((item, result))
+    loop.close()
+    assert out == [(i, i * i) for i in range(40)]
+    assert most == 6
+
+
+def test_in_order_starts_the_next_item_when_the_oldest_is_done():
+    """Item 1 can only finish once item 4, beyond the first window of 4, has started: windows run to
+    completion one after another would wait for item 1 forever (here: fail after 5 s)."""
+    loop = asyncio.new_event_loop()
+    fourth_started = asyncio.Event()
+
+    async def work(i: int) -> int:
+        if i == 4:
+            fourth_started.set()
+        if i == 1:
+            await asyncio.wait_for(fourth_started.wait(), 5)
+        return i
+
+    assert [item for item, _ in llm_module.in_order(loop, work, range(8), 4)] == list(range(8))
+    loop.close()
+
+
+def test_in_order_cancels_what_the_caller_leaves():
+    loop = asyncio.new_event_loop()
+    cancelled = []
+
+    async def work(i: int) -> int:
+        try:
+            await asyncio.sleep(0 if i == 0 else 60)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        return i
+
+    rows = llm_module.in_order(loop, work, range(10), 3)
+    assert next(rows) == (0, 0)
+    rows.close()
+    assert sorted(cancelled) == [1, 2] and not [t for t in asyncio.all_tasks(loop) if not t.done()]
+    loop.close()
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        next(llm_module.in_order(asyncio.new_event_loop(), work, range(3), 0))
+
+
+def test_generator_stream_keeps_at_most_window_items_in_flight(tmp_path):
+    from generators.base import Context, stream
+
+    with serve_openai(delay=0.05) as srv:
+        client = make_client(srv, tmp_path, concurrency=8)
+        out = list(stream(_echo_generator(), [], Context(llm=client, params={"n": 12}), window=3))
+        assert srv.count() == 12
+        assert srv.max_concurrent == 3  # the window, not the client's 8
+    assert [r.messages[1]["content"] for _, r in out] == [f"echo: question {i}" for i in range(12)]
+
+
 # ----------------------------------------------------------------------------------- concurrency, storms
 
 def test_concurrency_limit_respected(tmp_path):

@@ -205,6 +205,18 @@ def test_filter_records_scores_and_threshold(tmp_path):
     assert below == {records[2]["id"]: 3, records[3]["id"]: 1}  # the score is kept on dropped rows too
 
 
+def test_filter_records_keeps_at_most_window_rows_in_flight_and_their_order(tmp_path):
+    grades = "5431" * 5
+    records = [record(i, grade) for i, grade in enumerate(grades)]
+    with serve_openai(responder=judge_responder, delay=0.05) as srv:
+        client = judge_client(srv, tmp_path, concurrency=8)
+        counts, kept, rejected = run_judge(tmp_path, records, client, window=3)
+        assert srv.count() == 20
+        assert srv.max_concurrent == 3  # the window, not the client's 8
+    assert [r["id"] for r in kept] == [r["id"] for r, grade in zip(records, grades) if grade in "54"]
+    assert counts.dropped == {"judge_below_threshold": 10}
+
+
 def test_filter_records_unparsable_is_dropped_after_attempts(tmp_path):
     with serve_openai(responder=judge_responder) as srv:
         counts, kept, rejected = run_judge(tmp_path, [record(0, "junk"), record(1, "5")], judge_client(srv, tmp_path),
