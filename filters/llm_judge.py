@@ -13,6 +13,7 @@ on by default: a manifest enables it per source (`llm_judge: {threshold: 4}`).
 """
 
 import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -110,8 +111,10 @@ class LLMJudgeFilter(RecordFilter):
         def grade(doc: Document):
             return self.grade(doc.metadata["record"])
 
-        for doc, verdict in in_order(self._event_loop(), grade, data, self.window):
-            yield doc, *get_filter_result(self._result(doc.metadata["record"], verdict))
+        # Closed here, not when collected: the rows still in flight are cancelled before `run` closes the loop.
+        with contextlib.closing(in_order(self._event_loop(), grade, data, self.window)) as rows:
+            for doc, verdict in rows:
+                yield doc, *get_filter_result(self._result(doc.metadata["record"], verdict))
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         record = doc.metadata["record"]

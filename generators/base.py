@@ -231,8 +231,9 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
 
     items = islice(module.items(records, ctx), limit)
     loop = asyncio.new_event_loop()
+    rows = in_order(loop, run, items, window or stage_window(ctx.llm.settings.concurrency))
     try:
-        for item, result in in_order(loop, run, items, window or stage_window(ctx.llm.settings.concurrency)):
+        for item, result in rows:
             if isinstance(result, Drop):
                 yield item.key, result
                 continue
@@ -241,6 +242,7 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
                 converted.language = converted.language or item.language
                 yield item.key, converted
     finally:
+        rows.close()  # cancels the rows still in flight while the loop can run them down
         loop.run_until_complete(ctx.llm.aclose())
         loop.close()
 

@@ -629,6 +629,22 @@ def test_in_order_cancels_what_the_caller_leaves():
         next(llm_module.in_order(asyncio.new_event_loop(), work, range(3), 0))
 
 
+def test_generator_stream_left_early_cancels_its_rows_in_flight(tmp_path, caplog):
+    import gc
+
+    from generators.base import Context, stream
+
+    with serve_openai(delay=0.3) as srv:
+        client = make_client(srv, tmp_path, concurrency=4)
+        rows = stream(_echo_generator(), [], Context(llm=client, params={"n": 40}), window=8)
+        key, first = next(rows)
+        rows.close()
+        gc.collect()
+        assert key == "item-0" and first.messages[1]["content"] == "echo: question 0"
+        assert srv.count() <= 8  # the first row and the ones in flight with it; none started after
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # no task left pending, no error in the loop
+
+
 def test_generator_stream_keeps_at_most_window_items_in_flight(tmp_path):
     from generators.base import Context, stream
 
