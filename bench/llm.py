@@ -9,7 +9,7 @@ server each have a core and their own GIL. Three things are timed at each concur
              build runs it (prompts from records, the default rule filters, shards written);
   judge:     the LLM judge through `sftmix.normalize.filter_records`, as `sftmix judge` runs it.
 Each row is one request. Answer times are first fixed (`--delay` for every request), then spread
-(`--spread` > 0): log-normal with median `--delay` and sigma `--spread`, in 8 equally likely steps
+(`--spread` > 0): log-normal with median `--delay` and sigma `--spread`, in 32 equally likely steps
 (a tag in each row's text picks its step; the server's `slow` faults sleep that long), as long and
 short answers from a real endpoint are. The best any client can do at concurrency c is
 c x rows / (sum of the rows' answer times) requests per second (c / delay when fixed); the ratio to
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rawgen import _text  # noqa: E402
 
 MIN_ROUNDS = 50  # rows per level are at least this many times the concurrency
-STEPS = 8  # answer-time steps of the spread distribution
+STEPS = 32  # answer-time steps of the spread distribution: its slowest is 8.6 times the median at sigma 1
 KINDS = ("client", "generator", "judge")
 
 
