@@ -71,6 +71,8 @@ class LLMJudgeFilter(RecordFilter):
                  llm: dict | None = None, client: LLMClient | None = None, **kwargs):
         if not 1 <= threshold <= 5:
             raise ValueError("threshold must be between 1 and 5")
+        if window is not None and not (isinstance(window, int) and window >= 1):
+            raise ValueError(f"window must be a whole number of rows, at least 1, not {window!r}")
         # A given client (whose stats the caller reads) or one from `llm` settings, started on first use.
         client = client or LLMClient(LLMSettings.from_config(llm))
         super().__init__(**kwargs)

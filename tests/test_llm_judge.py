@@ -182,6 +182,12 @@ def test_threshold_validated():
             LLMJudgeFilter(threshold=threshold)
 
 
+@pytest.mark.parametrize("window", [0, -3, 2.5, "8"])
+def test_window_validated(window):
+    with pytest.raises(ValueError, match="window must be a whole number of rows"):
+        LLMJudgeFilter(window=window)
+
+
 # ------------------------------------------------------------------------- through filter_records
 
 def test_filter_records_scores_and_threshold(tmp_path):
