@@ -440,12 +440,13 @@ class LLMClient:
         last_error = ""
         for attempt in range(self.settings.max_retries + 1):
             retry_after = None
-            await self._limiter.acquire(estimated_tokens)
             async with self._semaphore:
                 # Checked with a slot in hand: requests queued behind the one that reached the cap
-                # are never sent.
-                if self.settings.budget_usd is not None and self.stats.cost_usd >= self.settings.budget_usd:
-                    raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${self.stats.cost_usd:.4f})")
+                # are never sent; checked before the rate limits too, so they are not kept waiting
+                # for a rate slot (a minute each at one request a minute) only to be refused.
+                self._refuse_past_budget()
+                await self._limiter.acquire(estimated_tokens)
+                self._refuse_past_budget()
                 self.stats.requests += 1
                 try:
                     completion = await self._send(session, body)
@@ -501,6 +502,10 @@ class LLMClient:
             )
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
             raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}") from None
+
+    def _refuse_past_budget(self) -> None:
+        if self.settings.budget_usd is not None and self.stats.cost_usd >= self.settings.budget_usd:
+            raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${self.stats.cost_usd:.4f})")
 
     def _account(self, usage: Usage) -> None:
         self.stats.usage.add(usage)

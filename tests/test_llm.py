@@ -518,6 +518,21 @@ def test_budget_cap_holds_for_queued_requests(tmp_path):
     assert sum(isinstance(r, BudgetExhausted) for r in results) == 4
 
 
+def test_budget_cap_refuses_queued_requests_without_waiting_for_the_rate_limit(tmp_path):
+    """One request a minute: the queued requests are refused at once, not each after a minute."""
+    with serve_openai(delay=0.02) as srv:
+        client = make_client(srv, tmp_path, budget_usd=1e-9, concurrency=1, requests_per_minute=1)
+
+        async def all_at_once():
+            requests = asyncio.gather(*(client.complete(user(f"q{i}")) for i in range(4)), return_exceptions=True)
+            return await asyncio.wait_for(requests, 30)  # a failure here, not a four-minute wait
+
+        results = run(client, all_at_once())
+        assert srv.count() == 1
+    assert isinstance(results[0], Completion) and all(isinstance(r, BudgetExhausted) for r in results[1:])
+    assert len(client._limiter.events) == 1  # the refused requests took no rate slot
+
+
 def _echo_generator():
     """A minimal generator module for generators.base.stream: one LLM call per item."""
     from generators.base import Item, reply_text
