@@ -562,9 +562,10 @@ def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Re
     """(item, await run(item)) for each item, in item order, on `loop`, with at most `window` items
     started and not yet yielded: the next item starts as soon as the oldest is yielded.
 
-    An LLM stage's output keeps its input order (reruns are identical), yet one slow item holds back
-    only the output behind it: windows run to completion one after another would each wait for
-    their slowest request with the connections idle. Items left when the caller stops are cancelled.
+    An LLM stage's output keeps its input order (reruns are identical), yet a slow item stops new
+    items from starting only once the `window` - 1 behind it are done: windows run to completion one
+    after another would each wait for their slowest request with the connections idle. Items left
+    when the caller stops are cancelled.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, not {window}")
