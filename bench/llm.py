@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import random
 import statistics
@@ -56,7 +57,7 @@ def load_test_server():
 def answer_times(delay: float, spread: float) -> list[float]:
     """The answer time of each step: the log-normal's quantiles at the steps' midpoints."""
     normal = statistics.NormalDist()
-    return [delay * 2.718281828459045 ** (spread * normal.inv_cdf((k + 0.5) / STEPS)) for k in range(STEPS)]
+    return [delay * math.exp(spread * normal.inv_cdf((k + 0.5) / STEPS)) for k in range(STEPS)]
 
 
 def tag(step: int) -> str:

@@ -231,7 +231,7 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
 
     items = islice(module.items(records, ctx), limit)
     loop = asyncio.new_event_loop()
-    rows = in_order(loop, run, items, window or stage_window(ctx.llm.settings.concurrency))
+    rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
     try:
         for item, result in rows:
             if isinstance(result, Drop):

@@ -644,6 +644,16 @@ def test_in_order_cancels_what_the_caller_leaves():
         next(llm_module.in_order(asyncio.new_event_loop(), work, range(3), 0))
 
 
+def test_generator_stream_refuses_a_window_of_no_rows(tmp_path):
+    from generators.base import Context, stream
+
+    with serve_openai() as srv:
+        client = make_client(srv, tmp_path)
+        with pytest.raises(ValueError, match="window must be at least 1"):
+            next(stream(_echo_generator(), [], Context(llm=client, params={"n": 3}), window=0))
+        assert srv.count() == 0
+
+
 def test_generator_stream_left_early_cancels_its_rows_in_flight(tmp_path, caplog):
     import gc
 
