@@ -5,9 +5,10 @@
 For each length, `--rows` texts of that many sentences of the benches' prose (bench/rawgen.py),
 plus one in eight with a passage repeated in it, are judged by (a) datatrove's
 `GopherRepetitionFilter` with the same word tokenizer (the baseline: every rule, every text) and
-(b) sftmix's `RepetitionFilter.check` (its screen, then only the rules that may fire). The verdicts
-must be equal. Prints µs a text for each, the ratio a/b, and how many texts still went through an
-n-gram pass; the LAST line is a JSON object of the figures.
+(b) sftmix's `RepetitionFilter` as a pipeline runs it, in batches of `BATCH_ROWS` (bounds for
+the whole batch, then datatrove's filter with only the rules that may fire). The verdicts must be
+equal. Prints µs a text for each, the ratio a/b, and how many texts still went through an n-gram
+pass; the LAST line is a JSON object of the figures.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
     from datatrove.pipeline.filters import GopherRepetitionFilter
     from datatrove.utils.text import split_into_words
 
-    from filters.repetition import RegexWordTokenizer, RepetitionFilter
+    from filters.repetition import BATCH_ROWS, RegexWordTokenizer, RepetitionFilter
 
     rule = RepetitionFilter()
     datatrove = GopherRepetitionFilter(language=RegexWordTokenizer())
@@ -68,12 +69,13 @@ def main() -> None:
         for doc in docs:
             verdict = datatrove.filter(doc) if len(split_into_words(doc.text, rule.tokenizer)) >= rule.min_words else True
             expected.append(None if verdict is True else f"repetition_{verdict[1]}")
-        if [rule.check(None, doc) for doc in docs] != expected:
+        batches = [docs[i:i + BATCH_ROWS] for i in range(0, len(docs), BATCH_ROWS)]
+        got = [None if result is True else result[1] for batch in batches for result in rule.filter_batch(batch)]
+        if got != expected:
             raise SystemExit(f"{sentences} sentences: verdicts differ from datatrove's")
-        passes = sum(any(rule._ngram_rules_that_may_fire(split_into_words(doc.text, rule.tokenizer), len(doc.text)))
-                     for doc in docs)
+        passes = sum(rules is not None and any(rules) for rules in rule.ngram_rules_that_may_fire([d.text for d in docs]))
         t_a = best_of(3, lambda: [datatrove.filter(doc) for doc in docs])
-        t_b = best_of(3, lambda: [rule.check(None, doc) for doc in docs])
+        t_b = best_of(3, lambda: [rule.filter_batch(batch) for batch in batches])
         chars = sum(len(doc.text) for doc in docs) / len(docs)
         row = {"chars": round(chars), "datatrove_us": t_a / len(docs) * 1e6, "sftmix_us": t_b / len(docs) * 1e6,
                "a_over_b": t_a / t_b, "ngram_passes": passes, "dropped": sum(v is not None for v in expected)}

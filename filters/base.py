@@ -65,6 +65,8 @@ class RecordFilter(BaseFilter):
                 yield doc, reason is None, reason
             return
         for batch in batched(data, self.batch_size):  # rules written to datatrove's `filter` / `filter_batch`
+            if self.batch_size > 1:
+                self.stat_update("batches")  # as datatrove counts them
             for doc, result in zip(batch, self.filter_batch(batch)):
                 yield doc, *get_filter_result(result)
 

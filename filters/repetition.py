@@ -5,35 +5,33 @@ top n-gram share, duplicated n-gram share); we only feed it the assistant text a
 tokenizer, because datatrove's default tokenizers pull in spaCy for every language. Texts shorter
 than `min_words` are not judged: n-gram shares are meaningless on a two-line answer.
 
-Gopher's n-gram rules join every n-gram into a string, 9 passes per text. A screen first bounds the
-top n-gram shares (exactly where the bound is not enough) and each duplicated n-gram share; only the
-n-gram rules that may fire then run, after the line and paragraph rules. When no n-gram rule may
-fire and no line or paragraph repeats, datatrove's filter is not called. The verdict is datatrove's
-either way (tests check it against datatrove's own filter), with one exception: datatrove joins a
-duplicated n-gram's words with no separator, so "alph abeta" repeats "alpha beta" there, while the
-screen compares words. Only a passage repeated with a word boundary moved in every 4 words tells
-them apart (it is kept here, dropped by datatrove). Comparing joined strings instead sent 61% of the
-bench's glaive rows down the full path (98 -> 283 µs a row). Words are split once per text:
-datatrove's `split_into_words` keeps its last results, so Gopher reuses the screen's words. On
-3,500-character answers (the bench's prose) the old single bound sent 74% of texts down every n-gram
-pass; each size's own bound sends none (check 2,139 -> 409 µs a text, bench/RESULTS.md).
+Gopher's n-gram rules join every n-gram into a string, 9 passes per text. The rule takes its rows
+in batches instead: `filters.ngram_bounds` bounds every n-gram figure of a batch's texts at once
+in numpy, and datatrove's filter runs only on the texts where a bound reaches its limit or a line
+or paragraph repeats, with only the n-gram rules whose bound reaches their limit (the others cannot
+fire, so its first firing rule is the full filter's). The verdict is datatrove's either way (tests
+check it against datatrove's own filter), with one exception: datatrove joins a duplicated
+n-gram's words with no separator, so "alph abeta" repeats "alpha beta" there, while the bounds
+compare words. Only a passage repeated with a word boundary moved in every 4 words tells them apart
+(it is kept here, dropped by datatrove). Comparing joined strings instead sent 61% of the bench's
+glaive rows down the full path (98 -> 283 µs a row).
 """
 
 import re
-from collections import Counter
-from itertools import accumulate, islice
-from operator import sub
 
+import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
-from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import RecordFilter
+from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+BATCH_ROWS = 1024
+SCREEN_BYTES = 1 << 20
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -53,7 +51,7 @@ class RepetitionFilter(RecordFilter):
     name = "repetition"
 
     def __init__(self, min_words: int = 50, **gopher_thresholds):
-        super().__init__()
+        super().__init__(batch_size=BATCH_ROWS)
         self.min_words = min_words
         self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it
         self.gopher = GopherRepetitionFilter(language=self.tokenizer, **gopher_thresholds)
@@ -71,14 +69,49 @@ class RepetitionFilter(RecordFilter):
         self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
 
     def check(self, record, doc: Document):
-        words = split_into_words(doc.text, self.tokenizer)
-        if len(words) < self.min_words:
-            return None
-        ngram_rules = self._ngram_rules_that_may_fire(words, len(doc.text))
-        if not any(ngram_rules) and not _lines_or_paragraphs_may_repeat(doc.text):
-            return None  # no rule can fire
-        result = self._gopher_with(*ngram_rules).filter(doc)
-        return None if result is True else f"repetition_{result[1]}"
+        return self._reasons([doc])[0]
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        return [True if reason is None else (False, reason) for reason in self._reasons(batch)]
+
+    def _reasons(self, docs: list[Document]) -> list[str | None]:
+        reasons = []
+        for doc, rules in zip(docs, self.ngram_rules_that_may_fire([doc.text for doc in docs])):
+            if rules is None or (not any(rules) and not _lines_or_paragraphs_may_repeat(doc.text)):
+                reasons.append(None)  # too short to judge, or no rule can fire
+                continue
+            result = self._gopher_with(*rules).filter(doc)
+            reasons.append(None if result is True else f"repetition_{result[1]}")
+        return reasons
+
+    def ngram_rules_that_may_fire(self, texts: list[str]) -> list[tuple[tuple, tuple] | None]:
+        """Per text, the (top, duplicated) n-gram rules, in datatrove's order, whose bound reaches
+        their limit; None for a text of fewer than `min_words` words, which is not judged."""
+        top_rules = [tuple(rule) for rule in self.gopher.top_n_grams]
+        dup_rules = [tuple(rule) for rule in self.gopher.dup_n_grams]
+        may_fire = []
+        for chunk in _chunks_of_bytes([_WORDS.word_bytes(text) for text in texts], SCREEN_BYTES):
+            bounds = NgramBounds([words for _, words in chunk])
+            chars = np.array([len(texts[i]) for i, _ in chunk], np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):  # an empty text: nothing fires
+                top = bounds.top_ngram_chars({n for n, _ in top_rules}) if top_rules else {}
+                dup = bounds.duplicated_ngram_chars({n for n, _ in dup_rules}) if dup_rules else {}
+                # compared as datatrove does (figure / characters > limit), so rounding cannot differ
+                top_fires = [top[n] / chars > limit for n, limit in top_rules]
+                dup_fires = [dup[n] / chars > limit for n, limit in dup_rules]
+            any_fires = np.zeros(len(chunk), bool)
+            for fires in top_fires + dup_fires:
+                any_fires |= fires
+            judged = bounds.words >= self.min_words
+            for row, (is_judged, fires) in enumerate(zip(judged.tolist(), any_fires.tolist())):
+                if not is_judged:
+                    may_fire.append(None)
+                elif not fires:
+                    may_fire.append(((), ()))
+                else:
+                    may_fire.append((tuple(rule for rule, f in zip(top_rules, top_fires) if f[row]),
+                                     tuple(rule for rule, f in zip(dup_rules, dup_fires) if f[row])))
+        return may_fire
 
     def _gopher_with(self, top_n_grams: tuple, dup_n_grams: tuple) -> GopherRepetitionFilter:
         """datatrove's filter with the line and paragraph rules and only these n-gram rules: the
@@ -90,35 +123,19 @@ class RepetitionFilter(RecordFilter):
                                             "dup_n_grams": dup_n_grams})
         return gopher
 
-    def _ngram_rules_that_may_fire(self, words: list[str], text_chars: int) -> tuple[tuple, tuple]:
-        """(top, duplicated) n-gram rules, in datatrove's order, that may fire on this text.
 
-        A top n-gram share is bounded, or computed exactly as datatrove does: the first rule whose
-        share is over its limit fires (unless a line or paragraph rule fires first), and no later
-        rule is reached. Otherwise the duplicated n-gram rules whose bound (`_duplicated_chars_bound`)
-        reaches their limit."""
-        # An n-gram occurs at most as often as its prefix, so the highest count of a shorter n-gram,
-        # times the widest window of n words, bounds its share: counted only when that is not enough.
-        firing = set()
-        highest_count, ends = None, None
-        for n, limit in sorted(self.gopher.top_n_grams):
-            if highest_count is not None:
-                ends = ends or [0, *accumulate(map(len, words))]
-                if highest_count * (max(map(sub, ends[n:], ends), default=0) + n - 1) <= limit * text_chars:
-                    continue
-            grams = Counter(zip(*(words[i:] for i in range(n))))
-            if grams:
-                gram, highest_count = _most_common(grams)
-                if (sum(map(len, gram)) + n - 1) * highest_count / text_chars > limit:
-                    firing.add((n, limit))
-        if firing:
-            return next((tuple(rule),) for rule in self.gopher.top_n_grams if tuple(rule) in firing), ()
-        if not self.gopher.dup_n_grams:
-            return (), ()
-        smallest = min(n for n, _ in self.gopher.dup_n_grams)
-        runs = _repeat_runs(words, smallest)
-        return (), tuple(tuple(rule) for rule in self.gopher.dup_n_grams
-                         if _duplicated_chars_bound(words, runs, smallest, rule[0]) > rule[1] * text_chars)
+def _chunks_of_bytes(word_bytes: list[bytes], limit: int):
+    """(index, words) runs of consecutive texts of about `limit` bytes each: the bounds take some 20
+    bytes for each byte of words (18 measured), so a batch of long texts is bounded a part at a time."""
+    chunk, size = [], 0
+    for item in enumerate(word_bytes):
+        chunk.append(item)
+        size += len(item[1]) + 1
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _is_rule(rule) -> bool:
@@ -130,14 +147,6 @@ def _is_rule(rule) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _most_common(counts: Counter) -> tuple:
-    """`counts.most_common(1)[0]`: the first counted of the most frequent keys, with its count,
-    found in C (7.3 -> 3.2 µs on the bench's glaive answers)."""
-    values = list(counts.values())
-    highest = max(values)
-    return next(islice(counts, values.index(highest), None)), highest
 
 
 def _lines_or_paragraphs_may_repeat(text: str) -> bool:
@@ -153,34 +162,3 @@ def _lines_or_paragraphs_may_repeat(text: str) -> bool:
         return True
     stripped_lines = [line for line in text.strip().split("\n") if line]
     return len(set(stripped_lines)) < len(stripped_lines)
-
-
-def _repeat_runs(words: list[str], smallest: int) -> list[tuple[int, int]]:
-    """The maximal runs [start, end) of consecutive positions whose `smallest`-gram occurred before
-    (as words: see the module's note on joined strings)."""
-    grams = list(zip(*(words[i:] for i in range(smallest))))
-    if len(set(grams)) == len(grams):
-        return []  # no repeat at all: the common case, decided at C speed
-    seen: set[tuple[str, ...]] = set()
-    runs, start = [], None
-    for i, gram in enumerate(grams):
-        if gram in seen:
-            start = i if start is None else start
-        else:
-            seen.add(gram)
-            if start is not None:
-                runs.append((start, i))
-                start = None
-    if start is not None:
-        runs.append((start, len(grams)))
-    return runs
-
-
-def _duplicated_chars_bound(words: list[str], runs: list[tuple[int, int]], smallest: int, n: int) -> int:
-    """An upper bound on datatrove's duplicated characters for n-grams (n >= smallest).
-
-    An n-gram counted at word i occurred before, so the `smallest`-grams at i .. i + n - smallest
-    did too: they lie in one run of at least n - smallest + 1 positions, and the n-gram within that
-    run's words. Counted n-grams never overlap, so their characters are at most those of such runs.
-    """
-    return sum(sum(map(len, words[start:end - 1 + smallest])) for start, end in runs if end - start > n - smallest)

@@ -19,6 +19,7 @@ from typing import Callable
 
 # What str.split() splits at: every such character is below U+3001.
 UNICODE_WHITESPACE = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+_ASCII = bytes(range(128))
 
 
 class WordFinder:
@@ -33,6 +34,19 @@ class WordFinder:
             raise ValueError(f"word class {word_class!r} holds whitespace, which str.split would cut at")
         others = [c for c in range(128) if not member.fullmatch(chr(c))]
         self._other_bytes_to_space = bytes(32 if b in others else b for b in range(256))
+
+    def word_bytes(self, text: str) -> bytes:
+        """The words of `text` in UTF-8, separated by runs of spaces and nothing else. A character
+        UTF-8 cannot encode (a lone surrogate) is written as "?", inside its word."""
+        if text.isascii():
+            return text.encode("ascii").translate(self._other_bytes_to_space)
+        try:
+            encoded = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return " ".join(self.pattern.findall(text)).encode("utf-8", "replace")
+        if self.in_class(encoded.translate(None, _ASCII).decode("utf-8")):  # as in findall
+            return encoded.translate(self._other_bytes_to_space)
+        return " ".join(self.pattern.findall(text)).encode("utf-8")
 
     def findall(self, text: str) -> list[str]:
         if text.isascii():  # O(1): CPython keeps the flag

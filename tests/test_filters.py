@@ -480,9 +480,10 @@ def datatrove_reason(reference, doc) -> str | None:
 def assert_datatrove_verdicts(rule, reference, docs) -> set[str | None]:
     """Our rule's verdict must be datatrove's on every document; returns the reasons seen."""
     reasons = set()
-    for doc in docs:
+    for doc, in_batch in zip(docs, rule.filter_batch(docs)):  # one batch, as a pipeline runs it
         expected = datatrove_reason(reference, doc)
-        assert rule.check(None, doc) == expected, doc.text
+        assert in_batch == (True if expected is None else (False, expected)), doc.text
+        assert rule.check(None, doc) == expected, doc.text  # and alone
         reasons.add(expected)
     return reasons
 
@@ -519,19 +520,22 @@ class TestRepetition:
         reference = datatrove_gopher()
         rng = random.Random(7)
         vocab = [f"w{i}" for i in range(400)]
-        screened = 0
+        docs = []
         for k in range(600):
             if k % 2:
                 words = [rng.choice(vocab[: rng.randint(30, 400)]) for _ in range(rng.randint(50, 300))]
             else:
                 loop = [rng.choice(vocab) for _ in range(rng.randint(5, 40))]
                 words = loop * rng.randint(1, 4) + [rng.choice(vocab) for _ in range(rng.randint(10, 200))]
-            text = " ".join(words)
-            doc = Document(text=text, id=str(k))
-            expected = datatrove_reason(reference, doc) if len(words) >= self.f.min_words else None
-            assert self.f.check(None, doc) == expected, text
-            screened += not any(self.f._ngram_rules_that_may_fire(words, len(text)))
-        assert 100 < screened < 500
+            docs.append(Document(text=" ".join(words), id=str(k)))
+        for doc, in_batch in zip(docs, self.f.filter_batch(docs)):
+            expected = datatrove_reason(reference, doc) if len(doc.text.split()) >= self.f.min_words else None
+            assert in_batch == (True if expected is None else (False, expected)), doc.text
+            assert self.f.check(None, doc) == expected, doc.text
+        may_fire = self.f.ngram_rules_that_may_fire([doc.text for doc in docs])
+        assert [rules is None for rules in may_fire] == [len(doc.text.split()) < 50 for doc in docs]
+        screened = sum(rules is not None and not any(rules) for rules in may_fire)
+        assert 100 < screened < 500, screened
 
     def test_screen_bounds_give_datatrove_top_n_gram_verdicts(self):
         # A 2-, 3- or 4-word phrase of long words repeated in unique filler: texts where only a longer
@@ -579,7 +583,7 @@ class TestRepetition:
                 words.insert(rng.randint(0, len(words)), passage)
             docs.append(Document(text=" ".join(words), id="d"))
         reasons = assert_datatrove_verdicts(self.f, datatrove_gopher(), docs)
-        screened = sum(not any(self.f._ngram_rules_that_may_fire(doc.text.split(), len(doc.text))) for doc in docs)
+        screened = sum(not any(rules) for rules in self.f.ngram_rules_that_may_fire([doc.text for doc in docs]))
         assert {f"repetition_duplicated_{n}_n_grams" for n in (5, 8, 10)} | {None} <= reasons, reasons
         assert screened > 200, screened  # 141 with one bound for every size at the lowest limit
 

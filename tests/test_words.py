@@ -17,7 +17,7 @@ NON_ASCII = ["é", "ñ", "ç", "ß", "日本", "²", "١", "\u00a0", "\u3000", "
 
 
 @pytest.mark.parametrize("name", FINDERS)
-def test_words_are_the_regex_findall_words(name, monkeypatch):
+def test_words_and_word_bytes_are_the_regex_findall_words(name, monkeypatch):
     finder, regex = FINDERS[name]
     reference = re.compile(regex)
     regex_calls = []
@@ -38,6 +38,9 @@ def test_words_are_the_regex_findall_words(name, monkeypatch):
             text = text[:cut] + rng.choice(NON_ASCII if k % 4 else NON_ASCII[:5]) + text[cut:]
         calls = len(regex_calls)
         assert finder.findall(text) == reference.findall(text), repr(text)
+        # the n-gram bounds' input: the same words in UTF-8, a lone surrogate as "?", split at spaces
+        assert [w for w in finder.word_bytes(text).split(b" ") if w] == [
+            w.encode("utf-8", "replace") for w in reference.findall(text)], repr(text)
         kinds["ascii" if text.isascii() else "regex" if len(regex_calls) > calls else "fast"] += 1
     assert min(kinds.values()) > 300, kinds  # every path is compared
 
