@@ -89,8 +89,10 @@ class RepetitionFilter(RecordFilter):
         their limit; None for a text of fewer than `min_words` words, which is not judged."""
         top_rules = [tuple(rule) for rule in self.gopher.top_n_grams]
         dup_rules = [tuple(rule) for rule in self.gopher.dup_n_grams]
-        may_fire = []
-        for chunk in _chunks_of_bytes([_WORDS.word_bytes(text) for text in texts], SCREEN_BYTES):
+        may_fire: list = [None] * len(texts)
+        # min_words words take at least 2 * min_words - 1 characters: shorter texts are not judged
+        long_texts = [(i, _WORDS.word_bytes(text)) for i, text in enumerate(texts) if len(text) >= 2 * self.min_words - 1]
+        for chunk in _chunks_of_bytes(long_texts, SCREEN_BYTES):
             bounds = NgramBounds([words for _, words in chunk])
             chars = np.array([len(texts[i]) for i, _ in chunk], np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):  # an empty text: nothing fires
@@ -103,14 +105,10 @@ class RepetitionFilter(RecordFilter):
             for fires in top_fires + dup_fires:
                 any_fires |= fires
             judged = bounds.words >= self.min_words
-            for row, (is_judged, fires) in enumerate(zip(judged.tolist(), any_fires.tolist())):
-                if not is_judged:
-                    may_fire.append(None)
-                elif not fires:
-                    may_fire.append(((), ()))
-                else:
-                    may_fire.append((tuple(rule for rule, f in zip(top_rules, top_fires) if f[row]),
-                                     tuple(rule for rule, f in zip(dup_rules, dup_fires) if f[row])))
+            for row, ((i, _), is_judged, fires) in enumerate(zip(chunk, judged.tolist(), any_fires.tolist())):
+                if is_judged:
+                    may_fire[i] = ((tuple(rule for rule, f in zip(top_rules, top_fires) if f[row]),
+                                    tuple(rule for rule, f in zip(dup_rules, dup_fires) if f[row])) if fires else ((), ()))
         return may_fire
 
     def _gopher_with(self, top_n_grams: tuple, dup_n_grams: tuple) -> GopherRepetitionFilter:
@@ -124,11 +122,11 @@ class RepetitionFilter(RecordFilter):
         return gopher
 
 
-def _chunks_of_bytes(word_bytes: list[bytes], limit: int):
-    """(index, words) runs of consecutive texts of about `limit` bytes each: the bounds take some 20
-    bytes for each byte of words (18 measured), so a batch of long texts is bounded a part at a time."""
+def _chunks_of_bytes(word_bytes: list[tuple[int, bytes]], limit: int):
+    """Runs of consecutive (index, words) of about `limit` bytes each: the bounds take some 20 bytes
+    for each byte of words (18 measured), so a batch of long texts is bounded a part at a time."""
     chunk, size = [], 0
-    for item in enumerate(word_bytes):
+    for item in word_bytes:
         chunk.append(item)
         size += len(item[1]) + 1
         if size >= limit:

@@ -508,6 +508,14 @@ class TestRepetition:
     def test_short_answers_not_judged(self):
         assert verdict(self.f, rec(user("Say yes"), assistant("yes yes yes yes yes"))) is None
 
+    def test_texts_of_min_words_one_letter_words_are_judged(self):
+        # min_words words take 2 * min_words - 1 characters at least: shorter texts are not bounded at all
+        f = RepetitionFilter(min_words=5)
+        assert [rules is None for rules in f.ngram_rules_that_may_fire(["a b c d e", "a b c d", "a,b,c,d", "abcdefghij"])] \
+            == [False, True, True, True]
+        doc = Document(text="a b c d e", id="x")  # every 2-gram a third of the text
+        assert f.check(None, doc) == datatrove_reason(datatrove_gopher(), doc) == "repetition_top_2_gram"
+
     @pytest.mark.parametrize("thresholds", [{"top_n_grams": [2]}, {"dup_n_grams": [[5]]}, {"dup_n_grams": [["x", 0.1]]},
                                             {"top_n_grams": [[0, 0.2]]}, {"dup_n_grams": [[5, "0.1"]]}])
     def test_malformed_rules_are_refused_when_the_manifest_loads(self, thresholds):
