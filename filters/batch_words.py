@@ -1,0 +1,46 @@
+"""The words of a batch of texts as columns, and hashes of their n-grams.
+
+Rules that compare word n-grams (repetition, decontamination) take their rows a batch at a time:
+polars splits and hashes every word of the batch at once, and numpy makes each n-gram's hash from
+its words' hashes, where a per-text loop would run a few numpy calls (or a Python step per word) for
+every text. The hashes are equality proxies within one process (polars does not promise the same
+hash across its versions): never store them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+_GRAM_BASE = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+class BatchWords:
+    """The words of texts given as `word_bytes`: per text, its words in UTF-8 separated by runs of
+    spaces (`filters.words.WordFinder.word_bytes`)."""
+
+    def __init__(self, word_bytes: list[bytes]):
+        words = (pl.DataFrame({"words": pl.Series(word_bytes, dtype=pl.Binary).cast(pl.String)})
+                 .with_row_index("text")
+                 .select("text", pl.col("words").str.split(" ")).explode("words")
+                 .filter(pl.col("words") != "")
+                 .select(pl.col("text").cast(pl.Int64), pl.col("words").hash().alias("hash"),
+                         pl.col("words").str.len_chars().cast(pl.Int64).alias("chars")))
+        self.texts = len(word_bytes)
+        self.text_of_word = words["text"].to_numpy()
+        self.words = np.bincount(self.text_of_word, minlength=self.texts)  # per text
+        self.hashes = words["hash"].to_numpy()
+        self.chars_before = np.zeros(len(words) + 1, np.int64)  # characters of the words before word i
+        np.cumsum(words["chars"].to_numpy(), out=self.chars_before[1:])
+        self.first_word = np.cumsum(self.words) - self.words  # per text
+        self.words_left = (self.first_word + self.words)[self.text_of_word] - np.arange(len(words))  # from word i on, in its text
+
+    def ngram_hashes(self, n: int) -> np.ndarray:
+        """A hash of the n words from each position: sum(h[i + k] * B^(n-1-k)) modulo 2^64. Positions
+        whose n words run past their text's end (`words_left` < n) mix two texts: callers mask them."""
+        windows = max(len(self.hashes) - n + 1, 0)
+        hashes = self.hashes[:windows].copy()
+        for offset in range(1, n):
+            hashes *= _GRAM_BASE
+            hashes += self.hashes[offset:offset + windows]
+        return hashes
