@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 _GRAM_BASE = np.uint64(0xC2B2AE3D27D4EB4F)
+BATCH_ROWS = 1024  # rows a rule built on these columns takes at a time
 
 
 class BatchWords:
@@ -34,13 +35,18 @@ class BatchWords:
         np.cumsum(words["chars"].to_numpy(), out=self.chars_before[1:])
         self.first_word = np.cumsum(self.words) - self.words  # per text
         self.words_left = (self.first_word + self.words)[self.text_of_word] - np.arange(len(words))  # from word i on, in its text
+        self._ngram_hashes = {1: self.hashes}
 
     def ngram_hashes(self, n: int) -> np.ndarray:
-        """A hash of the n words from each position: sum(h[i + k] * B^(n-1-k)) modulo 2^64. Positions
+        """A hash of the n words from each position: sum(h[i + k] * B^(n-1-k)) modulo 2^64, made from
+        the longest shorter n-grams' already made (H_n[i] = H_(n-1)[i] * B + h[i + n - 1]). Positions
         whose n words run past their text's end (`words_left` < n) mix two texts: callers mask them."""
-        windows = max(len(self.hashes) - n + 1, 0)
-        hashes = self.hashes[:windows].copy()
-        for offset in range(1, n):
-            hashes *= _GRAM_BASE
-            hashes += self.hashes[offset:offset + windows]
-        return hashes
+        if n not in self._ngram_hashes:
+            shorter = max(k for k in self._ngram_hashes if k < n)
+            hashes = self._ngram_hashes[shorter]
+            for size in range(shorter + 1, n + 1):
+                windows = max(len(self.hashes) - size + 1, 0)
+                hashes = hashes[:windows] * _GRAM_BASE
+                hashes += self.hashes[size - 1:size - 1 + windows]
+                self._ngram_hashes[size] = hashes
+        return self._ngram_hashes[n]

@@ -25,12 +25,12 @@ from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import RecordFilter
+from filters.batch_words import BATCH_ROWS
 from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-BATCH_ROWS = 1024
 SCREEN_BYTES = 1 << 20
 
 

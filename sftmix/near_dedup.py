@@ -38,6 +38,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
@@ -46,8 +47,6 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
-
-from filters.decontamination import window_hashes
 
 BATCH_ROWS = 1024
 SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
@@ -74,6 +73,7 @@ class WhitespaceTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
+_POLY = np.uint64(0x9E3779B97F4A7C15)
 _MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's modulus for its permutations
 _SHIFT = np.uint64(61)
 
@@ -86,8 +86,9 @@ class RecordMinhashSignature(MinhashDedupSignature):
       exactly what `str.split` splits at; 44 µs of 50 on a bench text of 250 words);
     - each word is hashed once (xxh3-64) and an n-gram's hash is the polynomial
       sum(h[i + k] * P^(n-1-k)) mod 2^64 of its words' hashes, computed with numpy, instead of sha1
-      over the joined n-gram string: several times faster, collisions as rare (2^-64 scale). These
-      are the decontamination rule's n-gram hashes (`filters.decontamination.window_hashes`);
+      over the joined n-gram string: several times faster, collisions as rare (2^-64 scale);
+      xxh3 rather than polars' hash (`filters.batch_words`), because signatures are written to
+      files and must not change with a library version;
     - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`);
     - `run` writes the signature files `SIGNATURE_BATCH_ROWS` rows at a time.
     Signatures, bands, sorting and file formats are datatrove's.
@@ -104,7 +105,7 @@ class RecordMinhashSignature(MinhashDedupSignature):
         return self.word_tokenizer.word_tokenize(simplify_text(text, self._norms[not text.isascii()]))
 
     def get_shingles(self, text: str) -> np.ndarray:
-        return window_hashes(self.words(text), self.config.n_grams).reshape((-1, 1))
+        return _window_hashes(self.words(text), self.config.n_grams).reshape((-1, 1))
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         """datatrove's signature: per hash function (a, b), min((a * s + b) mod 2^64 mod (2^61 - 1))
@@ -175,6 +176,19 @@ class RecordMinhashSignature(MinhashDedupSignature):
         if documents:
             self.stat_update(StatHints.total, value=documents)
         return signed
+
+
+def _window_hashes(words: list[str], n: int) -> np.ndarray:
+    """The 64-bit hash of every run of `n` consecutive words (none when there are fewer)."""
+    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), np.uint64, len(words))
+    count = len(hashes) - n + 1
+    if count <= 0:
+        return np.empty(0, np.uint64)
+    windows = hashes[:count].copy()
+    for k in range(1, n):
+        windows *= _POLY
+        windows += hashes[k:k + count]
+    return windows
 
 
 def _min_mod_mersenne(values: np.ndarray) -> np.ndarray:

@@ -119,6 +119,36 @@ def test_generic_jsonl_and_parquet_through_text_fields():
     assert verdict(step, rec(("user", "Which river is longest in France?"), ("assistant", "The Loire."))) is None
 
 
+def test_a_batch_gives_each_row_the_verdict_and_detail_it_gets_alone(step):
+    # Rows are checked a batch at a time, every turn hashed together: a row's first matching turn
+    # decides, in it the config's first benchmark, and nothing leaks between rows or turns.
+    ifeval = "Explain to a ten year old why the moon seems to follow the car at night."
+    bfcl = "Quick one: convert 42 nautical miles into kilometers for me, please!"  # matched whole
+    when2call = ("find me a parking garage close to 221 harbour street that costs under four dollars an hour "
+                 "on weekends")
+    rows = [
+        rec(("user", "Tell me a story about a fox."), ("assistant", "Once upon a time...")),
+        rec(("user", when2call), ("assistant", ifeval)),  # the first turn decides
+        rec(("user", "hello there"), ("assistant", "Sure: " + ifeval)),
+        rec(("user", when2call + " " + ifeval + " " + bfcl)),  # one turn, three benchmarks: ifeval comes first in ALL
+        rec(("user", ifeval[:40]), ("assistant", ifeval[40:])),  # split across turns: no n-gram spans them
+        rec(("system", ifeval), ("user", "Convert 42 nautical miles into kilometers for me"), ("assistant", bfcl)),
+    ] * 3
+
+    def docs():
+        return [Document(text=learned_text(r), id=r["id"], metadata={"record": r}) for r in rows]
+
+    batch, alone = docs(), docs()
+    assert step.filter_batch(batch) == [step.filter(doc) for doc in alone]
+    assert [d.metadata.get("filter_detail") for d in batch] == [d.metadata.get("filter_detail") for d in alone]
+    assert [step.filter(doc) for doc in alone][:6] == [
+        True, (False, "contaminated:when2call"), (False, "contaminated:ifeval"), (False, "contaminated:ifeval"), True,
+        (False, "contaminated:bfcl")]
+    assert batch[3].metadata["filter_detail"].startswith("ifeval item ")
+    assert batch[5].metadata["filter_detail"].endswith(
+        "bfcl item simple_1 (assistant turn): convert 42 nautical miles into kilometers for me please")
+
+
 def test_counts_per_benchmark_come_from_the_reasons(step):
     class Sink:
         def __init__(self):
