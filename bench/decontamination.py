@@ -19,12 +19,12 @@ import platform
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # sftmix from this checkout
 sys.path.insert(0, str(Path(__file__).parent))
 from rawgen import _text  # noqa: E402
+from repetition import best_of  # noqa: E402
 
 NGRAM = 13
 
@@ -61,15 +61,6 @@ def python_recipe(prompt_texts: list[str]):
         return False
 
     return contaminated
-
-
-def best_of(runs: int, function) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
