@@ -14,6 +14,7 @@ import polars as pl
 
 _GRAM_BASE = np.uint64(0xC2B2AE3D27D4EB4F)
 BATCH_ROWS = 1024  # rows a rule built on these columns takes at a time
+CHUNK_BYTES = 1 << 20  # words put in one BatchWords: its columns take some 20 to 40 bytes a byte
 
 
 class BatchWords:
@@ -50,3 +51,17 @@ class BatchWords:
                 hashes += self.hashes[size - 1:size - 1 + windows]
                 self._ngram_hashes[size] = hashes
         return self._ngram_hashes[n]
+
+
+def chunks_of_bytes(items: list[tuple[int, bytes]], limit: int):
+    """Runs of consecutive (index, word bytes) items of about `limit` bytes each, so that a batch
+    of long texts is taken a part at a time."""
+    chunk, size = [], 0
+    for item in items:
+        chunk.append(item)
+        size += len(item[1]) + 1
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk

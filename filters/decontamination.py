@@ -53,7 +53,7 @@ import xxhash
 from datatrove.data import Document
 
 from filters.base import RecordFilter
-from filters.batch_words import BATCH_ROWS, BatchWords
+from filters.batch_words import BATCH_ROWS, CHUNK_BYTES, BatchWords, chunks_of_bytes
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"[^\W_]", str.isalnum)
@@ -67,10 +67,6 @@ def _normalized(text: str) -> str:
 def words(text: str) -> list[str]:
     """The normalized words of `text` (see the module docstring)."""
     return _WORDS.findall(_normalized(text))
-
-
-def _batch_words(texts: list[str]) -> BatchWords:
-    return BatchWords([_WORDS.word_bytes(_normalized(text)) for text in texts])
 
 
 # --- benchmark files ------------------------------------------------------------------------------
@@ -313,28 +309,31 @@ class DecontaminationFilter(RecordFilter):
         reasons: list[str | None] = [None] * len(rows)
         if not turns:
             return reasons
-        batch = _batch_words([message["content"] for _, message in turns])
-        first: dict[int, tuple] = {}  # turn -> its first match: ((benchmark, candidate, position), item, length)
-        for benchmark, index in enumerate(indexes):
-            for candidate, (length, table, items) in enumerate(index.candidates(self.ngram)):
-                if not len(table):
-                    continue
-                hashes = batch.ngram_hashes(length)
-                positions, found = index.lookup(hashes, table, items, np.flatnonzero(batch.words_left[:len(hashes)] >= length))
-                for position, item in zip(positions.tolist(), found.tolist()):
-                    turn, key = int(batch.text_of_word[position]), (benchmark, candidate, position)
-                    if turn not in first or key < first[turn][0]:
-                        first[turn] = (key, item, length)
+        first: dict[int, tuple] = {}  # turn -> its first match: ((benchmark, candidate, position), item, length, start word)
+        word_bytes = [(turn, _WORDS.word_bytes(_normalized(message["content"]))) for turn, (_, message) in enumerate(turns)]
+        for chunk in chunks_of_bytes(word_bytes, CHUNK_BYTES):
+            batch = BatchWords([turn_words for _, turn_words in chunk])
+            for benchmark, index in enumerate(indexes):
+                for candidate, (length, table, items) in enumerate(index.candidates(self.ngram)):
+                    if not len(table):
+                        continue
+                    hashes = batch.ngram_hashes(length)
+                    valid = np.flatnonzero(batch.words_left[:len(hashes)] >= length)
+                    positions, found = index.lookup(hashes, table, items, valid)
+                    for position, item in zip(positions.tolist(), found.tolist()):
+                        text = int(batch.text_of_word[position])
+                        turn, key = chunk[text][0], (benchmark, candidate, position)
+                        if turn not in first or key < first[turn][0]:
+                            first[turn] = (key, item, length, position - int(batch.first_word[text]))
         for turn in sorted(first):  # in row and message order
             row, message = turns[turn]
             if reasons[row] is not None:
                 continue
-            (benchmark, _, position), item, length = first[turn]
+            (benchmark, _, _), item, length, start = first[turn]
             index = indexes[benchmark]
             reasons[row] = f"contaminated:{index.name}"
             doc = rows[row][1]
             if doc is not None:
-                start = position - int(batch.first_word[turn])
                 doc.metadata["filter_detail"] = (f"{index.name} item {index.items[item]} ({message['role']} turn): "
                                                  + " ".join(words(message["content"])[start:start + length]))
         return reasons

@@ -25,13 +25,12 @@ from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import RecordFilter
-from filters.batch_words import BATCH_ROWS
+from filters.batch_words import BATCH_ROWS, CHUNK_BYTES, chunks_of_bytes
 from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-SCREEN_BYTES = 1 << 20
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -92,7 +91,7 @@ class RepetitionFilter(RecordFilter):
         may_fire: list = [None] * len(texts)
         # min_words words take at least 2 * min_words - 1 characters: shorter texts are not judged
         long_texts = [(i, _WORDS.word_bytes(text)) for i, text in enumerate(texts) if len(text) >= 2 * self.min_words - 1]
-        for chunk in _chunks_of_bytes(long_texts, SCREEN_BYTES):
+        for chunk in chunks_of_bytes(long_texts, CHUNK_BYTES):
             bounds = NgramBounds([words for _, words in chunk])
             chars = np.array([len(texts[i]) for i, _ in chunk], np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):  # an empty text: nothing fires
@@ -120,20 +119,6 @@ class RepetitionFilter(RecordFilter):
                 language=self.tokenizer, **{**self._gopher_thresholds, "top_n_grams": top_n_grams,
                                             "dup_n_grams": dup_n_grams})
         return gopher
-
-
-def _chunks_of_bytes(word_bytes: list[tuple[int, bytes]], limit: int):
-    """Runs of consecutive (index, words) of about `limit` bytes each: the bounds take some 20 bytes
-    for each byte of words (18 measured), so a batch of long texts is bounded a part at a time."""
-    chunk, size = [], 0
-    for item in word_bytes:
-        chunk.append(item)
-        size += len(item[1]) + 1
-        if size >= limit:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 def _is_rule(rule) -> bool:

@@ -119,7 +119,8 @@ def test_generic_jsonl_and_parquet_through_text_fields():
     assert verdict(step, rec(("user", "Which river is longest in France?"), ("assistant", "The Loire."))) is None
 
 
-def test_a_batch_gives_each_row_the_verdict_and_detail_it_gets_alone(step):
+@pytest.mark.parametrize("chunk_bytes", [None, 1, 200])  # whole batch, a turn at a time, a few turns at a time
+def test_a_batch_gives_each_row_the_verdict_and_detail_it_gets_alone(step, chunk_bytes, monkeypatch):
     # Rows are checked a batch at a time, every turn hashed together: a row's first matching turn
     # decides, in it the config's first benchmark, and nothing leaks between rows or turns.
     ifeval = "Explain to a ten year old why the moon seems to follow the car at night."
@@ -139,9 +140,12 @@ def test_a_batch_gives_each_row_the_verdict_and_detail_it_gets_alone(step):
         return [Document(text=learned_text(r), id=r["id"], metadata={"record": r}) for r in rows]
 
     batch, alone = docs(), docs()
-    assert step.filter_batch(batch) == [step.filter(doc) for doc in alone]
+    expected = [step.filter(doc) for doc in alone]
+    if chunk_bytes:
+        monkeypatch.setattr("filters.decontamination.CHUNK_BYTES", chunk_bytes)
+    assert step.filter_batch(batch) == expected
     assert [d.metadata.get("filter_detail") for d in batch] == [d.metadata.get("filter_detail") for d in alone]
-    assert [step.filter(doc) for doc in alone][:6] == [
+    assert expected[:6] == [
         True, (False, "contaminated:when2call"), (False, "contaminated:ifeval"), (False, "contaminated:ifeval"), True,
         (False, "contaminated:bfcl")]
     assert batch[3].metadata["filter_detail"].startswith("ifeval item ")

@@ -522,7 +522,8 @@ class TestRepetition:
         with pytest.raises(ValueError, match="not a pair"):
             filters.merge_config({"repetition": thresholds})
 
-    def test_screen_gives_datatrove_verdicts(self):
+    @pytest.mark.parametrize("chunk_bytes", [None, 1, 3000])  # whole batch, a text at a time, a few at a time
+    def test_screen_gives_datatrove_verdicts(self, chunk_bytes, monkeypatch):
         # The n-gram screen may only skip work: on texts from plain to looped, every verdict must be
         # the one datatrove's own filter gives, and the screen must clear a good share of them.
         reference = datatrove_gopher()
@@ -536,6 +537,8 @@ class TestRepetition:
                 loop = [rng.choice(vocab) for _ in range(rng.randint(5, 40))]
                 words = loop * rng.randint(1, 4) + [rng.choice(vocab) for _ in range(rng.randint(10, 200))]
             docs.append(Document(text=" ".join(words), id=str(k)))
+        if chunk_bytes:
+            monkeypatch.setattr("filters.repetition.CHUNK_BYTES", chunk_bytes)
         for doc, in_batch in zip(docs, self.f.filter_batch(docs)):
             expected = datatrove_reason(reference, doc) if len(doc.text.split()) >= self.f.min_words else None
             assert in_batch == (True if expected is None else (False, expected)), doc.text
