@@ -72,8 +72,7 @@ def main() -> None:
 
     from datatrove.data import Document
 
-    from filters.base import learned_text
-    from filters.batch_words import BATCH_ROWS
+    from filters.base import BATCH_ROWS, learned_text
     from filters.decontamination import DecontaminationFilter
     from sftmix.record import make_record, message
 

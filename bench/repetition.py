@@ -57,7 +57,8 @@ def main() -> None:
     from datatrove.pipeline.filters import GopherRepetitionFilter
     from datatrove.utils.text import split_into_words
 
-    from filters.repetition import BATCH_ROWS, RegexWordTokenizer, RepetitionFilter
+    from filters.base import BATCH_ROWS
+    from filters.repetition import RegexWordTokenizer, RepetitionFilter
 
     rule = RepetitionFilter()
     datatrove = GopherRepetitionFilter(language=RegexWordTokenizer())

@@ -13,7 +13,6 @@ import numpy as np
 import polars as pl
 
 _GRAM_BASE = np.uint64(0xC2B2AE3D27D4EB4F)
-BATCH_ROWS = 1024  # rows a rule built on these columns takes at a time
 CHUNK_BYTES = 1 << 20  # words put in one BatchWords: its columns take some 20 to 40 bytes a byte
 
 

@@ -20,9 +20,10 @@ are neither letters nor digits (punctuation, symbols, `_`, whitespace) separates
   same wording); they are not used. `None` uses every n-gram.
 - N-grams are hashed to 64-bit ints (`filters.batch_words`), kept per benchmark in a sorted numpy
   array (8 bytes each, plus 4 for the item it came from, plus a 16-32 bit bitmap slot that lets most
-  lookups skip the binary search), built once per process on first use. Rows are checked
-  `BATCH_ROWS` at a time, every turn of the batch hashed and looked up at once: a bench Toucan row
-  took 131.7 µs turn by turn, 25.5 now, against the test fixtures' IFEval, BFCL and When2Call files.
+  lookups skip the binary search), built once per process on first use. Rows are checked a batch
+  at a time (`BatchRecordFilter`), every turn of the batch hashed and looked up at once: a bench
+  Toucan row took 131.7 µs turn by turn, 25.5 now, against the test fixtures' IFEval, BFCL and
+  When2Call files.
 
 Benchmarks are local files in their released formats, detected per row:
 
@@ -52,8 +53,8 @@ import numpy as np
 import xxhash
 from datatrove.data import Document
 
-from filters.base import RecordFilter
-from filters.batch_words import BATCH_ROWS, CHUNK_BYTES, BatchWords, chunks_of_bytes
+from filters.base import BatchRecordFilter
+from filters.batch_words import CHUNK_BYTES, BatchWords, chunks_of_bytes
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"[^\W_]", str.isalnum)
@@ -239,13 +240,13 @@ def _spec(name: str, value: Any) -> tuple[list[str], list[str] | None]:
     return [str(p) for p in paths], text_fields
 
 
-class DecontaminationFilter(RecordFilter):
+class DecontaminationFilter(BatchRecordFilter):
     name = "decontamination"
 
     def __init__(self, benchmarks: dict[str, Any] | None = None, ngram: int = 13, min_prompt_words: int = 8,
                  max_prompts_per_ngram: int | None = 10, roles: list[str] | tuple[str, ...] = ("user", "assistant"),
                  root: str | None = None, **kwargs):
-        super().__init__(batch_size=BATCH_ROWS, **kwargs)
+        super().__init__(**kwargs)
         if not benchmarks or not isinstance(benchmarks, dict):
             raise ValueError("decontamination needs `benchmarks`: {name: path | [paths] | {paths, text_fields}}")
         if ngram < 1 or min_prompt_words < 1:
@@ -292,21 +293,14 @@ class DecontaminationFilter(RecordFilter):
         """Per benchmark: prompts read, duplicates, whole-matched and skipped short prompts, n-grams."""
         return {index.name: index.stats for index in self.indexes}
 
-    def check(self, record, doc):
-        return self._reasons([(record, doc)])[0]
-
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        reasons = self._reasons([(doc.metadata["record"], doc) for doc in batch])
-        return [True if reason is None else (False, reason) for reason in reasons]
-
-    def _reasons(self, rows: list[tuple[dict, Document | None]]) -> list[str | None]:
+    def reasons(self, docs: list[Document]) -> list[str | None]:
         """Per row, `contaminated:<benchmark>` or None. A row's first turn with a match decides; in
         it the first benchmark of the config, then whole prompts by length before n-grams, then the
         first position. `filter_detail` names the item and the matched words."""
         indexes = self.indexes
-        turns = [(row, message) for row, (record, _) in enumerate(rows) for message in record["messages"]
+        turns = [(row, message) for row, doc in enumerate(docs) for message in doc.metadata["record"]["messages"]
                  if message["role"] in self.roles and message["content"]]
-        reasons: list[str | None] = [None] * len(rows)
+        reasons: list[str | None] = [None] * len(docs)
         if not turns:
             return reasons
         first: dict[int, tuple] = {}  # turn -> its first match: ((benchmark, candidate, position), item, length, start word)
@@ -332,8 +326,6 @@ class DecontaminationFilter(RecordFilter):
             (benchmark, _, _), item, length, start = first[turn]
             index = indexes[benchmark]
             reasons[row] = f"contaminated:{index.name}"
-            doc = rows[row][1]
-            if doc is not None:
-                doc.metadata["filter_detail"] = (f"{index.name} item {index.items[item]} ({message['role']} turn): "
-                                                 + " ".join(words(message["content"])[start:start + length]))
+            docs[row].metadata["filter_detail"] = (f"{index.name} item {index.items[item]} ({message['role']} turn): "
+                                                   + " ".join(words(message["content"])[start:start + length]))
         return reasons

@@ -24,8 +24,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from filters.base import RecordFilter
-from filters.batch_words import BATCH_ROWS, CHUNK_BYTES, chunks_of_bytes
+from filters.base import BatchRecordFilter
+from filters.batch_words import CHUNK_BYTES, chunks_of_bytes
 from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
 
@@ -46,11 +46,11 @@ class RegexWordTokenizer(WordTokenizer):
         return [m.span() for m in _WORDS.pattern.finditer(text)]
 
 
-class RepetitionFilter(RecordFilter):
+class RepetitionFilter(BatchRecordFilter):
     name = "repetition"
 
     def __init__(self, min_words: int = 50, **gopher_thresholds):
-        super().__init__(batch_size=BATCH_ROWS)
+        super().__init__()
         self.min_words = min_words
         self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it
         self.gopher = GopherRepetitionFilter(language=self.tokenizer, **gopher_thresholds)
@@ -67,13 +67,7 @@ class RepetitionFilter(RecordFilter):
         self._gopher_thresholds = gopher_thresholds
         self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
 
-    def check(self, record, doc: Document):
-        return self._reasons([doc])[0]
-
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        return [True if reason is None else (False, reason) for reason in self._reasons(batch)]
-
-    def _reasons(self, docs: list[Document]) -> list[str | None]:
+    def reasons(self, docs: list[Document]) -> list[str | None]:
         reasons = []
         for doc, rules in zip(docs, self.ngram_rules_that_may_fire([doc.text for doc in docs])):
             if rules is None or (not any(rules) and not _lines_or_paragraphs_may_repeat(doc.text)):
