@@ -9,18 +9,22 @@ listed in `confusable`.
 langdetect is the largest per-row cost of the pipeline (about 0.8 ms on 500 characters with 3
 trials, 1.5 ms on 1,000 with its default 7), so a text whose words are mostly the declared
 language's own function words (and hardly any of the other listed languages') is accepted without
-it: a positive that is cheap and safe, while every doubtful row still goes to the detector.
+it: a positive that is cheap and safe, while every doubtful row still goes to the detector. That
+count takes the rows a batch at a time: polars splits the batch's words and finds the function words
+among them in one join, where a Python lookup per word took 10.3 µs a bench Toucan answer (6.4 now).
 """
 
 import re
-from collections import Counter
 from functools import cache
 
+import numpy as np
+import polars as pl
 from langdetect import DetectorFactory
 from langdetect.detector_factory import PROFILES_DIRECTORY
 from langdetect.lang_detect_exception import LangDetectException
 
-from filters.base import RecordFilter
+from filters.base import BatchRecordFilter
+from filters.batch_words import CHUNK_BYTES, chunks_of_bytes
 from filters.words import WordFinder
 
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
@@ -41,7 +45,10 @@ _FUNCTION_WORDS = {
            "são", "pode", "isso", "esse", "essa", "ele", "ela", "você", "foi", "há", "tem", "pelo", "pela", "mais",
            "já", "onde"},
 }
-_LANGUAGE_OF_WORD = {word: lang for lang, words in _FUNCTION_WORDS.items() for word in words}
+_LISTED = tuple(_FUNCTION_WORDS)
+_LANGUAGE_OF_WORD = pl.DataFrame(  # the lists are disjoint: one language per word
+    [(word, _LISTED.index(lang)) for lang, words in _FUNCTION_WORDS.items() for word in words],
+    schema={"word": pl.String, "language": pl.Int64}, orient="row")
 
 # langdetect has no Basque or Galician profile, so it never answers eu or gl: rows declared in a
 # language it cannot detect are trusted.
@@ -72,7 +79,7 @@ def detect_language(text: str, trials: int) -> tuple[str, float]:
     return best.lang, best.prob
 
 
-class LanguageFilter(RecordFilter):
+class LanguageFilter(BatchRecordFilter):
     name = "language"
 
     def __init__(self, min_chars: int = 200, sample_chars: int = 500, min_probability: float = 0.0,
@@ -82,15 +89,23 @@ class LanguageFilter(RecordFilter):
         self.min_probability = min_probability
         self.confusable = confusable if confusable is not None else {"ca": ["es"], "gl": ["pt", "es"], "pt": ["gl"]}
 
-    def check(self, record, doc):
-        declared = record["language"]
-        if declared not in _DETECTABLE:
-            return None
-        text = _CODE_BLOCK.sub(" ", doc.text)[: self.sample_chars]
-        if len(text.strip()) < self.min_chars:
-            return None
-        if self._clearly(declared, text):
-            return None
+    def reasons(self, docs):
+        judged = []  # (index, declared language, sample) of the rows the rule judges
+        for i, doc in enumerate(docs):
+            declared = doc.metadata["record"]["language"]
+            if declared not in _DETECTABLE:
+                continue
+            sample = _CODE_BLOCK.sub(" ", doc.text)[: self.sample_chars]
+            if len(sample.strip()) >= self.min_chars:
+                judged.append((i, declared, sample))
+        reasons = [None] * len(docs)
+        clear = self.clearly_written([declared for _, declared, _ in judged], [sample for _, _, sample in judged])
+        for (i, declared, sample), accepted in zip(judged, clear):
+            if not accepted:
+                reasons[i] = self._detected(declared, sample)
+        return reasons
+
+    def _detected(self, declared: str, text: str) -> str | None:
         try:
             detected, probability = detect_language(text, self.trials)
         except LangDetectException:
@@ -102,16 +117,29 @@ class LanguageFilter(RecordFilter):
             return None
         return "language_mismatch"
 
-    def _clearly(self, declared: str, text: str) -> bool:
-        """Whether the declared language's function words make up `quick_accept` of the words, and
-        those of every other listed language less than a third of that."""
-        if declared not in _FUNCTION_WORDS or not self.quick_accept:
-            return False
-        words = _WORDS.findall(text.lower())
-        if len(words) < 20:
-            return False
-        # One dict lookup per word (the lists are disjoint); only the hits are counted.
-        hits = Counter(filter(None, map(_LANGUAGE_OF_WORD.get, words)))
-        own = hits[declared]
-        return own >= self.quick_accept * len(words) and all(
-            hits[other] < own / 3 for other in _FUNCTION_WORDS if other != declared)
+    def clearly_written(self, declared: list[str], texts: list[str]) -> list[bool]:
+        """Per text, whether its declared language's function words make up `quick_accept` of its
+        words (at least 20), and those of every other listed language less than a third of that."""
+        clear = [False] * len(texts)
+        if self.quick_accept:
+            listed = [(i, _WORDS.word_bytes(text.lower())) for i, text in enumerate(texts) if declared[i] in _FUNCTION_WORDS]
+            for chunk in chunks_of_bytes(listed, CHUNK_BYTES):
+                languages = np.array([_LISTED.index(declared[i]) for i, _ in chunk])
+                for (i, _), accepted in zip(chunk, self._accepted(languages, [words for _, words in chunk])):
+                    clear[i] = bool(accepted)
+        return clear
+
+    def _accepted(self, own_language: np.ndarray, word_bytes: list[bytes]) -> np.ndarray:
+        words = (pl.DataFrame({"word": pl.Series(word_bytes, dtype=pl.Binary).cast(pl.String)})
+                 .with_row_index("text")
+                 .select(pl.col("text").cast(pl.Int64), pl.col("word").str.split(" ")).explode("word")
+                 .filter(pl.col("word") != ""))
+        texts = len(word_bytes)
+        n_words = np.bincount(words["text"].to_numpy(), minlength=texts)
+        hits = words.join(_LANGUAGE_OF_WORD, on="word")
+        counts = np.bincount(hits["text"].to_numpy() * len(_LISTED) + hits["language"].to_numpy(),
+                             minlength=texts * len(_LISTED)).reshape(texts, len(_LISTED))
+        own = counts[np.arange(texts), own_language]
+        # compared as `own >= share * words` and `other < own / 3`, in floats, as for one text
+        others_below = (counts < (own / 3)[:, None]) | (np.arange(len(_LISTED)) == own_language[:, None])
+        return (n_words >= 20) & (own >= self.quick_accept * n_words) & others_below.all(axis=1)

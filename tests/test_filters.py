@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -440,10 +441,42 @@ class TestLanguage:
         text = OTHER_LANGUAGE_TEXTS[language]
         for declared in ("en", "es", "ca", "pt"):
             if declared != language:
-                assert not self.f._clearly(declared, text), declared
+                assert not self.f.clearly_written([declared], [text])[0], declared
+
+    def test_quick_accept_of_a_batch_is_each_texts_own(self):
+        """Texts counted together in one batch get the rule's answer for each alone: the declared
+        language's function words among the [^\\W\\d_]+ words of the lowercased text, against the others'."""
+        from filters.language import _FUNCTION_WORDS
+
+        language_of = {word: language for language, words in _FUNCTION_WORDS.items() for word in words}
+
+        def expected(declared: str, text: str) -> bool:
+            words = re.findall(r"[^\W\d_]+", text.lower())
+            if declared not in _FUNCTION_WORDS or len(words) < 20:
+                return False
+            hits = Counter(language_of.get(word) for word in words)
+            return hits[declared] >= 0.1 * len(words) and all(
+                hits[other] < hits[declared] / 3 for other in _FUNCTION_WORDS if other != declared)
+
+        rng = random.Random(5)
+        others = ["río", "Straße", "İstanbul", "naïve", "x2", "don't", "—", "…", "ÉTÉ", "\ud800", "日本", "THE",
+                  "valley", "water", "1999", "é"]
+        separators = [" ", ", ", "\n", "\u00a0", "-", "  ", "\t"]
+        declared, texts = [], []
+        for _ in range(600):
+            language = rng.choice(sorted(_FUNCTION_WORDS))
+            main, share = sorted(_FUNCTION_WORDS[language]), rng.random()
+            tokens = [rng.choice(main) if rng.random() < share else rng.choice(others if rng.random() < 0.7 else
+                      sorted(language_of)) for _ in range(rng.randrange(5, 60))]
+            texts.append("".join(token + rng.choice(separators) for token in tokens))
+            declared.append(language if rng.random() < 0.6 else rng.choice(["en", "es", "ca", "pt", "eu", "fr"]))
+        wanted = [expected(language, text) for language, text in zip(declared, texts)]
+        assert 100 < sum(wanted) < 500  # both answers are tried
+        assert self.f.clearly_written(declared, texts) == wanted
+        assert [self.f.clearly_written([language], [text])[0] for language, text in zip(declared[:60], texts[:60])] == wanted[:60]
 
     def test_quick_accept_takes_plain_prose(self):
-        assert all(self.f._clearly(lang, OTHER_LANGUAGE_TEXTS[lang]) for lang in ("en", "es", "pt"))
+        assert all(self.f.clearly_written([lang], [OTHER_LANGUAGE_TEXTS[lang]])[0] for lang in ("en", "es", "pt"))
 
     def test_code_blocks_are_not_judged(self):
         text = "```\n" + SPANISH + "\n```\nDone."
