@@ -1,4 +1,4 @@
-"""`json.loads`, through the C scanner alone when a text is one JSON value.
+"""`json.loads` and `json.JSONEncoder.encode`, through json's C scanner and encoder alone.
 
 `json.loads(text)` checks for a byte-order mark, skips whitespace with a regex and calls two Python
 methods before json's C scanner runs: on the bench's Toucan tool arguments that is 2.6 µs a call,
@@ -6,12 +6,16 @@ against 1.1 µs for the scanner. `loads` calls the scanner first and returns its
 but JSON whitespace follows it; any other text (leading whitespace, a mark, extra data, an error
 where a value should start) goes to `json.loads` (or to the given decoder's `decode`), so every
 value and every error is json's own.
+
+`JSONEncoder.encode` makes a new C encoder on every call: `encoder` makes it once. On a tool call's
+arguments that took a `dumps` from 1.8 to 0.7 µs.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from json.encoder import c_make_encoder
+from typing import Any, Callable
 
 JSON_SPACE = " \t\n\r"  # what json skips between tokens
 _DEFAULT_DECODER = json.JSONDecoder()
@@ -29,3 +33,20 @@ def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
             if end == len(text) or not text[end:].strip(JSON_SPACE):
                 return value
     return json.loads(text) if decoder is _DEFAULT_DECODER else decoder.decode(text)
+
+
+def encoder(**options) -> Callable[[Any], str]:
+    """`json.JSONEncoder(**options).encode`, with json's C encoder made once. It does not check
+    for circular references (a cycle raises RecursionError, not ValueError): values here are JSON
+    decoded or built from it, which cannot hold one."""
+    python = json.JSONEncoder(**options)
+    if c_make_encoder is None or python.indent is not None:  # a Python without _json; indent is Python-only
+        return python.encode
+    strings = json.encoder.encode_basestring_ascii if python.ensure_ascii else json.encoder.encode_basestring
+    c_encode = c_make_encoder(None, python.default, strings, None, python.key_separator, python.item_separator,
+                              python.sort_keys, python.skipkeys, python.allow_nan)
+
+    def encode(value: Any) -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from sftmix.jsontext import encoder
+
 ROLES = ("system", "user", "assistant", "tool")
 
 FUNCTION_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
@@ -44,13 +46,13 @@ COLUMNS = tuple(SCHEMA.names)
 
 
 # Encoders made once: `json.dumps` builds a new one on every call that sets an option.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
-_CANONICAL_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_ENCODE = encoder(ensure_ascii=False, separators=(", ", ": "))
+_CANONICAL_ENCODE = encoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
     """Compact, key-order-preserving JSON with non-ASCII kept readable."""
-    return _ENCODER.encode(value)
+    return _ENCODE(value)
 
 
 def message(
@@ -109,7 +111,7 @@ def encoded_tool(tool: dict) -> EncodedTool:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return _CANONICAL_ENCODER.encode(value).encode("utf-8")
+    return _CANONICAL_ENCODE(value).encode("utf-8")
 
 
 @lru_cache(maxsize=8192)

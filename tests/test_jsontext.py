@@ -1,5 +1,6 @@
 """`sftmix.jsontext.loads` gives what `json.loads` (or a decoder's `decode`) gives: the same value, or
-the same error with the same message and position."""
+the same error with the same message and position; `encoder(**options)` encodes as
+`json.JSONEncoder(**options).encode` does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 
 import pytest
 
-from sftmix.jsontext import loads
+from sftmix.jsontext import encoder, loads
 
 PIECES = ['{', '}', '[', ']', ',', ':', '"a"', '"k"', '"\\u00e9"', '"\\ud83d\\ude00"', '"\\ud800"', '"\\x"', '"tab\t"',
           '1', '-0', '1.5e3', '1e400', '12345678901234567890123', 'NaN', '-Infinity', 'true', 'null', 'nul', ' ',
@@ -63,3 +64,41 @@ def test_non_str_input_is_json_loads_own():
     assert loads(b'{"a": 1}') == {"a": 1}
     with pytest.raises(TypeError):
         loads(None)
+
+
+ENCODER_OPTIONS = [dict(ensure_ascii=False, separators=(", ", ": ")), dict(ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+                   dict(), dict(allow_nan=False), dict(skipkeys=True, sort_keys=True)]
+SCALARS = ["", "é", "日本", "\ud800", "\ud83d\ude00", "tab\t\"q\"\\", "\x00\x1f\x7f", 0, -1, 10**30, 1.5, -0.0, 1e-05,
+           1e300, float("nan"), float("inf"), -float("inf"), True, False, None]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    kind = rng.randrange(4 if depth < 3 else 1)
+    if kind == 0:
+        return rng.choice(SCALARS)
+    if kind == 1:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    keys = ["a", "b", "é", "", "z", 1, 2.5, True, None]
+    if rng.random() < 0.05:
+        keys.append(("not", "a key"))  # refused unless skipkeys
+    return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def encoding(encode, value):
+    try:
+        return "text", encode(value)
+    except (TypeError, ValueError) as error:
+        return "error", type(error).__name__, str(error)
+
+
+@pytest.mark.parametrize("options", ENCODER_OPTIONS)
+def test_encoder_encodes_as_json_does(options):
+    rng = random.Random(13)
+    values = [random_value(rng) for _ in range(3_000)] + SCALARS + [{"o": object()}, [1, {2, 3}]]
+    expected = [encoding(json.JSONEncoder(**options).encode, value) for value in values]
+    assert sum(kind == "error" for kind, *_ in expected) >= 2  # refusals are compared too
+    assert [encoding(encoder(**options), value) for value in values] == expected
+
+
+def test_encoder_with_indent_is_json_own():
+    assert encoder(indent=2)({"a": [1]}) == json.dumps({"a": [1]}, indent=2)
