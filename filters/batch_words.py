@@ -16,17 +16,22 @@ _GRAM_BASE = np.uint64(0xC2B2AE3D27D4EB4F)
 CHUNK_BYTES = 1 << 20  # words put in one BatchWords: its columns take some 20 to 40 bytes a byte
 
 
+def word_rows(word_bytes: list[bytes]) -> pl.DataFrame:
+    """One row per word of the texts given as `word_bytes` (see `BatchWords`): `text`, the text's
+    index (Int64), and `word`."""
+    return (pl.DataFrame({"word": pl.Series(word_bytes, dtype=pl.Binary).cast(pl.String)})
+            .with_row_index("text")
+            .select(pl.col("text").cast(pl.Int64), pl.col("word").str.split(" ")).explode("word")
+            .filter(pl.col("word") != ""))
+
+
 class BatchWords:
     """The words of texts given as `word_bytes`: per text, its words in UTF-8 separated by runs of
     spaces (`filters.words.WordFinder.word_bytes`)."""
 
     def __init__(self, word_bytes: list[bytes]):
-        words = (pl.DataFrame({"words": pl.Series(word_bytes, dtype=pl.Binary).cast(pl.String)})
-                 .with_row_index("text")
-                 .select("text", pl.col("words").str.split(" ")).explode("words")
-                 .filter(pl.col("words") != "")
-                 .select(pl.col("text").cast(pl.Int64), pl.col("words").hash().alias("hash"),
-                         pl.col("words").str.len_chars().cast(pl.Int64).alias("chars")))
+        words = word_rows(word_bytes).select("text", pl.col("word").hash().alias("hash"),
+                                             pl.col("word").str.len_chars().cast(pl.Int64).alias("chars"))
         self.texts = len(word_bytes)
         self.text_of_word = words["text"].to_numpy()
         self.words = np.bincount(self.text_of_word, minlength=self.texts)  # per text
