@@ -45,15 +45,18 @@ def _tools(raw) -> list[dict]:
     return tools
 
 
-# The producer's `str(function_call)` when neither string holds a quote, backslash, line break or
-# NUL: then each literal's text is its value, and `ast.literal_eval` (10 µs a call) is not needed.
-PLAIN_REPR_CALL = re.compile(r"\{'name': '([^'\\\n\r\0]*)', 'arguments': '([^'\\\n\r\0]*)'\}")
+# The producer's `str(function_call)` when neither string holds a quote, line break or NUL, and
+# every backslash is an escaped one, written `\\` (as the backslash of each of JSON's own escapes
+# comes out): then each literal's value is its text with `\\` read as `\`, and `ast.literal_eval`
+# (10 µs a call) is not needed.
+_PLAIN_LITERAL = r"'([^'\\\n\r\0]*(?:\\\\[^'\\\n\r\0]*)*)'"  # runs of plain characters, then escaped backslashes
+PLAIN_REPR_CALL = re.compile(rf"\{{'name': {_PLAIN_LITERAL}, 'arguments': {_PLAIN_LITERAL}\}}")
 
 
 def _literal_call(content) -> dict:
     plain = PLAIN_REPR_CALL.fullmatch(content) if isinstance(content, str) else None
     if plain:
-        return {"name": plain[1], "arguments": plain[2]}
+        return {"name": plain[1].replace("\\\\", "\\"), "arguments": plain[2].replace("\\\\", "\\")}
     return ast.literal_eval(content)  # literals only: nothing is executed
 
 

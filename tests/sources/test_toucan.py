@@ -142,6 +142,45 @@ def test_plain_repr_fast_path_reads_what_literal_eval_reads(arguments):
         assert _literal_call(content) == expected == call_dict
 
 
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")  # Python's own, for "\\ "
+def test_fast_path_reads_random_literals_as_literal_eval_does():
+    """Literals written by `str` and by hand, with runs of backslashes, quotes, escapes and line
+    breaks: the same value or the same kind of error as `ast.literal_eval`."""
+    import ast
+    import random
+
+    from sftmix.sources.toucan import _literal_call
+
+    rng = random.Random(3)
+    pieces = ["a", "é", '"', "'", "\\", "\\\\", "\\'", "\\n", "\\u00e9", "\n", "\r", "\x00", "{}", " ", "\t", "\\x41"]
+    contents = []
+    for _ in range(3000):
+        name, arguments = ("".join(rng.choice(pieces) for _ in range(rng.randrange(6))) for _ in range(2))
+        contents.append(str({"name": name, "arguments": arguments}))  # as the producer wrote them
+        contents.append("{'name': '" + name + "', 'arguments': '" + arguments + "'}")  # any text between the quotes
+    outcomes = []
+    for content in contents:
+        try:
+            expected = ast.literal_eval(content)
+        except (ValueError, SyntaxError) as error:
+            with pytest.raises((ValueError, SyntaxError)):
+                _literal_call(content)
+            outcomes.append(type(error))
+        else:
+            assert _literal_call(content) == expected, content
+            outcomes.append(dict)
+    assert outcomes.count(dict) > 2000 and len(outcomes) - outcomes.count(dict) > 500  # both are tried
+
+
+def test_json_escapes_in_arguments_need_no_python_parser(monkeypatch):
+    from sftmix.sources import toucan
+
+    monkeypatch.setattr(toucan.ast, "literal_eval", lambda content: pytest.fail("literal_eval called"))
+    arguments = '{"city": "M\\u00e1laga", "q": "say \\"hi\\"", "path": "C:\\\\tmp"}'  # json.dumps's escapes
+    assert toucan._parse_call(str({"name": "srv-tool", "arguments": arguments})) == (
+        "srv-tool", {"city": "Málaga", "q": 'say "hi"', "path": "C:\\tmp"})
+
+
 @pytest.mark.parametrize("content", [
     "{'name': 'a', 'arguments': 'x\ny'}",  # a raw line break: not a valid literal
     "{'name': 'a', 'arguments': 'x\x00y'}",  # a raw NUL: not valid source
