@@ -1,13 +1,15 @@
 """Normalization throughput against two baselines measured in the same run.
 
-    python bench/normalize.py --rows N [--layouts glaive,xlam,toucan] [--workers 2]
+    python bench/normalize.py --rows N [--layouts glaive,xlam,toucan] [--workers 2] [--without-rules]
 
 For each layout, N raw rows in its real Hub format (bench/rawgen.py, ~5% malformed), then:
   (a) limit:    read the raw file into Arrow and write it as Parquet, no transformation
                 (a JSON array has no Arrow reader: json.load + Table.from_pylist, the fastest route);
   (b) datasets: what a user would write instead: `datasets.load_dataset` + `.map` running the same
                 converter function (no filters, no validation), written to Parquet;
-  (c) sftmix:   the normalize stage with every default rule filter, on `--workers` processes.
+  (c) sftmix:   the normalize stage with every default rule filter, on `--workers` processes;
+  with --without-rules, also the same stage with every rule off (c0): what the record path itself
+                costs (read, convert, hash, write), and so how much of (c) the rules take.
 Prints rows/s for each and the ratios c/a and c/b; the LAST line is a JSON object of the figures.
 """
 
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import layout_bench_arguments, write_raw  # noqa: E402
+from rawgen import layout_bench_parser, write_raw  # noqa: E402
 
 
 def limit(raw: Path, out: Path) -> None:
@@ -56,13 +58,15 @@ def with_datasets(converter: str, raw: Path, out: Path, workers: int) -> None:
     dataset.to_parquet(str(out))
 
 
-def with_sftmix(converter: str, raw: Path, out_dir: Path, workers: int) -> dict:
+def with_sftmix(converter: str, raw: Path, out_dir: Path, workers: int, rules: bool = True) -> dict:
+    import filters
     from sftmix.executor import ExecutorConfig, StageStep, run_stage
     from sftmix.normalize import SourceInfo
     from sftmix.sources import DEFAULT_LANGUAGES, DEFAULT_LICENCES, filter_defaults
 
+    setting = filter_defaults(converter) if rules else {rule.name: False for rule in filters.DEFAULT_ORDER}
     info = SourceInfo(key=converter, converter=converter, licence=DEFAULT_LICENCES[converter],
-                      language=DEFAULT_LANGUAGES.get(converter, "en"), filters=filter_defaults(converter))
+                      language=DEFAULT_LANGUAGES.get(converter, "en"), filters=setting)
     step = StageStep("normalized", info, [str(raw)], str(out_dir / "parts"), str(out_dir / "rejected"))
     return run_stage(step, ExecutorConfig(workers=workers)).summary()
 
@@ -74,7 +78,9 @@ def timed(function, *args):
 
 
 def main() -> None:
-    args = layout_bench_arguments(__doc__)
+    parser = layout_bench_parser(__doc__)
+    parser.add_argument("--without-rules", action="store_true", help="also time (c) with every rule filter off (c0)")
+    args = parser.parse_args()
     figures = {"rows": args.rows, "workers": args.workers, "cpus": os.cpu_count(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory(prefix="sftmix-bench-") as tmp:
         for layout in args.layouts.split(","):
@@ -93,12 +99,17 @@ def main() -> None:
             row = {"limit_rows_s": args.rows / t_a, "datasets_rows_s": t_b and args.rows / t_b,
                    "sftmix_rows_s": args.rows / t_c, "c_over_a": t_a / t_c, "c_over_b": t_b and t_b / t_c,
                    "kept": counts["kept"], "raw_mb": round(raw.stat().st_size / 2**20, 1), "datasets_error": datasets_error}
+            if args.without_rules:
+                t_c0, _ = timed(with_sftmix, layout, raw, work / "sftmix-without-rules", args.workers, False)
+                row.update(sftmix_without_rules_rows_s=args.rows / t_c0, c0_over_a=t_a / t_c0)
             figures[layout] = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
             datasets = (f"datasets {row['datasets_rows_s']:>8,.0f} rows/s" if t_b else f"datasets FAILED ({datasets_error})")
             c_over_b = f"{row['c_over_b']:.2f}" if t_b else "n/a"
             print(f"{layout:7s} {args.rows:>9,} rows {row['raw_mb']:>7} MB | limit {row['limit_rows_s']:>9,.0f} rows/s | "
                   f"{datasets} | sftmix {row['sftmix_rows_s']:>8,.0f} rows/s | "
-                  f"c/a {row['c_over_a']:.3f} (target >= 0.25) | c/b {c_over_b} (target >= 3)", flush=True)
+                  f"c/a {row['c_over_a']:.3f} (target >= 0.25) | c/b {c_over_b} (target >= 3)"
+                  + (f" | without rules {row['sftmix_without_rules_rows_s']:>8,.0f} rows/s, c0/a {row['c0_over_a']:.3f}"
+                     if args.without_rules else ""), flush=True)
     print(json.dumps(figures))
 
 

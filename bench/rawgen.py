@@ -171,10 +171,14 @@ def write_manifest(layouts: list[str], rows: int, directory, executor: dict | No
     return path
 
 
-def layout_bench_arguments(doc: str) -> argparse.Namespace:
+def layout_bench_parser(doc: str) -> argparse.ArgumentParser:
     """--rows (per layout), --layouts and --workers, as the benches over raw layouts take them."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    return parser.parse_args()
+    return parser
+
+
+def layout_bench_arguments(doc: str) -> argparse.Namespace:
+    return layout_bench_parser(doc).parse_args()
