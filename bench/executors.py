@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import layout_bench_arguments, write_manifest  # noqa: E402
+from rawgen import layout_bench_parser, write_manifest  # noqa: E402
 
 
 def shard_digest(mixture_dir: Path) -> str:
@@ -48,7 +48,7 @@ def timed_build(manifest_path: Path, output: Path, workers: int) -> dict:
 
 
 def main() -> None:
-    args = layout_bench_arguments(__doc__)
+    args = layout_bench_parser(__doc__).parse_args()
     layouts = args.layouts.split(",")
     raw_rows = args.rows * len(layouts)
     runs = {}

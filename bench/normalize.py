@@ -101,15 +101,16 @@ def main() -> None:
                    "kept": counts["kept"], "raw_mb": round(raw.stat().st_size / 2**20, 1), "datasets_error": datasets_error}
             if args.without_rules:
                 t_c0, _ = timed(with_sftmix, layout, raw, work / "sftmix-without-rules", args.workers, False)
-                row.update(sftmix_without_rules_rows_s=args.rows / t_c0, c0_over_a=t_a / t_c0)
+                row.update(sftmix_without_rules_rows_s=args.rows / t_c0, c0_over_a=t_a / t_c0, c0_over_b=t_b and t_b / t_c0)
             figures[layout] = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
             datasets = (f"datasets {row['datasets_rows_s']:>8,.0f} rows/s" if t_b else f"datasets FAILED ({datasets_error})")
             c_over_b = f"{row['c_over_b']:.2f}" if t_b else "n/a"
+            c0_over_b = f"{row['c0_over_b']:.2f}" if args.without_rules and t_b else "n/a"
+            without_rules = (f" | without rules {row['sftmix_without_rules_rows_s']:>8,.0f} rows/s, "
+                             f"c0/a {row['c0_over_a']:.3f}, c0/b {c0_over_b}" if args.without_rules else "")
             print(f"{layout:7s} {args.rows:>9,} rows {row['raw_mb']:>7} MB | limit {row['limit_rows_s']:>9,.0f} rows/s | "
                   f"{datasets} | sftmix {row['sftmix_rows_s']:>8,.0f} rows/s | "
-                  f"c/a {row['c_over_a']:.3f} (target >= 0.25) | c/b {c_over_b} (target >= 3)"
-                  + (f" | without rules {row['sftmix_without_rules_rows_s']:>8,.0f} rows/s, c0/a {row['c0_over_a']:.3f}"
-                     if args.without_rules else ""), flush=True)
+                  f"c/a {row['c_over_a']:.3f} (target >= 0.25) | c/b {c_over_b} (target >= 3)" + without_rules, flush=True)
     print(json.dumps(figures))
 
 

@@ -178,7 +178,3 @@ def layout_bench_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     return parser
-
-
-def layout_bench_arguments(doc: str) -> argparse.Namespace:
-    return layout_bench_parser(doc).parse_args()
