@@ -83,15 +83,25 @@ def _functions(rng: random.Random, pool: list[dict], lo: int, hi: int) -> list[d
     return rng.sample(pool, rng.randint(lo, hi))
 
 
+MALFORMED_SHARE = 0.05  # of rows, whatever the number of calls in a row
+
+
+def _broken_one_of(rng: random.Random, calls: int) -> int | None:
+    """Which of a row's `calls` to break (None: none), so that MALFORMED_SHARE of rows hold one."""
+    return rng.randrange(calls) if rng.random() < MALFORMED_SHARE else None
+
+
 def glaive_row(rng: random.Random, i: int, pool: list[dict]) -> dict:
     functions = _functions(rng, pool, 1, 3)
     system = ("SYSTEM: You are a helpful assistant with access to the following functions. Use them if required -\n"
               + "\n\n".join(json.dumps(f, indent=4) + "\n" for f in functions))
     turns = []
-    for _ in range(rng.randint(1, 3)):
+    exchanges = rng.randint(1, 3)
+    broken = _broken_one_of(rng, exchanges)
+    for exchange in range(exchanges):
         function = rng.choice(functions)
         arguments = json.dumps(_arguments(rng, function))
-        if rng.random() < 0.05:
+        if exchange == broken:
             arguments = arguments[:-3]  # the malformed quoting glaive really has
         turns += [f"USER: {_text(rng, (1, 4))}",
                   f"ASSISTANT: <functioncall> {{\"name\": \"{function['name']}\", \"arguments\": '{arguments}'}} <|endoftext|>",
@@ -108,7 +118,7 @@ def xlam_row(rng: random.Random, i: int, pool: list[dict]) -> dict:
                              for n, s in f["parameters"]["properties"].items()}} for f in functions]
     answers = [{"name": f["name"], "arguments": _arguments(rng, f)} for f in rng.sample(functions, rng.randint(1, len(functions)))]
     answers_json = json.dumps(answers)
-    if rng.random() < 0.05:
+    if rng.random() < MALFORMED_SHARE:
         answers_json = answers_json[: len(answers_json) // 2]  # a cut-off JSON string
     return {"id": i, "query": _text(rng, (1, 4)), "answers": answers_json, "tools": json.dumps(tools)}
 
@@ -117,9 +127,11 @@ def toucan_row(rng: random.Random, i: int, pool: list[dict]) -> dict:
     functions = _functions(rng, pool, 1, 4)
     tools = [{"type": "function", "function": f} for f in functions]
     messages = [{"role": "user", "content": _text(rng, (1, 5))}]
-    for function in rng.sample(functions, rng.randint(1, len(functions))):
+    called = rng.sample(functions, rng.randint(1, len(functions)))
+    broken = _broken_one_of(rng, len(called))
+    for number, function in enumerate(called):
         call = repr({"name": function["name"], "arguments": json.dumps(_arguments(rng, function))})
-        if rng.random() < 0.05:
+        if number == broken:
             call = call[:-2]  # an unparsable call dict
         messages.append({"role": "tool_call", "content": call})
     for _ in range(len(messages) - 1):

@@ -1,0 +1,95 @@
+"""The benches in `bench/` keep their contract: each runs, prints its figures, and ends with one JSON
+object whose figures agree with each other. Tiny sizes, nothing timed: a bench's speed is measured
+by running it, never by a test."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from sftmix.normalize import SourceInfo, normalize
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+import rawgen  # noqa: E402
+
+
+def _last_json(script: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) >= 2, "figures are printed before the JSON line"
+    return json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("layout", sorted(rawgen.LAYOUTS))
+def test_rawgen_breaks_about_five_percent_of_rows_whatever_their_calls(layout, tmp_path):
+    rows = 2000
+    raw = rawgen.write_raw(layout, rows, tmp_path)
+    # Only the rules that judge a malformed call: every drop left is one rawgen planted.
+    info = SourceInfo(key=layout, converter=layout, licence="apache-2.0", language="en",
+                      filters={"repetition": False, "language": False, "dedup": False})
+    counts = normalize(info, [raw], tmp_path / "out.parquet", tmp_path / "rejected.parquet")
+    reasons = Counter(row["reason"] for row in pq.read_table(tmp_path / "rejected.parquet").to_pylist())
+    planted = {"glaive": "tool_arguments_not_json", "xlam": "malformed_json", "toucan": "unparsable_tool_call"}[layout]
+    assert set(reasons) == {planted}
+    assert 0.04 * rows <= reasons[planted] <= 0.06 * rows  # a row with three calls is not three times as likely
+    assert counts.kept == rows - reasons[planted]
+
+
+def test_normalize_bench_reports_each_layout_and_its_ratios():
+    figures = _last_json("normalize.py", "--rows", "300", "--layouts", "toucan,xlam", "--without-rules")
+    assert figures["rows"] == 300 and set(figures) >= {"toucan", "xlam"}
+    for row in (figures["toucan"], figures["xlam"]):
+        assert row["datasets_error"] is None
+        assert row["c_over_a"] == pytest.approx(row["sftmix_rows_s"] / row["limit_rows_s"], rel=0.01, abs=0.002)
+        assert row["c_over_b"] == pytest.approx(row["sftmix_rows_s"] / row["datasets_rows_s"], rel=0.01, abs=0.002)
+        assert row["c0_over_a"] == pytest.approx(row["sftmix_without_rules_rows_s"] / row["limit_rows_s"], rel=0.01, abs=0.002)
+        assert 0.9 * 300 <= row["kept"] < 300  # the planted malformed rows (and only a few others) are dropped
+
+
+def test_memory_bench_reports_the_ratio_of_its_peaks():
+    figures = _last_json("memory.py", "--rows", "200", "400", "--layouts", "toucan")
+    small, large = figures["runs"]
+    assert (small["rows_per_source"], large["rows_per_source"]) == (200, 400)
+    assert 0 < small["train_rows"] < large["train_rows"]
+    assert figures["ratio"] == pytest.approx(large["peak_rss_mib"] / small["peak_rss_mib"], abs=0.001)
+
+
+def test_dedup_bench_finds_planted_duplicates():
+    figures = _last_json("dedup.py", "--rows", "2000")
+    assert figures["planted_near_pairs"] > 0 and figures["exact_removed"] > 0
+    assert 0 <= figures["recall"] <= 1 and 0 <= figures["false_removal_rate"] <= 1
+    assert figures["keeper_errors"] == 0
+
+
+def test_decontamination_bench_drops_the_quoting_rows():
+    figures = _last_json("decontamination.py", "--rows", "500", "--prompts", "100")
+    assert 0 < figures["dropped"] < 500  # one row in ten quotes a prompt; the bench checks the verdicts
+    assert figures["a_over_b"] == pytest.approx(figures["python_us"] / figures["sftmix_us"], rel=0.02)
+
+
+def test_repetition_bench_reports_each_length():
+    figures = _last_json("repetition.py", "--rows", "50", "--sentences", "5,15")
+    for length in ("sentences_5", "sentences_15"):
+        row = figures[length]
+        assert row["a_over_b"] == pytest.approx(row["datatrove_us"] / row["sftmix_us"], rel=0.02)
+        assert row["dropped"] > 0  # one text in eight repeats a passage
+
+
+def test_llm_bench_sends_every_row_once():
+    figures = _last_json("llm.py", "--rows", "8", "--delay", "0.01", "--spread", "0", "--concurrency", "1", "4")
+    assert {(run["kind"], run["concurrency"]) for run in figures["runs"]} >= {("client", 1), ("generator", 4), ("judge", 4)}
+    for run in figures["runs"]:
+        assert run["server_requests"] == run["rows"] and 0 < run["ratio"]
+
+
+def test_executors_bench_gives_the_same_shards_on_every_executor():
+    figures = _last_json("executors.py", "--rows", "200", "--layouts", "toucan")
+    assert set(figures["runs"]) == {"local_1", "local_2", "ray_2"}
+    assert all(run["identical_to_local_1"] for run in figures["runs"].values())
+    assert len({run["digest"] for run in figures["runs"].values()}) == 1
