@@ -118,7 +118,7 @@ def xlam_row(rng: random.Random, i: int, pool: list[dict]) -> dict:
                              for n, s in f["parameters"]["properties"].items()}} for f in functions]
     answers = [{"name": f["name"], "arguments": _arguments(rng, f)} for f in rng.sample(functions, rng.randint(1, len(functions)))]
     answers_json = json.dumps(answers)
-    if rng.random() < MALFORMED_SHARE:
+    if rng.random() < MALFORMED_SHARE:  # one string a row; this draw keeps xlam's rows those of earlier figures
         answers_json = answers_json[: len(answers_json) // 2]  # a cut-off JSON string
     return {"id": i, "query": _text(rng, (1, 4)), "answers": answers_json, "tools": json.dumps(tools)}
 
