@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 SPLITS = ("train", "validation")
@@ -22,12 +23,26 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
 
 def read_mixture(
     path: Path | str, split: str = "train", licences: list[str] | None = None, columns: list[str] | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 1024, rank: int = 0, world_size: int = 1,
 ) -> Iterator[dict]:
-    """Iterate records of one split, shard by shard in Arrow batches; optionally only some licences."""
+    """Iterate records of one split, shard by shard in Arrow batches; optionally only some licences.
+
+    With `world_size` > 1 (data-parallel training), rank `rank` gets rows rank, rank + world_size,
+    ... of the (licence-filtered) stream: the ranks' rows are disjoint, together they are the whole
+    split, and their counts differ by at most one. Striding rows rather than dealing out shards keeps
+    the ranks even whatever the shard sizes; only this rank's rows become Python objects.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else ds.field("licence").isin(list(licences))
+    start = 0  # index in the stream of the batch's first row
     for batch in dataset.to_batches(columns=columns, filter=wanted, batch_size=batch_size):
+        if world_size > 1:
+            first = (rank - start) % world_size
+            mine = batch.take(pa.array(range(first, batch.num_rows, world_size), pa.int64()))
+            start += batch.num_rows
+            batch = mine
         yield from batch.to_pylist()
 
 

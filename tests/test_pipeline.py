@@ -108,6 +108,27 @@ def test_training_job_readers(sample_build):
     assert isinstance(json.loads(row["tools"]), list) and row["messages"][0]["role"] in ("system", "user")
 
 
+@pytest.mark.parametrize("licences", [None, ["cc-by-nc-4.0", "apache-2.0"]])
+def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
+    mixture_dir, _ = sample_build
+    whole = [r["id"] for r in sftmix.read_mixture(mixture_dir, "train", licences=licences, columns=["id"])]
+    # batches of 5 rows so that rows of one rank straddle batch edges
+    ranks = [
+        [r["id"] for r in sftmix.read_mixture(mixture_dir, "train", licences=licences, columns=["id"], batch_size=5,
+                                              rank=rank, world_size=3)]
+        for rank in range(3)
+    ]
+    assert len(whole) > 20
+    assert [ranks[i % 3][i // 3] for i in range(len(whole))] == whole
+    assert max(map(len, ranks)) - min(map(len, ranks)) <= 1
+
+
+@pytest.mark.parametrize("rank, world_size", [(2, 2), (-1, 2), (0, 0)])
+def test_read_mixture_rejects_a_rank_outside_the_world(sample_build, rank, world_size):
+    with pytest.raises(ValueError, match="rank must be in"):
+        next(sftmix.read_mixture(sample_build[0], "train", rank=rank, world_size=world_size))
+
+
 def test_same_manifest_same_shards(tmp_path):
     first = build(load(SAMPLE), tmp_path / "a")
     second = build(load(SAMPLE), tmp_path / "b")
