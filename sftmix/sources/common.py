@@ -259,6 +259,23 @@ def cached_tools(raw, convert_tool: Callable[[Any], dict]) -> list[dict] | None:
     return tools
 
 
+def tools_column(raw, convert_tool: Callable[[Any], dict], malformed: str = "invalid_tool_schema") -> list[dict]:
+    """`convert_tool` over a tools column: JSON text of a list of tool objects (or of one object),
+    or the decoded value. No value, empty text and JSON null are no tools; text that is not JSON is
+    a drop with `malformed`, and any other shape a drop with `invalid_tool_schema`."""
+    tools = cached_tools(raw, convert_tool)
+    if tools is not None:
+        return tools
+    tools = None if raw == "" else loads_json(raw, malformed)
+    if tools is None:
+        return []
+    if isinstance(tools, dict):
+        tools = [tools]
+    if not isinstance(tools, list):
+        raise Drop("invalid_tool_schema", f"tools is {type(tools).__name__}")
+    return [convert_tool(tool) for tool in tools]
+
+
 def loads_json(value, reason: str = "malformed_json"):
     """`json.loads` for a JSON-encoded column; a decode error is a drop with `reason`."""
     if not isinstance(value, str):

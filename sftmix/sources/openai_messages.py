@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import cached_tools, call_from_dict, iso639_1, loads_json, to_json_schema
+from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
 
@@ -44,18 +44,6 @@ def _tool(tool) -> dict:
     if not (isinstance(parameters, dict) and parameters.get("type") == "object"):
         parameters = to_json_schema(parameters)
     return tool_def(tool["name"], tool.get("description"), parameters)
-
-
-def _tools(value) -> list[dict]:
-    if value in (None, "", []):
-        return []
-    tools = cached_tools(value, _tool)
-    if tools is not None:
-        return tools
-    tools = loads_json(value, "invalid_tool_schema")
-    if not isinstance(tools, list):
-        raise Drop("invalid_tool_schema", f"tools is {type(tools).__name__}")
-    return [_tool(tool) for tool in tools]
 
 
 def _content(value) -> str:
@@ -95,7 +83,7 @@ def convert(row: dict) -> Converted:
         raise Drop("malformed_row", f"messages is {type(raw_messages).__name__}")
     if not raw_messages:
         raise Drop("empty_conversation")
-    tools = _tools(row.get("tools"))
+    tools = tools_column(row.get("tools"), _tool)
     messages: list[dict] = []
     names: dict[str, str] = {}  # call id -> function name, for every call so far
     pending: list[str] = []  # ids of the latest call turn's calls not answered yet

@@ -33,7 +33,7 @@ import json
 
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import cached_tools, call_from_dict, iso639_1, loads_json, to_json_schema, trim_unanswered
+from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column, trim_unanswered
 
 TAGS = {
     "human": "user", "user": "user",
@@ -52,19 +52,6 @@ def _tool(tool) -> dict:
     if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]):
         raise Drop("invalid_tool_schema", f"tool without a name: {str(tool)[:60]}")
     return tool_def(tool["name"], tool.get("description"), to_json_schema(tool.get("parameters")))
-
-
-def _tools(value) -> list[dict]:
-    if value in (None, "", []):
-        return []
-    tools = cached_tools(value, _tool)
-    if tools is not None:
-        return tools
-    tools = loads_json(value, "invalid_tool_schema")
-    tools = [tools] if isinstance(tools, dict) else tools
-    if not isinstance(tools, list):
-        raise Drop("invalid_tool_schema", f"tools is {type(tools).__name__}")
-    return [_tool(tool) for tool in tools]
 
 
 def _calls(value, first: int) -> list[dict]:
@@ -116,7 +103,7 @@ def _turns(row: dict) -> list[tuple[str, object]]:
 
 
 def convert(row: dict) -> Converted:
-    tools = _tools(row.get("tools"))
+    tools = tools_column(row.get("tools"), _tool)
     turns = _turns(row)
     if not turns:
         raise Drop("empty_conversation")

@@ -28,7 +28,7 @@ import re
 from sftmix.jsontext import loads
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import cached_tools, loads_json, to_json_schema
+from sftmix.sources.common import loads_json, to_json_schema, tools_column
 
 
 def _tool(item) -> dict:
@@ -36,13 +36,6 @@ def _tool(item) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise Drop("invalid_tool_schema", "tool without a name")
     return tool_def(spec["name"], spec.get("description"), to_json_schema(spec.get("parameters")))
-
-
-def _tools(raw) -> list[dict]:
-    tools = cached_tools(raw, _tool)
-    if tools is None:
-        tools = [_tool(item) for item in loads_json(raw, "invalid_tool_schema") or []]
-    return tools
 
 
 # The producer's `str(function_call)` when neither string holds a quote, line break or NUL, and
@@ -87,7 +80,7 @@ def convert(row: dict) -> Converted:
     raw_messages = loads_json(row["messages"])
     if not isinstance(raw_messages, list) or not raw_messages:
         raise Drop("empty_conversation")
-    tools = _tools(row.get("tools"))
+    tools = tools_column(row.get("tools"), _tool)
 
     messages: list[dict] = []
     batch: list[dict] = []  # calls of the current assistant turn, answered in order

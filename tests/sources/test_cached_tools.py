@@ -1,4 +1,4 @@
-"""Tools decoded item by item (sftmix.sources.common.cached_tools) against the whole-list path."""
+"""Tools columns (`tools_column`): decoded item by item (`cached_tools`) as by the whole list, and their shapes."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from sftmix.record import EncodedTool, dumps, make_record
 from sftmix.sources import openai_messages, sharegpt, toucan, xlam
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Drop
-from sftmix.sources.common import cached_tools, loads_json
+from sftmix.sources.common import cached_tools, loads_json, tools_column
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": 'e.g. [{"city": "Vigo"}, {"city": "Reus"}]',
                                             "parameters": {"type": "object", "properties": {"city": {"anyOf": [
@@ -43,8 +43,32 @@ def test_a_malformed_list_is_left_to_the_whole_list_path_even_after_a_bad_tool()
     raw = json.dumps([NAMELESS, WEATHER])[:-3]
     assert cached_tools(raw, toucan._tool) is None
     with pytest.raises(Drop) as dropped:
-        toucan._tools(raw)
+        tools_column(raw, toucan._tool)
     assert dropped.value.reason == "invalid_tool_schema" and "Expecting" in dropped.value.detail
+
+
+@pytest.mark.parametrize("raw", [None, "", "null", "[]", []])
+def test_an_absent_or_empty_tools_column_is_no_tools(raw):
+    assert tools_column(raw, toucan._tool) == []
+
+
+@pytest.mark.parametrize("convert_tool", CONVERTERS, ids=lambda f: f.__module__)
+def test_one_tool_object_is_one_tool_and_other_shapes_are_drops(convert_tool):
+    clock = {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}
+    assert tools_column(json.dumps(clock), convert_tool) == [convert_tool(clock)] != []
+    assert tools_column([clock], convert_tool) == [convert_tool(clock)]  # already decoded (a list column)
+    for raw, detail in (("5", "tools is int"), ('"get_weather"', "tools is str")):
+        with pytest.raises(Drop) as dropped:
+            tools_column(raw, convert_tool)
+        assert (dropped.value.reason, dropped.value.detail) == ("invalid_tool_schema", detail)
+
+
+def test_text_that_is_not_json_is_dropped_with_the_sources_reason():
+    raw = json.dumps([WEATHER])[:-3]
+    for reason in ("invalid_tool_schema", "malformed_json"):
+        with pytest.raises(Drop) as dropped:
+            tools_column(raw, xlam._tool, reason)
+        assert dropped.value.reason == reason
 
 
 def test_a_cached_failure_is_raised_anew_each_time():
@@ -59,8 +83,8 @@ def test_a_cached_failure_is_raised_anew_each_time():
 
 
 def test_rows_share_each_tool_and_records_are_unchanged():
-    first = toucan._tools(json.dumps([WEATHER, WEATHER]))
-    second = toucan._tools(json.dumps([{"type": "function", "function": {"name": "other"}}, WEATHER]))
+    first = tools_column(json.dumps([WEATHER, WEATHER]), toucan._tool)
+    second = tools_column(json.dumps([{"type": "function", "function": {"name": "other"}}, WEATHER]), toucan._tool)
     assert type(first[0]) is EncodedTool and first[0] is first[1] is second[1]
     plain = [dict(tool) for tool in first]
     fields = dict(source="s", licence="mit", language="en", origin={})
@@ -72,6 +96,6 @@ def test_rows_share_each_tool_and_records_are_unchanged():
 
 
 def test_a_lone_surrogate_in_a_tool_is_still_an_encoding_error_at_the_record():
-    tools = toucan._tools('[{"type": "function", "function": {"name": "f", "description": "half \\ud83d"}}]')
+    tools = tools_column('[{"type": "function", "function": {"name": "f", "description": "half \\ud83d"}}]', toucan._tool)
     with pytest.raises(UnicodeEncodeError):
         make_record(messages=[], tools=tools, source="s", licence="mit", language="en", origin={})
