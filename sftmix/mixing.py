@@ -21,17 +21,21 @@ under `work_dir`); every later step holds one partition at a time:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import resource
 import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
@@ -290,6 +294,31 @@ def _chosen(partitions: _Partitions, order: int, source: str, shares: dict, remo
             yield part, chosen.select("row", "split", "language", "licence")
 
 
+def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: dict,
+                      removed: pl.DataFrame) -> Iterator[tuple[pa.Table, dict[str, pa.Array]]]:
+    """Per partition: the chosen rows of every source (without their rank) and, per split, the
+    indices of its rows in rank order. The sort is stable: rows of equal rank keep the manifest's
+    source order."""
+    chosen = heapq.merge(*(_tagged(order, _chosen(partitions, order, source.key, shares, removed))
+                           for order, source in enumerate(sources)))
+    for part, group in groupby(chosen, key=itemgetter(0)):
+        tables, splits = [], []
+        for _, order, frame in group:
+            tables.append(partitions.read("rows", order, part).take(frame["row"].to_arrow()))
+            splits.append(frame["split"].to_arrow())
+        rows = pa.concat_tables(tables)
+        by_rank = pc.sort_indices(rows["rank"])
+        split_by_rank = pa.chunked_array(splits).take(by_rank)
+        yield rows.drop_columns("rank"), {split: by_rank.filter(pc.equal(split_by_rank, split)) for split in SPLITS}
+
+
+def _tagged(order: int, chosen: Iterator[tuple[int, pl.DataFrame]]) -> Iterator[tuple[int, int, pl.DataFrame]]:
+    """(partition, source order, rows) for `heapq.merge`, which then never compares two frames:
+    no two items share a partition and a source."""
+    for part, frame in chosen:
+        yield part, order, frame
+
+
 class _SplitWriter:
     """Rotating `part-NNNNN.parquet` shards of one split, each written atomically, in row groups of
     `ROW_GROUP_ROWS` (fewer where a shard ends) whatever the tables written: the bytes depend only on
@@ -381,17 +410,15 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         for directory in staging.values():
             shutil.rmtree(directory, ignore_errors=True)
         writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata) for split in SPLITS}
-        # Each source's rows go out in rank order, partition by partition, so shards are the same
-        # whatever the number and order of the workers' part files.
-        for order, source in enumerate(sources):
-            for part, chosen in _chosen(partitions, order, source.key, shares, removed):
-                rows = partitions.read("rows", order, part).drop_columns("rank")
-                for split in SPLITS:
-                    indices = chosen.filter(pl.col("split") == split)["row"].to_arrow()
-                    for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
-                        writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))
-                del rows
-                release_unused()
+        # All sources' rows go out in one rank order, partition by partition: a training job that
+        # reads a split in order (or a rank's stride of it) meets the sources mixed, not one after
+        # another. Shards are the same whatever the number and order of the workers' part files.
+        for rows, in_rank_order in _mixed_partitions(partitions, sources, shares, removed):
+            for split, indices in in_rank_order.items():
+                for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
+                    writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))
+            del rows
+            release_unused()
         files = {}
         for split, writer in writers.items():
             writer.close()

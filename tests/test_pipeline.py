@@ -15,6 +15,7 @@ from hub_server import serve_hub
 from pipelines.definitions import build_definitions
 from sftmix.build import BuildError, build
 from sftmix.manifest import load
+from sftmix.mixing import rank_keys
 from sftmix.record import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +90,17 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_splits_mix_the_sources_in_one_rank_order(sample_build, split):
+    mixture_dir, _ = sample_build
+    rows = _table(mixture_dir, split).select(["id", "source"]).to_pylist()
+    ranks = rank_keys(load(SAMPLE).seed, [r["id"] for r in rows])
+    assert list(ranks) == sorted(ranks)
+    sources = [r["source"] for r in rows]
+    changes = sum(a != b for a, b in zip(sources, sources[1:]))
+    assert changes > len(set(sources)) - 1 > 5  # more changes of source than blocks of one source would have
 
 
 def test_training_job_readers(sample_build):
