@@ -90,6 +90,7 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
+    assert "in one order, by sha256 of the seed and the row's id" in text
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
