@@ -27,6 +27,8 @@ def counts_metadata(counts: Counts, paths: list) -> dict:
         "by_language": MetadataValue.json(by["language"]),
         "by_licence": MetadataValue.json(by["licence"]),
         "path": MetadataValue.path(str(paths[0].parent) if paths else ""),
+        # where the stage's time went, summed over its workers: which rule to look at in a slow build
+        "seconds_by_step": MetadataValue.json({step: round(s, 2) for step, s in counts.seconds.items()}),
     }
 
 

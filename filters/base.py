@@ -14,6 +14,7 @@ its own way.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 
 from datatrove.data import Document
@@ -39,19 +40,27 @@ class RecordFilter(BaseFilter):
     def run(self, data, rank: int = 0, world_size: int = 1):
         # datatrove updates its stats several times per row and step (36 µs a row over the 9 default
         # rules, as much as the cheap rules themselves); the same counters are summed here and added once.
+        # `seconds_with_upstream`: the time spent getting this step's rows, its own work and that of
+        # every step before it (a rule like the judge pulls rows itself); `sftmix.normalize.run`
+        # subtracts the steps' figures from each other. Two clock reads a row, no extra generator.
         forwarded, dropped = 0, Counter()
+        clock, self.seconds_with_upstream = time.perf_counter, 0.0
         try:
             with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+                start = clock()
                 for doc, keep, reason in self._verdicts(data):
                     if keep:
                         forwarded += 1
+                        self.seconds_with_upstream += clock() - start
                         yield doc
+                        start = clock()
                         continue
                     dropped[reason] += 1
                     if writer:
                         if reason:
                             doc.metadata["filter_reason"] = reason
                         writer.write(doc, rank)
+                self.seconds_with_upstream += clock() - start
         finally:
             counters = {StatHints.total: forwarded + dropped.total(), StatHints.forwarded: forwarded,
                         StatHints.dropped: dropped.total(),

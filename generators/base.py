@@ -267,4 +267,4 @@ def generate(module, records: Iterable[dict], ctx: Context, info, out: Path, rej
 
     return run(lambda sink, counts: documents(info, stream(module, records, ctx, limit=limit), sink, counts,
                                               stage="generate"),
-               info, out, rejected, info.filters or {})
+               info, out, rejected, info.filters or {}, source_step="generate")

@@ -70,7 +70,7 @@ class Layout:
         if not path.is_file():
             return None
         data = json.loads(path.read_text())
-        return Counts.from_summary(data)
+        return Counts.from_saved(data)
 
 
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None) -> dict:
@@ -166,7 +166,7 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
 def _save_counts(layout: Layout, key: str, stage: str, counts: Counts) -> None:
     path = layout.counts_file(key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(counts.summary()))
+    path.write_text(json.dumps(counts.saved()))
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:

@@ -1,6 +1,8 @@
 """Counts are data: every step reports rows read, kept, and dropped by reason in this one shape.
 
-The CLI's last line and the Dagster metadata are both printed from it.
+The CLI's last line and the Dagster metadata are both printed from it. A stage also reports where
+its time went (`seconds`, by step); that goes to the Dagster metadata and the saved counts, never
+into `summary()`, whose shape is the CLI's contract.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ class Counts:
     read: int = 0
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)  # step -> seconds, summed over workers (`sftmix.normalize.run`)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -22,6 +25,7 @@ class Counts:
         self.read += other.read
         self.kept += other.kept
         self.dropped.update(other.dropped)
+        self.seconds.update(other.seconds)
         return self
 
     def check(self) -> None:
@@ -31,9 +35,14 @@ class Counts:
             raise RuntimeError(f"{lost} rows unaccounted for (read={self.read}, kept={self.kept}, dropped={dict(self.dropped)})")
 
     @classmethod
-    def from_summary(cls, data: dict) -> "Counts":
-        """The inverse of `summary()`: counts saved as JSON by a stage or a worker."""
-        return cls(read=data["read"], kept=data["kept"], dropped=Counter(data["dropped"]))
+    def from_saved(cls, data: dict) -> "Counts":
+        """The inverse of `saved()`: counts saved as JSON by a stage or a worker."""
+        return cls(read=data["read"], kept=data["kept"], dropped=Counter(data["dropped"]),
+                   seconds=Counter(data.get("seconds", {})))
+
+    def saved(self) -> dict:
+        """`summary()` and the seconds by step, as a stage or a worker saves them."""
+        return {**self.summary(), "seconds": {step: round(s, 3) for step, s in self.seconds.items()}}
 
     def summary(self) -> dict:
         return {"read": self.read, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}

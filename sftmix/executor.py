@@ -61,17 +61,18 @@ class StageStep(PipelineStep):
         gc.collect()
         gc.freeze()
         try:
-            if self.stage == "normalized":
-                counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
-                                   rank=rank, world_size=world_size)
-            else:
-                counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size)
+            with self.track_time(unit="task"):  # datatrove's logs then show the task's runtime
+                if self.stage == "normalized":
+                    counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
+                                       rank=rank, world_size=world_size)
+                else:
+                    counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size)
         finally:
             gc.unfreeze()
         for reason, n in counts.dropped.items():
             self.stat_update(f"dropped_{reason}", value=n)
         self.stat_update("kept", value=counts.kept)
-        (Path(self.out_dir) / f".counts-{rank:05d}.json").write_text(json.dumps(counts.summary()))
+        (Path(self.out_dir) / f".counts-{rank:05d}.json").write_text(json.dumps(counts.saved()))
         yield from ()
 
 
@@ -218,5 +219,5 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
         if not path.is_file():
             raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage did not finish")
         data = json.loads(path.read_text())
-        total.add(Counts.from_summary(data))
+        total.add(Counts.from_saved(data))
     return total

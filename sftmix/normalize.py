@@ -8,6 +8,7 @@ stays flat whatever the size of the source. Every row read is kept or dropped wi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -122,21 +123,44 @@ def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_si
         yield Document(text=rule_filters.base.learned_text(record), id=record["id"], metadata={"record": record})
 
 
-def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, filter_config: dict | None) -> Counts:
+class _TimedSource:
+    """The documents of a stage, with the time spent making them (`seconds`)."""
+
+    def __init__(self, documents: Iterable[Document]):
+        self.documents, self.seconds = documents, 0.0
+
+    def __iter__(self) -> Iterator[Document]:
+        clock = time.perf_counter
+        start = clock()
+        for doc in self.documents:
+            self.seconds += clock() - start
+            yield doc
+            start = clock()
+        self.seconds += clock() - start
+
+
+def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, filter_config: dict | None,
+        source_step: str) -> Counts:
     """Drive documents through the filters (None: none) into `out`; drops go to `rejected`.
 
-    Both files appear only when the whole source went through; on any error neither does.
+    Both files appear only when the whole source went through; on any error neither does. The
+    counts' `seconds` say where the time went: `setup` (the rules built, the files opened),
+    `source_step` (making the documents), each rule by name, `write` (the kept rows written, the
+    files closed) and `total`, their sum.
     """
+    started = time.perf_counter()
     counts = Counts()
     metadata = file_metadata(info.manifest_hash, [info.licence] if info.licence else [], source=info.key)
     sink = RejectedSink(rejected, info.key, counts, metadata)
     writer = AtomicParquetWriter(out, SCHEMA, metadata)
     try:
-        stream: Iterable[Document] = documents_of(sink, counts)
-        if filter_config is not None:
-            for step in rule_filters.build_filters(filter_config):
-                step.exclusion_writer = sink.for_stage(step.name)
-                stream = step.run(stream)
+        source = _TimedSource(documents_of(sink, counts))
+        stream: Iterable[Document] = iter(source)
+        steps = rule_filters.build_filters(filter_config) if filter_config is not None else []
+        for step in steps:
+            step.exclusion_writer = sink.for_stage(step.name)
+            stream = step.run(stream)
+        setup = time.perf_counter() - started
         batch: list[dict] = []
         for doc in stream:
             batch.append(doc.metadata["record"])
@@ -152,7 +176,19 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
         raise
     writer.close()
     sink.close()
+    counts.seconds.update(_seconds_by_step(setup, source_step, source.seconds, steps, time.perf_counter() - started))
     return counts
+
+
+def _seconds_by_step(setup: float, source_step: str, source_seconds: float, steps: list, total: float) -> dict:
+    seconds = {"setup": setup, source_step: source_seconds}
+    upstream = source_seconds
+    for step in steps:
+        seconds[step.name] = step.seconds_with_upstream - upstream
+        upstream = step.seconds_with_upstream
+    seconds["write"] = total - setup - upstream
+    seconds["total"] = total
+    return seconds
 
 
 def normalize(
@@ -165,7 +201,7 @@ def normalize(
     """
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: documents(info, _raw_stream(info, files, sink, counts, rank, world_size), sink, counts),
-               info, out, rejected, (info.filters or {}) if apply_filters else None)
+               info, out, rejected, (info.filters or {}) if apply_filters else None, source_step="read_convert")
 
 
 def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | str, rejected: Path | str,
@@ -173,4 +209,4 @@ def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | s
     """Apply the rule filters to canonical records (the `filtered` stage after `normalized`)."""
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size), info, out, rejected,
-               info.filters or {})
+               info.filters or {}, source_step="read")

@@ -80,6 +80,12 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     assert glaive["by_licence"].value == {"apache-2.0": glaive["rows_out"].value}
     assert sum(materializations["aya_dataset/filtered"]["by_language"].value.values()) > 1
     assert materializations["holdout"]["rows"].value == 12
+    # where each stage's time went: every default rule (dedup runs at mixing) in the filtered stage, none in normalize
+    seconds = glaive["seconds_by_step"].value
+    assert list(seconds) == ["setup", "read", "empty_turns", "role_order", "tool_calls", "length", "boilerplate",
+                             "identity", "repetition", "language", "write", "total"]
+    assert min(seconds.values()) >= 0 and seconds["total"] == pytest.approx(sum(seconds.values()) - seconds["total"], abs=0.1)
+    assert list(normalized["seconds_by_step"].value) == ["setup", "read_convert", "write", "total"]
 
 
 def test_dataset_card_has_hf_header_with_both_splits(sample_build):
@@ -276,6 +282,12 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     assert len(list((tmp_path / "w2" / ".sftmix-work" / "mini" / "normalized" / "g").glob("part-*.parquet"))) == 2
     assert one.split_rows == two.split_rows == {"train": 900, "validation": 20}
     assert one.excluded["g"]["duplicate_within_source"] == two.excluded["g"]["duplicate_within_source"] > 0
+    # the stage's seconds by step are each worker's, summed
+    filtered = tmp_path / "w2" / ".sftmix-work" / "mini" / "filtered"
+    per_worker = [json.loads(p.read_text())["seconds"] for p in sorted((filtered / "g").glob(".counts-*.json"))]
+    saved = json.loads((filtered / "g.counts.json").read_text())["seconds"]
+    assert len(per_worker) == 2 and saved.keys() == per_worker[0].keys() >= {"read", "tool_calls", "write", "total"}
+    assert all(saved[step] == pytest.approx(sum(w[step] for w in per_worker), abs=0.002) for step in saved)
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "w1" / "mini" / split).glob("*.parquet"))
         files_two = sorted((tmp_path / "w2" / "mini" / split).glob("*.parquet"))

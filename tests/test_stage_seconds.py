@@ -1,0 +1,66 @@
+"""A stage reports where its time went, by step: each rule's own seconds, not those of the rules
+before it (a batch rule pulls its rows from them inside its own calls)."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+import filters
+from filters.length import LengthFilter
+from sftmix.counts import Counts
+from sftmix.normalize import SourceInfo, filter_records, normalize
+
+GLAIVE = Path(__file__).parent / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
+DELAY = 0.05
+
+
+def _slow_length_rule(monkeypatch) -> list:
+    calls = []
+    check = LengthFilter.check
+
+    def slow_check(self, record, doc):
+        calls.append(record["id"])
+        time.sleep(DELAY)
+        return check(self, record, doc)
+
+    monkeypatch.setattr(LengthFilter, "check", slow_check)
+    return calls
+
+
+def test_a_slow_rule_is_charged_its_own_time_and_no_other_step_is(tmp_path, monkeypatch):
+    calls = _slow_length_rule(monkeypatch)
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    counts = normalize(info, [GLAIVE], tmp_path / "o.parquet", tmp_path / "r.parquet")
+
+    seconds = counts.seconds
+    rules = [rule.name for rule in filters.DEFAULT_ORDER]
+    assert list(seconds) == ["setup", "read_convert", *rules, "write", "total"]
+    slept = len(calls) * DELAY
+    assert len(calls) >= 5 and slept <= seconds["length"] < slept + 0.5
+    # the repetition rule (after it, in batches) pulled the slow rows through its own calls: not charged for them
+    assert all(seconds[step] < slept / 2 for step in seconds if step not in ("length", "total"))
+    assert min(seconds.values()) >= 0
+    assert seconds["total"] == pytest.approx(sum(s for step, s in seconds.items() if step != "total"))
+
+
+def test_filtering_records_reports_reading_rules_and_writing(tmp_path, monkeypatch):
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en", filters={"language": False})
+    normalize(info, [GLAIVE], tmp_path / "n.parquet", tmp_path / "n.rejected.parquet", apply_filters=False)
+    calls = _slow_length_rule(monkeypatch)
+    counts = filter_records(info, [tmp_path / "n.parquet"], tmp_path / "f.parquet", tmp_path / "f.rejected.parquet")
+
+    assert list(counts.seconds) == ["setup", "read", *(r.name for r in filters.DEFAULT_ORDER if r.name != "language"),
+                                    "write", "total"]
+    assert counts.seconds["length"] >= len(calls) * DELAY > 0
+    assert counts.seconds["read"] < len(calls) * DELAY / 2
+
+
+def test_saved_counts_keep_the_seconds_and_the_cli_summary_does_not_show_them():
+    worker = Counts(read=3, kept=2)
+    worker.drop("toxic")
+    worker.seconds.update({"read": 0.5, "length": 0.25, "total": 1.0})
+    merged = Counts().add(Counts.from_saved(worker.saved())).add(Counts.from_saved(worker.saved()))
+    assert merged.seconds == {"read": 1.0, "length": 0.5, "total": 2.0}
+    assert merged.summary() == {"read": 6, "kept": 4, "dropped": {"toxic": 2}}  # `sftmix normalize`'s last line
+    assert Counts.from_saved(merged.summary()).seconds == {}  # counts saved before seconds existed
