@@ -2,7 +2,8 @@
 
 Memory does not follow the number of rows. One pass reads every source's filtered files in Arrow
 batches and spills each row, with its rank, to the partition of its rank range (Arrow IPC files
-under `work_dir`); every later step holds one partition at a time:
+under `work_dir`); every later step holds one partition at a time (two while the shards are
+written: the next one is read meanwhile):
 
 - Rows are ranked per source x language cell by sha256(seed, id): deterministic from the
   manifest seed, and stable when raw rows are added (a row's rank never depends on its position).
@@ -16,6 +17,10 @@ under `work_dir`); every later step holds one partition at a time:
 - With near-dedup on, the candidates' id + messages go to one Parquet file per source for
   `near_duplicates`; what it returns (one entry per removed row) is the one structure that grows
   with the rows.
+
+The spill (runs of each source's files at once) and the shard writing (the next partition read,
+the last row groups compressed) run in threads on every core: their work is Arrow calls, which let
+go of the GIL.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import heapq
 import json
 import resource
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -50,6 +57,7 @@ MAX_PARTITIONS = 512
 # Each spill write is one batch's rows of one partition: larger batches mean fewer, larger writes.
 READ_BATCH_ROWS = 4096
 ROW_GROUP_ROWS = 4096  # shard row groups, whatever the partitions (so shards do not depend on them)
+WRITES_AHEAD = 8  # row groups cut but not yet written: what the shard writer's thread may lag behind
 SPILL_SCHEMA = SCHEMA.append(pa.field("rank", pa.uint64(), nullable=False))
 SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writes many small batches
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
@@ -87,21 +95,43 @@ def rank_keys(seed: int, ids: list[str]) -> np.ndarray:
 class _Partitions:
     """Per source (manifest order) and rank range: IPC files of rows (`SPILL_SCHEMA`) and, once
     `decide`d, of their candidates (`CANDIDATE_SCHEMA`: row index in the partition and what
-    selection needs)."""
+    selection needs). A source's rows are spilled as up to `threads` runs of its files at once, each
+    run to its own file of every partition; a partition's rows are its runs' files read in order,
+    so they are in the order of the source's files, as with one run."""
 
-    def __init__(self, directory: Path, count: int):
-        self.directory, self.count = directory, count
+    def __init__(self, directory: Path, count: int, threads: int = 1):
+        self.directory, self.count, self.threads = directory, count, threads
+        self.runs: dict[int, int] = {}  # source order -> runs its rows were spilled in
 
-    def path(self, kind: str, order: int, part: int) -> Path:
-        return self.directory / kind / f"{order:04d}" / f"{part:06d}.arrow"
+    def path(self, kind: str, order: int, part: int, run: int = 0) -> Path:
+        return self.directory / kind / f"{order:04d}" / f"{part:06d}-{run:03d}.arrow"
 
     def part_of(self, ranks: np.ndarray) -> np.ndarray:
         """Partition of each rank: equal ranges of the uint64 space, in rank order."""
         return ((ranks >> np.uint64(32)) * np.uint64(self.count)) >> np.uint64(32)
 
-    def spill(self, order: int, files: list[Path], seed: int) -> None:
-        """Append one source's filtered rows, with their rank, to their partitions' files; within a
-        partition rows keep their order in `files`."""
+    def spill_all(self, files_by_source: list[list[Path]], seed: int) -> None:
+        """Spill every source's files (list index = source order), `threads` runs at a time,
+        largest first: reading, ranking and writing are Arrow calls that let go of the GIL."""
+        runs = []
+        for order, files in enumerate(files_by_source):
+            source_runs = _runs_of_bytes(files, self.threads)
+            self.runs[order] = len(source_runs)
+            runs += [(order, run, run_files) for run, run_files in enumerate(source_runs)]
+        runs.sort(key=lambda item: -sum(f.stat().st_size for f in item[2]))
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="sftmix-spill") as pool:
+            futures = [pool.submit(self.spill, order, run, run_files, seed) for order, run, run_files in runs]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def spill(self, order: int, run: int, files: list[Path], seed: int) -> None:
+        """Write one run of a source's files to its partitions' files, with each row's rank;
+        within a partition rows keep their order in `files`."""
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         try:
             for path in files:
@@ -115,7 +145,7 @@ class _Partitions:
                     bounds = np.searchsorted(parts[by_part], np.arange(self.count + 1))
                     for part in map(int, np.flatnonzero(np.diff(bounds))):
                         if part not in writers:
-                            target = self.path("rows", order, part)
+                            target = self.path("rows", order, part, run)
                             target.parent.mkdir(parents=True, exist_ok=True)
                             writers[part] = pa.ipc.new_file(target, SPILL_SCHEMA, options=SPILL_OPTIONS)
                         # one partition's rows at a time: a copy of the whole batch would double it
@@ -126,14 +156,19 @@ class _Partitions:
                 writer.close()
 
     def read(self, kind: str, order: int, part: int, columns: list[str] | None = None) -> pa.Table | None:
-        """A partition's file (None if it has no rows), only `columns` of it when given."""
-        path = self.path(kind, order, part)
-        if not path.is_file():
+        """A partition's rows (its runs' files in order) or candidates (None if it has none), only
+        `columns` of them when given."""
+        paths = [self.path(kind, order, part, run) for run in range(self.runs.get(order, 0) if kind == "rows" else 1)]
+        paths = [path for path in paths if path.is_file()]
+        if not paths:
             return None
         names = {"rows": SPILL_SCHEMA, "candidates": CANDIDATE_SCHEMA}[kind].names
         options = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns or names])
-        with pa.OSFile(str(path)) as handle:
-            return pa.ipc.open_file(handle, options=options).read_all()
+        tables = []
+        for path in paths:
+            with pa.OSFile(str(path)) as handle:
+                tables.append(pa.ipc.open_file(handle, options=options).read_all())
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def write(self, kind: str, order: int, part: int, table: pa.Table) -> None:
         path = self.path(kind, order, part)
@@ -142,12 +177,27 @@ class _Partitions:
             writer.write_table(table)
 
 
-def _partition_count(inputs: dict[str, list[Path]]) -> int:
-    """`PARTITION_ROWS` rows per partition, but no more partitions than half the open-file limit:
-    spilling a source keeps one file open per partition (past ~8M rows partitions grow instead)."""
+def _runs_of_bytes(files: list[Path], most: int) -> list[list[Path]]:
+    """`files` cut into at most `most` runs of consecutive files, of about equal bytes: a file goes
+    to the run whose share of the bytes holds its middle."""
+    sizes = [f.stat().st_size for f in files]
+    runs, run, done, total = [], [], 0, sum(sizes)
+    for path, size in zip(files, sizes):
+        if run and len(runs) < most - 1 and (done + size / 2) * most >= total * (len(runs) + 1):
+            runs.append(run)
+            run = []
+        run.append(path)
+        done += size
+    return runs + [run] if run else runs
+
+
+def _partition_count(inputs: dict[str, list[Path]], threads: int) -> int:
+    """`PARTITION_ROWS` rows per partition, but no more partitions than half the open-file limit
+    over the spill's threads: each keeps one file open per partition (past ~8M rows, or fewer
+    under a low limit, partitions grow instead)."""
     rows = sum(pq.ParquetFile(f).metadata.num_rows for files in inputs.values() for f in files)
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    limit = MAX_PARTITIONS if open_files == resource.RLIM_INFINITY else min(MAX_PARTITIONS, open_files // 2)
+    limit = MAX_PARTITIONS if open_files == resource.RLIM_INFINITY else min(MAX_PARTITIONS, open_files // (2 * threads))
     return max(1, min(limit, -(-rows // PARTITION_ROWS)))
 
 
@@ -319,17 +369,34 @@ def _tagged(order: int, chosen: Iterator[tuple[int, pl.DataFrame]]) -> Iterator[
         yield part, order, frame
 
 
+_END = object()  # the end of a prefetched iterator
+T = TypeVar("T")
+
+
+def _prefetched(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each made in a second thread while the caller works on the one before: the next
+    partition is read and ordered while this one's shards are compressed (Arrow lets go of the GIL)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="sftmix-prefetch") as pool:
+        pending = pool.submit(next, items, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, items, _END)
+            yield item
+
+
 class _SplitWriter:
     """Rotating `part-NNNNN.parquet` shards of one split, each written atomically, in row groups of
     `ROW_GROUP_ROWS` (fewer where a shard ends) whatever the tables written: the bytes depend only on
-    the rows."""
+    the rows. Row groups are compressed and written by `pool` (one thread, so in order), while the
+    caller cuts the next ones; at most `WRITES_AHEAD` wait for it."""
 
-    def __init__(self, directory: Path, shard_rows: int, metadata: dict[bytes, bytes]):
-        self.directory, self.shard_rows, self.metadata = directory, shard_rows, metadata
+    def __init__(self, directory: Path, shard_rows: int, metadata: dict[bytes, bytes], pool: ThreadPoolExecutor):
+        self.directory, self.shard_rows, self.metadata, self.pool = directory, shard_rows, metadata, pool
         self.files: list[Path] = []
         self._writer: AtomicParquetWriter | None = None
+        self._rows_in_shard = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._writes: deque[Future] = deque()
 
     def write(self, table: pa.Table) -> None:
         self._pending.append(table)
@@ -338,7 +405,12 @@ class _SplitWriter:
             self._write_group(self._group_rows())
 
     def _group_rows(self) -> int:
-        return min(ROW_GROUP_ROWS, self.shard_rows - (self._writer.rows if self._writer else 0))
+        return min(ROW_GROUP_ROWS, self.shard_rows - self._rows_in_shard)
+
+    def _submit(self, write, *args) -> None:
+        self._writes.append(self.pool.submit(write, *args))
+        while len(self._writes) > WRITES_AHEAD:
+            self._writes.popleft().result()  # raises the write's error, if any
 
     def _write_group(self, rows: int) -> None:
         table = pa.concat_tables(self._pending)
@@ -346,16 +418,21 @@ class _SplitWriter:
         self._pending, self._pending_rows = [rest], rest.num_rows
         if self._writer is None:
             self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA, self.metadata)
-        self._writer.write(table.slice(0, rows).combine_chunks())
-        if self._writer.rows >= self.shard_rows:
-            self.files.append(self._writer.close())
-            self._writer = None
+        self._submit(self._writer.write, table.slice(0, rows).combine_chunks())
+        self._rows_in_shard += rows
+        if self._rows_in_shard >= self.shard_rows:
+            self._submit(self._writer.close)
+            self.files.append(self._writer.path)
+            self._writer, self._rows_in_shard = None, 0
 
     def close(self) -> list[Path]:
         if self._pending_rows:
             self._write_group(self._pending_rows)
         if self._writer is not None:
-            self.files.append(self._writer.close())
+            self._submit(self._writer.close)
+            self.files.append(self._writer.path)
+        while self._writes:
+            self._writes.popleft().result()
         if not self.files:  # an empty split is still a readable split
             AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.metadata).close()
             self.files.append(self.directory / "part-00000.parquet")
@@ -378,18 +455,21 @@ def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, d
     return {key: {reason: counts[reason] for reason in order if counts[reason]} for key, counts in excluded.items()}
 
 
-def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path) -> MixResult:
+def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path,
+          threads: int | None = None) -> MixResult:
     """Write `out_dir/train` and `out_dir/validation`; each split directory is swapped in whole.
-    `work_dir` holds the partitions while this runs."""
+    `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
+    Arrow's CPU pool, the cores unless the user has set it); the shards do not depend on it."""
     sources = _mixed(manifest)
     for source in sources:
         if not inputs.get(source.key):
             raise FileNotFoundError(f"no filtered records for source {source.key!r}")
     shutil.rmtree(work_dir, ignore_errors=True)
-    partitions = _Partitions(work_dir / "partitions", _partition_count({s.key: inputs[s.key] for s in sources}))
+    threads = threads or pa.cpu_count()
+    partitions = _Partitions(work_dir / "partitions", _partition_count({s.key: inputs[s.key] for s in sources}, threads),
+                             threads)
     try:
-        for order, source in enumerate(sources):
-            partitions.spill(order, inputs[source.key], manifest.seed)
+        partitions.spill_all([inputs[source.key] for source in sources], manifest.seed)
         near_dedup = manifest.near_dedup is not None
         excluded, available, text_files = _decide(manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None)
         removed = pl.DataFrame(schema={"id": pl.String})
@@ -409,19 +489,23 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         staging = {split: out_dir / f".{split}.staging" for split in SPLITS}
         for directory in staging.values():
             shutil.rmtree(directory, ignore_errors=True)
-        writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata) for split in SPLITS}
         # All sources' rows go out in one rank order, partition by partition: a training job that
         # reads a split in order (or a rank's stride of it) meets the sources mixed, not one after
         # another. Shards are the same whatever the number and order of the workers' part files.
-        for rows, in_rank_order in _mixed_partitions(partitions, sources, shares, removed):
-            for split, indices in in_rank_order.items():
-                for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
-                    writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))
-            del rows
-            release_unused()
+        # Three threads at once: the next partition is read, this one's row groups are cut, and
+        # the last ones are compressed.
+        with ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool:
+            writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata, shard_pool) for split in SPLITS}
+            for rows, in_rank_order in _prefetched(_mixed_partitions(partitions, sources, shares, removed)):
+                for split, indices in in_rank_order.items():
+                    for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
+                        writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))
+                del rows
+                release_unused()
+            for writer in writers.values():
+                writer.close()
         files = {}
         for split, writer in writers.items():
-            writer.close()
             final = out_dir / split
             shutil.rmtree(final, ignore_errors=True)
             staging[split].rename(final)

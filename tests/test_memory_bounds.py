@@ -5,7 +5,9 @@ import json
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 import filters.dedup as dedup
@@ -60,7 +62,15 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
     layout = Layout(tmp_path / "one", "mini")
     inputs = {s.key: layout.records(s.key, "filtered") for s in manifest.sources}
     monkeypatch.setattr(mixing, "PARTITION_ROWS", 25)  # many partitions, some with no rows of a source
-    many = mixing.build(manifest, inputs, tmp_path / "many", tmp_path / "work")
+    # each source's rows in 3 files, spilled as 3 runs at once, into files of their own
+    split_inputs = {key: _split_file(files, 3, tmp_path / "split" / key) for key, files in inputs.items()}
+    spilled_runs = []
+    original_spill = mixing._Partitions.spill
+    monkeypatch.setattr(mixing._Partitions, "spill",
+                        lambda self, order, run, files, seed: (spilled_runs.append((order, run, len(files))),
+                                                               original_spill(self, order, run, files, seed)))
+    many = mixing.build(manifest, split_inputs, tmp_path / "many", tmp_path / "work", threads=3)
+    assert sorted(spilled_runs) == [(order, run, 1) for order in range(2) for run in range(3)]
     assert not (tmp_path / "work").exists()
     kept_per_copy = one.by_source["train"]["b"] // 30
     assert kept_per_copy > 0
@@ -71,5 +81,95 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
         files_many = sorted((tmp_path / "many" / split).glob("*.parquet"))
         assert [f.name for f in files_one] == [f.name for f in files_many]
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files_one, files_many))
-    shard = pq.ParquetFile(tmp_path / "many" / "train" / "part-00000.parquet").metadata
-    assert shard.num_rows == 70 and [shard.row_group(i).num_rows for i in range(shard.num_row_groups)] == [16] * 4 + [6]
+    shards = [pq.ParquetFile(f).metadata for f in sorted((tmp_path / "many" / "train").glob("*.parquet"))]
+    for shard in shards[:-1]:
+        assert shard.num_rows == 70 and [shard.row_group(i).num_rows for i in range(shard.num_row_groups)] == [16] * 4 + [6]
+    last = [shards[-1].row_group(i).num_rows for i in range(shards[-1].num_row_groups)]
+    assert len(shards) > 2 and 0 < last[-1] <= 16 and set(last[:-1]) <= {16}
+
+
+def _split_file(files: list[Path], parts: int, directory: Path) -> list[Path]:
+    """The rows of `files` as `parts` Parquet files of consecutive rows, in order."""
+    directory.mkdir(parents=True)
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    size = -(-table.num_rows // parts)
+    paths = [directory / f"part-{i:05d}.parquet" for i in range(parts)]
+    for i, path in enumerate(paths):
+        pq.write_table(table.slice(i * size, size), path)
+    return paths
+
+
+def test_runs_of_bytes_cut_files_in_order_into_even_runs(tmp_path):
+    def files(*sizes):
+        paths = []
+        for size in sizes:
+            paths.append(tmp_path / f"{len(list(tmp_path.iterdir())):03d}")
+            paths[-1].write_bytes(b"x" * size)
+        return paths
+
+    def sizes(runs):
+        return [[path.stat().st_size for path in run] for run in runs]
+
+    assert sizes(mixing._runs_of_bytes(files(10, 10, 10, 10), 2)) == [[10, 10], [10, 10]]
+    assert sizes(mixing._runs_of_bytes(files(100, 1, 1, 1), 2)) == [[100], [1, 1, 1]]
+    assert sizes(mixing._runs_of_bytes(files(1, 1, 1, 100), 2)) == [[1, 1, 1], [100]]
+    assert sizes(mixing._runs_of_bytes(files(9, 10, 11), 3)) == [[9], [10], [11]]
+    assert sizes(mixing._runs_of_bytes(files(4, 4, 4, 4), 1)) == [[4, 4, 4, 4]]
+    assert sizes(mixing._runs_of_bytes(files(5, 5, 5, 5, 5, 5), 3)) == [[5, 5], [5, 5], [5, 5]]
+    assert sizes(mixing._runs_of_bytes(files(7), 4)) == [[7]]
+    assert mixing._runs_of_bytes([], 2) == []
+
+
+def _mini_build(tmp_path: Path):
+    raw = _glaive_rows(tmp_path / "a.json", range(0, 20))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"mixture": "mini", "seed": 3, "holdout": {"size": 10}, "shard_rows": 40,
+                                    "licence_policy": {"allow": ["apache-2.0"]},
+                                    "sources": [{"key": "a", "converter": "glaive", "licence": "apache-2.0",
+                                                 "language": "en", "local": {"files": [str(raw)]}, "targets": "all"}]}))
+    manifest = load(path)
+    build(manifest, tmp_path / "one")
+    files = Layout(tmp_path / "one", "mini").records("a", "filtered")
+    return manifest, {"a": _split_file(files, 2, tmp_path / "split")}
+
+
+@pytest.mark.parametrize("failing", ["third row group", "last shard's close"])
+def test_a_shard_write_that_fails_fails_the_mixing_and_publishes_nothing(tmp_path, monkeypatch, failing):
+    manifest, inputs = _mini_build(tmp_path)
+    monkeypatch.setattr(mixing, "ROW_GROUP_ROWS", 8)
+    writes = []
+    original_write, original_close = mixing.AtomicParquetWriter.write, mixing.AtomicParquetWriter.close
+
+    # in the shard writer's thread, while the caller goes on cutting row groups
+    def write(self, table):
+        writes.append(table.num_rows)
+        if failing == "third row group" and len(writes) == 3:
+            raise OSError(28, "No space left on device")
+        original_write(self, table)
+
+    def close(self):
+        if failing == "last shard's close" and "validation" in str(self.path):  # the split written last
+            raise OSError(28, "No space left on device")
+        return original_close(self)
+
+    monkeypatch.setattr(mixing.AtomicParquetWriter, "write", write)
+    monkeypatch.setattr(mixing.AtomicParquetWriter, "close", close)
+    with pytest.raises(OSError, match="No space left"):
+        mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
+    assert len(writes) > 8  # more row groups than may wait for the writer
+    assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
+
+
+def test_a_spill_run_that_fails_fails_the_mixing(tmp_path, monkeypatch):
+    manifest, inputs = _mini_build(tmp_path)
+    original_spill = mixing._Partitions.spill
+
+    def spill(self, order, run, files, seed):
+        if run == 1:
+            raise pa.ArrowInvalid("Parquet magic bytes not found in footer")
+        original_spill(self, order, run, files, seed)
+
+    monkeypatch.setattr(mixing._Partitions, "spill", spill)
+    with pytest.raises(pa.ArrowInvalid, match="magic bytes"):
+        mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
+    assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
