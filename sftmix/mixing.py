@@ -360,6 +360,7 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: di
         by_rank = pc.sort_indices(rows["rank"])
         split_by_rank = pa.chunked_array(splits).take(by_rank)
         yield rows.drop_columns("rank"), {split: by_rank.filter(pc.equal(split_by_rank, split)) for split in SPLITS}
+        release_unused()  # here too: the allocator keeps freed memory per thread, and this may run in another
 
 
 def _tagged(order: int, chosen: Iterator[tuple[int, pl.DataFrame]]) -> Iterator[tuple[int, int, pl.DataFrame]]:
