@@ -33,6 +33,7 @@ import shutil
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -495,9 +496,11 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # another. Shards are the same whatever the number and order of the workers' part files.
         # Three threads at once: the next partition is read, this one's row groups are cut, and
         # the last ones are compressed.
-        with ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool:
+        # closing: on an error, the prefetch thread is joined before `work_dir` is removed under it.
+        with (ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool,
+              closing(_prefetched(_mixed_partitions(partitions, sources, shares, removed))) as mixed):
             writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata, shard_pool) for split in SPLITS}
-            for rows, in_rank_order in _prefetched(_mixed_partitions(partitions, sources, shares, removed)):
+            for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():
                     for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time
                         writers[split].write(rows.take(indices.slice(start, ROW_GROUP_ROWS)))

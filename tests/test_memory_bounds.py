@@ -3,6 +3,7 @@ that holds one rank partition at a time and writes shards whose bytes do not dep
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -137,6 +138,7 @@ def _mini_build(tmp_path: Path):
 def test_a_shard_write_that_fails_fails_the_mixing_and_publishes_nothing(tmp_path, monkeypatch, failing):
     manifest, inputs = _mini_build(tmp_path)
     monkeypatch.setattr(mixing, "ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(mixing, "PARTITION_ROWS", 25)  # the failure surfaces with partitions still to read
     writes = []
     original_write, original_close = mixing.AtomicParquetWriter.write, mixing.AtomicParquetWriter.close
 
@@ -152,12 +154,23 @@ def test_a_shard_write_that_fails_fails_the_mixing_and_publishes_nothing(tmp_pat
             raise OSError(28, "No space left on device")
         return original_close(self)
 
+    threads_at_removal = []
+    original_rmtree = mixing.shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        if Path(path) == tmp_path / "work":
+            threads_at_removal.append([t.name for t in threading.enumerate() if t.name.startswith("sftmix-")])
+        original_rmtree(path, *args, **kwargs)
+
     monkeypatch.setattr(mixing.AtomicParquetWriter, "write", write)
     monkeypatch.setattr(mixing.AtomicParquetWriter, "close", close)
+    monkeypatch.setattr(mixing.shutil, "rmtree", rmtree)
     with pytest.raises(OSError, match="No space left"):
         mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
     assert len(writes) > 8  # more row groups than may wait for the writer
     assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
+    # no thread of the mixing still reads or writes when its work directory is removed
+    assert threads_at_removal[-1] == []
 
 
 def test_a_spill_run_that_fails_fails_the_mixing(tmp_path, monkeypatch):
