@@ -36,6 +36,8 @@ def _normalize(args) -> int:
     )
     counts = normalize(info, args.inputs, out, rejected, apply_filters=not args.no_filters)
     print(f"wrote {counts.kept} records to {out}; {sum(counts.dropped.values())} drops to {rejected}", file=sys.stderr)
+    # where the time went (as the Dagster asset shows it); stdout's last line keeps its contract shape
+    print("seconds by step: " + ", ".join(f"{step} {s:.2f}" for step, s in counts.seconds.items()), file=sys.stderr)
     _print_summary(counts)
     return 0
 

@@ -1,8 +1,8 @@
 """Counts are data: every step reports rows read, kept, and dropped by reason in this one shape.
 
 The CLI's last line and the Dagster metadata are both printed from it. A stage also reports where
-its time went (`seconds`, by step); that goes to the Dagster metadata and the saved counts, never
-into `summary()`, whose shape is the CLI's contract.
+its time went (`seconds`, by step); that goes to the Dagster metadata, the saved counts and the
+CLI's stderr, never into `summary()`, whose shape is the CLI's contract.
 """
 
 from __future__ import annotations

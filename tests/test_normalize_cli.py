@@ -38,11 +38,11 @@ def leftovers(directory: Path) -> list[str]:
 def filtered(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("filtered")
     done = sftmix("normalize", "glaive", GLAIVE, "-o", out_dir / "OUT.parquet", cwd=out_dir)
-    return out_dir, summary_of(done)
+    return out_dir, summary_of(done), done.stderr
 
 
 def test_summary_line_and_files(filtered):
-    out_dir, summary = filtered
+    out_dir, summary, _ = filtered
     assert summary["read"] > 0 and summary["kept"] > 0
     assert pq.read_metadata(out_dir / "OUT.parquet").num_rows == summary["kept"]
     rejected = pq.read_table(out_dir / "OUT.rejected.parquet")
@@ -56,15 +56,31 @@ def test_summary_line_and_files(filtered):
 
 def test_summary_is_the_only_stdout_json(filtered):
     # the human message goes to stderr; stdout's last line is machine-readable
-    _, summary = filtered
+    _, summary, _ = filtered
     assert isinstance(summary["dropped"], dict)
     assert all(isinstance(n, int) and n > 0 for n in summary["dropped"].values())
 
 
+def seconds_by_step(stderr: str) -> dict[str, float]:
+    [line] = [line for line in stderr.splitlines() if line.startswith("seconds by step: ")]
+    return {step: float(s) for step, s in (item.rsplit(" ", 1) for item in line.removeprefix("seconds by step: ").split(", "))}
+
+
+def test_seconds_by_step_go_to_stderr_in_the_stage_order(filtered):
+    _, _, stderr = filtered
+    seconds = seconds_by_step(stderr)
+    steps = list(seconds)
+    assert steps[:2] == ["setup", "read_convert"] and steps[-2:] == ["write", "total"]
+    assert {"tool_calls", "repetition", "language"} <= set(steps[2:-2])  # the default rules, each its own time
+    # the steps add up to the total, up to each figure's rounding to 0.01 s
+    assert abs(sum(seconds.values()) - 2 * seconds["total"]) <= 0.005 * len(steps)
+
+
 def test_no_filters_keeps_more(filtered, tmp_path):
-    _, with_filters = filtered
+    _, with_filters, _ = filtered
     done = sftmix("normalize", "glaive", GLAIVE, "-o", tmp_path / "raw.parquet", "--no-filters", cwd=tmp_path)
     without = summary_of(done)
+    assert list(seconds_by_step(done.stderr)) == ["setup", "read_convert", "write", "total"]
     assert without["read"] == with_filters["read"]
     assert without["kept"] > with_filters["kept"]
     assert pq.read_metadata(tmp_path / "raw.parquet").num_rows == without["kept"]
