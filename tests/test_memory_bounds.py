@@ -3,6 +3,7 @@ that holds one rank partition at a time and writes shards whose bytes do not dep
 
 import json
 import random
+import re
 import threading
 from pathlib import Path
 
@@ -185,4 +186,29 @@ def test_a_spill_run_that_fails_fails_the_mixing(tmp_path, monkeypatch):
     monkeypatch.setattr(mixing._Partitions, "spill", spill)
     with pytest.raises(pa.ArrowInvalid, match="magic bytes"):
         mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
+    assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
+
+
+def _break_pages(path: Path) -> None:
+    """Overwrite the first column chunk's pages (header included) and keep the footer: the file
+    opens, its first batch does not decode."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["no footer", "broken pages"])
+def test_an_unreadable_filtered_file_is_named_in_the_error(tmp_path, damage):
+    manifest, inputs = _mini_build(tmp_path)
+    broken = inputs["a"][1]
+    if damage == "no footer":  # found while counting rows, before the spill
+        broken.write_bytes(broken.read_bytes()[:-100])
+    else:  # found by a spill thread
+        _break_pages(broken)
+        assert pq.ParquetFile(broken).metadata.num_rows > 0
+    with pytest.raises(mixing.FilteredFileError, match=re.escape(f"cannot read filtered records {broken}: ")) as raised:
+        mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
+    assert isinstance(raised.value.__cause__, (pa.ArrowException, OSError))  # Arrow's own error is kept
     assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
