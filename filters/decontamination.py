@@ -89,9 +89,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _rows(path: Path) -> Iterator[dict]:
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        from sftmix.shards import parquet_batches
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for batch in parquet_batches(path, ValueError, batch_size=1024):  # a broken file: named, like bad JSON
             yield from batch.to_pylist()
         return
     with path.open(encoding="utf-8") as handle:

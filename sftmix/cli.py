@@ -53,15 +53,14 @@ def _plan(args) -> int:
 
 
 def _render(args) -> int:
-    import pyarrow.parquet as pq
-
     from sftmix.render import to_chatml
+    from sftmix.shards import parquet_batches
 
     path = Path(args.shard)
     if not path.is_file():
         raise UserError(f"shard not found: {path}")
     shown = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+    for batch in parquet_batches(path, batch_size=256):
         for record in batch.to_pylist():
             if args.limit is not None and shown >= args.limit:
                 return 0
@@ -198,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     from sftmix.llm import MissingAPIKey
     from sftmix.manifest import ManifestError
     from sftmix.raw import RawInputError
+    from sftmix.shards import UnreadableParquet
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UserError, ManifestError, RawInputError, FileNotFoundError, MissingAPIKey) as error:
+    except (UserError, ManifestError, RawInputError, UnreadableParquet, FileNotFoundError, MissingAPIKey) as error:
         message = " ".join(str(error).split())  # one line, whatever the library's message looks like
         print(f"sftmix: error: {message}", file=sys.stderr)
         return 2

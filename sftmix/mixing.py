@@ -33,7 +33,7 @@ import shutil
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -50,7 +50,7 @@ from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
 from sftmix.record import SCHEMA
-from sftmix.shards import AtomicParquetWriter, file_metadata
+from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows
 
 SPLITS = ("train", "validation")
 PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
@@ -136,7 +136,7 @@ class _Partitions:
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         try:
             for path in files:
-                for batch in _filtered_batches(path):
+                for batch in parquet_batches(path, batch_size=READ_BATCH_ROWS, columns=SCHEMA.names, use_threads=False):
                     ranks = rank_keys(seed, batch.column("id").to_pylist())
                     parts = self.part_of(ranks)
                     by_part = np.argsort(parts, kind="stable")  # stable: rows keep their file order
@@ -176,32 +176,6 @@ class _Partitions:
             writer.write_table(table)
 
 
-class FilteredFileError(Exception):
-    """A source's filtered file that cannot be read (Arrow's own errors do not name the file)."""
-
-
-@contextmanager
-def _naming_unreadable(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except (pa.ArrowException, OSError) as error:
-        raise FilteredFileError(f"cannot read filtered records {path}: {error}") from error
-
-
-def _filtered_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """A filtered file's rows in batches. Only the reading is in `_naming_unreadable`: an error of
-    the caller's loop (a spill write) is not raised at the generator's `yield`."""
-    with _naming_unreadable(path):
-        # pre_buffer=False: otherwise the reader buffers the whole file, not one batch.
-        reader = pq.ParquetFile(path, pre_buffer=False)
-        yield from reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=SCHEMA.names, use_threads=False)
-
-
-def _rows_in(path: Path) -> int:
-    with _naming_unreadable(path):
-        return pq.ParquetFile(path).metadata.num_rows
-
-
 def _runs_of_bytes(files: list[Path], most: int) -> list[list[Path]]:
     """`files` cut into at most `most` runs of consecutive files, of about equal bytes: a file goes
     to the run whose share of the bytes holds its middle."""
@@ -220,7 +194,7 @@ def _partition_count(inputs: dict[str, list[Path]], threads: int) -> int:
     """`PARTITION_ROWS` rows per partition, but no more partitions than half the open-file limit
     over the spill's threads: each keeps one file open per partition (past ~8M rows, or fewer
     under a low limit, partitions grow instead)."""
-    rows = sum(_rows_in(f) for files in inputs.values() for f in files)
+    rows = sum(parquet_rows(f) for files in inputs.values() for f in files)
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     limit = MAX_PARTITIONS if open_files == resource.RLIM_INFINITY else min(MAX_PARTITIONS, open_files // (2 * threads))
     return max(1, min(limit, -(-rows // PARTITION_ROWS)))

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import pyarrow.parquet as pq
 from datatrove.data import Document
 
 import filters as rule_filters
@@ -21,7 +20,7 @@ from sftmix.counts import Counts
 from sftmix.raw import iter_raw_rows
 from sftmix.record import SCHEMA, make_record
 from sftmix.rejected import RejectedSink
-from sftmix.shards import AtomicParquetWriter, file_metadata
+from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches
 from sftmix.sources import Converted, Drop, get_converter
 from sftmix.sources.common import iso639_1
 
@@ -109,9 +108,7 @@ def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) ->
     `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches)."""
     index = 0
     for path in files:
-        # Small batches, read as they are needed (no pre-buffering): memory stays flat in the file size.
-        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=WRITE_BATCH_ROWS,
-                                                                          columns=list(SCHEMA.names)):
+        for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=list(SCHEMA.names)):
             if index % world_size == rank:
                 yield from batch.to_pylist()
             index += 1

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import ijson
-import pyarrow.parquet as pq
 
 from sftmix.jsontext import loads
+from sftmix.shards import parquet_batches
 from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
@@ -55,8 +55,7 @@ def detect_format(path: Path) -> str:
 
 
 def _parquet_rows(path: Path, mine) -> Iterator[dict | None]:
-    # pre_buffer=False: reads column chunks as batches need them, not the whole file up front.
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS):
+    for batch in parquet_batches(path, RawInputError, batch_size=BATCH_ROWS):
         if mine(batch.num_rows):
             yield from batch.to_pylist()
         else:

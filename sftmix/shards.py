@@ -1,19 +1,50 @@
-"""Parquet output that appears atomically: written under a temporary name, renamed when complete.
+"""Parquet files in and out.
 
-A crash leaves only `*.tmp` files, which no reader globs (`*.parquet`), so a half-written shard
-never looks complete.
+Output appears atomically: written under a temporary name, renamed when complete. A crash leaves
+only `*.tmp` files, which no reader globs (`*.parquet`), so a half-written shard never looks
+complete. Input names its file when it cannot be read (a truncated download, a damaged part):
+Arrow's own errors do not.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sftmix import __version__
+
+
+class UnreadableParquet(Exception):
+    """A Parquet file that cannot be read (its footer or its pages are broken, or it is gone)."""
+
+
+@contextmanager
+def naming_unreadable(path: Path | str, error_type: type[Exception] = UnreadableParquet) -> Iterator[None]:
+    """Arrow's and the OS's errors while reading `path` become `error_type`, naming the file (the
+    original error is its cause)."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as error:
+        raise error_type(f"cannot read {path}: {error}") from error
+
+
+def parquet_batches(path: Path | str, error_type: type[Exception] = UnreadableParquet, **iter_batches) -> Iterator[pa.RecordBatch]:
+    """`path`'s rows in record batches (`pq.ParquetFile.iter_batches` arguments), read as they are
+    needed (no pre-buffering: memory stays flat in the file size). Only the reading is inside
+    `naming_unreadable`: an error of the caller's loop is not raised at this generator's `yield`."""
+    with naming_unreadable(path, error_type):
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(**iter_batches)
+
+
+def parquet_rows(path: Path | str, error_type: type[Exception] = UnreadableParquet) -> int:
+    with naming_unreadable(path, error_type):
+        return pq.ParquetFile(path).metadata.num_rows
 
 
 def file_metadata(manifest_hash: str | None, licences: list[str] | None = None, **extra: str) -> dict[bytes, bytes]:

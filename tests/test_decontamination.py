@@ -4,12 +4,15 @@ released formats: IFEval `input_data.jsonl`, BFCL v3 `BFCL_v3_*.json` (JSON Line
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from datatrove.data import Document
 
+from damaged_parquet import DAMAGES, damage
 from filters.base import learned_text
 from filters.decontamination import DecontaminationFilter, prompts, words
 from sftmix.record import make_record, message
@@ -210,3 +213,13 @@ def test_configuration_errors():
     # relative paths resolve against `root`
     step = DecontaminationFilter(benchmarks={"ifeval": "ifeval/input_data.jsonl"}, root=str(BENCH))
     assert step.index_stats()["ifeval"]["prompts"] == 4
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_parquet_benchmark_is_a_configuration_error_naming_it(tmp_path, how):
+    broken = tmp_path / "chat_test.parquet"
+    shutil.copy(BENCH / "generic" / "chat_test.parquet", broken)
+    damage(broken, how)
+    step = DecontaminationFilter(benchmarks={"chat": {"paths": [str(broken)], "text_fields": ["messages"]}})
+    with pytest.raises(ValueError, match=re.escape(f"cannot read {broken}: ")):
+        step.index_stats()

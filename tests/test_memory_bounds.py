@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 import filters.dedup as dedup
+from damaged_parquet import DAMAGES, damage
 from sftmix import mixing
 from sftmix.build import Layout, build
 from sftmix.manifest import load
+from sftmix.shards import UnreadableParquet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -189,26 +191,13 @@ def test_a_spill_run_that_fails_fails_the_mixing(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()
 
 
-def _break_pages(path: Path) -> None:
-    """Overwrite the first column chunk's pages (header included) and keep the footer: the file
-    opens, its first batch does not decode."""
-    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
-    start = chunk.dictionary_page_offset or chunk.data_page_offset
-    data = bytearray(path.read_bytes())
-    data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
-    path.write_bytes(bytes(data))
 
-
-@pytest.mark.parametrize("damage", ["no footer", "broken pages"])
-def test_an_unreadable_filtered_file_is_named_in_the_error(tmp_path, damage):
+@pytest.mark.parametrize("how", DAMAGES)
+def test_an_unreadable_filtered_file_is_named_in_the_error(tmp_path, how):
     manifest, inputs = _mini_build(tmp_path)
     broken = inputs["a"][1]
-    if damage == "no footer":  # found while counting rows, before the spill
-        broken.write_bytes(broken.read_bytes()[:-100])
-    else:  # found by a spill thread
-        _break_pages(broken)
-        assert pq.ParquetFile(broken).metadata.num_rows > 0
-    with pytest.raises(mixing.FilteredFileError, match=re.escape(f"cannot read filtered records {broken}: ")) as raised:
+    damage(broken, how)  # no footer: found while counting rows; broken pages: by a spill thread
+    with pytest.raises(UnreadableParquet, match=re.escape(f"cannot read {broken}: ")) as raised:
         mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work", threads=2)
     assert isinstance(raised.value.__cause__, (pa.ArrowException, OSError))  # Arrow's own error is kept
     assert not (tmp_path / "out" / "train").exists() and not (tmp_path / "work").exists()

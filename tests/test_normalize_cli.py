@@ -11,8 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from damaged_parquet import DAMAGES, damage
+
 ROOT = Path(__file__).resolve().parents[1]
 GLAIVE = ROOT / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
+TOUCAN = ROOT / "tests" / "fixtures" / "toucan" / "train-00000-of-00003.parquet"
 
 
 def sftmix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -153,6 +156,32 @@ def test_broken_json_array_leaves_nothing(tmp_path):
     done = sftmix("normalize", "glaive", broken, "-o", tmp_path / "OUT.parquet", cwd=tmp_path)
     _assert_clean_failure(done, tmp_path, "broken.json")
     assert leftovers(tmp_path) == ["broken.json"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_raw_parquet_file_is_named_and_leaves_nothing(tmp_path, how):
+    """A truncated download fails on opening, a damaged page mid-read: both are one line naming the file."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    out.mkdir()
+    broken = raw / TOUCAN.name
+    shutil.copy(TOUCAN, broken)
+    damage(broken, how)
+    done = sftmix("normalize", "toucan", broken, "-o", out / "OUT.parquet", cwd=out)
+    _assert_clean_failure(done, out, f"cannot read {broken}: ")
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_rendering_a_damaged_shard_is_one_line_naming_it(filtered, tmp_path, how):
+    out_dir, _, _ = filtered
+    broken = tmp_path / "part-00000.parquet"
+    shutil.copy(out_dir / "OUT.parquet", broken)
+    damage(broken, how)
+    done = sftmix("render", broken, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert f"sftmix: error: cannot read {broken}: " in done.stderr
 
 
 def test_generic_converter_without_licence_is_refused(tmp_path):

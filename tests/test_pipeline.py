@@ -1,6 +1,7 @@
 """End to end: manifests built through Dagster and through `sftmix.build`, shards read back."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,14 @@ from dagster import DagsterInstance
 from huggingface_hub import constants
 
 import sftmix
+from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
 from pipelines.definitions import build_definitions
-from sftmix.build import BuildError, build
+from sftmix.build import BuildError, Layout, build, filter_source, normalize_source
 from sftmix.manifest import load
 from sftmix.mixing import rank_keys
 from sftmix.record import SCHEMA
+from sftmix.shards import UnreadableParquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "manifests" / "sample.yaml"
@@ -202,6 +205,20 @@ def test_missing_input_is_a_clear_error_and_leaves_no_split(tmp_path):
     with pytest.raises(BuildError, match="nope.json"):
         build(load(_manifest(tmp_path, [src])), tmp_path / "out")
     assert not (tmp_path / "out" / "mini" / "train").exists()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_normalized_part_fails_its_filter_stage_naming_it(tmp_path, how):
+    src = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+           "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
+    manifest = load(_manifest(tmp_path, [src]))
+    layout = Layout(tmp_path / "out", "mini")
+    normalize_source(manifest, manifest.sources[0], [Path(src["local"]["files"][0])], layout)
+    [part] = layout.records("g", "normalized")
+    damage(part, how)
+    with pytest.raises(UnreadableParquet, match=re.escape(f"cannot read {part}: ")):
+        filter_source(manifest, manifest.sources[0], layout)
+    assert layout.records("g", "filtered") == []
 
 
 def test_hub_source_downloads_at_pinned_revision(tmp_path, monkeypatch):
