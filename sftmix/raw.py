@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -21,6 +22,8 @@ from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
 BATCH_ROWS = 1024
+# A `.gz` cut short (an interrupted download) or damaged: gzip's errors, which name no file.
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class RawInputError(Exception):
@@ -40,8 +43,11 @@ def detect_format(path: Path) -> str:
     """'parquet', 'json' (one array) or 'jsonl'."""
     if not path.is_file():
         raise RawInputError(f"input file not found: {path}")
-    with _open(path) as handle:
-        head = handle.read(4096)
+    try:
+        with _open(path) as handle:
+            head = handle.read(4096)
+    except GZIP_ERRORS as error:
+        raise RawInputError(f"{path}: damaged gzip stream: {error}") from None
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -149,3 +155,5 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
                 yield f"{path.name}#{index}", row
         except (ijson.JSONError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
+        except GZIP_ERRORS as error:
+            raise RawInputError(f"{path}: damaged gzip stream after row {index}: {error}") from None

@@ -1,4 +1,10 @@
-"""Raw readers: the scan that picks ijson's parser for a JSON array."""
+"""Raw readers: the scan that picks ijson's parser for a JSON array, and `.gz` inputs."""
+
+import gzip
+import json
+import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -14,3 +20,58 @@ def test_lone_surrogate_escape_is_found_wherever_a_read_ends(tmp_path, monkeypat
         path.write_bytes(text)
         found = raw._has_lone_surrogate_escape(path)
         assert found is lone, (text, chunk)
+
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GLAIVE = FIXTURES / "glaive" / "glaive-function-calling-v2.json"  # one JSON array
+
+
+def _dolly_lines(directory: Path) -> Path:
+    """The dolly fixture's JSON Lines (a malformed line among them), then 300 rows of seeded random
+    words in its layout: far more than the 4 KiB `detect_format` reads, even compressed, so a cut
+    stream is met while rows are read."""
+    rng = random.Random(5)
+    words = [f"w{n}" for n in range(5000)]
+    rows = [{"instruction": " ".join(rng.choices(words, k=12)), "context": "", "category": "open_qa",
+             "response": " ".join(rng.choices(words, k=40))} for _ in range(300)]
+    path = directory / "databricks-dolly-15k.jsonl"
+    path.write_bytes((FIXTURES / "dolly" / "databricks-dolly-15k.jsonl").read_bytes().rstrip(b"\n") + b"\n"
+                     + "\n".join(json.dumps(row) for row in rows).encode())
+    return path
+
+
+def _gzipped(source: Path, directory: Path, keep: float = 1.0) -> Path:
+    """`source` gzipped, with only the first `keep` share of its compressed bytes (a download cut short)."""
+    data = gzip.compress(source.read_bytes())
+    path = directory / f"{source.name}.gz"
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
+def _comparable(rows):
+    return [(key, (row.reason, row.detail) if isinstance(row, raw.Drop) else row) for key, row in rows]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json array"])
+def test_a_gzipped_file_reads_as_the_plain_one(tmp_path, layout):
+    source = _dolly_lines(tmp_path) if layout == "jsonl" else GLAIVE
+    plain = _comparable(raw.iter_raw_rows([source]))
+    gzipped = _comparable(raw.iter_raw_rows([_gzipped(source, tmp_path)]))
+    assert len(plain) > 5
+    assert gzipped == [(key.replace(source.name, source.name + ".gz"), row) for key, row in plain]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json array"])
+def test_a_gzipped_file_cut_short_is_an_error_naming_it(tmp_path, layout):
+    source = _dolly_lines(tmp_path) if layout == "jsonl" else GLAIVE
+    cut = _gzipped(source, tmp_path, keep=0.6)
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{cut}: damaged gzip stream after row ")):
+        list(raw.iter_raw_rows([cut]))
+
+
+def test_a_gzip_stream_cut_in_its_first_bytes_fails_before_any_file_is_read(tmp_path):
+    cut = tmp_path / "data.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"{}")[:12])  # the header and no stream
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{cut}: damaged gzip stream: ")):
+        next(raw.iter_raw_rows([GLAIVE, cut]))
