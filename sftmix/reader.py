@@ -35,7 +35,7 @@ def read_mixture(
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
-    wanted = None if licences is None else ds.field("licence").isin(list(licences))
+    wanted = None if licences is None else _of_licences(licences)
     start = 0  # index in the stream of the batch's first row
     for batch in dataset.to_batches(columns=columns, filter=wanted, batch_size=batch_size):
         if world_size > 1:
@@ -46,11 +46,29 @@ def read_mixture(
         yield from batch.to_pylist()
 
 
-def to_hf_dataset(path: Path | str, split: str = "train"):
-    """The split as a `datasets.Dataset` (memory-mapped Arrow, as `load_dataset("parquet")` gives)."""
+def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | None = None,
+                  columns: list[str] | None = None):
+    """The split as a `datasets.Dataset` (memory-mapped Arrow, as `load_dataset("parquet")` gives),
+    optionally only some licences and columns, as `read_mixture` takes them. The licence filter is
+    the Parquet reader's (row groups of other licences are skipped where statistics allow)."""
     from datasets import load_dataset
 
-    return load_dataset("parquet", data_files={split: [str(f) for f in shard_files(path, split)]}, split=split)
+    files = shard_files(path, split)
+    selection = {}
+    if licences is not None:
+        present = column_counts(files, ("licence",))["licence"]
+        if not set(licences) & set(present):  # datasets cannot make a split of no rows
+            raise ValueError(f"no rows of licences {sorted(set(licences))} in {files[0].parent}; "
+                             f"its rows by licence: {present}")
+        selection["filters"] = _of_licences(licences)
+    if columns is not None:
+        selection["columns"] = list(columns)
+    return load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split, **selection)
+
+
+def _of_licences(licences: list[str]) -> ds.Expression:
+    # typed: an empty list would make a null-typed array, which Arrow refuses to compare with strings
+    return ds.field("licence").isin(pa.array(sorted(set(licences)), pa.string()))
 
 
 def column_counts(files: list[Path | str], columns: tuple[str, ...] = ("language", "licence")) -> dict[str, dict[str, int]]:

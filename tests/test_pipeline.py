@@ -130,6 +130,24 @@ def test_training_job_readers(sample_build):
     assert isinstance(json.loads(row["tools"]), list) and row["messages"][0]["role"] in ("system", "user")
 
 
+@pytest.mark.parametrize("licences", [["cc-by-nc-4.0"], ["cc-by-nc-4.0", "apache-2.0", "no-such-licence"]])
+def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_build, licences):
+    mixture_dir, _ = sample_build
+    expected = [(r["id"], r["licence"]) for r in sftmix.read_mixture(mixture_dir, "train", licences=licences)]
+    dataset = sftmix.to_hf_dataset(mixture_dir, "train", licences=licences, columns=["id", "licence"])
+    assert dataset.column_names == ["id", "licence"]
+    assert list(zip(dataset["id"], dataset["licence"])) == expected
+    assert 0 < len(expected) < _table(mixture_dir, "train").num_rows
+
+
+def test_licences_with_no_rows(sample_build):
+    mixture_dir, _ = sample_build
+    for licences in ([], ["no-such-licence"]):
+        assert list(sftmix.read_mixture(mixture_dir, "train", licences=licences)) == []
+        with pytest.raises(ValueError, match=r"no rows of licences .* its rows by licence: \{'apache-2.0': "):
+            sftmix.to_hf_dataset(mixture_dir, "train", licences=licences)
+
+
 @pytest.mark.parametrize("licences", [None, ["cc-by-nc-4.0", "apache-2.0"]])
 def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
     mixture_dir, _ = sample_build
