@@ -25,7 +25,7 @@ class UnreadableParquet(Exception):
 
 
 @contextmanager
-def naming_unreadable(path: Path | str, error_type: type[Exception] = UnreadableParquet) -> Iterator[None]:
+def _naming_unreadable(path: Path | str, error_type: type[Exception]) -> Iterator[None]:
     """Arrow's and the OS's errors while reading `path` become `error_type`, naming the file (the
     original error is its cause)."""
     try:
@@ -34,16 +34,18 @@ def naming_unreadable(path: Path | str, error_type: type[Exception] = Unreadable
         raise error_type(f"cannot read {path}: {error}") from error
 
 
-def parquet_batches(path: Path | str, error_type: type[Exception] = UnreadableParquet, **iter_batches) -> Iterator[pa.RecordBatch]:
+def parquet_batches(path: Path | str, error_type: type[Exception] = UnreadableParquet,
+                    **iter_batches) -> Iterator[pa.RecordBatch]:
     """`path`'s rows in record batches (`pq.ParquetFile.iter_batches` arguments), read as they are
-    needed (no pre-buffering: memory stays flat in the file size). Only the reading is inside
-    `naming_unreadable`: an error of the caller's loop is not raised at this generator's `yield`."""
-    with naming_unreadable(path, error_type):
+    needed (no pre-buffering: memory stays flat in the file size). A read error is `error_type`
+    naming the file; only the reading is inside that: an error of the caller's loop is not raised
+    at this generator's `yield`."""
+    with _naming_unreadable(path, error_type):
         yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(**iter_batches)
 
 
-def parquet_rows(path: Path | str, error_type: type[Exception] = UnreadableParquet) -> int:
-    with naming_unreadable(path, error_type):
+def parquet_rows(path: Path | str) -> int:
+    with _naming_unreadable(path, UnreadableParquet):
         return pq.ParquetFile(path).metadata.num_rows
 
 
