@@ -58,7 +58,7 @@ def _raw_stream(info: SourceInfo, inputs: list[Path], sink: RejectedSink, counts
         for key, row in iter_raw_rows(inputs, rank, world_size):
             if isinstance(row, Drop):
                 counts.read += 1
-                sink.reject("read", row.reason, None, detail=row.detail, key=key)
+                sink.reject("read", row.reason, row.raw, detail=row.detail, key=key)
             else:
                 yield key, row
 

@@ -3,6 +3,10 @@
 The format is detected from the bytes, not the file name (`.json` files on the Hub are either a
 JSON array or JSON Lines). Rows stream out one at a time with their position, so memory does not
 grow with the file. `.gz` files are decompressed on the fly.
+
+A JSON Lines line that is not JSON, or not UTF-8, is that line's drop (it keeps the line for the
+rejected file); a file that cannot be read on (a broken JSON array, Parquet file or gzip stream)
+is a `RawInputError` naming it.
 """
 
 from __future__ import annotations
@@ -119,7 +123,15 @@ def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:
             try:
                 yield loads(line)
             except json.JSONDecodeError as error:
-                yield Drop("malformed_json", str(error))
+                yield _with_raw(Drop("malformed_json", str(error)), line)
+            except UnicodeDecodeError as error:  # JSON text is UTF-8: this line is not, the next ones may be
+                yield _with_raw(Drop("invalid_unicode", f"line is not UTF-8: {error}"), line)
+
+
+def _with_raw(drop: Drop, line: bytes) -> Drop:
+    """The line on the drop, for the rejected file (bytes that are not UTF-8 as `\\xff` escapes)."""
+    drop.raw = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+    return drop
 
 
 class _Shard:
@@ -151,7 +163,9 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
                 if row is None:
                     continue
                 if not isinstance(row, (dict, Drop)):
-                    row = Drop("malformed_row", f"not an object: {type(row).__name__}")
+                    drop = Drop("malformed_row", f"not an object: {type(row).__name__}")
+                    drop.raw = row
+                    row = drop
                 yield f"{path.name}#{index}", row
         except (ijson.JSONError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None

@@ -206,6 +206,23 @@ def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):
     assert "\\ud83d" in drop["row"] and "\\ud83d" in drop["detail"]
 
 
+def test_jsonl_lines_not_utf8_or_not_json_are_counted_drops_that_keep_the_line(tmp_path):
+    # One bad line of a JSON Lines file is that line's problem: the lines after it are still read.
+    lines = (ROOT / "tests" / "fixtures" / "dolly" / "databricks-dolly-15k.jsonl").read_bytes().splitlines()[:4]
+    lines[1] = lines[1].replace(b'", "category"', b' \xff", "category"', 1)  # a Latin-1 byte
+    lines[2] = lines[2][:-5]  # cut short
+    raw = tmp_path / "databricks-dolly-15k.jsonl"
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    summary = summary_of(sftmix("normalize", "dolly", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path))
+    assert summary == {"read": 4, "kept": 2, "dropped": {"invalid_unicode": 1, "malformed_json": 1}}
+    drops = {drop["reason"]: drop for drop in pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()}
+    assert drops["invalid_unicode"]["key"] == f"{raw.name}#1" and "line is not UTF-8" in drops["invalid_unicode"]["detail"]
+    assert json.loads(drops["invalid_unicode"]["row"]) == lines[1].decode("utf-8", "backslashreplace")  # the byte as \xff
+    assert drops["malformed_json"]["key"] == f"{raw.name}#2"
+    assert json.loads(drops["malformed_json"]["row"]) == lines[2].decode()
+    assert pq.read_table(tmp_path / "o.parquet").column("id").to_pylist()  # rows 0 and 3 went through
+
+
 @pytest.mark.parametrize("escape", ["\\ud83d", "\\ude00"], ids=["lone-high", "lone-low"])
 def test_unpaired_surrogate_in_a_json_array_is_the_same_counted_drop(tmp_path, escape):
     # ijson's C parser would turn a lone high half into "?" (a silent change) and stop the run on a
