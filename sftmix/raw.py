@@ -11,6 +11,7 @@ is a `RawInputError` naming it.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import re
@@ -106,6 +107,8 @@ def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
     # intact (the rows holding them are then dropped as invalid_unicode, as in JSON Lines).
     parser = ijson.get_backend("python") if _has_lone_surrogate_escape(path) else ijson
     with _open(path) as handle:
+        if handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # some uploads start with one; ijson stops at it
+            handle.seek(0)
         # The array must be parsed whole to find row boundaries; only this worker's rows are kept.
         # use_float keeps numbers as float, not Decimal, as json.loads would give them
         for row in parser.items(handle, "item", use_float=True):

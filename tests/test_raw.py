@@ -1,5 +1,6 @@
 """Raw readers: the scan that picks ijson's parser for a JSON array, and `.gz` inputs."""
 
+import codecs
 import gzip
 import json
 import random
@@ -75,3 +76,16 @@ def test_a_gzip_stream_cut_in_its_first_bytes_fails_before_any_file_is_read(tmp_
     cut.write_bytes(gzip.compress(b"{}")[:12])  # the header and no stream
     with pytest.raises(raw.RawInputError, match=re.escape(f"{cut}: damaged gzip stream: ")):
         next(raw.iter_raw_rows([GLAIVE, cut]))
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json array"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzipped"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_row(tmp_path, layout, compressed):
+    source = _dolly_lines(tmp_path) if layout == "jsonl" else GLAIVE
+    marked = tmp_path / "marked" / source.name
+    marked.parent.mkdir()
+    marked.write_bytes(codecs.BOM_UTF8 + source.read_bytes())
+    if compressed:
+        marked = _gzipped(marked, marked.parent)
+    assert _comparable(raw.iter_raw_rows([marked])) == [(key.replace(source.name, marked.name), row)
+                                                         for key, row in _comparable(raw.iter_raw_rows([source]))]
