@@ -47,10 +47,13 @@ def read_mixture(
 
 
 def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | None = None,
-                  columns: list[str] | None = None):
+                  columns: list[str] | None = None, streaming: bool = False):
     """The split as a `datasets.Dataset` (memory-mapped Arrow, as `load_dataset("parquet")` gives),
     optionally only some licences and columns, as `read_mixture` takes them. The licence filter is
-    the Parquet reader's (row groups of other licences are skipped where statistics allow)."""
+    the Parquet reader's (row groups of other licences are skipped where statistics allow).
+
+    `streaming=True` gives an `IterableDataset` read from the shards as it is iterated, with no
+    copy into the `datasets` cache first (a full mixture is gigabytes)."""
     from datasets import load_dataset
 
     files = shard_files(path, split)
@@ -63,7 +66,8 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
         selection["filters"] = _of_licences(licences)
     if columns is not None:
         selection["columns"] = list(columns)
-    return load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split, **selection)
+    return load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split, streaming=streaming,
+                        **selection)
 
 
 def _of_licences(licences: list[str]) -> ds.Expression:

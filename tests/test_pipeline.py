@@ -138,6 +138,9 @@ def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_
     assert dataset.column_names == ["id", "licence"]
     assert list(zip(dataset["id"], dataset["licence"])) == expected
     assert 0 < len(expected) < _table(mixture_dir, "train").num_rows
+    streamed = sftmix.to_hf_dataset(mixture_dir, "train", licences=licences, columns=["id", "licence"], streaming=True)
+    assert type(streamed).__name__ == "IterableDataset"
+    assert [(row["id"], row["licence"]) for row in streamed] == expected
 
 
 def test_licences_with_no_rows(sample_build):
