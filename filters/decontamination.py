@@ -94,18 +94,23 @@ def _rows(path: Path) -> Iterator[dict]:
         for batch in parquet_batches(path, ValueError, batch_size=1024):  # a broken file: named, like bad JSON
             yield from batch.to_pylist()
         return
-    with path.open(encoding="utf-8") as handle:
-        head = handle.read(1024).lstrip()
-        handle.seek(0)
-        if head.startswith("["):  # a JSON array (some re-uploads); the released files are JSON Lines
-            yield from json.load(handle)
-            return
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not JSON Lines ({error.msg})") from None
+    try:
+        with path.open(encoding="utf-8") as handle:
+            head = handle.read(1024).lstrip()
+            handle.seek(0)
+            if head.startswith("["):  # a JSON array (some re-uploads); the released files are JSON Lines
+                yield from json.load(handle)
+                return
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise ValueError(f"{path}:{number}: not JSON Lines ({error.msg})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    except json.JSONDecodeError as error:  # the JSON array's
+        raise ValueError(f"{path}: not a JSON array ({error})") from None
 
 
 def prompts(path: Path, text_fields: list[str] | None = None) -> Iterator[tuple[str, str]]:

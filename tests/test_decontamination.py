@@ -4,6 +4,7 @@ released formats: IFEval `input_data.jsonl`, BFCL v3 `BFCL_v3_*.json` (JSON Line
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections import Counter
@@ -223,3 +224,17 @@ def test_a_damaged_parquet_benchmark_is_a_configuration_error_naming_it(tmp_path
     step = DecontaminationFilter(benchmarks={"chat": {"paths": [str(broken)], "text_fields": ["messages"]}})
     with pytest.raises(ValueError, match=re.escape(f"cannot read {broken}: ")):
         step.index_stats()
+
+
+@pytest.mark.parametrize("damage_to", ["a byte that is not UTF-8", "a JSON array cut short"])
+def test_a_damaged_text_benchmark_is_a_configuration_error_naming_it(tmp_path, damage_to):
+    broken = tmp_path / "input_data.jsonl"
+    if damage_to == "a byte that is not UTF-8":
+        broken.write_bytes(Path(IFEVAL).read_bytes().replace(b"Write", b"Wr\xefte", 1))
+        expected = f"{broken}: not UTF-8 text ("
+    else:
+        rows = [json.loads(line) for line in Path(IFEVAL).read_text().splitlines() if line.strip()]
+        broken.write_text(json.dumps(rows)[:-40])
+        expected = f"{broken}: not a JSON array ("
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        DecontaminationFilter(benchmarks={"ifeval": str(broken)}).index_stats()
