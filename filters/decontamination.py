@@ -95,7 +95,7 @@ def _rows(path: Path) -> Iterator[dict]:
             yield from batch.to_pylist()
         return
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a leading byte-order mark is not text, as in raw inputs
             head = handle.read(1024).lstrip()
             handle.seek(0)
             if head.startswith("["):  # a JSON array (some re-uploads); the released files are JSON Lines

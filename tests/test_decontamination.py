@@ -4,6 +4,7 @@ released formats: IFEval `input_data.jsonl`, BFCL v3 `BFCL_v3_*.json` (JSON Line
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import shutil
@@ -238,3 +239,15 @@ def test_a_damaged_text_benchmark_is_a_configuration_error_naming_it(tmp_path, d
         expected = f"{broken}: not a JSON array ("
     with pytest.raises(ValueError, match=re.escape(expected)):
         DecontaminationFilter(benchmarks={"ifeval": str(broken)}).index_stats()
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json array"])
+def test_a_benchmark_file_with_a_byte_order_mark_gives_the_same_prompts(tmp_path, layout):
+    text = Path(IFEVAL).read_text(encoding="utf-8")
+    if layout == "json array":
+        text = json.dumps([json.loads(line) for line in text.splitlines() if line.strip()])
+    plain, marked = tmp_path / "plain" / "input_data.jsonl", tmp_path / "marked" / "input_data.jsonl"
+    for path, prefix in ((plain, b""), (marked, codecs.BOM_UTF8)):
+        path.parent.mkdir()
+        path.write_bytes(prefix + text.encode("utf-8"))
+    assert list(prompts(marked)) == list(prompts(plain)) and len(list(prompts(plain))) == 4
