@@ -3,7 +3,17 @@
 
 import re
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from pipelines.resources import LLMResource, SftmixResource
 from sftmix import build
@@ -66,14 +76,25 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
             meta.update({"hub_id": source.hub.id, "revision": source.hub.revision or "unpinned"})
         return MaterializeResult(metadata=meta)
 
-    @asset(key=AssetKey([prefix, "normalized"]), deps=[raw], group_name=group,
-           description=f"{source.key}: canonical records from converter {source.converter or 'openai_messages'}")
+    normalized_key = AssetKey([prefix, "normalized"])
+
+    @asset(key=normalized_key, deps=[raw], group_name=group,
+           description=f"{source.key}: canonical records from converter {source.converter or 'openai_messages'}",
+           check_specs=[AssetCheckSpec("rows_converted", asset=normalized_key,
+                                       description="some raw rows are in the converter's layout")])
     def normalized(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         s = m.source(source.key)
         files = build.raw_files(m, s, sftmix.layout, sftmix.hub_cache_dir)  # cached: no second download
         counts = build.normalize_source(m, s, files, sftmix.layout)
-        return MaterializeResult(metadata=counts_metadata(counts, sftmix.layout.records(s.key, "normalized")))
+        problem = build.unconverted(sftmix.layout, s, counts)
+        if problem:
+            context.log.warning(problem)
+        # Not blocking: an all-bad source is still counted drops, and the mixture reports its deficit.
+        check = AssetCheckResult(check_name="rows_converted", passed=problem is None, severity=AssetCheckSeverity.ERROR,
+                                 metadata={"problem": problem or ""})
+        return MaterializeResult(metadata=counts_metadata(counts, sftmix.layout.records(s.key, "normalized")),
+                                 check_results=[check])
 
     @asset(key=AssetKey([prefix, "filtered"]), deps=[normalized], group_name=group,
            description=f"{source.key}: records that passed the rule filters")

@@ -21,7 +21,7 @@ from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, generate
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env
-from sftmix.normalize import SourceInfo, read_records
+from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.reader import shard_files
 from sftmix.sources import filter_defaults, shardable
@@ -190,6 +190,14 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
     return counts
 
 
+def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
+    """Why none of a source's rows converted, if every one was dropped as not in its converter's
+    layout (see `nothing_converted`); None otherwise."""
+    rejected = sorted(layout.rejected_dir.glob(f"{source.key}.normalized-*.parquet"))
+    problem = nothing_converted(counts, source.converter or "openai_messages", rejected)
+    return problem and f"source {source.key!r}: {problem}"
+
+
 def filter_source(manifest: Manifest, source: Source, layout: Layout,
                   workers: int | None = None) -> tuple[Counts, Stats | None]:
     """The rule filters (and the LLM judge where the manifest turns it on); returns counts and the
@@ -245,7 +253,9 @@ def build(manifest: Manifest, output: Path, hub_cache: Path | None = None, worke
             generate_source(manifest, source, layout)
             continue
         files = raw_files(manifest, source, layout, hub_cache)
-        normalize_source(manifest, source, files, layout, workers)
+        problem = unconverted(layout, source, normalize_source(manifest, source, files, layout, workers))
+        if problem:
+            log.warning(problem)
         filter_source(manifest, source, layout, workers)
     result = mix(manifest, layout)
     write_card(manifest, layout, result)

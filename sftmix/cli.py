@@ -16,7 +16,7 @@ class UserError(Exception):
 
 
 def _normalize(args) -> int:
-    from sftmix.normalize import SourceInfo, normalize
+    from sftmix.normalize import SourceInfo, normalize, nothing_converted
     from sftmix.sources import DEFAULT_LANGUAGES, DEFAULT_LICENCES, ROW_LICENSED, available, filter_defaults
 
     if args.converter not in available():
@@ -38,6 +38,9 @@ def _normalize(args) -> int:
     print(f"wrote {counts.kept} records to {out}; {sum(counts.dropped.values())} drops to {rejected}", file=sys.stderr)
     # where the time went (as the Dagster asset shows it); stdout's last line keeps its contract shape
     print("seconds by step: " + ", ".join(f"{step} {s:.2f}" for step, s in counts.seconds.items()), file=sys.stderr)
+    problem = nothing_converted(counts, args.converter, [rejected])
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     _print_summary(counts)
     return 0
 

@@ -8,11 +8,14 @@ stays flat whatever the size of the source. Every row read is kept or dropped wi
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from datatrove.data import Document
 
 import filters as rule_filters
@@ -25,6 +28,8 @@ from sftmix.sources import Converted, Drop, get_converter
 from sftmix.sources.common import iso639_1
 
 WRITE_BATCH_ROWS = 2048
+# The stages of the rejected rows that never became records (`_raw_stream`, `documents`).
+CONVERTER_STAGES = pa.array(["read", "convert"])
 
 
 @dataclass
@@ -207,3 +212,33 @@ def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | s
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size), info, out, rejected,
                info.filters or {}, source_step="read")
+
+
+
+def nothing_converted(counts: Counts, converter: str, rejected: Iterable[Path | str]) -> str | None:
+    """Why no row converted, when rows were read and the reader or the converter dropped every one:
+    most likely the files are another source's, or the converter another's. None otherwise.
+
+    Those rows are counted drops like any others; this is what the CLI and the build warn with,
+    naming the first row's problem and its columns, so a wrong converter is not taken for a bad
+    source."""
+    if not counts.read or counts.kept:
+        return None
+    first = None
+    for path in rejected:
+        for batch in parquet_batches(path, columns=["stage", "reason", "detail", "row"]):
+            if not pc.all(pc.is_in(batch.column("stage"), CONVERTER_STAGES)).as_py():
+                return None  # some rows converted, and the rules dropped them
+            at = pc.index(batch.column("reason"), "malformed_row").as_py()  # the drop that shows the columns
+            if at >= 0 and (first is None or first["reason"] != "malformed_row"):
+                first = batch.slice(at, 1).to_pylist()[0]
+            elif first is None and batch.num_rows:
+                first = batch.slice(0, 1).to_pylist()[0]
+    drops = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.dropped.items()))
+    text = f"no row converted with converter {converter!r}: all {counts.read} rows read were dropped ({drops})"
+    if first is not None:
+        text += f"; the first {first['reason']}: {first['detail'] or '-'}"
+        row = json.loads(first["row"])  # the sink writes every row as JSON
+        if isinstance(row, dict):
+            text += f"; its columns: {', '.join(sorted(row)) or 'none'}"
+    return text + f". Is {converter!r} the converter for these files?"

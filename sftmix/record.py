@@ -65,6 +65,10 @@ def message(
 ) -> dict:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
+    if content is not None and type(content) is not str:
+        # Raw JSON can hold anything where text belongs (a list of content parts, a number): a
+        # converter's bad row (`malformed_row`), where the shard writer would stop the whole run.
+        raise TypeError(f"{role} content is {type(content).__name__}, not text")
     return {
         "role": role,
         "content": "" if content is None else content,

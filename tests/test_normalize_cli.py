@@ -16,6 +16,7 @@ from damaged_parquet import DAMAGES, damage
 ROOT = Path(__file__).resolve().parents[1]
 GLAIVE = ROOT / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
 TOUCAN = ROOT / "tests" / "fixtures" / "toucan" / "train-00000-of-00003.parquet"
+DOLLY = ROOT / "tests" / "fixtures" / "dolly" / "databricks-dolly-15k.jsonl"
 
 
 def sftmix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -189,6 +190,31 @@ def test_generic_converter_without_licence_is_refused(tmp_path):
     done = sftmix("normalize", "sharegpt", fixture, "-o", tmp_path / "OUT.parquet", cwd=tmp_path)
     _assert_clean_failure(done, tmp_path, "--licence")
     assert leftovers(tmp_path) == []
+
+
+def test_files_of_another_layout_are_counted_drops_and_a_warning_names_their_columns(tmp_path):
+    raw = tmp_path / DOLLY.name  # a line cut short first: the warning shows a row that has columns
+    raw.write_bytes(b'{"instruction": "Name a\n' + DOLLY.read_bytes())
+    done = sftmix("normalize", "toucan", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path)
+    assert summary_of(done) == {"read": 11, "kept": 0, "dropped": {"malformed_json": 2, "malformed_row": 9}}
+    assert ("warning: no row converted with converter 'toucan': all 11 rows read were dropped (malformed_json 2, "
+            "malformed_row 9); the first malformed_row: KeyError: 'messages'; its columns: category, context, "
+            "instruction, response. Is 'toucan' the converter for these files?") in done.stderr.splitlines()
+    done = sftmix("normalize", "dolly", TOUCAN, "-o", tmp_path / "o.parquet", cwd=tmp_path)
+    assert summary_of(done) == {"read": 13, "kept": 0, "dropped": {"malformed_row": 13}}
+    assert ("the first malformed_row: KeyError: 'instruction'; its columns: messages, question, subset_name, "
+            "target_tools, tools, uuid. Is 'dolly' the converter") in done.stderr
+
+
+def test_no_warning_when_rows_convert_or_the_rules_drop_them_all(filtered, tmp_path):
+    assert "\nwarning: " not in "\n" + filtered[2]  # some rows kept
+    raw = tmp_path / "boilerplate.jsonl"
+    raw.write_text("".join(json.dumps({"instruction": question, "context": "", "response": answer, "category": "open_qa"}) + "\n"
+                           for question, answer in [("Tell me a joke.", "As an AI language model, I cannot tell jokes."),
+                                                    ("Who are you?", "As an AI language model, I have no name.")]))
+    done = sftmix("normalize", "dolly", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path)
+    assert summary_of(done) == {"read": 2, "kept": 0, "dropped": {"boilerplate": 2}}
+    assert "\nwarning: " not in "\n" + done.stderr  # both converted: the rules dropped them
 
 
 def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):

@@ -14,6 +14,7 @@ from huggingface_hub import constants
 import sftmix
 from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
+from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
 from sftmix.build import BuildError, Layout, build, filter_source, normalize_source
 from sftmix.manifest import load
@@ -70,8 +71,11 @@ def test_shard_metadata_names_manifest_version_and_licences(sample_build):
 
 def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     _, result = sample_build
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"licence_policy_respected": True, "schema_valid": True, "holdout_exact_and_disjoint": True}
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert all(checks.values())
+    per_source = {f"{asset_prefix(s.key)}/normalized" for s in load(SAMPLE).sources if s.generator is None}
+    assert set(checks) == {("mixture", "licence_policy_respected"), ("mixture", "schema_valid"),
+                           ("holdout", "holdout_exact_and_disjoint")} | {(key, "rows_converted") for key in per_source}
     materializations = {
         m.event_specific_data.materialization.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
         for m in result.get_asset_materialization_events()
@@ -187,6 +191,27 @@ def _manifest(tmp_path: Path, sources: list[dict], holdout: int = 2) -> Path:
         "licence_policy": {"allow": ["apache-2.0", "cc-by-4.0"]}, "sources": sources,
     }))
     return path
+
+
+def test_a_source_none_of_whose_rows_convert_fails_its_check_and_is_logged(tmp_path, caplog):
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
+    dolly_as_toucan = {"key": "dolly-as-toucan", "converter": "toucan", "licence": "apache-2.0", "language": "en",
+                       "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}, "targets": "all"}
+    manifest = _manifest(tmp_path, [glaive, dolly_as_toucan])
+    problem = ("source 'dolly-as-toucan': no row converted with converter 'toucan': all 10 rows read were dropped "
+               "(malformed_json 1, malformed_row 9); the first malformed_row: KeyError: 'messages'; its columns: "
+               "category, context, instruction, response. Is 'toucan' the converter for these files?")
+    result = build_definitions(str(manifest), str(tmp_path / "dagster")).resolve_implicit_global_asset_job_def() \
+        .execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success  # not blocking: the rows are counted drops, and the other sources are built
+    checks = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations() if e.check_name == "rows_converted"}
+    assert {key: check.passed for key, check in checks.items()} == {"glaive/normalized": True,
+                                                                     "dolly_as_toucan/normalized": False}
+    assert checks["dolly_as_toucan/normalized"].metadata["problem"].value == problem
+    with caplog.at_level("WARNING", logger="sftmix"):
+        build(load(manifest), tmp_path / "out")
+    assert problem in caplog.messages
 
 
 def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
