@@ -65,10 +65,13 @@ def message(
 ) -> dict:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    if content is not None and type(content) is not str:
+    if ((content is not None and type(content) is not str) or (tool_call_id is not None and type(tool_call_id) is not str)
+            or (name is not None and type(name) is not str)):
         # Raw JSON can hold anything where text belongs (a list of content parts, a number): a
         # converter's bad row (`malformed_row`), where the shard writer would stop the whole run.
-        raise TypeError(f"{role} content is {type(content).__name__}, not text")
+        fields = {"content": content, "tool_call_id": tool_call_id, "name": name}
+        raise TypeError(", ".join(f"{role} {field} is {type(value).__name__}" for field, value in fields.items()
+                                  if value is not None and type(value) is not str))
     return {
         "role": role,
         "content": "" if content is None else content,

@@ -36,7 +36,7 @@ from collections import defaultdict
 from typing import Iterable, Iterator
 
 from sftmix.record import message
-from sftmix.sources.base import Converted, Drop, RawRow
+from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop, RawRow
 from sftmix.sources.common import iso639_1
 
 ROLES = {"prompter": "user", "assistant": "assistant"}
@@ -45,29 +45,49 @@ ROLES = {"prompter": "user", "assistant": "assistant"}
 def _quality(labels) -> float:
     if isinstance(labels, dict) and "quality" in (labels.get("name") or []):
         value = labels["value"][labels["name"].index("quality")]
-        return float(value) if value is not None else 0.0
+        return _number("quality label", value) or 0.0
     return 0.0
 
 
+def _number(name: str, value) -> float | None:
+    if value is None or type(value) in (int, float):
+        return value
+    raise TypeError(f"{name} is {type(value).__name__}")
+
+
 def _message(index: str, row: dict) -> dict:
-    """The fields the reduction needs, validated; Drop("malformed_row") otherwise."""
+    """The fields the reduction needs, validated; Drop("malformed_row") otherwise. The tree
+    reduction compares ranks, qualities and toxicities across rows, so one row's bad value must
+    stop here, as its own drop, not there, where it would stop the run."""
+    try:
+        return _fields(index, row)
+    except MALFORMED_ROW_ERRORS as error:
+        raise Drop("malformed_row", f"{type(error).__name__}: {error}") from None
+
+
+def _fields(index: str, row: dict) -> dict:
     def text_field(name, optional=False):
         value = row.get(name)
         if (value is None and optional) or (isinstance(value, str) and value):
             return value
         raise Drop("malformed_row", f"{name}={value!r}")
 
-    if row.get("role") not in ROLES:
-        raise Drop("malformed_row", f"role={row.get('role')!r}")
+    role, lang = row.get("role"), row.get("lang")
+    if not isinstance(role, str) or role not in ROLES:
+        raise Drop("malformed_row", f"role={role!r}")
     if not isinstance(row.get("text"), str):
         raise Drop("malformed_row", "text is not a string")
-    toxicity = (row.get("detoxify") or {}).get("toxicity")
+    if lang is not None and not isinstance(lang, str):
+        raise TypeError(f"lang is {type(lang).__name__}")
+    rank, detoxify = row.get("rank"), row.get("detoxify") or {}
+    if type(rank) not in (int, type(None)):
+        raise TypeError(f"rank is {type(rank).__name__}")
     return {
         "index": index, "id": text_field("message_id"), "parent": text_field("parent_id", optional=True),
-        "tree": text_field("message_tree_id"), "role": row["role"], "text": row["text"],
-        "lang": row.get("lang"), "rank": row.get("rank"), "quality": _quality(row.get("labels")),
+        "tree": text_field("message_tree_id"), "role": role, "text": row["text"],
+        "lang": lang, "rank": rank, "quality": _quality(row.get("labels")),
         "deleted": row.get("deleted") is True, "rejected": row.get("review_result") is False,
-        "synthetic": row.get("synthetic") is True, "toxicity": toxicity,
+        "synthetic": row.get("synthetic") is True, "toxicity": _number("detoxify.toxicity", detoxify.get("toxicity")),
     }
 
 

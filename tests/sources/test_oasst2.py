@@ -112,3 +112,24 @@ def test_duplicates_and_raw_drops_are_counted(rows):
     result = dict(convert(list(rows) + extra))
     assert result["x.jsonl#0"].reason == "malformed_json"
     assert (result["dup#0"].reason, result["dup#0"].detail) == ("duplicate_message_id", uid("a", 0))
+
+
+@pytest.mark.parametrize("field, value, detail", [
+    ("rank", "0", "TypeError: rank is str"),
+    ("lang", ["es"], "TypeError: lang is list"),
+    ("detoxify", {"toxicity": "low"}, "TypeError: detoxify.toxicity is str"),
+    ("detoxify", "low", "AttributeError: 'str' object has no attribute 'get'"),
+    ("labels", {"name": ["quality"], "value": ["high"], "count": [3]}, "TypeError: quality label is str"),
+    ("labels", {"name": ["quality"], "value": [], "count": []}, "IndexError: list index out of range"),
+    ("role", ["assistant"], "role=['assistant']"),
+])
+def test_a_value_of_the_wrong_type_is_its_rows_drop_before_the_trees_compare_rows(rows, field, value, detail):
+    # The reduction compares ranks, qualities and toxicities across rows, and reads the root's
+    # language: a bad value there would stop the whole source, so it is the row's own drop.
+    changed = [(key, {**row, field: value} if row["message_id"] in (uid("a", 0), uid("a", 1)) else row)
+               for key, row in rows]
+    result = dict(convert(changed))
+    for key, row in rows:
+        if row["message_id"] in (uid("a", 0), uid("a", 1)):
+            assert (result[key].reason, result[key].detail) == ("malformed_row", detail)
+    assert uid("a", 4) not in kept(list(result.items()))  # its thread lost the changed rows
