@@ -104,8 +104,12 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
                            language=language, origin=origin)
     except UnicodeEncodeError as error:
         # A lone `\ud83d`-style escape in raw JSON decodes to half a surrogate pair: not text, and
-        # neither hashable as UTF-8 nor storable in Parquet.
-        return Drop("invalid_unicode", f"unpaired surrogate {error.object[error.start]!r} in the conversation")
+        # neither hashable as UTF-8 nor storable in Parquet (in the conversation, tools or origin).
+        return Drop("invalid_unicode", f"unpaired surrogate {error.object[error.start]!r} in the row")
+    except TypeError as error:
+        # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column) that
+        # the converter passed on into the tools or the origin: the row's own drop, not a stopped run.
+        return Drop("malformed_row", f"{type(error).__name__}: {error}")
 
 
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:

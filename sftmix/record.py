@@ -165,6 +165,9 @@ def make_record(
         tool_texts = [tool.json if type(tool) is EncodedTool else dumps(tool) for tool in tools]
         tools_json = "[" + ", ".join(tool_texts) + "]"
         canonical_tools = b"[" + b",".join(map(_canonical_tool, tool_texts)) + b"]"
+    origin_json = origin if isinstance(origin, str) else dumps(origin)
+    if not origin_json.isascii():
+        origin_json.encode("utf-8")  # a lone surrogate (a raw key's `\ud83d`) raises here, not in the shard writer
     return {
         "id": _hash(messages, canonical_tools),
         "source": source,
@@ -172,7 +175,7 @@ def make_record(
         "language": language,
         "messages": messages,
         "tools": tools_json,
-        "origin": origin if isinstance(origin, str) else dumps(origin),
+        "origin": origin_json,
     }
 
 

@@ -217,11 +217,15 @@ def test_no_warning_when_rows_convert_or_the_rules_drop_them_all(filtered, tmp_p
     assert "\nwarning: " not in "\n" + done.stderr  # both converted: the rules dropped them
 
 
-def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):
+@pytest.mark.parametrize("where, old, new", [
+    ("response", '", "category"', ' \\ud83d", "category"'),
+    ("category", '"category": "', '"category": "\\ud83d'),  # kept in the record's origin
+])
+def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path, where, old, new):
     # JSON Lines may hold a lone `\ud83d` escape (half an emoji); json.loads gives a str that is no
     # valid text: it can be neither hashed as UTF-8 nor written to Parquet.
     lines = (ROOT / "tests" / "fixtures" / "dolly" / "databricks-dolly-15k.jsonl").read_text().splitlines()[:3]
-    lines[1] = lines[1].replace('", "category"', ' \\ud83d", "category"', 1)
+    lines[1] = lines[1].replace(old, new, 1)
     assert "\\ud83d" in lines[1]
     raw = tmp_path / "databricks-dolly-15k.jsonl"
     raw.write_text("\n".join(lines) + "\n")
@@ -229,7 +233,8 @@ def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path):
     assert summary == {"read": 3, "kept": 2, "dropped": {"invalid_unicode": 1}}
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert drop["reason"] == "invalid_unicode" and drop["key"] == f"{raw.name}#1"
-    assert "\\ud83d" in drop["row"] and "\\ud83d" in drop["detail"]
+    assert "\\ud83d" in drop["detail"]
+    assert ("\\ud83d" in drop["row"]) == (where == "response")  # a record's drop shows its messages
 
 
 def test_jsonl_lines_not_utf8_or_not_json_are_counted_drops_that_keep_the_line(tmp_path):

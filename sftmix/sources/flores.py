@@ -72,8 +72,8 @@ class _Sentence:
 
 
 def _sentence_id(value) -> int | str:
-    if isinstance(value, bool) or value is None:
-        raise Drop("malformed_row", f"id is {value!r}")
+    if isinstance(value, bool) or value is None or (isinstance(value, float) and not value.is_integer()):
+        raise Drop("malformed_row", f"id is {value!r}")  # (1.5 would join sentence 1; inf and nan have no int)
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -91,7 +91,8 @@ def _entries(row: dict) -> list[tuple[str | None, object]]:
 
 
 def _choice(sentence_id, target: str) -> tuple[int, int]:
-    digest = hashlib.sha256(f"{sentence_id}|{target}".encode()).digest()
+    # surrogatepass: an id with a lone surrogate is hashed here, and dropped as invalid_unicode with its record
+    digest = hashlib.sha256(f"{sentence_id}|{target}".encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big")
 
 

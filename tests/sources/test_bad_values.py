@@ -1,8 +1,11 @@
-"""Raw JSON can hold any type where a converter expects another. Each converter's own fixture rows,
-with one field at a time (and fields inside lists, objects and JSON-string columns) replaced by a
-value of every JSON type, go through the whole normalize stage: every row is kept or a counted drop,
-and the run never stops on a bad value."""
+"""Raw data can hold any type where a converter expects another: JSON any of its types, a typed
+Parquet column bytes, timestamps or decimals. Each converter's own fixture rows, with one field at a
+time (and fields inside lists, objects and JSON-string columns) replaced by a value of each kind, go
+through the whole normalize stage: every row is kept or a counted drop, and the run never stops on a
+bad value."""
 
+import datetime
+import decimal
 import json
 import re
 from pathlib import Path
@@ -10,22 +13,25 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sftmix.normalize import SourceInfo, normalize
+from sftmix.normalize import SourceInfo, documents, run
 from sftmix.raw import iter_raw_rows
-from sftmix.sources import Drop, available, filter_defaults
+from sftmix.sources import Drop, available, filter_defaults, get_converter
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-REPLACEMENTS = [None, 0, 1.5, True, "", "x", [], {}, [1], {"a": 1}, [None], [{}], ["x"]]
+JSON_VALUES = [None, 0, 1.5, True, "", "x", [], {}, [1], {"a": 1}, [None], [{}], ["x"], 2**70, float("nan"),
+               float("inf"), "\x00", "\ud83d"]  # the last: what a lone `\ud83d` escape decodes to
+TYPED_VALUES = [b"x", datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), decimal.Decimal("1.5")]
 ROWS_PER_CONVERTER = 6
 # oasst2 joins rows into trees and drops a repeated message id: each changed copy gets its own id,
 # so it joins its tree beside the original (a sibling reply) and goes through the tree reduction.
 ROW_ID = {"oasst2": "message_id"}
 
 
-def variants(value, depth: int = 0):
-    """`value` replaced whole by each of `REPLACEMENTS`; inside a list, an object or a string of
-    JSON, each of the first items or fields replaced (or removed) in turn, two levels down."""
-    yield from REPLACEMENTS
+def variants(value, depth: int = 0, replacements: list = JSON_VALUES + TYPED_VALUES):
+    """`value` replaced whole by each replacement; inside a list, an object or a string of JSON
+    (then by JSON values only), each of the first items or fields replaced (or removed) in turn,
+    two levels down."""
+    yield from replacements
     if depth == 2:
         return
     if isinstance(value, str):
@@ -34,13 +40,13 @@ def variants(value, depth: int = 0):
         except ValueError:
             return
         if isinstance(parsed, (list, dict)):
-            yield from (json.dumps(v) for v in variants(parsed, depth))
+            yield from (json.dumps(v) for v in variants(parsed, depth, JSON_VALUES))
     elif isinstance(value, list):
         for i, item in enumerate(value[:3]):
-            yield from (value[:i] + [v] + value[i + 1:] for v in variants(item, depth + 1))
+            yield from (value[:i] + [v] + value[i + 1:] for v in variants(item, depth + 1, replacements))
     elif isinstance(value, dict):
         for key in list(value)[:8]:
-            yield from ({**value, key: v} for v in variants(value[key], depth + 1))
+            yield from ({**value, key: v} for v in variants(value[key], depth + 1, replacements))
             yield {k: v for k, v in value.items() if k != key}
 
 
@@ -57,13 +63,17 @@ def test_a_value_of_another_type_is_a_counted_drop_never_a_crash(converter, tmp_
         id_key = ROW_ID[converter]
         mutated = [{**row, id_key: f"{row[id_key]}-{n}"} if isinstance(row[id_key], str) else row
                    for n, row in enumerate(mutated)]
-    raw = tmp_path / "raw.jsonl"  # the untouched rows first: the changed copies of oasst2's rows join their trees
-    raw.write_text("".join(json.dumps(row, default=str) + "\n" for row in originals + mutated))
-    info = SourceInfo(key="k", converter=converter, licence="apache-2.0", language="en",
-                      filters=filter_defaults(converter))
-    counts = normalize(info, [raw], tmp_path / "out.parquet", tmp_path / "rejected.parquet")  # checks the counts
-    assert counts.read == len(originals) + len(mutated) and len(mutated) > 100
+    # the untouched rows first (oasst2's changed copies join their trees), as the raw reader hands rows on
+    keyed = [(f"raw#{n}", row) for n, row in enumerate(originals + mutated)]
+    info = SourceInfo(key="k", converter=converter, licence="apache-2.0", language="en", filters=filter_defaults(converter))
+
+    def documents_of(sink, counts):
+        return documents(info, get_converter(converter)(iter(keyed)), sink, counts)
+
+    counts = run(documents_of, info, tmp_path / "out.parquet", tmp_path / "rejected.parquet", info.filters,
+                 "read_convert")  # checks the counts
+    assert counts.read == len(keyed) and len(mutated) > 100
     kept_rows = [json.loads(origin)["row"] for origin in pq.read_table(tmp_path / "out.parquet")["origin"].to_pylist()]
     # not every changed row is a bad one: a change the converter ignores still converts
-    # (a conversation joined from several raw rows names them all: "raw.jsonl#3+raw.jsonl#12")
+    # (a conversation joined from several raw rows names them all: "raw#3+raw#12")
     assert any(int(index) >= len(originals) for row in kept_rows for index in re.findall(r"#(\d+)", row))
