@@ -20,7 +20,7 @@ from jsonschema.validators import validator_for as schema_dialect
 
 from filters.base import RecordFilter
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_items, decode_object
-from sftmix.jsontext import loads
+from sftmix.jsontext import STRICT_DECODER, loads
 
 
 @lru_cache(maxsize=16384)
@@ -98,8 +98,8 @@ class ToolCallsFilter(RecordFilter):
                 if schema_json is None:
                     return "unknown_tool"
                 try:
-                    arguments = loads(function["arguments"] or "{}")
-                except json.JSONDecodeError:
+                    arguments = loads(function["arguments"] or "{}", STRICT_DECODER)
+                except ValueError:  # json's errors, and NaN or Infinity
                     return "tool_arguments_not_json"
                 if not isinstance(arguments, dict):
                     return "tool_arguments_not_object"

@@ -21,6 +21,14 @@ JSON_SPACE = " \t\n\r"  # what json skips between tokens
 _DEFAULT_DECODER = json.JSONDecoder()
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+# JSON only: json.loads would also accept NaN, Infinity and -Infinity, which no other parser does.
+STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
     """`json.loads(text)`, or `decoder.decode(text)` for another decoder (e.g. one that refuses NaN)."""
     if type(text) is str:

@@ -106,9 +106,9 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
         # A lone `\ud83d`-style escape in raw JSON decodes to half a surrogate pair: not text, and
         # neither hashable as UTF-8 nor storable in Parquet (in the conversation, tools or origin).
         return Drop("invalid_unicode", f"unpaired surrogate {error.object[error.start]!r} in the row")
-    except TypeError as error:
-        # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column) that
-        # the converter passed on into the tools or the origin: the row's own drop, not a stopped run.
+    except (TypeError, ValueError) as error:
+        # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column; NaN)
+        # that the converter passed on into the tools or the origin: the row's drop, not a stopped run.
         return Drop("malformed_row", f"{type(error).__name__}: {error}")
 
 

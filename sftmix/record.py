@@ -45,8 +45,11 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
-# Encoders made once: `json.dumps` builds a new one on every call that sets an option.
-_ENCODE = encoder(ensure_ascii=False, separators=(", ", ": "))
+# Encoders made once: `json.dumps` builds a new one on every call that sets an option. Stored text is
+# JSON for every reader: a NaN or an infinity (which json writes as `NaN`, no other parser reads)
+# raises ValueError, and the row is dropped instead. The canonical text is only hashed: a source's
+# own tools text may hold 1e400, valid JSON that Python reads as infinity, and its id stays.
+_ENCODE = encoder(ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 _CANONICAL_ENCODE = encoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -85,10 +88,13 @@ def tool_call(name: str, arguments: dict | str, call_id: str) -> dict:
     """An OpenAI tool call; `arguments` is stored JSON-encoded, as on the wire.
 
     A string is kept verbatim (it may be malformed: the tool-call filter judges it, with a
-    reason, instead of the converter crashing on it).
+    reason, instead of the converter crashing on it), except a blank one: a call without
+    arguments (as Qwen-Agent writes it), stored as the empty object the wire format expects.
     """
     if not isinstance(arguments, str):
         arguments = dumps(arguments)
+    elif not arguments.strip():
+        arguments = "{}"
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 

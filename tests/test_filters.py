@@ -206,8 +206,10 @@ class TestToolCalls:
     def test_unknown_tool(self):
         assert verdict(self.f, self.call(name="get_stock_price")) == "unknown_tool"
 
-    def test_arguments_not_json(self):
-        assert verdict(self.f, self.call(arguments='{"location": "Paris"')) == "tool_arguments_not_json"
+    @pytest.mark.parametrize("arguments", ['{"location": "Paris"', '{"location": "Paris", "days": NaN}',
+                                           '{"location": "Paris", "days": -Infinity}'])
+    def test_arguments_not_json(self, arguments):  # (json.loads would take NaN; no other parser does)
+        assert verdict(self.f, self.call(arguments=arguments)) == "tool_arguments_not_json"
 
     def test_arguments_not_an_object(self):
         assert verdict(self.f, self.call(arguments='["Paris"]')) == "tool_arguments_not_object"
@@ -218,10 +220,12 @@ class TestToolCalls:
     def test_wrong_argument_type(self):
         assert verdict(self.f, self.call(arguments={"location": "Paris", "days": "three"})) == "tool_arguments_schema_invalid"
 
-    @pytest.mark.parametrize("arguments", [{}, "{}", ""])
+    @pytest.mark.parametrize("arguments", [{}, "{}", "", " "])
     def test_no_argument_call_against_empty_properties_schema_kept(self, arguments):
         assert NOW["function"]["parameters"] == {"type": "object", "properties": {}}
-        assert verdict(self.f, self.call(name="get_time", arguments=arguments)) is None
+        record = self.call(name="get_time", arguments=arguments)
+        assert verdict(self.f, record) is None
+        assert record["messages"][1]["tool_calls"][0]["function"]["arguments"] == "{}"  # as the wire format has it
 
     def test_empty_parameters_dict_is_an_empty_schema(self):
         bare = {"type": "function", "function": {"name": "ping", "description": "", "parameters": {}}}

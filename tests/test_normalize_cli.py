@@ -217,6 +217,32 @@ def test_no_warning_when_rows_convert_or_the_rules_drop_them_all(filtered, tmp_p
     assert "\nwarning: " not in "\n" + done.stderr  # both converted: the rules dropped them
 
 
+def test_nan_in_tools_or_arguments_is_a_counted_drop_not_stored(tmp_path):
+    # json.loads reads NaN and Infinity; stored, they would be JSON no other reader takes.
+    rows = json.loads((ROOT / "tests" / "fixtures" / "xlam" / "xlam_function_calling_60k.json").read_text())[:3]
+    rows[0]["tools"] = rows[0]["tools"].replace('"default": "game"', '"default": NaN', 1)
+    rows[1]["answers"] = rows[1]["answers"].replace("}}", ', "limit": Infinity}}', 1)
+    assert "NaN" in rows[0]["tools"] and "Infinity" in rows[1]["answers"]
+    raw = tmp_path / "xlam_function_calling_60k.json"
+    raw.write_text(json.dumps(rows))
+    summary = summary_of(sftmix("normalize", "xlam", raw, "-o", tmp_path / "o.parquet", "--no-filters", cwd=tmp_path))
+    assert summary == {"read": 3, "kept": 1, "dropped": {"malformed_row": 2}}
+    drops = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert [(d["key"], d["detail"]) for d in drops] == [
+        (f"{raw.name}#0", "ValueError: Out of range float values are not JSON compliant"),
+        (f"{raw.name}#1", "ValueError: Out of range float values are not JSON compliant")]
+    # tools kept as the row gives them (OpenAI layout): refused when the record is made
+    line = (ROOT / "tests" / "fixtures" / "openai_messages" / "data.jsonl").read_text().splitlines()[1]
+    raw = tmp_path / "data.jsonl"
+    raw.write_text(line.replace('"required": ["city"]', '"required": ["city"], "maxProperties": NaN', 1) + "\n")
+    assert "NaN" in raw.read_text()
+    summary = summary_of(sftmix("normalize", "openai_messages", raw, "-o", tmp_path / "o.parquet", "--licence", "mit",
+                                cwd=tmp_path))
+    assert summary == {"read": 1, "kept": 0, "dropped": {"malformed_row": 1}}
+    drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert (drop["stage"], drop["detail"]) == ("convert", "ValueError: Out of range float values are not JSON compliant")
+
+
 @pytest.mark.parametrize("where, old, new", [
     ("response", '", "category"', ' \\ud83d", "category"'),
     ("category", '"category": "', '"category": "\\ud83d'),  # kept in the record's origin

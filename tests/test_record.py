@@ -36,7 +36,7 @@ def test_a_record_id_is_pinned():
 
 
 FLOATS = [0.0, -0.0, 0.5, 1e-4, 9.99e-5, 1e-5, 1.5e-7, 5e-324, 1e15, 9.9e15, 1e16, 1.2345678901234567e19, 1e308,
-          -1e-300, 123456.789, float("nan"), float("inf"), float("-inf")]
+          -1e-300, 123456.789]
 INTS = [0, -1, 2**53 + 1, 2**63, -(2**63), 2**64, -(2**64) - 7, 10**30]
 
 
@@ -53,6 +53,18 @@ def test_id_is_json_dumps_canonical_hash_for_every_kind_of_value(value):
         two_tools = [*tools, tool_def("echo", None, {"type": "object", "properties": {"x": {"enum": [value]}}})]
         record = make_record(messages=messages, tools=two_tools, source="s", licence="mit", language="fr", origin={})
         assert (record["tools"], record["id"]) == (dumps(two_tools), reference_id(messages, two_tools))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=repr)
+def test_nan_and_infinity_are_refused_not_stored_as_text_no_other_parser_reads(value):
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        dumps(tools_with(value))
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        tool_call("get_weather", {"city": value}, "call_0")
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        make_record(messages=conversation(), tools=tools_with(value), source="s", licence="mit", language="fr", origin={})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        make_record(messages=conversation(), tools=[], source="s", licence="mit", language="fr", origin={"score": value})
 
 
 def test_id_matches_json_dumps_on_random_floats_and_texts():

@@ -32,7 +32,7 @@ import re
 from functools import lru_cache
 
 from sftmix.jsonarray import NOT_AN_OBJECT, decode_object
-from sftmix.jsontext import loads
+from sftmix.jsontext import STRICT_DECODER, loads
 from sftmix.record import dumps, encoded_tool, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import to_json_schema, trim_unanswered
@@ -51,17 +51,11 @@ QUOTED_CALL = re.compile(
 )
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")  # json.loads would otherwise accept NaN/Infinity
-
-
-ARGUMENTS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
 
 def _arguments(text: str) -> tuple[dict | str, bool]:
     """Arguments as a dict when they are a JSON object, else the raw text (and a malformed flag)."""
     try:
-        value = loads(text, ARGUMENTS_DECODER)
+        value = loads(text, STRICT_DECODER)
     except ValueError:
         return text, True
     return (value, False) if isinstance(value, dict) else (text, True)
