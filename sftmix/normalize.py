@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -79,8 +79,8 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             sink.reject(stage, result.reason, result.raw, detail=result.detail, key=str(key))
             continue
         record = _to_record(info, str(key), result)
-        if isinstance(record, Drop):
-            sink.reject(stage, record.reason, result.messages, detail=record.detail, key=str(key))
+        if isinstance(record, Drop):  # kept as converted: the value at fault may be in tools or meta
+            sink.reject(stage, record.reason, asdict(result), detail=record.detail, key=str(key))
             continue
         yield Document(text=rule_filters.base.learned_text(record), id=record["id"], metadata={"record": record})
 

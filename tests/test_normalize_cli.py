@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -241,6 +242,7 @@ def test_nan_in_tools_or_arguments_is_a_counted_drop_not_stored(tmp_path):
     assert summary == {"read": 1, "kept": 0, "dropped": {"malformed_row": 1}}
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert (drop["stage"], drop["detail"]) == ("convert", "ValueError: Out of range float values are not JSON compliant")
+    assert math.isnan(json.loads(drop["row"])["tools"][0]["function"]["parameters"]["maxProperties"])  # shown as converted
 
 
 @pytest.mark.parametrize("where, old, new", [
@@ -260,7 +262,8 @@ def test_unpaired_surrogate_is_a_counted_drop_not_a_crash(tmp_path, where, old, 
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert drop["reason"] == "invalid_unicode" and drop["key"] == f"{raw.name}#1"
     assert "\\ud83d" in drop["detail"]
-    assert ("\\ud83d" in drop["row"]) == (where == "response")  # a record's drop shows its messages
+    converted = json.loads(drop["row"])  # the row's conversation as converted: the lone half is where it was
+    assert "\\ud83d" in json.dumps(converted["messages"] if where == "response" else converted["meta"]["category"])
 
 
 def test_jsonl_lines_not_utf8_or_not_json_are_counted_drops_that_keep_the_line(tmp_path):
