@@ -228,7 +228,7 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     missing = [k for k, files in inputs.items() if not files]
     if missing:
         raise BuildError(f"sources not filtered yet: {', '.join(missing)}")
-    result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing")
+    result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing", rejected_dir=layout.rejected_dir)
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
     mixing.write_stats(result, layout.mixture_dir / "stats.json")

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -335,6 +336,8 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     # two workers each copy is first seen by a different worker, with one the original comes first.
     assert len(grown) == 4096
     grown += grown[1024:1324]
+    # and copies of rows of block 0 in blocks 1 and 2: with two workers, block 2's come first
+    grown[1024:1034], grown[2048:2058] = grown[0:10], grown[10:20]
     raw = tmp_path / "glaive-function-calling-v2.json"
     raw.write_text(json.dumps(grown))
     src = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
@@ -356,6 +359,10 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
         files_two = sorted((tmp_path / "w2" / "mini" / split).glob("*.parquet"))
         assert [f.name for f in files_one] == [f.name for f in files_two]
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files_one, files_two))
+    # and so are the rows the mixing dropped (the duplicates of the copies), in the same order
+    drops_one, drops_two = (pq.read_table(tmp_path / w / "mini" / "rejected" / "g.mixing-00000.parquet") for w in ("w1", "w2"))
+    assert drops_one.num_rows == one.excluded["g"]["duplicate_within_source"]
+    assert drops_one.equals(drops_two)
 
 
 def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
@@ -375,6 +382,13 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     removed = deduped.excluded["b"].get("near_duplicate_of:a", 0)
     assert removed > 0 and deduped.split_rows["train"] == plain.split_rows["train"] - removed
     assert deduped.by_source["train"]["a"] == plain.by_source["train"]["a"]  # the earlier source keeps its rows
+    drops = pq.read_table(tmp_path / "dedup" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
+    assert Counter(d["reason"] for d in drops) == deduped.excluded["b"]  # kept for inspection, as counted
+    shard_ids = {r["id"] for r in sftmix.read_mixture(tmp_path / "dedup" / "mini", "train")}
+    removed_ids = {d["id"] for d in drops}
+    assert not removed_ids & shard_ids and removed_ids <= {r["id"] for r in sftmix.read_mixture(tmp_path / "plain" / "mini", "train")}
+    first_user_turns = [next(m["content"] for m in json.loads(d["row"])["messages"] if m["role"] == "user") for d in drops]
+    assert all(turn.startswith("Please, ") for turn in first_user_turns)  # b's own records, as filtered
 
 
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
@@ -429,3 +443,36 @@ def test_a_conversation_in_two_sources_is_kept_once_and_the_reason_names_the_oth
     result = build(load(_manifest(tmp_path, sources, holdout=0)), tmp_path / "out")
     assert "second" not in result.by_source["train"]
     assert result.excluded["second"] == {"duplicate_of:first": result.by_source["train"]["first"]}
+
+
+def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path):
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    raw, changed = tmp_path / "glaive.json", tmp_path / "changed.json"
+    raw.write_text(json.dumps(rows))
+    changed.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Hi. ", 1)) for r in rows]))
+    sources = [{"key": key, "converter": "glaive", "licence": licence, "language": "en",
+                "local": {"files": [str(f) for f in files]}, "targets": "all"}
+               for key, files, licence in (("first", [raw], "apache-2.0"), ("second", [raw], "apache-2.0"),
+                                           ("twice", [changed, changed], "apache-2.0"))]
+    # rows that carry their own licence, one the policy refuses
+    canonical = tmp_path / "canonical.jsonl"
+    lines = (FIXTURES / "openai_messages" / "data.jsonl").read_text().splitlines()[:2]
+    canonical.write_text("".join(json.dumps({**json.loads(line), "licence": "cc-by-nc-4.0"}) + "\n" for line in lines))
+    sources.append({"key": "nc", "converter": "openai_messages", "local": {"files": [str(canonical)]}, "targets": "all"})
+    result = build(load(_manifest(tmp_path, sources, holdout=0)), tmp_path / "out")
+    kept = {r["id"]: r for r in sftmix.read_mixture(tmp_path / "out" / "mini", "train")}
+    rejected = {}
+    for source in ("first", "second", "twice", "nc"):
+        drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / f"{source}.mixing-00000.parquet").to_pylist()
+        rejected[source] = drops
+        assert Counter(d["reason"] for d in drops) == result.excluded.get(source, {})
+        for drop in drops:  # each the record as filtered, named by id and raw row
+            record = json.loads(drop["row"])
+            assert (drop["stage"], drop["source"], record["source"], record["id"]) == ("mixing", source, source, drop["id"])
+            assert drop["key"] == json.loads(record["origin"])["row"]
+    assert {d["reason"] for d in rejected["second"]} == {"duplicate_of:first"}
+    assert all(json.loads(d["row"])["messages"] == kept[d["id"]]["messages"] for d in rejected["second"])
+    assert {d["reason"] for d in rejected["twice"]} == {"duplicate_within_source"}
+    assert all(d["key"].startswith("changed.json#") and d["id"] in kept for d in rejected["twice"])
+    assert [d["reason"] for d in rejected["nc"]] == ["licence_not_allowed"] * 2 and rejected["first"] == []
+    assert len(rejected["second"]) == result.by_source["train"]["first"] > 0
