@@ -177,9 +177,6 @@ class _Partitions:
             writer.write_table(table)
 
 
-ORDER = ("row", "rank", "origin")  # a dropped row, and the order it is written in (`_Rejects`)
-
-
 class _Rejects:
     """Rows the mixing drops for what they are (a licence the policy refuses, an exact or near
     duplicate), one rejected file per source as the stages write them: `<source>.mixing-00000.parquet`,
@@ -241,6 +238,11 @@ def _mixed(manifest: Manifest) -> list[Source]:
     return [s for s in manifest.sources if not s.is_input_only]
 
 
+def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+    """What `_Rejects` needs of dropped rows: where they are in the partition, their order, why."""
+    return rows.select("row", "rank", "origin", reason=reason)
+
+
 def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | None,
             rejects: _Rejects) -> tuple[dict[str, Counter], Counter, list[Path]]:
     """Candidates of every partition: rows with an allowed licence, not kept by an earlier source,
@@ -269,17 +271,18 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 if rows is None:
                     continue
                 frame = pl.from_arrow(rows.select(selection)).with_row_index("row")
-                dropped = [frame.filter(~frame["licence"].is_in(allowed)).select(*ORDER, reason=pl.lit("licence_not_allowed"))]
+                dropped = [_dropped(frame.filter(~frame["licence"].is_in(allowed)), pl.lit("licence_not_allowed"))]
                 frame = frame.filter(frame["licence"].is_in(allowed))
                 # the reason names the source that keeps the row
-                dropped.append(frame.join(seen, on="id", how="inner").select(*ORDER, reason="duplicate_of:" + pl.col("kept_in")))
+                dropped.append(_dropped(frame.join(seen, on="id", how="inner"), "duplicate_of:" + pl.col("kept_in")))
                 frame = frame.join(seen, on="id", how="anti", maintain_order="left")
                 # Of equal conversations the one with the smallest origin stays: a choice that does not
                 # depend on how the rows were split across workers (which copy a worker saw first does).
                 unique = frame.sort("id", "origin").unique("id", keep="first", maintain_order=True).sort("row")
-                dropped.append(frame.join(unique, on="row", how="anti").select(*ORDER, reason=pl.lit("duplicate_within_source")))
+                dropped.append(_dropped(frame.join(unique, on="row", how="anti"), pl.lit("duplicate_within_source")))
                 frame = unique
-                dropped = pl.concat(dropped).sort(ORDER[1:])  # in an order that does not depend on the workers
+                # in rank order: the rejected file does not depend on how workers split the rows
+                dropped = pl.concat(dropped).sort("rank", "origin")
                 counts.update(dict(dropped.group_by("reason").len().iter_rows()))
                 rejects.write(source.key, order, part, dropped)
                 if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():

@@ -218,7 +218,6 @@ def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | s
                info.filters or {}, source_step="read")
 
 
-
 def nothing_converted(counts: Counts, converter: str, rejected: Iterable[Path | str]) -> str | None:
     """Why no row converted, when rows were read and the reader or the converter dropped every one:
     most likely the files are another source's, or the converter another's. None otherwise.
