@@ -476,3 +476,5 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     assert all(d["key"].startswith("changed.json#") and d["id"] in kept for d in rejected["twice"])
     assert [d["reason"] for d in rejected["nc"]] == ["licence_not_allowed"] * 2 and rejected["first"] == []
     assert len(rejected["second"]) == result.by_source["train"]["first"] > 0
+    card = (tmp_path / "out" / "mini" / "README.md").read_text()
+    assert "## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason" in card
