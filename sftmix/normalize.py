@@ -109,7 +109,7 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
     except (TypeError, ValueError) as error:
         # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column; NaN)
         # that the converter passed on into the tools or the origin: the row's drop, not a stopped run.
-        return Drop("malformed_row", f"{type(error).__name__}: {error}")
+        return Drop.malformed_row(error)
 
 
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:

@@ -29,6 +29,11 @@ class Drop(Exception):
         self.detail = detail
         self.raw = None  # the raw row, attached by the stream so rejected output can show it
 
+    @classmethod
+    def malformed_row(cls, error: Exception) -> "Drop":
+        """A row whose data broke the code's assumptions (one of `MALFORMED_ROW_ERRORS`), named by the error."""
+        return cls("malformed_row", f"{type(error).__name__}: {error}")
+
 
 @dataclass
 class Converted:
@@ -57,7 +62,7 @@ def per_row(convert: Callable[[dict], Converted | list[Converted]]):
                 yield index, drop
                 continue
             except MALFORMED_ROW_ERRORS as error:
-                drop = Drop("malformed_row", f"{type(error).__name__}: {error}")
+                drop = Drop.malformed_row(error)
                 drop.raw = row
                 yield index, drop
                 continue

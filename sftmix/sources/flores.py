@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from sftmix.record import message
-from sftmix.sources.base import Converted, Drop, RawRow
+from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop, RawRow
 from sftmix.sources.common import iso639_1
 
 LANGUAGES = ("ca", "en", "es", "eu", "gl", "pt")
@@ -120,8 +120,8 @@ def _read(rows: Iterable[RawRow], groups: dict, accepted: list) -> Iterator[tupl
         except Drop as drop:
             yield index, drop
             continue
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            yield index, Drop("malformed_row", f"{type(error).__name__}: {error}")
+        except MALFORMED_ROW_ERRORS as error:
+            yield index, Drop.malformed_row(error)
             continue
         if taken:
             accepted.append(index)

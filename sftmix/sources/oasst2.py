@@ -62,7 +62,7 @@ def _message(index: str, row: dict) -> dict:
     try:
         return _fields(index, row)
     except MALFORMED_ROW_ERRORS as error:
-        raise Drop("malformed_row", f"{type(error).__name__}: {error}") from None
+        raise Drop.malformed_row(error) from None
 
 
 def _fields(index: str, row: dict) -> dict:
