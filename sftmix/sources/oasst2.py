@@ -32,6 +32,7 @@ kept record, it is not lost), `not_on_selected_path` (an alternative reply), `de
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Iterable, Iterator
 
@@ -50,8 +51,10 @@ def _quality(labels) -> float:
 
 
 def _number(name: str, value) -> float | None:
-    if value is None or type(value) in (int, float):
+    if value is None or type(value) is int or (type(value) is float and math.isfinite(value)):
         return value
+    if type(value) is float:  # NaN would order no sibling and stop the conversation's origin (not JSON)
+        raise ValueError(f"{name} is {value}")
     raise TypeError(f"{name} is {type(value).__name__}")
 
 

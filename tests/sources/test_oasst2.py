@@ -118,6 +118,8 @@ def test_duplicates_and_raw_drops_are_counted(rows):
     ("rank", "0", "TypeError: rank is str"),
     ("lang", ["es"], "TypeError: lang is list"),
     ("detoxify", {"toxicity": "low"}, "TypeError: detoxify.toxicity is str"),
+    ("detoxify", {"toxicity": float("nan")}, "ValueError: detoxify.toxicity is nan"),
+    ("labels", {"name": ["quality"], "value": [float("inf")], "count": [3]}, "ValueError: quality label is inf"),
     ("detoxify", "low", "AttributeError: 'str' object has no attribute 'get'"),
     ("labels", {"name": ["quality"], "value": ["high"], "count": [3]}, "TypeError: quality label is str"),
     ("labels", {"name": ["quality"], "value": [], "count": []}, "IndexError: list index out of range"),
