@@ -365,6 +365,25 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     assert drops_one.equals(drops_two)
 
 
+def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    # 3,072 rows in three raw blocks (worker 0 reads blocks 0 and 2, worker 1 block 1): each of 192
+    # variants of a row a near-duplicate of the others
+    grown = [dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(192) for r in rows]
+    raw = tmp_path / "glaive-function-calling-v2.json"
+    raw.write_text(json.dumps(grown))
+    src = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+           "targets": "all", "filters": {"language": False}}
+    path = _manifest(tmp_path, [src], holdout=0)
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    one, two = (build(load(path), tmp_path / w, workers=n) for w, n in (("w1", 1), ("w2", 2)))
+    assert len(list((tmp_path / "w2" / ".sftmix-work" / "mini" / "normalized" / "g").glob("part-*.parquet"))) == 2
+    assert one.excluded == two.excluded and one.excluded["g"]["near_duplicate_within_source"] > 100
+    drops_one, drops_two = (pq.read_table(tmp_path / w / "mini" / "rejected" / "g.mixing-00000.parquet") for w in ("w1", "w2"))
+    assert drops_one.num_rows == sum(one.excluded["g"].values()) and drops_one.equals(drops_two)
+    assert _table(tmp_path / "w1" / "mini", "train").equals(_table(tmp_path / "w2" / "mini", "train"))
+
+
 def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     first, second = tmp_path / "a.json", tmp_path / "b.json"
