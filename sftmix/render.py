@@ -36,6 +36,7 @@ import json
 import re
 from functools import lru_cache
 
+from sftmix.jsontext import STRICT_DECODER, loads
 from sftmix.record import dumps
 
 TOOLS_HEAD = (
@@ -64,8 +65,8 @@ def _tools_block(tools_json: str) -> str:
 def _arguments(call: dict) -> dict:
     text = call["function"]["arguments"]
     try:
-        arguments = json.loads(text)
-    except json.JSONDecodeError as error:
+        arguments = loads(text, STRICT_DECODER)  # as the tool-call filter reads them: NaN is not JSON
+    except ValueError as error:
         raise ValueError(f"tool call {call['function']['name']!r}: arguments are not JSON: {error}") from None
     if not isinstance(arguments, dict):
         raise ValueError(f"tool call {call['function']['name']!r}: arguments are not a JSON object")

@@ -139,6 +139,10 @@ def test_malformed_arguments_raise():
     rec = record([message("user", "x"), message("assistant", "", tool_calls=[tool_call("get_weather", "[1, 2]", "call_0")])], [WEATHER])
     with pytest.raises(ValueError, match="not a JSON object"):
         to_chatml(rec)
+    # a shard written before NaN was refused: named as the bad arguments, not as the encoder's failure
+    rec = record([message("user", "x"), message("assistant", "", tool_calls=[tool_call("get_weather", '{"city": NaN}', "call_0")])], [WEATHER])
+    with pytest.raises(ValueError, match=r"'get_weather': arguments are not JSON: NaN is not JSON"):
+        to_chatml(rec)
 
 
 def test_parser_follows_vllm_hermes_behaviour():
