@@ -55,22 +55,45 @@ def _plan(args) -> int:
     return 0
 
 
+RENDERED_COLUMNS = ("id", "source", "language", "licence", "messages", "tools")
+
+
 def _render(args) -> int:
     from sftmix.render import to_chatml
-    from sftmix.shards import parquet_batches
+    from sftmix.shards import parquet_batches, parquet_schema
 
     path = Path(args.shard)
     if not path.is_file():
         raise UserError(f"shard not found: {path}")
+    _check_renderable(path, parquet_schema(path))
     shown = 0
-    for batch in parquet_batches(path, batch_size=256):
+    for batch in parquet_batches(path, batch_size=256, columns=list(RENDERED_COLUMNS)):
         for record in batch.to_pylist():
             if args.limit is not None and shown >= args.limit:
                 return 0
+            try:
+                text = to_chatml(record)
+            except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
+                raise UserError(f"cannot render row {record['id']} of {path}: {error}") from None
             print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
-            print(to_chatml(record))
+            print(text)
             shown += 1
     return 0
+
+
+def _check_renderable(path: Path, schema) -> None:
+    """A raw source file or a rejected file given by mistake is named as such, not a traceback."""
+    import pyarrow as pa
+
+    missing = [name for name in RENDERED_COLUMNS if name not in schema.names]
+    if missing:
+        raise UserError(f"{path} is not a shard of records: it has no column {', '.join(missing)} "
+                        f"(its columns: {', '.join(schema.names)})")
+    messages = schema.field("messages").type
+    if not (pa.types.is_list(messages) and pa.types.is_struct(messages.value_type)
+            and {"role", "content"} <= {field.name for field in messages.value_type}):
+        raise UserError(f"{path} is not a shard of records: its messages column is {messages}, "
+                        "not a list of messages with a role and content")
 
 
 SUMMARY_LLM_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")

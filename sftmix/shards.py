@@ -44,6 +44,11 @@ def parquet_batches(path: Path | str, error_type: type[Exception] = UnreadablePa
         yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(**iter_batches)
 
 
+def parquet_schema(path: Path | str) -> pa.Schema:
+    with _naming_unreadable(path, UnreadableParquet):
+        return pq.read_schema(path)
+
+
 def parquet_rows(path: Path | str) -> int:
     with _naming_unreadable(path, UnreadableParquet):
         return pq.ParquetFile(path).metadata.num_rows

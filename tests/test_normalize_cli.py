@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -184,6 +185,43 @@ def test_rendering_a_damaged_shard_is_one_line_naming_it(filtered, tmp_path, how
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert f"sftmix: error: cannot read {broken}: " in done.stderr
+
+
+def _one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    return done.stderr.strip()
+
+
+def test_rendering_a_row_whose_arguments_are_not_json_names_the_row(filtered, tmp_path):
+    """A shard the tool-call filter did not clean (an older build, one made by hand): rows before
+    the bad one are printed, then one line names it."""
+    out_dir, _, _ = filtered
+    records = pq.read_table(out_dir / "OUT.parquet")
+    rows = records.to_pylist()
+    bad = max(i for i, row in enumerate(rows) if any(m["tool_calls"] for m in row["messages"]))
+    assert bad > 0
+    call = next(m for m in rows[bad]["messages"] if m["tool_calls"])["tool_calls"][0]
+    call["function"]["arguments"] = '{"x": NaN}'
+    shard = tmp_path / "part-00000.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=records.schema), shard)
+    done = sftmix("render", shard, cwd=tmp_path)
+    assert _one_line_error(done) == (f"sftmix: error: cannot render row {rows[bad]['id']} of {shard}: tool call "
+                                     f"{call['function']['name']!r}: arguments are not JSON: NaN is not JSON")
+    assert [line for line in done.stdout.splitlines() if line.startswith("### ")] == [
+        f"### {row['id']} ({row['source']}, {row['language']}, {row['licence']})" for row in rows[:bad]]
+
+
+def test_rendering_a_file_that_is_not_a_shard_names_what_it_lacks(tmp_path):
+    done = sftmix("render", TOUCAN, cwd=tmp_path)
+    assert _one_line_error(done) == (f"sftmix: error: {TOUCAN} is not a shard of records: it has no column id, source, "
+                                     "language, licence (its columns: uuid, subset_name, question, target_tools, tools, messages)")
+    flat = tmp_path / "flat.parquet"  # the right names, messages as JSON text
+    for messages, shown in [(["[]"], "string"), ([["hi"]], "list<element: string>")]:
+        pq.write_table(pa.table({"messages": messages, **{name: ["x"] for name in ("id", "source", "language", "licence", "tools")}}), flat)
+        assert _one_line_error(sftmix("render", flat, cwd=tmp_path)) == (
+            f"sftmix: error: {flat} is not a shard of records: its messages column is {shown}, "
+            "not a list of messages with a role and content")
 
 
 def test_generic_converter_without_licence_is_refused(tmp_path):
