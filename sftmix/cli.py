@@ -59,25 +59,29 @@ RENDERED_COLUMNS = ("id", "source", "language", "licence", "messages", "tools")
 
 
 def _render(args) -> int:
+    from sftmix.reader import shard_files
     from sftmix.render import to_chatml
     from sftmix.shards import parquet_batches, parquet_schema
 
     path = Path(args.shard)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"shard not found: {path}")
-    _check_renderable(path, parquet_schema(path))
+    shards = shard_files(path) if path.is_dir() else [path]  # a directory: its train split's shards in order
+    for shard in shards:
+        _check_renderable(shard, parquet_schema(shard))
     shown = 0
-    for batch in parquet_batches(path, batch_size=256, columns=list(RENDERED_COLUMNS)):
-        for record in batch.to_pylist():
-            if args.limit is not None and shown >= args.limit:
-                return 0
-            try:
-                text = to_chatml(record)
-            except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
-                raise UserError(f"cannot render row {record['id']} of {path}: {error}") from None
-            print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
-            print(text)
-            shown += 1
+    for shard in shards:
+        for batch in parquet_batches(shard, batch_size=256, columns=list(RENDERED_COLUMNS)):
+            for record in batch.to_pylist():
+                if args.limit is not None and shown >= args.limit:
+                    return 0
+                try:
+                    text = to_chatml(record)
+                except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
+                    raise UserError(f"cannot render row {record['id']} of {shard}: {error}") from None
+                print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
+                print(text)
+                shown += 1
     return 0
 
 
@@ -213,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.set_defaults(run=_judge)
 
     render = commands.add_parser("render", help="print shard rows as ChatML training text (Hermes tool calls)")
-    render.add_argument("shard")
+    render.add_argument("shard", help="a shard, or a mixture or split directory (a mixture directory: its train split)")
     render.add_argument("--limit", type=int, default=None)
     render.set_defaults(run=_render)
     return parser

@@ -208,8 +208,35 @@ def test_rendering_a_row_whose_arguments_are_not_json_names_the_row(filtered, tm
     done = sftmix("render", shard, cwd=tmp_path)
     assert _one_line_error(done) == (f"sftmix: error: cannot render row {rows[bad]['id']} of {shard}: tool call "
                                      f"{call['function']['name']!r}: arguments are not JSON: NaN is not JSON")
-    assert [line for line in done.stdout.splitlines() if line.startswith("### ")] == [
+    assert _headers(done.stdout) == [
         f"### {row['id']} ({row['source']}, {row['language']}, {row['licence']})" for row in rows[:bad]]
+
+
+def _headers(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("### ")]
+
+
+def test_rendering_a_mixture_directory_renders_its_train_shards_in_order(filtered, tmp_path):
+    out_dir, _, _ = filtered
+    rows = pq.read_table(out_dir / "OUT.parquet")
+    (tmp_path / "mix" / "train").mkdir(parents=True)
+    (tmp_path / "mix" / "validation").mkdir()
+    half = rows.num_rows // 2
+    pq.write_table(rows.slice(half), tmp_path / "mix" / "train" / "part-00001.parquet")
+    pq.write_table(rows.slice(0, half), tmp_path / "mix" / "train" / "part-00000.parquet")
+    pq.write_table(rows.slice(0, 1), tmp_path / "mix" / "validation" / "part-00000.parquet")
+    expected = [f"### {row['id']} ({row['source']}, {row['language']}, {row['licence']})" for row in rows.to_pylist()]
+    done = sftmix("render", tmp_path / "mix", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _headers(done.stdout) == expected
+    assert done.stdout == sftmix("render", tmp_path / "mix" / "train", cwd=tmp_path).stdout
+    assert _headers(sftmix("render", tmp_path / "mix", "--limit", str(half + 2), cwd=tmp_path).stdout) == expected[:half + 2]
+    assert _headers(sftmix("render", tmp_path / "mix" / "validation", cwd=tmp_path).stdout) == expected[:1]
+    assert _one_line_error(sftmix("render", tmp_path, cwd=tmp_path)) == f"sftmix: error: no shards (part-*.parquet) under {tmp_path}"
+    shutil.copy(TOUCAN, tmp_path / "mix" / "train" / "part-00002.parquet")  # every shard is checked before any is shown
+    done = sftmix("render", tmp_path / "mix", cwd=tmp_path)
+    assert _one_line_error(done).startswith(f"sftmix: error: {tmp_path / 'mix' / 'train' / 'part-00002.parquet'} is not a shard")
+    assert done.stdout == ""
 
 
 def test_rendering_a_file_that_is_not_a_shard_names_what_it_lacks(tmp_path):
