@@ -1,4 +1,5 @@
-"""Building a manifest, stage by stage: the functions the Dagster assets (and `sftmix build`) call.
+"""Building a manifest, stage by stage: the functions the Dagster assets call, and `build`, which
+runs every stage in one process.
 
 Stages per source: raw files (local, Hub at a pinned revision, or another mixture's train split)
 -> normalized (converter) -> filtered (rule filters); then the mixture (train + validation shards)
@@ -24,6 +25,7 @@ from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_fro
 from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.reader import shard_files
+from sftmix.rejected import REJECTED_FILE
 from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
@@ -229,10 +231,22 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     if missing:
         raise BuildError(f"sources not filtered yet: {', '.join(missing)}")
     result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing", rejected_dir=layout.rejected_dir)
+    for stale in rejected_of_other_sources(manifest, layout):
+        log.info("removed %s: its source is no longer in %s", stale, manifest.path or "the manifest")
+        stale.unlink()
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
     mixing.write_stats(result, layout.mixture_dir / "stats.json")
     return result
+
+
+def rejected_of_other_sources(manifest: Manifest, layout: Layout) -> list[Path]:
+    """Rejected files a build of a source the manifest no longer has left in the mixture directory:
+    the published drops must be those of the sources the card lists. Files not named as sftmix
+    names them are not sftmix's, and are left alone."""
+    keys = {source.key for source in manifest.sources}
+    named = ((path, REJECTED_FILE.fullmatch(path.name)) for path in sorted(layout.rejected_dir.glob("*.parquet")))
+    return [path for path, match in named if match and match["source"] not in keys]
 
 
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:

@@ -8,6 +8,7 @@ every drop of every stage lands in the same place and the same counts.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,8 @@ REJECTED_SCHEMA = pa.schema(
     ]
 )
 FLUSH_ROWS = 2048
+# `<source>.<stage>-<part>.parquet`, as every stage, the generators and the mixing name them
+REJECTED_FILE = re.compile(r"(?P<source>.+)\.(?P<stage>[a-z]+)-\d{5}\.parquet")
 
 
 def _row_json(row) -> str:

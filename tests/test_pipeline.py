@@ -497,3 +497,18 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     assert len(rejected["second"]) == result.by_source["train"]["first"] > 0
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert "## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason" in card
+
+
+def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
+    """The published drops are those of the sources the card lists; a file sftmix did not name stays."""
+    def source(key):
+        return {"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en",
+                "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
+
+    rejected = tmp_path / "out" / "mini" / "rejected"
+    build(load(_manifest(tmp_path, [source("g"), source("g.v1")], holdout=0)), tmp_path / "out")
+    stages = ("filtered", "mixing", "normalized")
+    assert sorted(p.name for p in rejected.iterdir()) == sorted(f"{k}.{s}-00000.parquet" for k in ("g", "g.v1") for s in stages)
+    (rejected / "my-notes.parquet").write_bytes(b"")
+    build(load(_manifest(tmp_path, [source("g")], holdout=0)), tmp_path / "out")  # a key that is a prefix of the other's
+    assert sorted(p.name for p in rejected.iterdir()) == [f"g.{s}-00000.parquet" for s in stages] + ["my-notes.parquet"]
