@@ -311,6 +311,16 @@ def test_not_yaml(tmp_path):
     load_error(write(tmp_path, "mixture: [unclosed\n  - x: :"))
 
 
+def test_a_file_that_is_not_utf8_text_is_a_manifest_error(tmp_path):
+    """A Parquet file given for the manifest, or a YAML file saved as Latin-1."""
+    parquet = ROOT / "tests" / "fixtures" / "toucan" / "train-00000-of-00003.parquet"
+    assert load_error(parquet) == (f"{parquet}: a manifest is YAML text; this file is not UTF-8 "
+                                   "(invalid start byte at byte 7)")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("mixture: sample\ndescription: Català\n".encode("latin-1"))
+    assert "not UTF-8 (invalid continuation byte at byte 34)" in load_error(latin1)
+
+
 def test_not_a_mapping(tmp_path):
     load_error(write(tmp_path, "- just\n- a list\n"))
 
