@@ -55,49 +55,25 @@ def _plan(args) -> int:
     return 0
 
 
-RENDERED_COLUMNS = ("id", "source", "language", "licence", "messages", "tools")
-
-
 def _render(args) -> int:
+    from sftmix.normalize import read_records
     from sftmix.reader import shard_files
     from sftmix.render import to_chatml
-    from sftmix.shards import parquet_batches, parquet_schema
 
     path = Path(args.shard)
     if not path.exists():
         raise UserError(f"shard not found: {path}")
     shards = shard_files(path) if path.is_dir() else [path]  # a directory: its train split's shards in order
-    for shard in shards:
-        _check_renderable(shard, parquet_schema(shard))
-    shown = 0
-    for shard in shards:
-        for batch in parquet_batches(shard, batch_size=256, columns=list(RENDERED_COLUMNS)):
-            for record in batch.to_pylist():
-                if args.limit is not None and shown >= args.limit:
-                    return 0
-                try:
-                    text = to_chatml(record)
-                except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
-                    raise UserError(f"cannot render row {record['id']} of {shard}: {error}") from None
-                print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
-                print(text)
-                shown += 1
+    for shown, record in enumerate(read_records(shards)):
+        if args.limit is not None and shown >= args.limit:
+            break
+        try:
+            text = to_chatml(record)
+        except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
+            raise UserError(f"cannot render row {record['id']} of {path}: {error}") from None
+        print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
+        print(text)
     return 0
-
-
-def _check_renderable(path: Path, schema) -> None:
-    """A raw source file or a rejected file given by mistake is named as such, not a traceback."""
-    import pyarrow as pa
-
-    missing = [name for name in RENDERED_COLUMNS if name not in schema.names]
-    if missing:
-        raise UserError(f"{path} is not a shard of records: it has no column {', '.join(missing)} "
-                        f"(its columns: {', '.join(schema.names)})")
-    messages = schema.field("messages").type
-    if not (pa.types.is_list(messages) and pa.types.is_struct(messages.value_type)
-            and {"role", "content"} <= {field.name for field in messages.value_type}):
-        raise UserError(f"{path} is not a shard of records: its messages column is {messages}, "
-                        "not a list of messages with a role and content")
 
 
 SUMMARY_LLM_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")

@@ -21,9 +21,9 @@ from datatrove.data import Document
 import filters as rule_filters
 from sftmix.counts import Counts
 from sftmix.raw import iter_raw_rows
-from sftmix.record import SCHEMA, make_record
+from sftmix.record import SCHEMA, make_record, schema_problem
 from sftmix.rejected import RejectedSink
-from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches
+from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
 from sftmix.sources import Converted, Drop, get_converter
 from sftmix.sources.common import iso639_1
 
@@ -114,7 +114,13 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
 
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:
     """Canonical records from Parquet (a previous stage's output), batch by batch; with
-    `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches)."""
+    `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches).
+    Every file is checked to hold records before any row is read: a raw source file given by
+    mistake is named, not a crash on its first row."""
+    for path in files:
+        problem = schema_problem(parquet_schema(path))
+        if problem:
+            raise UnreadableParquet(f"{path} is not a file of records: {problem}")
     index = 0
     for path in files:
         for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=list(SCHEMA.names)):

@@ -45,6 +45,24 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
+def schema_problem(schema: pa.Schema) -> str | None:
+    """Why rows of `schema` are not records (None when they are): a column missing, or of another
+    kind. More columns are allowed (scores), text may be large strings and lists large lists (as
+    polars writes them), and messages need only a role and content (a shard of an older layout)."""
+    missing = [name for name in COLUMNS if name not in schema.names]
+    if missing:
+        return f"it has no column {', '.join(missing)} (its columns: {', '.join(schema.names)})"
+    messages = schema.field("messages").type
+    if not ((pa.types.is_list(messages) or pa.types.is_large_list(messages)) and pa.types.is_struct(messages.value_type)
+            and {"role", "content"} <= {field.name for field in messages.value_type}):
+        return f"its messages column is {messages}, not a list of messages with a role and content"
+    for name in COLUMNS:
+        kind = schema.field(name).type
+        if name != "messages" and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return f"its {name} column is {kind}, not text"
+    return None
+
+
 # Encoders made once: `json.dumps` builds a new one on every call that sets an option. Stored text is
 # JSON for every reader: a NaN or an infinity (which json writes as `NaN`, no other parser reads)
 # raises ValueError, and the row is dropped instead. The canonical text is only hashed: a source's

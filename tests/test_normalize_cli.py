@@ -235,20 +235,36 @@ def test_rendering_a_mixture_directory_renders_its_train_shards_in_order(filtere
     assert _one_line_error(sftmix("render", tmp_path, cwd=tmp_path)) == f"sftmix: error: no shards (part-*.parquet) under {tmp_path}"
     shutil.copy(TOUCAN, tmp_path / "mix" / "train" / "part-00002.parquet")  # every shard is checked before any is shown
     done = sftmix("render", tmp_path / "mix", cwd=tmp_path)
-    assert _one_line_error(done).startswith(f"sftmix: error: {tmp_path / 'mix' / 'train' / 'part-00002.parquet'} is not a shard")
+    assert _one_line_error(done).startswith(f"sftmix: error: {tmp_path / 'mix' / 'train' / 'part-00002.parquet'} is not a file of records")
     assert done.stdout == ""
 
 
 def test_rendering_a_file_that_is_not_a_shard_names_what_it_lacks(tmp_path):
     done = sftmix("render", TOUCAN, cwd=tmp_path)
-    assert _one_line_error(done) == (f"sftmix: error: {TOUCAN} is not a shard of records: it has no column id, source, "
-                                     "language, licence (its columns: uuid, subset_name, question, target_tools, tools, messages)")
+    assert _one_line_error(done) == (f"sftmix: error: {TOUCAN} is not a file of records: it has no column id, source, "
+                                     "licence, language, origin (its columns: uuid, subset_name, question, target_tools, tools, messages)")
     flat = tmp_path / "flat.parquet"  # the right names, messages as JSON text
     for messages, shown in [(["[]"], "string"), ([["hi"]], "list<element: string>")]:
-        pq.write_table(pa.table({"messages": messages, **{name: ["x"] for name in ("id", "source", "language", "licence", "tools")}}), flat)
+        pq.write_table(pa.table({"messages": messages, **{name: ["x"] for name in ("id", "source", "language", "licence", "tools", "origin")}}), flat)
         assert _one_line_error(sftmix("render", flat, cwd=tmp_path)) == (
-            f"sftmix: error: {flat} is not a shard of records: its messages column is {shown}, "
+            f"sftmix: error: {flat} is not a file of records: its messages column is {shown}, "
             "not a list of messages with a role and content")
+
+
+@pytest.mark.parametrize("command", [["judge", TOUCAN, "-o", "out.parquet"],
+                                     ["generate", "wildchat_responses", "--input", TOUCAN, "-o", "out.parquet"]],
+                         ids=["judge", "generate"])
+def test_llm_commands_given_a_raw_file_name_it_and_call_no_endpoint(tmp_path, monkeypatch, command):
+    """Their input is records (a stage's output); before, judge crashed on its first row and generate
+    wrote nothing and counted nothing."""
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    monkeypatch.setenv("SFTMIX_LLM_BASE_URL", "http://127.0.0.1:9")  # nothing listens: a request would be a drop
+    monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
+    done = sftmix(*command, cwd=tmp_path)
+    assert _one_line_error(done) == (f"sftmix: error: {TOUCAN} is not a file of records: it has no column id, source, "
+                                     "licence, language, origin (its columns: uuid, subset_name, question, target_tools, "
+                                     "tools, messages)")
+    assert leftovers(tmp_path) == []
 
 
 def test_generic_converter_without_licence_is_refused(tmp_path):

@@ -1,13 +1,14 @@
-"""Content ids: the hash of json.dumps' canonical bytes, whichever encoder writes them."""
+"""Content ids: the hash of json.dumps' canonical bytes, whichever encoder writes them; what a file of records is."""
 
 import hashlib
 import json
 import math
 import random
 
+import pyarrow as pa
 import pytest
 
-from sftmix.record import content_id, dumps, make_record, message, tool_call, tool_def
+from sftmix.record import content_id, dumps, make_record, message, schema_problem, tool_call, tool_def
 
 
 def reference_id(messages, tools):
@@ -90,3 +91,52 @@ def test_a_lone_surrogate_is_an_encoding_error_as_with_json():
     # normalize turns this error into an `invalid_unicode` drop.
     with pytest.raises(UnicodeEncodeError):
         content_id(conversation("half a pair \ud83d"), "[]", [])
+
+
+def _records():
+    return [make_record(messages=[message("user", f"Question {i}?"), message("assistant", f"Answer {i}.")], tools=[],
+                        source="s", licence="mit", language="en", origin={"row": f"in.jsonl#{i}"}) for i in range(3)]
+
+
+def test_records_written_back_by_polars_or_with_more_columns_are_read_as_written(tmp_path):
+    """polars writes large strings and large lists; a judged file has a scores column."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sftmix.normalize import read_records
+    from sftmix.record import SCHEMA, to_table
+
+    records = _records()
+    pq.write_table(to_table(records), tmp_path / "a.parquet")
+    pl.read_parquet(tmp_path / "a.parquet").with_columns(score=pl.lit(5)).write_parquet(tmp_path / "b.parquet")
+    kinds = pq.read_schema(tmp_path / "b.parquet")
+    assert pa.types.is_large_string(kinds.field("id").type) and pa.types.is_large_list(kinds.field("messages").type)
+    assert schema_problem(SCHEMA) is None and schema_problem(kinds) is None
+    assert [{k: r[k] for k in SCHEMA.names} for r in read_records([tmp_path / "b.parquet"])] == records
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda t: t.drop_columns(["origin", "licence"]),
+     "it has no column licence, origin (its columns: id, source, language, messages, tools)"),
+    (lambda t: t.set_column(4, "messages", pa.array(["[]"] * t.num_rows)),
+     "its messages column is string, not a list of messages with a role and content"),
+    (lambda t: t.set_column(4, "messages", pa.array([[{"role": "user"}]] * t.num_rows)),
+     "its messages column is list<element: struct<role: string>>, not a list of messages with a role and content"),
+    (lambda t: t.set_column(5, "tools", pa.array([[]] * t.num_rows, pa.list_(pa.string()))),
+     "its tools column is list<element: string>, not text"),
+], ids=["missing", "messages_text", "messages_without_content", "tools_list"])
+def test_a_file_that_is_not_records_is_named_before_any_row_is_read(tmp_path, change, problem):
+    import pyarrow.parquet as pq
+
+    from sftmix.normalize import read_records
+    from sftmix.record import to_table
+    from sftmix.shards import UnreadableParquet
+
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    pq.write_table(to_table(_records()), good)
+    pq.write_table(change(to_table(_records())), bad)
+    rows = read_records([good, bad])
+    with pytest.raises(UnreadableParquet) as error:
+        next(rows)
+    assert str(error.value) == f"{bad} is not a file of records: {problem}"
