@@ -24,8 +24,10 @@ def _normalize(args) -> int:
     licence = args.licence or DEFAULT_LICENCES.get(args.converter)
     if licence is None and args.converter not in ROW_LICENSED:
         raise UserError(f"converter {args.converter!r} has no default licence; pass --licence")
+    _labels_valid(args.licence, args.language)
     out = Path(args.output)
     rejected = Path(args.rejected) if args.rejected else out.with_name(out.stem + ".rejected.parquet")
+    _outputs_apart(args.inputs, out, rejected)
     info = SourceInfo(
         key=args.source or args.converter,
         converter=args.converter,
@@ -43,6 +45,25 @@ def _normalize(args) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     _print_summary(counts)
     return 0
+
+
+def _labels_valid(licence: str | None, language: str | None) -> None:
+    """The licence and language given on the command line, checked as a manifest's are."""
+    from sftmix.manifest import language_problem, licence_problem
+
+    problem = (licence and licence_problem(licence)) or (language and language_problem(language))
+    if problem:
+        raise UserError(problem)
+
+
+def _outputs_apart(inputs: list[str], *outputs: Path) -> None:
+    """An output written over an input would destroy the input once the run renames it into place."""
+    given = {Path(path).resolve() for path in inputs}
+    for output in outputs:
+        if output.resolve() in given:
+            raise UserError(f"{output} is one of the inputs: it would be overwritten")
+    if len({output.resolve() for output in outputs}) < len(outputs):
+        raise UserError(f"the records and the rejected rows would be written to the same file: {', '.join(map(str, outputs))}")
 
 
 def _plan(args) -> int:
@@ -109,6 +130,7 @@ def _generate(args) -> int:
     missing = [p for p in args.input if not Path(p).is_file()]
     if missing:
         raise UserError(f"input file not found: {', '.join(missing)}")
+    _labels_valid(args.licence, args.language)
     manifest = load(args.manifest) if args.manifest else None
     source = next((s for s in manifest.sources if s.generator and s.generator.name == args.generator), None) if manifest else None
     targets = dict(source.target_cells()) if source else {args.language or "en": "all"}
@@ -122,8 +144,9 @@ def _generate(args) -> int:
                       licence=(source.licence if source else None) or args.licence,
                       filters=manifest.filter_config(source) if source else {}, manifest_hash=manifest.hash if manifest else None)
     out = Path(args.output)
-    counts = generate(module, read_records(args.input), context, info, out, out.with_name(out.stem + ".rejected.parquet"),
-                      limit=args.limit)
+    rejected = out.with_name(out.stem + ".rejected.parquet")
+    _outputs_apart(args.input, out, rejected)
+    counts = generate(module, read_records(args.input), context, info, out, rejected, limit=args.limit)
     _print_llm_summary("generated", counts, client.stats)
     return 0
 
@@ -143,14 +166,25 @@ def _judge(args) -> int:
     config = {name: False for name in rule_filters.FILTERS}
     config[LLMJudgeFilter.name] = {"threshold": args.threshold, "rubric": rubric, "client": client}
     out = Path(args.output)
-    counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out,
-                            out.with_name(out.stem + ".rejected.parquet"))
+    rejected = out.with_name(out.stem + ".rejected.parquet")
+    _outputs_apart([args.input], out, rejected)
+    counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out, rejected)
     _print_llm_summary("kept", counts, client.stats)
     return 0
 
 
 def _print_summary(counts: Counts) -> None:
     print(json.dumps(counts.summary(), ensure_ascii=False))
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is negative")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     generate.add_argument("--manifest", help="take targets, params, identity, licence and LLM settings from this manifest")
     generate.add_argument("--language", help="only this target language")
-    generate.add_argument("--limit", type=int, help="at most this many items")
+    generate.add_argument("--limit", type=_count, help="at most this many items")
     generate.add_argument("--licence", default="apache-2.0", help="licence of generated rows without a manifest")
     generate.add_argument("--cache-dir", help="LLM response cache (default: $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
     generate.set_defaults(run=_generate)
@@ -188,13 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("input", metavar="IN")
     judge.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     judge.add_argument("--rubric", help="rubric text file (criterion and score 1-5 descriptions)")
-    judge.add_argument("--threshold", type=int, default=4)
+    judge.add_argument("--threshold", type=int, default=4, choices=range(1, 6), help="lowest score kept (1-5)")
     judge.add_argument("--cache-dir", help="LLM response cache (default: $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
     judge.set_defaults(run=_judge)
 
     render = commands.add_parser("render", help="print shard rows as ChatML training text (Hermes tool calls)")
     render.add_argument("shard", help="a shard, or a mixture or split directory (a mixture directory: its train split)")
-    render.add_argument("--limit", type=int, default=None)
+    render.add_argument("--limit", type=_count, default=None, help="at most this many rows")
     render.set_defaults(run=_render)
     return parser
 

@@ -19,6 +19,7 @@ import filters as rule_filters
 from generators import KNOWN_GENERATORS
 from sftmix.sources import ROW_LICENSED
 from sftmix.sources import available as available_converters
+from sftmix.sources.common import iso639_1
 
 # Licence ids we know (lower-case SPDX style). A policy or a source naming anything else is an error,
 # so a typo can never silently let a row through or shut a source out.
@@ -31,6 +32,20 @@ KNOWN_LICENCES = frozenset({
 ANY_LANGUAGE = "*"  # a target over every language of the source (the card gives no split)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def licence_problem(licence: str) -> str | None:
+    """Why `licence` cannot label rows (None when it can): the manifest's and `sftmix normalize`'s check."""
+    return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
+
+
+def language_problem(language: str) -> str | None:
+    """Why `language` cannot label rows (None when it can): rows are labelled with ISO 639-1 codes
+    (639-3 where there is none, as `fil`), the codes targets are written in."""
+    if _LANGUAGE.match(language):
+        return None
+    code = iso639_1(language)
+    return f"language {language!r} is not an ISO 639-1 code" + (f" (did you mean {code!r}?)" if code else "")
 
 
 def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
@@ -119,8 +134,17 @@ class Source(_Strict):
     @field_validator("licence")
     @classmethod
     def _licence(cls, value):
-        if value is not None and value not in KNOWN_LICENCES:
-            raise ValueError(f"unknown licence {value!r}")
+        problem = value is not None and licence_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value):
+        problem = value is not None and language_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("targets")

@@ -325,6 +325,24 @@ def test_not_a_mapping(tmp_path):
     load_error(write(tmp_path, "- just\n- a list\n"))
 
 
+@pytest.mark.parametrize("value, problem", [
+    ("english", "language 'english' is not an ISO 639-1 code (did you mean 'en'?)"),
+    ("es-ES", "language 'es-ES' is not an ISO 639-1 code (did you mean 'es'?)"),
+    ("Elvish", "language 'Elvish' is not an ISO 639-1 code"),
+])
+def test_a_source_language_that_is_not_a_code_is_a_manifest_error(tmp_path, value, problem):
+    """Its rows would be labelled with it, and meet none of the targets, which are codes."""
+    message = load_error(write(tmp_path, edited(_set("sources.0.language", value))))
+    assert message.endswith(f"sources.0.language (source {BASE['sources'][0]['key']!r}): {problem}")
+
+
+def test_an_unknown_source_licence_names_the_known_ones(tmp_path):
+    message = load_error(write(tmp_path, edited(_set("sources.0.licence", "cc-by-9.0"))))
+    assert message.endswith("unknown licence 'cc-by-9.0'; known: apache-2.0, bsd-3-clause, cc-by-2.0, cc-by-3.0, cc-by-4.0, "
+                            "cc-by-nc-4.0, cc-by-nc-nd-4.0, cc-by-nc-sa-4.0, cc-by-sa-2.0, cc-by-sa-3.0, cc-by-sa-4.0, "
+                            "cc0-1.0, llama2, llama3, mit, odc-by, odc-by-1.0, other, pddl, unknown")
+
+
 def test_unknown_filter_name_is_a_manifest_error(tmp_path):
     message = load_error(write(tmp_path, edited(_set("filters", {"lenght": {"max_tokens": 10}}))))
     assert "filters" in message and "lenght" in message

@@ -267,6 +267,61 @@ def test_llm_commands_given_a_raw_file_name_it_and_call_no_endpoint(tmp_path, mo
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("flags, error", [
+    (["--language", "english"], "language 'english' is not an ISO 639-1 code (did you mean 'en'?)"),
+    (["--language", "pt-BR"], "language 'pt-BR' is not an ISO 639-1 code (did you mean 'pt'?)"),
+    (["--licence", "CC BY 4.0"], "unknown licence 'CC BY 4.0'; known: apache-2.0, bsd-3-clause, cc-by-2.0, "),
+], ids=["language_name", "language_tag", "licence"])
+def test_labels_are_checked_as_a_manifest_checks_them(tmp_path, flags, error):
+    """Rows labelled `english` would meet no `en` target; a licence no policy names would be refused at mixing."""
+    raw = tmp_path / DOLLY.name
+    shutil.copy(DOLLY, raw)
+    done = sftmix("normalize", "dolly", raw, "-o", tmp_path / "d.parquet", *flags, cwd=tmp_path)
+    _assert_clean_failure(done, tmp_path, f"sftmix: error: {error}")
+    assert leftovers(tmp_path) == [DOLLY.name]
+
+
+def test_generate_checks_its_labels_before_anything_else(tmp_path):
+    for flags, error in ((["--licence", "CC BY"], "unknown licence 'CC BY'; known: "),
+                         (["--language", "Catalan"], "language 'Catalan' is not an ISO 639-1 code (did you mean 'ca'?)")):
+        done = sftmix("generate", "self_identity", "-o", tmp_path / "g.parquet", *flags, cwd=tmp_path)
+        assert _one_line_error(done).startswith(f"sftmix: error: {error}")
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
+    raw = tmp_path / DOLLY.name
+    shutil.copy(DOLLY, raw)
+    for flags in (["-o", raw], ["-o", tmp_path / "d.parquet", "--rejected", raw]):
+        done = sftmix("normalize", "dolly", raw, *flags, cwd=tmp_path)
+        _assert_clean_failure(done, tmp_path, f"sftmix: error: {raw} is one of the inputs: it would be overwritten")
+    done = sftmix("normalize", "dolly", raw, "-o", "d.parquet", "--rejected", "./d.parquet", cwd=tmp_path)
+    _assert_clean_failure(done, tmp_path, "sftmix: error: the records and the rejected rows would be written to the same file")
+    assert raw.read_bytes() == DOLLY.read_bytes() and leftovers(tmp_path) == [DOLLY.name]
+
+
+def test_judge_and_generate_refuse_to_write_over_their_input(tmp_path, filtered, monkeypatch):
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    monkeypatch.setenv("SFTMIX_LLM_BASE_URL", "http://127.0.0.1:9")  # nothing listens: a request would be a drop
+    records = tmp_path / "records.parquet"
+    shutil.copy(filtered[0] / "OUT.parquet", records)
+    for command in (["judge", records, "-o", records], ["generate", "wildchat_responses", "--input", records, "-o", records]):
+        done = sftmix(*command, cwd=tmp_path)
+        assert _one_line_error(done) == f"sftmix: error: {records} is one of the inputs: it would be overwritten"
+    assert records.read_bytes() == (filtered[0] / "OUT.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("command, error", [
+    (["render", "x.parquet", "--limit", "-1"], "sftmix render: error: argument --limit: -1 is negative"),
+    (["render", "x.parquet", "--limit", "two"], "sftmix render: error: argument --limit: 'two' is not a whole number"),
+    (["generate", "self_identity", "-o", "x.parquet", "--limit", "-5"], "sftmix generate: error: argument --limit: -5 is negative"),
+    (["judge", "x.parquet", "-o", "y.parquet", "--threshold", "9"],
+     "sftmix judge: error: argument --threshold: invalid choice: 9 (choose from 1, 2, 3, 4, 5)"),
+], ids=["render_negative", "render_word", "generate_negative", "judge_threshold"])
+def test_counts_and_thresholds_out_of_range_are_usage_errors(tmp_path, command, error):
+    done = sftmix(*command, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == error
+
+
 def test_generic_converter_without_licence_is_refused(tmp_path):
     fixture = ROOT / "tests" / "fixtures" / "sharegpt" / "data.jsonl"
     done = sftmix("normalize", "sharegpt", fixture, "-o", tmp_path / "OUT.parquet", cwd=tmp_path)
