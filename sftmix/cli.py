@@ -78,13 +78,14 @@ def _plan(args) -> int:
 
 def _render(args) -> int:
     from sftmix.normalize import read_records
-    from sftmix.reader import shard_files
+    from sftmix.reader import SPLITS, shard_files
     from sftmix.render import to_chatml
 
     path = Path(args.shard)
     if not path.exists():
         raise UserError(f"shard not found: {path}")
-    shards = shard_files(path) if path.is_dir() else [path]  # a directory: its train split's shards in order
+    # a directory: a split's shards in order (a mixture directory: its train split)
+    shards = shard_files(path, path.name if path.name in SPLITS else "train") if path.is_dir() else [path]
     for shown, record in enumerate(read_records(shards)):
         if args.limit is not None and shown >= args.limit:
             break

@@ -12,9 +12,18 @@ SPLITS = ("train", "validation")
 
 
 def shard_files(path: Path | str, split: str = "train") -> list[Path]:
-    """`path` is a mixture directory (`<out>/<mixture>`) or a split directory."""
+    """`path` is a mixture directory (`<out>/<mixture>`) or a split directory. A split directory of
+    the other split is refused: reading `.../train` for `split="validation"` would train on the
+    holdout's rows or evaluate on training rows."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     root = Path(path)
-    split_dir = root / split if (root / split).is_dir() else root
+    if (root / split).is_dir():
+        split_dir = root / split
+    elif root.name in SPLITS and root.name != split:
+        raise ValueError(f"{root} is the {root.name} split, not the {split} split")
+    else:
+        split_dir = root
     files = sorted(split_dir.glob("part-*.parquet"))
     if not files:
         raise FileNotFoundError(f"no shards (part-*.parquet) under {split_dir}")

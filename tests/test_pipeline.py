@@ -135,6 +135,22 @@ def test_training_job_readers(sample_build):
     assert isinstance(json.loads(row["tools"]), list) and row["messages"][0]["role"] in ("system", "user")
 
 
+def test_a_split_directory_is_read_for_its_own_split_only(sample_build):
+    """Given `.../train` and asked for validation, the readers used to hand back the training rows."""
+    mixture_dir, _ = sample_build
+    for split in ("train", "validation"):
+        ids = [r["id"] for r in sftmix.read_mixture(mixture_dir, split, columns=["id"])]
+        assert [r["id"] for r in sftmix.read_mixture(mixture_dir / split, split, columns=["id"])] == ids
+        assert sftmix.to_hf_dataset(mixture_dir / split, split, columns=["id"])["id"] == ids
+        other = {"train": "validation", "validation": "train"}[split]
+        for read in (sftmix.read_mixture, sftmix.to_hf_dataset):
+            with pytest.raises(ValueError) as error:
+                next(iter(read(mixture_dir / split, other)))
+            assert str(error.value) == f"{mixture_dir / split} is the {split} split, not the {other} split"
+    with pytest.raises(ValueError, match=r"^split must be one of train, validation; got 'validaton'$"):
+        next(sftmix.read_mixture(mixture_dir, "validaton"))
+
+
 @pytest.mark.parametrize("licences", [["cc-by-nc-4.0"], ["cc-by-nc-4.0", "apache-2.0", "no-such-licence"]])
 def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_build, licences):
     mixture_dir, _ = sample_build
