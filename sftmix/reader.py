@@ -43,6 +43,7 @@ def read_mixture(
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
+    licences, columns = _names(licences, "licences"), _names(columns, "columns")
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)
     start = 0  # index in the stream of the batch's first row
@@ -65,6 +66,7 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
     copy into the `datasets` cache first (a full mixture is gigabytes)."""
     from datasets import load_dataset
 
+    licences, columns = _names(licences, "licences"), _names(columns, "columns")
     files = shard_files(path, split)
     selection = {}
     if licences is not None:
@@ -74,9 +76,17 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
                              f"its rows by licence: {present}")
         selection["filters"] = _of_licences(licences)
     if columns is not None:
-        selection["columns"] = list(columns)
+        selection["columns"] = columns
     return load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split, streaming=streaming,
                         **selection)
+
+
+def _names(value: list[str] | None, what: str) -> list[str] | None:
+    """A bare string where a list of names is wanted is refused: read as a list, its letters would
+    select nothing (`licences="apache-2.0"` gave no row and no error)."""
+    if isinstance(value, str):
+        raise TypeError(f"{what} is a list of names, e.g. [{value!r}]; got the string {value!r}")
+    return None if value is None else list(value)
 
 
 def _of_licences(licences: list[str]) -> ds.Expression:

@@ -151,6 +151,19 @@ def test_a_split_directory_is_read_for_its_own_split_only(sample_build):
         next(sftmix.read_mixture(mixture_dir, "validaton"))
 
 
+@pytest.mark.parametrize("read", ["read_mixture", "to_hf_dataset"])
+def test_a_string_where_a_list_of_names_is_wanted_is_refused(sample_build, read):
+    """`licences="apache-2.0"` was read as its letters: no row, and no error."""
+    mixture_dir, _ = sample_build
+    reader = getattr(sftmix, read)
+    for name, value in (("licences", "apache-2.0"), ("columns", "id")):
+        with pytest.raises(TypeError) as error:
+            next(iter(reader(mixture_dir, "train", **{name: value})))
+        assert str(error.value) == f"{name} is a list of names, e.g. [{value!r}]; got the string {value!r}"
+    rows = list(reader(mixture_dir, "train", licences=("apache-2.0",), columns=("id", "licence")))
+    assert rows and all(row == {"id": row["id"], "licence": "apache-2.0"} for row in rows)
+
+
 @pytest.mark.parametrize("licences", [["cc-by-nc-4.0"], ["cc-by-nc-4.0", "apache-2.0", "no-such-licence"]])
 def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_build, licences):
     mixture_dir, _ = sample_build
