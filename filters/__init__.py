@@ -6,6 +6,11 @@ A manifest's `filters` mapping (mixture-wide, then per source) maps a filter nam
 
 from __future__ import annotations
 
+import typing
+from functools import cache
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from filters.base import RecordFilter
 from filters.boilerplate import BoilerplateFilter
 from filters.decontamination import DecontaminationFilter
@@ -41,6 +46,7 @@ def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
             if name not in FILTERS:
                 raise ValueError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
             if isinstance(value, dict):
+                value = _typed_arguments(name, value)
                 try:
                     FILTERS[name](**value)  # constructing a rule is cheap and checks every argument
                 except TypeError as error:
@@ -52,6 +58,31 @@ def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
             else:
                 merged[name] = value
     return merged
+
+
+@cache
+def _argument_types(rule: type[RecordFilter]) -> dict[str, TypeAdapter]:
+    """The rule's keyword arguments as its constructor annotates them (arbitrary classes, as the
+    judge's client, are checked with isinstance)."""
+    hints = typing.get_type_hints(rule.__init__)
+    hints.pop("return", None)
+    return {name: TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True)) for name, hint in hints.items()}
+
+
+def _typed_arguments(name: str, arguments: dict) -> dict:
+    """`arguments` checked, and converted, to the rule's annotated types: a manifest's `min_chars: x`
+    is an error when it loads, not a TypeError in the middle of a build. Arguments the rule does not
+    annotate (the Gopher thresholds it passes on to datatrove) are handed on as given."""
+    types = _argument_types(FILTERS[name])
+    typed = dict(arguments)
+    for argument, value in arguments.items():
+        if argument in types:
+            try:
+                typed[argument] = types[argument].validate_python(value)
+            except ValidationError as error:
+                problem = error.errors()[0]["msg"]
+                raise ValueError(f"filter {name!r}: argument {argument!r}: {problem} (got {value!r})") from None
+    return typed
 
 
 def build_filters(config: dict[str, bool | dict] | None = None, exclusion_writer=None) -> list[RecordFilter]:

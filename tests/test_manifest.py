@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import filters as rule_filters
 from sftmix import plan
 from sftmix.manifest import ManifestError, load
 
@@ -351,6 +352,30 @@ def test_unknown_filter_name_is_a_manifest_error(tmp_path):
 def test_unknown_filter_argument_is_a_manifest_error(tmp_path):
     message = load_error(write(tmp_path, edited(_set("sources.0.filters", {"length": {"max_token": 10}}))))
     assert "sources.0.filters" in message and "max_token" in message
+
+
+@pytest.mark.parametrize("where, rule, problem", [
+    ("filters", {"language": {"min_chars": "x"}},
+     "filters: filter 'language': argument 'min_chars': Input should be a valid integer, unable to parse string as an "
+     "integer (got 'x')"),
+    ("sources.0.filters", {"role_order": {"require_assistant": "maybe"}},
+     "sources.0.filters (source 'alpha'): filter 'role_order': argument 'require_assistant': Input should be a valid "
+     "boolean, unable to interpret input (got 'maybe')"),
+    ("filters", {"boilerplate": {"extra_phrases": "as an ai"}},
+     "filters: filter 'boilerplate': argument 'extra_phrases': Input should be a valid list (got 'as an ai')"),
+], ids=["int", "bool", "list"])
+def test_a_filter_argument_of_the_wrong_type_is_a_manifest_error(tmp_path, where, rule, problem):
+    """Before, `min_chars: x` loaded, and the build stopped at the filter stage on `'>=' not supported`."""
+    assert load_error(write(tmp_path, edited(_set(where, rule)))).endswith(problem)
+
+
+def test_filter_arguments_reach_the_rules_as_their_types(tmp_path):
+    from sftmix.build import filter_config
+
+    manifest = load(write(tmp_path, edited(_set("filters", {"language": {"min_chars": "300", "min_probability": 1}}))))
+    assert filter_config(manifest, manifest.sources[0])["language"] == {"min_chars": 300, "min_probability": 1.0}
+    [rule] = [r for r in rule_filters.build_filters(filter_config(manifest, manifest.sources[0])) if r.name == "language"]
+    assert rule.min_chars == 300
 
 
 def test_duplicated_yaml_key_is_a_manifest_error(tmp_path):
