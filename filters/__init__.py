@@ -64,7 +64,7 @@ def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
 def _argument_types(rule: type[RecordFilter]) -> dict[str, TypeAdapter]:
     """The rule's keyword arguments as its constructor annotates them (arbitrary classes, as the
     judge's client, are checked with isinstance)."""
-    hints = typing.get_type_hints(rule.__init__)
+    hints = typing.get_type_hints(rule.__init__, include_extras=True)
     hints.pop("return", None)
     return {name: TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True)) for name, hint in hints.items()}
 

@@ -16,13 +16,20 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
+from typing import Annotated
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
+from pydantic import Field
 
 BATCH_ROWS = 1024  # rows a batch rule (`BatchRecordFilter`) takes at a time
+
+# Argument types with their bounds, checked when a manifest loads (`filters._typed_arguments`)
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class RecordFilter(BaseFilter):

@@ -23,7 +23,7 @@ from langdetect import DetectorFactory
 from langdetect.detector_factory import PROFILES_DIRECTORY
 from langdetect.lang_detect_exception import LangDetectException
 
-from filters.base import BatchRecordFilter
+from filters.base import BatchRecordFilter, Count, Positive, Share
 from filters.batch_words import CHUNK_BYTES, chunks_of_bytes, word_rows
 from filters.words import WordFinder
 
@@ -82,8 +82,8 @@ def detect_language(text: str, trials: int) -> tuple[str, float]:
 class LanguageFilter(BatchRecordFilter):
     name = "language"
 
-    def __init__(self, min_chars: int = 200, sample_chars: int = 500, min_probability: float = 0.0,
-                 confusable: dict[str, list[str]] | None = None, quick_accept: float = 0.1, trials: int = 3, **kwargs):
+    def __init__(self, min_chars: Count = 200, sample_chars: Positive = 500, min_probability: Share = 0.0,
+                 confusable: dict[str, list[str]] | None = None, quick_accept: Share = 0.1, trials: Positive = 3, **kwargs):
         super().__init__(**kwargs)
         self.min_chars, self.sample_chars, self.quick_accept, self.trials = min_chars, sample_chars, quick_accept, trials
         self.min_probability = min_probability

@@ -6,7 +6,11 @@ mixture's 32k) is approximate by design. Tool definitions count, since they are 
 system turn.
 """
 
-from filters.base import RecordFilter
+from typing import Annotated
+
+from pydantic import Field
+
+from filters.base import Count, Positive, RecordFilter
 
 
 class LengthFilter(RecordFilter):
@@ -14,10 +18,10 @@ class LengthFilter(RecordFilter):
 
     def __init__(
         self,
-        min_chars: int = 1,
-        max_chars: int | None = None,
-        max_tokens: int | None = 32768,
-        chars_per_token: float = 4.0,
+        min_chars: Count = 1,
+        max_chars: Positive | None = None,
+        max_tokens: Positive | None = 32768,
+        chars_per_token: Annotated[float, Field(gt=0)] = 4.0,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -22,7 +22,7 @@ from string import Template
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import get_filter_result
 
-from filters.base import RecordFilter
+from filters.base import Positive, RecordFilter
 from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_window
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -67,7 +67,7 @@ def judge_prompt(record: dict, rubric: str, reference: str | None = None) -> str
 class LLMJudgeFilter(RecordFilter):
     name = "llm_judge"
 
-    def __init__(self, threshold: int = 4, rubric: str | None = None, attempts: int = 3, window: int | None = None,
+    def __init__(self, threshold: int = 4, rubric: str | None = None, attempts: Positive = 3, window: int | None = None,
                  llm: dict | None = None, client: LLMClient | None = None, **kwargs):
         if not 1 <= threshold <= 5:
             raise ValueError("threshold must be between 1 and 5")

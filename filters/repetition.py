@@ -24,7 +24,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from filters.base import BatchRecordFilter
+from filters.base import BatchRecordFilter, Count
 from filters.batch_words import CHUNK_BYTES, chunks_of_bytes
 from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
@@ -49,7 +49,7 @@ class RegexWordTokenizer(WordTokenizer):
 class RepetitionFilter(BatchRecordFilter):
     name = "repetition"
 
-    def __init__(self, min_words: int = 50, **gopher_thresholds):
+    def __init__(self, min_words: Count = 50, **gopher_thresholds):
         super().__init__()
         self.min_words = min_words
         self.tokenizer = RegexWordTokenizer()  # one instance: datatrove's word cache is keyed by it

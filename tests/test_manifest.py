@@ -369,6 +369,21 @@ def test_a_filter_argument_of_the_wrong_type_is_a_manifest_error(tmp_path, where
     assert load_error(write(tmp_path, edited(_set(where, rule)))).endswith(problem)
 
 
+@pytest.mark.parametrize("rule, problem", [
+    ({"length": {"max_tokens": -5}}, "filter 'length': argument 'max_tokens': Input should be greater than or equal to 1 (got -5)"),
+    ({"length": {"chars_per_token": 0}}, "filter 'length': argument 'chars_per_token': Input should be greater than 0 (got 0)"),
+    ({"language": {"min_probability": 1.5}},
+     "filter 'language': argument 'min_probability': Input should be less than or equal to 1 (got 1.5)"),
+    ({"language": {"trials": 0}}, "filter 'language': argument 'trials': Input should be greater than or equal to 1 (got 0)"),
+    ({"repetition": {"min_words": -1}},
+     "filter 'repetition': argument 'min_words': Input should be greater than or equal to 0 (got -1)"),
+    ({"llm_judge": {"attempts": 0}}, "filter 'llm_judge': argument 'attempts': Input should be greater than or equal to 1 (got 0)"),
+], ids=["max_tokens", "chars_per_token", "min_probability", "trials", "min_words", "attempts"])
+def test_a_filter_argument_out_of_its_bounds_is_a_manifest_error(tmp_path, rule, problem):
+    """`max_tokens: -5` would drop every row as too long; `trials: 0` would detect no language."""
+    assert load_error(write(tmp_path, edited(_set("filters", rule)))).endswith(f"filters: {problem}")
+
+
 def test_filter_arguments_reach_the_rules_as_their_types(tmp_path):
     from sftmix.build import filter_config
 
