@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, define_asset_job
+from dagster import Definitions, define_asset_job, multiprocess_executor
 
 from assets.mixture import mixture_assets
 from assets.sources import source_assets
 from pipelines.resources import DEFAULT_OUTPUT, LLMResource, SftmixResource, manifest_path_from_env
 from sftmix.manifest import load
+
+
+# Each step in its own process, as Dagster's default executor runs them, but forked from a server that
+# has imported this module and Dagster's storage, instead of a new interpreter importing Dagster, sftmix,
+# datatrove and polars for every step: the sample build's 62 steps took 94-98 s, now 23-25 s. Listed
+# explicitly: with a job loaded by `-m`, Dagster's forkserver preloads only Dagster's executor.
+STEP_EXECUTOR = multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["dagster._core.storage.base_storage", __name__]}}})
 
 
 def build_definitions(manifest_path: str, output: str, hub_cache: str = "") -> Definitions:
@@ -26,6 +34,7 @@ def build_definitions(manifest_path: str, output: str, hub_cache: str = "") -> D
         jobs=[define_asset_job("build_mixture", selection="*", description=f"build {manifest.mixture}")],
         resources={"sftmix": SftmixResource(manifest_path=manifest_path, output=output, hub_cache=hub_cache),
                    "llm": LLMResource()},
+        executor=STEP_EXECUTOR,
     )
 
 

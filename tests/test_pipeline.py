@@ -1,8 +1,10 @@
 """End to end: manifests built through Dagster and through `sftmix.build`, shards read back."""
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -541,3 +543,29 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     (rejected / "my-notes.parquet").write_bytes(b"")
     build(load(_manifest(tmp_path, [source("g")], holdout=0)), tmp_path / "out")  # a key that is a prefix of the other's
     assert sorted(p.name for p in rejected.iterdir()) == [f"g.{s}-00000.parquet" for s in stages] + ["my-notes.parquet"]
+
+
+def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_loaded(tmp_path):
+    """`dagster asset materialize` (the README's main job) runs each step in its own process, forked
+    from a server that imported the pipeline once; the mixture is the in-process build's."""
+    from pipelines.definitions import STEP_EXECUTOR
+
+    [config] = STEP_EXECUTOR.config_schema.resolve_config({}).value.values()
+    assert config["start_method"] == {"forkserver": {"preload_modules": ["dagster._core.storage.base_storage",
+                                                                          "pipelines.definitions"]}}
+    assert build_definitions(str(SAMPLE), str(tmp_path)).resolve_job_def("build_mixture").executor_def is STEP_EXECUTOR
+    sources = [{"key": key, "converter": converter, "licence": "apache-2.0", "language": "en",
+                "local": {"files": [str(FIXTURES / path)]}, "targets": "all"}
+               for key, converter, path in (("g", "glaive", "glaive/glaive-function-calling-v2.json"),
+                                            ("t", "toucan", "toucan/train-00000-of-00003.parquet"))]
+    manifest = _manifest(tmp_path, sources)
+    env = {**os.environ, "SFTMIX_MANIFEST": str(manifest), "SFTMIX_OUTPUT": str(tmp_path / "cli"),
+           "DAGSTER_HOME": str(tmp_path / "dagster-home")}
+    (tmp_path / "dagster-home").mkdir()
+    done = subprocess.run([shutil.which("dagster") or "dagster", "asset", "materialize", "-m", "pipelines.definitions",
+                           "--select", "*"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "RUN_SUCCESS" in done.stderr, done.stderr[-3000:]
+    assert done.stderr.count("STEP_SUCCESS") == 2 * 3 + 2  # raw, normalized, filtered a source; mixture; card
+    build(load(manifest), tmp_path / "in-process")
+    for split in ("train", "validation"):
+        assert _table(tmp_path / "cli" / "mini", split).equals(_table(tmp_path / "in-process" / "mini", split))
