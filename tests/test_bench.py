@@ -94,3 +94,15 @@ def test_executors_bench_gives_the_same_shards_on_every_executor():
     assert set(figures["runs"]) == {"local_1", "local_2", "ray_2"}
     assert all(run["identical_to_local_1"] for run in figures["runs"].values())
     assert len({run["digest"] for run in figures["runs"].values()}) == 1
+
+
+def test_dagster_steps_bench_builds_the_same_shards_both_ways(tmp_path):
+    fixture = BENCH.parent / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
+    manifest = tmp_path / "mini.yaml"
+    manifest.write_text(json.dumps({
+        "mixture": "mini", "seed": 1, "holdout": {"size": 2}, "licence_policy": {"allow": ["apache-2.0"]},
+        "sources": [{"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+                     "local": {"files": [str(fixture)]}, "targets": "all"}]}))
+    figures = _last_json("dagster_steps.py", "--manifest", str(manifest), "--runs", "1")
+    assert set(figures["seconds"]) == {"spawn", "forkserver"} and figures["same_shards"]
+    assert figures["speedup"] == pytest.approx(figures["seconds"]["spawn"][0] / figures["seconds"]["forkserver"][0], rel=0.01)
