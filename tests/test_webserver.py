@@ -1,4 +1,4 @@
-"""The Dagster UI serves the manifest's asset graph (dagster-webserver, which SIGTERM stops)."""
+"""The Dagster UI serves the manifest's asset graph and runs it (dagster-webserver, which SIGTERM stops)."""
 
 import json
 import os
@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +32,12 @@ def _graphql(port: int, query: str) -> dict:
         return json.loads(response.read())
 
 
-def test_webserver_shows_the_asset_graph(tmp_path):
+@contextmanager
+def _webserver(tmp_path: Path, manifest: Path) -> Iterator[int]:
+    """dagster-webserver on a free port, serving `manifest`'s definitions; stopped with SIGTERM."""
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SFTMIX_MANIFEST": str(ROOT / "manifests" / "sample.yaml"),
+    tmp_path.mkdir(exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SFTMIX_MANIFEST": str(manifest),
            "SFTMIX_OUTPUT": str(tmp_path / "out")}
     server = subprocess.Popen(
         [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
@@ -46,13 +53,52 @@ def test_webserver_shows_the_asset_graph(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "webserver did not come up"
                 time.sleep(0.5)
-        data = _graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
-        nodes = {"/".join(n["assetKey"]["path"]): ["/".join(d["path"]) for d in n["dependencyKeys"]]
-                 for n in data["data"]["assetNodes"]}
-        assert nodes["glaive_function_calling_v2/normalized"] == ["glaive_function_calling_v2/raw"]
-        assert nodes["glaive_function_calling_v2/filtered"] == ["glaive_function_calling_v2/normalized"]
-        assert "glaive_function_calling_v2/filtered" in nodes["mixture"]
-        assert set(nodes["dataset_card"]) == {"mixture", "holdout"}
+        yield port
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_webserver_shows_the_asset_graph(tmp_path):
+    with _webserver(tmp_path, ROOT / "manifests" / "sample.yaml") as port:
+        data = _graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
+    nodes = {"/".join(n["assetKey"]["path"]): ["/".join(d["path"]) for d in n["dependencyKeys"]]
+             for n in data["data"]["assetNodes"]}
+    assert nodes["glaive_function_calling_v2/normalized"] == ["glaive_function_calling_v2/raw"]
+    assert nodes["glaive_function_calling_v2/filtered"] == ["glaive_function_calling_v2/normalized"]
+    assert "glaive_function_calling_v2/filtered" in nodes["mixture"]
+    assert set(nodes["dataset_card"]) == {"mixture", "holdout"}
+
+
+def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
+    """What the UI's Materialize button does: the run worker runs each step with the project's
+    executor (forked from a preloaded server), and writes the shards the in-process build writes."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    from sftmix.build import build
+    from sftmix.manifest import load
+
+    fixture = ROOT / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
+    manifest = tmp_path / "mini.yaml"
+    manifest.write_text(json.dumps({
+        "mixture": "mini", "seed": 1, "holdout": {"size": 2}, "licence_policy": {"allow": ["apache-2.0"]},
+        "sources": [{"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+                     "local": {"files": [str(fixture)]}, "targets": "all"}]}))
+    # Runs launch as they are submitted: Dagster's default coordinator queues them for the daemon
+    # that `dagster dev` starts beside the webserver.
+    (tmp_path / "ui").mkdir()
+    (tmp_path / "ui" / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
+    with _webserver(tmp_path / "ui", manifest) as port:
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        run_id = client.submit_job_execution("build_mixture")
+        deadline = time.monotonic() + 120
+        while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+            assert time.monotonic() < deadline, f"run {run_id} still {status}"
+            time.sleep(0.5)
+    assert status == "SUCCESS"
+    build(load(manifest), tmp_path / "in-process")
+    for split in ("train", "validation"):
+        [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
+        [shard] = sorted((tmp_path / "in-process" / "mini" / split).glob("part-*.parquet"))
+        assert pq.read_table(ui_shard).equals(pq.read_table(shard))
