@@ -231,8 +231,8 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     if missing:
         raise BuildError(f"sources not filtered yet: {', '.join(missing)}")
     result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing", rejected_dir=layout.rejected_dir)
-    for stale in rejected_of_other_sources(manifest, layout):
-        log.info("removed %s: its source is no longer in %s", stale, manifest.path or "the manifest")
+    for stale in stale_rejected_files(manifest, layout):
+        log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
         stale.unlink()
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
@@ -240,13 +240,20 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     return result
 
 
-def rejected_of_other_sources(manifest: Manifest, layout: Layout) -> list[Path]:
-    """Rejected files a build of a source the manifest no longer has left in the mixture directory:
-    the published drops must be those of the sources the card lists. Files not named as sftmix
-    names them are not sftmix's, and are left alone."""
-    keys = {source.key for source in manifest.sources}
+def stale_rejected_files(manifest: Manifest, layout: Layout) -> list[Path]:
+    """Rejected files an earlier build left in the mixture directory that this manifest's build
+    does not write: of a source no longer in the manifest, or of a stage the source no longer has
+    (now input-only: no mixing; now generated: no normalize). The published drops must be those
+    of the sources and stages the card lists. Files not named as sftmix names them are left alone."""
+    stages = {source.key: rejected_stages(source) for source in manifest.sources}
     named = ((path, REJECTED_FILE.fullmatch(path.name)) for path in sorted(layout.rejected_dir.glob("*.parquet")))
-    return [path for path, match in named if match and match["source"] not in keys]
+    return [path for path, match in named if match and match["stage"] not in stages.get(match["source"], ())]
+
+
+def rejected_stages(source: Source) -> set[str]:
+    """The stages whose drops a build of `source` writes to `rejected/`."""
+    stages = {"generated"} if source.generator is not None else {"normalized", "filtered"}
+    return stages if source.is_input_only else stages | {"mixing"}
 
 
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:

@@ -531,7 +531,8 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
 
 
 def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
-    """The published drops are those of the sources the card lists; a file sftmix did not name stays."""
+    """The published drops are those of the sources and stages the card lists; a file sftmix did
+    not name stays."""
     def source(key):
         return {"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en",
                 "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
@@ -543,6 +544,11 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     (rejected / "my-notes.parquet").write_bytes(b"")
     build(load(_manifest(tmp_path, [source("g")], holdout=0)), tmp_path / "out")  # a key that is a prefix of the other's
     assert sorted(p.name for p in rejected.iterdir()) == [f"g.{s}-00000.parquet" for s in stages] + ["my-notes.parquet"]
+    # a source that now only feeds generators is not mixed: its mixing drops go, its stages' stay
+    build(load(_manifest(tmp_path, [source("h"), {**source("g"), "targets": {}}], holdout=0)), tmp_path / "out")
+    assert sorted(p.name for p in rejected.iterdir()) == (
+        ["g.filtered-00000.parquet", "g.normalized-00000.parquet"] + [f"h.{s}-00000.parquet" for s in stages]
+        + ["my-notes.parquet"])
 
 
 def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_loaded(tmp_path):
