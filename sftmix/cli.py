@@ -84,8 +84,8 @@ def _render(args) -> int:
     path = Path(args.shard)
     if not path.exists():
         raise UserError(f"shard not found: {path}")
-    # a directory: a split's shards in order (a mixture directory: its train split)
-    shards = shard_files(path, path.name if path.name in SPLITS else "train") if path.is_dir() else [path]
+    # a shard, or a split's shards in order (a mixture directory: its train split)
+    shards = shard_files(path, path.name if path.name in SPLITS else "train")
     for shown, record in enumerate(read_records(shards)):
         if args.limit is not None and shown >= args.limit:
             break

@@ -12,12 +12,14 @@ SPLITS = ("train", "validation")
 
 
 def shard_files(path: Path | str, split: str = "train") -> list[Path]:
-    """`path` is a mixture directory (`<out>/<mixture>`) or a split directory. A split directory of
-    the other split is refused: reading `.../train` for `split="validation"` would train on the
-    holdout's rows or evaluate on training rows."""
+    """`path` is a mixture directory (`<out>/<mixture>`), a split directory or one shard. A split
+    directory of the other split is refused: reading `.../train` for `split="validation"` would
+    train on the holdout's rows or evaluate on training rows."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     root = Path(path)
+    if root.is_file():
+        return [root]
     if (root / split).is_dir():
         split_dir = root / split
     elif root.name in SPLITS and root.name != split:

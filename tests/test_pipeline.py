@@ -137,7 +137,7 @@ def test_training_job_readers(sample_build):
     assert isinstance(json.loads(row["tools"]), list) and row["messages"][0]["role"] in ("system", "user")
 
 
-def test_a_split_directory_is_read_for_its_own_split_only(sample_build):
+def test_a_split_directory_is_read_for_its_own_split_only_and_a_shard_as_itself(sample_build):
     """Given `.../train` and asked for validation, the readers used to hand back the training rows."""
     mixture_dir, _ = sample_build
     for split in ("train", "validation"):
@@ -151,6 +151,8 @@ def test_a_split_directory_is_read_for_its_own_split_only(sample_build):
             assert str(error.value) == f"{mixture_dir / split} is the {split} split, not the {other} split"
     with pytest.raises(ValueError, match=r"^split must be one of train, validation; got 'validaton'$"):
         next(sftmix.read_mixture(mixture_dir, "validaton"))
+    [shard, *_] = sorted((mixture_dir / "train").glob("part-*.parquet"))  # one shard, as a training job may be given
+    assert [r["id"] for r in sftmix.read_mixture(shard, columns=["id"])] == pq.read_table(shard)["id"].to_pylist()
 
 
 @pytest.mark.parametrize("read", ["read_mixture", "to_hf_dataset"])
