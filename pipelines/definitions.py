@@ -18,11 +18,12 @@ from sftmix.manifest import load
 
 
 # Each step in its own process, as Dagster's default executor runs them, but forked from a server that
-# has imported this module and Dagster's storage, instead of a new interpreter importing Dagster, sftmix,
+# has imported the pipeline and Dagster's storage, instead of a new interpreter importing Dagster, sftmix,
 # datatrove and polars for every step: the sample build's 62 steps took 94-98 s, now 23-25 s. Listed
-# explicitly: with a job loaded by `-m`, Dagster's forkserver preloads only Dagster's executor.
-STEP_EXECUTOR = multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["dagster._core.storage.base_storage", __name__]}}})
+# explicitly: with a job loaded by `-m`, Dagster's forkserver preloads only Dagster's executor. The
+# asset modules are named too, for a job loaded by `-f` (this file under another module name).
+STEP_EXECUTOR = multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": [
+    "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", __name__]}}})
 
 
 def build_definitions(manifest_path: str, output: str, hub_cache: str = "") -> Definitions:

@@ -559,8 +559,8 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
     from pipelines.definitions import STEP_EXECUTOR
 
     [config] = STEP_EXECUTOR.config_schema.resolve_config({}).value.values()
-    assert config["start_method"] == {"forkserver": {"preload_modules": ["dagster._core.storage.base_storage",
-                                                                          "pipelines.definitions"]}}
+    assert config["start_method"] == {"forkserver": {"preload_modules": [
+        "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", "pipelines.definitions"]}}
     assert build_definitions(str(SAMPLE), str(tmp_path)).resolve_job_def("build_mixture").executor_def is STEP_EXECUTOR
     sources = [{"key": key, "converter": converter, "licence": "apache-2.0", "language": "en",
                 "local": {"files": [str(FIXTURES / path)]}, "targets": "all"}
