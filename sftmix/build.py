@@ -25,7 +25,7 @@ from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_fro
 from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.reader import shard_files
-from sftmix.rejected import REJECTED_FILE
+from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
@@ -160,7 +160,7 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
     out_dir = layout.stage_dir(source.key, "filtered")
     shutil.rmtree(out_dir, ignore_errors=True)
     counts = generate(module, read_records(inputs), context, source_info(manifest, source, layout),
-                      out_dir / "part-00000.parquet", layout.rejected_dir / f"{source.key}.generated-00000.parquet")
+                      out_dir / "part-00000.parquet", rejected_file(layout.rejected_dir, source.key, "generated"))
     _save_counts(layout, source.key, "filtered", counts)
     return counts, client.stats
 
@@ -195,7 +195,7 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
 def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
     """Why none of a source's rows converted, if every one was dropped as not in its converter's
     layout (see `nothing_converted`); None otherwise."""
-    rejected = sorted(layout.rejected_dir.glob(f"{source.key}.normalized-*.parquet"))
+    rejected = rejected_files(layout.rejected_dir, source.key, "normalized")
     problem = nothing_converted(counts, source.converter or "openai_messages", rejected)
     return problem and f"source {source.key!r}: {problem}"
 

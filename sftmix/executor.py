@@ -24,6 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from sftmix.counts import Counts
 from sftmix.normalize import SourceInfo, filter_records, normalize
+from sftmix.rejected import rejected_file, rejected_files
 
 EXECUTORS = ("local", "ray", "slurm")
 LOCAL_START_METHOD = "forkserver"  # datatrove's default: workers never inherit the caller's threads
@@ -54,7 +55,7 @@ class StageStep(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         out = Path(self.out_dir) / f"part-{rank:05d}.parquet"
-        rejected = Path(self.rejected_dir) / f"{self.info.key}.{self.stage}-{rank:05d}.parquet"
+        rejected = rejected_file(self.rejected_dir, self.info.key, self.stage, rank)
         # A stage allocates dicts and lists for every row, and each of the collector's full passes
         # walked every object the imports made (70 ms each: 12 µs a row on glaive): they are
         # frozen out of its sight for the stage, and handed back after it.
@@ -202,7 +203,7 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
     out_dir = Path(step.out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    for stale in Path(step.rejected_dir).glob(f"{step.info.key}.{step.stage}-*.parquet"):
+    for stale in rejected_files(step.rejected_dir, step.info.key, step.stage):
         stale.unlink()
     tasks = config.workers if shardable else 1
     if tasks == 1 and config.kind == "local":

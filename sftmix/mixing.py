@@ -50,7 +50,7 @@ from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
 from sftmix.record import SCHEMA
-from sftmix.rejected import REJECTED_SCHEMA
+from sftmix.rejected import REJECTED_SCHEMA, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows
 
 SPLITS = ("train", "validation")
@@ -186,7 +186,7 @@ class _Rejects:
     def __init__(self, directory: Path | None, manifest: Manifest, partitions: "_Partitions"):
         self.partitions = partitions
         self.writers = {} if directory is None else {
-            s.key: AtomicParquetWriter(directory / f"{s.key}.mixing-00000.parquet", REJECTED_SCHEMA,
+            s.key: AtomicParquetWriter(rejected_file(directory, s.key, "mixing"), REJECTED_SCHEMA,
                                        file_metadata(manifest.hash, source=s.key)) for s in _mixed(manifest)}
 
     def write(self, source: str, order: int, part: int, dropped: pl.DataFrame) -> None:

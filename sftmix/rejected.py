@@ -29,8 +29,18 @@ REJECTED_SCHEMA = pa.schema(
     ]
 )
 FLUSH_ROWS = 2048
-# `<source>.<stage>-<part>.parquet`, as every stage, the generators and the mixing name them
+# `<source>.<stage>-<part>.parquet`: the name `rejected_file` gives every stage's, generator's and the mixing's file
 REJECTED_FILE = re.compile(r"(?P<source>.+)\.(?P<stage>[a-z]+)-\d{5}\.parquet")
+
+
+def rejected_file(directory: Path | str, source: str, stage: str, part: int = 0) -> Path:
+    """Where `stage` writes the drops of `source` (of its worker `part`)."""
+    return Path(directory) / f"{source}.{stage}-{part:05d}.parquet"
+
+
+def rejected_files(directory: Path | str, source: str, stage: str) -> list[Path]:
+    """Every worker's rejected file of `source` at `stage`, in order."""
+    return sorted(Path(directory).glob(f"{source}.{stage}-*.parquet"))
 
 
 def _row_json(row) -> str:
