@@ -15,9 +15,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from filters import merge_config
 from generators import GeneratorNotAvailable, get_generator
-from sftmix import card, mixing
+from sftmix import __version__, card, mixing
 from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, generate
@@ -30,6 +32,8 @@ from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
+# The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
+LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
 log = logging.getLogger("sftmix")
 
 
@@ -64,15 +68,24 @@ class Layout:
     def rejected_dir(self) -> Path:
         return self.mixture_dir / "rejected"
 
-    def counts_file(self, key: str, stage: str) -> Path:
-        return self.work_dir / stage / f"{key}.counts.json"
+    def done_file(self, key: str, stage: str) -> Path:
+        """Written last, when a source's stage has completed: its counts, its parts and the settings
+        its records were made with (`stage_settings`); removed when the stage starts again."""
+        return self.work_dir / stage / f"{key}.done.json"
+
+    def restart(self, key: str, stage: str) -> None:
+        """A source's stage starts again: its done file goes first, so that no later stage reads
+        parts of a run that stops part-way."""
+        self.done_file(key, stage).unlink(missing_ok=True)
+        shutil.rmtree(self.stage_dir(key, stage), ignore_errors=True)
+
+    def read_done(self, key: str, stage: str) -> dict | None:
+        path = self.done_file(key, stage)
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def read_counts(self, key: str, stage: str) -> Counts | None:
-        path = self.counts_file(key, stage)
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-        return Counts.from_saved(data)
+        done = self.read_done(key, stage)
+        return None if done is None else Counts.from_saved(done["counts"])
 
 
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None) -> dict:
@@ -116,13 +129,7 @@ def raw_files(manifest: Manifest, source: Source, layout: Layout, hub_cache: Pat
             raise BuildError(f"source {source.key!r}: input file not found: {', '.join(missing)}")
         return files
     if source.mixture is not None:
-        other = load(manifest.resolve(source.mixture.manifest))
-        try:
-            return shard_files(Layout(layout.root, other.mixture).mixture_dir, "train")
-        except FileNotFoundError:
-            raise BuildError(
-                f"source {source.key!r} samples mixture {other.mixture!r}, which is not built under {layout.root}: build it first"
-            ) from None
+        return _mixture_shards(manifest, source, layout)
     from sftmix.hub import HubError, download_source
 
     hub = source.hub
@@ -132,6 +139,77 @@ def raw_files(manifest: Manifest, source: Source, layout: Layout, hub_cache: Pat
         return download_source(hub.id, hub.revision, hub.files, hub_cache)
     except HubError as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
+
+
+def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[Path]:
+    other = load(manifest.resolve(source.mixture.manifest))
+    try:
+        return shard_files(Layout(layout.root, other.mixture).mixture_dir, "train")
+    except FileNotFoundError:
+        raise BuildError(
+            f"source {source.key!r} samples mixture {other.mixture!r}, which is not built under {layout.root}: build it first"
+        ) from None
+
+
+def stage_settings(manifest: Manifest, source: Source, stage: str, layout: Layout) -> dict:
+    """What a source's records after `stage` are made from, as the manifest says now. Shards carry
+    the manifest's hash, so the mixing (and each later stage) takes only records made from these
+    settings, not those of an earlier manifest that a partial re-materialization left behind.
+    Raw files count by what the manifest names (a pinned revision, a path), not their bytes: a
+    local file rewritten in place needs its source built again."""
+    settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
+    filters = {"filters": merge_config(manifest.filters, source.filters),
+               "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
+    if source.generator is not None:
+        inputs = {key: stage_settings(manifest, manifest.source(key), "filtered", layout) for key in source.generator.inputs}
+        return {**settings, **filters, "generator": source.generator.model_dump(mode="json"),
+                "targets": source.target_cells(), "seed": manifest.seed, "inputs": inputs,
+                "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
+    if source.hub is not None:
+        raw = source.hub.model_dump(mode="json")
+    elif source.local is not None:
+        raw = source.local.model_dump(mode="json")
+    else:  # the other mixture as built now, by the hash its shards carry
+        first = _mixture_shards(manifest, source, layout)[0]
+        raw = {**source.mixture.model_dump(mode="json"),
+               "manifest_hash": pq.read_schema(first).metadata[b"manifest_hash"].decode()}
+    settings |= {"converter": source.converter or "openai_messages", "raw": raw}
+    return settings | filters if stage == "filtered" else settings
+
+
+def stage_problem(manifest: Manifest, source: Source, layout: Layout, stage: str) -> str | None:
+    """Why a source's records after `stage` cannot be used now (None: they can)."""
+    done = layout.read_done(source.key, stage)
+    if done is None:
+        return f"its {stage} stage has not completed"
+    changes = list(_differences(done["settings"], stage_settings(manifest, source, stage, layout)))
+    if changes:
+        where = manifest.path or "the manifest"
+        return f"its {stage} records were made with other settings than {where} has now ({'; '.join(changes)})"
+    missing = [name for name in done["parts"] if not (layout.stage_dir(source.key, stage) / name).is_file()]
+    if missing:
+        return f"its {stage} part(s) {', '.join(missing)} are missing"
+    return None
+
+
+def _differences(then, now, path: str = ""):
+    """`path: then -> now` for each setting that differs, down to the innermost mapping."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        for key in sorted(then.keys() | now.keys()):
+            yield from _differences(then.get(key), now.get(key), f"{path}.{key}" if path else key)
+    elif then != now:
+        yield f"{path}: {json.dumps(then)} -> {json.dumps(now)}"
+
+
+def completed_records(manifest: Manifest, sources: list[Source], layout: Layout, stage: str) -> dict[str, list[Path]]:
+    """The records of each source after `stage`; a BuildError naming every source whose records
+    are missing, incomplete or made from other settings."""
+    problems = [f"source {s.key!r}: {problem}" for s in sources if (problem := stage_problem(manifest, s, layout, stage))]
+    if problems:
+        again = "that source again (its" if len(problems) == 1 else "those sources again (their"
+        raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")
+    return {s.key: [layout.stage_dir(s.key, stage) / name for name in layout.read_done(s.key, stage)["parts"]]
+            for s in sources}
 
 
 def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = None) -> LLMSettings:
@@ -150,25 +228,27 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         module = get_generator(source.generator.name)
     except (GeneratorNotAvailable, MissingAPIKey) as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
-    missing = [key for key in source.generator.inputs if not layout.records(key, "filtered")]
-    if missing:
-        raise BuildError(f"source {source.key!r}: inputs not built yet: {', '.join(missing)}")
-    inputs = [path for key in source.generator.inputs for path in layout.records(key, "filtered")]
+    try:
+        inputs = completed_records(manifest, [manifest.source(key) for key in source.generator.inputs], layout, "filtered")
+    except BuildError as error:
+        raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
     client = LLMClient(llm_settings(manifest, layout, llm_overrides))
     context = Context(llm=client, targets=source.target_cells(), params=source.generator.params,
                       identity=manifest.identity, seed=manifest.seed)
-    out_dir = layout.stage_dir(source.key, "filtered")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    counts = generate(module, read_records(inputs), context, source_info(manifest, source, layout),
-                      out_dir / "part-00000.parquet", rejected_file(layout.rejected_dir, source.key, "generated"))
-    _save_counts(layout, source.key, "filtered", counts)
+    layout.restart(source.key, "filtered")
+    records = read_records([path for paths in inputs.values() for path in paths])
+    counts = generate(module, records, context, source_info(manifest, source, layout),
+                      layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
+                      rejected_file(layout.rejected_dir, source.key, "generated"))
+    _save_done(manifest, source, layout, "filtered", counts)
     return counts, client.stats
 
 
-def _save_counts(layout: Layout, key: str, stage: str, counts: Counts) -> None:
-    path = layout.counts_file(key, stage)
+def _save_done(manifest: Manifest, source: Source, layout: Layout, stage: str, counts: Counts) -> None:
+    path = layout.done_file(source.key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(counts.saved()))
+    path.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(source.key, stage)],
+                                "settings": stage_settings(manifest, source, stage, layout)}))
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:
@@ -187,8 +267,9 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
                      workers: int | None = None) -> Counts:
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
+    layout.restart(source.key, "normalized")
     counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
-    _save_counts(layout, source.key, "normalized", counts)
+    _save_done(manifest, source, layout, "normalized", counts)
     return counts
 
 
@@ -215,21 +296,19 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
             api_key_from_env()
         except MissingAPIKey as error:
             raise BuildError(f"source {source.key!r} (llm_judge): {error}") from None
-    inputs = layout.records(source.key, "normalized")
+    inputs = completed_records(manifest, [source], layout, "normalized")[source.key]
+    layout.restart(source.key, "filtered")
     step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
                      str(layout.rejected_dir))
     # The judge's client is shared with this process to report its stats: the judge runs here.
     config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
     counts = run_stage(step, config)
-    _save_counts(layout, source.key, "filtered", counts)
+    _save_done(manifest, source, layout, "filtered", counts)
     return counts, (judge["client"].stats if judge is not False else None)
 
 
 def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
-    inputs = {s.key: layout.records(s.key, "filtered") for s in manifest.sources if not s.is_input_only}
-    missing = [k for k, files in inputs.items() if not files]
-    if missing:
-        raise BuildError(f"sources not filtered yet: {', '.join(missing)}")
+    inputs = completed_records(manifest, [s for s in manifest.sources if not s.is_input_only], layout, "filtered")
     result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing", rejected_dir=layout.rejected_dir)
     for stale in stale_rejected_files(manifest, layout):
         log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
@@ -257,6 +336,12 @@ def rejected_stages(source: Source) -> set[str]:
 
 
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
+    """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
+    (the card would pair its targets and licences with the older mixture's counts)."""
+    mixed_from = pq.read_schema(shard_files(layout.mixture_dir, "train")[0]).metadata[b"manifest_hash"].decode()
+    if mixed_from != manifest.hash:
+        raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "
+                         f"{manifest.path or 'this one'} (hash {manifest.hash}): mix it again first")
     stage_counts = {
         s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES} for s in manifest.sources if s.generator is None
     }

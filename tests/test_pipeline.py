@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from dagster import DagsterEventType, DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance
 from huggingface_hub import constants
 
 import sftmix
@@ -19,7 +19,9 @@ from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
 from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
-from sftmix.build import BuildError, Layout, build, filter_source, normalize_source
+import sftmix.build
+from sftmix.build import BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings
+from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
 from sftmix.mixing import rank_keys
 from sftmix.record import SCHEMA
@@ -384,7 +386,7 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     # the stage's seconds by step are each worker's, summed
     filtered = tmp_path / "w2" / ".sftmix-work" / "mini" / "filtered"
     per_worker = [json.loads(p.read_text())["seconds"] for p in sorted((filtered / "g").glob(".counts-*.json"))]
-    saved = json.loads((filtered / "g.counts.json").read_text())["seconds"]
+    saved = json.loads((filtered / "g.done.json").read_text())["counts"]["seconds"]
     assert len(per_worker) == 2 and saved.keys() == per_worker[0].keys() >= {"read", "tool_calls", "write", "total"}
     assert all(saved[step] == pytest.approx(sum(w[step] for w in per_worker), abs=0.002) for step in saved)
     for split in ("train", "validation"):
@@ -551,6 +553,118 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     assert sorted(p.name for p in rejected.iterdir()) == (
         ["g.filtered-00000.parquet", "g.normalized-00000.parquet"] + [f"h.{s}-00000.parquet" for s in stages]
         + ["my-notes.parquet"])
+
+
+def _glaive_source(**changes) -> dict:
+    return {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+            "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all", **changes}
+
+
+def test_the_mixing_takes_only_records_made_from_the_settings_the_manifest_has_now(tmp_path):
+    """Materializing only the mixture after a source was edited in the manifest would publish, under
+    the new manifest's hash, rows made from the old settings (here: the old licence)."""
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(load(_manifest(tmp_path, [_glaive_source()])), out)
+    # targets are the mixing's own: nothing to build again
+    assert mix(load(_manifest(tmp_path, [_glaive_source(targets={"en": 3})])), layout).split_rows["train"] == 3
+    path = _manifest(tmp_path, [_glaive_source(licence="cc-by-4.0", filters={"length": {"max_tokens": 20000}})])
+    again = ": build that source again (its assets, or the whole manifest)"
+    with pytest.raises(BuildError) as error:
+        mix(load(path), layout)
+    assert str(error.value) == (
+        f"source 'g': its filtered records were made with other settings than {path} has now "
+        '(filters.length: null -> {"max_tokens": 20000}; licence: "apache-2.0" -> "cc-by-4.0")' + again)
+    with pytest.raises(BuildError) as error:
+        filter_source(load(path), load(path).sources[0], layout)
+    assert str(error.value) == (f"source 'g': its normalized records were made with other settings than {path} "
+                                'has now (licence: "apache-2.0" -> "cc-by-4.0")' + again)
+    # what a user does in the web UI: only the mixture's assets, selected
+    job = build_definitions(str(path), str(out)).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                    asset_selection=[AssetKey("mixture"), AssetKey("holdout"), AssetKey("dataset_card")])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert "its filtered records were made with other settings" in failure.event_specific_data.error.cause.message
+    assert {r["licence"] for r in sftmix.read_mixture(out / "mini")} == {"apache-2.0"}  # the old mixture stays
+    build(load(path), out)
+    assert {r["licence"] for r in sftmix.read_mixture(out / "mini")} == {"cc-by-4.0"}
+    # the card alone, after the manifest changed again: it would list the new targets beside the old counts
+    edited = _manifest(tmp_path, [_glaive_source(licence="cc-by-4.0", filters={"length": {"max_tokens": 20000}},
+                                                 targets={"en": 3})])
+    result = build_definitions(str(edited), str(out)).resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False, asset_selection=[AssetKey("dataset_card")])
+    [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert re.search(r"mini was mixed from another manifest \(hash \w+\) than .*m.yaml \(hash \w+\): mix it again first$",
+                     failure.event_specific_data.error.cause.message)
+
+
+def test_the_mixing_refuses_a_stage_that_lost_a_part(tmp_path):
+    manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
+    build(manifest, tmp_path / "out")
+    [part] = layout.records("g", "filtered")
+    part.unlink()
+    with pytest.raises(BuildError, match=f"^source 'g': its filtered part\\(s\\) {part.name} are missing: "):
+        mix(manifest, layout)
+
+
+@pytest.mark.parametrize("stage", ["normalized", "filtered"])
+def test_the_next_stage_refuses_a_stage_that_stopped_part_way(tmp_path, monkeypatch, stage):
+    """A stage whose second worker failed leaves the first worker's part: reading it would publish
+    part of the source, as if whole."""
+    manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
+    build(manifest, tmp_path / "out")  # one worker: one part, the one the failed run rewrites
+    run_stage = sftmix.build.run_stage
+
+    def second_worker_fails(step, config, **options):
+        run_stage(step, ExecutorConfig(workers=1), **options)
+        raise RuntimeError(f"{step.info.key}: task 1 of the {step.stage} stage did not finish")
+
+    monkeypatch.setattr(sftmix.build, "run_stage", second_worker_fails)
+    run = {"normalized": lambda: normalize_source(manifest, manifest.sources[0], [Path(_glaive_source()["local"]["files"][0])], layout, workers=2),
+           "filtered": lambda: filter_source(manifest, manifest.sources[0], layout, workers=2)}
+    with pytest.raises(RuntimeError, match="task 1"):
+        run[stage]()
+    assert len(layout.records("g", stage)) == 1
+    monkeypatch.undo()
+    with pytest.raises(BuildError, match=f"^source 'g': its {stage} stage has not completed: "):
+        run["filtered"]() if stage == "normalized" else mix(manifest, layout)
+
+
+def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_now(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    layout = Layout(tmp_path / "out", "mini")
+    manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
+    with pytest.raises(BuildError, match="^source 'responses' \\(wildchat_responses\\) reads: source 'wildchat': its filtered stage has not completed: "):
+        generate_source(manifest, manifest.sources[1], layout)
+    normalize_source(manifest, manifest.sources[0], [Path(wildchat["local"]["files"][0])], layout)
+    filter_source(manifest, manifest.sources[0], layout)
+    edited = load(_manifest(tmp_path, [{**wildchat, "filters": {"language": False}}, responses], holdout=0))
+    with pytest.raises(BuildError, match=r"^source 'responses' \(wildchat_responses\) reads: source 'wildchat': its filtered records were made with other settings "
+                                         r".*\(filters.language: null -> false\)"):
+        generate_source(edited, edited.sources[1], layout)
+    # how fast and at what cost the endpoint is asked changes no answer
+    fast = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
+    fast.llm.update(concurrency=64, budget_usd=5.0)
+    assert stage_settings(fast, fast.sources[1], "filtered", layout) == stage_settings(manifest, manifest.sources[1], "filtered", layout)
+    fast.llm.update(model="deepseek-reasoner")
+    assert stage_settings(fast, fast.sources[1], "filtered", layout)["llm"] == {"model": "deepseek-reasoner"}
+
+
+def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(tmp_path):
+    inner = _manifest(tmp_path, [_glaive_source()])
+    build(load(inner), tmp_path / "out")
+    outer = tmp_path / "outer.yaml"
+    outer.write_text(yaml.safe_dump({"mixture": "outer", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+                                     "sources": [{"key": "m", "mixture": {"manifest": str(inner)}, "targets": "all"}]}))
+    build(load(outer), tmp_path / "out")
+    inner.write_text(inner.read_text().replace("seed: 1", "seed: 2"))
+    build(load(inner), tmp_path / "out")
+    with pytest.raises(BuildError, match=r"^source 'm': its filtered records were made with other settings .*raw.manifest_hash: "):
+        mix(load(outer), Layout(tmp_path / "out", "outer"))
 
 
 def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_loaded(tmp_path):
