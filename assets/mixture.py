@@ -37,8 +37,10 @@ def mixture_assets(manifest: Manifest):
 
     @multi_asset(
         specs=[
-            AssetSpec(MIXTURE, deps=deps, description="train split: sampled per source x language to the manifest targets"),
-            AssetSpec(HOLDOUT, deps=deps, description="validation split: the stratified holdout, disjoint from train"),
+            AssetSpec(MIXTURE, deps=deps, code_version=manifest.hash,
+                      description="train split: sampled per source x language to the manifest targets"),
+            AssetSpec(HOLDOUT, deps=deps, code_version=manifest.hash,
+                      description="validation split: the stratified holdout, disjoint from train"),
         ],
         check_specs=[
             AssetCheckSpec("licence_policy_respected", asset=MIXTURE),
@@ -78,7 +80,8 @@ def mixture_assets(manifest: Manifest):
             metadata={"rows": validation.num_rows, "expected": m.holdout.size, "ids_also_in_train": len(overlap)},
         )
 
-    @asset(deps=[MIXTURE, HOLDOUT], description="Hugging Face dataset card (README.md) beside the shards")
+    @asset(deps=[MIXTURE, HOLDOUT], code_version=manifest.hash,
+           description="Hugging Face dataset card (README.md) beside the shards")
     def dataset_card(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         stats = json.loads((sftmix.layout.mixture_dir / "stats.json").read_text())

@@ -54,7 +54,8 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         inputs = [AssetKey([asset_prefix(k), "filtered"]) for k in source.generator.inputs]
 
         @asset(key=AssetKey([prefix, "filtered"]), deps=inputs, group_name=group,
-               description=f"{source.key}: synthetic ({source.generator.name})")
+               description=f"{source.key}: synthetic ({source.generator.name})",
+               code_version=build.stage_version(manifest, source, "filtered"))
         def generated(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
             m = sftmix.manifest
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
@@ -80,6 +81,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
 
     @asset(key=normalized_key, deps=[raw], group_name=group,
            description=f"{source.key}: canonical records from converter {source.converter or 'openai_messages'}",
+           code_version=build.stage_version(manifest, source, "normalized"),
            check_specs=[AssetCheckSpec("rows_converted", asset=normalized_key,
                                        description="some raw rows are in the converter's layout")])
     def normalized(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
@@ -97,7 +99,8 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
                                  check_results=[check])
 
     @asset(key=AssetKey([prefix, "filtered"]), deps=[normalized], group_name=group,
-           description=f"{source.key}: records that passed the rule filters")
+           description=f"{source.key}: records that passed the rule filters",
+           code_version=build.stage_version(manifest, source, "filtered"))
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout)

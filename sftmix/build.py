@@ -9,6 +9,7 @@ knows about Dagster.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -142,26 +143,38 @@ def raw_files(manifest: Manifest, source: Source, layout: Layout, hub_cache: Pat
 
 
 def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[Path]:
+    """The other mixture's train shards, mixed from its manifest as it is now (the source's
+    settings name that manifest's hash)."""
     other = load(manifest.resolve(source.mixture.manifest))
     try:
-        return shard_files(Layout(layout.root, other.mixture).mixture_dir, "train")
+        shards = shard_files(Layout(layout.root, other.mixture).mixture_dir, "train")
     except FileNotFoundError:
         raise BuildError(
             f"source {source.key!r} samples mixture {other.mixture!r}, which is not built under {layout.root}: build it first"
         ) from None
+    mixed_from = _mixed_from(shards[0])
+    if mixed_from != other.hash:
+        raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from another version "
+                         f"(hash {mixed_from}) of {other.path} (hash {other.hash}): build it again first")
+    return shards
 
 
-def stage_settings(manifest: Manifest, source: Source, stage: str, layout: Layout) -> dict:
+def _mixed_from(shard: Path) -> str:
+    """The hash of the manifest a mixture shard was mixed from."""
+    return pq.read_schema(shard).metadata[b"manifest_hash"].decode()
+
+
+def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     """What a source's records after `stage` are made from, as the manifest says now. Shards carry
     the manifest's hash, so the mixing (and each later stage) takes only records made from these
     settings, not those of an earlier manifest that a partial re-materialization left behind.
-    Raw files count by what the manifest names (a pinned revision, a path), not their bytes: a
-    local file rewritten in place needs its source built again."""
+    Raw files count by what the manifest names (a pinned revision, a path, the other mixture's
+    manifest), not their bytes: a local file rewritten in place needs its source built again."""
     settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
     filters = {"filters": merge_config(manifest.filters, source.filters),
                "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
     if source.generator is not None:
-        inputs = {key: stage_settings(manifest, manifest.source(key), "filtered", layout) for key in source.generator.inputs}
+        inputs = {key: stage_settings(manifest, manifest.source(key), "filtered") for key in source.generator.inputs}
         return {**settings, **filters, "generator": source.generator.model_dump(mode="json"),
                 "targets": source.target_cells(), "seed": manifest.seed, "inputs": inputs,
                 "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
@@ -169,12 +182,16 @@ def stage_settings(manifest: Manifest, source: Source, stage: str, layout: Layou
         raw = source.hub.model_dump(mode="json")
     elif source.local is not None:
         raw = source.local.model_dump(mode="json")
-    else:  # the other mixture as built now, by the hash its shards carry
-        first = _mixture_shards(manifest, source, layout)[0]
-        raw = {**source.mixture.model_dump(mode="json"),
-               "manifest_hash": pq.read_schema(first).metadata[b"manifest_hash"].decode()}
+    else:
+        raw = {**source.mixture.model_dump(mode="json"), "manifest_hash": load(manifest.resolve(source.mixture.manifest)).hash}
     settings |= {"converter": source.converter or "openai_messages", "raw": raw}
     return settings | filters if stage == "filtered" else settings
+
+
+def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
+    """`stage_settings` as a short hash: the stage's Dagster code version, so that the web UI marks a
+    source's assets stale once the manifest changes what they make."""
+    return hashlib.sha256(json.dumps(stage_settings(manifest, source, stage), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_problem(manifest: Manifest, source: Source, layout: Layout, stage: str) -> str | None:
@@ -182,7 +199,7 @@ def stage_problem(manifest: Manifest, source: Source, layout: Layout, stage: str
     done = layout.read_done(source.key, stage)
     if done is None:
         return f"its {stage} stage has not completed"
-    changes = list(_differences(done["settings"], stage_settings(manifest, source, stage, layout)))
+    changes = list(_differences(done["settings"], stage_settings(manifest, source, stage)))
     if changes:
         where = manifest.path or "the manifest"
         return f"its {stage} records were made with other settings than {where} has now ({'; '.join(changes)})"
@@ -248,7 +265,7 @@ def _save_done(manifest: Manifest, source: Source, layout: Layout, stage: str, c
     path = layout.done_file(source.key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(source.key, stage)],
-                                "settings": stage_settings(manifest, source, stage, layout)}))
+                                "settings": stage_settings(manifest, source, stage)}))
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:
@@ -338,7 +355,7 @@ def rejected_stages(source: Source) -> set[str]:
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
     (the card would pair its targets and licences with the older mixture's counts)."""
-    mixed_from = pq.read_schema(shard_files(layout.mixture_dir, "train")[0]).metadata[b"manifest_hash"].decode()
+    mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
     if mixed_from != manifest.hash:
         raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "
                          f"{manifest.path or 'this one'} (hash {manifest.hash}): mix it again first")

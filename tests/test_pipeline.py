@@ -649,9 +649,9 @@ def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_n
     # how fast and at what cost the endpoint is asked changes no answer
     fast = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
     fast.llm.update(concurrency=64, budget_usd=5.0)
-    assert stage_settings(fast, fast.sources[1], "filtered", layout) == stage_settings(manifest, manifest.sources[1], "filtered", layout)
+    assert stage_settings(fast, fast.sources[1], "filtered") == stage_settings(manifest, manifest.sources[1], "filtered")
     fast.llm.update(model="deepseek-reasoner")
-    assert stage_settings(fast, fast.sources[1], "filtered", layout)["llm"] == {"model": "deepseek-reasoner"}
+    assert stage_settings(fast, fast.sources[1], "filtered")["llm"] == {"model": "deepseek-reasoner"}
 
 
 def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(tmp_path):
@@ -662,6 +662,9 @@ def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(t
                                      "sources": [{"key": "m", "mixture": {"manifest": str(inner)}, "targets": "all"}]}))
     build(load(outer), tmp_path / "out")
     inner.write_text(inner.read_text().replace("seed: 1", "seed: 2"))
+    with pytest.raises(BuildError, match=r"^source 'm' samples mixture 'mini', mixed from another version \(hash \w+\) "
+                                         r"of .*m.yaml \(hash \w+\): build it again first$"):
+        build(load(outer), tmp_path / "out")
     build(load(inner), tmp_path / "out")
     with pytest.raises(BuildError, match=r"^source 'm': its filtered records were made with other settings .*raw.manifest_hash: "):
         mix(load(outer), Layout(tmp_path / "out", "outer"))

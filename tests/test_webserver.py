@@ -102,3 +102,14 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
         [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
         [shard] = sorted((tmp_path / "in-process" / "mini" / split).glob("part-*.parquet"))
         assert pq.read_table(ui_shard).equals(pq.read_table(shard))
+    # The UI marks stale what a manifest edit changes: a rule's setting changes the source's
+    # filtered records (not its normalized ones) and the mixture built from them.
+    settings = json.loads(manifest.read_text())
+    settings["sources"][0]["filters"] = {"length": {"max_tokens": 20000}}
+    manifest.write_text(json.dumps(settings))
+    with _webserver(tmp_path / "ui", manifest) as port:
+        nodes = _graphql(port, "{ assetNodes { assetKey { path } staleStatus staleCauses { reason } } }")["data"]["assetNodes"]
+    stale = {"/".join(n["assetKey"]["path"]): (n["staleStatus"], [c["reason"] for c in n["staleCauses"]]) for n in nodes}
+    assert stale == {"g/raw": ("FRESH", []), "g/normalized": ("FRESH", []),
+                     "g/filtered": ("STALE", ["has a new code version"]), "mixture": ("STALE", ["has a new code version"]),
+                     "holdout": ("STALE", ["has a new code version"]), "dataset_card": ("STALE", ["has a new code version"])}
