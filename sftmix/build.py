@@ -9,12 +9,15 @@ knows about Dagster.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import shutil
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow.parquet as pq
 
@@ -32,6 +35,7 @@ from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
+MIXING_LOCK = ".mixing.lock"  # held while the mixture directory is written (the shards, stats, card)
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
 # The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
 LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
@@ -74,11 +78,35 @@ class Layout:
         its records were made with (`stage_settings`); removed when the stage starts again."""
         return self.work_dir / stage / f"{key}.done.json"
 
-    def restart(self, key: str, stage: str) -> None:
-        """A source's stage starts again: its done file goes first, so that no later stage reads
-        parts of a run that stops part-way."""
-        self.done_file(key, stage).unlink(missing_ok=True)
-        shutil.rmtree(self.stage_dir(key, stage), ignore_errors=True)
+    @contextmanager
+    def rewriting(self, key: str, stage: str) -> Iterator[None]:
+        """A source's stage starts again, held for this run. Its done file goes first, so that no
+        later stage reads parts of a run that stops part-way."""
+        with self.hold(*self.stage_lock(key, stage)):
+            self.done_file(key, stage).unlink(missing_ok=True)
+            shutil.rmtree(self.stage_dir(key, stage), ignore_errors=True)
+            yield
+
+    def stage_lock(self, key: str, stage: str) -> tuple[str, str]:
+        """The lock file of a source's stage, and what it holds (for `hold`)."""
+        return f"{stage}/.{key}.lock", f"source {key!r}: its {stage} records"
+
+    @contextmanager
+    def hold(self, lock: str, what: str, shared: bool = False) -> Iterator[None]:
+        """`what`, held for this run: alone to write it, shared to read it. A second run that gets
+        there meanwhile (the same assets materialized twice from the web UI) stops with a message
+        instead of deleting or mixing files the first is writing. The lock goes with the process."""
+        path = self.work_dir / lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as file:
+            try:
+                fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                doing = "written" if shared else "written or read"
+                raise BuildError(f"{what} are being {doing} by another run: let it finish, then try again") from None
+            except OSError as error:  # a file system without locks (some network mounts)
+                log.warning("cannot lock %s (%s): two runs of it at once would collide", path, error)
+            yield
 
     def read_done(self, key: str, stage: str) -> dict | None:
         path = self.done_file(key, stage)
@@ -218,15 +246,19 @@ def _differences(then, now, path: str = ""):
         yield f"{path}: {json.dumps(then)} -> {json.dumps(now)}"
 
 
-def completed_records(manifest: Manifest, sources: list[Source], layout: Layout, stage: str) -> dict[str, list[Path]]:
-    """The records of each source after `stage`; a BuildError naming every source whose records
-    are missing, incomplete or made from other settings."""
-    problems = [f"source {s.key!r}: {problem}" for s in sources if (problem := stage_problem(manifest, s, layout, stage))]
-    if problems:
-        again = "that source again (its" if len(problems) == 1 else "those sources again (their"
-        raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")
-    return {s.key: [layout.stage_dir(s.key, stage) / name for name in layout.read_done(s.key, stage)["parts"]]
-            for s in sources}
+@contextmanager
+def completed_records(manifest: Manifest, sources: list[Source], layout: Layout, stage: str) -> Iterator[dict[str, list[Path]]]:
+    """The records of each source after `stage`, held for reading; a BuildError naming every source
+    whose records are missing, incomplete or made from other settings."""
+    with ExitStack() as held:
+        for s in sources:
+            held.enter_context(layout.hold(*layout.stage_lock(s.key, stage), shared=True))
+        problems = [f"source {s.key!r}: {problem}" for s in sources if (problem := stage_problem(manifest, s, layout, stage))]
+        if problems:
+            again = "that source again (its" if len(problems) == 1 else "those sources again (their"
+            raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")
+        yield {s.key: [layout.stage_dir(s.key, stage) / name for name in layout.read_done(s.key, stage)["parts"]]
+               for s in sources}
 
 
 def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = None) -> LLMSettings:
@@ -245,19 +277,21 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         module = get_generator(source.generator.name)
     except (GeneratorNotAvailable, MissingAPIKey) as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
-    try:
-        inputs = completed_records(manifest, [manifest.source(key) for key in source.generator.inputs], layout, "filtered")
-    except BuildError as error:
-        raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
     client = LLMClient(llm_settings(manifest, layout, llm_overrides))
     context = Context(llm=client, targets=source.target_cells(), params=source.generator.params,
                       identity=manifest.identity, seed=manifest.seed)
-    layout.restart(source.key, "filtered")
-    records = read_records([path for paths in inputs.values() for path in paths])
-    counts = generate(module, records, context, source_info(manifest, source, layout),
-                      layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
-                      rejected_file(layout.rejected_dir, source.key, "generated"))
-    _save_done(manifest, source, layout, "filtered", counts)
+    with ExitStack() as held:
+        try:
+            inputs = held.enter_context(completed_records(
+                manifest, [manifest.source(key) for key in source.generator.inputs], layout, "filtered"))
+        except BuildError as error:
+            raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
+        held.enter_context(layout.rewriting(source.key, "filtered"))
+        records = read_records([path for paths in inputs.values() for path in paths])
+        counts = generate(module, records, context, source_info(manifest, source, layout),
+                          layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
+                          rejected_file(layout.rejected_dir, source.key, "generated"))
+        _save_done(manifest, source, layout, "filtered", counts)
     return counts, client.stats
 
 
@@ -284,9 +318,9 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
                      workers: int | None = None) -> Counts:
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
-    layout.restart(source.key, "normalized")
-    counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
-    _save_done(manifest, source, layout, "normalized", counts)
+    with layout.rewriting(source.key, "normalized"):
+        counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
+        _save_done(manifest, source, layout, "normalized", counts)
     return counts
 
 
@@ -313,26 +347,30 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
             api_key_from_env()
         except MissingAPIKey as error:
             raise BuildError(f"source {source.key!r} (llm_judge): {error}") from None
-    inputs = completed_records(manifest, [source], layout, "normalized")[source.key]
-    layout.restart(source.key, "filtered")
-    step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
-                     str(layout.rejected_dir))
-    # The judge's client is shared with this process to report its stats: the judge runs here.
-    config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
-    counts = run_stage(step, config)
-    _save_done(manifest, source, layout, "filtered", counts)
+    with completed_records(manifest, [source], layout, "normalized") as normalized, \
+            layout.rewriting(source.key, "filtered"):
+        inputs = normalized[source.key]
+        step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
+                         str(layout.rejected_dir))
+        # The judge's client is shared with this process to report its stats: the judge runs here.
+        config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
+        counts = run_stage(step, config)
+        _save_done(manifest, source, layout, "filtered", counts)
     return counts, (judge["client"].stats if judge is not False else None)
 
 
 def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
-    inputs = completed_records(manifest, [s for s in manifest.sources if not s.is_input_only], layout, "filtered")
-    result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing", rejected_dir=layout.rejected_dir)
-    for stale in stale_rejected_files(manifest, layout):
-        log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
-        stale.unlink()
+    mixed = [s for s in manifest.sources if not s.is_input_only]
+    with layout.hold(MIXING_LOCK, f"mixture {manifest.mixture!r}: its shards"), \
+            completed_records(manifest, mixed, layout, "filtered") as inputs:
+        result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
+                              rejected_dir=layout.rejected_dir)
+        for stale in stale_rejected_files(manifest, layout):
+            log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
+            stale.unlink()
+        mixing.write_stats(result, layout.mixture_dir / "stats.json")
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
-    mixing.write_stats(result, layout.mixture_dir / "stats.json")
     return result
 
 
@@ -355,15 +393,15 @@ def rejected_stages(source: Source) -> set[str]:
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
     (the card would pair its targets and licences with the older mixture's counts)."""
-    mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
-    if mixed_from != manifest.hash:
-        raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "
-                         f"{manifest.path or 'this one'} (hash {manifest.hash}): mix it again first")
-    stage_counts = {
-        s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES} for s in manifest.sources if s.generator is None
-    }
-    path = layout.mixture_dir / "README.md"
-    path.write_text(card.render(manifest, result, stage_counts), encoding="utf-8")
+    with layout.hold(MIXING_LOCK, f"mixture {manifest.mixture!r}: its shards"):
+        mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
+        if mixed_from != manifest.hash:
+            raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "
+                             f"{manifest.path or 'this one'} (hash {manifest.hash}): mix it again first")
+        stage_counts = {s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES}
+                        for s in manifest.sources if s.generator is None}
+        path = layout.mixture_dir / "README.md"
+        path.write_text(card.render(manifest, result, stage_counts), encoding="utf-8")
     return path
 
 

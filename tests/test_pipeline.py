@@ -1,5 +1,6 @@
 """End to end: manifests built through Dagster and through `sftmix.build`, shards read back."""
 
+import errno
 import json
 import os
 import re
@@ -628,6 +629,47 @@ def test_the_next_stage_refuses_a_stage_that_stopped_part_way(tmp_path, monkeypa
     monkeypatch.undo()
     with pytest.raises(BuildError, match=f"^source 'g': its {stage} stage has not completed: "):
         run["filtered"]() if stage == "normalized" else mix(manifest, layout)
+
+
+def test_a_second_run_stops_at_records_the_first_is_writing_or_reading(tmp_path):
+    """Two runs over one output (Materialize clicked twice in the web UI): the second stops with a
+    message instead of deleting parts the first is writing or mixing. The holds below are another
+    run's: flock locks belong to each opening of the lock file."""
+    manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
+    files = [Path(_glaive_source()["local"]["files"][0])]
+    result = build(manifest, tmp_path / "out")
+    busy = "are being written or read by another run: let it finish, then try again"
+    with layout.hold(*layout.stage_lock("g", "normalized")):  # a run normalizing g
+        with pytest.raises(BuildError, match=f"^source 'g': its normalized records {busy}$"):
+            normalize_source(manifest, manifest.sources[0], files, layout)
+        with pytest.raises(BuildError, match="^source 'g': its normalized records are being written by another run: "):
+            filter_source(manifest, manifest.sources[0], layout)
+    with layout.hold(*layout.stage_lock("g", "filtered"), shared=True):  # a run mixing g's records
+        with pytest.raises(BuildError, match=f"^source 'g': its filtered records {busy}$"):
+            filter_source(manifest, manifest.sources[0], layout)
+        mix(manifest, layout)  # readers share
+    with layout.hold(sftmix.build.MIXING_LOCK, "the other run's mixing"):
+        with pytest.raises(BuildError, match=f"^mixture 'mini': its shards {busy}$"):
+            mix(manifest, layout)
+        with pytest.raises(BuildError, match=f"^mixture 'mini': its shards {busy}$"):
+            sftmix.build.write_card(manifest, layout, result)
+    # each run lets go when it ends, failed or not
+    with pytest.raises(BuildError):
+        with layout.rewriting("g", "filtered"):
+            raise BuildError("a stage that failed")
+    build(manifest, tmp_path / "out")
+
+
+def test_a_file_system_without_locks_builds_with_a_warning(tmp_path, monkeypatch, caplog):
+    def no_locks(file, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(sftmix.build.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="sftmix"):
+        result = build(load(_manifest(tmp_path, [_glaive_source()])), tmp_path / "out")
+    assert result.split_rows["train"] > 0
+    assert any(re.fullmatch(r"cannot lock .*/filtered/\.g\.lock \(\[Errno \d+\] No locks available\): two runs of it "
+                            r"at once would collide", m) for m in caplog.messages)
 
 
 def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_now(tmp_path, monkeypatch):
