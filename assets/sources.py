@@ -47,22 +47,38 @@ def llm_metadata(stats) -> dict:
     return {f"llm_{k}": v for k, v in stats.summary().items()}
 
 
+def llm_answered(context: AssetExecutionContext, key: AssetKey, stats) -> AssetCheckResult:
+    """Fails (not blocking: each row is a counted drop) when the endpoint answered no request."""
+    problem = stats.unanswered()
+    if problem:
+        context.log.warning(problem)
+    return AssetCheckResult(check_name="llm_answered", asset_key=key, passed=problem is None,
+                            severity=AssetCheckSeverity.ERROR, metadata={"problem": problem or ""})
+
+
+def _llm_answered_spec(key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec("llm_answered", asset=key, description="the LLM endpoint answered some requests")
+
+
 def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     prefix = asset_prefix(source.key)
     group = prefix
     if source.generator is not None:
         inputs = [AssetKey([asset_prefix(k), "filtered"]) for k in source.generator.inputs]
 
-        @asset(key=AssetKey([prefix, "filtered"]), deps=inputs, group_name=group,
+        filtered_key = AssetKey([prefix, "filtered"])
+
+        @asset(key=filtered_key, deps=inputs, group_name=group,
                description=f"{source.key}: synthetic ({source.generator.name})",
-               code_version=build.stage_version(manifest, source, "filtered"))
+               code_version=build.stage_version(manifest, source, "filtered"),
+               check_specs=[_llm_answered_spec(filtered_key)])
         def generated(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
             m = sftmix.manifest
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
             context.log.info(f"{source.key}: LLM {llm_stats.summary()}")
             metadata = counts_metadata(counts, sftmix.layout.records(source.key, "filtered"))
             metadata.update(llm_metadata(llm_stats))
-            return MaterializeResult(metadata=metadata)
+            return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, llm_stats)])
 
         return [generated]
 
@@ -98,15 +114,20 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         return MaterializeResult(metadata=counts_metadata(counts, sftmix.layout.records(s.key, "normalized")),
                                  check_results=[check])
 
-    @asset(key=AssetKey([prefix, "filtered"]), deps=[normalized], group_name=group,
+    filtered_key = AssetKey([prefix, "filtered"])
+    judged = build.filter_config(manifest, source).get("llm_judge", False) is not False
+
+    @asset(key=filtered_key, deps=[normalized], group_name=group,
            description=f"{source.key}: records that passed the rule filters",
-           code_version=build.stage_version(manifest, source, "filtered"))
+           code_version=build.stage_version(manifest, source, "filtered"),
+           check_specs=[_llm_answered_spec(filtered_key)] if judged else None)
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout)
         metadata = counts_metadata(counts, sftmix.layout.records(source.key, "filtered"))
-        if judge_stats is not None:
-            metadata.update(llm_metadata(judge_stats))
-        return MaterializeResult(metadata=metadata)
+        if judge_stats is None:
+            return MaterializeResult(metadata=metadata)
+        metadata.update(llm_metadata(judge_stats))
+        return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, judge_stats)])
 
     return [raw, normalized, filtered]

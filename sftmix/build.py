@@ -411,13 +411,15 @@ def build(manifest: Manifest, output: Path, hub_cache: Path | None = None, worke
     hub_cache = hub_cache or Path(output) / ".hf-cache"
     for source in manifest.sources:  # manifest order puts generator inputs first
         if source.generator is not None:
-            generate_source(manifest, source, layout)
-            continue
-        files = raw_files(manifest, source, layout, hub_cache)
-        problem = unconverted(layout, source, normalize_source(manifest, source, files, layout, workers))
-        if problem:
-            log.warning(problem)
-        filter_source(manifest, source, layout, workers)
+            _, llm_stats = generate_source(manifest, source, layout)
+        else:
+            files = raw_files(manifest, source, layout, hub_cache)
+            problem = unconverted(layout, source, normalize_source(manifest, source, files, layout, workers))
+            if problem:
+                log.warning(problem)
+            _, llm_stats = filter_source(manifest, source, layout, workers)
+        if llm_stats is not None and (problem := llm_stats.unanswered()):
+            log.warning("source %r: %s", source.key, problem)
     result = mix(manifest, layout)
     write_card(manifest, layout, result)
     return result

@@ -107,6 +107,9 @@ def _print_llm_summary(kept_key: str, counts: Counts, stats) -> None:
     print("llm " + json.dumps(figures))
     print(json.dumps({kept_key: counts.kept, "dropped": dict(sorted(counts.dropped.items())),
                       **{k: figures[k] for k in SUMMARY_LLM_KEYS}}))
+    problem = stats.unanswered()
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 def _llm_settings(manifest, cache_dir: str | None):

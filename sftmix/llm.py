@@ -94,8 +94,18 @@ class Stats:
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0
+    answered: int = 0  # requests the endpoint answered (cache hits not included)
+    last_failure: str = ""  # `kind: detail` of the last request that failed for good
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+
+    def unanswered(self) -> str | None:
+        """Why the endpoint looks unusable (a wrong key or URL, a dead server): requests were sent
+        and not one answered. Each row is still a counted drop; this names the common cause."""
+        if self.requests and not self.answered:
+            return (f"the LLM endpoint answered none of {self.requests} requests (the last failure: "
+                    f"{self.last_failure}): check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and the API key")
+        return None
 
     def summary(self) -> dict:
         return {"requests": self.requests, "cache_hits": self.cache_hits, "prompt_tokens": self.usage.prompt_tokens,
@@ -456,17 +466,21 @@ class LLMClient:
                 except _MalformedResponse as error:
                     last_error = f"malformed_response: {self._redact(str(error))}"
                 except _ClientError as error:
-                    self.stats.failures += 1
-                    return Failure(f"http_{error.status}", self._redact(str(error))[:300])
+                    return self._failed(Failure(f"http_{error.status}", self._redact(str(error))[:300]))
                 else:
+                    self.stats.answered += 1
                     self._account(completion.usage)
                     self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
                     return completion
             if attempt < self.settings.max_retries:
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
+        return self._failed(Failure("llm_retries_exhausted", last_error))
+
+    def _failed(self, failure: Failure) -> Failure:
         self.stats.failures += 1
-        return Failure("llm_retries_exhausted", last_error)
+        self.stats.last_failure = f"{failure.reason}: {failure.detail}"
+        return failure
 
     async def _send(self, session: aiohttp.ClientSession, body: dict) -> Completion:
         try:

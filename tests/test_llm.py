@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import re
 import logging
 import os
 import socket
@@ -915,6 +916,27 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
     _assert_no_key_in([out, tmp_path / "gen.rejected.parquet", *cache_files(tmp_path / "cache")])
 
 
+def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops(tmp_path, monkeypatch, capsys,
+                                                                                key_echoing_server):
+    """A wrong key: every row is still a counted drop and the run ends normally (issue 4), and one
+    warning names the cause, redacted like every other error text."""
+    from sftmix import cli
+
+    with serve_openai(responder=lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as srv:
+        monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
+        _judge_input(tmp_path / "in.parquet", 3)
+        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1])["dropped"] == {"http_401": 3}
+    [warning] = captured.err.splitlines()
+    assert re.fullmatch(r"warning: the LLM endpoint answered none of 3 requests \(the last failure: http_401: .*"
+                        r"Incorrect API key provided: \*\*\*.*\): check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and "
+                        r"the API key", warning)
+    assert KEY not in warning
+
+
 def _judge_input(path: Path, n: int) -> list[str]:
     records = [make_record(messages=[message("user", f"Question {i}?"), message("assistant", f"Answer {i}.")],
                            tools=[], source="t", licence="mit", language="en", origin={"row": f"in.jsonl#{i}"}) for i in range(n)]
@@ -947,6 +969,7 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["kept"] == 2 and summary["dropped"] == {"http_400": 1, "http_401": 1}
+    assert "warning" not in captured.err  # the endpoint answered two of four: no endpoint-wide problem
     assert [f.reason for f in failures] == ["http_401", "http_400", "llm_retries_exhausted", "llm_retries_exhausted"]
     for failure in failures:
         assert KEY not in failure.detail and "SECRET" not in failure.detail

@@ -485,10 +485,38 @@ def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeyp
     metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
                     if e.event_specific_data.materialization.asset_key.to_user_string() == "responses/filtered")
     assert metadata["llm_requests"].value == sent > 0 and metadata["rows_out"].value > 0
+    assert [(e.check_name, e.passed) for e in result.get_asset_check_evaluations()
+            if e.asset_key.to_user_string() == "responses/filtered"] == [("llm_answered", True)]
     assert key not in json.dumps({k: str(v.value) for k, v in metadata.items()})
     rows = list(sftmix.read_mixture(tmp_path / "out" / "mini", "train"))
     assert rows and all(r["source"] == "responses" and r["licence"] == "apache-2.0" for r in rows)
     assert all(json.loads(r["origin"])["generator"] == "wildchat_responses" for r in rows)
+
+
+def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_path, monkeypatch, caplog):
+    """Every row a counted drop, the run goes on (issue 4); the check and the log name the cause."""
+    from openai_server import Fault, serve_openai
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test-wrong")
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    glaive = _glaive_source(filters={"llm_judge": {"threshold": 3}})
+    path = _manifest(tmp_path, [wildchat, responses, glaive], holdout=0)
+    with serve_openai(lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+            .execute_in_process(instance=DagsterInstance.ephemeral())
+        with caplog.at_level("WARNING", logger="sftmix"):
+            build(load(path), tmp_path / "in-process")
+    assert result.success
+    checks = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations() if e.check_name == "llm_answered"}
+    assert {key: check.passed for key, check in checks.items()} == {"responses/filtered": False, "g/filtered": False}
+    problem = re.compile(r"the LLM endpoint answered none of \d+ requests \(the last failure: http_401: .*\): "
+                         r"check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and the API key")
+    assert all(problem.fullmatch(check.metadata["problem"].value) for check in checks.values())
+    assert sorted(m.split(":")[0] for m in caplog.messages if problem.search(m)) == ["source 'g'", "source 'responses'"]
 
 
 def test_a_conversation_in_two_sources_is_kept_once_and_the_reason_names_the_other(tmp_path):
