@@ -77,7 +77,7 @@ def _plan(args) -> int:
 
 
 def _render(args) -> int:
-    from sftmix.normalize import read_records
+    from sftmix.normalize import check_records, read_records
     from sftmix.reader import SPLITS, shard_files
     from sftmix.render import to_chatml
 
@@ -86,13 +86,15 @@ def _render(args) -> int:
         raise UserError(f"shard not found: {path}")
     # a shard, or a split's shards in order (a mixture directory: its train split)
     shards = shard_files(path, path.name if path.name in SPLITS else "train")
-    for shown, record in enumerate(read_records(shards)):
+    check_records(shards)  # every shard, before any row is shown
+    rows = ((shard, record) for shard in shards for record in read_records([shard]))
+    for shown, (shard, record) in enumerate(rows):
         if args.limit is not None and shown >= args.limit:
             break
         try:
             text = to_chatml(record)
         except ValueError as error:  # a row the tool-call filter would have dropped (arguments not JSON)
-            raise UserError(f"cannot render row {record['id']} of {path}: {error}") from None
+            raise UserError(f"cannot render row {record['id']} of {shard}: {error}") from None
         print(f"### {record['id']} ({record['source']}, {record['language']}, {record['licence']})")
         print(text)
     return 0

@@ -112,15 +112,20 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
         return Drop.malformed_row(error)
 
 
+def check_records(files: list[Path | str]) -> None:
+    """UnreadableParquet naming the first file that does not hold canonical records."""
+    for path in files:
+        problem = schema_problem(parquet_schema(path))
+        if problem:
+            raise UnreadableParquet(f"{path} is not a file of records: {problem}")
+
+
 def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:
     """Canonical records from Parquet (a previous stage's output), batch by batch; with
     `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches).
     Every file is checked to hold records before any row is read: a raw source file given by
     mistake is named, not a crash on its first row."""
-    for path in files:
-        problem = schema_problem(parquet_schema(path))
-        if problem:
-            raise UnreadableParquet(f"{path} is not a file of records: {problem}")
+    check_records(files)
     index = 0
     for path in files:
         for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=list(SCHEMA.names)):
