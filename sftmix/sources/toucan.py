@@ -65,9 +65,9 @@ def _parse_call(content) -> tuple[str, dict | str]:
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         raise Drop("unparsable_tool_call", "tool_call without a name")
     arguments = call.get("arguments")
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return call["name"], {}  # Qwen-Agent writes "" for a call without arguments
-    if isinstance(arguments, str):
+    if arguments is None:
+        return call["name"], {}
+    if isinstance(arguments, str):  # Qwen-Agent's "" for no arguments: `tool_call` stores it as {}
         try:
             parsed = loads(arguments)
         except ValueError:
