@@ -35,7 +35,6 @@ from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
-MIXING_LOCK = ".mixing.lock"  # held while the mixture directory is written (the shards, stats, card)
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
 # The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
 LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
@@ -90,6 +89,11 @@ class Layout:
     def stage_lock(self, key: str, stage: str) -> tuple[str, str]:
         """The lock file of a source's stage, and what it holds (for `hold`)."""
         return f"{stage}/.{key}.lock", f"source {key!r}: its {stage} records"
+
+    @property
+    def mixture_lock(self) -> tuple[str, str]:
+        """The lock file of the mixture directory (its shards, stats and card), and what it holds."""
+        return ".mixing.lock", f"mixture {self.mixture!r}: its shards"
 
     @contextmanager
     def hold(self, lock: str, what: str, shared: bool = False) -> Iterator[None]:
@@ -361,7 +365,7 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
 
 def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     mixed = [s for s in manifest.sources if not s.is_input_only]
-    with layout.hold(MIXING_LOCK, f"mixture {manifest.mixture!r}: its shards"), \
+    with layout.hold(*layout.mixture_lock), \
             completed_records(manifest, mixed, layout, "filtered") as inputs:
         result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
                               rejected_dir=layout.rejected_dir)
@@ -393,7 +397,7 @@ def rejected_stages(source: Source) -> set[str]:
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
     (the card would pair its targets and licences with the older mixture's counts)."""
-    with layout.hold(MIXING_LOCK, f"mixture {manifest.mixture!r}: its shards"):
+    with layout.hold(*layout.mixture_lock):
         mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
         if mixed_from != manifest.hash:
             raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "

@@ -676,7 +676,7 @@ def test_a_second_run_stops_at_records_the_first_is_writing_or_reading(tmp_path)
         with pytest.raises(BuildError, match=f"^source 'g': its filtered records {busy}$"):
             filter_source(manifest, manifest.sources[0], layout)
         mix(manifest, layout)  # readers share
-    with layout.hold(sftmix.build.MIXING_LOCK, "the other run's mixing"):
+    with layout.hold(*layout.mixture_lock):  # a run mixing
         with pytest.raises(BuildError, match=f"^mixture 'mini': its shards {busy}$"):
             mix(manifest, layout)
         with pytest.raises(BuildError, match=f"^mixture 'mini': its shards {busy}$"):
