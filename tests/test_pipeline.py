@@ -769,3 +769,12 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
     build(load(manifest), tmp_path / "in-process")
     for split in ("train", "validation"):
         assert _table(tmp_path / "cli" / "mini", split).equals(_table(tmp_path / "in-process" / "mini", split))
+    # the README's re-mix after a target change: the sources' records are taken as they are
+    manifest = _manifest(tmp_path, [{**sources[0], "targets": {"en": 3}}, sources[1]])
+    done = subprocess.run([shutil.which("dagster") or "dagster", "asset", "materialize", "-m", "pipelines.definitions",
+                           "--select", "mixture,holdout,dataset_card"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "RUN_SUCCESS" in done.stderr, done.stderr[-3000:]
+    assert Counter(_table(tmp_path / "cli" / "mini", "train")["source"].to_pylist())["g"] == 3
+    build(load(manifest), tmp_path / "in-process")
+    assert _table(tmp_path / "cli" / "mini", "train").equals(_table(tmp_path / "in-process" / "mini", "train"))
