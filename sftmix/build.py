@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -302,8 +303,10 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
 def _save_done(manifest: Manifest, source: Source, layout: Layout, stage: str, counts: Counts) -> None:
     path = layout.done_file(source.key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(source.key, stage)],
-                                "settings": stage_settings(manifest, source, stage)}))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(source.key, stage)],
+                               "settings": stage_settings(manifest, source, stage)}))
+    os.replace(tmp, path)  # whole or not at all: a later stage reads it as the stage's completion
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:
