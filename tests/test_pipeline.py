@@ -399,6 +399,8 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     drops_one, drops_two = (pq.read_table(tmp_path / w / "mini" / "rejected" / "g.mixing-00000.parquet") for w in ("w1", "w2"))
     assert drops_one.num_rows == one.excluded["g"]["duplicate_within_source"]
     assert drops_one.equals(drops_two)
+    # built again over the same output: the stage locks are the driver's, none lives on in a worker
+    assert build(manifest, tmp_path / "w2", workers=2).split_rows == two.split_rows
 
 
 def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
