@@ -115,7 +115,17 @@ class Layout:
 
     def read_done(self, key: str, stage: str) -> dict | None:
         path = self.done_file(key, stage)
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            done = json.loads(path.read_text())
+            kinds = (type(done["counts"]), type(done["parts"]), type(done["settings"]))
+            if kinds != (dict, list, dict):
+                raise TypeError("counts, parts or settings of the wrong type")
+        except (ValueError, KeyError, TypeError) as error:  # edited or damaged by hand: never a traceback mid-build
+            raise BuildError(f"{path} is not a done file as sftmix writes it ({type(error).__name__}: {error}): "
+                             f"build source {key!r} again") from None
+        return done
 
     def read_counts(self, key: str, stage: str) -> Counts | None:
         done = self.read_done(key, stage)
@@ -216,7 +226,8 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     elif source.local is not None:
         raw = source.local.model_dump(mode="json")
     else:
-        raw = {**source.mixture.model_dump(mode="json"), "manifest_hash": load(manifest.resolve(source.mixture.manifest)).hash}
+        other = load(manifest.resolve(source.mixture.manifest))
+        raw = {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash}
     settings |= {"converter": source.converter or "openai_messages", "raw": raw}
     return settings | filters if stage == "filtered" else settings
 
@@ -252,13 +263,15 @@ def _differences(then, now, path: str = ""):
 
 
 @contextmanager
-def completed_records(manifest: Manifest, sources: list[Source], layout: Layout, stage: str) -> Iterator[dict[str, list[Path]]]:
+def completed_records(manifest: Manifest, sources: list[Source], layout: Layout,
+                      stage: str) -> Iterator[dict[str, list[Path]]]:
     """The records of each source after `stage`, held for reading; a BuildError naming every source
     whose records are missing, incomplete or made from other settings."""
     with ExitStack() as held:
         for s in sources:
             held.enter_context(layout.hold(*layout.stage_lock(s.key, stage), shared=True))
-        problems = [f"source {s.key!r}: {problem}" for s in sources if (problem := stage_problem(manifest, s, layout, stage))]
+        problems = [f"source {s.key!r}: {problem}" for s in sources
+                    if (problem := stage_problem(manifest, s, layout, stage))]
         if problems:
             again = "that source again (its" if len(problems) == 1 else "those sources again (their"
             raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")

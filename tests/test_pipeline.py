@@ -638,6 +638,16 @@ def test_the_mixing_refuses_a_stage_that_lost_a_part(tmp_path):
         mix(manifest, layout)
 
 
+@pytest.mark.parametrize("text", ["{\"counts\": {", "[]", "{\"counts\": {}, \"parts\": \"part-00000.parquet\", \"settings\": {}}"])
+def test_a_damaged_done_file_is_named(tmp_path, text):
+    manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
+    build(manifest, tmp_path / "out")
+    layout.done_file("g", "filtered").write_text(text)
+    with pytest.raises(BuildError, match=f"^{re.escape(str(layout.done_file('g', 'filtered')))} is not a done file as "
+                                         r"sftmix writes it \(\w+: .*\): build source 'g' again$"):
+        mix(manifest, layout)
+
+
 @pytest.mark.parametrize("stage", ["normalized", "filtered"])
 def test_the_next_stage_refuses_a_stage_that_stopped_part_way(tmp_path, monkeypatch, stage):
     """A stage whose second worker failed leaves the first worker's part: reading it would publish
