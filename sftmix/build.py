@@ -238,16 +238,17 @@ def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
     return hashlib.sha256(json.dumps(stage_settings(manifest, source, stage), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stage_problem(manifest: Manifest, source: Source, layout: Layout, stage: str) -> str | None:
-    """Why a source's records after `stage` cannot be used now (None: they can)."""
-    done = layout.read_done(source.key, stage)
+def _parts_problem(manifest: Manifest, source: Source, stage: str, done: dict | None,
+                   parts: list[Path]) -> str | None:
+    """Why a source's records after `stage` (its done file `done`, its `parts`) cannot be used now
+    (None: they can)."""
     if done is None:
         return f"its {stage} stage has not completed"
     changes = list(_differences(done["settings"], stage_settings(manifest, source, stage)))
     if changes:
         where = manifest.path or "the manifest"
         return f"its {stage} records were made with other settings than {where} has now ({'; '.join(changes)})"
-    missing = [name for name in done["parts"] if not (layout.stage_dir(source.key, stage) / name).is_file()]
+    missing = [part.name for part in parts if not part.is_file()]
     if missing:
         return f"its {stage} part(s) {', '.join(missing)} are missing"
     return None
@@ -270,13 +271,15 @@ def completed_records(manifest: Manifest, sources: list[Source], layout: Layout,
     with ExitStack() as held:
         for s in sources:
             held.enter_context(layout.hold(*layout.stage_lock(s.key, stage), shared=True))
+        done = {s.key: layout.read_done(s.key, stage) for s in sources}
+        parts = {key: [layout.stage_dir(key, stage) / name for name in (saved["parts"] if saved else [])]
+                 for key, saved in done.items()}
         problems = [f"source {s.key!r}: {problem}" for s in sources
-                    if (problem := stage_problem(manifest, s, layout, stage))]
+                    if (problem := _parts_problem(manifest, s, stage, done[s.key], parts[s.key]))]
         if problems:
             again = "that source again (its" if len(problems) == 1 else "those sources again (their"
             raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")
-        yield {s.key: [layout.stage_dir(s.key, stage) / name for name in layout.read_done(s.key, stage)["parts"]]
-               for s in sources}
+        yield parts
 
 
 def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = None) -> LLMSettings:
