@@ -17,6 +17,7 @@ import os
 import shutil
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -211,8 +212,8 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     """What a source's records after `stage` are made from, as the manifest says now. Shards carry
     the manifest's hash, so the mixing (and each later stage) takes only records made from these
     settings, not those of an earlier manifest that a partial re-materialization left behind.
-    Raw files count by what the manifest names (a pinned revision, a path, the other mixture's
-    manifest), not their bytes: a local file rewritten in place needs its source built again."""
+    Raw files count by what the manifest names (a pinned revision, the other mixture's manifest)
+    and, for local files, their size and modification time, not their bytes."""
     settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
     filters = {"filters": merge_config(manifest.filters, source.filters),
                "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
@@ -224,12 +225,25 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     if source.hub is not None:
         raw = source.hub.model_dump(mode="json")
     elif source.local is not None:
-        raw = source.local.model_dump(mode="json")
+        raw = {**source.local.model_dump(mode="json"),
+               "file_states": {name: _file_state(manifest.resolve(name)) for name in source.local.files}}
     else:
         other = load(manifest.resolve(source.mixture.manifest))
         raw = {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash}
     settings |= {"converter": source.converter or "openai_messages", "raw": raw}
     return settings | filters if stage == "filtered" else settings
+
+
+def _file_state(path: Path) -> dict | None:
+    """What tells a local file rewritten in place (None: there is no such file). Not a hash of its
+    bytes: raw files run to gigabytes, and the settings are checked at every stage and web UI load."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    seconds, nanoseconds = divmod(stat.st_mtime_ns, 10**9)
+    modified = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return {"bytes": stat.st_size, "modified": f"{modified}.{nanoseconds:09d}Z"}
 
 
 def stage_version(manifest: Manifest, source: Source, stage: str) -> str:

@@ -21,7 +21,7 @@ from hub_server import serve_hub
 from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
 import sftmix.build
-from sftmix.build import BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings
+from sftmix.build import BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings, stage_version
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
 from sftmix.mixing import rank_keys
@@ -627,6 +627,32 @@ def test_the_mixing_takes_only_records_made_from_the_settings_the_manifest_has_n
     [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
     assert re.search(r"mini was mixed from another manifest \(hash \w+\) than .*m.yaml \(hash \w+\): mix it again first$",
                      failure.event_specific_data.error.cause.message)
+
+
+def test_a_local_raw_file_rewritten_in_place_is_built_again_before_it_is_mixed(tmp_path):
+    """The manifest names the same path, but the rows in it changed: mixing the records made from
+    the old file would publish rows the file no longer has."""
+    raw = tmp_path / "glaive.json"
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    raw.write_text(json.dumps(rows))
+    path = _manifest(tmp_path, [_glaive_source(local={"files": ["glaive.json"]}, targets="all")], holdout=0)
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(load(path), out)
+    old_ids = {r["id"] for r in sftmix.read_mixture(out / "mini")}
+    version = stage_version(load(path), load(path).sources[0], "normalized")
+    raw.write_text(json.dumps(rows[len(rows) // 2:]))
+    with pytest.raises(BuildError) as error:
+        mix(load(path), layout)
+    assert re.fullmatch(r"source 'g': its filtered records were made with other settings than .*m\.yaml has now "
+                        r"\(raw\.file_states\.glaive\.json\.bytes: \d+ -> \d+; raw\.file_states\.glaive\.json\.modified: "
+                        r'"[\d-]+T[\d:.]+Z" -> "[\d-]+T[\d:.]+Z"\): build that source again .*', str(error.value))
+    assert stage_version(load(path), load(path).sources[0], "normalized") != version  # stale in the web UI
+    build(load(path), out)
+    build(load(path), tmp_path / "fresh")
+    new_ids = {r["id"] for r in sftmix.read_mixture(out / "mini")}
+    assert new_ids == {r["id"] for r in sftmix.read_mixture(tmp_path / "fresh" / "mini")} and new_ids < old_ids
+    raw.unlink()
+    assert stage_settings(load(path), load(path).sources[0], "normalized")["raw"]["file_states"] == {"glaive.json": None}
 
 
 def test_the_mixing_refuses_a_stage_that_lost_a_part(tmp_path):
