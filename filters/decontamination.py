@@ -267,22 +267,30 @@ class DecontaminationFilter(BatchRecordFilter):
         self.root = Path(root) if root else None
         self._indexes: list[_Index] | None = None
 
+    def _path(self, pattern: str) -> Path:
+        path = Path(pattern)
+        return self.root / path if self.root is not None and not path.is_absolute() else path
+
+    def _matches(self, pattern: str) -> list[Path]:
+        """The files a benchmark path names now: a glob's matches, sorted, or the file (none if missing)."""
+        path = self._path(pattern)
+        if any(c in pattern for c in "*?["):
+            return sorted(Path(p) for p in glob.glob(str(path)))
+        return [path] if path.is_file() else []
+
     def _files(self, name: str, patterns: list[str]) -> list[Path]:
         files = []
         for pattern in patterns:
-            path = Path(pattern)
-            if self.root is not None and not path.is_absolute():
-                path = self.root / path
-            if any(c in pattern for c in "*?["):
-                matched = sorted(Path(p) for p in glob.glob(str(path)))
-                if not matched:
-                    raise FileNotFoundError(f"benchmark {name!r}: no file matches {path}")
-                files.extend(matched)
-            elif not path.is_file():
-                raise FileNotFoundError(f"benchmark {name!r}: no such file {path}")
-            else:
-                files.append(path)
+            matched = self._matches(pattern)
+            if not matched:
+                problem = "no file matches" if any(c in pattern for c in "*?[") else "no such file"
+                raise FileNotFoundError(f"benchmark {name!r}: {problem} {self._path(pattern)}")
+            files.extend(matched)
         return files
+
+    def benchmark_files(self) -> list[Path]:
+        """Every file the benchmarks name now, as their paths name them (relative ones under `root`)."""
+        return [path for patterns, _ in self.specs.values() for pattern in patterns for path in self._matches(pattern)]
 
     @property
     def indexes(self) -> list[_Index]:

@@ -24,6 +24,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 
 from filters import merge_config
+from filters.decontamination import DecontaminationFilter
 from generators import GeneratorNotAvailable, get_generator
 from sftmix import __version__, card, mixing
 from sftmix.counts import Counts
@@ -217,6 +218,8 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
     filters = {"filters": merge_config(manifest.filters, source.filters),
                "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
+    if benchmarks := _benchmark_states(manifest, source):
+        filters["benchmark_files"] = benchmarks
     if source.generator is not None:
         inputs = {key: stage_settings(manifest, manifest.source(key), "filtered") for key in source.generator.inputs}
         return {**settings, **filters, "generator": source.generator.model_dump(mode="json"),
@@ -244,6 +247,18 @@ def _file_state(path: Path) -> dict | None:
     seconds, nanoseconds = divmod(stat.st_mtime_ns, 10**9)
     modified = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return {"bytes": stat.st_size, "modified": f"{modified}.{nanoseconds:09d}Z"}
+
+
+def _benchmark_states(manifest: Manifest, source: Source) -> dict:
+    """The decontamination benchmark files the source's filter stage reads, each with its state: an
+    evaluation set updated in place, or one more file a glob matches, changes what it removes."""
+    config = manifest.filter_config(source).get("decontamination")
+    if not isinstance(config, dict):  # off, or on without benchmarks (the filter stage names that)
+        return {}
+    decontamination = DecontaminationFilter(**config)  # the manifest's load checked its arguments
+    root = decontamination.root
+    return {str(path.relative_to(root) if root is not None and path.is_relative_to(root) else path): _file_state(path)
+            for path in decontamination.benchmark_files()}
 
 
 def stage_version(manifest: Manifest, source: Source, stage: str) -> str:

@@ -463,6 +463,32 @@ def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path)
     assert reasons == ["contaminated:ifeval"] and result.split_rows["train"] == 1
 
 
+def test_a_benchmark_file_added_under_a_glob_makes_the_filtered_records_stale(tmp_path):
+    """The rows the filter stage kept were checked against the evaluation sets there were then; a
+    new file the glob matches may contain one of them."""
+    bench = tmp_path / "evals"
+    bench.mkdir()
+    shutil.copy(FIXTURES / "benchmarks" / "ifeval" / "input_data.jsonl", bench / "input_data.jsonl")
+    rivers = "Name three rivers of Spain and say in which mountains each one of them rises."
+    raw = tmp_path / "dolly.jsonl"
+    raw.write_text(json.dumps({"instruction": rivers, "context": "", "response": "Sure, here it is: " + "a b c " * 5,
+                               "category": "open_qa"}))
+    src = {"key": "d", "converter": "dolly", "licence": "apache-2.0", "language": "en", "local": {"files": ["dolly.jsonl"]},
+           "targets": "all", "filters": {"language": False, "decontamination": {"benchmarks": {"ifeval": "evals/*.jsonl"}}}}
+    path, layout = _manifest(tmp_path, [src], holdout=0), Layout(tmp_path / "out", "mini")
+    assert build(load(path), tmp_path / "out").split_rows["train"] == 1
+    (bench / "more.jsonl").write_text(json.dumps({"key": 9001, "prompt": rivers, "instruction_id_list": [], "kwargs": []}))
+    with pytest.raises(BuildError) as error:
+        mix(load(path), layout)
+    assert re.fullmatch(r"source 'd': its filtered records were made with other settings than .*m\.yaml has now "
+                        r'\(benchmark_files\.evals/more\.jsonl: null -> \{"bytes": \d+, "modified": "[\d-]+T[\d:.]+Z"\}\): '
+                        r"build that source again .*", str(error.value))
+    filter_source(load(path), load(path).sources[0], layout)
+    assert mix(load(path), layout).split_rows["train"] == 0
+    reasons = pq.read_table(tmp_path / "out" / "mini" / "rejected", columns=["reason"])["reason"].to_pylist()
+    assert reasons == ["contaminated:ifeval"]
+
+
 def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeypatch):
     """A generator asset in the Dagster graph, against a real OpenAI-compatible server: LLM figures
     reach the asset's metadata, never the key."""
