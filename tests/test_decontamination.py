@@ -208,13 +208,23 @@ def test_configuration_errors():
         DecontaminationFilter(benchmarks={"x": {"path": "a.jsonl"}})
     with pytest.raises(ValueError):
         DecontaminationFilter(benchmarks={"x": IFEVAL}, roles=["narrator"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="^benchmark 'x': no such file /nonexistent/input_data.jsonl$"):
         DecontaminationFilter(benchmarks={"x": "/nonexistent/input_data.jsonl"}).index_stats()
+    with pytest.raises(FileNotFoundError, match=f"^benchmark 'x': no file matches {re.escape(str(BENCH))}/bfcl/BFCL_v9_\\*.json$"):
+        DecontaminationFilter(benchmarks={"x": "bfcl/BFCL_v9_*.json"}, root=str(BENCH)).index_stats()
     with pytest.raises(ValueError, match="text_fields"):
         DecontaminationFilter(benchmarks={"qa": str(BENCH / "generic" / "qa_test.jsonl")}).index_stats()
     # relative paths resolve against `root`
     step = DecontaminationFilter(benchmarks={"ifeval": "ifeval/input_data.jsonl"}, root=str(BENCH))
     assert step.index_stats()["ifeval"]["prompts"] == 4
+
+
+def test_benchmark_files_are_those_the_paths_name_now():
+    """What a source's filtered settings record (`sftmix.build.stage_settings`): a missing file is
+    not listed, so that it appears as new once it is there."""
+    step = DecontaminationFilter(benchmarks={"ifeval": ["ifeval/input_data.jsonl", "ifeval/missing.jsonl"],
+                                             "bfcl": {"paths": "bfcl/BFCL_v3_*.json"}}, root=str(BENCH))
+    assert step.benchmark_files() == [BENCH / "ifeval" / "input_data.jsonl"] + sorted((BENCH / "bfcl").glob("BFCL_v3_*.json"))
 
 
 @pytest.mark.parametrize("how", DAMAGES)
