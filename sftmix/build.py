@@ -336,21 +336,24 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
                 manifest, [manifest.source(key) for key in source.generator.inputs], layout, "filtered"))
         except BuildError as error:
             raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
+        settings = stage_settings(manifest, source, "filtered")
         held.enter_context(layout.rewriting(source.key, "filtered"))
         records = read_records([path for paths in inputs.values() for path in paths])
         counts = generate(module, records, context, source_info(manifest, source, layout),
                           layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
                           rejected_file(layout.rejected_dir, source.key, "generated"))
-        _save_done(manifest, source, layout, "filtered", counts)
+        _save_done(layout, source.key, "filtered", counts, settings)
     return counts, client.stats
 
 
-def _save_done(manifest: Manifest, source: Source, layout: Layout, stage: str, counts: Counts) -> None:
-    path = layout.done_file(source.key, stage)
+def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: dict) -> None:
+    """`settings` as they were when the stage began to read: a raw or benchmark file rewritten while
+    it ran leaves the records stale."""
+    path = layout.done_file(key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(source.key, stage)],
-                               "settings": stage_settings(manifest, source, stage)}))
+    tmp.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(key, stage)],
+                               "settings": settings}))
     os.replace(tmp, path)  # whole or not at all: a later stage reads it as the stage's completion
 
 
@@ -370,9 +373,10 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
                      workers: int | None = None) -> Counts:
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
+    settings = stage_settings(manifest, source, "normalized")
     with layout.rewriting(source.key, "normalized"):
         counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
-        _save_done(manifest, source, layout, "normalized", counts)
+        _save_done(layout, source.key, "normalized", counts, settings)
     return counts
 
 
@@ -401,13 +405,14 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
             raise BuildError(f"source {source.key!r} (llm_judge): {error}") from None
     with completed_records(manifest, [source], layout, "normalized") as normalized, \
             layout.rewriting(source.key, "filtered"):
+        settings = stage_settings(manifest, source, "filtered")
         inputs = normalized[source.key]
         step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
                          str(layout.rejected_dir))
         # The judge's client is shared with this process to report its stats: the judge runs here.
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
         counts = run_stage(step, config)
-        _save_done(manifest, source, layout, "filtered", counts)
+        _save_done(layout, source.key, "filtered", counts, settings)
     return counts, (judge["client"].stats if judge is not False else None)
 
 

@@ -681,6 +681,30 @@ def test_a_local_raw_file_rewritten_in_place_is_built_again_before_it_is_mixed(t
     assert stage_settings(load(path), load(path).sources[0], "normalized")["raw"]["file_states"] == {"glaive.json": None}
 
 
+@pytest.mark.parametrize("stage", ["normalized", "filtered"])
+def test_a_raw_file_rewritten_while_a_stage_runs_leaves_its_records_stale(tmp_path, monkeypatch, stage):
+    """The done file keeps the file's state from before the stage read it, not after."""
+    raw = tmp_path / "glaive.json"
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    raw.write_text(json.dumps(rows))
+    manifest = load(_manifest(tmp_path, [_glaive_source(local={"files": ["glaive.json"]})], holdout=0))
+    layout, run_stage = Layout(tmp_path / "out", "mini"), sftmix.build.run_stage
+    normalize_source(manifest, manifest.sources[0], [raw], layout)
+
+    def rewritten_meanwhile(step, config, **options):
+        counts = run_stage(step, config, **options)
+        raw.write_text(json.dumps(rows[1:]))  # another job finishing its write
+        return counts
+
+    monkeypatch.setattr(sftmix.build, "run_stage", rewritten_meanwhile)
+    {"normalized": lambda: normalize_source(manifest, manifest.sources[0], [raw], layout),
+     "filtered": lambda: filter_source(manifest, manifest.sources[0], layout)}[stage]()
+    monkeypatch.undo()
+    with pytest.raises(BuildError, match=f"^source 'g': its {stage} records were made with other settings .*"
+                                         r"\(raw\.file_states\.glaive\.json\.bytes: "):
+        filter_source(manifest, manifest.sources[0], layout) if stage == "normalized" else mix(manifest, layout)
+
+
 def test_the_mixing_refuses_a_stage_that_lost_a_part(tmp_path):
     manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
     build(manifest, tmp_path / "out")
