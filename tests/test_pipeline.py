@@ -21,7 +21,9 @@ from hub_server import serve_hub
 from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
 import sftmix.build
-from sftmix.build import BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings, stage_version
+from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings,
+                          stage_version)
+from sftmix.counts import Counts
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
 from sftmix.mixing import rank_keys
@@ -805,6 +807,22 @@ def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_n
     edited = load(_manifest(tmp_path, [{**wildchat, "filters": {"language": False}}, responses], holdout=0))
     with pytest.raises(BuildError, match=reads + r"records were made with other settings .*\(filters.language: null -> false\)"):
         generate_source(edited, edited.sources[1], layout)
+    # the inputs' settings as they were when the generator began to read them
+    raw = tmp_path / "wildchat.parquet"
+    shutil.copy(wildchat["local"]["files"][0], raw)
+    local = load(_manifest(tmp_path, [{**wildchat, "local": {"files": [raw.name]}}, responses], holdout=0))
+    normalize_source(local, local.sources[0], [raw], layout)
+    filter_source(local, local.sources[0], layout)
+
+    def rewritten_meanwhile(module, records, *args):
+        raw.write_bytes(raw.read_bytes() + b"more")
+        return Counts()
+
+    monkeypatch.setattr(sftmix.build, "generate", rewritten_meanwhile)
+    generate_source(local, local.sources[1], layout)
+    with pytest.raises(BuildError, match=r"^source 'responses': its filtered records were made with other settings "
+                                         r".*\(inputs\.wildchat\.raw\.file_states\.wildchat\.parquet\.bytes: "):
+        mix(local, layout)
     # how fast and at what cost the endpoint is asked changes no answer
     fast = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
     fast.llm.update(concurrency=64, budget_usd=5.0)
