@@ -887,3 +887,16 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
     assert Counter(_table(tmp_path / "cli" / "mini", "train")["source"].to_pylist())["g"] == 3
     build(load(manifest), tmp_path / "in-process")
     assert _table(tmp_path / "cli" / "mini", "train").equals(_table(tmp_path / "in-process" / "mini", "train"))
+    # the README's rebuild of one edited source and what it feeds; the re-mix alone is refused
+    manifest = _manifest(tmp_path, [{**sources[0], "targets": {"en": 3}, "licence": "cc-by-4.0"}, sources[1]])
+    materialize = [shutil.which("dagster") or "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select"]
+    done = subprocess.run(materialize + ["mixture,holdout,dataset_card"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "source 'g': its filtered records were made with other settings" in done.stderr
+    done = subprocess.run(materialize + ["g/raw*"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "RUN_SUCCESS" in done.stderr, done.stderr[-3000:]
+    train = _table(tmp_path / "cli" / "mini", "train")
+    assert {(row["source"], row["licence"]) for row in train.select(["source", "licence"]).to_pylist()} == {
+        ("g", "cc-by-4.0"), ("t", "apache-2.0")}
+    build(load(manifest), tmp_path / "in-process")
+    assert train.equals(_table(tmp_path / "in-process" / "mini", "train"))
