@@ -84,7 +84,8 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
 
     where = source.hub.id if source.hub else (source.mixture.manifest if source.mixture else "local files")
 
-    @asset(key=AssetKey([prefix, "raw"]), group_name=group, description=f"{source.key}: raw files from {where}")
+    @asset(key=AssetKey([prefix, "raw"]), group_name=group, description=f"{source.key}: raw files from {where}",
+           code_version=build.stage_version(manifest, source, "raw"))
     def raw(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         files = build.raw_files(m, m.source(source.key), sftmix.layout, sftmix.hub_cache_dir)

@@ -212,29 +212,34 @@ def _mixed_from(shard: Path) -> str:
 def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     """What a source's records after `stage` are made from, as the manifest says now. Shards carry
     the manifest's hash, so the mixing (and each later stage) takes only records made from these
-    settings, not those of an earlier manifest that a partial re-materialization left behind.
-    Raw files count by what the manifest names (a pinned revision, the other mixture's manifest)
-    and, for local files, their size and modification time, not their bytes."""
+    settings, not those of an earlier manifest that a partial re-materialization left behind."""
     settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
-    filters = {"filters": merge_config(manifest.filters, source.filters),
-               "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
+    if source.generator is None:
+        settings |= {"converter": source.converter or "openai_messages", "raw": raw_settings(manifest, source)}
+        if stage == "normalized":
+            return settings
+    settings |= {"filters": merge_config(manifest.filters, source.filters),
+                 "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
     if benchmarks := _benchmark_states(manifest, source):
-        filters["benchmark_files"] = benchmarks
+        settings["benchmark_files"] = benchmarks
     if source.generator is not None:
         inputs = {key: stage_settings(manifest, manifest.source(key), "filtered") for key in source.generator.inputs}
-        return {**settings, **filters, "generator": source.generator.model_dump(mode="json"),
-                "targets": source.target_cells(), "seed": manifest.seed, "inputs": inputs,
-                "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
+        settings |= {"generator": source.generator.model_dump(mode="json"), "targets": source.target_cells(),
+                     "seed": manifest.seed, "inputs": inputs,
+                     "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
+    return settings
+
+
+def raw_settings(manifest: Manifest, source: Source) -> dict:
+    """What a converted source's raw input is: what the manifest names (a pinned revision, the other
+    mixture's manifest and its hash) and, for local files, their size and modification time."""
     if source.hub is not None:
-        raw = source.hub.model_dump(mode="json")
-    elif source.local is not None:
-        raw = {**source.local.model_dump(mode="json"),
-               "file_states": {name: _file_state(manifest.resolve(name)) for name in source.local.files}}
-    else:
-        other = load(manifest.resolve(source.mixture.manifest))
-        raw = {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash}
-    settings |= {"converter": source.converter or "openai_messages", "raw": raw}
-    return settings | filters if stage == "filtered" else settings
+        return source.hub.model_dump(mode="json")
+    if source.local is not None:
+        return {**source.local.model_dump(mode="json"),
+                "file_states": {name: _file_state(manifest.resolve(name)) for name in source.local.files}}
+    other = load(manifest.resolve(source.mixture.manifest))
+    return {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash}
 
 
 def _file_state(path: Path) -> dict | None:
@@ -262,9 +267,10 @@ def _benchmark_states(manifest: Manifest, source: Source) -> dict:
 
 
 def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
-    """`stage_settings` as a short hash: the stage's Dagster code version, so that the web UI marks a
-    source's assets stale once the manifest changes what they make."""
-    return hashlib.sha256(json.dumps(stage_settings(manifest, source, stage), sort_keys=True).encode()).hexdigest()[:16]
+    """`stage_settings` (for "raw": `raw_settings`) as a short hash: the asset's Dagster code version,
+    so that the web UI marks a source's assets stale once the manifest or a file changes what they make."""
+    settings = raw_settings(manifest, source) if stage == "raw" else stage_settings(manifest, source, stage)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _parts_problem(manifest: Manifest, source: Source, stage: str, done: dict | None,

@@ -78,7 +78,8 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
     from sftmix.build import build
     from sftmix.manifest import load
 
-    fixture = ROOT / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
+    fixture = tmp_path / "glaive.json"  # a copy: rewritten in place below
+    fixture.write_bytes((ROOT / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json").read_bytes())
     manifest = tmp_path / "mini.yaml"
     manifest.write_text(json.dumps({
         "mixture": "mini", "seed": 1, "holdout": {"size": 2}, "licence_policy": {"allow": ["apache-2.0"]},
@@ -107,9 +108,19 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
     settings = json.loads(manifest.read_text())
     settings["sources"][0]["filters"] = {"length": {"max_tokens": 20000}}
     manifest.write_text(json.dumps(settings))
-    with _webserver(tmp_path / "ui", manifest) as port:
+    new_version = ("STALE", ["has a new code version"])
+    assert _stale_status(tmp_path / "ui", manifest) == {
+        "g/raw": ("FRESH", []), "g/normalized": ("FRESH", []), "g/filtered": new_version, "mixture": new_version,
+        "holdout": new_version, "dataset_card": new_version}
+    # and a raw file rewritten in place, everything made from it
+    rows = json.loads(fixture.read_text())
+    fixture.write_text(json.dumps(rows[2:]))
+    assert _stale_status(tmp_path / "ui", manifest) == {
+        key: new_version for key in ("g/raw", "g/normalized", "g/filtered", "mixture", "holdout", "dataset_card")}
+
+
+def _stale_status(home: Path, manifest: Path) -> dict[str, tuple[str, list[str]]]:
+    """Each asset's stale status and causes, as the web UI shows them for `manifest` now."""
+    with _webserver(home, manifest) as port:
         nodes = _graphql(port, "{ assetNodes { assetKey { path } staleStatus staleCauses { reason } } }")["data"]["assetNodes"]
-    stale = {"/".join(n["assetKey"]["path"]): (n["staleStatus"], [c["reason"] for c in n["staleCauses"]]) for n in nodes}
-    assert stale == {"g/raw": ("FRESH", []), "g/normalized": ("FRESH", []),
-                     "g/filtered": ("STALE", ["has a new code version"]), "mixture": ("STALE", ["has a new code version"]),
-                     "holdout": ("STALE", ["has a new code version"]), "dataset_card": ("STALE", ["has a new code version"])}
+    return {"/".join(n["assetKey"]["path"]): (n["staleStatus"], [c["reason"] for c in n["staleCauses"]]) for n in nodes}
