@@ -97,30 +97,32 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
         while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
             assert time.monotonic() < deadline, f"run {run_id} still {status}"
             time.sleep(0.5)
-    assert status == "SUCCESS"
-    build(load(manifest), tmp_path / "in-process")
-    for split in ("train", "validation"):
-        [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
-        [shard] = sorted((tmp_path / "in-process" / "mini" / split).glob("part-*.parquet"))
-        assert pq.read_table(ui_shard).equals(pq.read_table(shard))
-    # The UI marks stale what a manifest edit changes: a rule's setting changes the source's
-    # filtered records (not its normalized ones) and the mixture built from them.
-    settings = json.loads(manifest.read_text())
-    settings["sources"][0]["filters"] = {"length": {"max_tokens": 20000}}
-    manifest.write_text(json.dumps(settings))
-    new_version = ("STALE", ["has a new code version"])
-    assert _stale_status(tmp_path / "ui", manifest) == {
-        "g/raw": ("FRESH", []), "g/normalized": ("FRESH", []), "g/filtered": new_version, "mixture": new_version,
-        "holdout": new_version, "dataset_card": new_version}
-    # and a raw file rewritten in place, everything made from it
-    rows = json.loads(fixture.read_text())
-    fixture.write_text(json.dumps(rows[2:]))
-    assert _stale_status(tmp_path / "ui", manifest) == {
-        key: new_version for key in ("g/raw", "g/normalized", "g/filtered", "mixture", "holdout", "dataset_card")}
+        assert status == "SUCCESS"
+        build(load(manifest), tmp_path / "in-process")
+        for split in ("train", "validation"):
+            [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
+            [shard] = sorted((tmp_path / "in-process" / "mini" / split).glob("part-*.parquet"))
+            assert pq.read_table(ui_shard).equals(pq.read_table(shard))
+        # The UI marks stale what an edit changes, once reloaded: a rule's setting changes the
+        # source's filtered records (not its normalized ones) and the mixture built from them...
+        settings = json.loads(manifest.read_text())
+        settings["sources"][0]["filters"] = {"length": {"max_tokens": 20000}}
+        manifest.write_text(json.dumps(settings))
+        new_version = ("STALE", ["has a new code version"])
+        assert _stale_status_after_reload(port) == {
+            "g/raw": ("FRESH", []), "g/normalized": ("FRESH", []), "g/filtered": new_version, "mixture": new_version,
+            "holdout": new_version, "dataset_card": new_version}
+        # ...and a raw file rewritten in place, everything made from it
+        fixture.write_text(json.dumps(json.loads(fixture.read_text())[2:]))
+        assert _stale_status_after_reload(port) == {
+            key: new_version for key in ("g/raw", "g/normalized", "g/filtered", "mixture", "holdout", "dataset_card")}
 
 
-def _stale_status(home: Path, manifest: Path) -> dict[str, tuple[str, list[str]]]:
-    """Each asset's stale status and causes, as the web UI shows them for `manifest` now."""
-    with _webserver(home, manifest) as port:
-        nodes = _graphql(port, "{ assetNodes { assetKey { path } staleStatus staleCauses { reason } } }")["data"]["assetNodes"]
+def _stale_status_after_reload(port: int) -> dict[str, tuple[str, list[str]]]:
+    """Each asset's stale status and causes, as the web UI shows them once its Reload button has
+    loaded the definitions again (the manifest and its files as they are now)."""
+    reloaded = _graphql(port, 'mutation { reloadRepositoryLocation(repositoryLocationName: "pipelines.definitions") '
+                              "{ __typename } }")
+    assert reloaded["data"]["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry", reloaded
+    nodes = _graphql(port, "{ assetNodes { assetKey { path } staleStatus staleCauses { reason } } }")["data"]["assetNodes"]
     return {"/".join(n["assetKey"]["path"]): (n["staleStatus"], [c["reason"] for c in n["staleCauses"]]) for n in nodes}
