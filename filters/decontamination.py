@@ -245,6 +245,10 @@ def _spec(name: str, value: Any) -> tuple[list[str], list[str] | None]:
     return [str(p) for p in paths], text_fields
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
 class DecontaminationFilter(BatchRecordFilter):
     name = "decontamination"
 
@@ -274,7 +278,7 @@ class DecontaminationFilter(BatchRecordFilter):
     def _matches(self, pattern: str) -> list[Path]:
         """The files a benchmark path names now: a glob's matches, sorted, or the file (none if missing)."""
         path = self._path(pattern)
-        if any(c in pattern for c in "*?["):
+        if _is_glob(pattern):
             return sorted(Path(p) for p in glob.glob(str(path)))
         return [path] if path.is_file() else []
 
@@ -283,7 +287,7 @@ class DecontaminationFilter(BatchRecordFilter):
         for pattern in patterns:
             matched = self._matches(pattern)
             if not matched:
-                problem = "no file matches" if any(c in pattern for c in "*?[") else "no such file"
+                problem = "no file matches" if _is_glob(pattern) else "no such file"
                 raise FileNotFoundError(f"benchmark {name!r}: {problem} {self._path(pattern)}")
             files.extend(matched)
         return files
