@@ -15,6 +15,7 @@ alternation, one such run from each branch.
 from __future__ import annotations
 
 import re
+from functools import cache
 from re import _constants as sre, _parser as sre_parse  # the parser `re` compiles from
 
 import ahocorasick_rs
@@ -22,6 +23,7 @@ import ahocorasick_rs
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
+@cache  # a rule is built for each source (and its arguments checked so as the manifest loads)
 def required_literals(pattern: str) -> frozenset[str] | None:
     """Strings one of which occurs in every match of `pattern`; None when none can be named (a
     branch without a literal, a case-insensitive pattern). Of several such sets, the one whose
