@@ -85,15 +85,21 @@ def _typed_arguments(name: str, arguments: dict) -> dict:
     return typed
 
 
-def build_filters(config: dict[str, bool | dict] | None = None, exclusion_writer=None) -> list[RecordFilter]:
-    """Instantiate the enabled filters in their fixed order."""
+def enabled_filters(config: dict[str, bool | dict] | None = None) -> list[tuple[type[RecordFilter], dict]]:
+    """The enabled filters in their fixed order, each with its keyword arguments."""
     config = merge_config(config)
-    steps = []
+    enabled = []
     for cls in DEFAULT_ORDER + OPT_IN:
         setting = config.get(cls.name, cls not in OPT_IN)
-        if setting is False:
-            continue
-        kwargs = setting if isinstance(setting, dict) else {}
+        if setting is not False:
+            enabled.append((cls, setting if isinstance(setting, dict) else {}))
+    return enabled
+
+
+def build_filters(config: dict[str, bool | dict] | None = None, exclusion_writer=None) -> list[RecordFilter]:
+    """Instantiate the enabled filters in their fixed order."""
+    steps = []
+    for cls, kwargs in enabled_filters(config):
         step = cls(**kwargs)
         step.exclusion_writer = exclusion_writer
         steps.append(step)

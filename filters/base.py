@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Annotated
 
 from datatrove.data import Document
@@ -33,9 +34,11 @@ Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class RecordFilter(BaseFilter):
-    """Base of every rule: `name` is the key used in manifests and in rejected rows."""
+    """Base of every rule: `name` is the key used in manifests and in rejected rows; `data_files`,
+    the files besides its code that its verdicts depend on (a stage's settings digest both)."""
 
     name = "record_filter"
+    data_files: tuple[Path, ...] = ()
 
     def check(self, record: dict, doc: Document) -> str | None:
         raise NotImplementedError

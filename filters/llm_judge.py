@@ -25,7 +25,8 @@ from datatrove.pipeline.filters.base_filter import get_filter_result
 from filters.base import Positive, RecordFilter
 from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_window
 
-PROMPTS = Path(__file__).parent / "prompts"
+JUDGE_TEMPLATE = Path(__file__).parent / "prompts" / "judge_absolute.txt"
+DEFAULT_RUBRIC = Path(__file__).parent / "prompts" / "rubric_default.txt"
 _VERDICT = re.compile(r"^\s*(?:Feedback:\s*)?(?P<feedback>.*?)\s*\[RESULT\]\s*(?P<score>[1-5])\s*$", re.DOTALL)
 
 
@@ -58,7 +59,7 @@ def judge_prompt(record: dict, rubric: str, reference: str | None = None) -> str
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None:
         return None
-    template = Template((PROMPTS / "judge_absolute.txt").read_text(encoding="utf-8"))
+    template = Template(JUDGE_TEMPLATE.read_text(encoding="utf-8"))
     response = _conversation_text([messages[last]]).removeprefix("ASSISTANT: ")
     return template.substitute(instruction=_conversation_text(messages[:last]), response=response,
                                reference=reference or "(none given)", rubric=rubric)
@@ -66,6 +67,7 @@ def judge_prompt(record: dict, rubric: str, reference: str | None = None) -> str
 
 class LLMJudgeFilter(RecordFilter):
     name = "llm_judge"
+    data_files = (JUDGE_TEMPLATE, DEFAULT_RUBRIC)
 
     def __init__(self, threshold: int = 4, rubric: str | None = None, attempts: Positive = 3, window: int | None = None,
                  llm: dict | None = None, client: LLMClient | None = None, **kwargs):
@@ -81,7 +83,7 @@ class LLMJudgeFilter(RecordFilter):
         # row waits for a slow answer.
         self.window = window or stage_window(client.settings.concurrency)
         self.threshold, self.attempts = threshold, attempts
-        self.rubric = rubric or (PROMPTS / "rubric_default.txt").read_text(encoding="utf-8").strip()
+        self.rubric = rubric or DEFAULT_RUBRIC.read_text(encoding="utf-8").strip()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def grade(self, record: dict) -> tuple[str, int] | str:

@@ -36,9 +36,13 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 LANGUAGE_NAMES = {"ca": "Catalan", "en": "English", "es": "Spanish", "eu": "Basque", "gl": "Galician", "pt": "Portuguese"}
 
 
+def prompt_file(name: str) -> Path:
+    return PROMPTS_DIR / f"{name}.txt"
+
+
 @cache
 def prompt(name: str) -> Template:
-    path = PROMPTS_DIR / f"{name}.txt"
+    path = prompt_file(name)
     if not path.is_file():
         raise FileNotFoundError(f"prompt template not found: {path}")
     return Template(path.read_text(encoding="utf-8"))

@@ -23,13 +23,14 @@ from typing import Iterator
 
 import pyarrow.parquet as pq
 
-from filters import merge_config
+from filters import enabled_filters, merge_config
 from filters.decontamination import DecontaminationFilter
 from generators import GeneratorNotAvailable, get_generator
 from sftmix import __version__, card, mixing
+from sftmix.code_digests import code_digests
 from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
-from generators.base import Context, generate
+from generators.base import Context, generate, prompt_file
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
@@ -213,7 +214,8 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     """What a source's records after `stage` are made from, as the manifest says now. Shards carry
     the manifest's hash, so the mixing (and each later stage) takes only records made from these
     settings, not those of an earlier manifest that a partial re-materialization left behind."""
-    settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language}
+    settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language,
+                "code": _stage_code(manifest, source, stage)}
     if source.generator is None:
         settings |= {"converter": source.converter or "openai_messages", "raw": raw_settings(manifest, source)}
         if stage == "normalized":
@@ -228,6 +230,21 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
                      "seed": manifest.seed, "inputs": inputs,
                      "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
     return settings
+
+
+def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
+    """The code that makes the source's records after `stage`, as digests (`sftmix.code_digests`):
+    its converter or generator (with its prompt templates), and for "filtered" the rules it runs."""
+    if source.generator is not None:
+        generator = get_generator(source.generator.name)
+        modules, data_files = [generator.__name__], [prompt_file(name) for name in generator.PROMPTS]
+    else:
+        modules, data_files = [f"sftmix.sources.{source.converter or 'openai_messages'}"], []
+    if stage == "filtered":
+        for rule, _ in enabled_filters(_filtered_stage_rules(filter_config(manifest, source), source)):
+            modules.append(rule.__module__)
+            data_files += rule.data_files
+    return code_digests(modules, data_files)
 
 
 def raw_settings(manifest: Manifest, source: Source) -> dict:
@@ -399,10 +416,7 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
     """The rule filters (and the LLM judge where the manifest turns it on); returns counts and the
     judge's LLM stats (None without a judge)."""
     info = source_info(manifest, source, layout)
-    # Exact duplicates within a source are removed at mixing, over all workers' rows at once: a
-    # worker's own dedup would keep whichever copy it met first, so the output would depend on the
-    # number of workers. (The judge's client caches by content, so a repeat is never paid twice.)
-    info.filters = {**info.filters, "dedup": False}
+    info.filters = _filtered_stage_rules(info.filters, source)
     judge = info.filters.get("llm_judge", False)
     if judge is not False:
         try:
@@ -420,6 +434,15 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
         counts = run_stage(step, config)
         _save_done(layout, source.key, "filtered", counts, settings)
     return counts, (judge["client"].stats if judge is not False else None)
+
+
+def _filtered_stage_rules(config: dict, source: Source) -> dict:
+    """The rule filters as the source's filtered stage runs them (`config`: `filter_config`'s).
+    Exact duplicates within a converted source are removed at mixing, over all workers' rows at
+    once: a worker's own dedup would keep whichever copy it met first, so the output would depend
+    on the number of workers. (The judge's client caches by content, so a repeat is never paid
+    twice.) A generator's rows are made in one process, in order."""
+    return config if source.generator is not None else {**config, "dedup": False}
 
 
 def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:

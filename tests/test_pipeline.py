@@ -20,6 +20,7 @@ from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
 from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
+import generators.base
 import sftmix.build
 from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings,
                           stage_version)
@@ -684,6 +685,80 @@ def test_a_local_raw_file_rewritten_in_place_is_built_again_before_it_is_mixed(t
     assert stage_settings(load(path), load(path).sources[0], "normalized")["raw"]["file_states"] == {"glaive.json": None}
 
 
+def _project_copy(tmp_path: Path, monkeypatch) -> Path:
+    """The converters, rules and generators copied, and their digests taken from the copy: a test
+    edits them there, not in the checkout."""
+    code = tmp_path / "code"
+    for package in ("sftmix/sources", "filters", "generators"):
+        shutil.copytree(sftmix.code_digests.ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sftmix.code_digests, "ROOT", code)
+    monkeypatch.setattr(generators.base, "PROMPTS_DIR", code / "generators" / "prompts")
+    return code
+
+
+def test_an_edited_converter_or_rule_makes_the_records_it_made_stale(tmp_path, monkeypatch):
+    """Mixing records that the converter or a rule no longer makes would publish them as current."""
+    code = _project_copy(tmp_path, monkeypatch)
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
+    manifest, layout = load(path), Layout(tmp_path / "out", "mini")
+    build(manifest, tmp_path / "out")
+    versions = lambda: {stage: stage_version(manifest, manifest.sources[0], stage) for stage in ("raw", "normalized", "filtered")}
+    built = versions()
+    # exact duplicates are removed at mixing, not by the filtered stage's dedup rule
+    assert "filters/length.py" in stage_settings(manifest, manifest.sources[0], "filtered")["code"]
+    assert "filters/dedup.py" not in stage_settings(manifest, manifest.sources[0], "filtered")["code"]
+
+    converter = code / "sftmix" / "sources" / "glaive.py"
+    text = converter.read_text()
+    converter.write_text(text.replace('"""glaiveai/glaive-function-calling-v2:', '"""glaive:') + "\n# a comment\n")
+    assert versions() == built and mix(manifest, layout).split_rows["train"] == 6  # a comment changes no record
+    converter.write_text(text + "\nMAX_TURNS = 64\n")
+    with pytest.raises(BuildError, match=r"^source 'g': its filtered records were made with other settings than .* "
+                                         r'has now \(code\.sftmix/sources/glaive\.py: "\w{16}" -> "\w{16}"\): build'):
+        mix(manifest, layout)
+    edited = versions()
+    assert edited["raw"] == built["raw"] and edited["normalized"] != built["normalized"] != edited["filtered"]
+    with pytest.raises(BuildError, match=r"^source 'g': its normalized records were made with other settings"):
+        filter_source(manifest, manifest.sources[0], layout)
+    build(manifest, tmp_path / "out")
+
+    (code / "filters" / "words.py").write_text((code / "filters" / "words.py").read_text() + "\nMAX_WORD = 64\n")
+    with pytest.raises(BuildError, match=r'\(code\.filters/words\.py: "\w{16}" -> "\w{16}"\): build'):
+        mix(manifest, layout)  # a module the repetition and language rules import
+    assert versions()["normalized"] == edited["normalized"]  # the rules run in the filtered stage only
+    filter_source(manifest, manifest.sources[0], layout)
+    assert mix(manifest, layout).split_rows["train"] == 6
+
+
+def test_the_judges_prompt_templates_are_in_the_filtered_settings_where_it_runs(tmp_path):
+    judged = load(_manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}})]))
+    unjudged = load(_manifest(tmp_path, [_glaive_source()]))
+    templates = {"filters/llm_judge.py", "filters/prompts/judge_absolute.txt", "filters/prompts/rubric_default.txt"}
+    assert templates <= stage_settings(judged, judged.sources[0], "filtered")["code"].keys()
+    assert not templates & stage_settings(unjudged, unjudged.sources[0], "filtered")["code"].keys()
+
+
+def test_an_edited_generator_or_prompt_template_makes_its_records_stale(tmp_path, monkeypatch):
+    code = _project_copy(tmp_path, monkeypatch)
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
+    wildchat_version, settings = (stage_version(manifest, manifest.sources[0], "filtered"),
+                                  stage_settings(manifest, manifest.sources[1], "filtered"))
+    assert {"generators/wildchat_responses.py", "generators/base.py", "generators/prompts/wildchat_responses_system.txt",
+            "filters/language.py", "filters/dedup.py"} <= settings["code"].keys()  # a generator's rows pass every rule
+    assert settings["inputs"]["wildchat"]["code"]["sftmix/sources/wildchat.py"]
+    for edited in (code / "generators" / "prompts" / "wildchat_responses_system.txt", code / "generators" / "wildchat_responses.py"):
+        edited.write_text(edited.read_text() + "\nX = 1\n")
+        now = stage_settings(manifest, manifest.sources[1], "filtered")
+        assert [key for key in settings["code"] if settings["code"][key] != now["code"][key]] == \
+               [str(edited.relative_to(code))]
+        assert stage_version(manifest, manifest.sources[0], "filtered") == wildchat_version
+        settings = now
+
+
 @pytest.mark.parametrize("stage", ["normalized", "filtered"])
 def test_a_raw_file_rewritten_while_a_stage_runs_leaves_its_records_stale(tmp_path, monkeypatch, stage):
     """The done file keeps the file's state from before the stage read it, not after."""
@@ -806,7 +881,8 @@ def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_n
     normalize_source(manifest, manifest.sources[0], [Path(wildchat["local"]["files"][0])], layout)
     filter_source(manifest, manifest.sources[0], layout)
     edited = load(_manifest(tmp_path, [{**wildchat, "filters": {"language": False}}, responses], holdout=0))
-    with pytest.raises(BuildError, match=reads + r"records were made with other settings .*\(filters.language: null -> false\)"):
+    with pytest.raises(BuildError, match=reads + r"records were made with other settings .*"
+                       r'\(code.filters/language.py: "[0-9a-f]{16}" -> null; filters.language: null -> false\)'):
         generate_source(edited, edited.sources[1], layout)
     # the inputs' settings as they were when the generator began to read them
     raw = tmp_path / "wildchat.parquet"
