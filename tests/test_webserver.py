@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,15 +34,16 @@ def _graphql(port: int, query: str) -> dict:
 
 
 @contextmanager
-def _webserver(tmp_path: Path, manifest: Path) -> Iterator[int]:
-    """dagster-webserver on a free port, serving `manifest`'s definitions; stopped with SIGTERM."""
+def _webserver(tmp_path: Path, manifest: Path, project: Path = ROOT) -> Iterator[int]:
+    """dagster-webserver on a free port, serving `manifest`'s definitions with the code in `project`;
+    stopped with SIGTERM."""
     port = _free_port()
     tmp_path.mkdir(exist_ok=True)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SFTMIX_MANIFEST": str(manifest),
-           "SFTMIX_OUTPUT": str(tmp_path / "out")}
+           "SFTMIX_OUTPUT": str(tmp_path / "out"), "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
         [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 90
@@ -90,7 +92,10 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
     (tmp_path / "ui").mkdir()
     (tmp_path / "ui" / "dagster.yaml").write_text(
         "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
-    with _webserver(tmp_path / "ui", manifest) as port:
+    project = tmp_path / "project"  # the code the server runs, a copy: edited below
+    for package in ("sftmix", "filters", "generators", "assets", "pipelines"):
+        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+    with _webserver(tmp_path / "ui", manifest, project) as port:
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         run_id = client.submit_job_execution("build_mixture")
         deadline = time.monotonic() + 120
@@ -103,12 +108,25 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
             [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
             [shard] = sorted((tmp_path / "in-process" / "mini" / split).glob("part-*.parquet"))
             assert pq.read_table(ui_shard).equals(pq.read_table(shard))
-        # The UI marks stale what an edit changes, once reloaded: a rule's setting changes the
+        # The UI marks stale what an edit changes, once reloaded: the converter's code changes the
+        # source's normalized and filtered records (a comment changes nothing)...
+        converter = project / "sftmix" / "sources" / "glaive.py"
+        code = converter.read_text()
+        converter.write_text(code + "\n# a comment\n")
+        assert {status for status, _ in _stale_status_after_reload(port).values()} == {"FRESH"}
+        converter.write_text(code + "\nMAX_TURNS = 64\n")
+        new_version = ("STALE", ["has a new code version"])
+        # (Dagster marks an asset stale for its own new code version, and for its inputs' new data
+        # once they are materialized again: the mixture is not marked yet, and the mixing refuses.)
+        assert _stale_status_after_reload(port) == {
+            "g/raw": ("FRESH", []), "g/normalized": new_version, "g/filtered": new_version, "mixture": ("FRESH", []),
+            "holdout": ("FRESH", []), "dataset_card": ("FRESH", [])}
+        converter.write_text(code)
+        # ...a rule's setting changes the
         # source's filtered records (not its normalized ones) and the mixture built from them...
         settings = json.loads(manifest.read_text())
         settings["sources"][0]["filters"] = {"length": {"max_tokens": 20000}}
         manifest.write_text(json.dumps(settings))
-        new_version = ("STALE", ["has a new code version"])
         assert _stale_status_after_reload(port) == {
             "g/raw": ("FRESH", []), "g/normalized": ("FRESH", []), "g/filtered": new_version, "mixture": new_version,
             "holdout": new_version, "dataset_card": new_version}
