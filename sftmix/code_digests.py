@@ -2,7 +2,8 @@
 editing a converter, a rule or a generator makes the records it made stale, as a manifest edit does.
 
 A module's digest is that of its syntax tree without comments, formatting or docstrings (editing
-those changes no record). The modules of its own package that it imports are digested too, and
+those changes no record), written out without the fields a node leaves empty (those a newer Python
+adds do not change it). The modules of its own package that it imports are digested too, and
 theirs in turn: a converter's `sftmix/sources/common.py`, a rule's `filters/words.py`, a generator's
 `generators/base.py`. The core modules every stage shares (`sftmix.record`, `sftmix.normalize`, ...)
 are not followed: the sftmix version stands for them. Data files (prompt templates) are digested
@@ -83,7 +84,20 @@ def _module_digest(path: Path, modified_ns: int, size: int) -> tuple[str, tuple]
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
                 node.body = node.body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16], tuple(imports)
+    return hashlib.sha256(syntax_text(tree).encode()).hexdigest()[:16], tuple(imports)
+
+
+def syntax_text(node) -> str:
+    """The tree as text, without the fields a node leaves empty: `ast.dump` lists those too, and a
+    newer Python adds some to its nodes (3.12: every function's `type_params=[]`), which would make
+    every record stale after an upgrade."""
+    if isinstance(node, ast.AST):
+        fields = ",".join(f"{name}={syntax_text(value)}" for name, value in ast.iter_fields(node)
+                          if value is not None and value != [])
+        return f"{type(node).__name__}({fields})"
+    if isinstance(node, list):
+        return f"[{','.join(syntax_text(item) for item in node)}]"
+    return repr(node)
 
 
 @lru_cache(maxsize=256)

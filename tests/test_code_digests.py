@@ -1,8 +1,9 @@
+import ast
 import os
 
 import pytest
 
-from sftmix.code_digests import ROOT, code_digests
+from sftmix.code_digests import ROOT, code_digests, syntax_text
 
 CONVERTER = '''"""A converter."""
 import json
@@ -86,3 +87,17 @@ def test_the_project_root_holds_the_converters_rules_and_generators():
             "generators/eif_augmentation.py", "generators/eif.py", "generators/base.py"} <= digests.keys()
     assert not any(key.startswith(("sftmix/record", "sftmix/normalize")) for key in digests)
     assert (ROOT / "sftmix" / "code_digests.py").is_file()
+
+
+def test_a_field_a_newer_python_adds_empty_does_not_change_the_text_of_a_tree(monkeypatch):
+    """Python 3.12 gives every function `type_params=[]`: `ast.dump` would write it, and every digest
+    taken on 3.11 would differ."""
+    before = ast.parse(CONVERTER)
+    after = ast.parse(CONVERTER)
+    monkeypatch.setattr(ast.FunctionDef, "_fields", ast.FunctionDef._fields + ("type_params",))
+    for node in ast.walk(after):
+        if isinstance(node, ast.FunctionDef):
+            node.type_params = []
+    assert ast.dump(before) != ast.dump(after)
+    assert syntax_text(before) == syntax_text(after)
+    assert syntax_text(ast.parse("f(x, None)")) != syntax_text(ast.parse("f(x)"))
