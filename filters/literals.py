@@ -23,7 +23,7 @@ import ahocorasick_rs
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
-@cache  # a rule is built for each source (and its arguments checked so as the manifest loads)
+@cache  # the rules are built for each source, and again to check a manifest's arguments
 def required_literals(pattern: str) -> frozenset[str] | None:
     """Strings one of which occurs in every match of `pattern`; None when none can be named (a
     branch without a literal, a case-insensitive pattern). Of several such sets, the one whose
