@@ -53,6 +53,9 @@ def mixture_assets(manifest: Manifest):
         result = build.mix(m, sftmix.layout)
         for deficit in result.deficits:  # also logged by sftmix; here so the Dagster run log shows it
             context.log.warning(f"deficit: {json.dumps(deficit)}")
+        unused_work = build.unused_work(m, sftmix.layout)
+        for unused in unused_work:
+            context.log.warning(unused.message(m))
         for key, split in ((MIXTURE, "train"), (HOLDOUT, "validation")):
             yield MaterializeResult(asset_key=key, metadata={
                 "rows": result.split_rows[split],
@@ -63,6 +66,8 @@ def mixture_assets(manifest: Manifest):
                 "not_selected": MetadataValue.json(result.excluded),
                 "files": MetadataValue.json(result.files[split]),
                 "path": MetadataValue.path(str(sftmix.layout.mixture_dir / split)),
+                "unused_work": MetadataValue.json({u.source: {"stages": u.stages, "bytes": u.bytes,
+                                                              "paths": list(map(str, u.paths))} for u in unused_work}),
             })
         mixture_dir = sftmix.layout.mixture_dir
         train, validation = _split_ids(mixture_dir, "train"), _split_ids(mixture_dir, "validation")

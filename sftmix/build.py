@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -263,12 +264,12 @@ def _file_state(path: Path) -> dict | None:
     """What tells a local file rewritten in place (None: there is no such file). Not a hash of its
     bytes: raw files run to gigabytes, and the settings are checked at every stage and web UI load."""
     try:
-        stat = path.stat()
+        state = path.stat()
     except OSError:
         return None
-    seconds, nanoseconds = divmod(stat.st_mtime_ns, 10**9)
+    seconds, nanoseconds = divmod(state.st_mtime_ns, 10**9)
     modified = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return {"bytes": stat.st_size, "modified": f"{modified}.{nanoseconds:09d}Z"}
+    return {"bytes": state.st_size, "modified": f"{modified}.{nanoseconds:09d}Z"}
 
 
 def _benchmark_states(manifest: Manifest, source: Source) -> dict:
@@ -457,7 +458,59 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
         mixing.write_stats(result, layout.mixture_dir / "stats.json")
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
+    for unused in unused_work(manifest, layout):
+        log.warning("%s", unused.message(manifest))
     return result
+
+
+@dataclass
+class UnusedWork:
+    """A source's records in the work directory that the manifest's build never reads."""
+
+    source: str
+    stages: list[str]
+    bytes: int
+    paths: list[Path]  # its stage directories and done files
+
+    def message(self, manifest: Manifest) -> str:
+        return (f"source {self.source!r}: {manifest.path or 'the manifest'} no longer builds its "
+                f"{' and '.join(self.stages)} records ({self.bytes:,} bytes): delete "
+                f"{', '.join(map(str, self.paths))} to free the space")
+
+
+def unused_work(manifest: Manifest, layout: Layout) -> list[UnusedWork]:
+    """Records an earlier build left in the work directory that this manifest's build does not
+    read: of a source no longer in it, or of a stage the source no longer has (now generated: no
+    normalize). They are reported, not removed: taking a source out of a manifest for one mixing
+    should not cost a normalize run of millions of rows when it comes back."""
+    used = {(stage, source.key) for source in manifest.sources
+            for stage in (("filtered",) if source.generator is not None else STAGES)}  # a generator writes no normalized
+    found: dict[str, UnusedWork] = {}
+    for stage in STAGES:
+        stage_dir = layout.work_dir / stage
+        for path in sorted(stage_dir.iterdir()) if stage_dir.is_dir() else ():
+            if path.is_dir():
+                key = path.name
+            elif path.name.endswith(".done.json"):
+                key = path.name.removesuffix(".done.json")
+            else:
+                continue  # lock files (empty), and files sftmix does not name
+            if (stage, key) in used:
+                continue
+            unused = found.setdefault(key, UnusedWork(key, [], 0, []))
+            if stage not in unused.stages:
+                unused.stages.append(stage)
+            unused.paths.append(path)
+            unused.bytes += sum(map(_file_bytes, path.rglob("*"))) if path.is_dir() else _file_bytes(path)
+    return [found[key] for key in sorted(found)]
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        state = path.stat()
+    except FileNotFoundError:  # removed meanwhile by a run of another manifest that builds that source
+        return 0
+    return state.st_size if stat.S_ISREG(state.st_mode) else 0
 
 
 def stale_rejected_files(manifest: Manifest, layout: Layout) -> list[Path]:

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -613,6 +614,48 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     assert sorted(p.name for p in rejected.iterdir()) == (
         ["g.filtered-00000.parquet", "g.normalized-00000.parquet"] + [f"h.{s}-00000.parquet" for s in stages]
         + ["my-notes.parquet"])
+
+
+def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_size_and_kept(tmp_path, caplog):
+    """A source out of the manifest for one mixing keeps its records (no normalize run when it comes
+    back), and the mixing says what it leaves and how large it is, in its log and its metadata."""
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(load(_manifest(tmp_path, [_glaive_source(), _glaive_source(key="g.v1")], holdout=0)), out)
+    work = layout.work_dir
+    logs = work / "filtered" / "g.v1" / ".datatrove-logs" / "slurm_logs"  # as a Slurm build leaves them
+    logs.mkdir(parents=True)
+    (logs / "1_0.out").write_text("task 0 done\n" * 100)
+    kept = {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
+    (work / "filtered" / "my-notes.txt").write_text("mine")
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)  # a key that is a prefix of the other's
+    with caplog.at_level("WARNING", logger="sftmix"):
+        mix(load(path), layout)
+    [unused] = sftmix.build.unused_work(load(path), layout)
+    paths = [work / "normalized" / "g.v1", work / "normalized" / "g.v1.done.json",
+             work / "filtered" / "g.v1", work / "filtered" / "g.v1.done.json"]
+    size = sum(len(data) for p, data in kept.items() if p in paths or any(d in p.parents for d in paths))
+    assert (unused.source, unused.stages, unused.paths, unused.bytes) == ("g.v1", ["normalized", "filtered"], paths, size)
+    assert size > 2 * len(kept[paths[0] / "part-00000.parquet"])  # both stages' parts, not only the done files
+    message = (f"source 'g.v1': {path} no longer builds its normalized and filtered records ({size:,} bytes): "
+               f"delete {', '.join(map(str, paths))} to free the space")
+    assert [m for m in caplog.messages if "no longer builds" in m] == [message]
+    assert {p: p.read_bytes() for p in kept} == kept  # nothing removed
+    # through Dagster: the run log and the mixture's metadata
+    instance = DagsterInstance.ephemeral()
+    result = build_definitions(str(path), str(out)).resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[AssetKey("mixture"), AssetKey("holdout")])
+    metadata = {m.asset_key.to_user_string(): m.metadata["unused_work"].value
+                for m in result.asset_materializations_for_node("mixture_and_holdout")}
+    expected = {"g.v1": {"stages": ["normalized", "filtered"], "bytes": size, "paths": list(map(str, paths))}}
+    assert metadata == {"mixture": expected, "holdout": expected}
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert message in warnings
+    # a source now generated writes no normalized records: those are unused, its filtered ones not
+    generated = {**_glaive_source(key="g.v1"), "generator": {"name": "fc_synthesis", "inputs": ["g"]}, "targets": {"en": 1}}
+    del generated["converter"], generated["local"], generated["language"]
+    [unused] = sftmix.build.unused_work(load(_manifest(tmp_path, [_glaive_source(), generated], holdout=0)), layout)
+    assert (unused.source, unused.stages, unused.paths) == ("g.v1", ["normalized"], paths[:2])
+    assert sftmix.build.unused_work(load(_manifest(tmp_path, [_glaive_source(), _glaive_source(key="g.v1")])), layout) == []
 
 
 def _glaive_source(**changes) -> dict:
