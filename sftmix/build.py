@@ -508,7 +508,7 @@ def unused_work(manifest: Manifest, layout: Layout) -> list[UnusedWork]:
 def _file_bytes(path: Path) -> int:
     try:
         state = path.stat()
-    except FileNotFoundError:  # removed meanwhile by a run of another manifest that builds that source
+    except OSError:  # removed meanwhile by a run of another manifest that builds that source, or unreadable
         return 0
     return state.st_size if stat.S_ISREG(state.st_mode) else 0
 

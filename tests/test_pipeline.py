@@ -625,6 +625,7 @@ def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_s
     logs = work / "filtered" / "g.v1" / ".datatrove-logs" / "slurm_logs"  # as a Slurm build leaves them
     logs.mkdir(parents=True)
     (logs / "1_0.out").write_text("task 0 done\n" * 100)
+    (logs / "1_1.out").symlink_to(tmp_path / "gone")  # a file that went while the sizes were added: 0 bytes
     kept = {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
     (work / "filtered" / "my-notes.txt").write_text("mine")
     path = _manifest(tmp_path, [_glaive_source()], holdout=0)  # a key that is a prefix of the other's
