@@ -97,7 +97,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     normalized_key = AssetKey([prefix, "normalized"])
 
     @asset(key=normalized_key, deps=[raw], group_name=group,
-           description=f"{source.key}: canonical records from converter {source.converter or 'openai_messages'}",
+           description=f"{source.key}: canonical records from converter {source.converter_name}",
            code_version=build.stage_version(manifest, source, "normalized"),
            check_specs=[AssetCheckSpec("rows_converted", asset=normalized_key,
                                        description="some raw rows are in the converter's layout")])

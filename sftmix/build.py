@@ -139,7 +139,7 @@ class Layout:
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None) -> dict:
     """The source's rule-filter settings: its format's defaults, then the manifest's; an enabled LLM
     judge gets the manifest's endpoint settings and the build's response cache."""
-    config = merge_config(filter_defaults(source.converter or "openai_messages"), manifest.filter_config(source))
+    config = merge_config(filter_defaults(source.converter_name), manifest.filter_config(source))
     judge = config.get("llm_judge", False)
     if judge is not False and layout is not None:
         config["llm_judge"] = {**(judge if isinstance(judge, dict) else {}),
@@ -157,7 +157,7 @@ def source_info(manifest: Manifest, source: Source, layout: Layout | None = None
         origin = {"mixture": source.mixture.manifest}
     return SourceInfo(
         key=source.key,
-        converter=source.converter or "openai_messages",
+        converter=source.converter_name,
         licence=source.licence,
         language=source.language,
         origin=origin,
@@ -218,7 +218,7 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     settings = {"sftmix_version": __version__, "licence": source.licence, "language": source.language,
                 "code": _stage_code(manifest, source, stage)}
     if source.generator is None:
-        settings |= {"converter": source.converter or "openai_messages", "raw": raw_settings(manifest, source)}
+        settings |= {"converter": source.converter_name, "raw": raw_settings(manifest, source)}
         if stage == "normalized":
             return settings
     settings |= {"filters": merge_config(manifest.filters, source.filters),
@@ -240,7 +240,7 @@ def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
         generator = get_generator(source.generator.name)
         modules, data_files = [generator.__name__], [prompt_file(name) for name in generator.PROMPTS]
     else:
-        modules, data_files = [f"sftmix.sources.{source.converter or 'openai_messages'}"], []
+        modules, data_files = [f"sftmix.sources.{source.converter_name}"], []
     if stage == "filtered":
         for rule, _ in enabled_filters(_filtered_stage_rules(filter_config(manifest, source), source)):
             modules.append(rule.__module__)
@@ -408,7 +408,7 @@ def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
     """Why none of a source's rows converted, if every one was dropped as not in its converter's
     layout (see `nothing_converted`); None otherwise."""
     rejected = rejected_files(layout.rejected_dir, source.key, "normalized")
-    problem = nothing_converted(counts, source.converter or "openai_messages", rejected)
+    problem = nothing_converted(counts, source.converter_name, rejected)
     return problem and f"source {source.key!r}: {problem}"
 
 

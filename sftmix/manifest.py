@@ -185,6 +185,12 @@ class Source(_Strict):
         return "local" if self.local is not None else "hub"
 
     @property
+    def converter_name(self) -> str:
+        """The converter named, or openai_messages where none is: a mixture source's train shards
+        are records already, and a generator makes records (its rows get that format's rule defaults)."""
+        return self.converter or "openai_messages"
+
+    @property
     def is_input_only(self) -> bool:
         """`targets: {}`: the source feeds generators and puts no rows of its own in the mixture."""
         return self.targets == {}
