@@ -398,7 +398,28 @@ def test_duplicated_yaml_key_is_a_manifest_error(tmp_path):
         "  licence: cc-by-4.0\n", "  licence: cc-by-nc-4.0\n  licence: cc-by-4.0\n", 1)
     assert text.count("licence: cc-by-") == 2
     message = load_error(write(tmp_path, text))
-    assert "licence" in message
+    # the line is quoted (libyaml's own errors quote nothing: the pure parser reads it again for them)
+    line = text.splitlines().index("  licence: cc-by-4.0") + 1
+    assert "duplicated key 'licence'" in message and f"line {line}, column 3:   " in message
+    assert message.endswith("licence: cc-by-4.0       ^")
+
+
+@pytest.mark.parametrize("broken, quoted", [
+    ("mixture: 'sample\n", "mixture: 'sample"),
+    ("mixture: sample\n\tseed: 3\n", "found character '\\t' that cannot start any token"),
+], ids=["unclosed-quote", "tab"])
+def test_yaml_syntax_errors_quote_the_line(tmp_path, broken, quoted):
+    message = load_error(write(tmp_path, broken))
+    assert ": not valid YAML: " in message and quoted in message
+
+
+def test_both_yaml_parsers_read_the_bundled_manifests_alike():
+    from sftmix.manifest import _FastUniqueKeyLoader, _UniqueKeyLoader
+
+    assert issubclass(_FastUniqueKeyLoader, yaml.CSafeLoader)  # PyYAML's wheels bundle libyaml
+    for path in sorted((ROOT / "manifests").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=_FastUniqueKeyLoader) == yaml.load(text, Loader=_UniqueKeyLoader), path
 
 
 # --- CLI ------------------------------------------------------------------------------------------
