@@ -175,7 +175,7 @@ def write_manifest(layouts: list[str], rows: int, directory, executor: dict | No
     """Write `rows` raw rows of each layout and a manifest taking all of them (the sample's shape);
     returns the manifest's path."""
     sources = [{"key": layout, "converter": layout, "licence": "apache-2.0", "language": "en",
-                "local": {"files": [str(write_raw(layout, rows, directory))]}, "targets": "all"} for layout in layouts]
+                "local": {"files": [write_raw(layout, rows, directory).name]}, "targets": "all"} for layout in layouts]
     manifest = {"mixture": "bench", "seed": 1, "holdout": {"size": 100}, "licence_policy": {"allow": ["apache-2.0"]},
                 "sources": sources, **({"executor": executor} if executor else {})}
     path = directory / "bench.yaml"

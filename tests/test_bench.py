@@ -96,6 +96,19 @@ def test_executors_bench_gives_the_same_shards_on_every_executor():
     assert len({run["digest"] for run in figures["runs"].values()}) == 1
 
 
+def test_the_executors_bench_digest_does_not_depend_on_its_directory(tmp_path):
+    """The bench's manifest names its raw files relative to itself, so the shards (which carry the
+    manifest's hash) and their digest are the same in every run of the same code and rows."""
+    import executors
+
+    digests = []
+    for run in ("one", "two"):
+        (tmp_path / run).mkdir()
+        manifest = rawgen.write_manifest(["xlam"], 150, tmp_path / run)
+        digests.append(executors.timed_build(manifest, tmp_path / run / "out", 1)["digest"])
+    assert digests[0] == digests[1]
+
+
 def test_dagster_steps_bench_builds_the_same_shards_both_ways(tmp_path):
     fixture = BENCH.parent / "tests" / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
     manifest = tmp_path / "mini.yaml"
