@@ -382,11 +382,21 @@ class _FastUniqueKeyLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLo
     """libyaml's parser (PyYAML's wheels bundle it; the pure one where it is missing)."""
 
 
+# libyaml composes nested nodes by recursing in C, with no guard: some 25,000 levels overflow an
+# 8 MiB stack and kill the process. Every level opens with one of these indicators, so a text with
+# fewer of them cannot nest deeper (the bundled manifests have 243 to 565); others go to the pure
+# parser, whose recursion Python bounds.
+_NESTING_INDICATORS = "[{-:?"
+_LIBYAML_MAX_INDICATORS = 4_000
+
+
 def _parse_yaml(text: str):
-    try:
-        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    if sum(map(text.count, _NESTING_INDICATORS)) < _LIBYAML_MAX_INDICATORS:
+        try:
+            return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError:
+            pass  # read again below, for a message that quotes the line
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
 
 
 def load(path: Path | str) -> Manifest:
@@ -402,6 +412,8 @@ def load(path: Path | str) -> Manifest:
         data = _parse_yaml(text)
     except yaml.YAMLError as error:
         raise ManifestError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    except RecursionError:
+        raise ManifestError(f"{path}: YAML nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a YAML mapping")
     try:

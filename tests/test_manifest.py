@@ -422,6 +422,20 @@ def test_both_yaml_parsers_read_the_bundled_manifests_alike():
         assert yaml.load(text, Loader=_FastUniqueKeyLoader) == yaml.load(text, Loader=_UniqueKeyLoader), path
 
 
+@pytest.mark.parametrize("nesting", [
+    "extra: " + "[" * 100_000 + "]" * 100_000,
+    "extra: " + "{a: " * 100_000 + "1" + "}" * 100_000,
+    "extra:\n" + "- " * 100_000 + "1",
+], ids=["flow-sequences", "flow-mappings", "block-sequences"])
+def test_a_manifest_nested_too_deeply_is_an_error_not_a_crash(tmp_path, nesting):
+    """libyaml recurses in C without a guard: such a text killed the process (SIGSEGV), so the
+    manifest is loaded in a subprocess of its own."""
+    path = write(tmp_path, f"mixture: sample\n{nesting}\n")
+    done = sftmix("plan", str(path))
+    assert done.returncode == 2, (done.returncode, done.stderr[-300:])  # a usage error, not -11
+    assert done.stderr.strip().splitlines() == [f"sftmix: error: {path}: YAML nested too deeply to read"]
+
+
 # --- CLI ------------------------------------------------------------------------------------------
 
 
