@@ -30,17 +30,22 @@ STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
-    """`json.loads(text)`, or `decoder.decode(text)` for another decoder (e.g. one that refuses NaN)."""
-    if type(text) is str:
-        try:
-            # the scanner `decode` itself runs (through `raw_decode`), on the same decoder's settings
-            value, end = decoder.scan_once(text, 0)
-        except StopIteration:  # no value starts at 0: the full path gives json's own error
-            pass
-        else:
-            if end == len(text) or not text[end:].strip(JSON_SPACE):
-                return value
-    return json.loads(text) if decoder is _DEFAULT_DECODER else decoder.decode(text)
+    """`json.loads(text)`, or `decoder.decode(text)` for another decoder (e.g. one that refuses NaN).
+    Text nested deeper than Python's recursion limit is a `JSONDecodeError` (json raises
+    RecursionError, which would end a whole stage on one row), as orjson refuses depth over 1,024."""
+    try:
+        if type(text) is str:
+            try:
+                # the scanner `decode` itself runs (through `raw_decode`), on the same decoder's settings
+                value, end = decoder.scan_once(text, 0)
+            except StopIteration:  # no value starts at 0: the full path gives json's own error
+                pass
+            else:
+                if end == len(text) or not text[end:].strip(JSON_SPACE):
+                    return value
+        return json.loads(text) if decoder is _DEFAULT_DECODER else decoder.decode(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to decode", text if isinstance(text, str) else "", 0) from None
 
 
 def encoder(**options) -> Callable[[Any], str]:

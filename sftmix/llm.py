@@ -41,6 +41,8 @@ import numpy as np
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from sftmix.jsontext import loads
+
 log = logging.getLogger("sftmix.llm")
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
@@ -543,7 +545,7 @@ class LLMClient:
             if reply.truncated:
                 return Failure("truncated", "finish_reason=length")
             try:
-                value = json.loads(reply.content)
+                value = loads(reply.content)  # JSON nested too deeply is a JSONDecodeError here, not RecursionError
                 validator.validate(value)
                 return value, reply
             except json.JSONDecodeError as error:

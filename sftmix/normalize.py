@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -80,7 +80,9 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             continue
         record = _to_record(info, str(key), result)
         if isinstance(record, Drop):  # kept as converted: the value at fault may be in tools or meta
-            sink.reject(stage, record.reason, asdict(result), detail=record.detail, key=str(key))
+            # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
+            converted = {item.name: getattr(result, item.name) for item in fields(result)}
+            sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
             continue
         yield Document(text=rule_filters.base.learned_text(record), id=record["id"], metadata={"record": record})
 
@@ -106,9 +108,10 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
         # A lone `\ud83d`-style escape in raw JSON decodes to half a surrogate pair: not text, and
         # neither hashable as UTF-8 nor storable in Parquet (in the conversation, tools or origin).
         return Drop("invalid_unicode", f"unpaired surrogate {error.object[error.start]!r} in the row")
-    except (TypeError, ValueError) as error:
-        # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column; NaN)
-        # that the converter passed on into the tools or the origin: the row's drop, not a stopped run.
+    except (TypeError, ValueError, RecursionError) as error:
+        # A value JSON cannot hold (bytes, a timestamp, a decimal from a typed Parquet column; NaN;
+        # one nested too deeply to encode) that the converter passed on into the tools or the
+        # origin: the row's drop, not a stopped run.
         return Drop.malformed_row(error)
 
 

@@ -43,11 +43,18 @@ def rejected_files(directory: Path | str, source: str, stage: str) -> list[Path]
     return sorted(Path(directory).glob(f"{source}.{stage}-*.parquet"))
 
 
+# What the rejected file holds for a row nested too deeply for JSON's encoder; its key names it in the raw file.
+TOO_DEEP_ROW = json.dumps("(not stored: the row is nested too deeply to encode)")
+
+
 def _row_json(row) -> str:
     try:
-        return _text(dumps(row))
-    except (TypeError, ValueError):
-        return _text(json.dumps(row, ensure_ascii=False, default=repr))
+        try:
+            return _text(dumps(row))
+        except (TypeError, ValueError):
+            return _text(json.dumps(row, ensure_ascii=False, default=repr))
+    except RecursionError:
+        return TOO_DEEP_ROW
 
 
 def _text(value: str) -> str:

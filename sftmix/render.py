@@ -121,7 +121,7 @@ def parse_hermes_tool_calls(text: str) -> list[dict]:
     if "<tool_call>" not in text:
         return []
     try:
-        raw = [json.loads(closed or unclosed) for closed, unclosed in TOOL_CALL.findall(text)]
+        raw = [loads(closed or unclosed) for closed, unclosed in TOOL_CALL.findall(text)]
         return [{"name": call["name"], "arguments": call["arguments"]} for call in raw]
     except (json.JSONDecodeError, KeyError, TypeError):
         return []

@@ -207,8 +207,9 @@ class TestToolCalls:
         assert verdict(self.f, self.call(name="get_stock_price")) == "unknown_tool"
 
     @pytest.mark.parametrize("arguments", ['{"location": "Paris"', '{"location": "Paris", "days": NaN}',
-                                           '{"location": "Paris", "days": -Infinity}'])
-    def test_arguments_not_json(self, arguments):  # (json.loads would take NaN; no other parser does)
+                                           '{"location": "Paris", "days": -Infinity}',
+                                           '{"location": ' + "[" * 5_000 + "]" * 5_000 + "}"])
+    def test_arguments_not_json(self, arguments):  # (json.loads would take NaN; no other parser does; nor that deep)
         assert verdict(self.f, self.call(arguments=arguments)) == "tool_arguments_not_json"
 
     def test_arguments_not_an_object(self):

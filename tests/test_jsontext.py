@@ -1,5 +1,6 @@
 """`sftmix.jsontext.loads` gives what `json.loads` (or a decoder's `decode`) gives: the same value, or
-the same error with the same message and position; `encoder(**options)` encodes as
+the same error with the same message and position, except for text nested too deeply, which is a
+JSONDecodeError where json raises RecursionError; `encoder(**options)` encodes as
 `json.JSONEncoder(**options).encode` does."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import random
 
 import pytest
 
-from sftmix.jsontext import encoder, loads
+from sftmix.jsontext import STRICT_DECODER, encoder, loads
 
 PIECES = ['{', '}', '[', ']', ',', ':', '"a"', '"k"', '"\\u00e9"', '"\\ud83d\\ude00"', '"\\ud800"', '"\\x"', '"tab\t"',
           '1', '-0', '1.5e3', '1e400', '12345678901234567890123', 'NaN', '-Infinity', 'true', 'null', 'nul', ' ',
@@ -58,6 +59,20 @@ def test_another_decoder_is_used_for_values_and_errors():
     texts = random_texts(5_000, seed=12) + ['{"x": NaN}', '[1.25]', ' [1.25] ']
     assert [outcome(lambda t: loads(t, decoder), text) for text in texts] == [outcome(decoder.decode, text) for text in texts]
     assert loads("[1.25]", decoder) == [1.2] and math.isnan(loads("NaN"))
+
+
+DEEP = "[" * 5_000 + "]" * 5_000
+
+
+@pytest.mark.parametrize("text, decoder", [
+    ("[" * 100_000 + "]" * 100_000, None), ('{"a": ' * 5_000 + "1" + "}" * 5_000, None),
+    (f' [{{"a": {DEEP}}}] ', None), (DEEP.encode(), None), (DEEP, STRICT_DECODER), (f" {DEEP}", STRICT_DECODER),
+], ids=["arrays", "objects", "in-whitespace", "bytes", "strict", "strict-in-whitespace"])
+def test_text_nested_too_deeply_is_a_decode_error_not_a_recursion_error(text, decoder):
+    with pytest.raises(RecursionError):
+        json.loads(text)  # what callers would meet, where they handle ValueError as bad JSON
+    with pytest.raises(json.JSONDecodeError, match="^nested too deeply to decode"):
+        loads(text) if decoder is None else loads(text, decoder)
 
 
 def test_non_str_input_is_json_loads_own():

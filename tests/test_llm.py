@@ -468,6 +468,20 @@ def test_complete_json_invalid_then_valid(tmp_path):
     assert "not valid JSON" in retry["messages"][-1]["content"]
 
 
+def test_complete_json_nested_too_deeply_is_asked_again(tmp_path):
+    # json.loads raises RecursionError on it, which would end the generator's whole stage (1,500
+    # levels: past Python's recursion limit, within the test server's 4,096 tokens, one a bracket)
+    deep = '{"answer": ' + "[" * 1_500 + "]" * 1_500 + "}"
+    faults = [Fault("bad_verdict", match="give json", count=1, text=deep)]
+    with serve_openai(responder=json_responder({"answer": 4}), faults=faults) as srv:
+        client = make_client(srv, tmp_path)
+        result = run(client, client.complete_json(user("give json"), SCHEMA))
+        assert srv.count() == 2
+        retry = srv.bodies[1]
+    assert result[0] == {"answer": 4}
+    assert "not valid JSON (nested too deeply to decode at 0)" in retry["messages"][-1]["content"]
+
+
 def test_complete_json_schema_invalid_three_times(tmp_path):
     with serve_openai(responder=json_responder({"answer": "four"})) as srv:
         client = make_client(srv, tmp_path)

@@ -422,6 +422,19 @@ def test_jsonl_lines_not_utf8_or_not_json_are_counted_drops_that_keep_the_line(t
     assert pq.read_table(tmp_path / "o.parquet").column("id").to_pylist()  # rows 0 and 3 went through
 
 
+def test_a_jsonl_line_nested_too_deeply_is_a_counted_drop_that_keeps_the_line(tmp_path):
+    # json raises RecursionError past Python's recursion limit, which would stop the whole run
+    lines = (ROOT / "tests" / "fixtures" / "dolly" / "databricks-dolly-15k.jsonl").read_bytes().splitlines()[:2]
+    lines.insert(1, b'{"instruction": ' + b"[" * 5_000 + b"]" * 5_000 + b"}")
+    raw = tmp_path / "databricks-dolly-15k.jsonl"
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    summary = summary_of(sftmix("normalize", "dolly", raw, "-o", tmp_path / "o.parquet", cwd=tmp_path))
+    assert summary == {"read": 3, "kept": 2, "dropped": {"malformed_json": 1}}
+    drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert drop["key"] == f"{raw.name}#1" and drop["detail"].startswith("nested too deeply to decode")
+    assert json.loads(drop["row"]) == lines[1].decode()
+
+
 @pytest.mark.parametrize("escape", ["\\ud83d", "\\ude00"], ids=["lone-high", "lone-low"])
 def test_unpaired_surrogate_in_a_json_array_is_the_same_counted_drop(tmp_path, escape):
     # ijson's C parser would turn a lone high half into "?" (a silent change) and stop the run on a

@@ -153,3 +153,5 @@ def test_parser_follows_vllm_hermes_behaviour():
     assert parse_hermes_tool_calls('<tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{bad}</tool_call>') == []
     # a block without "arguments"
     assert parse_hermes_tool_calls('<tool_call>{"name": "a"}</tool_call>') == []
+    # a block nested too deeply for json: not JSON, as for any parser with a depth limit
+    assert parse_hermes_tool_calls('<tool_call>{"name": "a", "arguments": ' + "[" * 5_000 + "]" * 5_000 + "}</tool_call>") == []

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 RawRow = tuple[str, dict]  # ("<file name>#<row>", the row exactly as the Hub stores it)
 # What raw data that breaks a converter's assumptions raises: a counted `malformed_row` drop, not a crash.
-MALFORMED_ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+# RecursionError: a value nested too deeply to encode, or a call literal too deep for `ast`.
+MALFORMED_ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
 
 
 class Drop(Exception):

@@ -1,5 +1,6 @@
 """Raw data can hold any type where a converter expects another: JSON any of its types, a typed
-Parquet column bytes, timestamps or decimals. Each converter's own fixture rows, with one field at a
+Parquet column bytes, timestamps or decimals, and any of them nested past Python's recursion limit
+(JSON text, or a value so deep). Each converter's own fixture rows, with one field at a
 time (and fields inside lists, objects and JSON-string columns) replaced by a value of each kind, go
 through the whole normalize stage: every row is kept or a counted drop, and the run never stops on a
 bad value."""
@@ -18,9 +19,15 @@ from sftmix.raw import iter_raw_rows
 from sftmix.sources import Drop, available, filter_defaults, get_converter
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
+DEPTH = 5_000  # past Python's recursion limit: json and ast raise RecursionError, not their own errors
+DEEP_JSON_TEXT = "[" * DEPTH + "]" * DEPTH  # in a JSON-string column, the whole column's text
 JSON_VALUES = [None, 0, 1.5, True, "", "x", [], {}, [1], {"a": 1}, [None], [{}], ["x"], 2**70, float("nan"),
-               float("inf"), "\x00", "\ud83d"]  # the last: what a lone `\ud83d` escape decodes to
-TYPED_VALUES = [b"x", datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), decimal.Decimal("1.5")]
+               float("inf"), "\x00", "\ud83d",  # what a lone `\ud83d` escape decodes to
+               DEEP_JSON_TEXT]
+DEEP_VALUE: list = []  # what a JSON array reader or a nested Parquet column gives for such text
+for _ in range(DEPTH):
+    DEEP_VALUE = [DEEP_VALUE]
+TYPED_VALUES = [b"x", datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), decimal.Decimal("1.5"), DEEP_VALUE]
 ROWS_PER_CONVERTER = 6
 # oasst2 joins rows into trees and drops a repeated message id: each changed copy gets its own id,
 # so it joins its tree beside the original (a sibling reply) and goes through the tree reduction.
