@@ -75,6 +75,20 @@ def test_parse_verdict_rejects(text):
     assert parse_verdict(text) is None
 
 
+def test_parse_verdict_reads_a_long_whitespace_run_in_one_pass():
+    # A lazy feedback pattern once retried a whitespace run from each of its characters: hours for
+    # this reply. A process of its own, so that such a regression fails here instead of hanging.
+    code = """if True:
+        from filters.llm_judge import parse_verdict
+        for reply in ["Feedback: ok" + " " * 1_000_000 + "x [RESULT] 4", "Feedback: ok" + " " * 1_000_000 + "[RESULT] 6"]:
+            verdict = parse_verdict(reply)
+            print(verdict and (len(verdict[0]), verdict[1]))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.splitlines() == ["(1000003, 4)", "None"]
+
+
 # ------------------------------------------------------------------------------------- scripted judge
 
 GRADE = re.compile(r"\[grade:(\w+)\]")

@@ -110,14 +110,16 @@ def _tool(spec) -> dict:
     return tool_def(spec["name"], spec.get("description"), to_json_schema(parameters))
 
 
-_CALL_OPENING = re.compile(r"\[\s*([^\[\]()]+?)\s*\(")
+# "[name(" (the name with the whitespace before "(", stripped below); possessive, as
+# `common._CALL_NAME` is, for the same reason.
+_CALL_OPENING = re.compile(r"\[\s*+([^\[\]()]++)\(")
 
 
 def _calls(text: str, tool_names: set[str]) -> list[tuple[str, dict]] | None:
     """The calls of an assistant turn, or None when the turn is prose."""
     body = text.strip()
     opening = _CALL_OPENING.match(body)
-    names_a_tool = bool(opening) and opening.group(1) in tool_names
+    names_a_tool = bool(opening) and opening.group(1).rstrip() in tool_names
     if body.startswith("[") and body.endswith("]"):
         try:
             return parse_python_calls(body, bracketed=True)

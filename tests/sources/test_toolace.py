@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,25 @@ def test_call_followed_by_text_is_a_broken_call():
     with pytest.raises(Drop) as error:
         convert(row)
     assert error.value.reason == "unparsable_tool_call"
+
+
+def test_a_bracketed_turn_with_a_long_whitespace_run_is_read_in_one_pass():
+    # The call-name patterns once retried a whitespace run from each of its characters: this turn
+    # took hours. A process of its own, so that such a regression fails here instead of hanging.
+    code = """if True:
+        from sftmix.sources.toolace import convert
+        system = 'Here is a list of functions in JSON format that you can invoke:\\n[{"name": "f", "parameters": {}}]'
+        for turn in ["[f" + " " * 1_000_000 + "x]", "[f" + " " * 1_000_000 + "(a=1)]"]:
+            out = convert({"system": system, "conversations": [{"from": "user", "value": "x"},
+                                                              {"from": "assistant", "value": turn}]})
+            print(out.messages[1]["tool_calls"], len(out.messages[1]["content"]))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    # prose (no call opens before "]"), then a call whose name ends at the whitespace before "("
+    assert done.stdout.splitlines() == ["None 1000004",
+                                        "[{'id': 'call_0', 'type': 'function', 'function': {'name': 'f', 'arguments': "
+                                        "'{\"a\": 1}'}}] 0"]
 
 
 def test_unknown_call_names_stay_calls_for_the_filter_and_ids_continue():
