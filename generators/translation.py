@@ -159,7 +159,10 @@ def _language_problem(text: str, language: str) -> str | None:
     return best.lang
 
 
-_BLOCKS = re.compile(r"<problem>\s*(?P<problem>.*?)\s*</problem>\s*<solution>\s*(?P<solution>.*)\s*</solution>", re.DOTALL)
+# The blocks' whitespace is stripped after the match: `\s*` after a lazy group would retry each
+# whitespace run in the reply from every one of its characters (quadratic; a degenerate reply of
+# newlines up to max_tokens took minutes).
+_BLOCKS = re.compile(r"<problem>(?P<problem>.*?)</problem>\s*<solution>(?P<solution>.*)</solution>", re.DOTALL)
 
 
 def _parse(text: str) -> tuple[str, str]:

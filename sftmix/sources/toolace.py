@@ -52,17 +52,33 @@ def _loose(text: str) -> str:
 
 
 _MARKER = re.compile(_loose("Here is a list of functions in JSON format that you can invoke") + r"\s*[:.]?\s*")
-_PREFIX = re.compile(r"\s*" + _loose(
+# The template's sentences before and after the function list. Each pattern opens with a word, so
+# a search only starts where that word does; the whitespace (and period) before it is cut by `_cut`.
+_PREFIX = re.compile(_loose(
     "You are an expert in composing functions. You are given a question and a set of possible functions. "
     "Based on the question, you will need to make one or more function/tool calls to achieve the purpose. "
     "If none of the function can be used, point it out. If the given question lacks the parameters required "
     "by the function, also point it out. You should only return the function call in tools call sections."
 ))
-_SUFFIX = re.compile(r"\s*\.?\s*" + _loose(
+_SUFFIX = re.compile(_loose(
     "Should you decide to return the function call(s). Put it in the format of "
     "[func1(params_name=params_value, params_name2=params_value2...), func2(params)] "
     "NO other text MUST be included."
 ))
+
+
+def _cut(text: str, sentences: re.Pattern, period: bool) -> str:
+    r"""`text` without the first match of `sentences` and the whitespace before it (with `period`,
+    whitespace, a period and whitespace): `re.sub(r"\s*\.?\s*" + sentences.pattern, "", text,
+    count=1)` in one pass. That regex tried each whitespace run from every one of its characters,
+    splitting it between its two `\s*` every way: 4.5 s for a run of 2,000 spaces, 35 s for 4,000."""
+    found = sentences.search(text)
+    if found is None:
+        return text
+    before = text[:found.start()].rstrip()
+    if period and before.endswith("."):
+        before = before[:-1].rstrip()
+    return before + text[found.end():]
 _DECODER = json.JSONDecoder()
 
 
@@ -94,8 +110,8 @@ def _split_system(system: str) -> tuple[str, list[dict]]:
     start, end, raw_tools = found
     if not isinstance(raw_tools, list):
         raise Drop("invalid_tool_schema", "function list is not a JSON list")
-    head = _PREFIX.sub("", system[:start], count=1)
-    tail = _SUFFIX.sub("", system[end:], count=1)
+    head = _cut(system[:start], _PREFIX, period=False)
+    tail = _cut(system[end:], _SUFFIX, period=True)
     extra = "\n".join(part.strip() for part in (head, tail) if part.strip())
     return extra, [_tool(spec) for spec in raw_tools]
 

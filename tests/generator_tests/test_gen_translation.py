@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -142,6 +144,19 @@ def synthetic(n):
 def assignment(records, targets, seed=0, oversample=1.0):
     llm = LLMClient(LLMSettings(cache_dir="/nonexistent"), api_key="sk-test")
     return [(item.key, item.language) for item in translation.items(iter(records), context(llm, targets, seed, oversample=oversample))]
+
+
+def test_a_reply_with_long_whitespace_runs_is_read_in_one_pass():
+    # The blocks' pattern once retried a whitespace run from every one of its characters: hours for
+    # this reply. A process of its own, so that such a regression fails here instead of hanging.
+    code = """if True:
+        from generators.translation import _parse
+        print(_parse("<problem>p" + "\\n" * 1_000_000 + "q</problem>\\n<solution>s" + " " * 1_000_000 + "t</solution>")
+              == ("p" + "\\n" * 1_000_000 + "q", "s" + " " * 1_000_000 + "t"))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout == "True\n"
 
 
 def test_assignment_meets_targets_and_spreads_rows():

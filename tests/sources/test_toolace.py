@@ -148,6 +148,29 @@ def test_a_bracketed_turn_with_a_long_whitespace_run_is_read_in_one_pass():
                                         "'{\"a\": 1}'}}] 0"]
 
 
+def test_a_system_prompt_with_long_whitespace_runs_loses_its_template_in_one_pass():
+    # The template's patterns once split each whitespace run between two `\\s*` every way: 35 s
+    # for 4,000 spaces. A process of its own, so that such a regression fails here instead of hanging.
+    code = """if True:
+        from sftmix.sources.toolace import convert
+        system = ("Today is Monday." + " " * 1_000_000 + "You are an expert in composing functions. You are given a "
+                  "question and a set of possible functions. Based on the question, you will need to make one or "
+                  "more function/tool calls to achieve the purpose. If none of the function can be used, point it "
+                  "out. If the given question lacks the parameters required by the function, also point it out. "
+                  "You should only return the function call in tools call sections.\\nHere is a list of functions "
+                  'in JSON format that you can invoke:\\n[{"name": "f", "parameters": {}}]' + " " * 1_000_000
+                  + "x" + " " * 1_000_000 + ". Should you decide to return the function call(s). Put it in the "
+                  "format of [func1(params_name=params_value, params_name2=params_value2...), func2(params)] NO "
+                  "other text MUST be included.")
+        out = convert({"system": system, "conversations": [{"from": "user", "value": "hi"},
+                                                           {"from": "assistant", "value": "hello"}]})
+        print(repr(out.messages[0]["content"]), [tool["function"]["name"] for tool in out.tools])
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout == "'Today is Monday.\\nx' ['f']\n"
+
+
 def test_unknown_call_names_stay_calls_for_the_filter_and_ids_continue():
     row = {"system": "", "conversations": [
         {"from": "user", "value": "x"}, {"from": "assistant", "value": "[a(), b(k='v')]"},
