@@ -17,6 +17,7 @@ import pytest
 import filters as rule_filters
 from filters.llm_judge import LLMJudgeFilter, judge_prompt, parse_verdict
 from openai_server import Fault, count_tokens, serve_openai
+from own_process import stdout_of
 from sftmix.llm import LLMClient, LLMSettings, Prices
 from sftmix.normalize import SourceInfo, filter_records
 from sftmix.record import make_record, message, to_table
@@ -84,9 +85,7 @@ def test_parse_verdict_reads_a_long_whitespace_run_in_one_pass():
             verdict = parse_verdict(reply)
             print(verdict and (len(verdict[0]), verdict[1]))
     """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout.splitlines() == ["(1000003, 4)", "None"]
+    assert stdout_of(code).splitlines() == ["(1000003, 4)", "None"]
 
 
 # ------------------------------------------------------------------------------------- scripted judge

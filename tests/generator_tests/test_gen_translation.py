@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,6 +11,7 @@ import pytest
 from generators import translation
 from generators.base import Context, generate, stream
 from openai_server import Fault, Reply, last_user_message, serve_openai
+from own_process import stdout_of
 from sftmix.llm import LLMClient, LLMSettings
 from sftmix.normalize import SourceInfo, normalize, read_records
 from sftmix.record import make_record, message
@@ -154,9 +153,7 @@ def test_a_reply_with_long_whitespace_runs_is_read_in_one_pass():
         print(_parse("<problem>p" + "\\n" * 1_000_000 + "q</problem>\\n<solution>s" + " " * 1_000_000 + "t</solution>")
               == ("p" + "\\n" * 1_000_000 + "q", "s" + " " * 1_000_000 + "t"))
     """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout == "True\n"
+    assert stdout_of(code) == "True\n"
 
 
 def test_assignment_meets_targets_and_spreads_rows():

@@ -1,10 +1,9 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from own_process import stdout_of
 from sftmix.raw import iter_raw_rows
 from sftmix.sources import Drop, get_converter
 from sftmix.sources.toolace import convert
@@ -140,10 +139,8 @@ def test_a_bracketed_turn_with_a_long_whitespace_run_is_read_in_one_pass():
                                                               {"from": "assistant", "value": turn}]})
             print(out.messages[1]["tool_calls"], len(out.messages[1]["content"]))
     """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
     # prose (no call opens before "]"), then a call whose name ends at the whitespace before "("
-    assert done.stdout.splitlines() == ["None 1000004",
+    assert stdout_of(code).splitlines() == ["None 1000004",
                                         "[{'id': 'call_0', 'type': 'function', 'function': {'name': 'f', 'arguments': "
                                         "'{\"a\": 1}'}}] 0"]
 
@@ -166,9 +163,7 @@ def test_a_system_prompt_with_long_whitespace_runs_loses_its_template_in_one_pas
                                                            {"from": "assistant", "value": "hello"}]})
         print(repr(out.messages[0]["content"]), [tool["function"]["name"] for tool in out.tools])
     """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout == "'Today is Monday.\\nx' ['f']\n"
+    assert stdout_of(code) == "'Today is Monday.\\nx' ['f']\n"
 
 
 def test_unknown_call_names_stay_calls_for_the_filter_and_ids_continue():
