@@ -153,6 +153,12 @@ def to_json_schema(parameters) -> dict:
     return schema
 
 
+# What `ast` raises on a text nested too deeply for its parser, besides SyntaxError: RecursionError,
+# or (from some 20,000 levels of a unary operator in Python 3.11) a bare MemoryError, its stack
+# overflowing. Both are the row's text, not the process, at fault.
+PARSER_OVERFLOW = (RecursionError, MemoryError)
+
+
 # A call: a name (ToolACE names carry spaces, slashes, dots and hyphens) then a parenthesised
 # argument list. Names are matched up to the first "(", so argument text never leaks into them
 # (the name keeps the whitespace before "(": callers strip it). Possessive: nothing is tried again,
@@ -220,8 +226,8 @@ def parse_python_calls(text: str, *, bracketed: bool) -> list[tuple[str, dict]]:
             if node.args:
                 raise Drop("unparsable_tool_call", f"positional arguments in call to {name}")
             arguments = {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
-        except (SyntaxError, ValueError, TypeError) as error:
-            raise Drop("unparsable_tool_call", f"{name}: {error}") from None
+        except (SyntaxError, ValueError, TypeError, *PARSER_OVERFLOW) as error:
+            raise Drop("unparsable_tool_call", f"{name}: {str(error) or type(error).__name__}") from None
         calls.append((name, arguments))
         pos = args_end
     if not calls:

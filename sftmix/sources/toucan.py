@@ -28,7 +28,7 @@ import re
 from sftmix.jsontext import loads
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
-from sftmix.sources.common import loads_json, to_json_schema, tools_column
+from sftmix.sources.common import PARSER_OVERFLOW, loads_json, to_json_schema, tools_column
 
 
 def _tool(item) -> dict:
@@ -57,7 +57,7 @@ def _parse_call(content) -> tuple[str, dict | str]:
     """`{'name': ..., 'arguments': '<json>'}` (python repr, or JSON) -> (name, arguments)."""
     try:
         call = _literal_call(content)
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, SyntaxError, TypeError, *PARSER_OVERFLOW):
         try:
             call = loads(content)
         except (TypeError, ValueError):

@@ -1,9 +1,9 @@
 """Raw data can hold any type where a converter expects another: JSON any of its types, a typed
 Parquet column bytes, timestamps or decimals, and any of them nested past Python's recursion limit
-(JSON text, or a value so deep). Each converter's own fixture rows, with one field at a
-time (and fields inside lists, objects and JSON-string columns) replaced by a value of each kind, go
-through the whole normalize stage: every row is kept or a counted drop, and the run never stops on a
-bad value."""
+(JSON text, a value so deep, a call's literal too deep for ast's parser). Each converter's own
+fixture rows, with one field at a time (and fields inside lists, objects and JSON-string columns)
+replaced by a value of each kind, go through the whole normalize stage: every row is kept or a
+counted drop, and the run never stops on a bad value."""
 
 import datetime
 import decimal
@@ -21,9 +21,10 @@ from sftmix.sources import Drop, available, filter_defaults, get_converter
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 DEPTH = 5_000  # past Python's recursion limit: json and ast raise RecursionError, not their own errors
 DEEP_JSON_TEXT = "[" * DEPTH + "]" * DEPTH  # in a JSON-string column, the whole column's text
+DEEP_LITERAL = "-" * 30_000 + "1"  # ast's parser overflows on it (Python 3.11: MemoryError), as a call or an argument
 JSON_VALUES = [None, 0, 1.5, True, "", "x", [], {}, [1], {"a": 1}, [None], [{}], ["x"], 2**70, float("nan"),
                float("inf"), "\x00", "\ud83d",  # what a lone `\ud83d` escape decodes to
-               DEEP_JSON_TEXT]
+               DEEP_JSON_TEXT, DEEP_LITERAL, f"f(a={DEEP_LITERAL})", f"[f(a={DEEP_LITERAL})]"]
 DEEP_VALUE: list = []  # what a JSON array reader or a nested Parquet column gives for such text
 for _ in range(DEPTH):
     DEEP_VALUE = [DEEP_VALUE]
