@@ -1,5 +1,5 @@
-"""Code run in a Python process of its own, for an input that once took hours: a regression fails
-its test after `timeout` seconds instead of hanging the whole run."""
+"""Code run in a Python process of its own, for an input that once took half an hour or more: a
+regression fails its test after `timeout` seconds instead of hanging the whole run."""
 
 import subprocess
 import sys

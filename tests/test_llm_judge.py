@@ -77,8 +77,8 @@ def test_parse_verdict_rejects(text):
 
 
 def test_parse_verdict_reads_a_long_whitespace_run_in_one_pass():
-    # A lazy feedback pattern once retried a whitespace run from each of its characters: hours for
-    # this reply. A process of its own, so that such a regression fails here instead of hanging.
+    # A lazy feedback pattern once retried a whitespace run from each of its characters: about half
+    # an hour for this reply (0.4 s for 16,000 spaces, quadratic). A process of its own, so that such a regression fails here instead of hanging.
     code = """if True:
         from filters.llm_judge import parse_verdict
         for reply in ["Feedback: ok" + " " * 1_000_000 + "x [RESULT] 4", "Feedback: ok" + " " * 1_000_000 + "[RESULT] 6"]:

@@ -129,8 +129,8 @@ def test_call_followed_by_text_is_a_broken_call():
 
 
 def test_a_bracketed_turn_with_a_long_whitespace_run_is_read_in_one_pass():
-    # The call-name patterns once retried a whitespace run from each of its characters: this turn
-    # took hours. A process of its own, so that such a regression fails here instead of hanging.
+    # The call-name patterns once retried a whitespace run from each of its characters: about half
+    # an hour for this turn (0.5 s for 16,000 spaces, quadratic). A process of its own, so that such a regression fails here instead of hanging.
     code = """if True:
         from sftmix.sources.toolace import convert
         system = 'Here is a list of functions in JSON format that you can invoke:\\n[{"name": "f", "parameters": {}}]'
