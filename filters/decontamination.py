@@ -56,6 +56,7 @@ from datatrove.data import Document
 from filters.base import BatchRecordFilter
 from filters.batch_words import CHUNK_BYTES, BatchWords, chunks_of_bytes
 from filters.words import WordFinder
+from sftmix.jsontext import loads
 
 _WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _EMPTY = np.empty(0, dtype=np.uint64)
@@ -99,12 +100,12 @@ def _rows(path: Path) -> Iterator[dict]:
             head = handle.read(1024).lstrip()
             handle.seek(0)
             if head.startswith("["):  # a JSON array (some re-uploads); the released files are JSON Lines
-                yield from json.load(handle)
+                yield from loads(handle.read())
                 return
             for number, line in enumerate(handle, 1):
                 if line.strip():
                     try:
-                        yield json.loads(line)
+                        yield loads(line)
                     except json.JSONDecodeError as error:
                         raise ValueError(f"{path}:{number}: not JSON Lines ({error.msg})") from None
     except UnicodeDecodeError as error:

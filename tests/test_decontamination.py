@@ -237,12 +237,19 @@ def test_a_damaged_parquet_benchmark_is_a_configuration_error_naming_it(tmp_path
         step.index_stats()
 
 
-@pytest.mark.parametrize("damage_to", ["a byte that is not UTF-8", "a JSON array cut short"])
+@pytest.mark.parametrize("damage_to", ["a byte that is not UTF-8", "a JSON array cut short", "a line nested too deeply",
+                                       "a JSON array nested too deeply"])
 def test_a_damaged_text_benchmark_is_a_configuration_error_naming_it(tmp_path, damage_to):
     broken = tmp_path / "input_data.jsonl"
     if damage_to == "a byte that is not UTF-8":
         broken.write_bytes(Path(IFEVAL).read_bytes().replace(b"Write", b"Wr\xefte", 1))
         expected = f"{broken}: not UTF-8 text ("
+    elif damage_to == "a line nested too deeply":  # json raises RecursionError on it, not a decode error
+        broken.write_text(Path(IFEVAL).read_text() + '{"prompt": ' + "[" * 5_000 + "]" * 5_000 + "}\n")
+        expected = f"{broken}:{len(Path(IFEVAL).read_text().splitlines()) + 1}: not JSON Lines (nested too deeply"
+    elif damage_to == "a JSON array nested too deeply":
+        broken.write_text('[{"prompt": ' + "[" * 5_000 + "]" * 5_000 + "}]")
+        expected = f"{broken}: not a JSON array (nested too deeply"
     else:
         rows = [json.loads(line) for line in Path(IFEVAL).read_text().splitlines() if line.strip()]
         broken.write_text(json.dumps(rows)[:-40])

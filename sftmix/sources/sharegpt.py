@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 
+from sftmix.jsontext import loads
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column, trim_unanswered
@@ -58,7 +59,7 @@ def _calls(value, first: int) -> list[dict]:
     """Tool calls from a `function_call` value, numbered from call_<first>."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except json.JSONDecodeError:
             raise Drop("unparsable_tool_call", value[:80]) from None
     items = value if isinstance(value, list) else [value]
@@ -73,7 +74,7 @@ def _split_results(text: str, n: int) -> list[str]:
     if len(parts) == n:
         return parts
     try:
-        value = json.loads(text)
+        value = loads(text)
     except json.JSONDecodeError:
         return [text]
     if isinstance(value, list) and len(value) == n:

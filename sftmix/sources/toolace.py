@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 
+from sftmix.jsontext import loads
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import parse_python_calls, to_json_schema
@@ -173,7 +174,7 @@ class _Pending:
 def _results(value: str, pending: _Pending) -> list[dict]:
     """Tool messages for one `tool` turn, each paired with the call it answers."""
     try:
-        entries = json.loads(value)
+        entries = loads(value)
     except json.JSONDecodeError:
         entries = [value]  # plain-text result: answers the next open call
     if not isinstance(entries, list):

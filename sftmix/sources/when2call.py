@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 
+from sftmix.jsontext import loads
 from sftmix.record import message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import loads_json, to_json_schema
@@ -79,7 +80,7 @@ def _assistant(content, calls: _Calls) -> dict:
     tool_calls = []
     for block in blocks:
         try:
-            items = json.loads(block)
+            items = loads(block)
         except json.JSONDecodeError as error:
             raise Drop("unparsable_tool_call", f"TOOLCALL body is not JSON: {error}") from None
         for item in items if isinstance(items, list) else [items]:

@@ -85,3 +85,20 @@ def test_a_value_of_another_type_is_a_counted_drop_never_a_crash(converter, tmp_
     # not every changed row is a bad one: a change the converter ignores still converts
     # (a conversation joined from several raw rows names them all: "raw#3+raw#12")
     assert any(int(index) >= len(originals) for row in kept_rows for index in re.findall(r"#(\d+)", row))
+    # Deep JSON text is read by the depth-safe decoder (`sftmix.jsontext.loads`): the drop names the
+    # converter's own reason, never the RecursionError the backstop (`MALFORMED_ROW_ERRORS`) counts.
+    deep_text_keys = {key for key, row in keyed if _holds_deep_json_text(row)}
+    assert deep_text_keys
+    backstopped = [(drop["key"], drop["detail"][:60]) for drop in pq.read_table(tmp_path / "rejected.parquet").to_pylist()
+                   if drop["detail"].startswith("RecursionError") and set(drop["key"].split("+")) & deep_text_keys]
+    assert backstopped == []
+
+
+def _holds_deep_json_text(value, levels: int = 4) -> bool:
+    """Whether DEEP_JSON_TEXT is in `value`, as a string or inside one, down to where `variants`
+    puts it (not down DEEP_VALUE, whose nesting is the point)."""
+    if isinstance(value, str):
+        return "[" * DEPTH in value
+    if levels and isinstance(value, (list, dict)):
+        return any(_holds_deep_json_text(item, levels - 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False

@@ -103,6 +103,18 @@ def test_pref_layout_keeps_the_chosen_response():
     assert second.messages[1]["tool_calls"] is None
 
 
+def test_a_toolcall_body_nested_too_deeply_is_an_unparsable_call():
+    # json raises RecursionError on it, not a decode error: the converter's own reason names it
+    from sftmix.sources.when2call import convert
+
+    row = {"tools": [], "messages": [{"role": "user", "content": "x"}],
+           "chosen_response": {"role": "assistant", "content": "<TOOLCALL>" + "[" * 5_000 + "]" * 5_000 + "</TOOLCALL>"}}
+    with pytest.raises(Drop) as error:
+        convert(row)
+    assert (error.value.reason, error.value.detail) == ("unparsable_tool_call", "TOOLCALL body is not JSON: nested too deeply to "
+                                                        "decode: line 1 column 1 (char 0)")
+
+
 def test_test_layout_uses_the_correct_answer():
     out = run("when2call_test_mcq.jsonl")
     tool_row = out["when2call_test_mcq.jsonl#0"]
