@@ -37,6 +37,7 @@ import re
 from typing import Iterator
 
 from generators.base import LANGUAGE_NAMES, Context, Item, identity_line, prompt, reply_text, top_ranked_per_language
+from sftmix.code_math import blank_code_and_math
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -84,12 +85,11 @@ _DETECTABLE = {"ca", "en", "es", "pt"}
 _CONFUSABLE = {"ca": {"es"}, "gl": {"pt", "es"}, "pt": {"gl"}}  # as filters.language
 _ENGLISH = {"the", "of", "and", "is", "are", "to", "in", "that", "this", "with", "for", "it", "you", "what",
             "how", "be", "was", "which", "we", "your", "have", "an"}
-_CODE_MATH = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.DOTALL)
 
 
 def _language_problem(text: str, language: str) -> str | None:
     """What language `text` detectably is instead of `language`, or None when nothing says it is wrong."""
-    plain = _CODE_MATH.sub(" ", text)
+    plain = blank_code_and_math(text)
     words = re.findall(r"[^\W\d_]+", plain.lower())
     if language != "en" and len(words) >= 8 and sum(w in _ENGLISH for w in words) / len(words) > 0.2:
         return "en"

@@ -44,6 +44,7 @@ from collections import Counter
 from typing import Iterator
 
 from generators.base import LANGUAGE_NAMES, Context, Item, hash_rank, prompt, record_origin, reply_text
+from sftmix.code_math import blank_code_and_math
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import last_boxed
@@ -131,11 +132,10 @@ _CONFUSABLE = {"ca": {"es"}, "gl": {"pt", "es"}, "pt": {"gl"}}  # as filters.lan
 _DETECTABLE = {"ca", "es", "pt"}
 _ENGLISH = {"the", "of", "and", "is", "are", "to", "in", "that", "this", "with", "for", "it", "we", "let",
             "be", "which", "by", "from", "then", "therefore", "find", "an"}
-_NON_PROSE = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\[a-zA-Z]+", re.DOTALL)
 
 
 def _prose_words(text: str) -> list[str]:
-    return re.findall(r"[^\W\d_]{2,}", _NON_PROSE.sub(" ", text).lower())
+    return re.findall(r"[^\W\d_]{2,}", blank_code_and_math(text, latex_commands=True).lower())
 
 
 def _language_problem(text: str, language: str) -> str | None:

@@ -10,6 +10,7 @@ from generators import multiturn_augmentation as mt
 from generators.base import Context, generate, stream
 from human_records import normalized_records
 from openai_server import Reply, serve_openai
+from own_process import stdout_of
 from sftmix.llm import LLMClient, LLMSettings
 from sftmix.normalize import SourceInfo
 
@@ -111,6 +112,16 @@ def test_extensions_partial_turns_and_drops(records, tmp_path):
                      and b["messages"][0]["content"].startswith("Bunny")]
     assert answer_bodies and all(sum(m["role"] == "system" for m in b) == 1 for b in answer_bodies)
     assert all("Answer the user's last message in English" in b[0]["content"] for b in answer_bodies)
+
+
+def test_a_reply_repeating_an_unclosed_math_opener_is_checked_in_one_pass():
+    # A reply stuck repeating `\(` once took 11 s per 100 KB in the language check, quadratic.
+    code = """if True:
+        from generators.multiturn_augmentation import _language_problem
+        print(_language_problem("Multiplicamos ambos lados por dos y obtenemos \\\\( " * 20_000, "es"),
+              _language_problem("We multiply both sides by two and get \\\\( " * 20_000, "es"))
+    """
+    assert stdout_of(code) == "None en\n"
 
 
 def test_items_and_planned_turns_are_deterministic(records, tmp_path):

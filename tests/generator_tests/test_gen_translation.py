@@ -156,6 +156,16 @@ def test_a_reply_with_long_whitespace_runs_is_read_in_one_pass():
     assert stdout_of(code) == "True\n"
 
 
+def test_a_reply_repeating_an_unclosed_math_opener_is_checked_in_one_pass():
+    # A reply stuck repeating `\[` once took 11 s per 100 KB in the language check, quadratic.
+    code = """if True:
+        from generators.translation import _language_problem
+        print(_language_problem("Multiplicamos ambos lados por dos y obtenemos \\\\[ " * 20_000, "es"),
+              _language_problem("We multiply both sides by two and get \\\\[ " * 20_000, "es"))
+    """
+    assert stdout_of(code) == "None en\n"
+
+
 def test_assignment_meets_targets_and_spreads_rows():
     rows = synthetic(10)
     order = {r["id"]: i for i, r in enumerate(rows)}
