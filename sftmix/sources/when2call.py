@@ -26,7 +26,6 @@ third-party profile of the Hub train files (columns `tools`/`messages`, and `cho
 from __future__ import annotations
 
 import json
-import re
 
 from sftmix.jsontext import loads
 from sftmix.record import message, tool_call, tool_def
@@ -35,7 +34,7 @@ from sftmix.sources.common import loads_json, to_json_schema
 
 FILTER_DEFAULTS = {"boilerplate": False}  # its "cannot answer" refusals are what the dataset teaches
 
-_TOOLCALL = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
+OPEN, CLOSE = "<TOOLCALL>", "</TOOLCALL>"
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system"}
 
 
@@ -72,9 +71,9 @@ class _Calls:
 def _assistant(content, calls: _Calls) -> dict:
     """An assistant turn; `<TOOLCALL>[...]</TOOLCALL>` text becomes real tool calls."""
     text = content or ""
-    if "<TOOLCALL>" not in text:
+    if OPEN not in text:
         return message("assistant", text)
-    blocks = _TOOLCALL.findall(text)
+    blocks, prose = _toolcall_blocks(text)
     if not blocks:
         raise Drop("unparsable_tool_call", "unclosed <TOOLCALL>")
     tool_calls = []
@@ -87,7 +86,19 @@ def _assistant(content, calls: _Calls) -> dict:
             tool_calls.append(calls.make(item))
     if not tool_calls:
         raise Drop("unparsable_tool_call", "empty TOOLCALL list")
-    return message("assistant", _TOOLCALL.sub("", text).strip(), tool_calls=tool_calls)
+    return message("assistant", prose.strip(), tool_calls=tool_calls)
+
+
+def _toolcall_blocks(text: str) -> tuple[list[str], str]:
+    """The bodies of `text`'s closed TOOLCALL blocks, and the text without them. An opener with no
+    closer after it means none after it has one: `re` retried each to the end (quadratic)."""
+    blocks, prose, position = [], [], 0
+    while (start := text.find(OPEN, position)) >= 0 and (end := text.find(CLOSE, start + len(OPEN))) >= 0:
+        prose.append(text[position:start])
+        blocks.append(text[start + len(OPEN):end])
+        position = end + len(CLOSE)
+    prose.append(text[position:])
+    return blocks, "".join(prose)
 
 
 def _chat(turns, calls: _Calls) -> list[dict]:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from own_process import stdout_of
 from sftmix.raw import iter_raw_rows
 from sftmix.sources import Drop, get_converter
 
@@ -113,6 +114,19 @@ def test_a_toolcall_body_nested_too_deeply_is_an_unparsable_call():
         convert(row)
     assert (error.value.reason, error.value.detail) == ("unparsable_tool_call", "TOOLCALL body is not JSON: nested too deeply to "
                                                         "decode: line 1 column 1 (char 0)")
+
+
+def test_unclosed_toolcall_openers_are_read_in_one_pass():
+    # `re` retried each opener with no closer after it to the end of the text: 13.5 s for 110 KB,
+    # quadratic, so about 18 minutes here. A process of its own, so that a regression fails here.
+    code = """if True:
+        from sftmix.sources.when2call import convert
+        content = '<TOOLCALL>[{"name": "a", "arguments": {}}]</TOOLCALL>' + " <TOOLCALL>" * 90_000
+        out = convert({"tools": [], "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": content}]})
+        assistant = out.messages[1]
+        print(assistant["content"] == ("<TOOLCALL> " * 90_000).strip(), [c["function"]["name"] for c in assistant["tool_calls"]])
+    """
+    assert stdout_of(code) == "True ['a']\n"
 
 
 def test_test_layout_uses_the_correct_answer():
