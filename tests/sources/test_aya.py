@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from own_process import stdout_of
 from sftmix.raw import iter_raw_rows
 from sftmix.sources import Converted, Drop, get_converter
 
@@ -45,6 +46,22 @@ def test_language_name_is_the_fallback_when_the_code_is_missing(results):
     out = results[key(8)]
     assert out.language == "es"
     assert out.meta == {"annotation_type": "original-annotations"}
+
+
+def test_a_value_longer_than_any_language_name_names_no_language():
+    from sftmix.sources.aya import convert
+
+    row = {"inputs": "¿Qué hora es?", "targets": "Las tres.", "annotation_type": "original-annotations"}
+    # langcodes would find the known name it starts with ("Spanish ... language"); at 208 characters it is no name
+    assert convert({**row, "language_code": None, "language": "Spanish " + "x" * 200}).language is None
+    assert convert({**row, "language_code": " spa ", "language": "Spanish " + "x" * 200}).language == "es"
+    # that lookup grows with the square of the value's length: 0.1 s for 40,000 characters, minutes here
+    code = """if True:
+        from sftmix.sources.aya import convert
+        out = convert({"inputs": "q", "targets": "a", "language_code": "x" * 2_000_000, "language": "Spanish"})
+        print(out.language)
+    """
+    assert stdout_of(code) == "es\n"
 
 
 def test_text_is_kept_verbatim(results):
