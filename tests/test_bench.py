@@ -119,3 +119,33 @@ def test_dagster_steps_bench_builds_the_same_shards_both_ways(tmp_path):
     figures = _last_json("dagster_steps.py", "--manifest", str(manifest), "--runs", "1")
     assert set(figures["seconds"]) == {"spawn", "forkserver"} and figures["same_shards"]
     assert figures["speedup"] == pytest.approx(figures["seconds"]["spawn"][0] / figures["seconds"]["forkserver"][0], rel=0.01)
+
+
+def test_growth_bench_reports_every_converter_it_swept():
+    figures = _last_json("growth.py", "--chars", "200", "--converters", "dolly,oasst2", "--confirm", "1")
+    assert figures["chars"] == 200 and set(figures["converters"]) == {"dolly", "oasst2"}
+    # two rows of each fixture file (dolly: the JSON Lines and the Parquet one); oasst2's rows convert only as a tree
+    assert figures["converters"]["dolly"]["rows"] == 4 and figures["converters"]["oasst2"]["rows"] == 2
+    for name, summary in figures["converters"].items():
+        assert summary["variants"] > 0
+        assert summary["flagged"] == sum(f["converter"] == name for f in figures["flagged"])
+
+
+class QuadraticConverter:
+    """A stand-in whose converting takes the square of a field's length and whose rules take it linearly."""
+
+    name, bases = "stand-in", [{"text": "abc", "n": 1}]
+
+    def seconds(self, row, base):
+        return len(row["text"]) ** 2 * 1e-7, len(row["text"]) * 1e-5
+
+
+def test_growth_bench_flags_quadratic_work_and_not_linear_work():
+    import growth
+
+    summary, flagged = growth.sweep(QuadraticConverter(), chars=300, confirm=1)
+    assert summary["variants"] == len(growth.UNITS) * len(growth.PLACES)
+    assert summary["worst_growth"]["rules"] == pytest.approx(2.0, abs=0.02)
+    assert summary["worst_growth"]["convert"] == pytest.approx(4.0, abs=0.05)
+    assert summary["flagged"] == len(flagged) > 0
+    assert {f["stage"] for f in flagged} == {"convert"} and {f["field"] for f in flagged} == {"text"}
