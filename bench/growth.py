@@ -75,10 +75,12 @@ class ConverterRun:
 
     def __init__(self, name: str):
         from filters import build_filters
+        from sftmix.normalize import SourceInfo
         from sftmix.raw import iter_raw_rows
         from sftmix.sources import Drop, get_converter
 
         self.name, self.convert, self.Drop, self.rules = name, get_converter(name), Drop, build_filters()
+        self.info = SourceInfo(key=name, converter=name, licence="apache-2.0", language="en")
         files = sorted(p for p in (FIXTURES / name).rglob("*") if p.suffix in (".parquet", ".json", ".jsonl"))
         per_file = [[row for _, row in iter_raw_rows([file]) if not isinstance(row, Drop)] for file in files]
         rows = [row for file_rows in per_file for row in file_rows]
@@ -97,17 +99,15 @@ class ConverterRun:
         """(converting `row`, the changed `base`; the record path and every rule on what it gave)."""
         from datatrove.data import Document
         from filters.base import learned_text
-        from sftmix.record import make_record
+        from sftmix.normalize import _to_record
 
         start = time.perf_counter()
         converted = self._converted([row if other is base else other for other in self.context] or [row])
         middle = time.perf_counter()
         for out in converted:
-            try:
-                record = make_record(messages=out.messages, tools=out.tools, source=self.name, licence="x",
-                                     language=out.language or "en", origin={"row": 0})
-            except ValueError:
-                continue  # a record the normalize stage would drop: nothing for the rules
+            record = _to_record(self.info, "row#0", out)
+            if isinstance(record, self.Drop):
+                continue  # the normalize stage drops it here: nothing for the rules
             document = Document(text=learned_text(record), id=record["id"], metadata={"record": record})
             for rule in self.rules:
                 rule.check(record, document)
