@@ -19,7 +19,7 @@ class GeneratorNotAvailable(Exception):
     pass
 
 
-_LIBRARIES = {"base", "eif"}  # shared code, not generators
+_LIBRARIES = {"base", "code_math", "eif"}  # shared code, not generators
 
 
 def implemented() -> tuple[str, ...]:

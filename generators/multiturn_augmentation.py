@@ -37,7 +37,7 @@ import re
 from typing import Iterator
 
 from generators.base import LANGUAGE_NAMES, Context, Item, identity_line, prompt, reply_text, top_ranked_per_language
-from sftmix.code_math import blank_code_and_math
+from generators.code_math import blank_code_and_math
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop

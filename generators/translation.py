@@ -44,7 +44,7 @@ from collections import Counter
 from typing import Iterator
 
 from generators.base import LANGUAGE_NAMES, Context, Item, hash_rank, prompt, record_origin, reply_text
-from sftmix.code_math import blank_code_and_math
+from generators.code_math import blank_code_and_math
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import last_boxed

@@ -82,9 +82,11 @@ def test_a_module_without_a_source_file_is_an_error_that_names_it(tmp_path):
 
 
 def test_the_project_root_holds_the_converters_rules_and_generators():
-    digests = code_digests(["sftmix.sources.toucan", "filters.repetition", "generators.eif_augmentation"])
+    digests = code_digests(["sftmix.sources.toucan", "filters.repetition", "generators.eif_augmentation",
+                            "generators.translation"])
     assert {"sftmix/sources/toucan.py", "sftmix/sources/common.py", "filters/repetition.py", "filters/words.py",
-            "generators/eif_augmentation.py", "generators/eif.py", "generators/base.py"} <= digests.keys()
+            "generators/eif_augmentation.py", "generators/eif.py", "generators/base.py",
+            "generators/code_math.py"} <= digests.keys()
     assert not any(key.startswith(("sftmix/record", "sftmix/normalize")) for key in digests)
     assert (ROOT / "sftmix" / "code_digests.py").is_file()
 

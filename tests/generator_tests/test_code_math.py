@@ -1,4 +1,4 @@
-"""sftmix.code_math: the code and math spans a language check leaves out, found in one pass."""
+"""generators.code_math: the code and math spans a language check leaves out, found in one pass."""
 
 import random
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 
 from own_process import stdout_of
-from sftmix.code_math import blank_code_and_math
+from generators.code_math import blank_code_and_math
 
 # The patterns the generators used before, kept as the definition of what a span is.
 SPANS = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.DOTALL)
@@ -39,7 +39,7 @@ def test_openers_that_never_close_are_read_in_one_pass():
     # The pattern retried each unclosed opener to the end of the text: 11 s for 100 KB of the first
     # text, quadratic, so 20 to 40 minutes for these. A process of its own, so that a regression fails here.
     code = """if True:
-        from sftmix.code_math import blank_code_and_math
+        from generators.code_math import blank_code_and_math
         for openers in ("\\\\[ x ", "\\\\( x ", "\\\\[ \\\\( "):
             text = openers * 200_000
             print(blank_code_and_math(text) == text)

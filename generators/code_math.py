@@ -1,4 +1,4 @@
-r"""Code and math spans blanked out of a text, so that a language check reads only its prose.
+r"""Code and math spans blanked out of a text, so that a generator's language check reads only its prose.
 
 The spans are those `re.sub` finds with the pattern (DOTALL)
     ```.*?```|\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)
