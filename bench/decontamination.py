@@ -70,9 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from datatrove.data import Document
-
-    from filters.base import BATCH_ROWS, learned_text
+    from filters.base import BATCH_ROWS, record_document
     from filters.decontamination import DecontaminationFilter
     from sftmix.record import make_record, message
 
@@ -88,7 +86,7 @@ def main() -> None:
     records = [make_record(messages=[message(role, text) for role, text in turns], tools=[], source="bench",
                            licence="apache-2.0", language="en", origin={"row": str(i)})
                for i, turns in enumerate(conversations)]
-    docs = [Document(text=learned_text(r), id=r["id"], metadata={"record": r}) for r in records]
+    docs = [record_document(r) for r in records]
     batches = [docs[i:i + BATCH_ROWS] for i in range(0, len(docs), BATCH_ROWS)]
     expected = [recipe(turns) for turns in conversations]
     got = [result is not True for batch in batches for result in rule.filter_batch(batch)]

@@ -97,8 +97,7 @@ class ConverterRun:
 
     def seconds(self, row, base) -> tuple[float, float]:
         """(converting `row`, the changed `base`; the record path and every rule on what it gave)."""
-        from datatrove.data import Document
-        from filters.base import learned_text
+        from filters.base import record_document
         from sftmix.normalize import _to_record
 
         start = time.perf_counter()
@@ -108,7 +107,7 @@ class ConverterRun:
             record = _to_record(self.info, "row#0", out)
             if isinstance(record, self.Drop):
                 continue  # the normalize stage drops it here: nothing for the rules
-            document = Document(text=learned_text(record), id=record["id"], metadata={"record": record})
+            document = record_document(record)
             for rule in self.rules:
                 rule.check(record, document)
         return middle - start, time.perf_counter() - middle

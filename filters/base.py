@@ -119,3 +119,8 @@ def learned_text(record: dict) -> str:
     """Assistant text, or the user text of rows that have no assistant turn (prompts, documents)."""
     texts = turn_texts(record, ("assistant",)) or turn_texts(record, ("user",))
     return "\n\n".join(t for t in texts if t)
+
+
+def record_document(record: dict) -> Document:
+    """The document the rules judge for `record`: its learned text, the record in its metadata."""
+    return Document(text=learned_text(record), id=record["id"], metadata={"record": record})

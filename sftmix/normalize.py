@@ -84,7 +84,7 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
             continue
-        yield Document(text=rule_filters.base.learned_text(record), id=record["id"], metadata={"record": record})
+        yield rule_filters.base.record_document(record)
 
 
 def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
@@ -140,7 +140,7 @@ def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) ->
 def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:
     for record in read_records(files, rank, world_size):
         counts.read += 1
-        yield Document(text=rule_filters.base.learned_text(record), id=record["id"], metadata={"record": record})
+        yield rule_filters.base.record_document(record)
 
 
 class _TimedSource:
