@@ -52,6 +52,7 @@ from typing import Iterator
 
 from filters.tool_calls import validator_for
 from generators.base import LANGUAGE_NAMES, Context, Item, hash_rank, prompt
+from sftmix.jsontext import loads
 from sftmix.llm import Failure
 from sftmix.record import dumps, message, tool_call, tool_def
 from sftmix.sources.base import Converted, Drop
@@ -235,7 +236,7 @@ def _check_calls(calls: list[dict], tools: dict[str, dict], low: int, high: int,
             return "invalid_generated_call", f"the tool {name!r} does not exist; use only: {', '.join(sorted(tools))}."
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments or "{}")
+                arguments = loads(arguments or "{}")  # too deeply nested is a JSONDecodeError here
             except json.JSONDecodeError:
                 return "invalid_generated_call", f"the arguments of {name!r} are not valid JSON."
         if not isinstance(arguments, dict):

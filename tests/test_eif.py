@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import pytest
 
+from own_process import stdout_of
 from generators import eif
 from generators.eif import (CONFLICTS, CONSTRAINTS, EXTRA_CONFLICTS, count_capital_words, count_sentences,
                             count_words, describe, sample_constraints, split_sentences, to_ifeval, verify)
@@ -132,6 +134,76 @@ def test_verdicts(constraint, follows, breaks):
         assert verify(response, [constraint]) == [True], response
     for response in breaks:
         assert verify(response, [constraint]) == [False], response
+
+
+# IFEval's own checks (instruction_following_eval/instructions.py), the definition that the one-pass
+# checkers reproduce.
+def ifeval_placeholders(r):
+    return len(re.findall(r"\[.*?\]", r))
+
+
+def ifeval_postscript(r, marker):
+    if marker == "P.P.S":
+        pattern = r"\s*p\.\s?p\.\s?s.*$"
+    elif marker == "P.S.":
+        pattern = r"\s*p\.\s?s\..*$"
+    else:
+        pattern = r"\s*" + marker.lower() + r".*$"
+    return bool(re.findall(pattern, r.lower(), flags=re.MULTILINE))
+
+
+def ifeval_bullets(r):
+    return len(re.findall(r"^\s*\*[^\*].*$", r, flags=re.MULTILINE)) + len(re.findall(r"^\s*-.*$", r, flags=re.MULTILINE))
+
+
+def ifeval_title(r):
+    return any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", r))
+
+
+def test_one_pass_checkers_give_ifevals_verdicts():
+    # pieces for every branch: bullets after blank lines and at a line's end, doubled stars, unclosed
+    # brackets, titles with nothing inside, markers split by spaces, and what `\s` and `.` count as space
+    pieces = ["*", "**", "-", " ", "\n", "\t", "\r", "\x0b", "\x1c", "\x85", "\xa0", "\u2028", "[", "]", "<<", ">>",
+              "<", ">", "a", "B", "p.", "P.", "s.", "S.", "P.S.", "p. s.", "P.P.S", "ps"]
+    placeholders, postscript = CONSTRAINTS["detectable_content:number_placeholders"][0], CONSTRAINTS["detectable_content:postscript"][0]
+    bullets, title = CONSTRAINTS["detectable_format:number_bullet_lists"][0], CONSTRAINTS["detectable_format:title"][0]
+    rng = random.Random(11)
+    for _ in range(20_000):
+        r = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        found = ifeval_placeholders(r)
+        assert (placeholders(r, num_placeholders=found), placeholders(r, num_placeholders=found + 1)) == (True, False), r
+        found = ifeval_bullets(r)
+        assert (bullets(r, num_bullets=found), bullets(r, num_bullets=found + 1)) == (True, False), r
+        assert title(r) == ifeval_title(r), r
+        for marker in ("P.S.", "P.P.S", "ps", "a|", "^\\s*b", "b$"):
+            assert postscript(r, postscript_marker=marker) == ifeval_postscript(r, marker), (r, marker)
+
+
+def test_a_postscript_marker_with_an_inline_flag_is_a_regex_like_any_other():
+    # IFEval's pattern puts the flag after `\s*`, which Python 3.11 refuses (re.error, a crash mid-run)
+    assert verify("Body\nPS: more", [c("detectable_content:postscript", postscript_marker="(?i)ps:")]) == [True]
+
+
+def test_json_nested_past_the_recursion_limit_is_not_json():
+    # json.loads raises RecursionError, which no generator turns into a drop: it ended the stage
+    assert verify("[" * 100_000, [c("detectable_format:json_format")]) == [False]
+    assert verify("[" * 500 + "]" * 500, [c("detectable_format:json_format")]) == [True]
+
+
+def test_degenerate_megabyte_responses_are_checked_in_one_pass():
+    # IFEval's regexes retry each run of spaces or unclosed brackets from every character: at 32,000
+    # characters of `[` counting placeholders took 6.5 s, so a megabyte took hours.
+    code = """
+from generators.eif import verify
+checks = [{"id": "detectable_content:number_placeholders", "kwargs": {"num_placeholders": 1}},
+          {"id": "detectable_content:postscript", "kwargs": {"postscript_marker": "P.S."}},
+          {"id": "detectable_content:postscript", "kwargs": {"postscript_marker": "P.P.S"}},
+          {"id": "detectable_format:number_bullet_lists", "kwargs": {"num_bullets": 1}},
+          {"id": "detectable_format:title", "kwargs": {}}]
+for unit in ("[", "<", "\\n", " \\n", "\\t ", "x\\n\\n"):
+    print(verify("ok " + unit * (1_000_000 // len(unit)), checks))
+"""
+    assert stdout_of(code) == "[False, False, False, False, False]\n" * 6
 
 
 def test_verify_is_one_verdict_per_constraint_in_order():

@@ -249,6 +249,9 @@ def test_call_checks_explain_the_problem():
     assert check([{"name": "get_weather", "arguments": {"town": "Bilbao"}}]) == "invalid_generated_call"
     assert check([{"name": "get_forecast", "arguments": {"city": "Bilbao"}}]) == "invalid_generated_call"
     assert check([{"name": "get_weather", "arguments": "[1]"}]) == "invalid_generated_call"
+    # arguments nested past the recursion limit are not JSON to re-ask about (json.loads raised RecursionError)
+    assert gen._check_calls([{"name": "get_weather", "arguments": "[" * 5_000}], tools, 1, 1) == (
+        "invalid_generated_call", "the arguments of 'get_weather' are not valid JSON.")
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}] * 2, 2, 2) == "invalid_generated_call"
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}], 2, 3) == "wrong_call_count"
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}],
