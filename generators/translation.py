@@ -159,17 +159,35 @@ def _language_problem(text: str, language: str) -> str | None:
     return best.lang
 
 
-# The blocks' whitespace is stripped after the match: `\s*` after a lazy group would retry each
-# whitespace run in the reply from every one of its characters (quadratic; a degenerate reply of
-# newlines up to max_tokens took minutes).
-_BLOCKS = re.compile(r"<problem>(?P<problem>.*?)</problem>\s*<solution>(?P<solution>.*)</solution>", re.DOTALL)
+_NON_SPACE = re.compile(r"\S")
+
+
+def _blocks(text: str) -> tuple[str, str] | None:
+    """The groups of `re.search(r"<problem>(.*?)</problem>\\s*<solution>(.*)</solution>", text,
+    re.DOTALL)`, found with `str.find`: that regex retries each `<problem>` and each whitespace run
+    from every one of its characters (quadratic; a degenerate reply of newlines up to max_tokens
+    took minutes). Every later `<problem>` has fewer `</problem>`s after it, so the first one
+    matches if any does; its problem ends at the first `</problem>` followed by spaces and
+    `<solution>`, and the solution at the last `</solution>`, if that comes after."""
+    opener = text.find("<problem>")
+    if opener < 0:
+        return None
+    closer = text.find("</problem>", opener + 9)
+    while closer >= 0:
+        after = _NON_SPACE.search(text, closer + 10)
+        if after is not None and text.startswith("<solution>", after.start()):
+            end = text.rfind("</solution>")
+            start = after.start() + 10
+            return (text[opener + 9:closer], text[start:end]) if end >= start else None
+        closer = text.find("</problem>", closer + 10)
+    return None
 
 
 def _parse(text: str) -> tuple[str, str]:
-    match = _BLOCKS.search(text)
-    if not match or not match["problem"].strip() or not match["solution"].strip():
+    blocks = _blocks(text)
+    if not blocks or not blocks[0].strip() or not blocks[1].strip():
         raise Drop("malformed_translation", "no <problem> and <solution> blocks")
-    return match["problem"].strip(), match["solution"].strip()
+    return blocks[0].strip(), blocks[1].strip()
 
 
 def _structure_change(original: str, translated: str) -> str | None:
