@@ -312,7 +312,7 @@ class ResponseCache:
         try:
             with self._logs[log_number].open("rb") as handle:
                 handle.seek(offset)
-                data = json.loads(handle.read(length))
+                data = loads(handle.read(length))  # a damaged, deeply nested line: a JSONDecodeError
             if data["key"] != key:
                 raise ValueError("another key")
             return Completion(data["content"], data["finish_reason"], Usage(**data["usage"]), cached=True)
@@ -508,13 +508,15 @@ class LLMClient:
             content = choice["message"]["content"]
             if not isinstance(content, str):
                 raise ValueError("no message content")
+            content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             usage = response.get("usage") or {}
             # DeepSeek reports prompt-cache hits as `prompt_cache_hit_tokens`, OpenAI in `prompt_tokens_details`.
             hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
             return Completion(
                 content=content,
                 finish_reason=choice.get("finish_reason") or "stop",
-                usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(hit or 0)),
+                usage=Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")),
+                            _token_count(hit)),
             )
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
             raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}") from None
@@ -530,7 +532,8 @@ class LLMClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** attempt)
         delay = random.uniform(0, ceiling)  # full jitter: a 429 storm does not come back in step
-        return max(delay, retry_after) if retry_after is not None else delay
+        # a server's Retry-After is waited for, up to backoff_max_s: one wait never exceeds the setting
+        return max(delay, min(retry_after, self.settings.backoff_max_s)) if retry_after is not None else delay
 
     async def complete_json(self, messages: list[dict], schema: dict, *, attempts: int = 3,
                             max_tokens: int | None = None) -> tuple[dict, Completion] | Failure:
@@ -550,8 +553,12 @@ class LLMClient:
                 return value, reply
             except json.JSONDecodeError as error:
                 problem = f"not valid JSON ({error.msg} at {error.pos})"
+            except ValueError as error:  # json's limit on an integer's digits raises a bare ValueError
+                problem = f"not valid JSON ({error})"
             except jsonschema.ValidationError as error:
                 problem = f"does not match the schema: {error.message}"
+            except RecursionError:  # a value decoded just below the limit, which the validator's message recurses into
+                problem = "does not match the schema: nested too deeply"
             conversation = conversation + [
                 {"role": "assistant", "content": reply.content},
                 {"role": "user", "content": f"Your reply {problem}. Answer again with only the JSON object."},
@@ -606,8 +613,19 @@ class _MalformedResponse(Exception):
 
 
 def _seconds(retry_after: str | None) -> float | None:
-    """A `Retry-After` header in seconds (the HTTP-date form is not used by LLM APIs)."""
+    """A `Retry-After` header in seconds (the HTTP-date form is not used by LLM APIs); None when it
+    is not a finite number >= 0 (`inf` would wait for ever, `nan` fail `asyncio.sleep`)."""
     try:
-        return float(retry_after) if retry_after is not None else None
+        seconds = float(retry_after) if retry_after is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
+
+
+def _token_count(value) -> int:
+    """A usage figure: a token count below 2**53, which the run's cost (a float) holds exactly. An
+    endpoint's absurd one is a malformed reply here, not an OverflowError in the cost later."""
+    count = int(value or 0)
+    if not 0 <= count < 2 ** 53:
+        raise ValueError(f"token count out of range: {str(count)[:20]}")
+    return count

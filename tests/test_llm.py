@@ -223,7 +223,8 @@ def test_torn_cache_line_is_asked_again(tmp_path):
     lambda line: line.replace(b'"usage": {', b'"usage": [{'),  # not JSON any more, key intact
     lambda line: b"{}\n",
     lambda line: b"null\n",
-], ids=["bad-utf8", "bad-key", "wrong-shape", "bad-json", "empty-object", "null"])
+    lambda line: line.replace(b'"usage": {', b'"usage": ' + b"[" * 5_000 + b"{"),  # past the recursion limit
+], ids=["bad-utf8", "bad-key", "wrong-shape", "bad-json", "empty-object", "null", "too-deep"])
 def test_damaged_cache_line_of_any_kind_is_asked_again(tmp_path, damage):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
@@ -257,7 +258,11 @@ def test_rate_limit_honours_retry_after(tmp_path):
     (Fault("malformed", count=2), [200, 200, 200]),
     (Fault("malformed", count=1, text="<html>Bad gateway</html>"), [200, 200]),
     (Fault("drop_connection", count=2), [0, 0, 200]),
-], ids=["500x2", "502", "503", "malformed-half-json", "malformed-html", "dropped-connection"])
+    # content that cannot be encoded (cached or written to Parquet), and a usage no float cost holds
+    (Fault("malformed", count=1, text=chat_completion_body("lone \ud800 surrogate", None)), [200, 200]),
+    (Fault("malformed", count=1, text=chat_completion_body("costly", {"prompt_tokens": 10 ** 309})), [200, 200]),
+], ids=["500x2", "502", "503", "malformed-half-json", "malformed-html", "dropped-connection", "lone-surrogate",
+        "usage-out-of-range"])
 def test_transient_faults_are_retried(tmp_path, fault, statuses):
     with serve_openai(faults=[fault]) as srv:
         client = make_client(srv, tmp_path)
@@ -267,6 +272,19 @@ def test_transient_faults_are_retried(tmp_path, fault, statuses):
         assert srv.fired() == len(statuses) - 1
     assert client.stats.requests == len(statuses) and client.stats.retries == len(statuses) - 1
     assert len(cache_entries(tmp_path / "cache")) == 1  # only the good answer is cached
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), 1e9])
+def test_a_retry_after_past_backoff_max_s_or_not_a_wait_is_not_waited_for(tmp_path, retry_after):
+    # `Retry-After: inf` (or a year) had the row, and the rows behind it, wait for ever
+    with serve_openai(faults=[Fault("rate_limit", count=1, retry_after=retry_after)]) as srv:
+        client = make_client(srv, tmp_path, backoff_max_s=0.3)
+        start = time.monotonic()
+        reply = run(client, asyncio.wait_for(client.complete(user("limited")), timeout=10))
+        elapsed = time.monotonic() - start
+        assert [r.status for r in srv.requests] == [429, 200]
+    assert isinstance(reply, Completion) and reply.content == "echo: limited"
+    assert (elapsed >= 0.3) == (retry_after == 1e9) and elapsed < 2  # a year is cut to backoff_max_s
 
 
 def test_slow_response_past_timeout_is_retried(tmp_path):
@@ -480,6 +498,39 @@ def test_complete_json_nested_too_deeply_is_asked_again(tmp_path):
         retry = srv.bodies[1]
     assert result[0] == {"answer": 4}
     assert "not valid JSON (nested too deeply to decode at 0)" in retry["messages"][-1]["content"]
+
+
+def test_complete_json_too_long_an_integer_is_asked_again(tmp_path):
+    # json refuses integers of over 4,300 digits with a bare ValueError, not a JSONDecodeError
+    faults = [Fault("bad_verdict", match="give json", count=1, text='{"answer": ' + "9" * 5_000 + "}")]
+    with serve_openai(responder=json_responder({"answer": 4}), faults=faults) as srv:
+        client = make_client(srv, tmp_path)
+        result = run(client, client.complete_json(user("give json"), SCHEMA))
+        retry = srv.bodies[1]
+    assert result[0] == {"answer": 4}
+    assert "not valid JSON (Exceeds the limit (4300 digits)" in retry["messages"][-1]["content"]
+
+
+def test_complete_json_nested_just_below_the_limit_is_asked_again(tmp_path):
+    # Decoded, but the schema error's message recursed into the value and raised RecursionError at
+    # some depths just below where decoding refuses (which ones depends on the stack): each is tried.
+    def responder(messages, body):
+        last = messages[-1]["content"]
+        if last.startswith("depth "):
+            depth = int(last.split()[1])
+            return '{"answer": ' + "[" * depth + "]" * depth + "}"
+        return json.dumps({"answer": 4})
+
+    with serve_openai(responder=responder) as srv:
+        client = make_client(srv, tmp_path)
+
+        async def every_depth():
+            return [await client.complete_json(user(f"depth {depth}"), SCHEMA) for depth in range(900, 1_010)]
+
+        results = run(client, every_depth())
+    assert all(result[0] == {"answer": 4} for result in results)
+    problems = {body["messages"][-1]["content"] for body in srv.bodies if body["messages"][-1]["content"].startswith("Your reply")}
+    assert any("does not match the schema" in problem for problem in problems)
 
 
 def test_complete_json_schema_invalid_three_times(tmp_path):
