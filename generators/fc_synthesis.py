@@ -34,8 +34,9 @@ with the validation error (up to `CALL_ATTEMPTS` asks). Output: canonical messag
 
 Drops:
 - `invalid_generated_call`: after the re-asks a call still names an unknown tool or has arguments
-  that are not an object valid against the tool's JSON Schema, or repeats another call (of the same
-  turn, or for a follow-up, of an earlier turn).
+  that are not an object valid against the tool's JSON Schema (or are nested over
+  `MAX_ARGUMENT_DEPTH` levels deep), or repeats another call (of the same turn, or for a follow-up,
+  of an earlier turn).
 - `wrong_call_count`: after the re-asks, not the number of calls the variant needs.
 - `result_count_mismatch`: the simulated results are not one per call.
 - `empty_answer`: an empty final answer or user request.
@@ -64,6 +65,9 @@ WEIGHTS = {"single": 4, "parallel": 2, "multi_turn": 2, "no_tool_fits": 2}
 CALL_ATTEMPTS = 3
 MAX_TOOLS = 8
 DISTRACTORS = 2
+# Far deeper than any tool's arguments, far from the recursion limit: the transcript shown to the
+# model is indented JSON, whose encoder recurses in Python (arguments ~975 deep raised RecursionError).
+MAX_ARGUMENT_DEPTH = 100
 
 CALLS_SCHEMA = {
     "type": "array",
@@ -223,6 +227,16 @@ def _signature(name: str, arguments: dict) -> tuple[str, str]:
     return name, json.dumps(arguments, sort_keys=True)
 
 
+def _depth(value) -> int:
+    """How many levels of objects and arrays `value` nests (1 for a flat object), level by level."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [inner for outer in level for inner in (outer.values() if isinstance(outer, dict) else outer)
+                 if isinstance(inner, (dict, list))]
+    return depth
+
+
 def _check_calls(calls: list[dict], tools: dict[str, dict], low: int, high: int,
                  earlier: frozenset = frozenset()) -> tuple[str, str] | None:
     """(drop reason, problem told to the model) or None when every call is valid and new."""
@@ -241,6 +255,8 @@ def _check_calls(calls: list[dict], tools: dict[str, dict], low: int, high: int,
                 return "invalid_generated_call", f"the arguments of {name!r} are not valid JSON."
         if not isinstance(arguments, dict):
             return "invalid_generated_call", f"the arguments of {name!r} must be a JSON object."
+        if _depth(arguments) > MAX_ARGUMENT_DEPTH:
+            return "invalid_generated_call", f"the arguments of {name!r} are nested over {MAX_ARGUMENT_DEPTH} levels deep."
         validator = validator_for(json.dumps(_parameters(tools[name]["function"]), sort_keys=True))
         # The same compiled check as the tool_calls filter, so an accepted call is never dropped there.
         error = next(validator.iter_errors(arguments), None)

@@ -19,6 +19,7 @@ from generators.base import Context, generate, stream
 from openai_server import Reply, serve_openai
 from sftmix.llm import LLMClient, LLMSettings
 from sftmix.normalize import SourceInfo, normalize, read_records
+from sftmix.record import message, tool_call
 from sftmix.sources.base import Drop
 
 
@@ -252,6 +253,21 @@ def test_call_checks_explain_the_problem():
     # arguments nested past the recursion limit are not JSON to re-ask about (json.loads raised RecursionError)
     assert gen._check_calls([{"name": "get_weather", "arguments": "[" * 5_000}], tools, 1, 1) == (
         "invalid_generated_call", "the arguments of 'get_weather' are not valid JSON.")
+    # Nested just below that limit, arguments decoded, were checked, then the indented transcript's
+    # encoder (which recurses in Python) raised RecursionError at about 975 levels: over 100 is refused.
+    def nested(depth):
+        value = []
+        for _ in range(depth - 2):
+            value = [value]
+        return {"city": value}
+
+    for arguments in (nested(978), json.dumps(nested(101))):
+        assert gen._check_calls([{"name": "get_weather", "arguments": arguments}], tools, 1, 1) == (
+            "invalid_generated_call", "the arguments of 'get_weather' are nested over 100 levels deep.")
+    assert "are invalid at city" in gen._check_calls([{"name": "get_weather", "arguments": nested(100)}], tools, 1, 1)[1]
+    deepest = tool_call("get_weather", nested(100), "call_0")
+    assert json.loads(gen._transcript([message("assistant", None, tool_calls=[deepest])]))[0]["tool_calls"][0][
+        "arguments"] == nested(100)
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}] * 2, 2, 2) == "invalid_generated_call"
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}], 2, 3) == "wrong_call_count"
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}],
