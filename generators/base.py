@@ -258,8 +258,9 @@ async def _generate(module, item: Item, ctx: Context) -> list[Converted] | Drop:
         return drop
     except BudgetExhausted as error:
         return Drop("budget_exhausted", str(error))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-        # model output that breaks a generator's assumptions is a counted drop, not a crash
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as error:
+        # model output that breaks a generator's assumptions is a counted drop, not a crash (a reply
+        # nested past the recursion limit raises RecursionError in json, jsonschema or repr)
         return Drop("malformed_generation", f"{type(error).__name__}: {error}")
     return out if isinstance(out, (list, Drop)) else [out]
 

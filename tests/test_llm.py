@@ -917,6 +917,28 @@ def test_env_overrides_base_url_and_model(tmp_path, no_key_env):
 
 # ------------------------------------------------------------------------------------------- key leaks
 
+def test_model_output_that_breaks_a_generator_is_a_counted_drop(tmp_path):
+    from generators.base import Context, Item, reply_text, stream
+
+    replies = {"shape": "{}", "deep": "[" * 3_000, "good": '{"answer": "yes"}'}  # 3,000: past the recursion limit
+    module = types.ModuleType("generators.test_parse")
+    module.PROMPTS = ()
+    module.items = lambda records, ctx: (Item(key=key, payload=key, language="en") for key in replies)
+
+    async def generate(item, ctx):
+        text = reply_text(await ctx.llm.complete([{"role": "user", "content": item.payload}]))
+        answer = json.loads(text)["answer"]  # the generator's assumption about its reply
+        return [Converted(messages=[message("user", item.payload), message("assistant", answer)])]
+
+    module.generate = generate
+    with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
+        out = dict(stream(module, [], Context(llm=make_client(srv, tmp_path))))
+    assert (out["shape"].reason, out["shape"].detail) == ("malformed_generation", "KeyError: 'answer'")
+    assert out["deep"].reason == "malformed_generation"
+    assert out["deep"].detail.startswith("RecursionError: maximum recursion depth exceeded")
+    assert out["good"].messages[1]["content"] == "yes"
+
+
 @pytest.fixture
 def key_echoing_server(monkeypatch):
     """Every error body the server sends quotes the key, like providers that echo a rejected key."""
