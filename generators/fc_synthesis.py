@@ -224,7 +224,8 @@ def _tools_text(tools: list[dict]) -> str:
 
 
 def _signature(name: str, arguments: dict) -> tuple[str, str]:
-    return name, json.dumps(arguments, sort_keys=True)
+    """The call as text; ValueError for NaN or Infinity, which JSON has not (json.loads reads them)."""
+    return name, json.dumps(arguments, sort_keys=True, allow_nan=False)
 
 
 def _depth(value) -> int:
@@ -257,13 +258,16 @@ def _check_calls(calls: list[dict], tools: dict[str, dict], low: int, high: int,
             return "invalid_generated_call", f"the arguments of {name!r} must be a JSON object."
         if _depth(arguments) > MAX_ARGUMENT_DEPTH:
             return "invalid_generated_call", f"the arguments of {name!r} are nested over {MAX_ARGUMENT_DEPTH} levels deep."
+        try:  # before the validator, which reads NaN as null; the record's JSON would refuse it, dropping the item
+            signature = _signature(name, arguments)
+        except ValueError:
+            return "invalid_generated_call", f"the arguments of {name!r} hold NaN or Infinity, which JSON does not allow."
         validator = validator_for(json.dumps(_parameters(tools[name]["function"]), sort_keys=True))
         # The same compiled check as the tool_calls filter, so an accepted call is never dropped there.
         error = next(validator.iter_errors(arguments), None)
         if error is not None:
             where = "/".join(str(p) for p in error.instance_path) or "(top level)"
             return "invalid_generated_call", f"the arguments of {name!r} are invalid at {where}: {error.message}"
-        signature = _signature(name, arguments)
         if signature in seen:
             return "invalid_generated_call", f"two calls to {name!r} have the same arguments; each call must differ."
         if signature in earlier:

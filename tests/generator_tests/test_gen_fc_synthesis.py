@@ -265,6 +265,10 @@ def test_call_checks_explain_the_problem():
         assert gen._check_calls([{"name": "get_weather", "arguments": arguments}], tools, 1, 1) == (
             "invalid_generated_call", "the arguments of 'get_weather' are nested over 100 levels deep.")
     assert "are invalid at city" in gen._check_calls([{"name": "get_weather", "arguments": nested(100)}], tools, 1, 1)[1]
+    # json reads NaN and Infinity, which the record's JSON refuses: re-asked, not the whole item dropped
+    for arguments in ('{"city": "Bilbao", "days": NaN}', {"city": "Bilbao", "days": float("-inf")}):
+        assert gen._check_calls([{"name": "get_weather", "arguments": arguments}], tools, 1, 1) == (
+            "invalid_generated_call", "the arguments of 'get_weather' hold NaN or Infinity, which JSON does not allow.")
     deepest = tool_call("get_weather", nested(100), "call_0")
     assert json.loads(gen._transcript([message("assistant", None, tool_calls=[deepest])]))[0]["tool_calls"][0][
         "arguments"] == nested(100)
