@@ -164,9 +164,9 @@ _NON_SPACE = re.compile(r"\S")
 
 def _blocks(text: str) -> tuple[str, str] | None:
     """The groups of `re.search(r"<problem>(.*?)</problem>\\s*<solution>(.*)</solution>", text,
-    re.DOTALL)`, found with `str.find`: that regex retries each `<problem>` and each whitespace run
-    from every one of its characters (quadratic; a degenerate reply of newlines up to max_tokens
-    took minutes). Every later `<problem>` has fewer `</problem>`s after it, so the first one
+    re.DOTALL)`, found with `str.find`: that regex tries every `<problem>` with every `</problem>`
+    after it, each up to the text's end (cubic: 25 s for 24,000 characters of an unclosed reply).
+    Every later `<problem>` has fewer `</problem>`s after it, so the first one
     matches if any does; its problem ends at the first `</problem>` followed by spaces and
     `<solution>`, and the solution at the last `</solution>`, if that comes after."""
     opener = text.find("<problem>")

@@ -614,12 +614,14 @@ class _MalformedResponse(Exception):
 
 def _seconds(retry_after: str | None) -> float | None:
     """A `Retry-After` header in seconds (the HTTP-date form is not used by LLM APIs); None when it
-    is not a finite number >= 0 (`inf` would wait for ever, `nan` fail `asyncio.sleep`)."""
+    is not a finite number >= 0 (`inf` waited for ever)."""
+    if retry_after is None:
+        return None
     try:
-        seconds = float(retry_after) if retry_after is not None else None
+        seconds = float(retry_after)
     except ValueError:
         return None
-    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _token_count(value) -> int:
