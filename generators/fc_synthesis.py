@@ -35,8 +35,8 @@ with the validation error (up to `CALL_ATTEMPTS` asks). Output: canonical messag
 Drops:
 - `invalid_generated_call`: after the re-asks a call still names an unknown tool or has arguments
   that are not an object valid against the tool's JSON Schema (or are nested over
-  `MAX_ARGUMENT_DEPTH` levels deep), or repeats another call (of the same turn, or for a follow-up,
-  of an earlier turn).
+  `MAX_ARGUMENT_DEPTH` levels deep, or hold NaN or Infinity), or repeats another call (of the same
+  turn, or for a follow-up, of an earlier turn).
 - `wrong_call_count`: after the re-asks, not the number of calls the variant needs.
 - `result_count_mismatch`: the simulated results are not one per call.
 - `empty_answer`: an empty final answer or user request.
