@@ -43,6 +43,13 @@ STAGES = ("normalized", "filtered")
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
 # The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
 LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
+# The stage runner, and through its imports the rest of the record path every source shares: raw
+# rows, the record and its id, the rejected and shard writers. `sftmix.__version__` has stayed
+# 0.1.0 through every change to them, so it cannot stand for them.
+RECORD_PATH = "sftmix.normalize"
+# Which model replies a generator accepts (and so which rows it makes) is partly the client's.
+LLM_CLIENT = "sftmix.llm"
+
 log = logging.getLogger("sftmix")
 
 
@@ -235,12 +242,14 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
 
 def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
     """The code that makes the source's records after `stage`, as digests (`sftmix.code_digests`):
-    its converter or generator (with its prompt templates), and for "filtered" the rules it runs."""
+    the record path, its converter or generator (with its prompt templates and the LLM client), and
+    for "filtered" the rules it runs."""
     if source.generator is not None:
         generator = get_generator(source.generator.name)
-        modules, data_files = [generator.__name__], [prompt_file(name) for name in generator.PROMPTS]
+        modules = [RECORD_PATH, LLM_CLIENT, generator.__name__]
+        data_files = [prompt_file(name) for name in generator.PROMPTS]
     else:
-        modules, data_files = [f"sftmix.sources.{source.converter_name}"], []
+        modules, data_files = [RECORD_PATH, f"sftmix.sources.{source.converter_name}"], []
     if stage == "filtered":
         for rule, _ in enabled_filters(_filtered_stage_rules(filter_config(manifest, source), source)):
             modules.append(rule.__module__)

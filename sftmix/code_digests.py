@@ -5,9 +5,9 @@ A module's digest is that of its syntax tree without comments, formatting or doc
 those changes no record), written out without the fields a node leaves empty (those a newer Python
 adds do not change it). The modules of its own package that it imports are digested too, and
 theirs in turn: a converter's `sftmix/sources/common.py`, a rule's `filters/words.py`, a generator's
-`generators/base.py`. The core modules every stage shares (`sftmix.record`, `sftmix.normalize`, ...)
-are not followed: the sftmix version stands for them. Data files (prompt templates) are digested
-byte for byte.
+`generators/base.py`. A module of another package is not followed (a converter's `sftmix.record`):
+the stage names the modules of the record path it shares with every source itself
+(`sftmix.build.RECORD_PATH`). Data files (prompt templates) are digested byte for byte.
 """
 
 from __future__ import annotations
@@ -29,14 +29,18 @@ def code_digests(modules: Iterable[str], data_files: Iterable[Path] = (), root: 
     root = (root or ROOT).resolve()
     digests: dict[str, str] = {}
     pending = [(name, name.rpartition(".")[0]) for name in modules]
+    # A module reached from two packages (`sftmix.sources.common` from a converter and from
+    # `sftmix.normalize`) is followed within each: which reached it first must not matter.
+    followed = set()
     while pending:
         name, package = pending.pop()
+        if (name, package) in followed:
+            continue
+        followed.add((name, package))
         path = _module_file(root, name)
         if path is None:
             raise FileNotFoundError(f"no source file for module {name!r} under {root}")
         key = path.relative_to(root).as_posix()
-        if key in digests:
-            continue
         stat = path.stat()
         digests[key], imports = _module_digest(path, stat.st_mtime_ns, stat.st_size)
         pending += [(other, package) for other in _own_modules(root, name, package, imports)]

@@ -38,6 +38,20 @@ def test_a_module_and_the_modules_of_its_own_package_it_imports_are_digested(tmp
     assert all(len(d) == 16 and int(d, 16) >= 0 for d in digests.values())
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_module_reached_from_two_packages_is_followed_within_each_whatever_the_order(tmp_path, order):
+    """`sftmix.sources.common` is a converter's own-package import and `sftmix.normalize`'s: the
+    sftmix modules it imports belong to the record path whichever of the two reached it first."""
+    for name, text in {"runner.py": "from pkg.rooms.common import helper\n", "core.py": "",
+                       "rooms/converter.py": "from pkg.rooms.common import helper\n",
+                       "rooms/common.py": "from pkg.core import record\nhelper = 1\n"}.items():
+        path = tmp_path / "pkg" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    digests = code_digests(["pkg.runner", "pkg.rooms.converter"][::order], root=tmp_path)
+    assert sorted(digests) == ["pkg/core.py", "pkg/rooms/common.py", "pkg/rooms/converter.py", "pkg/runner.py"]
+
+
 @pytest.mark.parametrize("edit, changed", [
     (lambda t: t.replace("# another package", "# an other package"), False),
     (lambda t: t.replace('"""Its docstring."""', '"""Another docstring,\n    on two lines."""'), False),

@@ -730,10 +730,10 @@ def test_a_local_raw_file_rewritten_in_place_is_built_again_before_it_is_mixed(t
 
 
 def _project_copy(tmp_path: Path, monkeypatch) -> Path:
-    """The converters, rules and generators copied, and their digests taken from the copy: a test
-    edits them there, not in the checkout."""
+    """The record path, converters, rules and generators copied, and their digests taken from the
+    copy: a test edits them there, not in the checkout."""
     code = tmp_path / "code"
-    for package in ("sftmix/sources", "filters", "generators"):
+    for package in ("sftmix", "filters", "generators"):
         shutil.copytree(sftmix.code_digests.ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(sftmix.code_digests, "ROOT", code)
     monkeypatch.setattr(generators.base, "PROMPTS_DIR", code / "generators" / "prompts")
@@ -774,6 +774,23 @@ def test_an_edited_converter_or_rule_makes_the_records_it_made_stale(tmp_path, m
     assert mix(manifest, layout).split_rows["train"] == 6
 
 
+@pytest.mark.parametrize("module", ["normalize.py", "record.py", "shards.py", "jsonarray.py"])
+def test_an_edited_module_of_the_record_path_makes_every_stage_stale(tmp_path, monkeypatch, module):
+    """The record path every source shares (reading, the record and its id, the writers) makes the
+    records too: an sftmix update that changes it must not leave records of the old code current.
+    `jsonarray.py` is reached only through `sftmix/sources/common.py`, which the converter imports too."""
+    code = _project_copy(tmp_path, monkeypatch)
+    manifest = load(_manifest(tmp_path, [_glaive_source()], holdout=0))
+    versions = lambda: {stage: stage_version(manifest, manifest.sources[0], stage) for stage in ("raw", "normalized", "filtered")}
+    built = versions()
+    assert f"sftmix/{module}" in stage_settings(manifest, manifest.sources[0], "normalized")["code"]
+    assert "sftmix/mixing.py" not in stage_settings(manifest, manifest.sources[0], "filtered")["code"]
+    edited = code / "sftmix" / module
+    edited.write_text(edited.read_text() + "\nEDITED = 1\n")
+    now = versions()
+    assert now["raw"] == built["raw"] and now["normalized"] != built["normalized"] and now["filtered"] != built["filtered"]
+
+
 def test_the_judges_prompt_templates_are_in_the_filtered_settings_where_it_runs(tmp_path):
     judged = load(_manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}})]))
     unjudged = load(_manifest(tmp_path, [_glaive_source()]))
@@ -794,7 +811,9 @@ def test_an_edited_generator_or_prompt_template_makes_its_records_stale(tmp_path
     assert {"generators/wildchat_responses.py", "generators/base.py", "generators/prompts/wildchat_responses_system.txt",
             "filters/language.py", "filters/dedup.py"} <= settings["code"].keys()  # a generator's rows pass every rule
     assert settings["inputs"]["wildchat"]["code"]["sftmix/sources/wildchat.py"]
-    for edited in (code / "generators" / "prompts" / "wildchat_responses_system.txt", code / "generators" / "wildchat_responses.py"):
+    assert "sftmix/llm.py" in settings["code"] and "sftmix/llm.py" not in settings["inputs"]["wildchat"]["code"]
+    for edited in (code / "generators" / "prompts" / "wildchat_responses_system.txt", code / "generators" / "wildchat_responses.py",
+                   code / "sftmix" / "llm.py"):
         edited.write_text(edited.read_text() + "\nX = 1\n")
         now = stage_settings(manifest, manifest.sources[1], "filtered")
         assert [key for key in settings["code"] if settings["code"][key] != now["code"][key]] == \
