@@ -7,7 +7,10 @@ reason. `doc.metadata["filter_detail"]` names the benchmark item and the matched
 
 Normalization, the same on both sides: Unicode NFKC, lower case, and every run of characters that
 are neither letters nor digits (punctuation, symbols, `_`, whitespace) separates words. So
-"Don't STOP—now!" is the words `don t stop now`; diacritics and numbers are kept.
+"Don't STOP—now!" is the words `don t stop now`; diacritics and numbers are kept. Chinese and
+Japanese, written without spaces, are split into one word per ideograph or kana (n-grams of
+characters, as is usual for them): "我想知道上海的天气" is nine words. Korean separates its words
+with spaces and is read like the others; so are scripts without spaces that are not split (Thai).
 
 - Each turn of the row whose role is in `roles` (user and assistant by default) is checked on its
   own; n-grams do not span turns.
@@ -34,6 +37,10 @@ Benchmarks are local files in their released formats, detected per row:
   correct_answer, answers, ...`): `question` and, when present, `orig_question`.
 - Anything else (JSON Lines, a JSON array, or Parquet) with `text_fields`: the named fields (strings,
   lists of strings, or chat messages whose `content` is taken).
+- JSON Lines or a JSON array may be gzip-compressed (`.gz`: HumanEval's `HumanEval.jsonl.gz`).
+- BFCL v4 (`bfcl_eval/data/BFCL_v4_*.json`) has the v3 layout, but its directory also holds
+  `BFCL_v4_format_sensitivity.json`, one JSON object of question ids: a path must not name it
+  (the error says so).
 
 Config: `benchmarks: {name: path | [paths] | {paths: path | [paths], text_fields: [fields]}}`;
 paths may be globs (`bfcl/BFCL_v3_*.json`), relative ones are resolved against `root` (default:
@@ -43,11 +50,14 @@ the working directory). Files are read on first use, not when the manifest is lo
 from __future__ import annotations
 
 import glob
+import gzip
 import json
+import re
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 import xxhash
@@ -62,8 +72,21 @@ _WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
+# Chinese and Japanese are written without spaces between words: each ideograph or kana is a word
+# of its own, or a whole clause would be one word and most such prompts too short to use.
+_UNSPACED = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f])")
+# The UTF-8 lead bytes of U+3000-U+9FFF, U+F000-U+FFFF and U+10000-U+3FFFF: a text without any (most
+# text in Latin script) skips the pattern, which costs 8 ns a character even where nothing matches.
+_NOT_CJK_LEAD_BYTES = bytes(b for b in range(256) if not (0xE3 <= b <= 0xE9 or b in (0xEF, 0xF0)))
+
+
 def _normalized(text: str) -> str:
-    return (unicodedata.normalize("NFKC", text) if not text.isascii() else text).lower()
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text)
+    if text.encode("utf-8", "surrogatepass").translate(None, _NOT_CJK_LEAD_BYTES):
+        text = " ".join(_UNSPACED.split(text))  # the pattern's group keeps each character, between spaces
+    return text.lower()
 
 
 def words(text: str) -> list[str]:
@@ -88,6 +111,11 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def _open_text(path: Path) -> TextIO:
+    """-sig: a leading byte-order mark is not text, as in raw inputs. HumanEval ships as `.jsonl.gz`."""
+    return gzip.open(path, "rt", encoding="utf-8-sig") if path.suffix == ".gz" else path.open(encoding="utf-8-sig")
+
+
 def _rows(path: Path) -> Iterator[dict]:
     if path.suffix == ".parquet":
         from sftmix.shards import parquet_batches
@@ -96,7 +124,7 @@ def _rows(path: Path) -> Iterator[dict]:
             yield from batch.to_pylist()
         return
     try:
-        with path.open(encoding="utf-8-sig") as handle:  # -sig: a leading byte-order mark is not text, as in raw inputs
+        with _open_text(path) as handle:
             head = handle.read(1024).lstrip()
             handle.seek(0)
             if head.startswith("["):  # a JSON array (some re-uploads); the released files are JSON Lines
@@ -107,11 +135,30 @@ def _rows(path: Path) -> Iterator[dict]:
                     try:
                         yield loads(line)
                     except json.JSONDecodeError as error:
-                        raise ValueError(f"{path}:{number}: not JSON Lines ({error.msg})") from None
+                        raise ValueError(_not_json_lines(path, number, error)) from None
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error})") from None
     except json.JSONDecodeError as error:  # the JSON array's
         raise ValueError(f"{path}: not a JSON array ({error})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{path}: not a whole gzip file ({error})") from None
+
+
+def _not_json_lines(path: Path, number: int, error: json.JSONDecodeError) -> str:
+    """Says so when the file is one JSON object over many lines: BFCL v4's data directory holds
+    `BFCL_v4_format_sensitivity.json`, a map of categories to question ids, beside the question
+    files that `BFCL_v4_*.json` is meant to name."""
+    if number == 1:
+        try:
+            with _open_text(path) as handle:
+                whole = loads(handle.read())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError, zlib.error):
+            whole = None
+        if isinstance(whole, dict):
+            return (f"{path}: one JSON object over several lines (keys {sorted(whole)[:6]}), not benchmark rows "
+                    "one per line; if it is not a question file (BFCL v4's BFCL_v4_format_sensitivity.json "
+                    "lists ids), name the benchmark's files without it")
+    return f"{path}:{number}: not JSON Lines ({error.msg})"
 
 
 def prompts(path: Path, text_fields: list[str] | None = None) -> Iterator[tuple[str, str]]:

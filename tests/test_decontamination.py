@@ -5,6 +5,7 @@ released formats: IFEval `input_data.jsonl`, BFCL v3 `BFCL_v3_*.json` (JSON Line
 from __future__ import annotations
 
 import codecs
+import gzip
 import json
 import re
 import shutil
@@ -268,3 +269,65 @@ def test_a_benchmark_file_with_a_byte_order_mark_gives_the_same_prompts(tmp_path
         path.parent.mkdir()
         path.write_bytes(prefix + text.encode("utf-8"))
     assert list(prompts(marked)) == list(prompts(plain)) and len(list(prompts(plain))) == 4
+
+
+def test_a_gzipped_benchmark_gives_the_prompts_of_the_plain_file_and_a_cut_one_is_named(tmp_path):
+    """HumanEval is released as `HumanEval.jsonl.gz` (openai/human-eval `human_eval/data.py`)."""
+    rows = [{"task_id": f"HumanEval/{i}", "prompt": f'def f{i}(numbers: list) -> bool:\n    """ Check if in the given list '
+             f'of numbers any two are closer to each other than the threshold {i}.\n    >>> f{i}([1.0, 2.0])\n    """\n',
+             "entry_point": f"f{i}", "canonical_solution": "    return False\n", "test": "def check(c):\n    pass\n"}
+            for i in range(3)]
+    plain, packed = tmp_path / "HumanEval.jsonl", tmp_path / "HumanEval.jsonl.gz"
+    plain.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    packed.write_bytes(gzip.compress(codecs.BOM_UTF8 + plain.read_bytes()))
+    assert [text for _, text in prompts(packed, ["prompt"])] == [text for _, text in prompts(plain, ["prompt"])] == \
+        [row["prompt"] for row in rows]
+    step = DecontaminationFilter(benchmarks={"humaneval": {"paths": str(packed), "text_fields": ["prompt"]}})
+    assert step.index_stats()["humaneval"]["prompts"] == 3
+    assert verdict(step, rec(("user", "Complete this: " + rows[1]["prompt"]))) == "contaminated:humaneval"
+    packed.write_bytes(packed.read_bytes()[:-30])
+    with pytest.raises(ValueError, match=re.escape(f"{packed}: not a whole gzip file (")):
+        list(prompts(packed, ["prompt"]))
+
+
+def test_a_json_document_among_the_question_files_is_named_as_not_rows(tmp_path):
+    """BFCL v4's data directory holds `BFCL_v4_format_sensitivity.json`, pretty-printed categories
+    to question ids, which the natural glob `BFCL_v4_*.json` matches."""
+    question = (BENCH / "bfcl" / "BFCL_v3_live_simple.json").read_text()
+    (tmp_path / "BFCL_v4_live_simple.json").write_text(question)
+    sensitivity = tmp_path / "BFCL_v4_format_sensitivity.json"
+    sensitivity.write_text(json.dumps({"simple_python": ["simple_python_58", "simple_python_94"],
+                                       "multiple": ["multiple_1"]}, indent=4))
+    step = DecontaminationFilter(benchmarks={"bfcl": str(tmp_path / "BFCL_v4_*.json")})
+    with pytest.raises(ValueError, match=re.escape(
+            f"{sensitivity}: one JSON object over several lines (keys ['multiple', 'simple_python']), not benchmark rows "
+            "one per line; if it is not a question file (BFCL v4's BFCL_v4_format_sensitivity.json lists ids), "
+            "name the benchmark's files without it")):
+        step.index_stats()
+    sensitivity.write_text('{\n  "key": "1001", "prompt": "cut')  # a file cut short is still a line that is not JSON
+    with pytest.raises(ValueError, match=re.escape(f"{sensitivity}:1: not JSON Lines (")):
+        DecontaminationFilter(benchmarks={"bfcl": str(tmp_path / "BFCL_v4_*.json")}).index_stats()
+    sensitivity.unlink()
+    assert DecontaminationFilter(benchmarks={"bfcl": str(tmp_path / "BFCL_v4_*.json")}).index_stats()["bfcl"]["prompts"] >= 1
+
+
+def test_chinese_and_japanese_prompts_are_matched_character_by_character(tmp_path):
+    """Written without spaces, a clause was one word, and most such prompts fell under
+    `min_prompt_words` unseen: 17 of BFCL v3's distinct Chinese and Japanese prompts were unused.
+    The items are as BFCL writes them (JSON with \\u escapes); live_simple_13-3-9 is real."""
+    items = {"live_simple_13-3-9": "我想知道上海目前的天气状况，可以帮我查询吗？顺便使用摄氏度来显示温度。",
+             "live_simple_ja-0": "東京の明日の天気を調べて、傘が必要かどうか教えてください。",
+             "live_simple_ko-0": "서울 내일 날씨를 알려주고 우산이 필요한지 말해줘 그리고 기온도 알려줘"}
+    bfcl = tmp_path / "BFCL_v3_live_simple.json"
+    bfcl.write_text("".join(json.dumps({"id": key, "question": [[{"role": "user", "content": text}]],
+                                        "function": [{"name": "get_current_weather", "parameters": {}}]}) + "\n"
+                            for key, text in items.items()))
+    assert "\\u6211" in bfcl.read_text()
+    assert words("上海の天气，Hello WORLD。안녕하세요 세계") == ["上", "海", "の", "天", "气", "hello", "world", "안녕하세요", "세계"]
+    assert words("ひらがなだけ") == list("ひらがなだけ") and words("x𠀋𡈽") == ["x", "𠀋", "𡈽"]  # no ideograph of U+4E00-U+9FFF
+    step = DecontaminationFilter(benchmarks={"bfcl": str(bfcl)})
+    assert step.index_stats()["bfcl"]["short_prompts_skipped"] == 0
+    for key, text in items.items():
+        row = rec(("user", f"帮我一下：{text}"), ("assistant", "好的。"))
+        assert verdict(step, row) == "contaminated:bfcl", key
+    assert verdict(step, rec(("user", "我想知道北京明天的天气，可以帮我查询吗？"))) is None  # no 13 characters in a row in common
