@@ -42,6 +42,14 @@ def counts_metadata(counts: Counts, paths: list) -> dict:
     }
 
 
+def filtered_metadata(manifest: Manifest, source: Source, counts: Counts, paths: list) -> dict:
+    """`counts_metadata`, and per decontamination benchmark its drops and index."""
+    metadata = counts_metadata(counts, paths)
+    if (report := build.decontamination_report(manifest, source, counts)) is not None:
+        metadata["decontamination"] = MetadataValue.json(report)
+    return metadata
+
+
 def llm_metadata(stats) -> dict:
     """Requests, cache hits, tokens and cost of an LLM stage (never the endpoint's key)."""
     return {f"llm_{k}": v for k, v in stats.summary().items()}
@@ -76,7 +84,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
             m = sftmix.manifest
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
             context.log.info(f"{source.key}: LLM {llm_stats.summary()}")
-            metadata = counts_metadata(counts, sftmix.layout.records(source.key, "filtered"))
+            metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
             metadata.update(llm_metadata(llm_stats))
             return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, llm_stats)])
 
@@ -125,7 +133,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout)
-        metadata = counts_metadata(counts, sftmix.layout.records(source.key, "filtered"))
+        metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
         if judge_stats is None:
             return MaterializeResult(metadata=metadata)
         metadata.update(llm_metadata(judge_stats))

@@ -293,6 +293,19 @@ def _benchmark_states(manifest: Manifest, source: Source) -> dict:
             for path in decontamination.benchmark_files()}
 
 
+def decontamination_report(manifest: Manifest, source: Source, counts: Counts) -> dict | None:
+    """Per benchmark of the source's decontamination (None when it is off): the rows it dropped, 0
+    included, and what its index holds (prompts read, skipped as too short, n-grams), so that a
+    benchmark that removed nothing because few of its prompts were usable is told apart from one
+    the source is clean of. The drops alone name only the benchmarks that removed a row."""
+    config = manifest.filter_config(source).get("decontamination")
+    if not isinstance(config, dict):
+        return None
+    stats = DecontaminationFilter(**config).index_stats()
+    return {name: {"rows_dropped": counts.dropped.get(f"contaminated:{name}", 0), **index}
+            for name, index in stats.items()}
+
+
 def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
     """`stage_settings` (for "raw": `raw_settings`) as a short hash: the asset's Dagster code version,
     so that the web UI marks a source's assets stale once the manifest or a file changes what they make."""

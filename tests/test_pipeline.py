@@ -22,6 +22,7 @@ from hub_server import serve_hub
 from assets.sources import asset_prefix
 from pipelines.definitions import build_definitions
 import generators.base
+from filters.decontamination import DecontaminationFilter
 import sftmix.build
 from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings,
                           stage_version)
@@ -465,6 +466,32 @@ def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path)
     result = build(load(_manifest(tmp_path, [src], holdout=0)), tmp_path / "out")
     reasons = pq.read_table(tmp_path / "out" / "mini" / "rejected", columns=["reason"])["reason"].to_pylist()
     assert reasons == ["contaminated:ifeval"] and result.split_rows["train"] == 1
+
+
+def test_the_filtered_asset_reports_every_benchmark_with_its_drops_and_index(tmp_path):
+    """A benchmark that removed nothing shows 0 beside how many of its prompts were usable: a set
+    that yielded few prompts is told apart from one the source is clean of."""
+    bench = tmp_path / "evals"
+    bench.mkdir()
+    shutil.copy(FIXTURES / "benchmarks" / "ifeval" / "input_data.jsonl", bench / "input_data.jsonl")
+    shutil.copy(FIXTURES / "benchmarks" / "when2call" / "when2call_test_mcq.jsonl", bench / "when2call_test_mcq.jsonl")
+    prompt = json.loads((bench / "input_data.jsonl").read_text().splitlines()[0])["prompt"]
+    raw = tmp_path / "dolly.jsonl"
+    raw.write_text("\n".join(json.dumps({"instruction": text, "context": "", "response": "Sure, here it is: " + "a b c " * 5,
+                                         "category": "open_qa"}) for text in (prompt, "Name three rivers of Spain.")))
+    benchmarks = {"ifeval": "evals/input_data.jsonl", "when2call": "evals/when2call_test_*.jsonl"}
+    src = {"key": "d", "converter": "dolly", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+           "targets": "all", "filters": {"language": False, "decontamination": {"benchmarks": benchmarks}}}
+    path = _manifest(tmp_path, [src], holdout=0)
+    result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+        .execute_in_process(instance=DagsterInstance.ephemeral())
+    metadata = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    index = DecontaminationFilter(benchmarks=benchmarks, root=str(tmp_path)).index_stats()
+    assert metadata["d/filtered"]["decontamination"].value == {
+        "ifeval": {"rows_dropped": 1, **index["ifeval"]}, "when2call": {"rows_dropped": 0, **index["when2call"]}}
+    assert index["ifeval"]["prompts"] == 4 and index["when2call"]["prompts"] > 0
+    assert "decontamination" not in metadata["d/normalized"]
 
 
 def test_a_benchmark_file_added_under_a_glob_makes_the_filtered_records_stale(tmp_path):
