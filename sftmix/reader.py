@@ -19,6 +19,8 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     root = Path(path)
     if root.is_file():
+        if root.parent.name in SPLITS and root.parent.name != split:  # one shard of the other split's directory
+            raise ValueError(f"{root} is a shard of the {root.parent.name} split, not the {split} split")
         return [root]
     if (root / split).is_dir():
         split_dir = root / split
@@ -45,7 +47,7 @@ def read_mixture(
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
-    licences, columns = _names(licences, "licences"), _names(columns, "columns")
+    licences, columns = _licences(licences), _names(columns, "columns")
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)
     start = 0  # index in the stream of the batch's first row
@@ -68,7 +70,7 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
     copy into the `datasets` cache first (a full mixture is gigabytes)."""
     from datasets import load_dataset
 
-    licences, columns = _names(licences, "licences"), _names(columns, "columns")
+    licences, columns = _licences(licences), _names(columns, "columns")
     files = shard_files(path, split)
     selection = {}
     if licences is not None:
@@ -85,10 +87,20 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
 
 def _names(value: list[str] | None, what: str) -> list[str] | None:
     """A bare string where a list of names is wanted is refused: read as a list, its letters would
-    select nothing (`licences="apache-2.0"` gave no row and no error)."""
+    select nothing (`licences="apache-2.0"` gave no row and no error). So is an empty list of columns
+    (rows of nothing)."""
     if isinstance(value, str):
         raise TypeError(f"{what} is a list of names, e.g. [{value!r}]; got the string {value!r}")
+    if what == "columns" and value is not None and not list(value):
+        raise ValueError("columns is empty: name at least one column, or pass None for all of them")
     return None if value is None else list(value)
+
+
+def _licences(value: list[str] | None) -> list[str] | None:
+    """Licence ids as the shards write them, lower case: SPDX ids match whatever their case, and
+    `CC-BY-4.0` (SPDX's own spelling) selected no row of `cc-by-4.0`."""
+    names = _names(value, "licences")
+    return None if names is None else [name.lower() for name in names]
 
 
 def _of_licences(licences: list[str]) -> ds.Expression:
@@ -96,9 +108,12 @@ def _of_licences(licences: list[str]) -> ds.Expression:
     return ds.field("licence").isin(pa.array(sorted(set(licences)), pa.string()))
 
 
-def column_counts(files: list[Path | str], columns: tuple[str, ...] = ("language", "licence")) -> dict[str, dict[str, int]]:
-    """Rows per value of each column (e.g. by language, by licence), read column by column."""
+def column_counts(files: list[Path | str] | Path | str,
+                  columns: tuple[str, ...] = ("language", "licence")) -> dict[str, dict[str, int]]:
+    """Rows per value of each column (e.g. by language, by licence), read column by column, of one
+    shard or of several."""
     import polars as pl
 
+    files = [files] if isinstance(files, (str, Path)) else files  # a path, not a list of its characters
     frame = pl.scan_parquet([str(f) for f in files]).select(columns).collect()
     return {c: dict(sorted(frame[c].value_counts().iter_rows())) for c in columns}

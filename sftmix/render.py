@@ -111,6 +111,22 @@ def to_chatml(record: dict) -> str:
     return "".join(parts)
 
 
+def chat_template_inputs(record: dict) -> tuple[list[dict], list[dict]]:
+    """(messages, tools) of a record for a tokenizer's chat template
+    (`tokenizer.apply_chat_template(messages, tools=tools)`): each call's `arguments` decoded into
+    its object, and the tools parsed. Qwen2.5's template writes `tool_call.arguments | tojson`, so the
+    stored JSON string would be quoted into a string, which `to_chatml` and vLLM never write; empty
+    fields are left out. The record is not changed."""
+    messages = []
+    for msg in record["messages"]:
+        out = {key: value for key, value in msg.items() if value is not None and key != "tool_calls"}
+        if msg.get("tool_calls"):
+            out["tool_calls"] = [{**call, "function": {"name": call["function"]["name"], "arguments": _arguments(call)}}
+                                 for call in msg["tool_calls"]]
+        messages.append(out)
+    return messages, json.loads(record.get("tools") or "[]")
+
+
 def parse_hermes_tool_calls(text: str) -> list[dict]:
     """The `{"name", "arguments"}` calls in a model turn, read as vLLM's Hermes parser reads them.
 
@@ -123,5 +139,5 @@ def parse_hermes_tool_calls(text: str) -> list[dict]:
     try:
         raw = [loads(closed or unclosed) for closed, unclosed in TOOL_CALL.findall(text)]
         return [{"name": call["name"], "arguments": call["arguments"]} for call in raw]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # ValueError: also an integer of over 4,300 digits
         return []

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from sftmix.record import make_record, message, tool_call, tool_def
-from sftmix.render import parse_hermes_tool_calls, to_chatml
+from sftmix.render import chat_template_inputs, parse_hermes_tool_calls, to_chatml
 
 WEATHER = tool_def(
     "get_weather",
@@ -155,3 +155,25 @@ def test_parser_follows_vllm_hermes_behaviour():
     assert parse_hermes_tool_calls('<tool_call>{"name": "a"}</tool_call>') == []
     # a block nested too deeply for json: not JSON, as for any parser with a depth limit
     assert parse_hermes_tool_calls('<tool_call>{"name": "a", "arguments": ' + "[" * 5_000 + "]" * 5_000 + "}</tool_call>") == []
+
+
+@pytest.mark.parametrize("rec", [SINGLE, PARALLEL, NO_ARGUMENTS, NON_ASCII], ids=["single", "parallel", "no_args", "non_ascii"])
+def test_chat_template_inputs_hold_the_calls_to_chatml_writes(rec):
+    """A template writes `arguments | tojson` (Qwen2.5): given the stored string it would write a
+    quoted string; given these inputs, the call text `to_chatml` writes and vLLM parses."""
+    before = json.dumps(rec)
+    messages, tools = chat_template_inputs(rec)
+    assert json.dumps(rec) == before and tools == json.loads(rec["tools"]) and tools
+    turns = iter(assistant_turns(to_chatml(rec)))
+    for msg in messages:
+        assert None not in msg.values() and msg["role"] in ("system", "user", "assistant", "tool")
+        if msg["role"] == "assistant":
+            calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in msg.get("tool_calls", [])]
+            assert parse_hermes_tool_calls(next(turns)) == calls
+            assert all(isinstance(call["arguments"], dict) for call in calls)
+    assert any(msg.get("tool_calls") for msg in messages) and any("tool_call_id" in msg for msg in messages)
+
+
+def test_a_call_the_json_reader_refuses_is_no_call():
+    """vLLM's parser catches any exception here; an integer of over 4,300 digits raised ValueError."""
+    assert parse_hermes_tool_calls('<tool_call>\n{"name": "f", "arguments": {"n": ' + "9" * 5000 + '}}\n</tool_call>') == []
