@@ -1,8 +1,5 @@
 """Per-source assets: raw -> normalized -> filtered. Thin: each calls one `sftmix.build` stage."""
 
-
-import re
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -18,13 +15,8 @@ from dagster import (
 from pipelines.resources import LLMResource, SftmixResource
 from sftmix import build
 from sftmix.counts import Counts
-from sftmix.manifest import Manifest, Source
+from sftmix.manifest import Manifest, Source, asset_prefix
 from sftmix.reader import column_counts
-
-
-def asset_prefix(source_key: str) -> str:
-    """Dagster names allow [A-Za-z0-9_]; source keys also use '-' and '.'."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", source_key)
 
 
 def counts_metadata(counts: Counts, paths: list) -> dict:

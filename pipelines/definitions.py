@@ -2,7 +2,8 @@
 
 The asset graph is the manifest's: per source raw -> normalized -> filtered (or one generated
 asset for synthetic sources), then mixture + holdout and the dataset card. Which manifest and
-where outputs go are resource configuration (`SFTMIX_MANIFEST`, `SFTMIX_OUTPUT`, `SFTMIX_HF_CACHE`).
+where outputs go are resource configuration (`SFTMIX_MANIFEST`, `SFTMIX_OUTPUT`, `SFTMIX_HF_CACHE`);
+without `SFTMIX_OUTPUT`, the manifest's `output:` (relative to the working directory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dagster import Definitions, define_asset_job, multiprocess_executor
 
 from assets.mixture import mixture_assets
 from assets.sources import source_assets
-from pipelines.resources import DEFAULT_OUTPUT, LLMResource, SftmixResource, manifest_path_from_env
+from pipelines.resources import LLMResource, SftmixResource, manifest_path_from_env
 from sftmix.manifest import load
 
 
@@ -26,19 +27,21 @@ STEP_EXECUTOR = multiprocess_executor.configured({"start_method": {"forkserver":
     "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", __name__]}}})
 
 
-def build_definitions(manifest_path: str, output: str, hub_cache: str = "") -> Definitions:
+def build_definitions(manifest_path: str, output: str = "", hub_cache: str = "") -> Definitions:
+    """`output` "" is the manifest's `output:`."""
     manifest = load(manifest_path)  # validated before any asset exists: a bad field fails here, named
     assets = [a for source in manifest.sources for a in source_assets(manifest, source)]
     assets += mixture_assets(manifest)
     return Definitions(
         assets=assets,
         jobs=[define_asset_job("build_mixture", selection="*", description=f"build {manifest.mixture}")],
-        resources={"sftmix": SftmixResource(manifest_path=manifest_path, output=output, hub_cache=hub_cache),
+        resources={"sftmix": SftmixResource(manifest_path=manifest_path, output=output or manifest.output,
+                                            hub_cache=hub_cache),
                    "llm": LLMResource()},
         executor=STEP_EXECUTOR,
     )
 
 
 defs = build_definitions(
-    manifest_path_from_env(), os.environ.get("SFTMIX_OUTPUT", DEFAULT_OUTPUT), os.environ.get("SFTMIX_HF_CACHE", "")
+    manifest_path_from_env(), os.environ.get("SFTMIX_OUTPUT", ""), os.environ.get("SFTMIX_HF_CACHE", "")
 )

@@ -12,7 +12,6 @@ from sftmix.build import Layout
 from sftmix.manifest import Manifest, load
 
 DEFAULT_MANIFEST = "manifests/sample.yaml"
-DEFAULT_OUTPUT = "./output"
 
 
 def manifest_path_from_env() -> str:

@@ -553,12 +553,21 @@ def rejected_stages(source: Source) -> set[str]:
 
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
-    (the card would pair its targets and licences with the older mixture's counts)."""
+    (the card would pair its targets and licences with the older mixture's counts), or when the
+    splits and `result` (stats.json) are not all of one mixing: one that was stopped after putting
+    its train split in place leaves the validation split and stats.json of the one before."""
     with layout.hold(*layout.mixture_lock):
         mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
         if mixed_from != manifest.hash:
             raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "
                              f"{manifest.path or 'this one'} (hash {manifest.hash}): mix it again first")
+        validation = sorted((layout.mixture_dir / "validation").glob("part-*.parquet"))
+        parts = {"validation split": _mixed_from(validation[0]) if validation else manifest.hash,
+                 "stats.json": result.manifest_hash or "none"}
+        for part, hash_ in parts.items():
+            if hash_ != manifest.hash:
+                raise BuildError(f"{layout.mixture_dir}: its {part} is of another mixing (hash {hash_}) than its train "
+                                 f"split (hash {manifest.hash}), which was stopped part way: mix it again first")
         stage_counts = {s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES}
                         for s in manifest.sources if s.generator is None}
         path = layout.mixture_dir / "README.md"

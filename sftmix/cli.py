@@ -27,7 +27,7 @@ def _normalize(args) -> int:
     _labels_valid(args.licence, args.language)
     out = Path(args.output)
     rejected = Path(args.rejected) if args.rejected else out.with_name(out.stem + ".rejected.parquet")
-    _outputs_apart(args.inputs, out, rejected)
+    _outputs_valid(args.inputs, out, rejected)
     info = SourceInfo(
         key=args.source or args.converter,
         converter=args.converter,
@@ -56,12 +56,18 @@ def _labels_valid(licence: str | None, language: str | None) -> None:
         raise UserError(problem)
 
 
-def _outputs_apart(inputs: list[str], *outputs: Path) -> None:
-    """An output written over an input would destroy the input once the run renames it into place."""
+def _outputs_valid(inputs: list[str], *outputs: Path) -> None:
+    """Checked before any work (a judge run pays for every row first): an output written over an
+    input would destroy the input once the run renames it into place, and one that is a directory,
+    or under a file, fails only when the run writes it."""
     given = {Path(path).resolve() for path in inputs}
     for output in outputs:
         if output.resolve() in given:
             raise UserError(f"{output} is one of the inputs: it would be overwritten")
+        if output.is_dir():
+            raise UserError(f"{output} is a directory: give the file to write in it, e.g. {output / 'records.parquet'}")
+        if blocking := next((parent for parent in output.parents if parent.exists() and not parent.is_dir()), None):
+            raise UserError(f"cannot write {output}: {blocking} is a file, not a directory")
     if len({output.resolve() for output in outputs}) < len(outputs):
         raise UserError(f"the records and the rejected rows would be written to the same file: {', '.join(map(str, outputs))}")
 
@@ -151,7 +157,7 @@ def _generate(args) -> int:
                       filters=manifest.filter_config(source) if source else {}, manifest_hash=manifest.hash if manifest else None)
     out = Path(args.output)
     rejected = out.with_name(out.stem + ".rejected.parquet")
-    _outputs_apart(args.input, out, rejected)
+    _outputs_valid(args.input, out, rejected)
     counts = generate(module, read_records(args.input), context, info, out, rejected, limit=args.limit)
     _print_llm_summary("generated", counts, client.stats)
     return 0
@@ -173,7 +179,7 @@ def _judge(args) -> int:
     config[LLMJudgeFilter.name] = {"threshold": args.threshold, "rubric": rubric, "client": client}
     out = Path(args.output)
     rejected = out.with_name(out.stem + ".rejected.parquet")
-    _outputs_apart([args.input], out, rejected)
+    _outputs_valid([args.input], out, rejected)
     counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out, rejected)
     _print_llm_summary("kept", counts, client.stats)
     return 0
@@ -248,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `sftmix render ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 0
     except (UserError, ManifestError, RawInputError, UnreadableParquet, FileNotFoundError, MissingAPIKey) as error:
         message = " ".join(str(error).split())  # one line, whatever the library's message looks like
         print(f"sftmix: error: {message}", file=sys.stderr)

@@ -34,6 +34,12 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
+def asset_prefix(source_key: str) -> str:
+    """The source's Dagster asset names start with this: they allow [A-Za-z0-9_], and source keys
+    also use '-' and '.'."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", source_key)
+
+
 def licence_problem(licence: str) -> str | None:
     """Why `licence` cannot label rows (None when it can): the manifest's and `sftmix normalize`'s check."""
     return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
@@ -164,10 +170,8 @@ class Source(_Strict):
         given = [name for name in ("hub", "local", "mixture", "generator") if getattr(self, name) is not None]
         if len(given) == 0:
             raise ValueError("a source needs one of hub, local, mixture, generator")
-        if self.generator is not None and len(given) > 1:
-            raise ValueError(f"a generator source takes no other input, got {given}")
-        if self.mixture is not None and len(given) > 1:
-            raise ValueError(f"a mixture source takes no other input, got {given}")
+        if len(given) > 1:  # with hub and local, rows came from the file and provenance named the Hub
+            raise ValueError(f"a source takes one input of hub, local, mixture, generator; got {', '.join(given)}")
         if (self.hub or self.local) and self.converter is None:
             raise ValueError("a hub or local source needs a converter")
         if self.generator is None and self.mixture is None and self.licence is None and self.converter not in ROW_LICENSED:
@@ -299,11 +303,18 @@ class Manifest(_Strict):
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
             raise ValueError(f"duplicate source keys: {duplicates}")
+        names = {}
+        for key in keys:
+            names.setdefault(asset_prefix(key), []).append(key)
+        clashes = [(name, same) for name, same in names.items() if len(same) > 1]
+        if clashes:
+            name, same = clashes[0]
+            raise ValueError(f"source keys {same} would name the same Dagster assets ({name}/...): rename one")
         allowed = set(self.licence_policy.get("allow", []))
         for source in self.sources:
-            if source.is_input_only:
-                continue  # feeds generators, never a training row: the policy does not apply
-            if source.licence is not None and source.licence not in allowed:
+            # An input-only source (feeding generators, never a training row) is outside the policy,
+            # but what it derives from is checked: its rows become another generator's training rows.
+            if not source.is_input_only and source.licence is not None and source.licence not in allowed:
                 raise ValueError(f"source {source.key!r} has licence {source.licence!r}, not allowed by licence_policy")
             for name in source.generator.inputs if source.generator else ():
                 if name not in keys:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import os
 import resource
 import shutil
 from collections import Counter, deque
@@ -76,6 +77,7 @@ class MixResult:
     deficits: list[dict] = field(default_factory=list)  # cells short of their target
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> reason -> rows
     files: dict[str, list[str]] = field(default_factory=dict)
+    manifest_hash: str = ""  # of the manifest mixed: stats.json is then known to be this mixing's
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -578,8 +580,12 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         deficits=deficits,
         excluded=_exclusions(manifest, excluded),
         files=files,
+        manifest_hash=manifest.hash,
     )
 
 
 def write_stats(result: MixResult, path: Path) -> None:
-    path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    """Whole or not at all: the card is written from it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)

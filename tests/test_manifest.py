@@ -282,6 +282,9 @@ def _set(path: str, value):
     pytest.param(_set("sources.1.hub.revision", "main"), ["sources.1.hub.revision", "main"], id="unpinned-revision"),
     pytest.param(_set("sources.0.converter", None), ["sources.0", "converter"], id="local-without-converter"),
     pytest.param(_set("sources.0.colour", "red"), ["sources.0.colour"], id="unknown-field"),
+    pytest.param(_set("sources.0.hub", {"id": "org/alpha", "files": ["*.parquet"]}),
+                 ["sources.0", "a source takes one input of hub, local, mixture, generator; got hub, local"],
+                 id="hub-and-local"),
     pytest.param(_set("holdout.size", -1), ["holdout.size"], id="negative-holdout"),
     pytest.param(_set("executor", {"kind": "slurm", "workers": 8, "slurm": {"partition": "cpu"}}),
                  ["executor", "slurm needs time"], id="slurm-without-time"),
@@ -501,6 +504,31 @@ def test_generator_inputs_must_allow_the_generated_licence(tmp_path, input_licen
     }))
     with pytest.raises(ManifestError, match=rf"synthetic.*reads 'human' \({input_licence}\).*{problem}"):
         load(path)
+
+
+def test_a_generator_feeding_only_other_generators_is_checked_as_one_that_feeds_the_mixture(tmp_path):
+    """`targets: {}` put a generator outside every check: a no-derivatives source could reach the
+    mixture through it, and an input it does not have stopped the build with a traceback."""
+    human = {"key": "human", "local": {"files": ["x.jsonl"]}, "converter": "dolly", "licence": "cc-by-nc-nd-4.0",
+             "language": "en", "targets": {}}
+    step = {"key": "step", "generator": {"name": "translation", "inputs": ["human"]}, "licence": "apache-2.0",
+            "targets": {}}
+    final = {"key": "final", "generator": {"name": "multiturn_augmentation", "inputs": ["step"]},
+             "licence": "apache-2.0", "targets": {"en": 10}}
+    manifest = {"mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+                "sources": [human, step, final]}
+    message = load_error(write(tmp_path, manifest))
+    assert "generator source 'step' reads 'human' (cc-by-nc-nd-4.0): its licence allows no derivatives" in message
+    step["generator"]["inputs"] = ["nope"]
+    assert "generator source 'step' reads unknown source 'nope'" in load_error(write(tmp_path, manifest))
+
+
+def test_source_keys_that_name_the_same_dagster_assets_are_a_manifest_error(tmp_path):
+    """`When2Call.x` and `When2Call-x` are both `When2Call_x`: Dagster refused the definitions with a
+    long traceback that named neither source."""
+    data = edited(lambda d: (d["sources"][0].update(key="al-pha"), d["sources"][1].update(key="al.pha")))
+    assert "source keys ['al-pha', 'al.pha'] would name the same Dagster assets (al_pha/...): rename one" in \
+        load_error(write(tmp_path, data))
 
 
 def test_attribution_only_inputs_may_feed_apache_generators():

@@ -302,6 +302,27 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
     assert raw.read_bytes() == DOLLY.read_bytes() and leftovers(tmp_path) == [DOLLY.name]
 
 
+def test_an_output_that_cannot_be_a_file_is_refused_before_any_work(tmp_path, filtered, monkeypatch):
+    """A directory, or a path under a file, failed with a traceback once every row was done (for the
+    judge: once every request was paid), leaving temporary files beside it."""
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    monkeypatch.setenv("SFTMIX_LLM_BASE_URL", "http://127.0.0.1:9")
+    raw, records, folder = tmp_path / DOLLY.name, tmp_path / "records.parquet", tmp_path / "folder"
+    shutil.copy(DOLLY, raw)
+    shutil.copy(filtered[0] / "OUT.parquet", records)
+    folder.mkdir()
+    commands = (["normalize", "dolly", raw, "-o"], ["judge", records, "-o"],
+                ["generate", "wildchat_responses", "--input", records, "-o"])
+    for command in commands:
+        done = sftmix(*command, folder, cwd=tmp_path)
+        assert _one_line_error(done) == (f"sftmix: error: {folder} is a directory: give the file to write in it, "
+                                         f"e.g. {folder / 'records.parquet'}")
+        done = sftmix(*command, raw / "out.parquet", cwd=tmp_path)
+        assert _one_line_error(done) == f"sftmix: error: cannot write {raw / 'out.parquet'}: {raw} is a file, not a directory"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([DOLLY.name, "records.parquet", "folder"])
+    assert list(folder.iterdir()) == []
+
+
 def test_judge_and_generate_refuse_to_write_over_their_input(tmp_path, filtered, monkeypatch):
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
     monkeypatch.setenv("SFTMIX_LLM_BASE_URL", "http://127.0.0.1:9")  # nothing listens: a request would be a drop

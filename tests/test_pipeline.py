@@ -1,12 +1,14 @@
 """End to end: manifests built through Dagster and through `sftmix.build`, shards read back."""
 
 import errno
+import importlib
 import json
 import logging
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import sftmix
 from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
 from assets.sources import asset_prefix
+from sftmix.reader import column_counts
+import pipelines.definitions
 from pipelines.definitions import build_definitions
 import generators.base
 from filters.decontamination import DecontaminationFilter
@@ -161,6 +165,10 @@ def test_a_split_directory_is_read_for_its_own_split_only_and_a_shard_as_itself(
         next(sftmix.read_mixture(mixture_dir, "validaton"))
     [shard, *_] = sorted((mixture_dir / "train").glob("part-*.parquet"))  # one shard, as a training job may be given
     assert [r["id"] for r in sftmix.read_mixture(shard, columns=["id"])] == pq.read_table(shard)["id"].to_pylist()
+    for read in (sftmix.read_mixture, sftmix.to_hf_dataset):  # and one shard of the other split is refused too
+        with pytest.raises(ValueError) as error:
+            next(iter(read(shard, "validation")))
+        assert str(error.value) == f"{shard} is a shard of the train split, not the validation split"
 
 
 @pytest.mark.parametrize("read", ["read_mixture", "to_hf_dataset"])
@@ -187,6 +195,32 @@ def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_
     streamed = sftmix.to_hf_dataset(mixture_dir, "train", licences=licences, columns=["id", "licence"], streaming=True)
     assert type(streamed).__name__ == "IterableDataset"
     assert [(row["id"], row["licence"]) for row in streamed] == expected
+
+
+def test_licence_ids_match_whatever_their_case_and_columns_must_name_one(sample_build):
+    """SPDX ids match case-insensitively: `CC-BY-NC-4.0` selected no row of `cc-by-nc-4.0`."""
+    mixture_dir, _ = sample_build
+    lower = [r["id"] for r in sftmix.read_mixture(mixture_dir, licences=["cc-by-nc-4.0", "apache-2.0"], columns=["id"])]
+    assert lower and [r["id"] for r in sftmix.read_mixture(mixture_dir, licences=["CC-BY-NC-4.0", "Apache-2.0"],
+                                                           columns=["id"])] == lower
+    assert sftmix.to_hf_dataset(mixture_dir, licences=["CC-BY-NC-4.0", "Apache-2.0"], columns=["id"])["id"] == lower
+    for read in (sftmix.read_mixture, sftmix.to_hf_dataset):
+        with pytest.raises(ValueError, match=r"^columns is empty: name at least one column, or pass None for all of them$"):
+            next(iter(read(mixture_dir, columns=[])))
+    shard = sorted((mixture_dir / "train").glob("part-*.parquet"))[0]
+    assert column_counts(shard, ("licence",)) == column_counts([str(shard)], ("licence",))
+    assert sum(column_counts(shard, ("licence",))["licence"].values()) == pq.read_metadata(shard).num_rows
+
+
+def test_render_piped_into_a_reader_that_stops_ends_quietly(sample_build):
+    """`sftmix render output/sample | head -1` printed a BrokenPipeError traceback and exited 1."""
+    mixture_dir, _ = sample_build
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first row: every write meets a closed pipe
+    process = subprocess.run([sys.executable, "-m", "sftmix.cli", "render", str(mixture_dir)], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert (process.returncode, process.stderr) == (0, "")
 
 
 def test_licences_with_no_rows(sample_build):
@@ -689,6 +723,59 @@ def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_s
 def _glaive_source(**changes) -> dict:
     return {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
             "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all", **changes}
+
+
+def test_the_manifests_output_is_where_a_build_goes_unless_sftmix_output_says_otherwise(tmp_path, monkeypatch):
+    """`output:` was read, validated and then never used: the build went to ./output."""
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
+    path.write_text(path.read_text() + f"output: {tmp_path / 'from-manifest'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert build_definitions(str(path)).resources["sftmix"].layout.root == tmp_path / "from-manifest"
+    assert build_definitions(str(path), str(tmp_path / "env")).resources["sftmix"].layout.root == tmp_path / "env"
+    path.write_text(path.read_text().replace(f"output: {tmp_path / 'from-manifest'}", "output: ./relative"))
+    assert build_definitions(str(path)).resources["sftmix"].layout.root == tmp_path / "relative"  # from the working directory
+    monkeypatch.setenv("SFTMIX_MANIFEST", str(path))  # as `dagster asset materialize -m pipelines.definitions` loads it
+    monkeypatch.delenv("SFTMIX_OUTPUT", raising=False)
+    try:
+        assert importlib.reload(pipelines.definitions).defs.resources["sftmix"].layout.root == tmp_path / "relative"
+        monkeypatch.setenv("SFTMIX_OUTPUT", str(tmp_path / "env"))
+        assert importlib.reload(pipelines.definitions).defs.resources["sftmix"].layout.root == tmp_path / "env"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(pipelines.definitions)  # the module as the other tests import it
+
+
+def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, monkeypatch):
+    """The mixing puts train in place, then validation, then stats.json. Stopped in between, the card
+    step took the new train split beside the old holdout (whose rows the new train may hold) and stats."""
+    from sftmix.build import write_card
+    from sftmix.mixing import MixResult
+
+    path, out, layout = _manifest(tmp_path, [_glaive_source()], holdout=2), tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(load(path), out)
+    path.write_text(path.read_text().replace("seed: 1", "seed: 2"))
+    remove = shutil.rmtree
+
+    def stopped_at_validation(target, *args, **kwargs):
+        if Path(target) == layout.mixture_dir / "validation":
+            raise KeyboardInterrupt  # Ctrl-C, after train was put in place
+        return remove(target, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", stopped_at_validation)
+    with pytest.raises(KeyboardInterrupt):
+        mix(load(path), layout)
+    monkeypatch.undo()
+    manifest = load(path)
+    stats = lambda: MixResult(**{**json.loads((layout.mixture_dir / "stats.json").read_text()), "out_dir": layout.mixture_dir})
+    with pytest.raises(BuildError, match=rf"^{re.escape(str(layout.mixture_dir))}: its validation split is of another mixing "
+                                         rf"\(hash \w+\) than its train split \(hash {manifest.hash}\), which was stopped part way: "
+                                         "mix it again first$"):
+        write_card(manifest, layout, stats())
+    result = mix(manifest, layout)
+    assert stats().manifest_hash == result.manifest_hash == manifest.hash
+    write_card(manifest, layout, stats())
+    with pytest.raises(BuildError, match=r": its stats.json is of another mixing \(hash none\) than its train split"):
+        write_card(manifest, layout, MixResult(**{**stats().__dict__, "manifest_hash": ""}))  # one written before this check
 
 
 def test_the_mixing_takes_only_records_made_from_the_settings_the_manifest_has_now(tmp_path):
