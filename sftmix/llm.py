@@ -32,13 +32,15 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Annotated, Awaitable, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 import aiohttp
 import jsonschema
 import numpy as np
 from aiohttp.helpers import get_env_proxy_for_url
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from yarl import URL
 
 from sftmix.jsontext import loads
@@ -62,13 +64,19 @@ class BudgetExhausted(Exception):
     """The run reached its cost cap: no new requests are sent; finished work is kept."""
 
 
-@dataclass(frozen=True)
+# Settings are checked for type and range where they are made (the manifest's load, the Dagster
+# resource, the command line): `max_tokens: "4096"` or `requests_per_minute: 0` made every request
+# fail inside the stage, each row a `malformed_generation` drop, with no request sent.
+_CHECKED = ConfigDict(strict=True, extra="forbid")
+
+
+@pydantic_dataclass(frozen=True, config=_CHECKED)
 class Prices:
     """USD per million tokens. Defaults: DeepSeek-V3 (deepseek-chat) list prices, standard hours."""
 
-    prompt_cache_hit: float = 0.07
-    prompt_cache_miss: float = 0.27
-    completion: float = 1.10
+    prompt_cache_hit: Annotated[float, Field(ge=0)] = 0.07
+    prompt_cache_miss: Annotated[float, Field(ge=0)] = 0.27
+    completion: Annotated[float, Field(ge=0)] = 1.10
 
     def cost(self, usage: "Usage") -> float:
         miss = usage.prompt_tokens - usage.prompt_cache_hit_tokens
@@ -115,21 +123,21 @@ class Stats:
                 "prompt_cache_hit_tokens": self.usage.prompt_cache_hit_tokens, "cost_usd": round(self.cost_usd, 6)}
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=_CHECKED)
 class LLMSettings:
     base_url: str = DEFAULT_BASE_URL
     model: str = DEFAULT_MODEL
     temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 4096
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    budget_usd: float | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    max_tokens: Annotated[int, Field(ge=1)] = 4096
+    concurrency: Annotated[int, Field(ge=1)] = 16
+    requests_per_minute: Annotated[float, Field(gt=0)] | None = None
+    tokens_per_minute: Annotated[float, Field(gt=0)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0)] = 6
+    backoff_base_s: Annotated[float, Field(ge=0)] = 1.0
+    backoff_max_s: Annotated[float, Field(ge=0)] = 60.0
+    budget_usd: Annotated[float, Field(ge=0)] | None = None
     cache_dir: str = ".sftmix-llm-cache"
     prices: Prices = field(default_factory=Prices)
 
@@ -137,14 +145,12 @@ class LLMSettings:
         # The generator model's card: temperature 0 to 0.2, no repetition or frequency penalty.
         if not 0.0 <= self.temperature <= 0.2:
             raise ValueError(f"temperature {self.temperature} is outside the model card's range [0, 0.2]")
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
 
     @classmethod
     def from_config(cls, config: dict | None = None, **overrides) -> "LLMSettings":
         """Manifest `llm:` settings, then `SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL`, then overrides."""
         values = dict(config or {})
-        if "prices" in values and isinstance(values["prices"], dict):
+        if isinstance(values.get("prices"), dict):
             values["prices"] = Prices(**values["prices"])
         for variable, name in (("SFTMIX_LLM_BASE_URL", "base_url"), ("SFTMIX_LLM_MODEL", "model")):
             if os.environ.get(variable):

@@ -293,8 +293,11 @@ class Manifest(_Strict):
 
         try:
             LLMSettings.from_config(value)
-        except TypeError as error:
-            raise ValueError(str(error)) from None
+        except ValidationError as error:  # one line, naming the setting, as the manifest's own errors do
+            first = error.errors()[0]
+            where = ".".join(map(str, ("prices", *first["loc"]) if error.title == "Prices" else first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message} (got {first['input']!r})" if where else message) from None
         return value
 
     @model_validator(mode="after")

@@ -506,6 +506,29 @@ def test_generator_inputs_must_allow_the_generated_licence(tmp_path, input_licen
         load(path)
 
 
+@pytest.mark.parametrize("setting, expected", [
+    ({"max_tokens": "4096"}, "llm: max_tokens: Input should be a valid integer (got '4096')"),
+    ({"requests_per_minute": 0}, "llm: requests_per_minute: Input should be greater than 0 (got 0)"),
+    ({"top_p": 5}, "llm: top_p: Input should be less than or equal to 1 (got 5)"),
+    ({"budget_usd": -1}, "llm: budget_usd: Input should be greater than or equal to 0 (got -1)"),
+    ({"max_retries": -1}, "llm: max_retries: Input should be greater than or equal to 0 (got -1)"),
+    ({"concurrency": "16"}, "llm: concurrency: Input should be a valid integer (got '16')"),
+    ({"prices": {"completion": -1.1}}, "llm: prices.completion: Input should be greater than or equal to 0 (got -1.1)"),
+    ({"temperature": 0.7}, "llm: temperature 0.7 is outside the model card's range [0, 0.2]"),
+    ({"max_token": 100}, "llm: max_token: Unexpected keyword argument (got 100)"),
+])
+def test_llm_settings_of_the_wrong_type_or_range_are_a_manifest_error(tmp_path, setting, expected):
+    """They loaded, and then every request failed inside the generate stage: each row a
+    `malformed_generation` drop, no request sent, no warning."""
+    message = load_error(write(tmp_path, edited(lambda data: data.update(llm=setting))))
+    assert message.endswith(expected), message
+
+
+def test_llm_settings_of_the_right_types_load(tmp_path):
+    settings = {"budget_usd": 10, "max_tokens": 2048, "requests_per_minute": 600, "prices": {"completion": 2}}
+    assert load(write(tmp_path, edited(lambda data: data.update(llm=settings)))).llm == settings
+
+
 def test_a_generator_feeding_only_other_generators_is_checked_as_one_that_feeds_the_mixture(tmp_path):
     """`targets: {}` put a generator outside every check: a no-derivatives source could reach the
     mixture through it, and an input it does not have stopped the build with a traceback."""
