@@ -210,7 +210,7 @@ def identity_line(ctx: Context) -> str:
 
 def load(name: str):
     module = importlib.import_module(f"generators.{name}")
-    for attribute in ("PROMPTS", "items", "generate"):
+    for attribute in ("PROMPTS", "PARAMS", "items", "generate"):
         if not hasattr(module, attribute):
             raise TypeError(f"generator module {name!r} lacks {attribute}")
     return module

@@ -49,6 +49,9 @@ log = logging.getLogger("sftmix.generators.eif_augmentation")
 
 NAME = "eif_augmentation"
 PROMPTS = ("eif_augmentation_system", "eif_augmentation_repair")
+PARAMS = (  # the `params:` it reads
+    "min_constraints", "max_constraints", "repeat_prompt_max_chars", "max_tokens", "repair_attempts",
+)
 REPEAT_PROMPT = "combination:repeat_prompt"
 
 

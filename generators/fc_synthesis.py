@@ -60,6 +60,7 @@ from sftmix.sources.base import Converted, Drop
 
 PROMPTS = ("fc_synthesis_system", "fc_synthesis_request", "fc_synthesis_results", "fc_synthesis_answer",
            "fc_synthesis_follow_up", "fc_synthesis_no_tool")
+PARAMS = ("include", "weights", "languages", "max_tools", "distractors")  # the `params:` it reads
 VARIANTS = ("single", "parallel", "multi_turn", "no_tool_fits")
 WEIGHTS = {"single": 4, "parallel": 2, "multi_turn": 2, "no_tool_fits": 2}
 CALL_ATTEMPTS = 3

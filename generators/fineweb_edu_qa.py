@@ -47,6 +47,10 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "fineweb_edu_qa"
 PROMPTS = ("fineweb_edu_qa", "fineweb_edu_qa_check")
+PARAMS = (  # the `params:` it reads
+    "min_int_score", "min_chars", "keep_fraction", "pairs_per_document", "expected_rows_per_document",
+    "max_document_chars", "layout",
+)
 
 GENERATION_SCHEMA = {
     "type": "object",

@@ -42,6 +42,10 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "long_context_qa"
 PROMPTS = ("long_context_qa", "long_context_qa_tasks")
+PARAMS = (  # the `params:` it reads
+    "min_int_score", "keep_fraction", "min_tokens", "max_tokens", "chars_per_token", "questions_per_document",
+    "min_evidence",
+)
 
 SCHEMA = {
     "type": "object",

@@ -44,6 +44,7 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "multiturn_augmentation"
 PROMPTS = ("multiturn_augmentation_question", "multiturn_augmentation_answer")
+PARAMS = ("min_new_turns", "max_new_turns", "max_turn_chars", "max_tokens")  # the `params:` it reads
 
 FOLLOW_UP_KINDS = (
     "ask for more detail on, or an explanation of, one specific point of the last answer",

@@ -53,6 +53,7 @@ log = logging.getLogger("sftmix.generators.translation")
 
 NAME = "translation"
 PROMPTS = ("translation_system", "translation_user")
+PARAMS = ("target_languages", "max_source_chars", "max_tokens")  # the `params:` it reads
 KEPT_ORIGIN = ("answer", "source", "problem_type", "question_type")
 STRUCTURE = ("$", "\\[", "\\]", "\\(", "\\)", "```", "\\boxed")
 

@@ -38,6 +38,7 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "wildchat_responses"
 PROMPTS = ("wildchat_responses_system",)
+PARAMS = ("min_prompt_chars", "max_prompt_chars", "keep_fraction", "max_response_tokens")  # the `params:` it reads
 
 
 def _problem(text: str, origin: dict, params: dict, seen: set[bytes]) -> tuple[str, str] | None:

@@ -6,6 +6,7 @@ A bad field is reported as one line naming the file and the field path, e.g.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -114,6 +115,22 @@ class GeneratorInput(_Strict):
         if value not in KNOWN_GENERATORS:
             raise ValueError(f"unknown generator {value!r}; known: {', '.join(KNOWN_GENERATORS)}")
         return value
+
+    @model_validator(mode="after")
+    def _params_it_reads(self):
+        """A misspelt parameter was ignored, and the generator ran with its default."""
+        from generators import GeneratorNotAvailable, get_generator
+
+        try:
+            reads = get_generator(self.name).PARAMS
+        except GeneratorNotAvailable:  # declared, not written yet: building it stops, naming it
+            return self
+        for unknown in sorted(set(self.params) - set(reads)):
+            close = difflib.get_close_matches(unknown, reads, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"generator {self.name!r} has no parameter {unknown!r} ({hint}it reads: "
+                             f"{', '.join(reads) or 'none'})")
+        return self
 
 
 class Source(_Strict):

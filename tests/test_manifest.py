@@ -6,6 +6,7 @@ ALIA-40b-fc model cards), never parsed, so a manifest edit that drifts from the 
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import shutil
@@ -18,6 +19,7 @@ import yaml
 
 import filters as rule_filters
 from sftmix import plan
+from generators import get_generator, implemented
 from sftmix.manifest import ManifestError, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -552,6 +554,35 @@ def test_source_keys_that_name_the_same_dagster_assets_are_a_manifest_error(tmp_
     data = edited(lambda d: (d["sources"][0].update(key="al-pha"), d["sources"][1].update(key="al.pha")))
     assert "source keys ['al-pha', 'al.pha'] would name the same Dagster assets (al_pha/...): rename one" in \
         load_error(write(tmp_path, data))
+
+
+def test_a_generator_parameter_it_does_not_read_is_a_manifest_error(tmp_path):
+    """`min_int_scor: 0` was ignored: the generator ran with its default, 4."""
+    manifest = {"mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0", "odc-by"]},
+                "sources": [{"key": "web", "local": {"files": ["x.parquet"]}, "converter": "fineweb_edu",
+                             "licence": "odc-by", "language": "en", "targets": {}},
+                            {"key": "qa", "generator": {"name": "fineweb_edu_qa", "inputs": ["web"],
+                                                        "params": {"min_int_scor": 0}},
+                             "licence": "apache-2.0", "targets": {"en": 10}}]}
+    assert load_error(write(tmp_path, manifest)).endswith(
+        "generator 'fineweb_edu_qa' has no parameter 'min_int_scor' (did you mean 'min_int_score'? it reads: "
+        "min_int_score, min_chars, keep_fraction, pairs_per_document, expected_rows_per_document, max_document_chars, layout)")
+    manifest["sources"][1]["generator"]["params"] = {"min_int_score": 0}
+    assert load(write(tmp_path, manifest)).sources[1].generator.params == {"min_int_score": 0}
+
+
+@pytest.mark.parametrize("name", implemented())
+def test_a_generators_params_are_the_ones_its_code_reads(name):
+    """`PARAMS` is what the manifest check accepts: a parameter read but not listed would be refused,
+    one listed but not read would be ignored again."""
+    module = get_generator(name)
+    tree = ast.parse(Path(module.__file__).read_text())
+    read = {call.args[0].value for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
+            and ast.unparse(call.func.value).endswith("params") and call.args and isinstance(call.args[0], ast.Constant)}
+    read |= {node.slice.value for node in ast.walk(tree) if isinstance(node, ast.Subscript)
+             and ast.unparse(node.value).endswith("params") and isinstance(node.slice, ast.Constant)}
+    assert read == set(module.PARAMS) and len(module.PARAMS) == len(set(module.PARAMS))
 
 
 def test_attribution_only_inputs_may_feed_apache_generators():
