@@ -179,6 +179,8 @@ def raw_files(manifest: Manifest, source: Source, layout: Layout, hub_cache: Pat
         raise BuildError(f"source {source.key!r} is synthetic: it has no raw files (see generate_source)")
     if source.local is not None:
         files = [manifest.resolve(f) for f in source.local.files]
+        if folders := [str(f) for f in files if f.is_dir()]:
+            raise BuildError(f"source {source.key!r}: {', '.join(folders)} is a directory; local.files names its files")
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise BuildError(f"source {source.key!r}: input file not found: {', '.join(missing)}")

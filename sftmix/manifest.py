@@ -77,7 +77,7 @@ class ManifestError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `targets: {en: yes}` was a target of 1 row
 
 
 class HubInput(_Strict):

@@ -28,8 +28,8 @@ from pipelines.definitions import build_definitions
 import generators.base
 from filters.decontamination import DecontaminationFilter
 import sftmix.build
-from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, stage_settings,
-                          stage_version)
+from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, raw_files,
+                          stage_settings, stage_version)
 from sftmix.counts import Counts
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
@@ -743,6 +743,16 @@ def test_the_manifests_output_is_where_a_build_goes_unless_sftmix_output_says_ot
     finally:
         monkeypatch.undo()
         importlib.reload(pipelines.definitions)  # the module as the other tests import it
+
+
+def test_a_local_file_that_is_missing_or_a_directory_is_named(tmp_path):
+    """A directory was reported as "input file not found", which it is not."""
+    (tmp_path / "glaive").mkdir()
+    for name, problem in (("glaive", "is a directory; local.files names its files"), ("gone.json", "input file not found: ")):
+        manifest = load(_manifest(tmp_path, [_glaive_source(local={"files": [name]})], holdout=0))
+        with pytest.raises(BuildError) as error:
+            raw_files(manifest, manifest.sources[0], Layout(tmp_path / "out", "mini"), tmp_path / "hub")
+        assert str(error.value) in (f"source 'g': {tmp_path / name} {problem}", f"source 'g': {problem}{tmp_path / name}")
 
 
 def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, monkeypatch):
