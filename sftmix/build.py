@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import shutil
 import stat
 from contextlib import ExitStack, contextmanager
@@ -37,6 +36,7 @@ from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.reader import shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
+from sftmix.shards import write_text_whole
 from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
@@ -283,13 +283,18 @@ def _file_state(path: Path) -> dict | None:
     return {"bytes": state.st_size, "modified": f"{modified}.{nanoseconds:09d}Z"}
 
 
+def _decontamination(manifest: Manifest, source: Source) -> DecontaminationFilter | None:
+    """The source's decontamination rule as its filter stage runs it (the manifest's load checked
+    its arguments); None when it is off, or on without benchmarks (the filter stage names that)."""
+    config = manifest.filter_config(source).get("decontamination")
+    return DecontaminationFilter(**config) if isinstance(config, dict) else None
+
+
 def _benchmark_states(manifest: Manifest, source: Source) -> dict:
     """The decontamination benchmark files the source's filter stage reads, each with its state: an
     evaluation set updated in place, or one more file a glob matches, changes what it removes."""
-    config = manifest.filter_config(source).get("decontamination")
-    if not isinstance(config, dict):  # off, or on without benchmarks (the filter stage names that)
+    if (decontamination := _decontamination(manifest, source)) is None:
         return {}
-    decontamination = DecontaminationFilter(**config)  # the manifest's load checked its arguments
     root = decontamination.root
     return {str(path.relative_to(root) if root is not None and path.is_relative_to(root) else path): _file_state(path)
             for path in decontamination.benchmark_files()}
@@ -300,12 +305,10 @@ def decontamination_report(manifest: Manifest, source: Source, counts: Counts) -
     included, and what its index holds (prompts read, skipped as too short, n-grams), so that a
     benchmark that removed nothing because few of its prompts were usable is told apart from one
     the source is clean of. The drops alone name only the benchmarks that removed a row."""
-    config = manifest.filter_config(source).get("decontamination")
-    if not isinstance(config, dict):
+    if (decontamination := _decontamination(manifest, source)) is None:
         return None
-    stats = DecontaminationFilter(**config).index_stats()
     return {name: {"rows_dropped": counts.dropped.get(f"contaminated:{name}", 0), **index}
-            for name, index in stats.items()}
+            for name, index in decontamination.index_stats().items()}
 
 
 def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
@@ -399,10 +402,9 @@ def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: d
     it ran leaves the records stale."""
     path = layout.done_file(key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(key, stage)],
-                               "settings": settings}))
-    os.replace(tmp, path)  # whole or not at all: a later stage reads it as the stage's completion
+    # whole or not at all: a later stage reads it as the stage's completion
+    write_text_whole(path, json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(key, stage)],
+                                       "settings": settings}))
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:

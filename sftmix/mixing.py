@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import os
 import resource
 import shutil
 from collections import Counter, deque
@@ -52,7 +51,7 @@ from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
 from sftmix.record import SCHEMA
 from sftmix.rejected import REJECTED_SCHEMA, rejected_file
-from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows
+from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
 
 SPLITS = ("train", "validation")
 PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
@@ -585,7 +584,4 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
 
 
 def write_stats(result: MixResult, path: Path) -> None:
-    """Whole or not at all: the card is written from it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_whole(path, json.dumps(result.to_json(), indent=2, ensure_ascii=False))  # the card is written from it

@@ -47,7 +47,7 @@ def read_mixture(
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
-    licences, columns = _licences(licences), _names(columns, "columns")
+    licences, columns = _licences(licences), _columns(columns)
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)
     start = 0  # index in the stream of the batch's first row
@@ -70,7 +70,7 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
     copy into the `datasets` cache first (a full mixture is gigabytes)."""
     from datasets import load_dataset
 
-    licences, columns = _licences(licences), _names(columns, "columns")
+    licences, columns = _licences(licences), _columns(columns)
     files = shard_files(path, split)
     selection = {}
     if licences is not None:
@@ -87,13 +87,18 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
 
 def _names(value: list[str] | None, what: str) -> list[str] | None:
     """A bare string where a list of names is wanted is refused: read as a list, its letters would
-    select nothing (`licences="apache-2.0"` gave no row and no error). So is an empty list of columns
-    (rows of nothing)."""
+    select nothing (`licences="apache-2.0"` gave no row and no error)."""
     if isinstance(value, str):
         raise TypeError(f"{what} is a list of names, e.g. [{value!r}]; got the string {value!r}")
-    if what == "columns" and value is not None and not list(value):
-        raise ValueError("columns is empty: name at least one column, or pass None for all of them")
     return None if value is None else list(value)
+
+
+def _columns(value: list[str] | None) -> list[str] | None:
+    """An empty list is refused too: rows of nothing (datasets said only "corresponds to no data")."""
+    names = _names(value, "columns")
+    if names == []:
+        raise ValueError("columns is empty: name at least one column, or pass None for all of them")
+    return names
 
 
 def _licences(value: list[str] | None) -> list[str] | None:

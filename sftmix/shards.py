@@ -60,13 +60,25 @@ def file_metadata(manifest_hash: str | None, licences: list[str] | None = None, 
     return {k.encode(): str(v).encode() for k, v in meta.items()}
 
 
+def temporary_beside(path: Path) -> Path:
+    """Where a file is written before it is renamed into place: a `*.tmp` name no reader globs."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_text_whole(path: Path, text: str) -> None:
+    """`text` in `path`, whole or not at all: a stopped run leaves the file as it was."""
+    temporary = temporary_beside(path)
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
 class AtomicParquetWriter:
     """One Parquet file, fed record batches; renamed into place by `close()`, removed by `abort()`."""
 
     def __init__(self, path: Path | str, schema: pa.Schema, metadata: dict[bytes, bytes] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = temporary_beside(self.path)
         self.schema = schema.with_metadata({**(schema.metadata or {}), **(metadata or {})})
         self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
         self.rows = 0
