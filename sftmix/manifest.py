@@ -189,6 +189,8 @@ class Source(_Strict):
             raise ValueError("a source needs one of hub, local, mixture, generator")
         if len(given) > 1:  # with hub and local, rows came from the file and provenance named the Hub
             raise ValueError(f"a source takes one input of hub, local, mixture, generator; got {', '.join(given)}")
+        if self.internal and self.local is None:  # in-house data is on no Hub: only a local file holds it
+            raise ValueError(f"an internal source reads local files; got {', '.join(given)}")
         if (self.hub or self.local) and self.converter is None:
             raise ValueError("a hub or local source needs a converter")
         if self.generator is None and self.mixture is None and self.licence is None and self.converter not in ROW_LICENSED:
@@ -455,6 +457,10 @@ def load(path: Path | str) -> Manifest:
         message = first["msg"].removeprefix("Value error, ")
         raise ManifestError(f"{path}: {_field_path(first['loc'], data) or '<root>'}: {message}{more}") from None
     manifest._path = path.resolve()
+    for source in manifest.sources:
+        if source.mixture is not None and manifest.resolve(source.mixture.manifest).resolve() == manifest._path:
+            # it would wait for ever for its own mixture to be built first
+            raise ManifestError(f"{path}: source {source.key!r} samples the mixture of this manifest itself")
     manifest._hash = settings_hash(manifest)
     return manifest
 

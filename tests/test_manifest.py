@@ -287,6 +287,8 @@ def _set(path: str, value):
     pytest.param(_set("sources.1.hub.revision", "main"), ["sources.1.hub.revision", "main"], id="unpinned-revision"),
     pytest.param(_set("sources.0.converter", None), ["sources.0", "converter"], id="local-without-converter"),
     pytest.param(_set("sources.0.colour", "red"), ["sources.0.colour"], id="unknown-field"),
+    pytest.param(_set("sources.1.internal", True), ["sources.1", "an internal source reads local files; got hub"],
+                 id="internal-on-the-hub"),
     pytest.param(_set("sources.0.hub", {"id": "org/alpha", "files": ["*.parquet"]}),
                  ["sources.0", "a source takes one input of hub, local, mixture, generator; got hub, local"],
                  id="hub-and-local"),
@@ -549,6 +551,14 @@ def test_a_generator_feeding_only_other_generators_is_checked_as_one_that_feeds_
     assert "generator source 'step' reads 'human' (cc-by-nc-nd-4.0): its licence allows no derivatives" in message
     step["generator"]["inputs"] = ["nope"]
     assert "generator source 'step' reads unknown source 'nope'" in load_error(write(tmp_path, manifest))
+
+
+def test_a_source_sampling_its_own_manifests_mixture_is_a_manifest_error(tmp_path):
+    """It loaded, then asked to build that mixture first, which it could never be."""
+    data = edited(lambda d: d["sources"].append({"key": "itself", "mixture": {"manifest": "bad.yaml"}, "targets": {"*": 5}}))
+    assert load_error(write(tmp_path, data)).endswith("source 'itself' samples the mixture of this manifest itself")
+    data["sources"][-1]["mixture"]["manifest"] = "other.yaml"
+    assert load(write(tmp_path, data)).sources[-1].mixture.manifest == "other.yaml"
 
 
 def test_source_keys_that_name_the_same_dagster_assets_are_a_manifest_error(tmp_path):
