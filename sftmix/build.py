@@ -575,7 +575,7 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
         stage_counts = {s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES}
                         for s in manifest.sources if s.generator is None}
         path = layout.mixture_dir / "README.md"
-        path.write_text(card.render(manifest, result, stage_counts), encoding="utf-8")
+        write_text_whole(path, card.render(manifest, result, stage_counts))  # a stopped write leaves the card as it was
     return path
 
 
