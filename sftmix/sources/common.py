@@ -175,13 +175,28 @@ PARSER_OVERFLOW = (RecursionError, MemoryError)
 _CALL_NAME = re.compile(r"\s*+([^\s(),\[\]][^(),\[\]]*+)\(")
 
 
+_JSON_WORDS = {"true": True, "false": False, "null": None, "none": None}
+
+
+class _JsonWords(ast.NodeTransformer):
+    """JSON's true/false/null written inside a list, dict, tuple or set value (Dolci's census:
+    "JSON true/false/null literals also occur inside values") become their constants."""
+
+    def visit_Name(self, node: ast.Name):
+        word = node.id.lower()
+        return ast.copy_location(ast.Constant(_JSON_WORDS[word]), node) if word in _JSON_WORDS else node
+
+
 def _literal(node: ast.expr):
     try:
         return ast.literal_eval(node)
     except ValueError:
         # Bare identifiers (true/false/null, or unquoted words) are kept as strings: parsed, never run.
         if isinstance(node, ast.Name):
-            return {"true": True, "false": False, "null": None, "none": None}.get(node.id.lower(), node.id)
+            return _JSON_WORDS.get(node.id.lower(), node.id)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+            # JSON words nested in a container; anything else still raises (unquoted words, calls, ...).
+            return ast.literal_eval(_JsonWords().visit(node))
         raise
 
 

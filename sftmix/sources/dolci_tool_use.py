@@ -12,7 +12,10 @@ sft-m3|m4v2|m5v2`, search `allenai/olmo-toolu_deepresearch_no_thinking_DRv4`) an
   contain dots (`chat.wrt_transformer`). Its content is OLMo's boilerplate telling the model to use
   `<functions>` / `<function_calls>` XML tags.
 - assistant `function_calls`: python-style keyword calls, one per line for parallel calls, JSON
-  literals true/false/null allowed; the STRING "null" means "no call".
+  literals true/false/null allowed, also inside list and dict values; the STRING "null" means
+  "no call".
+- a tool name may be declared twice with two different definitions (906 rows in fcanalysis'
+  report): the row is dropped, as no call to it could be judged.
 - results of a parallel batch come either as one environment message per call, or (SimFC) as
   ONE environment message with one complete JSON value per line.
 
@@ -44,7 +47,7 @@ _ABSENT = (None, "", "null")  # "null" is the source's no-call / no-functions se
 
 
 def _tools(raw_messages: list[dict]) -> list[dict]:
-    tools, seen = [], set()
+    tools, seen = [], {}
     for raw in raw_messages:
         functions = raw.get("functions")
         if functions is None or functions.strip() in _ABSENT:
@@ -54,8 +57,12 @@ def _tools(raw_messages: list[dict]) -> list[dict]:
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise Drop("invalid_tool_schema", "function without a name")
             if spec["name"] in seen:
+                # 906 rows of the pinned revision declare a name twice with two definitions: no call
+                # to it could be judged (glaive drops the same case); an identical repeat is removed.
+                if seen[spec["name"]] != spec:
+                    raise Drop("duplicate_tool_name", spec["name"])
                 continue
-            seen.add(spec["name"])
+            seen[spec["name"]] = spec
             parameters = loads_json(spec.get("parameters"), "invalid_tool_schema")
             tools.append(tool_def(spec["name"], spec.get("description"), to_json_schema(parameters)))
     return tools

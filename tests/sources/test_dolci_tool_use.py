@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,35 @@ def test_extra_system_text_is_kept_and_tool_error_passes_through(out):
 def test_drop_details(out):
     assert out[f"{F}#6"].detail == "1 result(s) for 2 call(s)"
     assert out[f"{F}#8"].detail == "function_calls on a user message"
+
+
+def test_json_literals_nested_in_a_container_value():
+    # The pinned revision's census: "JSON true/false/null literals also occur inside values";
+    # they were read only as a whole argument, so a dict or list holding one dropped the row.
+    from sftmix.sources.common import parse_python_calls
+
+    calls = parse_python_calls('f(filters={"open": true, "year": null}, ids=[1, false])', bracketed=False)
+    assert calls == [("f", {"filters": {"open": True, "year": None}, "ids": [1, False]})]
+    with pytest.raises(Drop, match="unparsable_tool_call"):  # other bare words inside a container still drop
+        parse_python_calls("f(ids=[x])", bracketed=False)
+
+
+def test_one_name_with_two_definitions_drops_the_row():
+    # fcanalysis' report of the pinned revision: conflicting_duplicate_tool_names 906; the first
+    # definition was kept silently and a call matching the second was judged against it.
+    def fn(description, properties):
+        return {"type": "function", "function": {"name": "get_weather", "description": description,
+                                                 "parameters": {"type": "object", "properties": properties}}}
+
+    def row(tools):
+        return {"id": "x", "dataset_source": SIMFC, "messages": [
+            {"role": "system", "content": "", "function_calls": None, "functions": json.dumps(tools)},
+            {"role": "user", "content": "Weather?", "function_calls": None, "functions": None},
+            {"role": "assistant", "content": "Sunny.", "function_calls": None, "functions": None},
+        ]}
+
+    by_city, by_place = fn("By city.", {"city": {"type": "string"}}), fn("By place.", {"lat": {"type": "number"}})
+    convert = get_converter("dolci_tool_use")
+    (_, dropped), (_, kept) = convert([("a", row([by_city, by_place])), ("b", row([by_city, by_city]))])
+    assert isinstance(dropped, Drop) and dropped.reason == "duplicate_tool_name"
+    assert [t["function"]["name"] for t in kept.tools] == ["get_weather"]
