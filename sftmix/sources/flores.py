@@ -1,12 +1,15 @@
 """FLORES dev sentences as translation conversations ("flores-dev" of the instruction mixture).
 
 Raw layout read: openlanguagedata/flores_plus (FLORES+, the maintained FLORES-200; gated, licence
-CC-BY-SA-4.0), one Parquet file per language and split, `dev/<lang>_<Script>.parquet` (e.g.
-`dev/cat_Latn.parquet`, 997 rows; `devtest/` has 1,012), one row per sentence per language:
+CC-BY-SA-4.0), one JSON Lines file per language and split, `dev/<lang>_<Script>.jsonl` (e.g.
+`dev/cat_Latn.jsonl`, 997 rows; `devtest/` has 1,012), one row per sentence per language:
 `id` (sentence id, the same across languages), `iso_639_3` ("cat"), `iso_15924` ("Latn"),
 `glottocode`, `text`, `url`, `domain`, `topic`, `has_image`, `has_hyperlink`, `last_updated`.
-Verified: the `dev/{lang}.parquet` paths and the `iso_639_3` / `iso_15924` / `text` columns
-(public loaders); the other column names are from project notes and no column type was seen.
+Version 4.6 (the revision the instruct manifest pins, 5fec6c13) ships these JSON Lines files and
+no Parquet; earlier revisions shipped `dev/<lang>_<Script>.parquet` with the same columns, which
+are read the same way. Verified: the `dev/{lang}.jsonl` paths at that revision (a listing of its
+485 files, .jsonl only, and code pinned to it) and the `iso_639_3` / `iso_15924` / `text` columns
+(public loaders); the other column names are from project notes and no value's type was seen.
 facebook/flores itself is a loading script; its Parquet per-language configs
 (`<lang>/dev-00000-of-00001.parquet`: id, URL, domain, topic, has_image, has_hyperlink,
 `sentence`) do not name the language in the row, so they cannot be used here. Rows in the

@@ -7,7 +7,7 @@ from sftmix.raw import iter_raw_rows
 from sftmix.record import message
 from sftmix.sources import Converted, Drop, get_converter
 
-FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "flores" / "dev").glob("*.parquet"))
+FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "flores" / "dev").glob("*.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,9 @@ def conversations(results):
 
 
 def test_fixture_files():
-    assert [p.name for p in FIXTURES] == ["cat_Latn.parquet", "eng_Latn.parquet", "eus_Latn.parquet",
-                                          "fra_Latn.parquet", "glg_Latn.parquet", "por_Latn.parquet",
-                                          "spa_Latn.parquet"]
+    assert [p.name for p in FIXTURES] == ["cat_Latn.jsonl", "eng_Latn.jsonl", "eus_Latn.jsonl",
+                                          "fra_Latn.jsonl", "glg_Latn.jsonl", "por_Latn.jsonl",
+                                          "spa_Latn.jsonl"]
 
 
 def test_one_conversation_per_target_language_and_sentence(results):
@@ -64,17 +64,17 @@ def test_other_templates(results):
 
 def test_stream_keys_name_both_raw_rows(results):
     keys = [k for k, r in results if isinstance(r, Converted) and r.key == "1:es-ca"]
-    assert keys == ["spa_Latn.parquet#0+cat_Latn.parquet#0"]
+    assert keys == ["spa_Latn.jsonl#0+cat_Latn.jsonl#0"]
 
 
 def test_drops_account_for_every_unused_row(results):
     drops = {k: r.reason for k, r in results if isinstance(r, Drop)}
     assert drops == {
-        "eng_Latn.parquet#3": "malformed_row",  # null text
-        "eus_Latn.parquet#2": "empty_turn",
-        "fra_Latn.parquet#0": "unused_language",
-        "spa_Latn.parquet#3": "duplicate_sentence",
-        "cat_Latn.parquet#3": "unpaired_sentence",
+        "eng_Latn.jsonl#3": "malformed_row",  # null text
+        "eus_Latn.jsonl#2": "empty_turn",
+        "fra_Latn.jsonl#0": "unused_language",
+        "spa_Latn.jsonl#3": "duplicate_sentence",
+        "cat_Latn.jsonl#3": "unpaired_sentence",
     }
 
 
