@@ -7,6 +7,7 @@ import json
 import pyarrow.dataset as ds
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -26,6 +27,7 @@ from sftmix.record import SCHEMA
 
 MIXTURE = AssetKey("mixture")
 HOLDOUT = AssetKey("holdout")
+GROUP = "mixture"  # not Dagster's "default": the UI shows the splits and the card together, apart from the sources
 
 
 def _split_ids(path, split):
@@ -37,15 +39,19 @@ def mixture_assets(manifest: Manifest):
 
     @multi_asset(
         specs=[
-            AssetSpec(MIXTURE, deps=deps, code_version=manifest.hash,
+            AssetSpec(MIXTURE, deps=deps, code_version=manifest.hash, group_name=GROUP,
                       description="train split: sampled per source x language to the manifest targets"),
-            AssetSpec(HOLDOUT, deps=deps, code_version=manifest.hash,
+            AssetSpec(HOLDOUT, deps=deps, code_version=manifest.hash, group_name=GROUP,
                       description="validation split: the stratified holdout, disjoint from train"),
         ],
         check_specs=[
-            AssetCheckSpec("licence_policy_respected", asset=MIXTURE),
-            AssetCheckSpec("schema_valid", asset=MIXTURE),
-            AssetCheckSpec("holdout_exact_and_disjoint", asset=HOLDOUT),
+            AssetCheckSpec("licence_policy_respected", asset=MIXTURE,
+                           description="every row's licence is one the manifest's licence_policy allows"),
+            AssetCheckSpec("schema_valid", asset=MIXTURE, description="every shard has the record schema"),
+            AssetCheckSpec("targets_met", asset=MIXTURE,
+                           description="every source x language cell reached its target (not blocking)"),
+            AssetCheckSpec("holdout_exact_and_disjoint", asset=HOLDOUT,
+                           description="the holdout has exactly holdout.size rows, none of them in train"),
         ],
     )
     def mixture_and_holdout(context: AssetExecutionContext, sftmix: SftmixResource):
@@ -78,6 +84,11 @@ def mixture_assets(manifest: Manifest):
         schemas_ok = all(ds.dataset(str(f), format="parquet").schema.remove_metadata().equals(SCHEMA.remove_metadata())
                          for split in ("train", "validation") for f in shard_files(mixture_dir, split))
         yield AssetCheckResult(check_name="schema_valid", asset_key=MIXTURE, passed=schemas_ok)
+        # Not blocking: a short source still gives all it has; the card lists the deficits too.
+        short = [d for d in result.deficits if d["source"] != "*holdout*"]  # the holdout has its own check
+        yield AssetCheckResult(check_name="targets_met", asset_key=MIXTURE, passed=not short,
+                               severity=AssetCheckSeverity.WARN,
+                               metadata={"deficits": MetadataValue.json(short), "rows_short": sum(d["deficit"] for d in short)})
         overlap = set(train["id"].to_pylist()) & set(validation["id"].to_pylist())
         yield AssetCheckResult(
             check_name="holdout_exact_and_disjoint", asset_key=HOLDOUT,
@@ -85,7 +96,7 @@ def mixture_assets(manifest: Manifest):
             metadata={"rows": validation.num_rows, "expected": m.holdout.size, "ids_also_in_train": len(overlap)},
         )
 
-    @asset(deps=[MIXTURE, HOLDOUT], code_version=manifest.hash,
+    @asset(deps=[MIXTURE, HOLDOUT], code_version=manifest.hash, group_name=GROUP,
            description="Hugging Face dataset card (README.md) beside the shards")
     def dataset_card(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest

@@ -100,7 +100,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
            description=f"{source.key}: canonical records from converter {source.converter_name}",
            code_version=build.stage_version(manifest, source, "normalized"),
            check_specs=[AssetCheckSpec("rows_converted", asset=normalized_key,
-                                       description="some raw rows are in the converter's layout")])
+                                       description="the raw files hold rows, and some are in the converter's layout")])
     def normalized(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
         s = m.source(source.key)

@@ -6,7 +6,10 @@ A generator module `generators/<name>.py` defines
 - `items(records, ctx) -> Iterator[Item]`: what to work on, from its input records (documents,
   prompts, conversations) or from the context alone (self-identity); deterministic from the seed;
 - `async generate(item, ctx) -> list[Converted] | Drop`: LLM calls through `ctx.llm`, returning
-  conversations (language set) or a drop with a reason.
+  conversations (language set) or a drop with a reason;
+- optionally `languages(params) -> Collection[str] | None`: the only languages it can write rows in
+  with these params (None: any), so a target in another language is named before a build
+  (`sftmix.plan.unmakeable`), not found short after it.
 The runtime adds provenance, runs items concurrently, a bounded number at a time (output order =
 item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
 reached, and feeds the results to the same record/filter/writer path as converters

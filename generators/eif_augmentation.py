@@ -67,6 +67,11 @@ def _usable(record: dict) -> bool:
     return any(t.get("role") == "user" and (t.get("content") or "").strip() for t in turns)
 
 
+def languages(params: dict) -> tuple[str, ...]:
+    """Constraints are worded in these languages only (`eif.describe`)."""
+    return eif.LANGUAGES
+
+
 def items(records, ctx: Context) -> Iterator[Item]:
     skipped: set[str] = set()
 

@@ -64,6 +64,11 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
+def languages(params: dict) -> list[str] | None:
+    """`target_languages` when given; otherwise every language with a target."""
+    return params.get("target_languages")
+
+
 def _target_languages(ctx: Context) -> list[str]:
     wanted = ctx.params.get("target_languages") or ctx.languages()
     return [lang for lang in wanted if lang in ctx.targets or "*" in ctx.targets]

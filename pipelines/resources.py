@@ -39,19 +39,16 @@ class SftmixResource(ConfigurableResource):
 
 
 class LLMResource(ConfigurableResource):
-    """The LLM endpoint for generators and the judge, over the manifest's `llm:` settings.
-
-    Empty fields keep the manifest's (or `SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL`) values. The
-    API key is not configuration: it is read from `SFTMIX_LLM_API_KEY` / `DEEPSEEK_API_KEY` when
-    a request is made, so it never appears in run config or metadata.
+    """How fast and at what cost generators ask the endpoint, over the manifest's `llm:` settings
+    (empty fields keep them). Which endpoint and model answer is the manifest's, or
+    `SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL`: it decides the rows, so it is part of a source's
+    settings (and of its assets' code versions, known before any run config is). The API key is
+    not configuration: it is read from `SFTMIX_LLM_API_KEY` / `DEEPSEEK_API_KEY` when a request is
+    made, so it never appears in run config or metadata.
     """
 
-    base_url: str = ""
-    model: str = ""
     concurrency: int = 0
     budget_usd: float = 0.0
 
     def overrides(self) -> dict:
-        values = {"base_url": self.base_url, "model": self.model, "concurrency": self.concurrency,
-                  "budget_usd": self.budget_usd}
-        return {k: v for k, v in values.items() if v}
+        return {k: v for k, v in {"concurrency": self.concurrency, "budget_usd": self.budget_usd}.items() if v}

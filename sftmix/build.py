@@ -31,9 +31,10 @@ from sftmix.code_digests import code_digests
 from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, generate, prompt_file
-from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env
+from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env, endpoint_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, read_records
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
+from sftmix.plan import unmakeable
 from sftmix.reader import shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.shards import write_text_whole
@@ -237,8 +238,10 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     if source.generator is not None:
         inputs = {key: stage_settings(manifest, manifest.source(key), "filtered") for key in source.generator.inputs}
         settings |= {"generator": source.generator.model_dump(mode="json"), "targets": source.target_cells(),
-                     "seed": manifest.seed, "inputs": inputs,
-                     "llm": {k: v for k, v in manifest.llm.items() if k in LLM_ANSWER_SETTINGS}}
+                     "seed": manifest.seed, "inputs": inputs}
+    if source.generator is not None or settings["filters"].get("llm_judge", False) is not False:
+        # which model answered, and how: the environment's endpoint overrides the manifest's, as in the client
+        settings["llm"] = {k: v for k, v in {**manifest.llm, **endpoint_from_env()}.items() if k in LLM_ANSWER_SETTINGS}
     return settings
 
 
@@ -378,6 +381,8 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         module = get_generator(source.generator.name)
     except (GeneratorNotAvailable, MissingAPIKey) as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
+    if problem := unmakeable(source):
+        log.warning(problem)
     client = LLMClient(llm_settings(manifest, layout, llm_overrides))
     context = Context(llm=client, targets=source.target_cells(), params=source.generator.params,
                       identity=manifest.identity, seed=manifest.seed)
@@ -431,8 +436,10 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
 
 
 def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
-    """Why none of a source's rows converted, if every one was dropped as not in its converter's
-    layout (see `nothing_converted`); None otherwise."""
+    """Why none of a source's rows converted: its raw files hold no rows, or every one was dropped
+    as not in its converter's layout (see `nothing_converted`); None otherwise."""
+    if not counts.read:  # an empty source (a JSON `[]`, a Parquet file of no rows) converts nothing either
+        return f"source {source.key!r}: its raw files hold no rows"
     rejected = rejected_files(layout.rejected_dir, source.key, "normalized")
     problem = nothing_converted(counts, source.converter_name, rejected)
     return problem and f"source {source.key!r}: {problem}"

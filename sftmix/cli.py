@@ -79,6 +79,8 @@ def _plan(args) -> int:
     manifest = load(args.manifest)
     print(plan.table(manifest))
     print(json.dumps(plan.summary(manifest), ensure_ascii=False))
+    for problem in filter(None, map(plan.unmakeable, manifest.sources)):
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

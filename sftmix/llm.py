@@ -152,11 +152,15 @@ class LLMSettings:
         values = dict(config or {})
         if isinstance(values.get("prices"), dict):
             values["prices"] = Prices(**values["prices"])
-        for variable, name in (("SFTMIX_LLM_BASE_URL", "base_url"), ("SFTMIX_LLM_MODEL", "model")):
-            if os.environ.get(variable):
-                values[name] = os.environ[variable]
+        values.update(endpoint_from_env())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def endpoint_from_env() -> dict:
+    """`SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL` where set, as settings: they override the manifest's."""
+    return {name: os.environ[variable] for variable, name in (("SFTMIX_LLM_BASE_URL", "base_url"),
+                                                              ("SFTMIX_LLM_MODEL", "model")) if os.environ.get(variable)}
 
 
 def api_key_from_env() -> str:

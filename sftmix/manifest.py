@@ -223,8 +223,10 @@ class Source(_Strict):
 
 
 class Holdout(_Strict):
+    """The validation split's size. Its rows are each cell's first ranks under the manifest's `seed`
+    (`sftmix.mixing`): there is no seed of its own."""
+
     size: int = Field(ge=0)
-    seed: int | None = None
 
 
 class Identity(_Strict):

@@ -198,7 +198,8 @@ class _Rejects:
         records = pl.from_arrow(self.partitions.read("rows", order, part, SCHEMA.names).take(dropped["row"].to_arrow()))
         # Encoded by polars, 13 times faster than a row at a time in Python (2.8 against 35 µs a Toucan row)
         writer.write(records.select(
-            source=pl.lit(source), stage=pl.lit("mixing"), reason=dropped["reason"], detail=pl.lit(""),
+            source=pl.lit(source), stage=pl.lit("mixing"), reason=dropped["reason"],
+            detail=dropped["detail"] if "detail" in dropped.columns else pl.lit(""),
             key=pl.col("origin").str.json_path_match("$.row"), id="id", row=pl.struct(SCHEMA.names).struct.json_encode(),
         ).to_arrow().cast(REJECTED_SCHEMA))
 
@@ -313,8 +314,9 @@ def _drop_near_duplicates(manifest: Manifest, partitions: _Partitions, text_file
     sources = _mixed(manifest)
     removed = near_duplicates([(s.key, [f]) for s, f in zip(sources, text_files)], work_dir,
                               **manifest.near_dedup.model_dump())
-    kept_in = pl.DataFrame({"id": list(removed), "kept_in": [source for _, source in removed.values()]},
-                           schema={"id": pl.String, "kept_in": pl.String})
+    kept_in = pl.DataFrame({"id": list(removed), "kept_in": [source for _, source in removed.values()],
+                            "detail": [f"near duplicate of {kept}" for kept, _ in removed.values()]},
+                           schema={"id": pl.String, "kept_in": pl.String, "detail": pl.String})
     for order, source in enumerate(sources):
         for part in range(partitions.count):
             candidates = partitions.read("candidates", order, part, ["row", "id", "rank", "cell"])
@@ -496,7 +498,8 @@ def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, d
     """Non-zero exclusion counts per source, reasons in the order the rows meet them."""
     keys = [s.key for s in _mixed(manifest)]
     order = ["licence_not_allowed", *(f"duplicate_of:{k}" for k in keys), "duplicate_within_source",
-             "language_not_targeted", "near_duplicate_within_source", *(f"near_duplicate_of:{k}" for k in keys)]
+             "language_not_targeted", "near_duplicate_within_source", *(f"near_duplicate_of:{k}" for k in keys),
+             "beyond_target"]
     return {key: {reason: counts[reason] for reason in order if counts[reason]} for key, counts in excluded.items()}
 
 
@@ -525,6 +528,11 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
             removed = _drop_near_duplicates(manifest, partitions, text_files, work_dir / "near_dedup", excluded, available,
                                             rejects)
         shares, deficits = _shares(manifest, available)
+        # Rows a cell had beyond its holdout + train share: left unsampled, counted (not copied), so
+        # that every filtered row is in a split, in a rejected file or in a count.
+        for (key, cell), (n_holdout, n_train) in shares.items():
+            if unsampled := available.get((key, cell), 0) - n_holdout - n_train:
+                excluded[key]["beyond_target"] += unsampled
         # Shard metadata names the licences of the chosen rows, so they are counted before writing.
         by = {column: Counter() for column in ("source", "language", "licence")}
         for order, source in enumerate(sources):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sftmix.manifest import Manifest
+from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,29 @@ def cells(manifest: Manifest) -> list[Cell]:
     raw = [(s, lang, None if n == "all" else n) for s in manifest.sources for lang, n in s.target_cells().items()]
     holdout = allocate({(s.key, lang): n or 0 for s, lang, n in raw}, manifest.holdout.size)
     return [Cell(s.key, lang, n, holdout[(s.key, lang)], s.licence) for s, lang, n in raw]
+
+
+def unmakeable(source: Source) -> str | None:
+    """What of a generated source's targets its generator cannot write (a language outside its
+    `languages(params)`), or None: each such cell would end the build as a deficit, after the rest
+    was paid for."""
+    from generators import GeneratorNotAvailable, get_generator
+
+    if source.generator is None or source.targets == "all":
+        return None
+    try:
+        declared = getattr(get_generator(source.generator.name), "languages", None)
+    except GeneratorNotAvailable:  # building it stops, naming it
+        return None
+    writable = declared(source.generator.params) if declared else None
+    if writable is None:
+        return None
+    missing = [(lang, n) for lang, n in source.targets.items() if lang != ANY_LANGUAGE and lang not in writable]
+    if not missing:
+        return None
+    cells = ", ".join(f"{lang} ({n:,})" if isinstance(n, int) else f"{lang} (all)" for lang, n in missing)
+    return (f"source {source.key!r}: no row can be generated for its targets {cells}: generator "
+            f"{source.generator.name!r} writes only {', '.join(writable)}")
 
 
 def summary(manifest: Manifest) -> dict:

@@ -201,7 +201,9 @@ def test_the_hash_covers_what_decides_rows_not_where_they_run(tmp_path):
     reference = hash_of("same.yaml", text)
     assert hash_of("commented.yaml", "# built nightly\n" + text) == reference
     assert hash_of("reordered.yaml", yaml.safe_dump(dict(reversed(data.items())))) == reference
-    assert "llm" not in data and hash_of("defaults.yaml", yaml.safe_dump({**data, "llm": {}})) == reference
+    without_llm = {key: value for key, value in data.items() if key != "llm"}
+    assert hash_of("defaults.yaml", yaml.safe_dump({**without_llm, "llm": {}})) == hash_of(
+        "no-llm.yaml", yaml.safe_dump(without_llm)) != reference  # the model names which rows it makes
     run_settings = {**data, "output": "/shared/mixtures",
                     "executor": {"kind": "slurm", "workers": 64, "slurm": {"partition": "cpu", "time": "04:00:00"}}}
     assert hash_of("on-slurm.yaml", yaml.safe_dump(run_settings)) == reference
@@ -463,6 +465,11 @@ def test_cli_plan_instruct():
     assert summary["holdout"] == HOLDOUT
     assert summary["by_language"] == INSTRUCT_BY_LANGUAGE
     assert summary["by_source"] == INSTRUCT_TOTALS
+    # The card's Basque and Galician constraint rows: eif words constraints in en, es and ca only,
+    # so the build would end 5,306 rows short; said before any request is paid for.
+    assert done.stderr.strip().splitlines() == [
+        "warning: source 'eif-augmentation': no row can be generated for its targets eu (2,615), gl (2,691): "
+        "generator 'eif_augmentation' writes only en, es, ca"]
 
 
 def test_cli_plan_fc():
@@ -470,10 +477,29 @@ def test_cli_plan_fc():
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert (summary["train"], summary["holdout"], summary["by_source"]) == (728_034, HOLDOUT, FC_TOTALS)
+    assert done.stderr == ""
+
+
+def test_a_translation_target_outside_its_target_languages_is_named(tmp_path):
+    from sftmix import plan
+    from sftmix.manifest import load
+
+    data = edited(lambda d: d["sources"].append(
+        {"key": "translated", "generator": {"name": "translation", "inputs": ["alpha"],
+                                            "params": {"target_languages": ["ca", "es"]}},
+         "licence": "apache-2.0", "targets": {"ca": 5, "es": 5, "eu": 7}}))
+    manifest = load(write(tmp_path, data, "ok.yaml"))
+    assert [plan.unmakeable(source) for source in manifest.sources] == [
+        None, None, "source 'translated': no row can be generated for its targets eu (7): "
+                    "generator 'translation' writes only ca, es"]
+    del manifest.sources[-1].generator.params["target_languages"]  # then every language with a target
+    assert plan.unmakeable(manifest.sources[-1]) is None
 
 
 @pytest.mark.parametrize("edit, expected", [
     pytest.param(_set("sources.0.licence", "cc-by-9.0"), "sources.0.licence", id="bad-licence"),
+    # was accepted, changed the manifest's hash and never the holdout drawn
+    pytest.param(_set("holdout.seed", 7), "holdout.seed", id="holdout-seed"),
     pytest.param(_set("sources.1.converter", "nope"), "sources.1.converter", id="bad-converter"),
     pytest.param(_set("filters", {"lenght": {}}), "lenght", id="unknown-filter"),
 ])

@@ -79,7 +79,9 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
     kept_per_copy = one.by_source["train"]["b"] // 30
     assert kept_per_copy > 0
     assert one.split_rows == many.split_rows == {"train": 150 + 30 * kept_per_copy, "validation": 10}
-    assert one.excluded == many.excluded == {"a": {}, "b": {"duplicate_of:a": 30 * kept_per_copy}}
+    # a's rows beyond its target are counted (not copied): 60 conversations, kept_per_copy variants each
+    a_unsampled = 60 * kept_per_copy - one.by_source["train"]["a"] - one.by_source["validation"].get("a", 0)
+    assert one.excluded == many.excluded == {"a": {"beyond_target": a_unsampled}, "b": {"duplicate_of:a": 30 * kept_per_copy}}
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "one" / "mini" / split).glob("*.parquet"))
         files_many = sorted((tmp_path / "many" / split).glob("*.parquet"))

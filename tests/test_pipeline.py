@@ -89,7 +89,7 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert all(checks.values())
     per_source = {f"{asset_prefix(s.key)}/normalized" for s in load(SAMPLE).sources if s.generator is None}
-    assert set(checks) == {("mixture", "licence_policy_respected"), ("mixture", "schema_valid"),
+    assert set(checks) == {("mixture", "licence_policy_respected"), ("mixture", "schema_valid"), ("mixture", "targets_met"),
                            ("holdout", "holdout_exact_and_disjoint")} | {(key, "rows_converted") for key in per_source}
     materializations = {
         m.event_specific_data.materialization.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
@@ -290,6 +290,39 @@ def test_a_source_none_of_whose_rows_convert_fails_its_check_and_is_logged(tmp_p
     assert problem in caplog.messages
 
 
+def test_a_short_cell_fails_targets_met_and_a_source_of_no_rows_fails_rows_converted(tmp_path):
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": {"en": 1000}}
+    (tmp_path / "empty.json").write_text("[]")  # a JSON array of no rows: read, and not one row converts
+    empty = {"key": "empty", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+             "local": {"files": ["empty.json"]}, "targets": "all"}
+    result = build_definitions(str(_manifest(tmp_path, [glaive, empty])), str(tmp_path / "out")) \
+        .resolve_implicit_global_asset_job_def().execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success  # neither check blocks: the card lists the deficit, the build goes on
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert not checks[("mixture", "targets_met")].passed
+    (deficit,) = checks[("mixture", "targets_met")].metadata["deficits"].value
+    assert (deficit["source"], deficit["target"]) == ("glaive", 1000)
+    assert checks[("mixture", "targets_met")].metadata["rows_short"].value == deficit["deficit"] > 0
+    assert not checks[("empty/normalized", "rows_converted")].passed
+    assert checks[("empty/normalized", "rows_converted")].metadata["problem"].value == (
+        "source 'empty': its raw files hold no rows")
+    assert checks[("glaive/normalized", "rows_converted")].passed
+
+
+def test_rows_beyond_a_target_are_counted(tmp_path):
+    """Every filtered row is in a split, in a rejected file or in a count: those a cell leaves
+    unsampled were in none of them."""
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": {"en": 3}}
+    result = build(load(_manifest(tmp_path, [glaive])), tmp_path / "out")  # holdout 2
+    filtered = sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records("glaive", "filtered"))
+    assert filtered > 5 and result.split_rows == {"train": 3, "validation": 2}
+    assert result.excluded == {"glaive": {"beyond_target": filtered - 5}}
+    assert json.loads((tmp_path / "out" / "mini" / "stats.json").read_text())["excluded"] == result.excluded
+    assert f"| glaive | beyond_target | {filtered - 5} |" in (tmp_path / "out" / "mini" / "README.md").read_text()
+
+
 def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
               "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": {"en": 1000}}
@@ -485,6 +518,9 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     assert not removed_ids & shard_ids and removed_ids <= {r["id"] for r in sftmix.read_mixture(tmp_path / "plain" / "mini", "train")}
     first_user_turns = [next(m["content"] for m in json.loads(d["row"])["messages"] if m["role"] == "user") for d in drops]
     assert all(turn.startswith("Please, ") for turn in first_user_turns)  # b's own records, as filtered
+    # each names the row it is a near duplicate of (its own id differs), one of a's in the shards
+    a_ids = {r["id"] for r in sftmix.read_mixture(tmp_path / "dedup" / "mini", "train") if r["source"] == "a"}
+    assert all(d["detail"].startswith("near duplicate of ") and d["detail"].split()[-1] in a_ids for d in drops)
 
 
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
@@ -569,10 +605,11 @@ def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeyp
                  "licence": "apache-2.0", "targets": {"en": "all"}}
     path = _manifest(tmp_path, [wildchat, responses], holdout=0)
     with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
         defs = build_definitions(str(path), str(tmp_path / "out"))
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(instance=DagsterInstance.ephemeral(),
-                                        resources={"llm": LLMResource(base_url=server.base_url, concurrency=4)})
+                                        resources={"llm": LLMResource(concurrency=4)})
         assert result.success
         sent = server.count()
     metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
@@ -1093,6 +1130,26 @@ def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_n
     assert stage_settings(fast, fast.sources[1], "filtered") == stage_settings(manifest, manifest.sources[1], "filtered")
     fast.llm.update(model="deepseek-reasoner")
     assert stage_settings(fast, fast.sources[1], "filtered")["llm"] == {"model": "deepseek-reasoner"}
+    # the environment's model answers instead (as in the client), so it is the one the settings name;
+    # and the judge's model decides which rows a judged source keeps
+    monkeypatch.setenv("SFTMIX_LLM_MODEL", "another-model")
+    assert stage_settings(fast, fast.sources[1], "filtered")["llm"] == {"model": "another-model"}
+    judged = load(_manifest(tmp_path, [{**wildchat, "filters": {"llm_judge": {"threshold": 3}}}, responses], holdout=0))
+    assert stage_settings(judged, judged.sources[0], "filtered")["llm"] == {"model": "another-model"}
+    assert "llm" not in stage_settings(manifest, manifest.sources[0], "filtered")
+
+
+def test_a_generated_target_in_a_language_the_generator_cannot_write_is_named_first(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    constrained = {"key": "constrained", "generator": {"name": "eif_augmentation", "inputs": ["wildchat"]},
+                   "licence": "apache-2.0", "targets": {"en": 2, "eu": 3}}
+    manifest = load(_manifest(tmp_path, [wildchat, constrained], holdout=0))
+    with caplog.at_level("WARNING", logger="sftmix"), pytest.raises(BuildError, match="has not completed"):
+        generate_source(manifest, manifest.sources[1], Layout(tmp_path / "out", "mini"))
+    assert caplog.messages == ["source 'constrained': no row can be generated for its targets eu (3): "
+                               "generator 'eif_augmentation' writes only en, es, ca"]
 
 
 def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(tmp_path):
