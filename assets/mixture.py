@@ -22,6 +22,7 @@ from assets.sources import asset_prefix
 from pipelines.resources import SftmixResource
 from sftmix import build
 from sftmix.manifest import Manifest
+from sftmix.mixing import HOLDOUT_DEFICIT
 from sftmix.reader import shard_files
 from sftmix.record import SCHEMA
 
@@ -85,7 +86,7 @@ def mixture_assets(manifest: Manifest):
                          for split in ("train", "validation") for f in shard_files(mixture_dir, split))
         yield AssetCheckResult(check_name="schema_valid", asset_key=MIXTURE, passed=schemas_ok)
         # Not blocking: a short source still gives all it has; the card lists the deficits too.
-        short = [d for d in result.deficits if d["source"] != "*holdout*"]  # the holdout has its own check
+        short = [d for d in result.deficits if d["source"] != HOLDOUT_DEFICIT]  # the holdout has its own check
         yield AssetCheckResult(check_name="targets_met", asset_key=MIXTURE, passed=not short,
                                severity=AssetCheckSeverity.WARN,
                                metadata={"deficits": MetadataValue.json(short), "rows_short": sum(d["deficit"] for d in short)})

@@ -437,7 +437,9 @@ def _parse_yaml(text: str):
 def load(path: Path | str) -> Manifest:
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
+        # Dagster's code location and the CLI read a relative path from wherever they were started
+        where = "" if path.is_absolute() else f" (from the working directory {Path.cwd()})"
+        raise ManifestError(f"{path}: manifest not found{where}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

@@ -54,6 +54,7 @@ from sftmix.rejected import REJECTED_SCHEMA, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
 
 SPLITS = ("train", "validation")
+HOLDOUT_DEFICIT = "*holdout*"  # the `source` of the deficit that says the holdout fell short of its size
 PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
 MAX_PARTITIONS = 512
 # Each spill write is one batch's rows of one partition: larger batches mean fewer, larger writes.
@@ -359,7 +360,7 @@ def _shares(manifest: Manifest, available: Counter) -> tuple[dict, list[dict]]:
         shares[key] = (n_holdout, n_train)
     holdout_total = sum(holdout.values())
     if holdout_total != manifest.holdout.size:
-        deficits.append({"source": "*holdout*", "language": ANY_LANGUAGE, "target": manifest.holdout.size,
+        deficits.append({"source": HOLDOUT_DEFICIT, "language": ANY_LANGUAGE, "target": manifest.holdout.size,
                          "train": holdout_total, "deficit": manifest.holdout.size - holdout_total,
                          "available": holdout_total})
     return shares, deficits

@@ -516,8 +516,11 @@ def test_cli_plan_bad_manifest_one_line_error(tmp_path, edit, expected):
 def test_cli_plan_missing_manifest(tmp_path):
     done = sftmix("plan", str(tmp_path / "nope.yaml"))
     assert done.returncode != 0
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert "nope.yaml" in done.stderr
+    assert done.stderr.strip().splitlines() == [f"sftmix: error: {tmp_path / 'nope.yaml'}: manifest not found"]
+    # a relative path is read from the working directory: Dagster's, started elsewhere, missed it
+    done = sftmix("plan", "manifests/nope.yaml", cwd=tmp_path)
+    assert done.stderr.strip().splitlines() == [
+        f"sftmix: error: manifests/nope.yaml: manifest not found (from the working directory {tmp_path})"]
 
 
 @pytest.mark.parametrize("input_licence, problem", [
