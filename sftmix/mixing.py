@@ -11,8 +11,9 @@ written: the next one is read meanwhile):
   partition, and partitions read in order give rows in rank order.
 - The holdout takes the first ranks of each cell (its share from `plan.cells`), train the next
   `target` ranks; a cell short of rows gives all it has and the shortfall is a reported deficit.
-- A conversation present in two sources is kept once (first source in manifest order), so the
-  holdout is disjoint from train by id.
+- A conversation present in two sources is kept once, by the first source in manifest order that
+  takes it (`_choose`): a later source's copy is dropped only when an earlier source keeps the
+  conversation, so one no source's sample takes is not lost. The holdout is disjoint from train by id.
 - Rows whose licence the manifest's policy does not allow are never selected, and counted.
 - With near-dedup on, the candidates' id + messages go to one Parquet file per source for
   `near_duplicates`; what it returns (one entry per removed row) is the one structure that grows
@@ -26,7 +27,6 @@ go of the GIL.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import resource
 import shutil
@@ -63,8 +63,10 @@ ROW_GROUP_ROWS = 4096  # shard row groups, whatever the partitions (so shards do
 WRITES_AHEAD = 8  # row groups cut but not yet written: what the shard writer's thread may lag behind
 SPILL_SCHEMA = SCHEMA.append(pa.field("rank", pa.uint64(), nullable=False))
 SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writes many small batches
+# `copy_of`: an earlier source (manifest order) has the same conversation among its candidates; the
+# row is taken only if no earlier source takes that conversation (`_choose`).
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
-                              ("language", pa.string()), ("licence", pa.string())])
+                              ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string())])
 
 
 @dataclass
@@ -247,16 +249,18 @@ def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
 
 
 def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | None,
-            rejects: _Rejects) -> tuple[dict[str, Counter], Counter, list[Path]]:
-    """Candidates of every partition: rows with an allowed licence, not kept by an earlier source,
-    not repeated within their source, in a targeted language. Returns exclusion counts (source ->
-    Counter), available rows per (source, cell), and, with near-dedup on, one Parquet file of the
-    candidates' id + messages per source (what `near_duplicates` reads)."""
+            rejects: _Rejects) -> tuple[dict[str, Counter], Counter, Counter, list[Path]]:
+    """Candidates of every partition: rows with an allowed licence, not repeated within their
+    source, in a targeted language; a conversation an earlier source also has is a candidate
+    marked `copy_of` it. Returns exclusion counts (source -> Counter), the rows per (source, cell)
+    that are the source's own and those that are copies, and, with near-dedup on, one Parquet file
+    of the own candidates' id + messages per source (what `near_duplicates` reads)."""
     sources = _mixed(manifest)
     allowed = list(manifest.licence_policy.get("allow", []))
     any_language = {c.source for c in cells(manifest) if c.language == ANY_LANGUAGE}
     excluded = {s.key: Counter() for s in sources}
     available: Counter = Counter()
+    copies: Counter = Counter()
     texts = []
     if near_dedup_dir is not None:
         near_dedup_dir.mkdir(parents=True, exist_ok=True)
@@ -265,7 +269,7 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                  for order in range(len(sources))]
     try:
         for part in range(partitions.count):
-            seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # ids taken, and by which source
+            seen = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # earlier sources' own ids, and whose
             for order, source in enumerate(sources):
                 counts = excluded[source.key]
                 selection = ["id", "language", "licence", "rank", "origin"]
@@ -276,14 +280,11 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 frame = pl.from_arrow(rows.select(selection)).with_row_index("row")
                 dropped = [_dropped(frame.filter(~frame["licence"].is_in(allowed)), pl.lit("licence_not_allowed"))]
                 frame = frame.filter(frame["licence"].is_in(allowed))
-                # the reason names the source that keeps the row
-                dropped.append(_dropped(frame.join(seen, on="id", how="inner"), "duplicate_of:" + pl.col("kept_in")))
-                frame = frame.join(seen, on="id", how="anti", maintain_order="left")
                 # Of equal conversations the one with the smallest origin stays: a choice that does not
                 # depend on how the rows were split across workers (which copy a worker saw first does).
                 unique = frame.sort("id", "origin").unique("id", keep="first", maintain_order=True).sort("row")
                 dropped.append(_dropped(frame.join(unique, on="row", how="anti"), pl.lit("duplicate_within_source")))
-                frame = unique
+                frame = unique.join(seen.rename({"kept_in": "copy_of"}), on="id", how="left", maintain_order="left")
                 # in rank order: the rejected file does not depend on how workers split the rows
                 dropped = pl.concat(dropped).sort("rank", "origin")
                 counts.update(dict(dropped.group_by("reason").len().iter_rows()))
@@ -292,26 +293,29 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                     targeted = frame["language"].is_in(list(source.target_cells()))
                     counts["language_not_targeted"] += int((~targeted).sum())
                     frame = frame.filter(targeted)
-                seen = pl.concat([seen, frame.select("id", pl.lit(source.key).alias("kept_in"))])
+                own = frame["copy_of"].is_null()
+                seen = pl.concat([seen, frame.filter(own).select("id", pl.lit(source.key).alias("kept_in"))])
                 frame = frame.with_columns(
                     pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"))
-                for cell, n in frame.group_by("cell").len().iter_rows():
-                    available[(source.key, cell)] += n
+                for cell, is_own, n in frame.group_by("cell", pl.col("copy_of").is_null()).len().iter_rows():
+                    (available if is_own else copies)[(source.key, cell)] += n
                 candidates = frame.select(CANDIDATE_SCHEMA.names).to_arrow().cast(CANDIDATE_SCHEMA)
                 partitions.write("candidates", order, part, candidates)
-                if texts and len(candidates):
-                    text = rows.select(["id", "messages"]).take(candidates.column("row"))
-                    texts[order].write_table(text)
+                own_rows = candidates.filter(pc.is_null(candidates.column("copy_of"))).column("row")
+                if texts and len(own_rows):  # a copy's text is its original's: near-dedup reads it once
+                    texts[order].write_table(rows.select(["id", "messages"]).take(own_rows))
     finally:
         for writer in texts:
             writer.close()
-    return excluded, available, [near_dedup_dir / f"{order:04d}.parquet" for order in range(len(texts))]
+    return excluded, available, copies, [near_dedup_dir / f"{order:04d}.parquet" for order in range(len(texts))]
 
 
 def _drop_near_duplicates(manifest: Manifest, partitions: _Partitions, text_files: list[Path], work_dir: Path,
-                          excluded: dict[str, Counter], available: Counter, rejects: _Rejects) -> pl.DataFrame:
-    """MinHash near-duplicates among the candidates: each cluster keeps its earliest source's row.
-    Returns the removed ids, and takes them out of `available`."""
+                          excluded: dict[str, Counter], available: Counter, copies: Counter,
+                          rejects: _Rejects) -> pl.DataFrame:
+    """MinHash near-duplicates among the own candidates: each cluster keeps its earliest source's
+    row. A copy of a removed row goes too. Returns the removed ids, and takes them out of
+    `available` and `copies`."""
     sources = _mixed(manifest)
     removed = near_duplicates([(s.key, [f]) for s, f in zip(sources, text_files)], work_dir,
                               **manifest.near_dedup.model_dump())
@@ -320,21 +324,24 @@ def _drop_near_duplicates(manifest: Manifest, partitions: _Partitions, text_file
                            schema={"id": pl.String, "kept_in": pl.String, "detail": pl.String})
     for order, source in enumerate(sources):
         for part in range(partitions.count):
-            candidates = partitions.read("candidates", order, part, ["row", "id", "rank", "cell"])
+            candidates = partitions.read("candidates", order, part, ["row", "id", "rank", "cell", "copy_of"])
             if candidates is None:
                 continue
             gone = pl.from_arrow(candidates).join(kept_in, on="id", how="inner").sort("rank", "id").with_columns(
                 reason=pl.when(pl.col("kept_in") == source.key).then(pl.lit("near_duplicate_within_source"))
                 .otherwise("near_duplicate_of:" + pl.col("kept_in")))
-            for cell, reason, n in gone.group_by("cell", "reason").len().iter_rows():
+            for cell, reason, own, n in gone.group_by("cell", "reason", pl.col("copy_of").is_null()).len().iter_rows():
                 excluded[source.key][reason] += n
-                available[(source.key, cell)] -= n
+                (available if own else copies)[(source.key, cell)] -= n
             rejects.write(source.key, order, part, gone)
     return kept_in.select("id")
 
 
-def _shares(manifest: Manifest, available: Counter) -> tuple[dict, list[dict]]:
-    """(holdout, train) rows of each (source, cell), and the deficits."""
+def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[dict, list[dict]]:
+    """(holdout, train) rows of each (source, cell), and the holdout's deficit if it falls short.
+    The holdout is spread over the cells' own rows (`available`), which no earlier source can take;
+    train may also take copies (`copies`) that no earlier source takes, so its share is an upper
+    bound, and a cell's deficit is known once `_choose` has taken its rows."""
     plan_cells = cells(manifest)
     holdout = {(c.source, c.language): min(c.holdout, available.get((c.source, c.language), 0)) for c in plan_cells}
     # Cells too small for their holdout share pass the rest to cells that have rows to spare, so the
@@ -348,47 +355,76 @@ def _shares(manifest: Manifest, available: Counter) -> tuple[dict, list[dict]]:
         spare = {k: v for k, v in spare.items() if v > 0}
         for key, extra in allocate(spare, min(missing, sum(spare.values()))).items():
             holdout[key] += extra
-    deficits, shares = [], {}
+    shares = {}
     for cell in plan_cells:
         key = (cell.source, cell.language)
-        n_available = available.get(key, 0)
-        n_holdout = holdout[key]
-        n_train = n_available - n_holdout if cell.target is None else min(cell.target, n_available - n_holdout)
-        if cell.target is not None and n_train < cell.target:
-            deficits.append({"source": cell.source, "language": cell.language, "target": cell.target,
-                             "train": n_train, "deficit": cell.target - n_train, "available": n_available})
-        shares[key] = (n_holdout, n_train)
+        most = available.get(key, 0) + copies.get(key, 0) - holdout[key]
+        shares[key] = (holdout[key], most if cell.target is None else min(cell.target, most))
     holdout_total = sum(holdout.values())
-    if holdout_total != manifest.holdout.size:
-        deficits.append({"source": HOLDOUT_DEFICIT, "language": ANY_LANGUAGE, "target": manifest.holdout.size,
-                         "train": holdout_total, "deficit": manifest.holdout.size - holdout_total,
-                         "available": holdout_total})
-    return shares, deficits
+    if holdout_total == manifest.holdout.size:
+        return shares, []
+    return shares, [{"source": HOLDOUT_DEFICIT, "language": ANY_LANGUAGE, "target": manifest.holdout.size,
+                     "train": holdout_total, "deficit": manifest.holdout.size - holdout_total, "available": holdout_total}]
 
 
-def _chosen(partitions: _Partitions, order: int, source: str, shares: dict, removed: pl.DataFrame) -> Iterator[tuple[int, pl.DataFrame]]:
-    """(partition, chosen rows in rank order: row, split, language, licence) of one source: the i-th
-    rank of a cell goes to validation below its holdout, to train below holdout + train."""
-    own = {cell: share for (key, cell), share in shares.items() if key == source}
-    limits = pl.DataFrame({"cell": list(own), "holdout": [h for h, _ in own.values()], "train": [t for _, t in own.values()]},
-                          schema={"cell": pl.String, "holdout": pl.Int64, "train": pl.Int64})
-    taken = Counter()  # rows of each cell in earlier (lower-ranked) partitions
+def _choose(partitions: _Partitions, sources: list[Source], shares: dict, removed: pl.DataFrame,
+            tally: "_Tally | None" = None) -> Iterator[tuple[int, int, pl.DataFrame]]:
+    """(partition, source order, chosen rows in rank order: row, split, cell, language, licence),
+    partitions in rank order and, within one, sources in manifest order. A conversation goes to the
+    first source that takes it (equal ids share a partition): a later source's copy of it is
+    dropped as `duplicate_of:<that source>`, and one no earlier source took is the later source's
+    to take. The i-th rank of a cell, among the rows left to it, goes to validation below its
+    holdout, to train below holdout + train. With `tally`, the copies dropped and the rows each
+    cell had are counted there (and the copies written to its rejects)."""
+    limits = {}
+    for source in sources:
+        own = {cell: share for (key, cell), share in shares.items() if key == source.key}
+        limits[source.key] = pl.DataFrame(
+            {"cell": list(own), "holdout": [h for h, _ in own.values()], "train": [t for _, t in own.values()]},
+            schema={"cell": pl.String, "holdout": pl.Int64, "train": pl.Int64})
+    taken = {source.key: Counter() for source in sources}  # rows of each cell in earlier (lower-ranked) partitions
     for part in range(partitions.count):
-        candidates = partitions.read("candidates", order, part)
-        if candidates is None:
-            continue
-        frame = pl.from_arrow(candidates).join(removed, on="id", how="anti").sort("rank")
-        frame = frame.with_columns(
-            (pl.int_range(pl.len()).over("cell") + pl.col("cell").replace_strict(taken, default=0, return_dtype=pl.Int64))
-            .alias("index"))
-        taken.update(dict(frame.group_by("cell").len().iter_rows()))
-        frame = frame.join(limits, on="cell", how="inner", maintain_order="left").with_columns(
-            pl.when(pl.col("index") < pl.col("holdout")).then(pl.lit("validation"))
-            .when(pl.col("index") < pl.col("holdout") + pl.col("train")).then(pl.lit("train"))
-            .alias("split"))
-        chosen = frame.filter(pl.col("split").is_not_null())
-        if len(chosen):
-            yield part, chosen.select("row", "split", "language", "licence")
+        kept = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # this partition's, so far
+        for order, source in enumerate(sources):
+            candidates = partitions.read("candidates", order, part)
+            if candidates is None:
+                continue
+            frame = pl.from_arrow(candidates).join(removed, on="id", how="anti")
+            if tally is not None:
+                copies = frame.join(kept, on="id", how="inner").sort("rank", "id").with_columns(
+                    reason="duplicate_of:" + pl.col("kept_in"))  # the reason names the source that keeps it
+                tally.drop(source.key, order, part, copies)
+            frame = frame.join(kept, on="id", how="anti").sort("rank")
+            frame = frame.with_columns(
+                (pl.int_range(pl.len()).over("cell")
+                 + pl.col("cell").replace_strict(taken[source.key], default=0, return_dtype=pl.Int64)).alias("index"))
+            had = dict(frame.group_by("cell").len().iter_rows())
+            taken[source.key].update(had)
+            if tally is not None:
+                tally.candidates.update({(source.key, cell): n for cell, n in had.items()})
+            frame = frame.join(limits[source.key], on="cell", how="inner", maintain_order="left").with_columns(
+                pl.when(pl.col("index") < pl.col("holdout")).then(pl.lit("validation"))
+                .when(pl.col("index") < pl.col("holdout") + pl.col("train")).then(pl.lit("train"))
+                .alias("split"))
+            chosen = frame.filter(pl.col("split").is_not_null())
+            kept = pl.concat([kept, chosen.select("id", pl.lit(source.key).alias("kept_in"))])
+            if len(chosen):
+                yield part, order, chosen.select("row", "split", "cell", "language", "licence")
+
+
+@dataclass
+class _Tally:
+    """What `_choose` counts on the pass that decides the splits' sizes: copies dropped (counted in
+    `excluded`, written to `rejects`) and the rows each (source, cell) had to choose from."""
+
+    excluded: dict[str, Counter]
+    rejects: _Rejects
+    candidates: Counter = field(default_factory=Counter)
+
+    def drop(self, source: str, order: int, part: int, copies: pl.DataFrame) -> None:
+        for reason, n in copies.group_by("reason").len().iter_rows():
+            self.excluded[source][reason] += n
+        self.rejects.write(source, order, part, copies)
 
 
 def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: dict,
@@ -396,9 +432,7 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: di
     """Per partition: the chosen rows of every source (without their rank) and, per split, the
     indices of its rows in rank order. The sort is stable: rows of equal rank keep the manifest's
     source order."""
-    chosen = heapq.merge(*(_tagged(order, _chosen(partitions, order, source.key, shares, removed))
-                           for order, source in enumerate(sources)))
-    for part, group in groupby(chosen, key=itemgetter(0)):
+    for part, group in groupby(_choose(partitions, sources, shares, removed), key=itemgetter(0)):
         tables, splits = [], []
         for _, order, frame in group:
             tables.append(partitions.read("rows", order, part).take(frame["row"].to_arrow()))
@@ -408,13 +442,6 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: di
         split_by_rank = pa.chunked_array(splits).take(by_rank)
         yield rows.drop_columns("rank"), {split: by_rank.filter(pc.equal(split_by_rank, split)) for split in SPLITS}
         release_unused()  # here too: the allocator keeps freed memory per thread, and this may run in another
-
-
-def _tagged(order: int, chosen: Iterator[tuple[int, pl.DataFrame]]) -> Iterator[tuple[int, int, pl.DataFrame]]:
-    """(partition, source order, rows) for `heapq.merge`, which then never compares two frames:
-    no two items share a partition and a source."""
-    for part, frame in chosen:
-        yield part, order, frame
 
 
 _END = object()  # the end of a prefetched iterator
@@ -522,26 +549,36 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
     try:
         partitions.spill_all([inputs[source.key] for source in sources], manifest.seed)
         near_dedup = manifest.near_dedup is not None
-        excluded, available, text_files = _decide(manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None,
-                                                  rejects)
+        excluded, available, copies, text_files = _decide(
+            manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None, rejects)
         removed = pl.DataFrame(schema={"id": pl.String})
         if near_dedup:
             removed = _drop_near_duplicates(manifest, partitions, text_files, work_dir / "near_dedup", excluded, available,
-                                            rejects)
-        shares, deficits = _shares(manifest, available)
-        # Rows a cell had beyond its holdout + train share: left unsampled, counted (not copied), so
-        # that every filtered row is in a split, in a rejected file or in a count.
-        for (key, cell), (n_holdout, n_train) in shares.items():
-            if unsampled := available.get((key, cell), 0) - n_holdout - n_train:
-                excluded[key]["beyond_target"] += unsampled
+                                            copies, rejects)
+        shares, holdout_deficit = _shares(manifest, available, copies)
         # Shard metadata names the licences of the chosen rows, so they are counted before writing.
         by = {column: Counter() for column in ("source", "language", "licence")}
-        for order, source in enumerate(sources):
-            for _, chosen in _chosen(partitions, order, source.key, shares, removed):
-                for split, language, licence, n in chosen.group_by("split", "language", "licence").len().iter_rows():
-                    by["source"][(split, source.key)] += n
-                    by["language"][(split, language)] += n
-                    by["licence"][(split, licence)] += n
+        tally = _Tally(excluded, rejects)
+        train = Counter()
+        for _, order, chosen in _choose(partitions, sources, shares, removed, tally):
+            key = sources[order].key
+            for split, cell, language, licence, n in chosen.group_by("split", "cell", "language", "licence").len().iter_rows():
+                by["source"][(split, key)] += n
+                by["language"][(split, language)] += n
+                by["licence"][(split, licence)] += n
+                if split == "train":
+                    train[(key, cell)] += n
+        deficits = []
+        for (key, cell), (n_holdout, _) in shares.items():
+            had, target = tally.candidates[(key, cell)], manifest.source(key).target_cells()[cell]
+            if target != "all" and train[(key, cell)] < target:
+                deficits.append({"source": key, "language": cell, "target": target, "train": train[(key, cell)],
+                                 "deficit": target - train[(key, cell)], "available": had})
+            # Rows a cell had beyond its holdout + train: left unsampled, counted (not copied), so
+            # that every filtered row is in a split, in a rejected file or in a count.
+            if unsampled := had - n_holdout - train[(key, cell)]:
+                excluded[key]["beyond_target"] += unsampled
+        deficits += holdout_deficit
         licences = sorted({licence for _, licence in by["licence"]})
         metadata = file_metadata(manifest.hash, licences, mixture=manifest.mixture)
         staging = {split: out_dir / f".{split}.staging" for split in SPLITS}

@@ -14,7 +14,7 @@ import yaml
 
 import filters.dedup as dedup
 from damaged_parquet import DAMAGES, damage
-from sftmix import mixing
+from sftmix import mixing, read_mixture
 from sftmix.build import Layout, build
 from sftmix.manifest import load
 from sftmix.shards import UnreadableParquet
@@ -76,12 +76,16 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
     many = mixing.build(manifest, split_inputs, tmp_path / "many", tmp_path / "work", threads=3)
     assert sorted(spilled_runs) == [(order, run, 1) for order in range(2) for run in range(3)]
     assert not (tmp_path / "work").exists()
-    kept_per_copy = one.by_source["train"]["b"] // 30
-    assert kept_per_copy > 0
-    assert one.split_rows == many.split_rows == {"train": 150 + 30 * kept_per_copy, "validation": 10}
-    # a's rows beyond its target are counted (not copied): 60 conversations, kept_per_copy variants each
-    a_unsampled = 60 * kept_per_copy - one.by_source["train"]["a"] - one.by_source["validation"].get("a", 0)
-    assert one.excluded == many.excluded == {"a": {"beyond_target": a_unsampled}, "b": {"duplicate_of:a": 30 * kept_per_copy}}
+    b_ids = {i for f in inputs["b"] for i in pq.read_table(f, columns=["id"])["id"].to_pylist()}
+    per_copy = len(b_ids) // 60  # the fixture's rows the filters keep, in each numbered copy
+    assert per_copy > 0 and len(b_ids) == 60 * per_copy
+    # a takes 150 + its 10 holdout rows of its 60 copies; b takes all the rest, shared ones a did not take
+    chosen = [r for split in ("train", "validation") for r in read_mixture(tmp_path / "one" / "mini", split)]
+    taken_by_a = len(b_ids & {r["id"] for r in chosen if r["source"] == "a"})
+    assert 0 < taken_by_a < 30 * per_copy and len({r["id"] for r in chosen}) == len(chosen)
+    assert one.split_rows == many.split_rows == {"train": 150 + 60 * per_copy - taken_by_a, "validation": 10}
+    # a's rows beyond its target are counted (not copied); b drops only the copies a keeps
+    assert one.excluded == many.excluded == {"a": {"beyond_target": 60 * per_copy - 160}, "b": {"duplicate_of:a": taken_by_a}}
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "one" / "mini" / split).glob("*.parquet"))
         files_many = sorted((tmp_path / "many" / split).glob("*.parquet"))

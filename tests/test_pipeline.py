@@ -658,6 +658,22 @@ def test_a_conversation_in_two_sources_is_kept_once_and_the_reason_names_the_oth
     assert result.excluded["second"] == {"duplicate_of:first": result.by_source["train"]["first"]}
 
 
+def test_a_conversation_the_first_source_leaves_unsampled_is_the_next_ones(tmp_path):
+    """Dropped as a copy of the first source's row before sampling, it was kept zero times when
+    the first source's target left that row out."""
+    raw = str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")
+    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [raw]},
+                "targets": targets} for key, targets in (("first", {"en": 3}), ("second", "all"))]
+    result = build(load(_manifest(tmp_path, sources)), tmp_path / "out")  # holdout 2
+    rows = [r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)]
+    by_source = Counter(r["source"] for r in rows)
+    filtered = sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records("first", "filtered"))
+    assert by_source == {"first": 5, "second": filtered - 5} and len({r["id"] for r in rows}) == filtered
+    assert result.excluded == {"first": {"beyond_target": filtered - 5}, "second": {"duplicate_of:first": 5}}
+    drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "second.mixing-00000.parquet").to_pylist()
+    assert {d["id"] for d in drops} == {r["id"] for r in rows if r["source"] == "first"}  # each names a row kept
+
+
 def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path):
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     raw, changed = tmp_path / "glaive.json", tmp_path / "changed.json"
