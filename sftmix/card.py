@@ -55,9 +55,11 @@ def render(manifest: Manifest, result: MixResult, stage_counts: dict[str, dict[s
         + (_table(["source", "stage", "reason", "rows"], drops) if drops else "No drops."),
     ]
     if result.deficits:
-        sections.append("## Deficits\n\nCells that had fewer rows than their target:\n\n" + _table(
-            ["source", "language", "target", "train", "deficit"],
-            [[d["source"], d["language"], d["target"], d["train"], d["deficit"]] for d in result.deficits]))
+        sections.append("## Deficits\n\nCells that had fewer rows than their target (`rows`: a cell's train rows; "
+                        "for `*holdout*`, the validation split's):\n\n" + _table(
+            ["source", "language", "target", "rows", "deficit"],
+            [[d["source"], d["language"], d["target"], d.get("train", d.get("validation")), d["deficit"]]
+             for d in result.deficits]))
     excluded = [[k, r, n] for k, reasons in result.excluded.items() for r, n in reasons.items()]
     if excluded:
         sections.append("## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason "

@@ -364,7 +364,8 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     if holdout_total == manifest.holdout.size:
         return shares, []
     return shares, [{"source": HOLDOUT_DEFICIT, "language": ANY_LANGUAGE, "target": manifest.holdout.size,
-                     "train": holdout_total, "deficit": manifest.holdout.size - holdout_total, "available": holdout_total}]
+                     "validation": holdout_total, "deficit": manifest.holdout.size - holdout_total,
+                     "available": holdout_total}]
 
 
 def _choose(partitions: _Partitions, sources: list[Source], shares: dict, removed: pl.DataFrame,

@@ -331,7 +331,16 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     assert deficit["source"] == "glaive" and deficit["target"] == 1000
     assert deficit["train"] == result.split_rows["train"] and deficit["deficit"] == 1000 - deficit["train"]
     assert result.split_rows["validation"] == 2
-    assert "## Deficits" in (tmp_path / "out" / "mini" / "README.md").read_text()
+    card = (tmp_path / "out" / "mini" / "README.md").read_text()
+    assert f"| glaive | en | 1,000 | {deficit['train']} | {deficit['deficit']} |" in card
+    # a holdout larger than the rows: its deficit names the validation rows, not train ones
+    result = build(load(_manifest(tmp_path, [{**glaive, "targets": "all"}], holdout=1000)), tmp_path / "big")
+    (deficit,) = result.deficits
+    assert deficit == {"source": "*holdout*", "language": "*", "target": 1000, "validation": result.split_rows["validation"],
+                       "deficit": 1000 - result.split_rows["validation"], "available": result.split_rows["validation"]}
+    assert result.split_rows["train"] == 0
+    assert f"| *holdout* | * | 1,000 | {deficit['validation']} | {deficit['deficit']:,} |" in (
+        tmp_path / "big" / "mini" / "README.md").read_text()
 
 
 def test_sampling_is_stable_when_raw_rows_are_added(tmp_path):
