@@ -297,13 +297,13 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 seen = pl.concat([seen, frame.filter(own).select("id", pl.lit(source.key).alias("kept_in"))])
                 frame = frame.with_columns(
                     pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"))
-                for cell, is_own, n in frame.group_by("cell", pl.col("copy_of").is_null()).len().iter_rows():
+                for cell, is_own, n in frame.group_by("cell", own.alias("own")).len().iter_rows():
                     (available if is_own else copies)[(source.key, cell)] += n
-                candidates = frame.select(CANDIDATE_SCHEMA.names).to_arrow().cast(CANDIDATE_SCHEMA)
-                partitions.write("candidates", order, part, candidates)
-                own_rows = candidates.filter(pc.is_null(candidates.column("copy_of"))).column("row")
+                partitions.write("candidates", order, part,
+                                 frame.select(CANDIDATE_SCHEMA.names).to_arrow().cast(CANDIDATE_SCHEMA))
+                own_rows = frame.filter(own)["row"]
                 if texts and len(own_rows):  # a copy's text is its original's: near-dedup reads it once
-                    texts[order].write_table(rows.select(["id", "messages"]).take(own_rows))
+                    texts[order].write_table(rows.select(["id", "messages"]).take(own_rows.to_arrow()))
     finally:
         for writer in texts:
             writer.close()
@@ -570,15 +570,16 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
                 if split == "train":
                     train[(key, cell)] += n
         deficits = []
-        for (key, cell), (n_holdout, _) in shares.items():
-            had, target = tally.candidates[(key, cell)], manifest.source(key).target_cells()[cell]
-            if target != "all" and train[(key, cell)] < target:
-                deficits.append({"source": key, "language": cell, "target": target, "train": train[(key, cell)],
-                                 "deficit": target - train[(key, cell)], "available": had})
+        for cell in cells(manifest):
+            key = (cell.source, cell.language)
+            had, n_train = tally.candidates[key], train[key]
+            if cell.target is not None and n_train < cell.target:
+                deficits.append({"source": cell.source, "language": cell.language, "target": cell.target,
+                                 "train": n_train, "deficit": cell.target - n_train, "available": had})
             # Rows a cell had beyond its holdout + train: left unsampled, counted (not copied), so
             # that every filtered row is in a split, in a rejected file or in a count.
-            if unsampled := had - n_holdout - train[(key, cell)]:
-                excluded[key]["beyond_target"] += unsampled
+            if unsampled := had - shares[key][0] - n_train:
+                excluded[cell.source]["beyond_target"] += unsampled
         deficits += holdout_deficit
         licences = sorted({licence for _, licence in by["licence"]})
         metadata = file_metadata(manifest.hash, licences, mixture=manifest.mixture)
