@@ -16,8 +16,12 @@ written: the next one is read meanwhile):
   conversation, so one no source's sample takes is not lost. The holdout is disjoint from train by id.
 - Rows whose licence the manifest's policy does not allow are never selected, and counted.
 - With near-dedup on, the candidates' id + messages go to one Parquet file per source for
-  `near_duplicates`; what it returns (one entry per removed row) is the one structure that grows
-  with the rows.
+  `near_duplicates`. A near-duplicate cluster is kept once too, by the first source whose sample
+  takes one of its rows: `_choose` decides the sources one after another, each over all its
+  partitions, and writes what it took to the partitions' `chosen` files, which the shards are
+  written from.
+- What grows with the rows is what duplicates need: the ids of conversations held by two sources,
+  and the near-duplicate clusters' members.
 
 The spill (runs of each source's files at once) and the shard writing (the next partition read,
 the last row groups compressed) run in threads on every core: their work is Arrow calls, which let
@@ -35,8 +39,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,6 +69,7 @@ SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writ
 # row is taken only if no earlier source takes that conversation (`_choose`).
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
                               ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string())])
+CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string())])  # a partition's rows `_choose` took
 
 
 @dataclass
@@ -166,7 +169,7 @@ class _Partitions:
         paths = [path for path in paths if path.is_file()]
         if not paths:
             return None
-        names = {"rows": SPILL_SCHEMA, "candidates": CANDIDATE_SCHEMA}[kind].names
+        names = {"rows": SPILL_SCHEMA, "candidates": CANDIDATE_SCHEMA, "chosen": CHOSEN_SCHEMA}[kind].names
         options = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns or names])
         tables = []
         for path in paths:
@@ -249,18 +252,20 @@ def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
 
 
 def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | None,
-            rejects: _Rejects) -> tuple[dict[str, Counter], Counter, Counter, list[Path]]:
+            rejects: _Rejects) -> tuple[dict[str, Counter], Counter, Counter, pl.DataFrame, list[Path]]:
     """Candidates of every partition: rows with an allowed licence, not repeated within their
     source, in a targeted language; a conversation an earlier source also has is a candidate
     marked `copy_of` it. Returns exclusion counts (source -> Counter), the rows per (source, cell)
-    that are the source's own and those that are copies, and, with near-dedup on, one Parquet file
-    of the own candidates' id + messages per source (what `near_duplicates` reads)."""
+    that are the source's own and those that are copies, the ids of the copies, and, with
+    near-dedup on, one Parquet file of the own candidates' id + messages per source (what
+    `near_duplicates` reads)."""
     sources = _mixed(manifest)
     allowed = list(manifest.licence_policy.get("allow", []))
     any_language = {c.source for c in cells(manifest) if c.language == ANY_LANGUAGE}
     excluded = {s.key: Counter() for s in sources}
     available: Counter = Counter()
     copies: Counter = Counter()
+    copied: list[pl.DataFrame] = []
     texts = []
     if near_dedup_dir is not None:
         near_dedup_dir.mkdir(parents=True, exist_ok=True)
@@ -295,6 +300,7 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                     frame = frame.filter(targeted)
                 own = frame["copy_of"].is_null()
                 seen = pl.concat([seen, frame.filter(own).select("id", pl.lit(source.key).alias("kept_in"))])
+                copied.append(frame.filter(~own).select("id"))
                 frame = frame.with_columns(
                     pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"))
                 for cell, is_own, n in frame.group_by("cell", own.alias("own")).len().iter_rows():
@@ -307,34 +313,46 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
     finally:
         for writer in texts:
             writer.close()
-    return excluded, available, copies, [near_dedup_dir / f"{order:04d}.parquet" for order in range(len(texts))]
+    copied = pl.concat(copied).unique() if copied else pl.DataFrame(schema={"id": pl.String})
+    return excluded, available, copies, copied, [near_dedup_dir / f"{order:04d}.parquet" for order in range(len(texts))]
 
 
-def _drop_near_duplicates(manifest: Manifest, partitions: _Partitions, text_files: list[Path], work_dir: Path,
-                          excluded: dict[str, Counter], available: Counter, copies: Counter,
-                          rejects: _Rejects) -> pl.DataFrame:
-    """MinHash near-duplicates among the own candidates: each cluster keeps its earliest source's
-    row. A copy of a removed row goes too. Returns the removed ids, and takes them out of
-    `available` and `copies`."""
+def _near_duplicate_members(manifest: Manifest, partitions: _Partitions, text_files: list[Path], work_dir: Path,
+                            available: Counter, copies: Counter) -> list[pl.DataFrame]:
+    """MinHash clusters among the own candidates, as each source's members (list index = source
+    order): `id`, `cluster` (the id of the cluster's row in its earliest source) and
+    `representative` (the source's member with the smallest id). Of a source's members only its
+    representative may be taken, and only if no earlier source takes a member of the cluster
+    (`_choose`), so a cluster whose earlier rows are left unsampled is not lost. The other members
+    go out of `available` and `copies`; a representative an earlier source may pre-empt counts
+    as a copy, not as the source's own row."""
     sources = _mixed(manifest)
     removed = near_duplicates([(s.key, [f]) for s, f in zip(sources, text_files)], work_dir,
                               **manifest.near_dedup.model_dump())
-    kept_in = pl.DataFrame({"id": list(removed), "kept_in": [source for _, source in removed.values()],
-                            "detail": [f"near duplicate of {kept}" for kept, _ in removed.values()]},
-                           schema={"id": pl.String, "kept_in": pl.String, "detail": pl.String})
+    clusters = pl.DataFrame({"id": list(removed), "cluster": [kept for kept, _ in removed.values()],
+                             "first_in": [source for _, source in removed.values()]},
+                            schema={"id": pl.String, "cluster": pl.String, "first_in": pl.String})
+    clusters = pl.concat([clusters, clusters.select(pl.col("cluster").alias("id"), "cluster", "first_in").unique()])
+    members = []
     for order, source in enumerate(sources):
+        found = []
         for part in range(partitions.count):
-            candidates = partitions.read("candidates", order, part, ["row", "id", "rank", "cell", "copy_of"])
-            if candidates is None:
-                continue
-            gone = pl.from_arrow(candidates).join(kept_in, on="id", how="inner").sort("rank", "id").with_columns(
-                reason=pl.when(pl.col("kept_in") == source.key).then(pl.lit("near_duplicate_within_source"))
-                .otherwise("near_duplicate_of:" + pl.col("kept_in")))
-            for cell, reason, own, n in gone.group_by("cell", "reason", pl.col("copy_of").is_null()).len().iter_rows():
-                excluded[source.key][reason] += n
+            candidates = partitions.read("candidates", order, part, ["id", "cell", "copy_of"])
+            if candidates is not None:  # a copy's id is its original's: a member wherever it is held
+                found.append(pl.from_arrow(candidates).join(clusters, on="id", how="inner"))
+        held = pl.concat(found) if found else pl.DataFrame(schema={"id": pl.String, "cell": pl.String, "copy_of": pl.String,
+                                                                  "cluster": pl.String, "first_in": pl.String})
+        held = held.with_columns(representative=pl.col("id").min().over("cluster"))
+        for cell, own, is_representative, first, n in held.group_by(
+                "cell", pl.col("copy_of").is_null().alias("own"), pl.col("id") == pl.col("representative"),
+                pl.col("first_in") == source.key).len().iter_rows():
+            if not is_representative:
                 (available if own else copies)[(source.key, cell)] -= n
-            rejects.write(source.key, order, part, gone)
-    return kept_in.select("id")
+            elif own and not first:
+                available[(source.key, cell)] -= n
+                copies[(source.key, cell)] += n
+        members.append(held.select("id", "cluster", "representative"))
+    return members
 
 
 def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[dict, list[dict]]:
@@ -368,79 +386,100 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
                      "available": holdout_total}]
 
 
-def _choose(partitions: _Partitions, sources: list[Source], shares: dict, removed: pl.DataFrame,
-            tally: "_Tally | None" = None) -> Iterator[tuple[int, int, pl.DataFrame]]:
-    """(partition, source order, chosen rows in rank order: row, split, cell, language, licence),
-    partitions in rank order and, within one, sources in manifest order. A conversation goes to the
-    first source that takes it (equal ids share a partition): a later source's copy of it is
-    dropped as `duplicate_of:<that source>`, and one no earlier source took is the later source's
-    to take. The i-th rank of a cell, among the rows left to it, goes to validation below its
-    holdout, to train below holdout + train. With `tally`, the copies dropped and the rows each
-    cell had are counted there (and the copies written to its rejects)."""
-    limits = {}
-    for source in sources:
+def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied: pl.DataFrame,
+            members: list[pl.DataFrame], tally: _Tally) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Source by source in manifest order, partition by partition in rank order: (source order,
+    chosen rows in rank order: row, split, cell, language, licence), each also written as the
+    partition's `chosen` file. A source's sample is decided after every earlier source's: a
+    conversation an earlier source took is dropped as `duplicate_of:<that source>`, a row of a
+    near-duplicate cluster an earlier source took a member of as `near_duplicate_of:<that
+    source>`, and any other member than the source's representative as
+    `near_duplicate_within_source`; what no earlier source took is this source's to take. The i-th
+    rank of a cell, among the rows left to it, goes to validation below its holdout, to train below
+    holdout + train. The drops and the rows each cell had are counted in `tally`."""
+    kept = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # taken conversations later sources hold
+    clusters = pl.DataFrame(schema={"cluster": pl.String, "kept_in": pl.String, "kept_id": pl.String})  # taken clusters
+    for order, source in enumerate(sources):
         own = {cell: share for (key, cell), share in shares.items() if key == source.key}
-        limits[source.key] = pl.DataFrame(
-            {"cell": list(own), "holdout": [h for h, _ in own.values()], "train": [t for _, t in own.values()]},
-            schema={"cell": pl.String, "holdout": pl.Int64, "train": pl.Int64})
-    taken = {source.key: Counter() for source in sources}  # rows of each cell in earlier (lower-ranked) partitions
-    for part in range(partitions.count):
-        kept = pl.DataFrame(schema={"id": pl.String, "kept_in": pl.String})  # this partition's, so far
-        for order, source in enumerate(sources):
+        limits = pl.DataFrame({"cell": list(own), "holdout": [h for h, _ in own.values()], "train": [t for _, t in own.values()]},
+                              schema={"cell": pl.String, "holdout": pl.Int64, "train": pl.Int64})
+        taken = Counter()  # rows of each cell in earlier (lower-ranked) partitions
+        source_members = members[order] if members else None
+        kept_here, clusters_here = [], []
+        for part in range(partitions.count):
             candidates = partitions.read("candidates", order, part)
             if candidates is None:
                 continue
-            frame = pl.from_arrow(candidates).join(removed, on="id", how="anti")
-            if tally is not None:
-                copies = frame.join(kept, on="id", how="inner").sort("rank", "id").with_columns(
-                    reason="duplicate_of:" + pl.col("kept_in"))  # the reason names the source that keeps it
-                tally.drop(source.key, order, part, copies)
-            frame = frame.join(kept, on="id", how="anti").sort("rank")
+            frame = pl.from_arrow(candidates)
+            drops = [frame.join(kept, on="id", how="inner").select(
+                "row", "id", "rank", reason="duplicate_of:" + pl.col("kept_in"), detail=pl.lit(""))]
+            frame = frame.join(kept, on="id", how="anti")
+            if source_members is not None:
+                near = frame.join(source_members, on="id", how="inner").join(clusters, on="cluster", how="left")
+                drops.append(near.filter(pl.col("kept_in").is_not_null() | (pl.col("id") != pl.col("representative"))).select(
+                    "row", "id", "rank",
+                    reason=pl.when(pl.col("kept_in").is_not_null()).then("near_duplicate_of:" + pl.col("kept_in"))
+                    .otherwise(pl.lit("near_duplicate_within_source")),
+                    detail="near duplicate of " + pl.coalesce("kept_id", "representative")))
+            drops = pl.concat(drops).sort("rank", "id")
+            tally.drop(source.key, order, part, drops)
+            frame = frame.join(drops, on="row", how="anti").sort("rank")
             frame = frame.with_columns(
                 (pl.int_range(pl.len()).over("cell")
-                 + pl.col("cell").replace_strict(taken[source.key], default=0, return_dtype=pl.Int64)).alias("index"))
+                 + pl.col("cell").replace_strict(taken, default=0, return_dtype=pl.Int64)).alias("index"))
             had = dict(frame.group_by("cell").len().iter_rows())
-            taken[source.key].update(had)
-            if tally is not None:
-                tally.candidates.update({(source.key, cell): n for cell, n in had.items()})
-            frame = frame.join(limits[source.key], on="cell", how="inner", maintain_order="left").with_columns(
+            taken.update(had)
+            tally.candidates.update({(source.key, cell): n for cell, n in had.items()})
+            frame = frame.join(limits, on="cell", how="inner", maintain_order="left").with_columns(
                 pl.when(pl.col("index") < pl.col("holdout")).then(pl.lit("validation"))
                 .when(pl.col("index") < pl.col("holdout") + pl.col("train")).then(pl.lit("train"))
                 .alias("split"))
             chosen = frame.filter(pl.col("split").is_not_null())
-            kept = pl.concat([kept, chosen.select("id", pl.lit(source.key).alias("kept_in"))])
-            if len(chosen):
-                yield part, order, chosen.select("row", "split", "cell", "language", "licence")
+            if chosen.is_empty():
+                continue
+            kept_here.append(chosen.join(copied, on="id", how="semi").select("id", kept_in=pl.lit(source.key)))
+            if source_members is not None:
+                clusters_here.append(chosen.join(source_members, on="id", how="inner").select(
+                    "cluster", kept_in=pl.lit(source.key), kept_id="id"))
+            chosen = chosen.select("row", "split", "cell", "language", "licence")
+            partitions.write("chosen", order, part, chosen.select("row", "split").to_arrow().cast(CHOSEN_SCHEMA))
+            yield order, chosen
+        # a source's own takings do not drop its rows: they join the earlier sources' once it is done
+        kept = pl.concat([kept, *kept_here])
+        clusters = pl.concat([clusters, *clusters_here])
 
 
 @dataclass
 class _Tally:
-    """What `_choose` counts on the pass that decides the splits' sizes: copies dropped (counted in
-    `excluded`, written to `rejects`) and the rows each (source, cell) had to choose from."""
+    """What `_choose` counts: rows dropped (counted in `excluded`, written to `rejects`) and the
+    rows each (source, cell) had to choose from."""
 
     excluded: dict[str, Counter]
     rejects: _Rejects
     candidates: Counter = field(default_factory=Counter)
 
-    def drop(self, source: str, order: int, part: int, copies: pl.DataFrame) -> None:
-        for reason, n in copies.group_by("reason").len().iter_rows():
+    def drop(self, source: str, order: int, part: int, dropped: pl.DataFrame) -> None:
+        for reason, n in dropped.group_by("reason").len().iter_rows():
             self.excluded[source][reason] += n
-        self.rejects.write(source, order, part, copies)
+        self.rejects.write(source, order, part, dropped)
 
 
-def _mixed_partitions(partitions: _Partitions, sources: list[Source], shares: dict,
-                      removed: pl.DataFrame) -> Iterator[tuple[pa.Table, dict[str, pa.Array]]]:
+def _mixed_partitions(partitions: _Partitions, sources: list[Source]) -> Iterator[tuple[pa.Table, dict[str, pa.Array]]]:
     """Per partition: the chosen rows of every source (without their rank) and, per split, the
     indices of its rows in rank order. The sort is stable: rows of equal rank keep the manifest's
     source order."""
-    for part, group in groupby(_choose(partitions, sources, shares, removed), key=itemgetter(0)):
+    for part in range(partitions.count):
         tables, splits = [], []
-        for _, order, frame in group:
-            tables.append(partitions.read("rows", order, part).take(frame["row"].to_arrow()))
-            splits.append(frame["split"].to_arrow())
+        for order in range(len(sources)):
+            chosen = partitions.read("chosen", order, part)
+            if chosen is not None:
+                tables.append(partitions.read("rows", order, part).take(chosen["row"]))
+                splits.append(chosen["split"])
+        if not tables:
+            continue
         rows = pa.concat_tables(tables)
         by_rank = pc.sort_indices(rows["rank"])
-        split_by_rank = pa.chunked_array(splits).take(by_rank)
+        split_by_rank = pa.chunked_array([c for split in splits for c in split.chunks]).take(by_rank)
         yield rows.drop_columns("rank"), {split: by_rank.filter(pc.equal(split_by_rank, split)) for split in SPLITS}
         release_unused()  # here too: the allocator keeps freed memory per thread, and this may run in another
 
@@ -550,18 +589,17 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
     try:
         partitions.spill_all([inputs[source.key] for source in sources], manifest.seed)
         near_dedup = manifest.near_dedup is not None
-        excluded, available, copies, text_files = _decide(
+        excluded, available, copies, copied, text_files = _decide(
             manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None, rejects)
-        removed = pl.DataFrame(schema={"id": pl.String})
+        members = []
         if near_dedup:
-            removed = _drop_near_duplicates(manifest, partitions, text_files, work_dir / "near_dedup", excluded, available,
-                                            copies, rejects)
+            members = _near_duplicate_members(manifest, partitions, text_files, work_dir / "near_dedup", available, copies)
         shares, holdout_deficit = _shares(manifest, available, copies)
         # Shard metadata names the licences of the chosen rows, so they are counted before writing.
         by = {column: Counter() for column in ("source", "language", "licence")}
         tally = _Tally(excluded, rejects)
         train = Counter()
-        for _, order, chosen in _choose(partitions, sources, shares, removed, tally):
+        for order, chosen in _choose(partitions, sources, shares, copied, members, tally):
             key = sources[order].key
             for split, cell, language, licence, n in chosen.group_by("split", "cell", "language", "licence").len().iter_rows():
                 by["source"][(split, key)] += n
@@ -593,7 +631,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # the last ones are compressed.
         # closing: on an error, the prefetch thread is joined before `work_dir` is removed under it.
         with (ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool,
-              closing(_prefetched(_mixed_partitions(partitions, sources, shares, removed))) as mixed):
+              closing(_prefetched(_mixed_partitions(partitions, sources))) as mixed):
             writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata, shard_pool) for split in SPLITS}
             for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():

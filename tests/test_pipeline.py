@@ -532,6 +532,99 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     assert all(d["detail"].startswith("near duplicate of ") and d["detail"].split()[-1] in a_ids for d in drops)
 
 
+def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp_path):
+    """Dropped as a near duplicate of the first source's row before sampling, it was kept zero
+    times when the first source's target left that row out."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows))
+    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Please, ", 1)) for r in rows]))
+    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+                "targets": targets, "filters": {"language": False}}
+               for key, raw, targets in (("a", first, {"en": 3}), ("b", second, "all"))]
+    path = _manifest(tmp_path, sources)  # holdout 2
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    result = build(load(path), tmp_path / "out")
+    rows = [r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)]
+    raw_row = {r["id"]: json.loads(r["origin"])["row"].split("#")[-1] for r in rows}
+    kept = Counter((r["source"], raw_row[r["id"]]) for r in rows)
+    drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
+    # b drops only near duplicates of the 5 rows a keeps, each naming one of them
+    a_kept = {r["id"]: raw_row[r["id"]] for r in rows if r["source"] == "a"}
+    assert len(a_kept) == 5 and drops and {d["reason"] for d in drops} == {"near_duplicate_of:a"}
+    assert all(d["detail"].split()[-1] in a_kept and d["key"].split("#")[-1] == a_kept[d["detail"].split()[-1]]
+               for d in drops)
+    # the conversations a leaves out are b's: every raw row a kept through its filters is in the mixture
+    layout = Layout(tmp_path / "out", "mini")
+    a_filtered = pq.read_table(layout.records("a", "filtered"), columns=["origin"])["origin"].to_pylist()
+    assert {row for _, row in kept} == {json.loads(origin)["row"].split("#")[-1] for origin in a_filtered}
+    b_filtered = sum(pq.read_metadata(p).num_rows for p in layout.records("b", "filtered"))
+    assert sum(n for (source, _), n in kept.items() if source == "b") + len(drops) == b_filtered
+    assert result.excluded["b"] == {"near_duplicate_of:a": len(drops)}
+
+
+def test_a_later_source_keeps_one_row_of_a_cluster_no_earlier_source_took(tmp_path, monkeypatch):
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows))
+    # two near duplicates of each of a's rows in b: of each cluster a leaves out, b keeps one
+    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", f"USER: {word}, ", 1))
+                                  for word in ("Please", "Kindly") for r in rows]))
+    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+                "targets": targets, "filters": {"language": False}}
+               for key, raw, targets in (("a", first, {"en": 2}), ("b", second, "all"))]
+    path = _manifest(tmp_path, sources)  # holdout 2
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    manifest = load(path)
+    result = build(manifest, tmp_path / "out")
+    chosen = {r["id"]: r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)}
+    assert result.split_rows["validation"] == 2 and Counter(r["source"] for r in chosen.values())["a"] == 4
+    drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
+    reasons = Counter(d["reason"] for d in drops)
+    assert reasons == result.excluded["b"] and reasons["near_duplicate_of:a"] > 0 and reasons["near_duplicate_within_source"] > 0
+    # every drop names a row in the mixture: a's for a cluster a took, b's own (its smallest id) otherwise
+    for drop in drops:
+        named = chosen[drop["detail"].removeprefix("near duplicate of ")]
+        assert named["source"] == ("a" if drop["reason"] == "near_duplicate_of:a" else "b")
+        assert drop["reason"] == "near_duplicate_of:a" or named["id"] < drop["id"]
+    # decided source after source, so the same whatever the rank partitions
+    layout = Layout(tmp_path / "out", "mini")
+    monkeypatch.setattr(sftmix.mixing, "PARTITION_ROWS", 3)
+    many = sftmix.mixing.build(manifest, {s.key: layout.records(s.key, "filtered") for s in manifest.sources},
+                               tmp_path / "many", tmp_path / "work", rejected_dir=tmp_path / "many-rejected")
+    assert many.excluded == result.excluded and many.split_rows == result.split_rows
+    for split in ("train", "validation"):
+        assert [f.read_bytes() for f in sorted((tmp_path / "out" / "mini" / split).glob("*.parquet"))] == \
+            [f.read_bytes() for f in sorted((tmp_path / "many" / split).glob("*.parquet"))]
+    assert pq.read_table(tmp_path / "many-rejected" / "b.mixing-00000.parquet").to_pylist() == drops
+
+
+def test_the_holdout_is_not_spread_over_rows_an_earlier_source_may_take(tmp_path):
+    """A later source's near duplicate of an earlier source's row goes when the earlier row is
+    taken: counted as the later source's own, it got a share of the holdout it could not give,
+    and the holdout fell short while another source had rows to spare."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows))
+    # other tool descriptions or system prompt: another id, the same user + assistant text (what near-dedup compares)
+    second.write_text(json.dumps([dict(r, system=r["system"].replace('"description": "', '"description": "Tool: ')
+                                       if '"description": "' in r["system"] else r["system"].replace("helpful", "kind"))
+                                  for r in rows]))
+    sources = [{"key": key, "converter": converter, "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+                "targets": {"en": target}, "filters": {"language": False}}
+               for key, converter, raw, target in (("a", "glaive", first, 100), ("b", "glaive", second, 50),
+                                                   ("c", "dolly", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl", 1))]
+    path = _manifest(tmp_path, sources, holdout=3)  # by their targets: a's share 2, b's 1, c's 0
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    result = build(load(path), tmp_path / "out")
+    filtered = {key: sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records(key, "filtered"))
+                for key in ("a", "b", "c")}
+    assert filtered["a"] == filtered["b"] > 2 and filtered["c"] > 2
+    # a takes every cluster, so b has no row to give: its share of the holdout is c's
+    assert result.excluded["b"] == {"near_duplicate_of:a": filtered["b"]}
+    assert result.by_source["validation"] == {"a": 2, "c": 1} and result.split_rows["validation"] == 3
+
+
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
     bench = tmp_path / "evals"
     bench.mkdir()
