@@ -35,7 +35,7 @@ import json
 import resource
 import shutil
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -69,7 +69,8 @@ SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writ
 # row is taken only if no earlier source takes that conversation (`_choose`).
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
                               ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string())])
-CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string())])  # a partition's rows `_choose` took
+# a partition's rows `_choose` took, with what `_shard_licences` needs of them
+CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank", pa.uint64()), ("licence", pa.string())])
 
 
 @dataclass
@@ -441,9 +442,8 @@ def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied
             if source_members is not None:
                 clusters_here.append(chosen.join(source_members, on="id", how="inner").select(
                     "cluster", kept_in=pl.lit(source.key), kept_id="id"))
-            chosen = chosen.select("row", "split", "cell", "language", "licence")
-            partitions.write("chosen", order, part, chosen.select("row", "split").to_arrow().cast(CHOSEN_SCHEMA))
-            yield order, chosen
+            partitions.write("chosen", order, part, chosen.select(CHOSEN_SCHEMA.names).to_arrow().cast(CHOSEN_SCHEMA))
+            yield order, chosen.select("row", "split", "cell", "language", "licence")
         # a source's own takings do not drop its rows: they join the earlier sources' once it is done
         kept = pl.concat([kept, *kept_here])
         clusters = pl.concat([clusters, *clusters_here])
@@ -471,7 +471,7 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source]) -> Iterato
     for part in range(partitions.count):
         tables, splits = [], []
         for order in range(len(sources)):
-            chosen = partitions.read("chosen", order, part)
+            chosen = partitions.read("chosen", order, part, ["row", "split"])
             if chosen is not None:
                 tables.append(partitions.read("rows", order, part).take(chosen["row"]))
                 splits.append(chosen["split"])
@@ -482,6 +482,27 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source]) -> Iterato
         split_by_rank = pa.chunked_array([c for split in splits for c in split.chunks]).take(by_rank)
         yield rows.drop_columns("rank"), {split: by_rank.filter(pc.equal(split_by_rank, split)) for split in SPLITS}
         release_unused()  # here too: the allocator keeps freed memory per thread, and this may run in another
+
+
+def _shard_licences(partitions: _Partitions, sources: list[Source], shard_rows: int) -> dict[str, list[list[str]]]:
+    """Per split, the licences of each shard's rows, known before the shards are written (their
+    Parquet metadata is written first): rows go out as `_mixed_partitions` orders them, partition by
+    partition and by rank within one (a stable sort, as there), and a shard is every `shard_rows`."""
+    before = Counter()  # rows of each split in earlier partitions
+    licences: dict[str, dict[int, set[str]]] = {split: {} for split in SPLITS}
+    for part in range(partitions.count):
+        chosen = [pl.from_arrow(table) for order in range(len(sources))
+                  if (table := partitions.read("chosen", order, part, ["split", "rank", "licence"])) is not None]
+        if not chosen:
+            continue
+        frame = pl.concat(chosen).sort("rank", maintain_order=True)
+        for split in SPLITS:
+            rows = frame.filter(pl.col("split") == split)
+            shards = rows.select(shard=(pl.int_range(pl.len()) + before[split]) // shard_rows, licence="licence").unique()
+            for shard, licence in shards.iter_rows():
+                licences[split].setdefault(shard, set()).add(licence)
+            before[split] += len(rows)
+    return {split: [sorted(by_shard[i]) for i in range(len(by_shard))] for split, by_shard in licences.items()}
 
 
 _END = object()  # the end of a prefetched iterator
@@ -504,7 +525,8 @@ class _SplitWriter:
     the rows. Row groups are compressed and written by `pool` (one thread, so in order), while the
     caller cuts the next ones; at most `WRITES_AHEAD` wait for it."""
 
-    def __init__(self, directory: Path, shard_rows: int, metadata: dict[bytes, bytes], pool: ThreadPoolExecutor):
+    def __init__(self, directory: Path, shard_rows: int, metadata: Callable[[int], dict[bytes, bytes]],
+                 pool: ThreadPoolExecutor):
         self.directory, self.shard_rows, self.metadata, self.pool = directory, shard_rows, metadata, pool
         self.files: list[Path] = []
         self._writer: AtomicParquetWriter | None = None
@@ -532,7 +554,8 @@ class _SplitWriter:
         rest = table.slice(rows)
         self._pending, self._pending_rows = [rest], rest.num_rows
         if self._writer is None:
-            self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA, self.metadata)
+            self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA,
+                                               self.metadata(len(self.files)))
         self._submit(self._writer.write, table.slice(0, rows).combine_chunks())
         self._rows_in_shard += rows
         if self._rows_in_shard >= self.shard_rows:
@@ -549,7 +572,7 @@ class _SplitWriter:
         while self._writes:
             self._writes.popleft().result()
         if not self.files:  # an empty split is still a readable split
-            AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.metadata).close()
+            AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.metadata(0)).close()
             self.files.append(self.directory / "part-00000.parquet")
         return self.files
 
@@ -595,7 +618,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         if near_dedup:
             members = _near_duplicate_members(manifest, partitions, text_files, work_dir / "near_dedup", available, copies)
         shares, holdout_deficit = _shares(manifest, available, copies)
-        # Shard metadata names the licences of the chosen rows, so they are counted before writing.
+        # What the splits hold, by source, language and licence (the breakdowns of the result)
         by = {column: Counter() for column in ("source", "language", "licence")}
         tally = _Tally(excluded, rejects)
         train = Counter()
@@ -619,8 +642,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
             if unsampled := had - shares[key][0] - n_train:
                 excluded[cell.source]["beyond_target"] += unsampled
         deficits += holdout_deficit
-        licences = sorted({licence for _, licence in by["licence"]})
-        metadata = file_metadata(manifest.hash, licences, mixture=manifest.mixture)
+        licences = _shard_licences(partitions, sources, manifest.shard_rows)
         staging = {split: out_dir / f".{split}.staging" for split in SPLITS}
         for directory in staging.values():
             shutil.rmtree(directory, ignore_errors=True)
@@ -632,7 +654,11 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # closing: on an error, the prefetch thread is joined before `work_dir` is removed under it.
         with (ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool,
               closing(_prefetched(_mixed_partitions(partitions, sources))) as mixed):
-            writers = {split: _SplitWriter(staging[split], manifest.shard_rows, metadata, shard_pool) for split in SPLITS}
+            writers = {split: _SplitWriter(
+                staging[split], manifest.shard_rows, pool=shard_pool,
+                metadata=lambda shard, split=split: file_metadata(
+                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture))
+                for split in SPLITS}
             for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():
                     for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time

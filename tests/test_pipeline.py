@@ -84,6 +84,24 @@ def test_shard_metadata_names_manifest_version_and_licences(sample_build):
     assert "apache-2.0" in json.loads(meta[b"licences"])
 
 
+def test_each_shard_names_the_licences_of_its_own_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(sftmix.mixing, "PARTITION_ROWS", 3)  # shards that span rank partitions
+    sources = [{"key": key, "converter": key, "licence": licence, "language": "en", "local": {"files": [str(raw)]},
+                "targets": "all", "filters": {"language": False}}
+               for key, licence, raw in (("glaive", "apache-2.0", FIXTURES / "glaive" / "glaive-function-calling-v2.json"),
+                                         ("dolly", "cc-by-4.0", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl"))]
+    path = _manifest(tmp_path, sources)
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "shard_rows": 2}))
+    result = build(load(path), tmp_path / "out")
+    named = []
+    for split in ("train", "validation"):
+        for shard in sorted((tmp_path / "out" / "mini" / split).glob("part-*.parquet")):
+            licences = json.loads(pq.read_schema(shard).metadata[b"licences"])
+            assert licences == sorted(set(pq.read_table(shard, columns=["licence"])["licence"].to_pylist()))
+            named.append(licences)
+    assert len(named) == -(-result.split_rows["train"] // 2) + 1 and {tuple(n) for n in named} >= {("apache-2.0",), ("cc-by-4.0",)}
+
+
 def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     _, result = sample_build
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
