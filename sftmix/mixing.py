@@ -362,7 +362,12 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     train may also take copies (`copies`) that no earlier source takes, so its share is an upper
     bound, and a cell's deficit is known once `_choose` has taken its rows."""
     plan_cells = cells(manifest)
-    holdout = {(c.source, c.language): min(c.holdout, available.get((c.source, c.language), 0)) for c in plan_cells}
+    # In proportion to what each cell gives train: its target, or all its rows for a cell taking
+    # `all` (the plan gives those none: their size is known only now). Without such cells this is
+    # the plan's share.
+    weights = {(c.source, c.language): available.get((c.source, c.language), 0) if c.target is None else c.target
+               for c in plan_cells}
+    holdout = {key: min(share, available.get(key, 0)) for key, share in allocate(weights, manifest.holdout.size).items()}
     # Cells too small for their holdout share pass the rest to cells that have rows to spare, so the
     # holdout keeps its exact size while any cell can give it.
     missing = manifest.holdout.size - sum(holdout.values())

@@ -32,7 +32,8 @@ def allocate(weights: dict, total: int) -> dict:
 
 def cells(manifest: Manifest) -> list[Cell]:
     """Every source x language cell. The holdout is spread over cells in proportion to their train
-    targets (cells taking `all` rows give their share to none: their size is unknown until built)."""
+    targets (cells taking `all` rows get none here: their size is unknown until built; the mixing
+    spreads it again with their rows, `mixing._shares`)."""
     raw = [(s, lang, None if n == "all" else n) for s in manifest.sources for lang, n in s.target_cells().items()]
     holdout = allocate({(s.key, lang): n or 0 for s, lang, n in raw}, manifest.holdout.size)
     return [Cell(s.key, lang, n, holdout[(s.key, lang)], s.licence) for s, lang, n in raw]

@@ -79,13 +79,16 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
     b_ids = {i for f in inputs["b"] for i in pq.read_table(f, columns=["id"])["id"].to_pylist()}
     per_copy = len(b_ids) // 60  # the fixture's rows the filters keep, in each numbered copy
     assert per_copy > 0 and len(b_ids) == 60 * per_copy
-    # a takes 150 + its 10 holdout rows of its 60 copies; b takes all the rest, shared ones a did not take
+    # a takes 150 + its holdout rows of its 60 copies; b takes all the rest, shared ones a did not take
     chosen = [r for split in ("train", "validation") for r in read_mixture(tmp_path / "one" / "mini", split)]
     taken_by_a = len(b_ids & {r["id"] for r in chosen if r["source"] == "a"})
     assert 0 < taken_by_a < 30 * per_copy and len({r["id"] for r in chosen}) == len(chosen)
-    assert one.split_rows == many.split_rows == {"train": 150 + 60 * per_copy - taken_by_a, "validation": 10}
+    holdout = one.by_source["validation"]  # spread by a's target and the rows b has
+    assert holdout == many.by_source["validation"] and holdout["a"] > 0 and holdout["b"] > 0
+    assert one.split_rows == many.split_rows == {"train": 150 + 60 * per_copy - taken_by_a - holdout["b"], "validation": 10}
     # a's rows beyond its target are counted (not copied); b drops only the copies a keeps
-    assert one.excluded == many.excluded == {"a": {"beyond_target": 60 * per_copy - 160}, "b": {"duplicate_of:a": taken_by_a}}
+    assert one.excluded == many.excluded == {"a": {"beyond_target": 60 * per_copy - 150 - holdout["a"]},
+                                             "b": {"duplicate_of:a": taken_by_a}}
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "one" / "mini" / split).glob("*.parquet"))
         files_many = sorted((tmp_path / "many" / split).glob("*.parquet"))

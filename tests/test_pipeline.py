@@ -567,9 +567,9 @@ def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp
     raw_row = {r["id"]: json.loads(r["origin"])["row"].split("#")[-1] for r in rows}
     kept = Counter((r["source"], raw_row[r["id"]]) for r in rows)
     drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
-    # b drops only near duplicates of the 5 rows a keeps, each naming one of them
+    # b drops only near duplicates of the rows a keeps (its target and holdout share), each naming one of them
     a_kept = {r["id"]: raw_row[r["id"]] for r in rows if r["source"] == "a"}
-    assert len(a_kept) == 5 and drops and {d["reason"] for d in drops} == {"near_duplicate_of:a"}
+    assert len(a_kept) == 3 + result.by_source["validation"].get("a", 0) and drops and {d["reason"] for d in drops} == {"near_duplicate_of:a"}
     assert all(d["detail"].split()[-1] in a_kept and d["key"].split("#")[-1] == a_kept[d["detail"].split()[-1]]
                for d in drops)
     # the conversations a leaves out are b's: every raw row a kept through its filters is in the mixture
@@ -596,7 +596,8 @@ def test_a_later_source_keeps_one_row_of_a_cluster_no_earlier_source_took(tmp_pa
     manifest = load(path)
     result = build(manifest, tmp_path / "out")
     chosen = {r["id"]: r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)}
-    assert result.split_rows["validation"] == 2 and Counter(r["source"] for r in chosen.values())["a"] == 4
+    assert result.split_rows["validation"] == 2
+    assert Counter(r["source"] for r in chosen.values())["a"] == 2 + result.by_source["validation"].get("a", 0)
     drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
     reasons = Counter(d["reason"] for d in drops)
     assert reasons == result.excluded["b"] and reasons["near_duplicate_of:a"] > 0 and reasons["near_duplicate_within_source"] > 0
@@ -641,6 +642,24 @@ def test_the_holdout_is_not_spread_over_rows_an_earlier_source_may_take(tmp_path
     # a takes every cluster, so b has no row to give: its share of the holdout is c's
     assert result.excluded["b"] == {"near_duplicate_of:a": filtered["b"]}
     assert result.by_source["validation"] == {"a": 2, "c": 1} and result.split_rows["validation"] == 3
+
+
+def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_path):
+    """A cell taking `all` rows had no share of the holdout (its size is unknown to the plan), so a
+    validation split held none of the sources most of train came from."""
+    sources = [{"key": key, "converter": key, "licence": licence, "language": "en", "local": {"files": [str(raw)]},
+                "targets": targets, "filters": {"language": False}}
+               for key, licence, raw, targets in (
+                   ("glaive", "apache-2.0", FIXTURES / "glaive" / "glaive-function-calling-v2.json", {"en": 2}),
+                   ("dolly", "cc-by-4.0", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl", "all"))]
+    result = build(load(_manifest(tmp_path, sources, holdout=4)), tmp_path / "out")
+    rows = {key: sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records(key, "filtered"))
+            for key in ("glaive", "dolly")}
+    assert rows["dolly"] > 2 and rows["glaive"] >= 2 + 4
+    # in proportion to glaive's target and the rows dolly has: what each gives train
+    expected = {key: n for (key, _), n in sftmix.plan.allocate({("glaive", "en"): 2, ("dolly", "*"): rows["dolly"]}, 4).items()}
+    assert expected["dolly"] > expected["glaive"] and result.by_source["validation"] == {k: n for k, n in expected.items() if n}
+    assert result.by_source["train"] == {"glaive": 2, "dolly": rows["dolly"] - expected["dolly"]}
 
 
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
