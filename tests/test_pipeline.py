@@ -90,8 +90,7 @@ def test_each_shard_names_the_licences_of_its_own_rows(tmp_path, monkeypatch):
                 "targets": "all", "filters": {"language": False}}
                for key, licence, raw in (("glaive", "apache-2.0", FIXTURES / "glaive" / "glaive-function-calling-v2.json"),
                                          ("dolly", "cc-by-4.0", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl"))]
-    path = _manifest(tmp_path, sources)
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "shard_rows": 2}))
+    path = _manifest(tmp_path, sources, shard_rows=2)
     result = build(load(path), tmp_path / "out")
     named = []
     for split in ("train", "validation"):
@@ -278,13 +277,22 @@ def test_same_manifest_same_shards(tmp_path):
     assert first.split_rows == second.split_rows
 
 
-def _manifest(tmp_path: Path, sources: list[dict], holdout: int = 2) -> Path:
+NEAR_DEDUP = {"threshold_bands": 14, "rows_per_band": 8}
+
+
+def _manifest(tmp_path: Path, sources: list[dict], holdout: int = 2, **fields) -> Path:
+    """`m.yaml` of `sources`, with any other top-level `fields` (near_dedup, shard_rows, ...)."""
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump({
         "mixture": "mini", "seed": 1, "holdout": {"size": holdout},
-        "licence_policy": {"allow": ["apache-2.0", "cc-by-4.0"]}, "sources": sources,
+        "licence_policy": {"allow": ["apache-2.0", "cc-by-4.0"]}, "sources": sources, **fields,
     }))
     return path
+
+
+def _filtered_rows(out_dir: Path, source: str) -> int:
+    """Rows of `source` the filters kept, in a build of `mini` into `out_dir`."""
+    return sum(pq.read_metadata(p).num_rows for p in Layout(out_dir, "mini").records(source, "filtered"))
 
 
 def test_a_source_none_of_whose_rows_convert_fails_its_check_and_is_logged(tmp_path, caplog):
@@ -334,7 +342,7 @@ def test_rows_beyond_a_target_are_counted(tmp_path):
     glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
               "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": {"en": 3}}
     result = build(load(_manifest(tmp_path, [glaive])), tmp_path / "out")  # holdout 2
-    filtered = sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records("glaive", "filtered"))
+    filtered = _filtered_rows(tmp_path / "out", "glaive")
     assert filtered > 5 and result.split_rows == {"train": 3, "validation": 2}
     assert result.excluded == {"glaive": {"beyond_target": filtered - 5}}
     assert json.loads((tmp_path / "out" / "mini" / "stats.json").read_text())["excluded"] == result.excluded
@@ -511,8 +519,7 @@ def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
     raw.write_text(json.dumps(grown))
     src = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
            "targets": "all", "filters": {"language": False}}
-    path = _manifest(tmp_path, [src], holdout=0)
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    path = _manifest(tmp_path, [src], holdout=0, near_dedup=NEAR_DEDUP)
     one, two = (build(load(path), tmp_path / w, workers=n) for w, n in (("w1", 1), ("w2", 2)))
     assert len(list((tmp_path / "w2" / ".sftmix-work" / "mini" / "normalized" / "g").glob("part-*.parquet"))) == 2
     assert one.excluded == two.excluded and one.excluded["g"]["near_duplicate_within_source"] > 100
@@ -532,8 +539,7 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
                for key, path in (("a", first), ("b", second))]
     path = _manifest(tmp_path, sources, holdout=0)
     plain = build(load(path), tmp_path / "plain")
-    manifest = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**manifest, "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    path = _manifest(tmp_path, sources, holdout=0, near_dedup=NEAR_DEDUP)
     deduped = build(load(path), tmp_path / "dedup")
     removed = deduped.excluded["b"].get("near_duplicate_of:a", 0)
     assert removed > 0 and deduped.split_rows["train"] == plain.split_rows["train"] - removed
@@ -560,8 +566,7 @@ def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp
     sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
                 "targets": targets, "filters": {"language": False}}
                for key, raw, targets in (("a", first, {"en": 3}), ("b", second, "all"))]
-    path = _manifest(tmp_path, sources)  # holdout 2
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    path = _manifest(tmp_path, sources, near_dedup=NEAR_DEDUP)  # holdout 2
     result = build(load(path), tmp_path / "out")
     rows = [r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)]
     raw_row = {r["id"]: json.loads(r["origin"])["row"].split("#")[-1] for r in rows}
@@ -576,7 +581,7 @@ def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp
     layout = Layout(tmp_path / "out", "mini")
     a_filtered = pq.read_table(layout.records("a", "filtered"), columns=["origin"])["origin"].to_pylist()
     assert {row for _, row in kept} == {json.loads(origin)["row"].split("#")[-1] for origin in a_filtered}
-    b_filtered = sum(pq.read_metadata(p).num_rows for p in layout.records("b", "filtered"))
+    b_filtered = _filtered_rows(tmp_path / "out", "b")
     assert sum(n for (source, _), n in kept.items() if source == "b") + len(drops) == b_filtered
     assert result.excluded["b"] == {"near_duplicate_of:a": len(drops)}
 
@@ -591,8 +596,7 @@ def test_a_later_source_keeps_one_row_of_a_cluster_no_earlier_source_took(tmp_pa
     sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
                 "targets": targets, "filters": {"language": False}}
                for key, raw, targets in (("a", first, {"en": 2}), ("b", second, "all"))]
-    path = _manifest(tmp_path, sources)  # holdout 2
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    path = _manifest(tmp_path, sources, near_dedup=NEAR_DEDUP)  # holdout 2
     manifest = load(path)
     result = build(manifest, tmp_path / "out")
     chosen = {r["id"]: r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)}
@@ -633,11 +637,9 @@ def test_the_holdout_is_not_spread_over_rows_an_earlier_source_may_take(tmp_path
                 "targets": {"en": target}, "filters": {"language": False}}
                for key, converter, raw, target in (("a", "glaive", first, 100), ("b", "glaive", second, 50),
                                                    ("c", "dolly", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl", 1))]
-    path = _manifest(tmp_path, sources, holdout=3)  # by their targets: a's share 2, b's 1, c's 0
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "near_dedup": {"threshold_bands": 14, "rows_per_band": 8}}))
+    path = _manifest(tmp_path, sources, holdout=3, near_dedup=NEAR_DEDUP)  # by their targets: a's share 2, b's 1, c's 0
     result = build(load(path), tmp_path / "out")
-    filtered = {key: sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records(key, "filtered"))
-                for key in ("a", "b", "c")}
+    filtered = {key: _filtered_rows(tmp_path / "out", key) for key in ("a", "b", "c")}
     assert filtered["a"] == filtered["b"] > 2 and filtered["c"] > 2
     # a takes every cluster, so b has no row to give: its share of the holdout is c's
     assert result.excluded["b"] == {"near_duplicate_of:a": filtered["b"]}
@@ -653,8 +655,7 @@ def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_
                    ("glaive", "apache-2.0", FIXTURES / "glaive" / "glaive-function-calling-v2.json", {"en": 2}),
                    ("dolly", "cc-by-4.0", FIXTURES / "dolly" / "databricks-dolly-15k.jsonl", "all"))]
     result = build(load(_manifest(tmp_path, sources, holdout=4)), tmp_path / "out")
-    rows = {key: sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records(key, "filtered"))
-            for key in ("glaive", "dolly")}
+    rows = {key: _filtered_rows(tmp_path / "out", key) for key in ("glaive", "dolly")}
     assert rows["dolly"] > 2 and rows["glaive"] >= 2 + 4
     # in proportion to glaive's target and the rows dolly has: what each gives train
     expected = {key: n for (key, _), n in sftmix.plan.allocate({("glaive", "en"): 2, ("dolly", "*"): rows["dolly"]}, 4).items()}
@@ -806,7 +807,7 @@ def test_a_conversation_the_first_source_leaves_unsampled_is_the_next_ones(tmp_p
     result = build(load(_manifest(tmp_path, sources)), tmp_path / "out")  # holdout 2
     rows = [r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)]
     by_source = Counter(r["source"] for r in rows)
-    filtered = sum(pq.read_metadata(p).num_rows for p in Layout(tmp_path / "out", "mini").records("first", "filtered"))
+    filtered = _filtered_rows(tmp_path / "out", "first")
     assert by_source == {"first": 5, "second": filtered - 5} and len({r["id"] for r in rows}) == filtered
     assert result.excluded == {"first": {"beyond_target": filtered - 5}, "second": {"duplicate_of:first": 5}}
     drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "second.mixing-00000.parquet").to_pylist()
