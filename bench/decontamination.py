@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # sftmix from this checkout
 sys.path.insert(0, str(Path(__file__).parent))
-from rawgen import _text  # noqa: E402
+from rawgen import _text, write_ifeval  # noqa: E402
 from repetition import best_of  # noqa: E402
 
 NGRAM = 13
@@ -77,9 +77,7 @@ def main() -> None:
     conversations, prompt_texts = rows_and_prompts(random.Random(args.seed), args.rows, args.prompts)
     with tempfile.TemporaryDirectory(prefix="sftmix-bench-") as tmp:
         path = Path(tmp) / "input_data.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for key, text in enumerate(prompt_texts):
-                handle.write(json.dumps({"key": key, "prompt": text, "instruction_id_list": [], "kwargs": []}) + "\n")
+        write_ifeval(path, prompt_texts)
         rule = DecontaminationFilter(benchmarks={"ifeval": str(path)}, ngram=NGRAM, max_prompts_per_ngram=None)
         rule.indexes  # built before timing, as the recipe's set is
     recipe = python_recipe(prompt_texts)

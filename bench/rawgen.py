@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -171,13 +172,33 @@ def write_raw(layout: str, rows: int, directory, seed: int = 0):
     return path
 
 
-def write_manifest(layouts: list[str], rows: int, directory, executor: dict | None = None):
+def write_ifeval(path, prompts: list[str]) -> None:
+    """`prompts` as an IFEval `input_data.jsonl` (one JSON object a line, as released)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for key, text in enumerate(prompts):
+            handle.write(json.dumps({"key": key, "prompt": text, "instruction_id_list": [], "kwargs": []}) + "\n")
+
+
+# The steps the reference manifests add to the sample's: near-dedup with their settings, and
+# decontamination against an IFEval file of this many prompts of the benches' prose.
+REFERENCE_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "alia-40b-fc.yaml"
+REFERENCE_PROMPTS = 3_000
+
+
+def write_manifest(layouts: list[str], rows: int, directory, executor: dict | None = None,
+                   reference_steps: bool = False):
     """Write `rows` raw rows of each layout and a manifest taking all of them (the sample's shape);
-    returns the manifest's path."""
+    with `reference_steps`, near-dedup and decontamination on, as the reference manifests have
+    them. Returns the manifest's path."""
     sources = [{"key": layout, "converter": layout, "licence": "apache-2.0", "language": "en",
                 "local": {"files": [write_raw(layout, rows, directory).name]}, "targets": "all"} for layout in layouts]
     manifest = {"mixture": "bench", "seed": 1, "holdout": {"size": 100}, "licence_policy": {"allow": ["apache-2.0"]},
                 "sources": sources, **({"executor": executor} if executor else {})}
+    if reference_steps:
+        rng = random.Random("reference-steps")
+        write_ifeval(directory / "input_data.jsonl", [_text(rng, (2, 4)) for _ in range(REFERENCE_PROMPTS)])
+        manifest["near_dedup"] = yaml.safe_load(REFERENCE_MANIFEST.read_text(encoding="utf-8"))["near_dedup"]
+        manifest["filters"] = {"decontamination": {"benchmarks": {"ifeval": "input_data.jsonl"}}}
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path

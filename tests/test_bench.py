@@ -61,6 +61,22 @@ def test_memory_bench_reports_the_ratio_of_its_peaks():
     assert figures["ratio"] == pytest.approx(large["peak_rss_mib"] / small["peak_rss_mib"], abs=0.001)
 
 
+def test_the_memory_bench_reference_steps_are_the_reference_manifests(tmp_path):
+    """--reference-steps builds with the near-dedup settings of the reference manifests and a real
+    decontamination index, so its peak covers what those builds run."""
+    from sftmix.build import _decontamination
+    from sftmix.manifest import load
+
+    manifest = load(rawgen.write_manifest(["xlam"], 50, tmp_path, reference_steps=True))
+    reference = load(BENCH.parent / "manifests" / "alia-40b-fc.yaml")
+    assert manifest.near_dedup == reference.near_dedup
+    index = _decontamination(manifest, manifest.sources[0]).index_stats()
+    assert list(index) == ["ifeval"] and index["ifeval"]["prompts"] == rawgen.REFERENCE_PROMPTS
+    (tmp_path / "plain").mkdir()
+    plain = load(rawgen.write_manifest(["xlam"], 50, tmp_path / "plain"))
+    assert plain.near_dedup is None and _decontamination(plain, plain.sources[0]) is None
+
+
 def test_dedup_bench_finds_planted_duplicates():
     figures = _last_json("dedup.py", "--rows", "2000")
     assert figures["planted_near_pairs"] > 0 and figures["exact_removed"] > 0
