@@ -73,6 +73,11 @@ CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank"
 CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank", pa.uint64()), ("licence", pa.string())])
 
 
+class EmptyTrainSplit(ValueError):
+    """The holdout would take every row of the cells with a train target: the manifest's
+    `holdout.size` must be smaller than what they have."""
+
+
 @dataclass
 class MixResult:
     out_dir: Path
@@ -360,7 +365,8 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     """(holdout, train) rows of each (source, cell), and the holdout's deficit if it falls short.
     The holdout is spread over the cells' own rows (`available`), which no earlier source can take;
     train may also take copies (`copies`) that no earlier source takes, so its share is an upper
-    bound, and a cell's deficit is known once `_choose` has taken its rows."""
+    bound, and a cell's deficit is known once `_choose` has taken its rows. Raises EmptyTrainSplit
+    when the holdout would leave train nothing (before any shard is written)."""
     plan_cells = cells(manifest)
     # In proportion to what each cell gives train: its target, or all its rows for a cell taking
     # `all` (the plan gives those none: their size is known only now). Without such cells this is
@@ -384,6 +390,12 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
         key = (cell.source, cell.language)
         most = available.get(key, 0) + copies.get(key, 0) - holdout[key]
         shares[key] = (holdout[key], most if cell.target is None else min(cell.target, most))
+    wanted = [(c.source, c.language) for c in plan_cells if c.target is None or c.target > 0]
+    # With rows and no train share, those cells' rows all went to the holdout.
+    if not any(shares[key][1] for key in wanted) and (rows := sum(available[k] for k in wanted)):
+        raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the holdout (holdout.size {manifest.holdout.size:,}) "
+                              f"would take all {rows:,} rows of the cells with a train target, and train none: "
+                              f"set holdout.size below {rows:,}")
     holdout_total = sum(holdout.values())
     if holdout_total == manifest.holdout.size:
         return shares, []

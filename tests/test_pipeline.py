@@ -33,7 +33,7 @@ from sftmix.build import (BuildError, Layout, build, filter_source, generate_sou
 from sftmix.counts import Counts
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
-from sftmix.mixing import rank_keys
+from sftmix.mixing import EmptyTrainSplit, rank_keys
 from sftmix.record import SCHEMA
 from sftmix.shards import UnreadableParquet
 
@@ -360,13 +360,44 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert f"| glaive | en | 1,000 | {deficit['train']} | {deficit['deficit']} |" in card
     # a holdout larger than the rows: its deficit names the validation rows, not train ones
-    result = build(load(_manifest(tmp_path, [{**glaive, "targets": "all"}], holdout=1000)), tmp_path / "big")
-    (deficit,) = result.deficits
-    assert deficit == {"source": "*holdout*", "language": "*", "target": 1000, "validation": result.split_rows["validation"],
-                       "deficit": 1000 - result.split_rows["validation"], "available": result.split_rows["validation"]}
-    assert result.split_rows["train"] == 0
-    assert f"| *holdout* | * | 1,000 | {deficit['validation']} | {deficit['deficit']:,} |" in (
+    xlam = {"key": "xlam", "converter": "xlam", "licence": "cc-by-4.0", "language": "en",
+            "local": {"files": [str(FIXTURES / "xlam" / "xlam_function_calling_60k.json")]}, "targets": {"en": 1}}
+    result = build(load(_manifest(tmp_path, [glaive, xlam], holdout=1000)), tmp_path / "big")
+    glaive_short, holdout_short = result.deficits
+    assert glaive_short["source"] == "glaive" and glaive_short["train"] == 0
+    validation = result.split_rows["validation"]
+    # glaive's rows all go to the holdout, xlam's all but the one its target keeps for train
+    assert validation == _filtered_rows(tmp_path / "big", "glaive") + _filtered_rows(tmp_path / "big", "xlam") - 1
+    assert result.split_rows["train"] == 1 and result.by_source["train"] == {"xlam": 1}
+    assert holdout_short == {"source": "*holdout*", "language": "*", "target": 1000, "validation": validation,
+                             "deficit": 1000 - validation, "available": validation}
+    assert f"| *holdout* | * | 1,000 | {validation} | {holdout_short['deficit']:,} |" in (
         tmp_path / "big" / "mini" / "README.md").read_text()
+
+
+def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_last_mixture(tmp_path):
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
+    build(load(_manifest(tmp_path, [glaive])), tmp_path / "out")
+    mixture = tmp_path / "out" / "mini"
+
+    def mixed():  # the mixing's files: the splits, stats.json, the card and the mixing's drops
+        files = [p for p in mixture.rglob("*") if p.is_file() and ".normalized-" not in p.name and ".filtered-" not in p.name]
+        return {p.relative_to(mixture): p.read_bytes() for p in files}
+
+    before = mixed()
+    assert {"train", "validation", "stats.json", "README.md"} <= {p.parts[0] for p in before}
+    rows = _filtered_rows(tmp_path / "out", "glaive")
+    with pytest.raises(EmptyTrainSplit) as raised:
+        build(load(_manifest(tmp_path, [glaive], holdout=rows)), tmp_path / "out")
+    assert str(raised.value) == (f"mixture 'mini': the holdout (holdout.size {rows:,}) would take all {rows:,} rows "
+                                 f"of the cells with a train target, and train none: set holdout.size below {rows:,}")
+    assert mixed() == before
+    result = build(load(_manifest(tmp_path, [glaive], holdout=rows - 1)), tmp_path / "out")
+    assert result.split_rows == {"train": 1, "validation": rows - 1}
+    # a cell whose target is 0 wants no train rows: a holdout-only mixture is what it asked for
+    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=rows)), tmp_path / "out")
+    assert result.split_rows == {"train": 0, "validation": rows}
 
 
 def test_sampling_is_stable_when_raw_rows_are_added(tmp_path):
