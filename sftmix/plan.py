@@ -79,8 +79,17 @@ def summary(manifest: Manifest) -> dict:
     }
 
 
+def _amount(targets: list[int | None]) -> str:
+    """A sum of cell targets as the table shows it: `all` cells (None) take every row they have."""
+    total = f"{sum(t or 0 for t in targets):,}"
+    if None not in targets:
+        return total
+    return "all" if all(t is None for t in targets) else f"{total} + all"
+
+
 def table(manifest: Manifest) -> str:
-    """Source x language target table, as text."""
+    """Source x language target table, as text. A source with cells taking `all` rows gets its
+    holdout share once mixed, by those rows (`mixing._shares`): its holdout column says so."""
     all_cells = cells(manifest)
     languages = sorted({c.language for c in all_cells}, key=lambda l: (l == "*", l))
     grid = {(c.source, c.language): c for c in all_cells}
@@ -88,11 +97,13 @@ def table(manifest: Manifest) -> str:
     rows = []
     for source in manifest.sources:
         row_cells = [grid.get((source.key, lang)) for lang in languages]
-        values = ["" if c is None else ("all" if c.target is None else f"{c.target:,}") for c in row_cells]
-        total = sum(c.target or 0 for c in row_cells if c)
-        rows.append([source.key, *values, f"{total:,}", str(sum(c.holdout for c in row_cells if c)), source.licence or "per-row"])
-    totals = [sum((grid[(s.key, lang)].target or 0) for s in manifest.sources if (s.key, lang) in grid) for lang in languages]
-    rows.append(["TOTAL", *[f"{t:,}" for t in totals], f"{sum(totals):,}", str(manifest.holdout.size), ""])
+        values = ["" if c is None else _amount([c.target]) for c in row_cells]
+        targets = [c.target for c in row_cells if c]
+        holdout = "by rows" if None in targets else str(sum(c.holdout for c in row_cells if c))
+        rows.append([source.key, *values, _amount(targets), holdout, source.licence or "per-row"])
+    totals = [[grid[(s.key, lang)].target for s in manifest.sources if (s.key, lang) in grid] for lang in languages]
+    rows.append(["TOTAL", *map(_amount, totals), _amount([t for column in totals for t in column]),
+                 str(manifest.holdout.size), ""])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(header), *(fmt(r) for r in rows)])

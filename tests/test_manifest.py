@@ -480,6 +480,22 @@ def test_cli_plan_fc():
     assert done.stderr == ""
 
 
+def test_plan_table_shows_sources_taking_all_rows_as_all_with_their_holdout_by_rows(tmp_path):
+    from sftmix import plan
+
+    data = edited(lambda d: d["sources"].append(
+        {"key": "gamma", "local": {"files": ["gamma.jsonl"]}, "converter": "glaive", "licence": "apache-2.0",
+         "targets": {"en": 20, "es": "all"}}))
+    lines = plan.table(load(write(tmp_path, data, "ok.yaml"))).splitlines()
+    assert [line.split() for line in lines] == [
+        ["source", "en", "es", "*", "total", "holdout", "licence"],
+        ["alpha", "100", "100", "6", "apache-2.0"],
+        ["beta", "50", "50", "3", "cc-by-4.0"],
+        ["gamma", "20", "all", "20", "+", "all", "by", "rows", "apache-2.0"],
+        ["TOTAL", "120", "all", "50", "170", "+", "all", "10"],
+    ]
+
+
 def test_a_translation_target_outside_its_target_languages_is_named(tmp_path):
     from sftmix import plan
     from sftmix.manifest import load
