@@ -15,16 +15,14 @@ among them in one join, where a Python lookup per word took 10.8 µs a bench Tou
 """
 
 import re
-from functools import cache
 
 import numpy as np
 import polars as pl
-from langdetect import DetectorFactory
-from langdetect.detector_factory import PROFILES_DIRECTORY
 from langdetect.lang_detect_exception import LangDetectException
 
 from filters.base import BatchRecordFilter, Count, Positive, Share
 from filters.batch_words import CHUNK_BYTES, chunks_of_bytes, word_rows
+from filters.language_id import detect_language
 from filters.words import WordFinder
 
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
@@ -58,25 +56,6 @@ _DETECTABLE = {
     "nl", "no", "pa", "pl", "pt", "ro", "ru", "sk", "sl", "so", "sq", "sv", "sw", "ta", "te", "th",
     "tl", "tr", "uk", "ur", "vi", "zh",
 }
-
-
-@cache
-def _factory() -> DetectorFactory:
-    """langdetect's profiles, loaded once per process; seeded, so verdicts are reproducible."""
-    factory = DetectorFactory()
-    factory.load_profile(PROFILES_DIRECTORY)
-    factory.set_seed(0)
-    return factory
-
-
-def detect_language(text: str, trials: int) -> tuple[str, float]:
-    """langdetect's best (language, probability), averaged over `trials` random walks (its default
-    is 7; on texts of a few hundred characters 3 give the same verdicts at less than half the cost)."""
-    detector = _factory().create()
-    detector.n_trial = trials
-    detector.append(text)
-    best = detector.get_probabilities()[0]
-    return best.lang, best.prob
 
 
 class LanguageFilter(BatchRecordFilter):

@@ -45,9 +45,11 @@ AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more tha
 # The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
 LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
 # The stage runner, and through its imports the rest of the record path every source shares: raw
-# rows, the record and its id, the rejected and shard writers. `sftmix.__version__` has stayed
-# 0.1.0 through every change to them, so it cannot stand for them.
-RECORD_PATH = "sftmix.normalize"
+# rows, the record and its id, the rejected and shard writers; and the modules of another package
+# it calls (not followed from its imports): the document the rules see, and the language detector
+# for rows a source gives no language. `sftmix.__version__` has stayed 0.1.0 through every change
+# to them, so it cannot stand for them.
+RECORD_PATH = ("sftmix.normalize", "filters.base", "filters.language_id")
 # Which model replies a generator accepts (and so which rows it makes) is partly the client's.
 LLM_CLIENT = "sftmix.llm"
 
@@ -251,10 +253,10 @@ def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
     for "filtered" the rules it runs."""
     if source.generator is not None:
         generator = get_generator(source.generator.name)
-        modules = [RECORD_PATH, LLM_CLIENT, generator.__name__]
+        modules = [*RECORD_PATH, LLM_CLIENT, generator.__name__]
         data_files = [prompt_file(name) for name in generator.PROMPTS]
     else:
-        modules, data_files = [RECORD_PATH, f"sftmix.sources.{source.converter_name}"], []
+        modules, data_files = [*RECORD_PATH, f"sftmix.sources.{source.converter_name}"], []
     if stage == "filtered":
         for rule, _ in enabled_filters(_filtered_stage_rules(filter_config(manifest, source), source)):
             modules.append(rule.__module__)

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 from datatrove.data import Document
 
 import filters as rule_filters
+from filters.base import record_document
+from filters.language_id import detect_language
 from sftmix.counts import Counts
 from sftmix.raw import iter_raw_rows
 from sftmix.record import SCHEMA, make_record, schema_problem
@@ -50,7 +52,7 @@ def _detect_language(text: str) -> str | None:
 
     try:
         # The row's only language label: worth langdetect's full 7 trials on a longer sample.
-        return iso639_1(rule_filters.language.detect_language(text[:2000], trials=7)[0])
+        return iso639_1(detect_language(text[:2000], trials=7)[0])
     except LangDetectException:
         return None
 
@@ -84,7 +86,7 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
             continue
-        yield rule_filters.base.record_document(record)
+        yield record_document(record)
 
 
 def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
@@ -140,7 +142,7 @@ def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) ->
 def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:
     for record in read_records(files, rank, world_size):
         counts.read += 1
-        yield rule_filters.base.record_document(record)
+        yield record_document(record)
 
 
 class _TimedSource:

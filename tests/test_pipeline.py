@@ -1122,18 +1122,20 @@ def test_an_edited_converter_or_rule_makes_the_records_it_made_stale(tmp_path, m
     assert mix(manifest, layout).split_rows["train"] == 6
 
 
-@pytest.mark.parametrize("module", ["normalize.py", "record.py", "shards.py", "jsonarray.py"])
+@pytest.mark.parametrize("module", ["sftmix/normalize.py", "sftmix/record.py", "sftmix/shards.py", "sftmix/jsonarray.py",
+                                    "filters/base.py", "filters/language_id.py"])
 def test_an_edited_module_of_the_record_path_makes_every_stage_stale(tmp_path, monkeypatch, module):
     """The record path every source shares (reading, the record and its id, the writers) makes the
     records too: an sftmix update that changes it must not leave records of the old code current.
-    `jsonarray.py` is reached only through `sftmix/sources/common.py`, which the converter imports too."""
+    `jsonarray.py` is reached only through `sftmix/sources/common.py`, which the converter imports too.
+    `filters/language_id.py` labels the rows a source gives no language, in the normalized stage."""
     code = _project_copy(tmp_path, monkeypatch)
     manifest = load(_manifest(tmp_path, [_glaive_source()], holdout=0))
     versions = lambda: {stage: stage_version(manifest, manifest.sources[0], stage) for stage in ("raw", "normalized", "filtered")}
     built = versions()
-    assert f"sftmix/{module}" in stage_settings(manifest, manifest.sources[0], "normalized")["code"]
+    assert module in stage_settings(manifest, manifest.sources[0], "normalized")["code"]
     assert "sftmix/mixing.py" not in stage_settings(manifest, manifest.sources[0], "filtered")["code"]
-    edited = code / "sftmix" / module
+    edited = code / module
     edited.write_text(edited.read_text() + "\nEDITED = 1\n")
     now = versions()
     assert now["raw"] == built["raw"] and now["normalized"] != built["normalized"] and now["filtered"] != built["filtered"]
