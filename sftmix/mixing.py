@@ -9,8 +9,8 @@ written: the next one is read meanwhile):
   manifest seed, and stable when raw rows are added (a row's rank never depends on its position).
   Equal ids have equal ranks, so they share a partition: duplicates are found partition by
   partition, and partitions read in order give rows in rank order.
-- The holdout takes the first ranks of each cell (its share from `plan.cells`), train the next
-  `target` ranks; a cell short of rows gives all it has and the shortfall is a reported deficit.
+- The holdout takes the first ranks of each cell (its share: `_shares`), train the next `target`
+  ranks; a cell short of rows gives all it has and the shortfall is a reported deficit.
 - A conversation present in two sources is kept once, by the first source in manifest order that
   takes it (`_choose`): a later source's copy is dropped only when an earlier source keeps the
   conversation, so one no source's sample takes is not lost. The holdout is disjoint from train by id.
@@ -363,45 +363,49 @@ def _near_duplicate_members(manifest: Manifest, partitions: _Partitions, text_fi
 
 def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[dict, list[dict]]:
     """(holdout, train) rows of each (source, cell), and the holdout's deficit if it falls short.
-    The holdout is spread over the cells' own rows (`available`), which no earlier source can take;
-    train may also take copies (`copies`) that no earlier source takes, so its share is an upper
-    bound, and a cell's deficit is known once `_choose` has taken its rows. Raises EmptyTrainSplit
-    when the holdout would leave train nothing (before any shard is written)."""
+    The holdout is spread over the own rows (`available`) of the cells that give rows (a target of
+    0 gives none), which no earlier source can take; train may also take copies (`copies`) that no
+    earlier source takes, so its share is an upper bound, and a cell's deficit is known once
+    `_choose` has taken its rows."""
     plan_cells = cells(manifest)
+    giving = [(c.source, c.language) for c in plan_cells if c.target != 0]
     # In proportion to what each cell gives train: its target, or all its rows for a cell taking
     # `all` (the plan gives those none: their size is known only now). Without such cells this is
     # the plan's share.
-    weights = {(c.source, c.language): available.get((c.source, c.language), 0) if c.target is None else c.target
+    weights = {(c.source, c.language): available[(c.source, c.language)] if c.target is None else c.target
                for c in plan_cells}
-    holdout = {key: min(share, available.get(key, 0)) for key, share in allocate(weights, manifest.holdout.size).items()}
-    # Cells too small for their holdout share pass the rest to cells that have rows to spare, so the
-    # holdout keeps its exact size while any cell can give it.
-    missing = manifest.holdout.size - sum(holdout.values())
-    if missing:
-        spare = {
-            (c.source, c.language): available.get((c.source, c.language), 0) - holdout[(c.source, c.language)]
-            - (c.target or 0) for c in plan_cells
-        }
-        spare = {k: v for k, v in spare.items() if v > 0}
+    holdout = {key: min(share, available[key]) for key, share in allocate(weights, manifest.holdout.size).items()}
+    # Cells too small for their share pass the rest on: first to rows beyond other cells' train
+    # targets, then to rows within them, as the holdout's exact size comes before the targets
+    # (`targets_met` only warns). So the holdout falls short only when every row is in it.
+    target = {(c.source, c.language): c.target or 0 for c in plan_cells}
+    for beyond_targets in (True, False):
+        missing = manifest.holdout.size - sum(holdout.values())
+        spare = {key: available[key] - holdout[key] - (target[key] if beyond_targets else 0) for key in giving}
+        spare = {key: n for key, n in spare.items() if n > 0}
         for key, extra in allocate(spare, min(missing, sum(spare.values()))).items():
             holdout[key] += extra
     shares = {}
     for cell in plan_cells:
         key = (cell.source, cell.language)
-        most = available.get(key, 0) + copies.get(key, 0) - holdout[key]
+        most = available[key] + copies[key] - holdout[key]
         shares[key] = (holdout[key], most if cell.target is None else min(cell.target, most))
-    wanted = [(c.source, c.language) for c in plan_cells if c.target is None or c.target > 0]
-    # With rows and no train share, those cells' rows all went to the holdout.
-    if not any(shares[key][1] for key in wanted) and (rows := sum(available[k] for k in wanted)):
-        raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the holdout (holdout.size {manifest.holdout.size:,}) "
-                              f"would take all {rows:,} rows of the cells with a train target, and train none: "
-                              f"set holdout.size below {rows:,}")
     holdout_total = sum(holdout.values())
     if holdout_total == manifest.holdout.size:
         return shares, []
     return shares, [{"source": HOLDOUT_DEFICIT, "language": ANY_LANGUAGE, "target": manifest.holdout.size,
                      "validation": holdout_total, "deficit": manifest.holdout.size - holdout_total,
                      "available": holdout_total}]
+
+
+def _refuse_empty_train(manifest: Manifest, train: Counter, held: Counter) -> None:
+    """EmptyTrainSplit when the holdout took rows and train got none from the cells that want some:
+    a mixture the training job cannot use, refused before its shards replace the last ones."""
+    wanted = [(c.source, c.language) for c in cells(manifest) if c.target != 0]
+    if wanted and not sum(train[key] for key in wanted) and (rows := sum(held[key] for key in wanted)):
+        raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the holdout (holdout.size {manifest.holdout.size:,}) "
+                              f"would take all {rows:,} rows of the cells with a train target, and train none: "
+                              f"set holdout.size below {rows:,}")
 
 
 def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied: pl.DataFrame,
@@ -638,15 +642,15 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # What the splits hold, by source, language and licence (the breakdowns of the result)
         by = {column: Counter() for column in ("source", "language", "licence")}
         tally = _Tally(excluded, rejects)
-        train = Counter()
+        train, held = Counter(), Counter()  # rows of each (source, cell) in train and in the holdout
         for order, chosen in _choose(partitions, sources, shares, copied, members, tally):
             key = sources[order].key
             for split, cell, language, licence, n in chosen.group_by("split", "cell", "language", "licence").len().iter_rows():
                 by["source"][(split, key)] += n
                 by["language"][(split, language)] += n
                 by["licence"][(split, licence)] += n
-                if split == "train":
-                    train[(key, cell)] += n
+                (train if split == "train" else held)[(key, cell)] += n
+        _refuse_empty_train(manifest, train, held)
         deficits = []
         for cell in cells(manifest):
             key = (cell.source, cell.language)

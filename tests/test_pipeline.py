@@ -359,20 +359,38 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     assert result.split_rows["validation"] == 2
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert f"| glaive | en | 1,000 | {deficit['train']} | {deficit['deficit']} |" in card
-    # a holdout larger than the rows: its deficit names the validation rows, not train ones
-    xlam = {"key": "xlam", "converter": "xlam", "licence": "cc-by-4.0", "language": "en",
-            "local": {"files": [str(FIXTURES / "xlam" / "xlam_function_calling_60k.json")]}, "targets": {"en": 1}}
-    result = build(load(_manifest(tmp_path, [glaive, xlam], holdout=1000)), tmp_path / "big")
-    glaive_short, holdout_short = result.deficits
-    assert glaive_short["source"] == "glaive" and glaive_short["train"] == 0
-    validation = result.split_rows["validation"]
-    # glaive's rows all go to the holdout, xlam's all but the one its target keeps for train
-    assert validation == _filtered_rows(tmp_path / "big", "glaive") + _filtered_rows(tmp_path / "big", "xlam") - 1
-    assert result.split_rows["train"] == 1 and result.by_source["train"] == {"xlam": 1}
-    assert holdout_short == {"source": "*holdout*", "language": "*", "target": 1000, "validation": validation,
-                             "deficit": 1000 - validation, "available": validation}
-    assert f"| *holdout* | * | 1,000 | {validation} | {holdout_short['deficit']:,} |" in (
-        tmp_path / "big" / "mini" / "README.md").read_text()
+    # A holdout that no cell giving rows can fill: its deficit names the validation rows, not train
+    # ones. glaive's target of 0 gives none; the copy takes glaive's conversations into train, but
+    # only own rows go to the holdout (no earlier source can take them).
+    copy = {**glaive, "key": "copy", "targets": "all"}
+    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}, copy], holdout=1000)), tmp_path / "big")
+    (holdout_short,) = result.deficits
+    assert holdout_short == {"source": "*holdout*", "language": "*", "target": 1000, "validation": 0,
+                             "deficit": 1000, "available": 0}
+    assert result.split_rows == {"train": _filtered_rows(tmp_path / "big", "copy"), "validation": 0}
+    assert "| *holdout* | * | 1,000 | 0 | 1,000 |" in (tmp_path / "big" / "mini" / "README.md").read_text()
+
+
+def _glaive_and_xlam(glaive_target, xlam_target) -> list[dict]:
+    return [{"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en", "targets": glaive_target,
+             "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}},
+            {"key": "xlam", "converter": "xlam", "licence": "cc-by-4.0", "language": "en", "targets": xlam_target,
+             "local": {"files": [str(FIXTURES / "xlam" / "xlam_function_calling_60k.json")]}}]
+
+
+def test_the_holdout_keeps_its_size_before_a_cells_train_target(tmp_path):
+    """A cell short of its holdout share passes the rest to rows within other cells' train targets
+    once rows beyond them run out: the holdout's exact size is checked, a train target only warned of."""
+    result = build(load(_manifest(tmp_path, _glaive_and_xlam({"en": 100}, {"en": 1000}))), tmp_path / "out")
+    rows = {key: _filtered_rows(tmp_path / "out", key) for key in ("glaive", "xlam")}
+    holdout = sum(rows.values()) - 1
+    result = build(load(_manifest(tmp_path, _glaive_and_xlam({"en": 100}, {"en": 1000}), holdout=holdout)), tmp_path / "out")
+    assert result.split_rows == {"train": 1, "validation": holdout}
+    assert [d["source"] for d in result.deficits] == ["glaive", "xlam"]  # no *holdout* deficit
+    # a target of 0 gives no row, to train or to the holdout
+    result = build(load(_manifest(tmp_path, _glaive_and_xlam({"en": 0}, "all"), holdout=3)), tmp_path / "out")
+    assert result.by_source == {"train": {"xlam": rows["xlam"] - 3}, "validation": {"xlam": 3}}
+    assert result.excluded["glaive"] == {"beyond_target": rows["glaive"]}
 
 
 def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_last_mixture(tmp_path):
@@ -388,16 +406,23 @@ def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_l
     before = mixed()
     assert {"train", "validation", "stats.json", "README.md"} <= {p.parts[0] for p in before}
     rows = _filtered_rows(tmp_path / "out", "glaive")
-    with pytest.raises(EmptyTrainSplit) as raised:
-        build(load(_manifest(tmp_path, [glaive], holdout=rows)), tmp_path / "out")
-    assert str(raised.value) == (f"mixture 'mini': the holdout (holdout.size {rows:,}) would take all {rows:,} rows "
-                                 f"of the cells with a train target, and train none: set holdout.size below {rows:,}")
+    message = (f"mixture 'mini': the holdout (holdout.size {{size:,}}) would take all {rows:,} rows of the cells "
+               f"with a train target, and train none: set holdout.size below {rows:,}")
+    for holdout in (rows, rows + 1000):
+        with pytest.raises(EmptyTrainSplit) as raised:
+            build(load(_manifest(tmp_path, [glaive], holdout=holdout)), tmp_path / "out")
+        assert str(raised.value) == message.format(size=holdout)
+    # A second source holding the same conversations: its copies of the holdout's rows are dropped,
+    # so train would be empty though its share counted them.
+    copy = {**glaive, "key": "copy"}
+    with pytest.raises(EmptyTrainSplit, match=f"would take all {rows:,} rows"):
+        build(load(_manifest(tmp_path, [glaive, copy], holdout=rows)), tmp_path / "out")
     assert mixed() == before
     result = build(load(_manifest(tmp_path, [glaive], holdout=rows - 1)), tmp_path / "out")
     assert result.split_rows == {"train": 1, "validation": rows - 1}
-    # a cell whose target is 0 wants no train rows: a holdout-only mixture is what it asked for
+    # with no cell wanting train rows there is nothing to refuse
     result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=rows)), tmp_path / "out")
-    assert result.split_rows == {"train": 0, "validation": rows}
+    assert result.split_rows == {"train": 0, "validation": 0}
 
 
 def test_sampling_is_stable_when_raw_rows_are_added(tmp_path):
