@@ -2,12 +2,13 @@
 
 Output appears atomically: written under a temporary name, renamed when complete. A crash leaves
 only `*.tmp` files, which no reader globs (`*.parquet`), so a half-written shard never looks
-complete. Input names its file when it cannot be read (a truncated download, a damaged part):
+complete; the next write of the same file removes them. Input names its file when it cannot be read (a truncated download, a damaged part):
 Arrow's own errors do not.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Iterator
@@ -61,8 +62,29 @@ def file_metadata(manifest_hash: str | None, licences: list[str] | None = None, 
 
 
 def temporary_beside(path: Path) -> Path:
-    """Where a file is written before it is renamed into place: a `*.tmp` name no reader globs."""
+    """Where a file is written before it is renamed into place: a `*.tmp` name no reader globs.
+    Those a stopped run left of the same file are removed first (`_remove_stopped_temporaries`)."""
+    _remove_stopped_temporaries(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _remove_stopped_temporaries(path: Path) -> None:
+    """The temporaries of `path` whose process is gone: a run killed while writing it left them
+    (in a mixture's `rejected/`, beside the files the card counts). A live one is another run's."""
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = temporary.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _running(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def write_text_whole(path: Path, text: str) -> None:

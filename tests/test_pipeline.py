@@ -393,6 +393,29 @@ def test_the_holdout_keeps_its_size_before_a_cells_train_target(tmp_path):
     assert result.excluded["glaive"] == {"beyond_target": rows["glaive"]}
 
 
+def test_a_rebuild_removes_the_temporaries_a_killed_run_left_in_the_mixture(tmp_path):
+    """A run killed while writing a rejected file or stats.json leaves `.<name>.<pid>.tmp` beside
+    the files the card counts; the next run that writes that file removes it, and leaves alone the
+    temporaries of a process still running."""
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
+    manifest = load(_manifest(tmp_path, [glaive]))
+    build(manifest, tmp_path / "out")
+    mixture = tmp_path / "out" / "mini"
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    names = ["rejected/glaive.normalized-00000.parquet", "rejected/glaive.filtered-00000.parquet",
+             "rejected/glaive.mixing-00000.parquet", "stats.json"]
+    left = [mixture / Path(name).parent / f".{Path(name).name}.{stopped.pid}.tmp" for name in names]
+    running = mixture / "rejected" / f".glaive.mixing-00000.parquet.{os.getppid()}.tmp"
+    for path in [*left, running]:
+        path.write_bytes(b"PAR1")
+    (tmp_path / "glaive.json").write_text("[]")  # a change to the raw input: every stage runs again
+    build(load(_manifest(tmp_path, [{**glaive, "local": {"files": [
+        str(FIXTURES / "glaive" / "glaive-function-calling-v2.json"), str(tmp_path / "glaive.json")]}}])), tmp_path / "out")
+    assert [path for path in left if path.exists()] == [] and running.exists()
+
+
 def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_last_mixture(tmp_path):
     glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
               "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all"}
