@@ -101,7 +101,7 @@ def mixture_assets(manifest: Manifest):
            description="Hugging Face dataset card (README.md) beside the shards")
     def dataset_card(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
         m = sftmix.manifest
-        stats = json.loads((sftmix.layout.mixture_dir / "stats.json").read_text())
+        stats = json.loads((sftmix.layout.mixture_dir / build.mixing.STATS).read_text())
         result = build.mixing.MixResult(**{**stats, "out_dir": sftmix.layout.mixture_dir})
         path = build.write_card(m, sftmix.layout, result)
         return MaterializeResult(metadata={"path": MetadataValue.path(str(path)),

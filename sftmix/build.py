@@ -490,7 +490,6 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
         for stale in stale_rejected_files(manifest, layout):
             log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
             stale.unlink()
-        mixing.write_stats(result, layout.mixture_dir / "stats.json")
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
     for unused in unused_work(manifest, layout):
@@ -568,8 +567,12 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
     (the card would pair its targets and licences with the older mixture's counts), or when the
     splits and `result` (stats.json) are not all of one mixing: one that was stopped after putting
-    its train split in place leaves the validation split and stats.json of the one before."""
+    its train split in place leaves the validation split and stats.json of the one before (the
+    mixing's marker says so; without it, as an sftmix before the marker left them, their hashes)."""
     with layout.hold(*layout.mixture_lock):
+        if (layout.mixture_dir / mixing.MIXING_STOPPED).exists():
+            raise BuildError(f"{layout.mixture_dir}: its last mixing was stopped part way, so its splits, rejected files "
+                             "and stats.json may be of two mixings: mix it again first")
         mixed_from = _mixed_from(shard_files(layout.mixture_dir, "train")[0])
         if mixed_from != manifest.hash:
             raise BuildError(f"{layout.mixture_dir} was mixed from another manifest (hash {mixed_from}) than "

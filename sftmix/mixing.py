@@ -56,6 +56,10 @@ from sftmix.rejected import REJECTED_SCHEMA, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
 
 SPLITS = ("train", "validation")
+STATS = "stats.json"  # the mixing's counts, beside its splits: what the card is written from
+# In the mixture directory while a mixing puts its splits, rejected files and stats.json in place:
+# left there, it says they may be of two mixings (`build.write_card` refuses them).
+MIXING_STOPPED = ".mixing-stopped"
 HOLDOUT_DEFICIT = "*holdout*"  # the `source` of the deficit that says the holdout fell short of its size
 PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
 MAX_PARTITIONS = 512
@@ -617,8 +621,9 @@ def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, d
 
 def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path,
           threads: int | None = None, rejected_dir: Path | None = None) -> MixResult:
-    """Write `out_dir/train` and `out_dir/validation`; each split directory is swapped in whole.
-    `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
+    """Write `out_dir/train`, `out_dir/validation` and `out_dir/stats.json` (the result); each split
+    directory is swapped in whole, and `MIXING_STOPPED` marks the time they are not all of one
+    mixing. `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
     Arrow's CPU pool, the cores unless the user has set it); the shards do not depend on it. With
     `rejected_dir`, the rows dropped as duplicates or for their licence are written there (`_Rejects`)."""
     sources = _mixed(manifest)
@@ -688,6 +693,9 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
                 release_unused()
             for writer in writers.values():
                 writer.close()
+        # From here until stats.json is written, the mixture directory may hold the splits, rejected
+        # files and stats.json of two mixings (a run stopped between its renames): the marker says so.
+        write_text_whole(out_dir / MIXING_STOPPED, manifest.hash)
         files = {}
         for split, writer in writers.items():
             final = out_dir / split
@@ -703,7 +711,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
     split_rows = Counter()
     for (split, _), n in by["source"].items():
         split_rows[split] += n
-    return MixResult(
+    result = MixResult(
         out_dir=out_dir,
         split_rows={s: split_rows[s] for s in SPLITS},
         by_source=_breakdown(by["source"]),
@@ -714,7 +722,6 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         files=files,
         manifest_hash=manifest.hash,
     )
-
-
-def write_stats(result: MixResult, path: Path) -> None:
-    write_text_whole(path, json.dumps(result.to_json(), indent=2, ensure_ascii=False))  # the card is written from it
+    write_text_whole(out_dir / STATS, json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    (out_dir / MIXING_STOPPED).unlink()
+    return result

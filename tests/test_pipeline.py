@@ -1027,28 +1027,53 @@ def test_a_local_file_that_is_missing_or_a_directory_is_named(tmp_path):
         assert str(error.value) in (f"source 'g': {tmp_path / name} {problem}", f"source 'g': {problem}{tmp_path / name}")
 
 
-def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, monkeypatch):
-    """The mixing puts train in place, then validation, then stats.json. Stopped in between, the card
-    step took the new train split beside the old holdout (whose rows the new train may hold) and stats."""
-    from sftmix.build import write_card
-    from sftmix.mixing import MixResult
-
-    path, out, layout = _manifest(tmp_path, [_glaive_source()], holdout=2), tmp_path / "out", Layout(tmp_path / "out", "mini")
-    build(load(path), out)
-    path.write_text(path.read_text().replace("seed: 1", "seed: 2"))
+def _stop_at_validation(monkeypatch, layout: Layout) -> None:
+    """The next mixing is stopped (Ctrl-C) after it put train in place, before validation."""
     remove = shutil.rmtree
 
     def stopped_at_validation(target, *args, **kwargs):
         if Path(target) == layout.mixture_dir / "validation":
-            raise KeyboardInterrupt  # Ctrl-C, after train was put in place
+            monkeypatch.undo()
+            raise KeyboardInterrupt
         return remove(target, *args, **kwargs)
 
     monkeypatch.setattr(shutil, "rmtree", stopped_at_validation)
-    with pytest.raises(KeyboardInterrupt):
-        mix(load(path), layout)
-    monkeypatch.undo()
-    manifest = load(path)
+
+
+def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, monkeypatch):
+    """The mixing puts train in place, then validation, then stats.json. Stopped in between, the card
+    step took the new train split beside the old holdout (whose rows the new train may hold) and stats,
+    also when the manifest did not change (a raw file did)."""
+    from sftmix.build import write_card
+    from sftmix.mixing import MIXING_STOPPED, MixResult
+
+    raw = tmp_path / "glaive.json"
+    raw.write_text((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    path = _manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]}, targets={"en": 3})], holdout=2)
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(load(path), out)
     stats = lambda: MixResult(**{**json.loads((layout.mixture_dir / "stats.json").read_text()), "out_dir": layout.mixture_dir})
+    stopped = (rf"^{re.escape(str(layout.mixture_dir))}: its last mixing was stopped part way, so its splits, rejected "
+               "files and stats.json may be of two mixings: mix it again first$")
+
+    raw.write_text(json.dumps(json.loads(raw.read_text())[1:]))  # a row fewer: the manifest's hash stays
+    _stop_at_validation(monkeypatch, layout)
+    with pytest.raises(KeyboardInterrupt):
+        build(load(path), out)
+    with pytest.raises(BuildError, match=stopped):
+        write_card(load(path), layout, stats())
+    mix(load(path), layout)
+    assert not (layout.mixture_dir / MIXING_STOPPED).exists()
+    write_card(load(path), layout, stats())
+
+    path.write_text(path.read_text().replace("seed: 1", "seed: 2"))
+    manifest = load(path)
+    _stop_at_validation(monkeypatch, layout)
+    with pytest.raises(KeyboardInterrupt):
+        mix(manifest, layout)
+    with pytest.raises(BuildError, match=stopped):
+        write_card(manifest, layout, stats())
+    (layout.mixture_dir / MIXING_STOPPED).unlink()  # as an sftmix before the marker left it: the hashes tell
     with pytest.raises(BuildError, match=rf"^{re.escape(str(layout.mixture_dir))}: its validation split is of another mixing "
                                          rf"\(hash \w+\) than its train split \(hash {manifest.hash}\), which was stopped part way: "
                                          "mix it again first$"):
