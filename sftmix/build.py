@@ -485,8 +485,10 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     mixed = [s for s in manifest.sources if not s.is_input_only]
     with layout.hold(*layout.mixture_lock), \
             completed_records(manifest, mixed, layout, "filtered") as inputs:
+        intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
+                  for s in manifest.sources if s.generator is None}
         result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
-                              rejected_dir=layout.rejected_dir)
+                              rejected_dir=layout.rejected_dir, intake=intake)
         for stale in stale_rejected_files(manifest, layout):
             log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
             stale.unlink()
@@ -584,10 +586,8 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
             if hash_ != manifest.hash:
                 raise BuildError(f"{layout.mixture_dir}: its {part} is of another mixing (hash {hash_}) than its train "
                                  f"split (hash {manifest.hash}), which was stopped part way: mix it again first")
-        stage_counts = {s.key: {stage: layout.read_counts(s.key, stage) for stage in STAGES}
-                        for s in manifest.sources if s.generator is None}
         path = layout.mixture_dir / "README.md"
-        write_text_whole(path, card.render(manifest, result, stage_counts))  # a stopped write leaves the card as it was
+        write_text_whole(path, card.render(manifest, result))  # a stopped write leaves the card as it was
     return path
 
 

@@ -22,7 +22,9 @@ def _split_table(title: str, breakdown: dict[str, dict[str, int]]) -> str:
     return _table([title, *SPLITS], rows)
 
 
-def render(manifest: Manifest, result: MixResult, stage_counts: dict[str, dict[str, Counts | None]]) -> str:
+def render(manifest: Manifest, result: MixResult) -> str:
+    stage_counts = {key: {stage: saved and Counts.from_saved(saved) for stage, saved in stages.items()}
+                    for key, stages in result.intake.items()}
     licences = sorted({lic for split in SPLITS for lic in result.by_licence.get(split, {})})
     header = {
         "license": licences if len(licences) != 1 else licences[0],

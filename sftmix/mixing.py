@@ -92,6 +92,9 @@ class MixResult:
     deficits: list[dict] = field(default_factory=list)  # cells short of their target
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> reason -> rows
     files: dict[str, list[str]] = field(default_factory=dict)
+    # source -> stage -> the counts (`Counts.saved()`) of the stages that made the records mixed:
+    # the card's intake and drops are those of this mixing, not of stages run again since.
+    intake: dict[str, dict[str, dict | None]] = field(default_factory=dict)
     manifest_hash: str = ""  # of the manifest mixed: stats.json is then known to be this mixing's
 
     def to_json(self) -> dict:
@@ -620,12 +623,13 @@ def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, d
 
 
 def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path,
-          threads: int | None = None, rejected_dir: Path | None = None) -> MixResult:
+          threads: int | None = None, rejected_dir: Path | None = None, intake: dict | None = None) -> MixResult:
     """Write `out_dir/train`, `out_dir/validation` and `out_dir/stats.json` (the result); each split
     directory is swapped in whole, and `MIXING_STOPPED` marks the time they are not all of one
     mixing. `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
     Arrow's CPU pool, the cores unless the user has set it); the shards do not depend on it. With
-    `rejected_dir`, the rows dropped as duplicates or for their licence are written there (`_Rejects`)."""
+    `rejected_dir`, the rows dropped as duplicates or for their licence are written there (`_Rejects`).
+    `intake`: the counts of the stages that made `inputs` (`MixResult.intake`)."""
     sources = _mixed(manifest)
     for source in sources:
         if not inputs.get(source.key):
@@ -721,6 +725,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         excluded=_exclusions(manifest, excluded),
         files=files,
         manifest_hash=manifest.hash,
+        intake=intake or {},
     )
     write_text_whole(out_dir / STATS, json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     (out_dir / MIXING_STOPPED).unlink()

@@ -1085,6 +1085,31 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
         write_card(manifest, layout, MixResult(**{**stats().__dict__, "manifest_hash": ""}))  # one written before this check
 
 
+def test_the_card_counts_the_stages_that_made_the_records_mixed_not_those_run_since(tmp_path):
+    """Running a source's stages again without mixing, then writing only the card, paired the new
+    stages' intake and drops with the old mixture's rows."""
+    from sftmix.build import write_card
+    from sftmix.mixing import MixResult
+
+    raw = tmp_path / "glaive.json"
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    raw.write_text(json.dumps(rows))
+    manifest = load(_manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]})]))
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    build(manifest, out)
+    card = (layout.mixture_dir / "README.md").read_text()
+    assert f"| g | {len(rows)} |" in card
+    raw.write_text(json.dumps(rows + rows[:3]))
+    manifest = load(manifest.path)
+    source = manifest.sources[0]
+    normalize_source(manifest, source, raw_files(manifest, source, layout, tmp_path / "hub"), layout, 1)
+    filter_source(manifest, source, layout)
+    assert layout.read_counts("g", "normalized").read == len(rows) + 3
+    write_card(manifest, layout, MixResult(**{**json.loads((layout.mixture_dir / "stats.json").read_text()),
+                                             "out_dir": layout.mixture_dir}))
+    assert (layout.mixture_dir / "README.md").read_text() == card
+
+
 def test_the_mixing_takes_only_records_made_from_the_settings_the_manifest_has_now(tmp_path):
     """Materializing only the mixture after a source was edited in the manifest would publish, under
     the new manifest's hash, rows made from the old settings (here: the old licence)."""
