@@ -368,14 +368,19 @@ def _near_duplicate_members(manifest: Manifest, partitions: _Partitions, text_fi
     return members
 
 
+def _giving(plan_cells: list) -> list[tuple[str, str]]:
+    """The (source, language) of the cells that give rows: a target of 0 gives none, to train or to
+    the holdout."""
+    return [(c.source, c.language) for c in plan_cells if c.target != 0]
+
+
 def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[dict, list[dict]]:
     """(holdout, train) rows of each (source, cell), and the holdout's deficit if it falls short.
-    The holdout is spread over the own rows (`available`) of the cells that give rows (a target of
-    0 gives none), which no earlier source can take; train may also take copies (`copies`) that no
+    The holdout is spread over the own rows (`available`) of the cells that give rows (`_giving`),
+    which no earlier source can take; train may also take copies (`copies`) that no
     earlier source takes, so its share is an upper bound, and a cell's deficit is known once
     `_choose` has taken its rows."""
     plan_cells = cells(manifest)
-    giving = [(c.source, c.language) for c in plan_cells if c.target != 0]
     # In proportion to what each cell gives train: its target, or all its rows for a cell taking
     # `all` (the plan gives those none: their size is known only now). Without such cells this is
     # the plan's share.
@@ -385,7 +390,7 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     # Cells too small for their share pass the rest on: first to rows beyond other cells' train
     # targets, then to rows within them, as the holdout's exact size comes before the targets
     # (`targets_met` only warns). So the holdout falls short only when every row is in it.
-    target = {(c.source, c.language): c.target or 0 for c in plan_cells}
+    target, giving = {(c.source, c.language): c.target or 0 for c in plan_cells}, _giving(plan_cells)
     for beyond_targets in (True, False):
         missing = manifest.holdout.size - sum(holdout.values())
         spare = {key: available[key] - holdout[key] - (target[key] if beyond_targets else 0) for key in giving}
@@ -408,7 +413,7 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
 def _refuse_empty_train(manifest: Manifest, train: Counter, held: Counter) -> None:
     """EmptyTrainSplit when the holdout took rows and train got none from the cells that want some:
     a mixture the training job cannot use, refused before its shards replace the last ones."""
-    wanted = [(c.source, c.language) for c in cells(manifest) if c.target != 0]
+    wanted = _giving(cells(manifest))
     if wanted and not sum(train[key] for key in wanted) and (rows := sum(held[key] for key in wanted)):
         raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the holdout (holdout.size {manifest.holdout.size:,}) "
                               f"would take all {rows:,} rows of the cells with a train target, and train none: "
