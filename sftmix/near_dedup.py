@@ -21,8 +21,10 @@ A row whose text has fewer words than `ngram` gets no signature and is never a n
 exact-id dedup still applies to it). Rows whose id repeats (an exact duplicate) end up in the same
 cluster as the first copy; they are not reported here (mixing drops exact duplicates before).
 
-Memory: one Arrow batch of text at a time, the signatures of one worker while it sorts them
-(`num_bands * (8 * rows_per_band + 4)` bytes per row, on disk in `work_dir`), and the clusters.
+Memory: one Arrow batch of text at a time, the signatures of one task while datatrove sorts them
+(`num_bands * (8 * rows_per_band + 4)` bytes per row, a band at a time, on disk in `work_dir`), and
+the clusters. A task takes about `SIGNATURE_TASK_ROWS` rows at most (there are more tasks than
+workers when the rows need it), so this does not grow with the rows.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 BATCH_ROWS = 1024
 SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
+# Rows of one signature task, about, at most: datatrove sorts each task's band files in memory, and the
+# clusters are resolved against each task's ids, both a task at a time (about 130 bytes a row).
+SIGNATURE_TASK_ROWS = 500_000
 _IDS_SCHEMA = pa.schema([("id", pa.string()), ("order", pa.int32())])
 
 
@@ -264,11 +269,16 @@ class RecordTextReader(PipelineStep):
         super().__init__()
         self.sources, self.ids_dir, self.include_file, self.batch_rows = sources, ids_dir, include_file, batch_rows
 
-    def units(self) -> list[tuple[int, str, int]]:
-        return [(order, str(path), group)
-                for order, (_, files) in enumerate(self.sources)
-                for path in files
-                for group in range(pq.ParquetFile(path).metadata.num_row_groups)]
+    def units(self) -> list[tuple[int, str, int, int]]:
+        """(source order, file, row group, its rows) of every row group: task `rank` of `world_size`
+        reads every `world_size`-th of them."""
+        units = []
+        for order, (_, files) in enumerate(self.sources):
+            for path in files:
+                metadata = pq.ParquetFile(path).metadata
+                units += [(order, str(path), group, metadata.row_group(group).num_rows)
+                          for group in range(metadata.num_row_groups)]
+        return units
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         if data:
@@ -281,7 +291,7 @@ class RecordTextReader(PipelineStep):
             for key, _ in self.sources:
                 wanted[key] = pc.filter(table.column("id"), pc.equal(table.column("source"), key)).combine_chunks()
         with pq.ParquetWriter(ids_path, _IDS_SCHEMA) as ids_writer:
-            for index, (order, path, group) in enumerate(self.units()):
+            for index, (order, path, group, _) in enumerate(self.units()):
                 if index % world_size != rank:
                     continue
                 key = self.sources[order][0]
@@ -370,7 +380,10 @@ def near_duplicates(
     workers = max(1, int(workers))
 
     reader = RecordTextReader(plain_sources, str(dirs["ids"]), None if include_file is None else str(include_file))
-    tasks = max(1, min(workers, len(reader.units())))
+    units = reader.units()
+    # At least a task a worker, and enough that each holds about SIGNATURE_TASK_ROWS rows' signatures
+    # and ids at most (row groups go round the tasks): memory then stays flat in the number of rows.
+    tasks = max(1, min(len(units), max(workers, -(-sum(rows for *_, rows in units) // SIGNATURE_TASK_ROWS))))
     signature = RecordMinhashSignature(str(dirs["signatures"]), config=config, language=WhitespaceTokenizer())
     _run_steps([reader, signature],
                tasks, workers, dirs["logs"] / "signatures")

@@ -84,6 +84,22 @@ def test_same_result_with_two_workers(planted, tmp_path):
     assert near_duplicates(files, tmp_path / "w1", workers=1) == near_duplicates(files, tmp_path / "w2", workers=2)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_task_signs_at_most_signature_task_rows_and_the_result_is_the_same(planted, tmp_path, monkeypatch, workers):
+    """datatrove sorts a task's signatures in memory and the clusters are resolved against a task's
+    ids: with the rows cut into more tasks than workers, memory stays flat and nothing else changes."""
+    import sftmix.near_dedup as near_dedup
+
+    files, *_ = planted
+    expected = near_duplicates(files, tmp_path / "one", workers=workers)
+    tasks = []
+    run_steps = near_dedup._run_steps
+    monkeypatch.setattr(near_dedup, "_run_steps", lambda pipeline, n, *args: tasks.append(n) or run_steps(pipeline, n, *args))
+    monkeypatch.setattr(near_dedup, "SIGNATURE_TASK_ROWS", 8)
+    assert near_duplicates(files, tmp_path / "many", workers=workers) == expected
+    assert tasks[0] == 4  # 29 rows in 8 row groups (of 4 rows at most): 4 tasks of 2 row groups, 6 to 8 rows
+
+
 def test_source_order_decides_the_keeper(planted, tmp_path):
     files, pairs, *_ = planted
     removed = near_duplicates(list(reversed(files)), tmp_path / "work")
