@@ -2,8 +2,8 @@
 
 Output appears atomically: written under a temporary name, renamed when complete. A crash leaves
 only `*.tmp` files, which no reader globs (`*.parquet`), so a half-written shard never looks
-complete; the next write of the same file removes them. Input names its file when it cannot be read (a truncated download, a damaged part):
-Arrow's own errors do not.
+complete; the next write of the same file removes them. Input names its file when it cannot be
+read (a truncated download, a damaged part): Arrow's own errors do not.
 """
 
 from __future__ import annotations
