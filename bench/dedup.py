@@ -7,8 +7,9 @@ Generates `--rows` canonical records (deterministic from `--seed`; Zipf-distribu
 three sources' Parquet files. `--near-share` of the rows are near copies of an earlier row (1-3 words
 replaced, punctuation changed; the copy often lands in another source), `--exact-share` are exact
 copies. Then, in a child process (so that generation does not count in its memory), the exact-id
-dedup across sources (as `sftmix.mixing._candidates` does it) and `sftmix.near_dedup.near_duplicates`
-run on the files, and the figures are printed:
+dedup across sources (as `sftmix.mixing` does it: each source's candidates' id and messages are
+written to a file) and `sftmix.near_dedup.near_duplicates` on those files run, and the figures
+are printed:
 
 - rows/s: candidate rows / wall time of exact + near dedup;
 - peak RSS: largest resident set of the dedup process and of its worker processes (getrusage);
@@ -163,19 +164,25 @@ def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -
 
     from sftmix.near_dedup import near_duplicates, write_removed
 
-    sources = [(s, [data_dir / f"{s}.parquet"]) for s in SOURCES]
     start = time.perf_counter()
+    # As the mixing does: each source's candidates (rows whose id no earlier source has) are written
+    # to a file of id + messages, which is what near_duplicates reads.
+    candidates_dir = work_dir.parent / "candidates"
+    candidates_dir.mkdir(parents=True, exist_ok=True)
     seen = pl.Series("id", [], dtype=pl.String)
-    include, exact_removed, candidates = {}, 0, 0
-    for key, files in sources:
-        ids = pl.scan_parquet([str(f) for f in files]).select("id").collect()["id"]
+    sources, exact_removed, candidates = [], 0, 0
+    for key in SOURCES:
+        raw = pl.scan_parquet(data_dir / f"{key}.parquet")
+        ids = raw.select("id").collect()["id"]
         fresh = ids.filter(~ids.is_in(seen.implode())).unique(maintain_order=True)
         exact_removed += len(ids) - len(fresh)
-        include[key] = fresh.to_list()
         candidates += len(fresh)
+        path = candidates_dir / f"{key}.parquet"
+        raw.select("id", "messages").filter(~pl.col("id").is_in(seen.implode())).sink_parquet(path)
+        sources.append((key, [path]))
         seen = pl.concat([seen, fresh])
     exact_s = time.perf_counter() - start
-    removed = near_duplicates(sources, work_dir, workers=workers, include=include)
+    removed = near_duplicates(sources, work_dir, workers=workers)
     total_s = time.perf_counter() - start
     write_removed(removed, result_path.with_suffix(".parquet"))
     kb = 1024

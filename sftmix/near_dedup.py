@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -263,11 +263,9 @@ class RecordTextReader(PipelineStep):
     name = "canonical records (id, text)"
     type = "📖 - READER"
 
-    def __init__(self, sources: list[tuple[str, list[str]]], ids_dir: str, include_file: str | None = None,
-                 batch_rows: int = BATCH_ROWS):
-        """`include_file`: Parquet of (source, id); when given, only those rows of each source are read."""
+    def __init__(self, sources: list[tuple[str, list[str]]], ids_dir: str, batch_rows: int = BATCH_ROWS):
         super().__init__()
-        self.sources, self.ids_dir, self.include_file, self.batch_rows = sources, ids_dir, include_file, batch_rows
+        self.sources, self.ids_dir, self.batch_rows = sources, ids_dir, batch_rows
 
     def units(self) -> list[tuple[int, str, int, int]]:
         """(source order, file, row group, its rows) of every row group: task `rank` of `world_size`
@@ -285,21 +283,13 @@ class RecordTextReader(PipelineStep):
             yield from data
         ids_path = Path(self.ids_dir) / f"{rank:05d}.parquet"
         ids_path.parent.mkdir(parents=True, exist_ok=True)
-        wanted: dict[str, pa.Array] = {}
-        if self.include_file is not None:
-            table = pq.read_table(self.include_file)
-            for key, _ in self.sources:
-                wanted[key] = pc.filter(table.column("id"), pc.equal(table.column("source"), key)).combine_chunks()
         with pq.ParquetWriter(ids_path, _IDS_SCHEMA) as ids_writer:
             for index, (order, path, group, _) in enumerate(self.units()):
                 if index % world_size != rank:
                     continue
-                key = self.sources[order][0]
                 parquet = pq.ParquetFile(path)
                 for batch in parquet.iter_batches(batch_size=self.batch_rows, row_groups=[group],
                                                   columns=["id", "messages"]):
-                    if self.include_file is not None:
-                        batch = batch.filter(pc.is_in(batch.column("id"), value_set=wanted[key]))
                     if not batch.num_rows:
                         continue
                     ids = batch.column("id")
@@ -348,15 +338,15 @@ def near_duplicates(
     rows_per_band: int = 8,
     ngram: int = 5,
     workers: int = 1,
-    include: dict[str, Iterable[str]] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """Removed record id -> (kept record id, kept record's source) for every near-duplicate cluster.
 
-    `sources` are (source key, filtered Parquet files) in manifest order; in each cluster the row of
-    the earliest source is kept, then the smallest id. `include` (source key -> ids), when given,
-    limits each source to those rows (e.g. the candidates left after licence and exact-id checks), so
-    a row is never removed in favour of one that will not be selected anyway. `work_dir` holds the
-    signatures while this runs (emptied first, intermediate files removed at the end).
+    `sources` are (source key, Parquet files of the rows to compare: `id` and `messages`) in
+    manifest order; in each cluster the row of the earliest source is kept, then the smallest id.
+    The caller writes only the rows it may select (the mixing: its candidates after the licence and
+    exact-id checks), so a row is never removed in favour of one that will not be selected anyway.
+    `work_dir` holds the signatures while this runs (emptied first, intermediate files removed at
+    the end).
     """
     if threshold_bands < 1 or rows_per_band < 1 or ngram < 1:
         raise ValueError("threshold_bands, rows_per_band and ngram must be positive")
@@ -369,17 +359,9 @@ def near_duplicates(
     if len(set(keys)) != len(keys):
         raise ValueError("source keys must be unique")
     plain_sources = [(key, [str(f) for f in files]) for key, files in sources]
-    include_file = None
-    if include is not None:  # on disk, so that worker processes do not each get a pickled copy
-        include_file = work_dir / "include.parquet"
-        with pq.ParquetWriter(include_file, pa.schema([("source", pa.string()), ("id", pa.string())])) as writer:
-            for key in keys:
-                value = include.get(key, [])
-                ids = (value.to_arrow() if hasattr(value, "to_arrow") else pa.array(list(value), pa.string())).cast(pa.string())
-                writer.write_table(pa.table({"source": pa.array([key] * len(ids), pa.string()), "id": ids}))
     workers = max(1, int(workers))
 
-    reader = RecordTextReader(plain_sources, str(dirs["ids"]), None if include_file is None else str(include_file))
+    reader = RecordTextReader(plain_sources, str(dirs["ids"]))
     units = reader.units()
     # At least a task a worker, and enough that each holds about SIGNATURE_TASK_ROWS rows' signatures
     # and ids at most (row groups go round the tasks): memory then stays flat in the number of rows.
@@ -410,8 +392,6 @@ def near_duplicates(
             removed[row_id] = (kept, keys[kept_order])
     for name in ("signatures", "buckets", "clusters", "ids"):
         shutil.rmtree(dirs[name], ignore_errors=True)
-    if include_file is not None:
-        include_file.unlink()
     return removed
 
 

@@ -107,17 +107,6 @@ def test_source_order_decides_the_keeper(planted, tmp_path):
         assert removed[original] == (copy, "second")
 
 
-def test_include_limits_rows_to_candidates(planted, tmp_path):
-    files, pairs, *_ = planted
-    ids = {key: pq.read_table([str(f) for f in paths][0], columns=["id"])["id"].to_pylist() for key, paths in files}
-    ids["second"] = [i for path in files[1][1] for i in pq.read_table(path, columns=["id"])["id"].to_pylist()]
-    excluded_original = pairs[0][0]
-    ids["first"].remove(excluded_original)  # e.g. its licence is not allowed: its copy must stay
-    removed = near_duplicates(files, tmp_path / "work", include=ids)
-    assert pairs[0][1] not in removed and excluded_original not in removed
-    assert removed[pairs[1][1]] == (pairs[1][0], "first")
-
-
 def test_short_texts_and_empty_sources(tmp_path):
     short = [record("a", "hi", "hello there"), record("a", "hi", "hello there!")]
     files = [("a", [write(tmp_path / "a.parquet", short)]), ("b", [write(tmp_path / "b.parquet", [])])]
@@ -132,14 +121,6 @@ def test_text_is_user_and_assistant_turns_with_tool_calls():
                       tools=[], source="s", licence="mit", language="en", origin={})
     [value] = batch_texts(to_table([rec]).column("messages").chunk(0))
     assert value == 'weather in Oslo?\nget_weather {"city": "Oslo"}\nIt is 3 degrees.'
-
-
-def test_include_accepts_polars_series(planted, tmp_path):
-    import polars as pl
-
-    files, pairs, *_ = planted
-    ids = {key: pl.scan_parquet([str(f) for f in paths]).select("id").collect()["id"] for key, paths in files}
-    assert near_duplicates(files, tmp_path / "a", include=ids) == near_duplicates(files, tmp_path / "b")
 
 
 # Letters, accents and combining marks, digits, punctuation, and whitespace that `str.split` splits at

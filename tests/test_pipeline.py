@@ -635,6 +635,20 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     assert all(d["detail"].startswith("near duplicate of ") and d["detail"].split()[-1] in a_ids for d in drops)
 
 
+def test_a_near_duplicate_of_a_row_that_is_no_candidate_stays(tmp_path):
+    """Near-dedup compares only the candidates: a row left out for its language takes no other row with it."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows))
+    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Please, ", 1)) for r in rows]))
+    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+                "targets": targets, "filters": {"language": False}}
+               for key, raw, targets in (("a", first, {"es": 5}), ("b", second, "all"))]
+    result = build(load(_manifest(tmp_path, sources, holdout=0, near_dedup=NEAR_DEDUP)), tmp_path / "out")
+    assert result.excluded["a"] == {"language_not_targeted": _filtered_rows(tmp_path / "out", "a")}
+    assert not result.excluded["b"] and result.by_source["train"] == {"b": _filtered_rows(tmp_path / "out", "b")}
+
+
 def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp_path):
     """Dropped as a near duplicate of the first source's row before sampling, it was kept zero
     times when the first source's target left that row out."""
