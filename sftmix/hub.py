@@ -21,6 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import httpx as hub_http  # the HTTP client huggingface_hub raises from
 
 UNPINNED_REVISIONS = {"", "main", "master"}
 
@@ -50,6 +51,29 @@ def download_source(
     if not files:
         raise HubError(f"{where}: no files requested")
     endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
+    snapshot, sizes = _snapshot(hub_id, revision, repo_type, list(files), cache_dir, endpoint, where, force=False)
+    out: list[Path] = []
+    for pattern in files:
+        matched = list(filter_repo_objects(sorted(sizes), allow_patterns=[pattern]))
+        if not matched:
+            raise HubError(f"{where}: file pattern '{pattern}' matched no file")
+        out.extend(Path(snapshot, m) for m in matched if Path(snapshot, m) not in out)
+    # A cached file cut short (a disk that filled, a copy stopped half way) would be read as a shorter
+    # file and its missing rows never counted: its size is checked against the repo's listing.
+    damaged = [path for path in out if path.stat().st_size != sizes[path.relative_to(snapshot).as_posix()]]
+    if damaged:
+        repaired = [path.relative_to(snapshot).as_posix() for path in damaged]
+        _snapshot(hub_id, revision, repo_type, repaired, cache_dir, endpoint, where, force=True)
+        for name in repaired:
+            if (got := Path(snapshot, name).stat().st_size) != sizes[name]:
+                raise HubError(f"{where}: {name} has {got} bytes after a fresh download, the repo lists {sizes[name]}")
+    return out
+
+
+def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cache_dir: str | Path,
+              endpoint: str | None, where: str, *, force: bool) -> tuple[str, dict[str, int]]:
+    """snapshot_download of `files`; returns the snapshot folder and the size of every file of the repo
+    at `revision`. Each failure becomes a one-line HubError."""
     wanted = ", ".join(files)
     try:
         snapshot = snapshot_download(
@@ -57,12 +81,13 @@ def download_source(
             repo_type=repo_type,
             revision=revision,
             cache_dir=cache_dir,
-            allow_patterns=list(files),
+            allow_patterns=files,
             endpoint=endpoint,
+            force_download=force,
         )
         # Full file listing at this revision, cached on disk by snapshot_download (no request).
-        repo_files = sorted(f.path for f in get_cached_repo_tree(
-            hub_id, repo_type=repo_type, revision=revision, cache_dir=cache_dir))
+        sizes = {f.path: f.size for f in get_cached_repo_tree(
+            hub_id, repo_type=repo_type, revision=revision, cache_dir=cache_dir)}
     except RevisionNotFoundError as err:
         raise HubError(f"{where}: revision not found (files: {wanted})") from err
     except GatedRepoError as err:
@@ -75,14 +100,12 @@ def download_source(
         status = getattr(getattr(err, "response", None), "status_code", "?")
         hint = "; set HF_TOKEN and accept the terms" if status in (401, 403) else ""
         raise HubError(f"{where}: HTTP {status} while downloading {wanted}{hint}") from err
+    except hub_http.TransportError as err:  # a connection cut or timed out after huggingface_hub's retries
+        raise HubError(f"{where}: download of {wanted} interrupted ({_first_line(err)}); run again to resume") from err
     except (LocalEntryNotFoundError, CachedRepoTreeNotFoundError, HFValidationError, OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise HubError(f"{where}: cannot download {wanted} ({first})") from err
+        raise HubError(f"{where}: cannot download {wanted} ({_first_line(err)})") from err
+    return snapshot, sizes
 
-    out: list[Path] = []
-    for pattern in files:
-        matched = list(filter_repo_objects(repo_files, allow_patterns=[pattern]))
-        if not matched:
-            raise HubError(f"{where}: file pattern '{pattern}' matched no file")
-        out.extend(Path(snapshot, m) for m in matched if Path(snapshot, m) not in out)
-    return out
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -5,7 +5,8 @@
 
 Repo spec keys: `files` (dict repo-path -> bytes/str/Path, or a directory to walk), optional `sha`
 (40-hex commit; default derived from the content), `refs` (extra tag/branch name -> sha; `main` always
-points at `sha`) and `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in).
+points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in) and
+`cut` (repo paths whose GET sends half the body it announces, then closes the connection).
 
 Endpoints (dataset repos only), as huggingface_hub 2.4.0 calls them:
   GET  /api/datasets/{repo}/revision/{rev}     repo_info; snapshot_download calls it only when rev is not a sha
@@ -58,7 +59,8 @@ def _load_repo(spec: dict) -> dict:
         blobs[path] = content
     sha = spec.get("sha") or hashlib.sha1(
         b"".join(p.encode() + _git_blob_sha(d).encode() for p, d in sorted(blobs.items()))).hexdigest()
-    return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token")}
+    return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token"),
+            "cut": set(spec.get("cut", ()))}
 
 
 def repo_sha(spec: dict) -> str:
@@ -76,7 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype="application/json"):
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype="application/json",
+              cut: bool = False):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -84,7 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body[:len(body) // 2] if cut else body)
+        if cut:
+            self.close_connection = True
 
     def _error(self, status: int, code: str, message: str, headers: dict | None = None):
         self._send(status, json.dumps({"error": message}).encode(),
@@ -127,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{rest} does not exist on {rev}", {"X-Repo-Commit": sha})
         data = blobs[rest]
         return self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"',
-                                      "Accept-Ranges": "bytes"}, ctype="application/octet-stream")
+                                      "Accept-Ranges": "bytes"}, ctype="application/octet-stream", cut=rest in repo["cut"])
 
     def do_GET(self):
         self._route("GET")

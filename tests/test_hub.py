@@ -32,6 +32,7 @@ def hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     repos = {REPO: {"sha": SHA, "files": FILES, "refs": {"v1.0": SHA}},
+             "acme/flaky": {"sha": SHA, "files": FILES, "cut": ["data/test-00000-of-00001.parquet"]},
              "acme/gated": {"sha": SHA, "files": FILES, "token": "hf_secret_test_token"}}
     with serve_hub(repos) as url:
         monkeypatch.setenv("HF_ENDPOINT", url)
@@ -93,3 +94,19 @@ def test_gated_needs_token(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
     (p,) = download_source("acme/gated", SHA, ["LICENSE"], tmp_path)
     assert p.read_bytes() == FILES["LICENSE"]
+
+
+def test_a_cached_file_cut_short_is_downloaded_again(hub, tmp_path):
+    (path,) = download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    with open(path.resolve(), "r+b") as blob:  # e.g. a disk that filled while it was copied
+        blob.truncate(3)
+    (again,) = download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    assert again == path and again.read_bytes() == FILES["LICENSE"]
+    assert hub.count("GET", "/resolve/") == 2
+
+
+def test_a_download_cut_off_is_one_line_naming_the_file(hub, tmp_path):
+    with pytest.raises(HubError, match="interrupted") as exc:
+        download_source("acme/flaky", SHA, ["data/test-*.parquet"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "acme/flaky" in message and SHA in message and "data/test-*.parquet" in message
