@@ -112,3 +112,14 @@ def test_catalan_instruction_is_never_cleaned_but_response_is(ca):
     assert cited.messages[1]["content"] == "«Tirant lo Blanc» el va escriure Joanot Martorell i es va publicar el 1490 a València."
     assert cited.meta == {"category": "general_qa", "citations_removed": 1}
     assert cited.key == "8"
+
+
+def test_indexes_in_an_answer_that_copied_no_wikipedia_are_kept():
+    from sftmix.sources.dolly import convert
+    code = {"instruction": "How do I get the first item of a Python list?", "context": "", "category": "open_qa",
+            "response": "Use xs[0]; the last one is xs[-1], and matrix[1][2] is row 1, column 2."}
+    assert convert(code).messages[1]["content"] == code["response"] and "citations_removed" not in convert(code).meta
+    # a row copied from Wikipedia loses its markers, but not what is in a code span
+    cited = dict(code, context="Lists were added in 1991.[4]", response="Since 1991.[4] Write `xs[1]` for the second.")
+    out = convert(cited)
+    assert out.messages[1]["content"] == "Since 1991. Write `xs[1]` for the second." and out.meta["citations_removed"] == 2
