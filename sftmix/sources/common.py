@@ -136,7 +136,11 @@ def to_json_schema(parameters) -> dict:
         return {"type": "object", "properties": {}}
     if not isinstance(parameters, dict):
         raise Drop("invalid_tool_schema", f"parameters is {type(parameters).__name__}")
-    flat = not ("properties" in parameters or parameters.get("type") in ("object", "dict"))
+    # A JSON Schema's `properties` maps names to specs; in xLAM's flat layout a parameter may itself be
+    # called "properties", and then its value is one spec, whose `type` is a string.
+    nested = parameters.get("properties")
+    flat = parameters.get("type") not in ("object", "dict") and (
+        "properties" not in parameters or (isinstance(nested, dict) and isinstance(nested.get("type"), str)))
     if flat:  # xLAM layout: every key is a parameter, optionality lives in the type string
         properties_in, required = parameters, None
     else:

@@ -119,3 +119,14 @@ def test_schemas_built_from_one_type_string_share_nothing():
     first["properties"]["ids"]["items"]["type"] = "string"
     assert second["properties"] == {"value": {"type": ["integer", "string"]}, "ids": {"type": "array", "items": {"type": "integer"}}}
     assert to_json_schema({"value": {"type": "int or str"}})["properties"]["value"]["type"] == ["integer", "string"]
+
+
+def test_a_flat_parameter_called_properties_is_a_parameter():
+    from sftmix.sources.common import to_json_schema
+
+    schema = to_json_schema({"properties": {"description": "ids", "type": "str", "default": ""},
+                             "limit": {"description": "max", "type": "int, optional"}})
+    assert list(schema["properties"]) == ["properties", "limit"] and schema["required"] == ["properties"]
+    # a JSON Schema with a parameter called "type" is still a JSON Schema
+    nested = to_json_schema({"properties": {"type": {"type": "string"}}, "required": ["type"]})
+    assert nested == {"type": "object", "properties": {"type": {"type": "string"}}, "required": ["type"]}
