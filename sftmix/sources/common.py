@@ -176,7 +176,9 @@ PARSER_OVERFLOW = (RecursionError, MemoryError)
 # (the name keeps the whitespace before "(": callers strip it). Possessive: nothing is tried again,
 # where a lazy name followed by `\s*\(` ran each whitespace run to its end from every one of its
 # characters (0.4 s for 16,000 spaces, quadratic).
-_CALL_NAME = re.compile(r"\s*+([^\s(),\[\]][^(),\[\]]*+)\(")
+# Calls are separated by commas and whitespace only: a ";" is in no name, so "f(x=1);g(y=2)" is no
+# call list (its second call was named ";g").
+_CALL_NAME = re.compile(r"\s*+([^\s(),\[\];][^(),\[\];]*+)\(")
 
 
 _JSON_WORDS = {"true": True, "false": False, "null": None, "none": None}
@@ -252,7 +254,9 @@ def parse_python_calls(text: str, *, bracketed: bool) -> list[tuple[str, dict]]:
             node = ast.parse(f"_f({body[args_start:args_end - 1]})", mode="eval").body
             if node.args:
                 raise Drop("unparsable_tool_call", f"positional arguments in call to {name}")
-            arguments = {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
+            if any(kw.arg is None for kw in node.keywords):  # `**{...}`: its arguments were lost
+                raise Drop("unparsable_tool_call", f"** arguments in call to {name}")
+            arguments = {kw.arg: _literal(kw.value) for kw in node.keywords}
         except (SyntaxError, ValueError, TypeError, *PARSER_OVERFLOW) as error:
             raise Drop("unparsable_tool_call", f"{name}: {str(error) or type(error).__name__}") from None
         calls.append((name, arguments))

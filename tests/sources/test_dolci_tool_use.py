@@ -157,3 +157,15 @@ def test_one_name_with_two_definitions_drops_the_row():
     (_, dropped), (_, kept) = convert([("a", row([by_city, by_place])), ("b", row([by_city, by_city]))])
     assert isinstance(dropped, Drop) and dropped.reason == "duplicate_tool_name"
     assert [t["function"]["name"] for t in kept.tools] == ["get_weather"]
+
+
+@pytest.mark.parametrize("text, detail", [('[f(**{"a": 1})]', "** arguments in call to f"),
+                                          ("[f(x=1);g(y=2)]", "no call at ';g(y=2)'"),
+                                          ("[f(x=1), ; rm -rf(y=2)]", "no call at '; rm -rf(y=2)'")])
+def test_calls_whose_arguments_or_names_cannot_be_read_whole_drop(text, detail):
+    from sftmix.sources.common import parse_python_calls
+
+    with pytest.raises(Drop) as drop:
+        parse_python_calls(text, bracketed=True)
+    assert (drop.value.reason, drop.value.detail) == ("unparsable_tool_call", detail)
+    assert parse_python_calls("[f(x=1), g_2 (y=2)]", bracketed=True) == [("f", {"x": 1}), ("g_2", {"y": 2})]
