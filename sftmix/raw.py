@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import os
 import re
 import zlib
 from pathlib import Path
@@ -151,15 +152,21 @@ class _Shard:
 
 
 def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[tuple[str, dict | Drop]]:
-    """Rows of every input keyed `<file name>#<row>` (an undecodable line comes as a Drop).
+    """Rows of every input keyed `<file>#<row>` (an undecodable line comes as a Drop), the file named
+    by its path below the inputs' common folder: its name when they share one folder, else e.g.
+    `CC-MAIN-2013-20/train-00000-of-00014.parquet`, so that files of one name in two folders (Hub
+    repos reuse names across their folders) give their rows distinct keys.
 
     With `world_size` > 1, only worker `rank`'s share of the rows; keys stay the same.
     """
     readers = {"parquet": _parquet_rows, "json": _json_array_rows, "jsonl": _jsonl_rows}
     files = [Path(p) for p in paths]
+    absolute = [Path(os.path.abspath(f)) for f in files]  # ".." folded, symlinks (Hub snapshots) kept
+    common = os.path.commonpath([f.parent for f in absolute]) if files else ""
+    names = [f.relative_to(common).as_posix() for f in absolute]
     formats = [detect_format(p) for p in files]  # fail before reading anything
     mine = _Shard(rank, world_size)
-    for path, fmt in zip(files, formats):
+    for path, name, fmt in zip(files, names, formats):
         index = 0
         try:
             for index, row in enumerate(readers[fmt](path, mine)):
@@ -169,7 +176,7 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
                     drop = Drop("malformed_row", f"not an object: {type(row).__name__}")
                     drop.raw = row
                     row = drop
-                yield f"{path.name}#{index}", row
+                yield f"{name}#{index}", row
         except (ijson.JSONError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
         except GZIP_ERRORS as error:

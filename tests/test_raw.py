@@ -3,6 +3,7 @@
 import codecs
 import gzip
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -89,3 +90,15 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_row(tmp_path, layout, c
         marked = _gzipped(marked, marked.parent)
     assert _comparable(raw.iter_raw_rows([marked])) == [(key.replace(source.name, marked.name), row)
                                                          for key, row in _comparable(raw.iter_raw_rows([source]))]
+
+
+def test_files_of_one_name_in_two_folders_give_their_rows_distinct_keys(tmp_path):
+    for folder in ("en", "ca"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "train.jsonl").write_text(f'{{"lang": "{folder}"}}\n')
+    files = [tmp_path / "en" / "train.jsonl", tmp_path / "ca" / "train.jsonl"]
+    assert [key for key, _ in raw.iter_raw_rows(files)] == ["en/train.jsonl#0", "ca/train.jsonl#0"]
+    # files of one folder are keyed by their names, however the folder is written
+    (tmp_path / "en" / "more.jsonl").write_text('{"lang": "en"}\n')
+    relative = Path(os.path.relpath(tmp_path / "en" / "more.jsonl"))
+    assert [key for key, _ in raw.iter_raw_rows([files[0], relative])] == ["train.jsonl#0", "more.jsonl#0"]
