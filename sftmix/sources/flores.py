@@ -121,20 +121,20 @@ def _read(rows: Iterable[RawRow], groups: dict, accepted: list) -> Iterator[tupl
                     groups[sentence_id][language] = _Sentence(index, text.strip(), row.get("domain"))
                     taken += 1
         except Drop as drop:
-            yield index, drop
-            continue
+            problems = [drop]
         except MALFORMED_ROW_ERRORS as error:
-            yield index, Drop.malformed_row(error)
-            continue
-        if taken:
-            accepted.append(index)
+            problems = [Drop.malformed_row(error)]
         else:
-            yield index, problems[0]
+            if taken:
+                accepted.append((index, row))  # held for its drop, should no other language pair with it
+                continue
+        problems[0].raw = row
+        yield index, problems[0]
 
 
 def convert_stream(rows: Iterable[RawRow]) -> Iterator[tuple[str, Converted | Drop]]:
     groups: dict[int | str, dict[str, _Sentence]] = {}
-    accepted: list[str] = []
+    accepted: list[tuple[str, dict]] = []
     yield from _read(rows, groups, accepted)  # every row must be seen before pairing
     used: set[str] = set()
     for sentence_id in sorted(groups, key=lambda i: (isinstance(i, str), i)):
@@ -157,6 +157,8 @@ def convert_stream(rows: Iterable[RawRow]) -> Iterator[tuple[str, Converted | Dr
                 meta={k: v for k, v in meta.items() if v is not None},
                 key=f"{sentence_id}:{source}-{target}",
             )
-    for index in accepted:
+    for index, row in accepted:
         if index not in used:
-            yield index, Drop("unpaired_sentence", "no other language of this sentence was read")
+            drop = Drop("unpaired_sentence", "no other language of this sentence was read")
+            drop.raw = row
+            yield index, drop

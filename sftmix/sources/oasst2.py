@@ -27,7 +27,10 @@ other message is a Drop: `merged_into_conversation` (on the kept thread: its tex
 kept record, it is not lost), `not_on_selected_path` (an alternative reply), `deleted`,
 `review_rejected`, `removed_ancestor` (below a deleted/rejected message), `no_assistant_reply`
 (a prompt nobody answered, e.g. a lone root), `orphan` (not reachable from a root of its tree),
-`duplicate_message_id`, `malformed_row`.
+`duplicate_message_id`, `malformed_row`. The last two keep the raw row for inspection; the others,
+decided on the tree after all rows were read, keep the message's fields the reduction read (id,
+parent, tree, role, text, lang, rank, quality, flags, toxicity): holding every raw row for that
+would hold oasst2 twice.
 """
 
 from __future__ import annotations
@@ -158,8 +161,9 @@ def _reduce_tree(messages: list[dict]) -> Iterator[tuple[str, Converted | Drop]]
             else:
                 drop = Drop("not_on_selected_path")
             verdict[m["id"]] = drop
-        if verdict[m["id"]] is not None:
-            yield m["index"], verdict[m["id"]]
+        if (drop := verdict[m["id"]]) is not None:
+            drop.raw = {key: value for key, value in m.items() if key != "index"}
+            yield m["index"], drop
 
 
 def convert_stream(rows: Iterable[RawRow]) -> Iterator[tuple[str, Converted | Drop]]:
@@ -171,11 +175,11 @@ def convert_stream(rows: Iterable[RawRow]) -> Iterator[tuple[str, Converted | Dr
             continue
         try:
             m = _message(index, row)
+            if m["id"] in seen:
+                raise Drop("duplicate_message_id", m["id"])
         except Drop as drop:
+            drop.raw = row
             yield index, drop
-            continue
-        if m["id"] in seen:
-            yield index, Drop("duplicate_message_id", m["id"])
             continue
         seen.add(m["id"])
         trees.setdefault(m["tree"], []).append(m)

@@ -92,3 +92,9 @@ def test_wide_layout_rows():
     assert [(k, getattr(r, "key", None) or r.reason) for k, r in out] == [
         ("all#1", "unused_language"), ("all#0+all#0", "7:es-ca"), ("all#0+all#0", "7:ca-es")]
     assert out[1][1].messages[1] == message("assistant", "Bon dia.")
+
+
+def test_every_drop_keeps_its_raw_row(results):
+    raw = dict(iter_raw_rows(FIXTURES))
+    drops = [(key, value) for key, value in results if isinstance(value, Drop)]
+    assert drops and all(value.raw == raw[key] for key, value in drops)

@@ -135,3 +135,15 @@ def test_a_value_of_the_wrong_type_is_its_rows_drop_before_the_trees_compare_row
         if row["message_id"] in (uid("a", 0), uid("a", 1)):
             assert (result[key].reason, result[key].detail) == ("malformed_row", detail)
     assert uid("a", 4) not in kept(list(result.items()))  # its thread lost the changed rows
+
+
+def test_every_drop_keeps_what_was_dropped_for_inspection(rows, out):
+    raw = dict(rows)
+    for key, value in out:
+        if isinstance(value, Drop) and value.reason in ("malformed_row", "duplicate_message_id"):
+            assert value.raw == raw[key]  # the raw row as the source stores it
+        elif isinstance(value, Drop):  # decided on the tree: the message's fields the reduction read
+            assert (value.raw["id"], value.raw["text"], value.raw["role"]) == (
+                raw[key]["message_id"], raw[key]["text"], raw[key]["role"])
+    duplicate = dict(convert(list(rows) + [("dup#0", dict(rows[2][1]))]))["dup#0"]
+    assert duplicate.raw == rows[2][1]
