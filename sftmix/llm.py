@@ -170,6 +170,14 @@ def api_key_from_env() -> str:
     raise MissingAPIKey()
 
 
+# finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
+FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
+# The server stopped the answer part way for a reason of its own (DeepSeek: "the inference system's
+# resources ran out"): asked again, as a 503 would be. Any other reason (e.g. "content_filter") is an
+# `incomplete_generation`; neither is cached.
+INTERRUPTED = frozenset({"insufficient_system_resource"})
+
+
 @dataclass
 class Completion:
     content: str
@@ -436,7 +444,7 @@ class LLMClient:
         body = self._body(messages, json_mode, max_tokens)
         key = request_key(self.host, body)
         cached = self.cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.finish_reason in FINISHED:  # an older cache's partial answers are asked again
             self.stats.cache_hits += 1
             return cached
         if key in self._in_flight:  # the same request already on its way: share its answer, pay once
@@ -482,8 +490,12 @@ class LLMClient:
                 else:
                     self.stats.answered += 1
                     self._account(completion.usage)
-                    self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
-                    return completion
+                    if completion.finish_reason in FINISHED:
+                        self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
+                        return completion
+                    last_error = f"finish_reason={completion.finish_reason}"
+                    if completion.finish_reason not in INTERRUPTED:
+                        return self._failed(Failure("incomplete_generation", last_error))
             if attempt < self.settings.max_retries:
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))

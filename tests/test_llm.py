@@ -27,7 +27,7 @@ import pytest
 
 import openai_server
 import sftmix.llm as llm_module
-from openai_server import Fault, count_tokens, json_responder, serve_openai
+from openai_server import Fault, Reply, count_tokens, json_responder, serve_openai
 from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices, Usage,
                         api_key_from_env, request_key)
 from sftmix.record import make_record, message, to_table
@@ -1070,3 +1070,36 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
     for path in out_files[:2]:
         assert KEY not in json.dumps(pq.read_table(path).to_pylist()), path
     assert sorted(pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()) == sorted(ids[0:1] + ids[3:4])
+
+
+def test_an_answer_the_server_stopped_part_way_is_asked_again_and_never_cached(tmp_path):
+    stopped = {"n": 0}
+
+    def responder(messages, body):
+        text = messages[-1]["content"]
+        if text == "filtered":
+            return Reply("Sure! Step 1", finish_reason="content_filter")
+        stopped["n"] += 1
+        if stopped["n"] <= 2:  # DeepSeek's "inference system's resources ran out": partial content
+            return Reply("Sure! Step 1: mix the flour and", finish_reason="insufficient_system_resource")
+        return "Sure! Step 1: mix the flour and water."
+
+    with serve_openai(responder=responder) as srv:
+        client = make_client(srv, tmp_path, max_retries=3)
+        async def both():
+            return await client.complete(user("bake")), await client.complete(user("filtered"))
+
+        again, filtered = run(client, both())
+    assert again.content == "Sure! Step 1: mix the flour and water." and client.stats.retries == 2
+    assert filtered == Failure("incomplete_generation", "finish_reason=content_filter")
+    assert [entry["finish_reason"] for entry in cache_entries(tmp_path / "cache")] == ["stop"]
+    # a cache an older sftmix wrote, holding a partial answer: asked again
+    [log] = cache_files(tmp_path / "cache")
+    log.write_bytes(log.read_bytes().replace(b'"finish_reason": "stop"', b'"finish_reason": "insufficient_system_resource"'))
+    with serve_openai() as srv:
+        client = make_client(srv, tmp_path)
+        assert run(client, client.complete(user("bake"))).content == "echo: bake" and srv.count() == 1
+    with serve_openai(responder=lambda *_: Reply("cut", finish_reason="insufficient_system_resource")) as srv:
+        client = make_client(srv, tmp_path, max_retries=1, cache_dir=str(tmp_path / "other"))
+        assert run(client, client.complete(user("bake"))) == Failure("llm_retries_exhausted",
+                                                                     "finish_reason=insufficient_system_resource")
