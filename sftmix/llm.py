@@ -363,6 +363,18 @@ class ResponseCache:
             self._log_fd = None
 
 
+def endpoint_key(base_url: str) -> str:
+    """The endpoint as the cache keys it: host, port and path, so that two deployments behind one
+    gateway (`/model-a/v1`, `/model-b/v1`) do not share answers; without user info (a secret) or a
+    trailing `/v1`, the OpenAI SDK's default suffix (`https://api.deepseek.com` and `.../v1` are one
+    endpoint, keyed as caches have been)."""
+    parsed = urlparse(base_url)
+    if not parsed.hostname:
+        return base_url
+    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else parsed.hostname
+    return host + re.sub(r"(/v1)?/*$", "", parsed.path)
+
+
 def request_key(host: str, body: dict) -> str:
     return hashlib.sha256(json.dumps({"host": host, **body}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -392,7 +404,7 @@ class LLMClient:
 
     def __init__(self, settings: LLMSettings, api_key: str | None = None):
         self.settings = settings
-        self.host = urlparse(settings.base_url).netloc or settings.base_url
+        self.host = endpoint_key(settings.base_url)
         self.cache = ResponseCache(settings.cache_dir)
         self.stats = Stats()
         self._api_key = api_key  # resolved lazily: a fully cached run needs no key

@@ -1103,3 +1103,15 @@ def test_an_answer_the_server_stopped_part_way_is_asked_again_and_never_cached(t
         client = make_client(srv, tmp_path, max_retries=1, cache_dir=str(tmp_path / "other"))
         assert run(client, client.complete(user("bake"))) == Failure("llm_retries_exhausted",
                                                                      "finish_reason=insufficient_system_resource")
+
+
+def test_the_cache_keeps_deployments_behind_one_host_apart_and_no_user_info(tmp_path):
+    from sftmix.llm import endpoint_key
+
+    assert endpoint_key("http://127.0.0.1:8080/model-a/v1") != endpoint_key("http://127.0.0.1:8080/model-b/v1")
+    # the keys caches were written with stay: an SDK-default /v1 and trailing slashes name one endpoint
+    assert {endpoint_key(url) for url in ("https://api.deepseek.com", "https://api.deepseek.com/v1",
+                                         "https://api.deepseek.com/v1/", "https://API.deepseek.com/")} == {"api.deepseek.com"}
+    assert endpoint_key("http://user:sk-secret@127.0.0.1:8080/v1") == "127.0.0.1:8080"
+    client = LLMClient(LLMSettings(base_url="http://user:sk-secret@127.0.0.1:8080/gw/v1", cache_dir=str(tmp_path)))
+    assert client.host == "127.0.0.1:8080/gw"  # what keys its cache, and is written in each entry
