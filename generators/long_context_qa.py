@@ -119,13 +119,15 @@ def _normal(text: str) -> str:
 
 
 def grounded(evidence: list[str], document: str) -> int:
-    """How many evidence passages (4+ words; every fragment around an ellipsis) occur in the document."""
+    """How many evidence passages occur in the document: every fragment around an ellipsis as whole
+    words, and one of them of 4+ words (single words joined by ellipses quote nothing)."""
     normal_document = _normal(document)
     found = 0
     for passage in evidence:
         fragments = [_normal(f).strip(" \"'") for f in _ELLIPSIS.split(passage)]
         fragments = [f for f in fragments if f]
-        if sum(len(f.split()) for f in fragments) >= 4 and all(f in normal_document for f in fragments):
+        if fragments and max(len(f.split()) for f in fragments) >= 4 and all(
+                re.search(rf"(?<!\w){re.escape(f)}(?!\w)", normal_document) for f in fragments):
             found += 1
     return found
 

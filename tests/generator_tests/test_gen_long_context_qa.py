@@ -157,6 +157,14 @@ def test_grounding_tolerates_quote_marks_case_and_ellipses():
     assert long_context_qa.grounded(["Valencia", "The tribunal meets weekly at the cathedral door"], document) == 0
 
 
+def test_single_words_joined_by_ellipses_or_parts_of_words_ground_nothing():
+    document = "The river Ebro flows through Zaragoza. Its delta is a natural park in Catalonia."
+    for invented in ["Zaragoza … is … in … Catalonia", "a ... b ... c ... d", "river Ebro flows through Zara",
+                     "he river Ebro flows"]:
+        assert long_context_qa.grounded([invented], document) == 0, invented
+    assert long_context_qa.grounded(["river Ebro flows through ... in Catalonia"], document) == 1
+
+
 def test_six_languages_are_served_by_quota():
     docs = [record(f"Document {i}. " + RIVERS, f"d{i}", 2400) for i in range(600)]
     targets = {"ca": 33, "en": 96, "es": 33, "eu": 34, "gl": 34, "pt": 33}
