@@ -30,12 +30,22 @@ from functools import cache
 from itertools import islice
 from pathlib import Path
 from string import Template
-from typing import Any, Callable, Iterable, Iterator
+from typing import Annotated, Any, Callable, Iterable, Iterator
+
+from pydantic import Field
 
 from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_window
 from sftmix.sources.base import Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+# Types of the `params:` a generator reads (its PARAMS: name -> type), checked when the manifest is
+# loaded: a wrong one was found only when the generator ran, as a drop of every row.
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Ratio = Annotated[float, Field(gt=0)]
+Score = Annotated[int, Field(ge=0, le=5)]  # FineWeb-Edu's int_score
+
 LANGUAGE_NAMES = {"ca": "Catalan", "en": "English", "es": "Spanish", "eu": "Basque", "gl": "Galician", "pt": "Portuguese"}
 
 

@@ -41,7 +41,8 @@ import logging
 from typing import Iterator
 
 from generators import eif
-from generators.base import LANGUAGE_NAMES, Context, Item, identity_line, prompt, reply_text, top_ranked_per_language
+from generators.base import (LANGUAGE_NAMES, Context, Count, Item, Positive, identity_line, prompt, reply_text,
+                             top_ranked_per_language)
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
@@ -49,9 +50,8 @@ log = logging.getLogger("sftmix.generators.eif_augmentation")
 
 NAME = "eif_augmentation"
 PROMPTS = ("eif_augmentation_system", "eif_augmentation_repair")
-PARAMS = (  # the `params:` it reads
-    "min_constraints", "max_constraints", "repeat_prompt_max_chars", "max_tokens", "repair_attempts",
-)
+PARAMS = {"min_constraints": Positive, "max_constraints": Positive, "repeat_prompt_max_chars": Count,  # the `params:` it reads
+          "max_tokens": Positive, "repair_attempts": Count}
 REPEAT_PROMPT = "combination:repeat_prompt"
 
 

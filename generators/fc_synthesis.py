@@ -49,10 +49,12 @@ import hashlib
 import heapq
 import json
 import zlib
-from typing import Iterator
+from typing import Annotated, Iterator, Literal
+
+from pydantic import Field
 
 from filters.tool_calls import validator_for
-from generators.base import LANGUAGE_NAMES, Context, Item, hash_rank, prompt
+from generators.base import LANGUAGE_NAMES, Context, Count, Item, Positive, hash_rank, prompt
 from sftmix.jsontext import loads
 from sftmix.llm import Failure
 from sftmix.record import dumps, message, tool_call, tool_def
@@ -60,9 +62,10 @@ from sftmix.sources.base import Converted, Drop
 
 PROMPTS = ("fc_synthesis_system", "fc_synthesis_request", "fc_synthesis_results", "fc_synthesis_answer",
            "fc_synthesis_follow_up", "fc_synthesis_no_tool")
-PARAMS = ("include", "weights", "languages", "max_tools", "distractors")  # the `params:` it reads
 VARIANTS = ("single", "parallel", "multi_turn", "no_tool_fits")
 WEIGHTS = {"single": 4, "parallel": 2, "multi_turn": 2, "no_tool_fits": 2}
+PARAMS = {"include": list[Literal[VARIANTS]], "weights": dict[Literal[VARIANTS], Annotated[float, Field(ge=0)]],  # the `params:` it reads
+          "languages": list[str], "max_tools": Positive, "distractors": Count}
 CALL_ATTEMPTS = 3
 MAX_TOOLS = 8
 DISTRACTORS = 2

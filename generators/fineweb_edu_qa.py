@@ -37,20 +37,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Iterator
+from typing import Iterator, Literal
 
-from generators.base import (LANGUAGE_NAMES, Context, Item, LanguageQuotas, first_user_text, hash_fraction, prompt,
-                             record_origin)
+from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, LanguageQuotas, Positive, Ratio, Score,
+                             first_user_text, hash_fraction, prompt, record_origin)
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
 NAME = "fineweb_edu_qa"
 PROMPTS = ("fineweb_edu_qa", "fineweb_edu_qa_check")
-PARAMS = (  # the `params:` it reads
-    "min_int_score", "min_chars", "keep_fraction", "pairs_per_document", "expected_rows_per_document",
-    "max_document_chars", "layout",
-)
+PARAMS = {"min_int_score": Score, "min_chars": Count, "keep_fraction": Fraction, "pairs_per_document": Positive,  # the `params:` it reads
+          "expected_rows_per_document": Ratio, "max_document_chars": Positive, "layout": Literal["pairs", "conversation"]}
 
 GENERATION_SCHEMA = {
     "type": "object",

@@ -34,18 +34,16 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from generators.base import (LANGUAGE_NAMES, Context, Item, LanguageQuotas, first_user_text, hash_fraction, prompt,
-                             record_origin)
+from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, LanguageQuotas, Positive, Ratio, Score,
+                             first_user_text, hash_fraction, prompt, record_origin)
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
 NAME = "long_context_qa"
 PROMPTS = ("long_context_qa", "long_context_qa_tasks")
-PARAMS = (  # the `params:` it reads
-    "min_int_score", "keep_fraction", "min_tokens", "max_tokens", "chars_per_token", "questions_per_document",
-    "min_evidence",
-)
+PARAMS = {"min_int_score": Score, "keep_fraction": Fraction, "min_tokens": Positive, "max_tokens": Positive,  # the `params:` it reads
+          "chars_per_token": Ratio, "questions_per_document": Positive, "min_evidence": Count}
 
 SCHEMA = {
     "type": "object",

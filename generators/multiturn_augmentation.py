@@ -36,7 +36,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from generators.base import LANGUAGE_NAMES, Context, Item, identity_line, prompt, reply_text, top_ranked_per_language
+from generators.base import (LANGUAGE_NAMES, Context, Item, Positive, identity_line, prompt, reply_text,
+                             top_ranked_per_language)
 from generators.code_math import blank_code_and_math
 from sftmix.llm import Failure
 from sftmix.record import message
@@ -44,7 +45,8 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "multiturn_augmentation"
 PROMPTS = ("multiturn_augmentation_question", "multiturn_augmentation_answer")
-PARAMS = ("min_new_turns", "max_new_turns", "max_turn_chars", "max_tokens")  # the `params:` it reads
+PARAMS = {"min_new_turns": Positive, "max_new_turns": Positive, "max_turn_chars": Positive,  # the `params:` it reads
+          "max_tokens": Positive}
 
 FOLLOW_UP_KINDS = (
     "ask for more detail on, or an explanation of, one specific point of the last answer",

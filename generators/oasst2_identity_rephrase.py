@@ -38,7 +38,7 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "oasst2_identity_rephrase"
 PROMPTS = ("oasst2_identity_rephrase",)
-PARAMS = ()  # it reads no `params:`
+PARAMS: dict = {}  # it reads no `params:`
 
 # Questions about the assistant itself, per language. "Strong" ones demand the name/developer in the answer.
 _STRONG = [

@@ -36,7 +36,7 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
 PROMPTS = ("self_identity",)
-PARAMS = ()  # it reads no `params:`
+PARAMS: dict = {}  # it reads no `params:`
 
 # (topic id, what the user asks, the answer must contain the card's name)
 TOPICS: tuple[tuple[str, str, bool], ...] = (

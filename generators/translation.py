@@ -43,7 +43,7 @@ import re
 from collections import Counter
 from typing import Iterator
 
-from generators.base import LANGUAGE_NAMES, Context, Item, hash_rank, prompt, record_origin, reply_text
+from generators.base import LANGUAGE_NAMES, Context, Item, Positive, hash_rank, prompt, record_origin, reply_text
 from generators.code_math import blank_code_and_math
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -53,7 +53,7 @@ log = logging.getLogger("sftmix.generators.translation")
 
 NAME = "translation"
 PROMPTS = ("translation_system", "translation_user")
-PARAMS = ("target_languages", "max_source_chars", "max_tokens")  # the `params:` it reads
+PARAMS = {"target_languages": list[str], "max_source_chars": Positive, "max_tokens": Positive}  # the `params:` it reads
 KEPT_ORIGIN = ("answer", "source", "problem_type", "question_type")
 STRUCTURE = ("$", "\\[", "\\]", "\\(", "\\)", "```", "\\boxed")
 

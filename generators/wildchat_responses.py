@@ -31,14 +31,15 @@ from __future__ import annotations
 import hashlib
 from typing import Iterator
 
-from generators.base import (LANGUAGE_NAMES, Context, Item, first_user_text, hash_fraction, prompt, record_origin,
-                             reply_text)
+from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, Positive, first_user_text, hash_fraction,
+                             prompt, record_origin, reply_text)
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
 NAME = "wildchat_responses"
 PROMPTS = ("wildchat_responses_system",)
-PARAMS = ("min_prompt_chars", "max_prompt_chars", "keep_fraction", "max_response_tokens")  # the `params:` it reads
+PARAMS = {"min_prompt_chars": Count, "max_prompt_chars": Positive, "keep_fraction": Fraction,  # the `params:` it reads
+          "max_response_tokens": Positive}
 
 
 def _problem(text: str, origin: dict, params: dict, seen: set[bytes]) -> tuple[str, str] | None:

@@ -11,10 +11,11 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
@@ -130,6 +131,20 @@ class GeneratorInput(_Strict):
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"generator {self.name!r} has no parameter {unknown!r} ({hint}it reads: "
                              f"{', '.join(reads) or 'none'})")
+        # Typed and bounded (a string for a number, or 0 constraints, was found only as the
+        # generator ran, as a drop of every row), and each `min_x` at most its `max_x`.
+        params = create_model(f"{self.name}_params", __config__=ConfigDict(extra="forbid", strict=True),
+                              **{name: (Optional[kind], None) for name, kind in reads.items()})
+        try:
+            params.model_validate(self.params)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"generator {self.name!r} parameter {where}: {first['msg']} (got {first['input']!r})") from None
+        for name, low in self.params.items():
+            high = self.params.get("max_" + name.removeprefix("min_")) if name.startswith("min_") else None
+            if high is not None and low > high:
+                raise ValueError(f"generator {self.name!r}: {name} {low} is above max_{name.removeprefix('min_')} {high}")
         return self
 
 

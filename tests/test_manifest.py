@@ -629,6 +629,34 @@ def test_a_generator_parameter_it_does_not_read_is_a_manifest_error(tmp_path):
     assert load(write(tmp_path, manifest)).sources[1].generator.params == {"min_int_score": 0}
 
 
+@pytest.mark.parametrize("generator, params, error", [
+    ("wildchat_responses", {"max_response_tokens": "2048"},
+     "generator 'wildchat_responses' parameter max_response_tokens: Input should be a valid integer (got '2048')"),
+    ("eif_augmentation", {"min_constraints": 0},
+     "generator 'eif_augmentation' parameter min_constraints: Input should be greater than or equal to 1 (got 0)"),
+    ("eif_augmentation", {"min_constraints": 4, "max_constraints": 2},
+     "generator 'eif_augmentation': min_constraints 4 is above max_constraints 2"),
+    ("wildchat_responses", {"keep_fraction": 1.5},
+     "generator 'wildchat_responses' parameter keep_fraction: Input should be less than or equal to 1 (got 1.5)"),
+    ("fc_synthesis", {"include": ["paralel"]},
+     "generator 'fc_synthesis' parameter include.0: Input should be 'single', 'parallel', 'multi_turn' or 'no_tool_fits' "
+     "(got 'paralel')"),
+])
+def test_a_generator_parameter_of_the_wrong_type_or_range_is_a_manifest_error(tmp_path, generator, params, error):
+    """`max_response_tokens: "2048"` dropped every row as malformed_generation, with no request sent;
+    `min_constraints: 0` let eif rows with no constraint in."""
+    manifest = {"mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+                "sources": [{"key": "chat", "local": {"files": ["x.jsonl"]}, "converter": "dolly",
+                             "licence": "apache-2.0", "language": "en", "targets": {}},
+                            {"key": "gen", "generator": {"name": generator, "inputs": ["chat"], "params": params},
+                             "licence": "apache-2.0", "targets": {"en": 10}}]}
+    assert load_error(write(tmp_path, manifest)).endswith(error)
+    valid = {"wildchat_responses": {"max_response_tokens": 2048, "keep_fraction": 1},
+             "eif_augmentation": {"min_constraints": 2, "max_constraints": 2}, "fc_synthesis": {"include": ["parallel"]}}
+    manifest["sources"][1]["generator"]["params"] = valid[generator]
+    assert load(write(tmp_path, manifest)).sources[1].generator.params == valid[generator]
+
+
 @pytest.mark.parametrize("name", implemented())
 def test_a_generators_params_are_the_ones_its_code_reads(name):
     """`PARAMS` is what the manifest check accepts: a parameter read but not listed would be refused,
