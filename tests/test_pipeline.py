@@ -607,15 +607,21 @@ def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
     assert _table(tmp_path / "w1" / "mini", "train").equals(_table(tmp_path / "w2" / "mini", "train"))
 
 
-def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
+def _glaive_and_near_copies(tmp_path: Path, targets_a, words=("Please",)) -> list[dict]:
+    """Sources a (the glaive fixture, `targets_a`) and b (taking all): each of a's conversations in
+    b once per word of `words`, that word put before its first user turn (near, not exact, copies)."""
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     first.write_text(json.dumps(rows))
-    # the same conversations with one word changed in the first user turn: near, not exact, duplicates
-    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Please, ", 1)) for r in rows]))
-    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en",
-                "local": {"files": [str(path)]}, "targets": "all", "filters": {"language": False}}
-               for key, path in (("a", first), ("b", second))]
+    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", f"USER: {word}, ", 1))
+                                  for word in words for r in rows]))
+    return [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+             "targets": targets, "filters": {"language": False}}
+            for key, raw, targets in (("a", first, targets_a), ("b", second, "all"))]
+
+
+def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
+    sources = _glaive_and_near_copies(tmp_path, "all")
     path = _manifest(tmp_path, sources, holdout=0)
     plain = build(load(path), tmp_path / "plain")
     path = _manifest(tmp_path, sources, holdout=0, near_dedup=NEAR_DEDUP)
@@ -637,13 +643,7 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
 
 def test_a_near_duplicate_of_a_row_that_is_no_candidate_stays(tmp_path):
     """Near-dedup compares only the candidates: a row left out for its language takes no other row with it."""
-    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
-    first.write_text(json.dumps(rows))
-    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Please, ", 1)) for r in rows]))
-    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
-                "targets": targets, "filters": {"language": False}}
-               for key, raw, targets in (("a", first, {"es": 5}), ("b", second, "all"))]
+    sources = _glaive_and_near_copies(tmp_path, {"es": 5})
     result = build(load(_manifest(tmp_path, sources, holdout=0, near_dedup=NEAR_DEDUP)), tmp_path / "out")
     assert result.excluded["a"] == {"language_not_targeted": _filtered_rows(tmp_path / "out", "a")}
     assert not result.excluded["b"] and result.by_source["train"] == {"b": _filtered_rows(tmp_path / "out", "b")}
@@ -652,13 +652,7 @@ def test_a_near_duplicate_of_a_row_that_is_no_candidate_stays(tmp_path):
 def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp_path):
     """Dropped as a near duplicate of the first source's row before sampling, it was kept zero
     times when the first source's target left that row out."""
-    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
-    first.write_text(json.dumps(rows))
-    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", "USER: Please, ", 1)) for r in rows]))
-    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
-                "targets": targets, "filters": {"language": False}}
-               for key, raw, targets in (("a", first, {"en": 3}), ("b", second, "all"))]
+    sources = _glaive_and_near_copies(tmp_path, {"en": 3})
     path = _manifest(tmp_path, sources, near_dedup=NEAR_DEDUP)  # holdout 2
     result = build(load(path), tmp_path / "out")
     rows = [r for split in ("train", "validation") for r in sftmix.read_mixture(tmp_path / "out" / "mini", split)]
@@ -680,15 +674,8 @@ def test_a_near_duplicate_the_first_source_leaves_unsampled_is_the_next_ones(tmp
 
 
 def test_a_later_source_keeps_one_row_of_a_cluster_no_earlier_source_took(tmp_path, monkeypatch):
-    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
-    first.write_text(json.dumps(rows))
     # two near duplicates of each of a's rows in b: of each cluster a leaves out, b keeps one
-    second.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", f"USER: {word}, ", 1))
-                                  for word in ("Please", "Kindly") for r in rows]))
-    sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
-                "targets": targets, "filters": {"language": False}}
-               for key, raw, targets in (("a", first, {"en": 2}), ("b", second, "all"))]
+    sources = _glaive_and_near_copies(tmp_path, {"en": 2}, words=("Please", "Kindly"))
     path = _manifest(tmp_path, sources, near_dedup=NEAR_DEDUP)  # holdout 2
     manifest = load(path)
     result = build(manifest, tmp_path / "out")
