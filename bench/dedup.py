@@ -161,6 +161,8 @@ def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share
 def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -> None:
     """Child process: exact-id dedup across sources, then MinHash near dedup; timings and RSS."""
     import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from sftmix.near_dedup import near_duplicates, write_removed
 
@@ -172,13 +174,18 @@ def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -
     seen = pl.Series("id", [], dtype=pl.String)
     sources, exact_removed, candidates = [], 0, 0
     for key in SOURCES:
-        raw = pl.scan_parquet(data_dir / f"{key}.parquet")
-        ids = raw.select("id").collect()["id"]
-        fresh = ids.filter(~ids.is_in(seen.implode())).unique(maintain_order=True)
+        raw = pq.ParquetFile(data_dir / f"{key}.parquet")
+        ids = pl.from_arrow(raw.read(columns=["id"]).column("id"))
+        own = (~ids.is_in(seen.implode())).to_numpy()  # one hash set of the earlier ids a source
+        fresh = ids.filter(own).unique(maintain_order=True)
         exact_removed += len(ids) - len(fresh)
         candidates += len(fresh)
-        path = candidates_dir / f"{key}.parquet"
-        raw.select("id", "messages").filter(~pl.col("id").is_in(seen.implode())).sink_parquet(path)
+        path, offset = candidates_dir / f"{key}.parquet", 0
+        schema = pa.schema([raw.schema_arrow.field("id"), raw.schema_arrow.field("messages")])
+        with pq.ParquetWriter(path, schema) as writer:  # batch by batch, as the mixing writes them
+            for batch in raw.iter_batches(columns=["id", "messages"]):
+                writer.write_batch(batch.select(["id", "messages"]).filter(pa.array(own[offset:offset + batch.num_rows])))
+                offset += batch.num_rows
         sources.append((key, [path]))
         seen = pl.concat([seen, fresh])
     exact_s = time.perf_counter() - start
