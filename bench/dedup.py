@@ -182,8 +182,10 @@ def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -
         candidates += len(fresh)
         path, offset = candidates_dir / f"{key}.parquet", 0
         schema = pa.schema([raw.schema_arrow.field("id"), raw.schema_arrow.field("messages")])
-        with pq.ParquetWriter(path, schema) as writer:  # batch by batch, as the mixing writes them
-            for batch in raw.iter_batches(columns=["id", "messages"]):
+        # Batch by batch, in row groups of the source's size: near_duplicates reads a row group's
+        # messages whole (pyarrow's default of 65,536 rows a group doubled this process's peak RSS).
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in raw.iter_batches(batch_size=CHUNK_ROWS, columns=["id", "messages"]):
                 writer.write_batch(batch.select(["id", "messages"]).filter(pa.array(own[offset:offset + batch.num_rows])))
                 offset += batch.num_rows
         sources.append((key, [path]))
