@@ -203,10 +203,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
 def _variants(params: dict) -> dict[str, float]:
     include = params.get("include")
     names = ["single"] + [v for v in VARIANTS[1:] if include is None or v in include]
-    weights = {**WEIGHTS, **(params.get("weights") or {})}
-    unknown = set(include or ()) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"fc_synthesis: unknown variants {sorted(unknown)}; known: {VARIANTS}")
+    weights = {**WEIGHTS, **(params.get("weights") or {})}  # variant names: the manifest checks PARAMS
     return {name: float(weights[name]) for name in names if float(weights[name]) > 0}
 
 
