@@ -142,9 +142,9 @@ class GeneratorInput(_Strict):
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(f"generator {self.name!r} parameter {where}: {first['msg']} (got {first['input']!r})") from None
         for name, low in self.params.items():
-            high = self.params.get("max_" + name.removeprefix("min_")) if name.startswith("min_") else None
-            if high is not None and low > high:
-                raise ValueError(f"generator {self.name!r}: {name} {low} is above max_{name.removeprefix('min_')} {high}")
+            bound = "max_" + name.removeprefix("min_")
+            if name.startswith("min_") and self.params.get(bound) is not None and low > self.params[bound]:
+                raise ValueError(f"generator {self.name!r}: {name} {low} is above {bound} {self.params[bound]}")
         return self
 
 
