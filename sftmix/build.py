@@ -16,7 +16,7 @@ import logging
 import shutil
 import stat
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -32,7 +32,7 @@ from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, generate, prompt_file
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env, endpoint_from_env
-from sftmix.normalize import SourceInfo, nothing_converted, read_records
+from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.plan import unmakeable
 from sftmix.reader import shard_files
@@ -396,7 +396,8 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
             raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
         settings = stage_settings(manifest, source, "filtered")
         held.enter_context(layout.rewriting(source.key, "filtered"))
-        records = read_records([path for paths in inputs.values() for path in paths])
+        # each input's records in the order of its raw rows, whatever the workers that made them
+        records = (record for parts in inputs.values() for record in records_in_order(parts))
         counts = generate(module, records, context, source_info(manifest, source, layout),
                           layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
                           rejected_file(layout.rejected_dir, source.key, "generated"))
@@ -467,7 +468,8 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout,
                          str(layout.rejected_dir))
         # The judge's client is shared with this process to report its stats: the judge runs here.
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
-        counts = run_stage(step, config)
+        # a worker reads whole parts (`filter_records`): more workers than parts would have none
+        counts = run_stage(step, replace(config, workers=min(config.workers, max(1, len(inputs)))))
         _save_done(layout, source.key, "filtered", counts, settings)
     return counts, (judge["client"].stats if judge is not False else None)
 

@@ -8,11 +8,13 @@ stays flat whatever the size of the source. Every row read is kept or dropped wi
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from operator import itemgetter
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +24,7 @@ import filters as rule_filters
 from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
-from sftmix.raw import iter_raw_rows
+from sftmix.raw import positioned_raw_rows
 from sftmix.record import SCHEMA, make_record, schema_problem
 from sftmix.rejected import RejectedSink
 from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
@@ -30,6 +32,12 @@ from sftmix.sources import Converted, Drop, get_converter
 from sftmix.sources.common import iso639_1
 
 WRITE_BATCH_ROWS = 2048
+# Files of records (a stage's parts) also hold each record's `position`: that of the raw row it was
+# made from among all its source's rows (a generator's: the order it made them), in which each part
+# holds its rows. `records_in_order` merges a stage's parts into the order one worker would have
+# written them, so a generator that takes the first records it can use takes the same ones whatever
+# the number of workers.
+RECORDS_FILE_SCHEMA = SCHEMA.append(pa.field("position", pa.uint64(), nullable=False))
 # The stages of the rejected rows that never became records (`_raw_stream`, `documents`).
 CONVERTER_STAGES = pa.array(["read", "convert"])
 
@@ -57,24 +65,34 @@ def _detect_language(text: str) -> str | None:
         return None
 
 
-def _raw_stream(info: SourceInfo, inputs: list[Path], sink: RejectedSink, counts: Counts, rank: int, world_size: int):
+class _LastRead:
+    """The position of the raw row a converter was last given: a one-row converter's output is made
+    from it (the others read their source in one task, where any order-keeping position serves)."""
+
+    position = 0
+
+
+def _raw_stream(info: SourceInfo, inputs: list[Path], sink: RejectedSink, counts: Counts, rank: int, world_size: int,
+                last_read: _LastRead):
     """The converter's output over (this worker's share of) the raw files; rows the reader could
     not decode are dropped here."""
 
     def raw_rows() -> Iterator[tuple[str, dict]]:
-        for key, row in iter_raw_rows(inputs, rank, world_size):
+        for position, key, row in positioned_raw_rows(inputs, rank, world_size):
             if isinstance(row, Drop):
                 counts.read += 1
                 sink.reject("read", row.reason, row.raw, detail=row.detail, key=key)
             else:
+                last_read.position = position
                 yield key, row
 
     return get_converter(info.converter)(raw_rows())
 
 
 def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], sink: RejectedSink, counts: Counts,
-              stage: str = "convert") -> Iterator[Document]:
-    """Records from a converter's (or a generator's) output, as documents for the filters."""
+              stage: str = "convert", position: Callable[[], int] | None = None) -> Iterator[Document]:
+    """Records from a converter's (or a generator's) output, as documents for the filters, each with
+    its `position` (default: the order of the output)."""
     for key, result in stream:
         counts.read += 1
         if isinstance(result, Drop):
@@ -86,7 +104,9 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
             continue
-        yield record_document(record)
+        document = record_document(record)
+        document.metadata["position"] = counts.read - 1 if position is None else position()
+        yield document
 
 
 def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
@@ -125,24 +145,44 @@ def check_records(files: list[Path | str]) -> None:
             raise UnreadableParquet(f"{path} is not a file of records: {problem}")
 
 
-def read_records(files: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[dict]:
-    """Canonical records from Parquet (a previous stage's output), batch by batch; with
-    `world_size` > 1, worker `rank`'s batches only (dealt round-robin over all files' batches).
-    Every file is checked to hold records before any row is read: a raw source file given by
+def read_records(files: list[Path | str]) -> Iterator[dict]:
+    """Canonical records from Parquet (a previous stage's output, shards), file after file, batch by
+    batch. Every file is checked to hold records before any row is read: a raw source file given by
     mistake is named, not a crash on its first row."""
     check_records(files)
-    index = 0
     for path in files:
         for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=list(SCHEMA.names)):
-            if index % world_size == rank:
-                yield from batch.to_pylist()
-            index += 1
+            yield from batch.to_pylist()
 
 
-def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:
-    for record in read_records(files, rank, world_size):
+def records_in_order(parts: list[Path | str]) -> Iterator[dict]:
+    """The records of a stage's parts in the order of their positions: that of one worker."""
+    for _, record in _positioned_records(parts):
+        yield record
+
+
+def _positioned_records(files: list[Path | str]) -> Iterator[tuple[int, dict]]:
+    """The records of a stage's parts merged by position; of other files of records (shards, a
+    file given to `sftmix judge`), which have none, file after file."""
+    check_records(files)
+    if not all("position" in parquet_schema(path).names for path in files):
+        return enumerate(read_records(files))
+    # equal positions (records made from one raw row) come from one part, in its order
+    return heapq.merge(*map(_positioned_part, files), key=itemgetter(0))
+
+
+def _positioned_part(path: Path | str) -> Iterator[tuple[int, dict]]:
+    for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=RECORDS_FILE_SCHEMA.names):
+        yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
+
+
+def _records_as_documents(parts: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:
+    # Whole parts are dealt to workers, each worker's merged: its own part is then in order too.
+    for position, record in _positioned_records(parts[rank::world_size]):
         counts.read += 1
-        yield record_document(record)
+        document = record_document(record)
+        document.metadata["position"] = position
+        yield document
 
 
 class _TimedSource:
@@ -174,7 +214,7 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
     counts = Counts()
     metadata = file_metadata(info.manifest_hash, [info.licence] if info.licence else [], source=info.key)
     sink = RejectedSink(rejected, info.key, counts, metadata)
-    writer = AtomicParquetWriter(out, SCHEMA, metadata)
+    writer = AtomicParquetWriter(out, RECORDS_FILE_SCHEMA, metadata)
     try:
         source = _TimedSource(documents_of(sink, counts))
         stream: Iterable[Document] = iter(source)
@@ -184,12 +224,18 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
             stream = step.run(stream)
         setup = time.perf_counter() - started
         batch: list[dict] = []
+        positions: list[int] = []
+        last = 0
         for doc in stream:
+            position = doc.metadata["position"]
+            if position < last:  # a step that reorders rows: the stage's parts could not be merged in order
+                raise RuntimeError(f"{info.key}: a row at position {position} came after one at {last}")
+            last = position
             batch.append(doc.metadata["record"])
+            positions.append(position)
             if len(batch) >= WRITE_BATCH_ROWS:
-                writer.write_rows(batch)
-                batch.clear()
-        writer.write_rows(batch)
+                _write_records(writer, batch, positions)
+        _write_records(writer, batch, positions)
         counts.kept = writer.rows
         counts.check()
     except BaseException:
@@ -200,6 +246,14 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
     sink.close()
     counts.seconds.update(_seconds_by_step(setup, source_step, source.seconds, steps, time.perf_counter() - started))
     return counts
+
+
+def _write_records(writer: AtomicParquetWriter, records: list[dict], positions: list[int]) -> None:
+    if records:
+        table = pa.Table.from_pylist(records, schema=SCHEMA)
+        writer.write(table.append_column(RECORDS_FILE_SCHEMA.field("position"), pa.array(positions, pa.uint64())))
+    records.clear()
+    positions.clear()
 
 
 def _seconds_by_step(setup: float, source_step: str, source_seconds: float, steps: list, total: float) -> dict:
@@ -222,13 +276,16 @@ def normalize(
     With `world_size` > 1 this is worker `rank`'s share (see `sftmix.raw.iter_raw_rows`).
     """
     files = [Path(p) for p in inputs]
-    return run(lambda sink, counts: documents(info, _raw_stream(info, files, sink, counts, rank, world_size), sink, counts),
+    last_read = _LastRead()
+    return run(lambda sink, counts: documents(info, _raw_stream(info, files, sink, counts, rank, world_size, last_read),
+                                              sink, counts, position=lambda: last_read.position),
                info, out, rejected, (info.filters or {}) if apply_filters else None, source_step="read_convert")
 
 
 def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | str, rejected: Path | str,
                    rank: int = 0, world_size: int = 1) -> Counts:
-    """Apply the rule filters to canonical records (the `filtered` stage after `normalized`)."""
+    """Apply the rule filters to canonical records (the `filtered` stage after `normalized`); with
+    `world_size` > 1, to worker `rank`'s share of the files, whole."""
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size), info, out, rejected,
                info.filters or {}, source_step="read")

@@ -159,6 +159,14 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
 
     With `world_size` > 1, only worker `rank`'s share of the rows; keys stay the same.
     """
+    for _, key, row in positioned_raw_rows(paths, rank, world_size):
+        yield key, row
+
+
+def positioned_raw_rows(paths: list[Path | str], rank: int = 0,
+                        world_size: int = 1) -> Iterator[tuple[int, str, dict | Drop]]:
+    """`iter_raw_rows` with each row's position among all the inputs' rows (every worker's), which
+    no worker count changes: the order one worker reads them in."""
     readers = {"parquet": _parquet_rows, "json": _json_array_rows, "jsonl": _jsonl_rows}
     files = [Path(p) for p in paths]
     absolute = [Path(os.path.abspath(f)) for f in files]  # ".." folded, symlinks (Hub snapshots) kept
@@ -167,7 +175,7 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
     formats = [detect_format(p) for p in files]  # fail before reading anything
     mine = _Shard(rank, world_size)
     for path, name, fmt in zip(files, names, formats):
-        index = 0
+        index, start = 0, mine.seen  # every worker counts every row, its own or not
         try:
             for index, row in enumerate(readers[fmt](path, mine)):
                 if row is None:
@@ -176,7 +184,7 @@ def iter_raw_rows(paths: list[Path | str], rank: int = 0, world_size: int = 1) -
                     drop = Drop("malformed_row", f"not an object: {type(row).__name__}")
                     drop.raw = row
                     row = drop
-                yield f"{name}#{index}", row
+                yield start + index, f"{name}#{index}", row
         except (ijson.JSONError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
         except GZIP_ERRORS as error:

@@ -589,6 +589,34 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     assert build(manifest, tmp_path / "w2", workers=2).split_rows == two.split_rows
 
 
+def test_a_generator_takes_the_same_inputs_with_one_or_two_workers(tmp_path, monkeypatch):
+    """wildchat_responses takes the first prompts it can use. Raw block 0 (rows 0-1023) has none, so
+    one worker's first are block 1's; two workers wrote blocks 0 and 2 to one part, block 1 to
+    another, and reading the parts one after the other gave block 2's."""
+    from openai_server import serve_openai
+
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    grown = [dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(192) for r in rows]
+    for row in grown[:1024]:
+        row["chat"] = re.sub(r"USER: [^\n]*", "USER: hi", row["chat"], count=1)
+    raw = tmp_path / "glaive-function-calling-v2.json"
+    raw.write_text(json.dumps(grown))
+    glaive = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
+              "targets": {}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["g"]},
+                 "licence": "apache-2.0", "targets": {"en": 3}}
+    manifest = load(_manifest(tmp_path, [glaive, responses], holdout=0))
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        one, two = (build(manifest, tmp_path / w, workers=n) for w, n in (("w1", 1), ("w2", 2)))
+    assert len(Layout(tmp_path / "w2", "mini").records("g", "filtered")) == 2
+    assert one.split_rows == two.split_rows == {"train": 3, "validation": 0}
+    prompts = [r["messages"][0]["content"] for r in sftmix.read_mixture(tmp_path / "w2" / "mini", "train")]
+    assert all(1024 // 16 <= int(re.match(r"\((\d+)\) ", p)[1]) < 2048 // 16 for p in prompts), prompts
+    assert _table(tmp_path / "w1" / "mini", "train").equals(_table(tmp_path / "w2" / "mini", "train"))
+
+
 def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     # 3,072 rows in three raw blocks (worker 0 reads blocks 0 and 2, worker 1 block 1): each of 192

@@ -9,7 +9,8 @@ import pytest
 import filters
 from filters.length import LengthFilter
 from sftmix.counts import Counts
-from sftmix.normalize import SourceInfo, filter_records, normalize
+from filters.base import record_document
+from sftmix.normalize import SourceInfo, filter_records, normalize, read_records, records_in_order, run
 
 GLAIVE = Path(__file__).parent / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
 DELAY = 0.05
@@ -64,3 +65,23 @@ def test_saved_counts_keep_the_seconds_and_the_cli_summary_does_not_show_them():
     assert merged.seconds == {"read": 1.0, "length": 0.5, "total": 2.0}
     assert merged.summary() == {"read": 6, "kept": 4, "dropped": {"toxic": 2}}  # `sftmix normalize`'s last line
     assert Counts.from_saved(merged.summary()).seconds == {}  # counts saved before seconds existed
+
+
+def test_a_stage_writes_its_rows_in_position_order_or_stops(tmp_path):
+    """A stage's parts are merged by position (`records_in_order`), which needs each in order: a step
+    that reorders rows stops the stage, with nothing written."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    normalize(info, [GLAIVE], tmp_path / "n.parquet", tmp_path / "n.rejected.parquet", apply_filters=False)
+    first, second = list(read_records([tmp_path / "n.parquet"]))[:2]
+    assert [r["id"] for r in records_in_order([tmp_path / "n.parquet"])][:2] == [first["id"], second["id"]]
+
+    def swapped(sink, counts):
+        for position, record in ((1, second), (0, first)):
+            counts.read += 1
+            document = record_document(record)
+            document.metadata["position"] = position
+            yield document
+
+    with pytest.raises(RuntimeError, match="^g: a row at position 0 came after one at 1$"):
+        run(swapped, info, tmp_path / "o.parquet", tmp_path / "o.rejected.parquet", None, source_step="read")
+    assert not (tmp_path / "o.parquet").exists()
