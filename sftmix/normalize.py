@@ -167,12 +167,15 @@ def _positioned_records(files: list[Path | str]) -> Iterator[tuple[int, dict]]:
     check_records(files)
     if not all("position" in parquet_schema(path).names for path in files):
         return enumerate(read_records(files))
-    # equal positions (records made from one raw row) come from one part, in its order
-    return heapq.merge(*map(_positioned_part, files), key=itemgetter(0))
+    # One batch of each part is held: together about one batch of rows, however many parts (a
+    # Slurm stage may write hundreds). Equal positions (records made from one raw row) come from
+    # one part, in its order.
+    rows = max(64, WRITE_BATCH_ROWS // max(1, len(files)))
+    return heapq.merge(*(_positioned_part(path, rows) for path in files), key=itemgetter(0))
 
 
-def _positioned_part(path: Path | str) -> Iterator[tuple[int, dict]]:
-    for batch in parquet_batches(path, batch_size=WRITE_BATCH_ROWS, columns=RECORDS_FILE_SCHEMA.names):
+def _positioned_part(path: Path | str, rows: int) -> Iterator[tuple[int, dict]]:
+    for batch in parquet_batches(path, batch_size=rows, columns=RECORDS_FILE_SCHEMA.names):
         yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
 
 
