@@ -17,6 +17,7 @@ import json
 import os
 import re
 import zlib
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -107,13 +108,38 @@ def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
     # ijson's C parser unless the file has unpaired surrogates, which only its Python parser keeps
     # intact (the rows holding them are then dropped as invalid_unicode, as in JSON Lines).
     parser = ijson.get_backend("python") if _has_lone_surrogate_escape(path) else ijson
+    read = 0
+    try:
+        # use_float: numbers as float, not Decimal, as json.loads gives them
+        for row in _array_items(path, parser, use_float=True):
+            yield row if mine(1) else None
+            read += 1
+    except ijson.JSONError:
+        # Either parser refuses, with use_float, a number past int64 or double range (`1e400`,
+        # `-9223372036854775809`), which json.loads reads (as infinity, as an int). The file is read
+        # again from that row on with exact numbers; a file that is broken fails again.
+        for index, row in enumerate(_array_items(path, parser, use_float=False)):
+            if index >= read:
+                yield _as_floats(row) if mine(1) else None
+
+
+def _array_items(path: Path, parser, *, use_float: bool) -> Iterator:
     with _open(path) as handle:
         if handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # some uploads start with one; ijson stops at it
             handle.seek(0)
         # The array must be parsed whole to find row boundaries; only this worker's rows are kept.
-        # use_float keeps numbers as float, not Decimal, as json.loads would give them
-        for row in parser.items(handle, "item", use_float=True):
-            yield row if mine(1) else None
+        yield from parser.items(handle, "item", use_float=use_float)
+
+
+def _as_floats(value):
+    """`value` with its Decimals as the floats json.loads would give."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _as_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_floats(item) for item in value]
+    return value
 
 
 def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:

@@ -102,3 +102,24 @@ def test_files_of_one_name_in_two_folders_give_their_rows_distinct_keys(tmp_path
     (tmp_path / "en" / "more.jsonl").write_text('{"lang": "en"}\n')
     relative = Path(os.path.relpath(tmp_path / "en" / "more.jsonl"))
     assert [key for key, _ in raw.iter_raw_rows([files[0], relative])] == ["train.jsonl#0", "more.jsonl#0"]
+
+
+@pytest.mark.parametrize("surrogate", [False, True], ids=["C parser", "Python parser"])
+def test_numbers_past_int64_or_double_range_read_as_json_loads_reads_them(tmp_path, surrogate):
+    """ijson refuses them with use_float, and the whole file failed as a broken array. Row 1100 has
+    them: in the second of the blocks two workers take turns at."""
+    rows = [f'{{"a": {i}, "s": "x"}}' for i in range(2100)]
+    rows[1100] = '{"big": -9223372036854775809, "huge": [1e400, 0.5], "s": "%s"}' % ("\\ud800" if surrogate else "y")
+    text = "[" + ", ".join(rows) + "]"
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    assert raw._has_lone_surrogate_escape(path) is surrogate
+    expected = [(f"rows.json#{i}", row) for i, row in enumerate(json.loads(text))]
+    assert expected[1100][1]["huge"][0] == float("inf")
+    assert list(raw.iter_raw_rows([path])) == expected
+    shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
+    assert [len(share) for share in shares] == [1024 + 52, 1024]
+    assert sorted(shares[0] + shares[1], key=lambda item: int(item[0].split("#")[1])) == expected
+    path.write_text(text[:-1] + ', {"b": tru}]')
+    with pytest.raises(raw.RawInputError, match=r"broken JSON array after row 2099: "):
+        list(raw.iter_raw_rows([path]))
