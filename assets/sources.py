@@ -122,9 +122,9 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
            description=f"{source.key}: records that passed the rule filters",
            code_version=build.stage_version(manifest, source, "filtered"),
            check_specs=[_llm_answered_spec(filtered_key)] if judged else None)
-    def filtered(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
+    def filtered(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
         m = sftmix.manifest
-        counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout)
+        counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout, llm_overrides=llm.overrides())
         metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
         if judge_stats is None:
             return MaterializeResult(metadata=metadata)

@@ -146,18 +146,21 @@ class Layout:
         return None if done is None else Counts.from_saved(done["counts"])
 
 
-def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None) -> dict:
+def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None,
+                  llm_overrides: dict | None = None) -> dict:
     """The source's rule-filter settings: its format's defaults, then the manifest's; an enabled LLM
-    judge gets the manifest's endpoint settings and the build's response cache."""
+    judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator does) and the
+    build's response cache."""
     config = merge_config(filter_defaults(source.converter_name), manifest.filter_config(source))
     judge = config.get("llm_judge", False)
     if judge is not False and layout is not None:
         config["llm_judge"] = {**(judge if isinstance(judge, dict) else {}),
-                               "client": LLMClient(llm_settings(manifest, layout))}
+                               "client": LLMClient(llm_settings(manifest, layout, llm_overrides))}
     return config
 
 
-def source_info(manifest: Manifest, source: Source, layout: Layout | None = None) -> SourceInfo:
+def source_info(manifest: Manifest, source: Source, layout: Layout | None = None,
+                llm_overrides: dict | None = None) -> SourceInfo:
     origin = {}
     if source.hub is not None:
         origin = {"hub_id": source.hub.id, "revision": source.hub.revision, "config": source.hub.config,
@@ -171,7 +174,7 @@ def source_info(manifest: Manifest, source: Source, layout: Layout | None = None
         licence=source.licence,
         language=source.language,
         origin=origin,
-        filters=filter_config(manifest, source, layout),
+        filters=filter_config(manifest, source, layout, llm_overrides),
         manifest_hash=manifest.hash,
     )
 
@@ -398,7 +401,7 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         held.enter_context(layout.rewriting(source.key, "filtered"))
         # each input's records in the order of its raw rows, whatever the workers that made them
         records = (record for parts in inputs.values() for record in records_in_order(parts))
-        counts = generate(module, records, context, source_info(manifest, source, layout),
+        counts = generate(module, records, context, source_info(manifest, source, layout, llm_overrides),
                           layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
                           rejected_file(layout.rejected_dir, source.key, "generated"))
         _save_done(layout, source.key, "filtered", counts, settings)
@@ -448,11 +451,12 @@ def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
     return problem and f"source {source.key!r}: {problem}"
 
 
-def filter_source(manifest: Manifest, source: Source, layout: Layout,
-                  workers: int | None = None) -> tuple[Counts, Stats | None]:
-    """The rule filters (and the LLM judge where the manifest turns it on); returns counts and the
-    judge's LLM stats (None without a judge)."""
-    info = source_info(manifest, source, layout)
+def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: int | None = None,
+                  llm_overrides: dict | None = None) -> tuple[Counts, Stats | None]:
+    """The rule filters (and the LLM judge where the manifest turns it on, asking as `llm_overrides`
+    say: the Dagster `llm` resource's concurrency and budget); returns counts and the judge's LLM
+    stats (None without a judge)."""
+    info = source_info(manifest, source, layout, llm_overrides)
     info.filters = _filtered_stage_rules(info.filters, source)
     judge = info.filters.get("llm_judge", False)
     if judge is not False:

@@ -897,6 +897,28 @@ def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_
     assert sorted(m.split(":")[0] for m in caplog.messages if problem.search(m)) == ["source 'g'", "source 'responses'"]
 
 
+def test_the_llm_resource_sets_the_judges_budget_too(tmp_path, monkeypatch):
+    """The judge's client was made from the manifest alone: the resource's budget did not cap it."""
+    from openai_server import serve_openai
+
+    from pipelines.resources import LLMResource
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    path = _manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}})], holdout=0)
+    with serve_openai(lambda messages, body: "Feedback: Fine. [RESULT] 4") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+            .execute_in_process(instance=DagsterInstance.ephemeral(),
+                                resources={"llm": LLMResource(concurrency=1, budget_usd=1e-9)})
+        sent = server.count()
+    assert result.success and sent == 1
+    metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                    if e.event_specific_data.materialization.asset_key.to_user_string() == "g/filtered")
+    assert metadata["llm_requests"].value == 1
+    reasons = Counter(pq.read_table(tmp_path / "out" / "mini" / "rejected", columns=["reason"])["reason"].to_pylist())
+    assert _filtered_rows(tmp_path / "out", "g") == 1 and reasons["budget_exhausted"] > 0  # the one row graded is kept
+
+
 def test_a_conversation_in_two_sources_is_kept_once_and_the_reason_names_the_other(tmp_path):
     raw = str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")
     sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en",
