@@ -10,7 +10,8 @@ A generator module `generators/<name>.py` defines
 - optionally `languages(params) -> Collection[str] | None`: the only languages it can write rows in
   with these params (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.
-The runtime adds provenance, runs items concurrently, a bounded number at a time (output order =
+The runtime adds provenance (and a dropped item's payload as its row in the rejected file), runs
+items concurrently, a bounded number at a time (output order =
 item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
 reached, and feeds the results to the same record/filter/writer path as converters
 (`sftmix.normalize.run`).
@@ -252,6 +253,8 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
     try:
         for item, result in rows:
             if isinstance(result, Drop):
+                if result.raw is None:
+                    result.raw = item.payload  # what the generator was given: the rejected file's row
                 yield item.key, result
                 continue
             for converted in result:

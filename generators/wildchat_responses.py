@@ -90,7 +90,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         origin = record_origin(record)
         problem = _problem(text, origin, params, seen)
         if problem is not None:
-            yield Item(key=key, language=language, payload={"drop": problem})
+            yield Item(key=key, language=language, payload={"drop": problem, "prompt": text})
             continue
         if left[language] is not None:
             left[language] -= 1

@@ -105,6 +105,8 @@ def test_prompts_get_fresh_responses_and_bad_prompts_are_dropped(tmp_path):
     assert {h: r.reason for h, r in got.items() if isinstance(r, Drop)} == {
         "hash0003": "prompt_too_short", "hash0004": "duplicate_prompt", "hash0005": "truncated", "hash0007": "toxic",
         "hash0009": "empty_prompt", "hash0010": "empty_response", "hash0011": "http_400"}
+    prompts = {json.loads(r["origin"])["conversation_hash"]: r["messages"][0]["content"] for r in RECORDS}
+    assert all(r.raw["prompt"] == prompts[h] for h, r in got.items() if isinstance(r, Drop))
     # only real prompts reach the model; the system prompt names the identity and the reply language
     assert stats.requests == server.count() == 7 and stats.failures == 1
     spanish = next(b for b in bodies if "«ser»" in b["messages"][1]["content"])
@@ -146,6 +148,9 @@ def test_generate_on_converter_output_through_the_rule_filters(tmp_path):
         out_info = SourceInfo(key="wildchat-curated-deepseekv3", converter="openai_messages", licence="apache-2.0", filters={})
         counts = base.generate(wildchat_responses, records, ctx, out_info, tmp_path / "out.parquet", tmp_path / "rejected.parquet")
     rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    # a drop keeps what the generator was given (the rules' drops keep the record)
+    dropped = {r["reason"]: json.loads(r["row"]) for r in pq.read_table(tmp_path / "rejected.parquet").to_pylist()}
+    assert dropped["duplicate_prompt"]["prompt"] == "Write a haiku about autumn rain."
     # the fixture repeats the haiku prompt under another conversation hash: asked once
     assert counts.summary() == {"read": 5, "kept": 2,
                                 "dropped": {"duplicate_prompt": 1, "identity_leak": 1, "language_mismatch": 1}}
