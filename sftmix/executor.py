@@ -69,7 +69,8 @@ class StageStep(PipelineStep):
                     counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
                                        rank=rank, world_size=world_size)
                 else:
-                    counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size)
+                    counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size,
+                                            stage_parts=True)
         finally:
             gc.unfreeze()
         for reason, n in counts.dropped.items():

@@ -161,17 +161,16 @@ def records_in_order(parts: list[Path | str]) -> Iterator[dict]:
         yield record
 
 
-def _positioned_records(files: list[Path | str]) -> Iterator[tuple[int, dict]]:
-    """The records of a stage's parts merged by position; of other files of records (shards, a
-    file given to `sftmix judge`), which have none, file after file."""
-    check_records(files)
-    if not all("position" in parquet_schema(path).names for path in files):
-        return enumerate(read_records(files))
+def _positioned_records(parts: list[Path | str]) -> Iterator[tuple[int, dict]]:
+    check_records(parts)
+    for path in parts:
+        if "position" not in parquet_schema(path).names:
+            raise UnreadableParquet(f"{path} has no position column: it is not a stage's part as this sftmix writes them")
     # One batch of each part is held: together about one batch of rows, however many parts (a
     # Slurm stage may write hundreds). Equal positions (records made from one raw row) come from
     # one part, in its order.
-    rows = max(64, WRITE_BATCH_ROWS // max(1, len(files)))
-    return heapq.merge(*(_positioned_part(path, rows) for path in files), key=itemgetter(0))
+    rows = max(64, WRITE_BATCH_ROWS // max(1, len(parts)))
+    return heapq.merge(*(_positioned_part(path, rows) for path in parts), key=itemgetter(0))
 
 
 def _positioned_part(path: Path | str, rows: int) -> Iterator[tuple[int, dict]]:
@@ -179,9 +178,12 @@ def _positioned_part(path: Path | str, rows: int) -> Iterator[tuple[int, dict]]:
         yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
 
 
-def _records_as_documents(parts: list[Path], counts: Counts, rank: int, world_size: int) -> Iterator[Document]:
-    # Whole parts are dealt to workers, each worker's merged: its own part is then in order too.
-    for position, record in _positioned_records(parts[rank::world_size]):
+def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int,
+                          stage_parts: bool) -> Iterator[Document]:
+    # Whole files are dealt to workers. A stage's parts are merged by position, so that a worker's
+    # own part is in order too; other files are read one after another, their rows numbered so.
+    mine = files[rank::world_size]
+    for position, record in _positioned_records(mine) if stage_parts else enumerate(read_records(mine)):
         counts.read += 1
         document = record_document(record)
         document.metadata["position"] = position
@@ -286,12 +288,14 @@ def normalize(
 
 
 def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | str, rejected: Path | str,
-                   rank: int = 0, world_size: int = 1) -> Counts:
-    """Apply the rule filters to canonical records (the `filtered` stage after `normalized`); with
-    `world_size` > 1, to worker `rank`'s share of the files, whole."""
+                   rank: int = 0, world_size: int = 1, *, stage_parts: bool = False) -> Counts:
+    """Apply the rule filters to canonical records (the `filtered` stage after `normalized`, with
+    `stage_parts`: its inputs are the normalized stage's parts; otherwise any files of records, such
+    as a file given to `sftmix judge`, whose own `position` column, if any, means nothing here).
+    With `world_size` > 1, to worker `rank`'s share of the files, whole."""
     files = [Path(p) for p in inputs]
-    return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size), info, out, rejected,
-               info.filters or {}, source_step="read")
+    return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size, stage_parts), info, out,
+               rejected, info.filters or {}, source_step="read")
 
 
 def nothing_converted(counts: Counts, converter: str, rejected: Iterable[Path | str]) -> str | None:

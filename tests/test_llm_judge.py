@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -301,3 +302,16 @@ def test_sftmix_judge_cli_summary_and_cached_rerun(tmp_path):
     assert second["cost_usd"] == 0 and second["prompt_tokens"] == 0
     assert pq.read_table(tmp_path / "again.parquet").to_pylist() == pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert Counter(r["reason"] for r in pq.read_table(tmp_path / "again.rejected.parquet").to_pylist()) == first["dropped"]
+
+
+@pytest.mark.parametrize("position", [[5, 1, 9], ["b", "a", "c"]], ids=["out of order", "text"])
+def test_sftmix_judge_reads_its_file_in_order_whatever_position_column_it_has(tmp_path, position):
+    """A file of records may carry more columns (parts of a build joined into one file carry their
+    raw positions, out of order): the judge stopped at them after paying for the rows before."""
+    records = [record(0, "5"), record(1, "4"), record(2, "5")]
+    table = to_table(records)
+    pq.write_table(table.append_column("position", pa.array(position)), tmp_path / "in.parquet")
+    with serve_openai(responder=judge_responder) as srv:
+        summary = sftmix_judge(srv, tmp_path, str(tmp_path / "in.parquet"), "-o", "out.parquet", "--threshold", "4")
+    assert summary["kept"] == 3 and summary["dropped"] == {}
+    assert pq.read_table(tmp_path / "out.parquet").column("id").to_pylist() == [r["id"] for r in records]
