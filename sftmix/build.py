@@ -16,7 +16,7 @@ import logging
 import shutil
 import stat
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -472,8 +472,7 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: i
                          str(layout.rejected_dir))
         # The judge's client is shared with this process to report its stats: the judge runs here.
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
-        # a worker reads whole parts (`filter_records`): more workers than parts would have none
-        counts = run_stage(step, replace(config, workers=min(config.workers, max(1, len(inputs)))))
+        counts = run_stage(step, config)
         _save_done(layout, source.key, "filtered", counts, settings)
     return counts, (judge["client"].stats if judge is not False else None)
 

@@ -1,7 +1,7 @@
 """Run a per-source stage on one or many workers through datatrove's executors.
 
 A stage (normalize raw files, or filter records) is one datatrove `PipelineStep` whose task
-`rank` of `world_size` handles its share of the rows (of raw blocks; of the normalized parts, whole)
+`rank` of `world_size` handles its share of the rows (raw blocks; batches of the normalized parts)
 and writes `part-<rank>.parquet`, its own rejected file and its counts. datatrove's local executor
 spreads the tasks over processes; its Ray and Slurm executors run the very same step on a cluster.
 The parts are merged by the mixing step, which orders rows by content hash, and by a generator's

@@ -38,6 +38,7 @@ WRITE_BATCH_ROWS = 2048
 # written them, so a generator that takes the first records it can use takes the same ones whatever
 # the number of workers.
 RECORDS_FILE_SCHEMA = SCHEMA.append(pa.field("position", pa.uint64(), nullable=False))
+PART_BATCH_ROWS = 256  # rows of a stage's parts read at once, over all of them (`_positioned_records`)
 # The stages of the rejected rows that never became records (`_raw_stream`, `documents`).
 CONVERTER_STAGES = pa.array(["read", "convert"])
 
@@ -161,29 +162,34 @@ def records_in_order(parts: list[Path | str]) -> Iterator[dict]:
         yield record
 
 
-def _positioned_records(parts: list[Path | str]) -> Iterator[tuple[int, dict]]:
+def _positioned_records(parts: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[tuple[int, dict]]:
+    """With `world_size` > 1, worker `rank`'s batches of each part (dealt round-robin), still merged:
+    its own part is then in order too."""
     check_records(parts)
     for path in parts:
         if "position" not in parquet_schema(path).names:
             raise UnreadableParquet(f"{path} has no position column: it is not a stage's part as this sftmix writes them")
-    # One batch of each part is held: together about one batch of rows, however many parts (a
-    # Slurm stage may write hundreds). Equal positions (records made from one raw row) come from
-    # one part, in its order.
-    rows = max(64, WRITE_BATCH_ROWS // max(1, len(parts)))
-    return heapq.merge(*(_positioned_part(path, rows) for path in parts), key=itemgetter(0))
+    # One batch of each part is held: together a few hundred rows, however many parts (a Slurm stage
+    # may write hundreds); small, so that a part of a few thousand rows still splits evenly. Equal
+    # positions (records made from one raw row) come from one part, in its order.
+    rows = max(64, PART_BATCH_ROWS // max(1, len(parts)))
+    return heapq.merge(*(_positioned_part(path, rows, (rank + n) % world_size, world_size)
+                         for n, path in enumerate(parts)), key=itemgetter(0))
 
 
-def _positioned_part(path: Path | str, rows: int) -> Iterator[tuple[int, dict]]:
-    for batch in parquet_batches(path, batch_size=rows, columns=RECORDS_FILE_SCHEMA.names):
-        yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
+def _positioned_part(path: Path | str, rows: int, first: int, world_size: int) -> Iterator[tuple[int, dict]]:
+    """The part's batches `first`, `first + world_size`, ... (the others are decoded, never made objects)."""
+    for index, batch in enumerate(parquet_batches(path, batch_size=rows, columns=RECORDS_FILE_SCHEMA.names)):
+        if index % world_size == first:
+            yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
 
 
 def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int,
                           stage_parts: bool) -> Iterator[Document]:
-    # Whole files are dealt to workers. A stage's parts are merged by position, so that a worker's
-    # own part is in order too; other files are read one after another, their rows numbered so.
-    mine = files[rank::world_size]
-    for position, record in _positioned_records(mine) if stage_parts else enumerate(read_records(mine)):
+    # A stage's parts are merged by position; other files are read one after another, dealt whole to
+    # workers, their rows numbered so.
+    rows = _positioned_records(files, rank, world_size) if stage_parts else enumerate(read_records(files[rank::world_size]))
+    for position, record in rows:
         counts.read += 1
         document = record_document(record)
         document.metadata["position"] = position
@@ -292,7 +298,7 @@ def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | s
     """Apply the rule filters to canonical records (the `filtered` stage after `normalized`, with
     `stage_parts`: its inputs are the normalized stage's parts; otherwise any files of records, such
     as a file given to `sftmix judge`, whose own `position` column, if any, means nothing here).
-    With `world_size` > 1, to worker `rank`'s share of the files, whole."""
+    With `world_size` > 1, to worker `rank`'s share: of each part's batches, or of the files, whole."""
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size, stage_parts), info, out,
                rejected, info.filters or {}, source_step="read")

@@ -33,6 +33,7 @@ from sftmix.build import (BuildError, Layout, build, filter_source, generate_sou
 from sftmix.counts import Counts
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
+from sftmix.normalize import records_in_order
 from sftmix.mixing import EmptyTrainSplit, rank_keys
 from sftmix.record import SCHEMA
 from sftmix.shards import UnreadableParquet
@@ -615,6 +616,25 @@ def test_a_generator_takes_the_same_inputs_with_one_or_two_workers(tmp_path, mon
     prompts = [r["messages"][0]["content"] for r in sftmix.read_mixture(tmp_path / "w2" / "mini", "train")]
     assert all(1024 // 16 <= int(re.match(r"\((\d+)\) ", p)[1]) < 2048 // 16 for p in prompts), prompts
     assert _table(tmp_path / "w1" / "mini", "train").equals(_table(tmp_path / "w2" / "mini", "train"))
+
+
+def test_a_source_normalized_in_one_part_is_filtered_on_two_workers_in_raw_order(tmp_path):
+    """Filtering deals each part's batches to the workers, each merging its own by position: a source
+    in one part (a converter that runs as one task) still filters on every worker, in order."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    raw = tmp_path / "glaive-function-calling-v2.json"
+    raw.write_text(json.dumps([dict(r, chat=r["chat"].replace("USER: ", f"USER: ({i}) ", 1))
+                               for i in range(320) for r in rows]))
+    manifest = load(_manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]})]))
+    layout = Layout(tmp_path / "out", "mini")
+    order = {}
+    for normalizing, filtering in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        normalize_source(manifest, manifest.sources[0], [raw], layout, workers=normalizing)
+        filter_source(manifest, manifest.sources[0], layout, workers=filtering)
+        parts = layout.records("g", "filtered")
+        assert len(parts) == filtering and all(pq.read_metadata(p).num_rows > 500 for p in parts)
+        order[normalizing, filtering] = [r["id"] for r in records_in_order(parts)]
+    assert len(set(map(tuple, order.values()))) == 1 and len(order[1, 1]) > 1500
 
 
 def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
