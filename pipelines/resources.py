@@ -40,11 +40,11 @@ class SftmixResource(ConfigurableResource):
 
 class LLMResource(ConfigurableResource):
     """How fast and at what cost generators and the LLM judge ask the endpoint, over the manifest's
-    `llm:` settings (empty fields keep them; the budget is each source step's own). Which endpoint and model answer is the manifest's, or
-    `SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL`: it decides the rows, so it is part of a source's
-    settings (and of its assets' code versions, known before any run config is). The API key is
-    not configuration: it is read from `SFTMIX_LLM_API_KEY` / `DEEPSEEK_API_KEY` when a request is
-    made, so it never appears in run config or metadata.
+    `llm:` settings (empty fields keep them; the budget is each source step's own). Which endpoint
+    and model answer is the manifest's, or `SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL`: it decides
+    the rows, so it is part of a source's settings (and of its assets' code versions, known before
+    any run config is). The API key is not configuration: it is read from `SFTMIX_LLM_API_KEY` /
+    `DEEPSEEK_API_KEY` when a request is made, so it never appears in run config or metadata.
     """
 
     concurrency: int = 0

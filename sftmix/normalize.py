@@ -168,7 +168,8 @@ def _positioned_records(parts: list[Path | str], rank: int = 0, world_size: int 
     check_records(parts)
     for path in parts:
         if "position" not in parquet_schema(path).names:
-            raise UnreadableParquet(f"{path} has no position column: it is not a stage's part as this sftmix writes them")
+            raise UnreadableParquet(f"{path} has no position column: "
+                                    "it is not a stage's part as this sftmix writes them")
     # One batch of each part is held: together a few hundred rows, however many parts (a Slurm stage
     # may write hundreds); small, so that a part of a few thousand rows still splits evenly. Equal
     # positions (records made from one raw row) come from one part, in its order.
@@ -188,7 +189,10 @@ def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_si
                           stage_parts: bool) -> Iterator[Document]:
     # A stage's parts are merged by position; other files are read one after another, dealt whole to
     # workers, their rows numbered so.
-    rows = _positioned_records(files, rank, world_size) if stage_parts else enumerate(read_records(files[rank::world_size]))
+    if stage_parts:
+        rows = _positioned_records(files, rank, world_size)
+    else:
+        rows = enumerate(read_records(files[rank::world_size]))
     for position, record in rows:
         counts.read += 1
         document = record_document(record)

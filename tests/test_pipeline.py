@@ -602,8 +602,7 @@ def test_a_generator_takes_the_same_inputs_with_one_or_two_workers(tmp_path, mon
         row["chat"] = re.sub(r"USER: [^\n]*", "USER: hi", row["chat"], count=1)
     raw = tmp_path / "glaive-function-calling-v2.json"
     raw.write_text(json.dumps(grown))
-    glaive = {"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
-              "targets": {}}
+    glaive = _glaive_source(local={"files": [str(raw)]}, targets={})
     responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["g"]},
                  "licence": "apache-2.0", "targets": {"en": 3}}
     manifest = load(_manifest(tmp_path, [glaive, responses], holdout=0))
