@@ -138,12 +138,17 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
         return Drop.malformed_row(error)
 
 
-def check_records(files: list[Path | str]) -> None:
-    """UnreadableParquet naming the first file that does not hold canonical records."""
+def check_records(files: list[Path | str], positioned: bool = False) -> None:
+    """UnreadableParquet naming the first file that does not hold canonical records (`positioned`:
+    or that has no position column, as a stage's parts have)."""
     for path in files:
-        problem = schema_problem(parquet_schema(path))
+        schema = parquet_schema(path)
+        problem = schema_problem(schema)
         if problem:
             raise UnreadableParquet(f"{path} is not a file of records: {problem}")
+        if positioned and "position" not in schema.names:
+            raise UnreadableParquet(f"{path} has no position column: "
+                                    "it is not a stage's part as this sftmix writes them")
 
 
 def read_records(files: list[Path | str]) -> Iterator[dict]:
@@ -165,11 +170,7 @@ def records_in_order(parts: list[Path | str]) -> Iterator[dict]:
 def _positioned_records(parts: list[Path | str], rank: int = 0, world_size: int = 1) -> Iterator[tuple[int, dict]]:
     """With `world_size` > 1, worker `rank`'s batches of each part (dealt round-robin), still merged:
     its own part is then in order too."""
-    check_records(parts)
-    for path in parts:
-        if "position" not in parquet_schema(path).names:
-            raise UnreadableParquet(f"{path} has no position column: "
-                                    "it is not a stage's part as this sftmix writes them")
+    check_records(parts, positioned=True)
     # One batch of each part is held: together a few hundred rows, however many parts (a Slurm stage
     # may write hundreds); small, so that a part of a few thousand rows still splits evenly. Equal
     # positions (records made from one raw row) come from one part, in its order.

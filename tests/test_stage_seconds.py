@@ -4,6 +4,7 @@ before it (a batch rule pulls its rows from them inside its own calls)."""
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 import filters
@@ -11,6 +12,8 @@ from filters.length import LengthFilter
 from sftmix.counts import Counts
 from filters.base import record_document
 from sftmix.normalize import SourceInfo, filter_records, normalize, read_records, records_in_order, run
+from sftmix.record import SCHEMA
+from sftmix.shards import UnreadableParquet
 
 GLAIVE = Path(__file__).parent / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
 DELAY = 0.05
@@ -85,3 +88,18 @@ def test_a_stage_writes_its_rows_in_position_order_or_stops(tmp_path):
     with pytest.raises(RuntimeError, match="^g: a row at position 0 came after one at 1$"):
         run(swapped, info, tmp_path / "o.parquet", tmp_path / "o.rejected.parquet", None, source_step="read")
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_merging_by_position_names_a_file_that_is_not_a_stage_part(tmp_path):
+    """A records file without positions (a shard, a file the user wrote) or a raw file given as a
+    stage's part is named before any row is read."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    normalize(info, [GLAIVE], tmp_path / "n.parquet", tmp_path / "n.rejected.parquet", apply_filters=False)
+    pq.write_table(pq.read_table(tmp_path / "n.parquet", columns=SCHEMA.names), tmp_path / "shard.parquet")
+    pq.write_table(pq.read_table(tmp_path / "n.parquet", columns=["id"]), tmp_path / "ids.parquet")
+
+    with pytest.raises(UnreadableParquet, match=r"shard\.parquet has no position column"):
+        next(records_in_order([tmp_path / "n.parquet", tmp_path / "shard.parquet"]))
+    with pytest.raises(UnreadableParquet, match=r"ids\.parquet is not a file of records: "):
+        next(records_in_order([tmp_path / "n.parquet", tmp_path / "ids.parquet"]))
+    assert len(list(records_in_order([tmp_path / "n.parquet"]))) == pq.ParquetFile(tmp_path / "n.parquet").metadata.num_rows
