@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from sftmix.jsontext import encoder
+from sftmix.jsontext import STRICT_DECODER, encoder, loads
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -105,15 +105,29 @@ def message(
 def tool_call(name: str, arguments: dict | str, call_id: str) -> dict:
     """An OpenAI tool call; `arguments` is stored JSON-encoded, as on the wire.
 
-    A string is kept verbatim (it may be malformed: the tool-call filter judges it, with a
-    reason, instead of the converter crashing on it), except a blank one: a call without
-    arguments (as Qwen-Agent writes it), stored as the empty object the wire format expects.
+    A string holding a JSON object is stored as `dumps` writes that object, as an object given
+    here is: the same call is then the same text (and id) whatever its spacing or escapes, as it is
+    the same ChatML text, and an escaped lone surrogate (`\\ud83d`) becomes the character, which
+    the record's hash refuses (an `invalid_unicode` drop) instead of a training text no encoder
+    takes. Any other string is kept verbatim (malformed, not an object, NaN: the tool-call filter
+    judges it, with a reason), except a blank one: a call without arguments (as Qwen-Agent writes
+    it), stored as the empty object the wire format expects.
     """
     if not isinstance(arguments, str):
         arguments = dumps(arguments)
     elif not arguments.strip():
         arguments = "{}"
+    else:
+        arguments = _stored_arguments(arguments)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _stored_arguments(text: str) -> str:
+    try:
+        value = loads(text, STRICT_DECODER)
+        return dumps(value) if isinstance(value, dict) else text
+    except (ValueError, RecursionError):  # not JSON; or a number past a double's range (`dumps` refuses inf)
+        return text
 
 
 def tool_def(name: str, description: str | None, parameters: dict | None) -> dict:

@@ -75,6 +75,11 @@ def _arguments(call: dict) -> dict:
 
 def _tool_call_block(call: dict) -> str:
     body = dumps({"name": call["function"]["name"], "arguments": _arguments(call)})
+    if not body.isascii():
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:  # an escaped lone surrogate (`\\ud83d`): no tokenizer or Arrow column takes it
+            raise ValueError(f"tool call {call['function']['name']!r}: arguments hold half a surrogate pair") from None
     return f"\n<tool_call>\n{body}\n</tool_call>"
 
 

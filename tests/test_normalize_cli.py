@@ -193,8 +193,13 @@ def _one_line_error(done: subprocess.CompletedProcess) -> str:
     return done.stderr.strip()
 
 
+@pytest.mark.parametrize("arguments, problem", [
+    ('{"x": NaN}', "arguments are not JSON: NaN is not JSON"),
+    ('{"x": "half an emoji \\ud83d"}', "arguments hold half a surrogate pair"),  # text no encoder takes
+], ids=["nan", "lone-surrogate"])
 @pytest.mark.parametrize("given", ["shard", "mixture"])
-def test_rendering_a_row_whose_arguments_are_not_json_names_the_row_and_its_shard(filtered, tmp_path, given):
+def test_rendering_a_row_whose_arguments_are_not_json_names_the_row_and_its_shard(filtered, tmp_path, given,
+                                                                                   arguments, problem):
     """A shard the tool-call filter did not clean (an older build, one made by hand): rows before
     the bad one are printed, then one line names it and the shard it is in."""
     out_dir, _, _ = filtered
@@ -203,14 +208,14 @@ def test_rendering_a_row_whose_arguments_are_not_json_names_the_row_and_its_shar
     bad = max(i for i, row in enumerate(rows) if any(m["tool_calls"] for m in row["messages"]))
     assert bad > 0
     call = next(m for m in rows[bad]["messages"] if m["tool_calls"])["tool_calls"][0]
-    call["function"]["arguments"] = '{"x": NaN}'
+    call["function"]["arguments"] = arguments
     (tmp_path / "mix" / "train").mkdir(parents=True)
     pq.write_table(records.slice(0, 1), tmp_path / "mix" / "train" / "part-00000.parquet")
     shard = tmp_path / "mix" / "train" / "part-00001.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=records.schema), shard)
     done = sftmix("render", shard if given == "shard" else tmp_path / "mix", cwd=tmp_path)
     assert _one_line_error(done) == (f"sftmix: error: cannot render row {rows[bad]['id']} of {shard}: tool call "
-                                     f"{call['function']['name']!r}: arguments are not JSON: NaN is not JSON")
+                                     f"{call['function']['name']!r}: {problem}")
     shown = rows[:bad] if given == "shard" else rows[:1] + rows[:bad]
     assert _headers(done.stdout) == [f"### {row['id']} ({row['source']}, {row['language']}, {row['licence']})" for row in shown]
 

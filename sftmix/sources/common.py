@@ -346,8 +346,9 @@ def text_column(row: dict, *names: str, optional: bool = False) -> str:
 
 def call_from_dict(item, call_id: str) -> dict:
     """A `{"name", "arguments"}` object (OpenAI function, xLAM answer, ShareGPT function_call) as a
-    tool call. Arguments: an object is encoded, a string kept verbatim, null or absent means none,
-    anything else is encoded and left for the tool-call filter to judge."""
+    tool call. Arguments: an object is encoded, a string goes to `tool_call` (which stores a JSON
+    object's text as the object), null or absent means none, anything else is encoded and left for
+    the tool-call filter to judge."""
     if not (isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]):
         raise Drop("unparsable_tool_call", str(item)[:80])
     arguments = item.get("arguments")

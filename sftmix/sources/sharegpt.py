@@ -13,8 +13,8 @@ objects with
   `{"type": "function", "function": {...}}` and an already-decoded list are accepted too.
 - A `function_call` value is JSON: one `{"name": ..., "arguments": {...}}` object or a list of
   them (parallel calls), exactly what LLaMA-Factory's `FunctionFormatter` json.loads.
-  `arguments` is normally an object; a string is kept verbatim (it may be JSON-encoded or
-  broken: the tool-call filter judges it), null means no arguments.
+  `arguments` is normally an object; a string holding a JSON object is stored as the object is,
+  any other string verbatim (the tool-call filter judges it), null means no arguments.
 - LLaMA-Factory's alternation puts ONE `observation` after a `function_call`. With parallel calls
   that single observation is split per call when it holds the calls' results joined by
   LLaMA-Factory's own separator `"\\n</tool_response>\\n<tool_response>\\n"` or is a JSON list with

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from sftmix.normalize import SourceInfo, normalize
 from sftmix.raw import iter_raw_rows
 from sftmix.record import make_record, message, to_table, tool_call, tool_def
 from sftmix.sources import Converted, Drop, get_converter
@@ -139,3 +140,29 @@ def test_flat_parameters_normalized_and_bad_arguments_kept():
         "required": ["city"],
     })]
     assert c.messages[-1]["tool_calls"] == [tool_call("population", '{"city": "Bilbo"', "c1")]
+
+
+def test_arguments_text_is_stored_as_its_object_so_spacing_and_escapes_change_no_id(tmp_path):
+    """Arguments given as JSON text are stored as the object is (`tool_call`): two copies of a
+    conversation that differ only in how the text is spaced or escaped render alike, so they get one
+    id and the second is a duplicate. An escaped half surrogate pair in them is a counted drop, not
+    a row that no encoder takes downstream."""
+    row = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[1])
+    calls = row["messages"][1]["tool_calls"]
+    variants = []
+    for madrid, valencia in [({"city": "Madrid"}, {"city": "València"}),
+                             ('{"city":"Madrid"}', '{ "city" : "Val\\u00e8ncia" }'),
+                             ('{"city": "Madrid \\ud83d"}', '{"city": "València"}')]:
+        calls[0]["function"]["arguments"], calls[1]["function"]["arguments"] = madrid, valencia
+        variants.append(json.dumps(row, ensure_ascii=False))
+    raw = tmp_path / "data.jsonl"
+    raw.write_text("\n".join(variants) + "\n", encoding="utf-8")
+    info = SourceInfo(key="o", converter="openai_messages", licence="mit", language="es")
+
+    counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+    assert counts.summary() == {"read": 3, "kept": 1, "dropped": {"duplicate_id": 1, "invalid_unicode": 1}}
+    kept, = pq.read_table(tmp_path / "o.parquet").to_pylist()
+    assert [call["function"]["arguments"] for call in kept["messages"][1]["tool_calls"]] == [
+        '{"city": "Madrid"}', '{"city": "València"}']
+    drops = {drop["reason"]: drop for drop in pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()}
+    assert drops["duplicate_id"]["key"] == "data.jsonl#1" and drops["invalid_unicode"]["key"] == "data.jsonl#2"
