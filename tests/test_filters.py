@@ -146,6 +146,12 @@ class TestRoleOrder:
                 assistant(), tools=[WEATHER])
         assert verdict(self.f, r) == "unmatched_tool_result"
 
+    def test_tool_result_naming_another_tool_than_its_call(self):
+        # a template that prints the result's name (vLLM's Hermes examples) would show the wrong tool
+        paris = tool_call("get_weather", {"location": "Paris"}, "c1")
+        assert [verdict(self.f, rec(user(), calls(paris), result("c1", name=name), assistant(), tools=[WEATHER]))
+                for name in ("get_weather", None, "book_flight")] == [None, None, "tool_result_name_mismatch"]
+
     def test_call_only_final_assistant_turn_kept(self):
         r = rec(user(), calls(tool_call("get_weather", {"location": "Paris"}, "c1")), tools=[WEATHER])
         assert verdict(self.f, r) is None

@@ -11,11 +11,13 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
   `content` is a string, null, or a list of `{"type": "text", "text": ...}` parts (joined; any
   other part type is a `non_text_content` drop). Assistant `tool_calls` are
   `{id?, type?, function: {name, arguments}}` (a flat `{name, arguments}` is accepted) with
-  `arguments` a JSON string (kept verbatim, even when broken) or an object (serialized); the
-  legacy assistant `function_call: {name, arguments}` is one call. Calls without an id get
-  `call_<n>`, n counting calls across the conversation. A tool message without
-  `tool_call_id` answers the next unanswered call of the latest call turn; an id that names no
-  earlier call is an `unmatched_tool_result` drop. A missing tool `name` is the call's name.
+  `arguments` a JSON string (stored as its object is when it holds one, else verbatim, even when
+  broken: `sftmix.record.tool_call`) or an object (serialized); the legacy assistant
+  `function_call: {name, arguments}` is one call. Calls without an id get `call_<n>`, n counting
+  calls across the conversation. A tool message without `tool_call_id` answers the next
+  unanswered call of the latest call turn; an id that names no earlier call is an
+  `unmatched_tool_result` drop. A missing tool `name` is the call's name; another tool's name is
+  the role-order rule's `tool_result_name_mismatch` drop.
 - `tools` (optional): a list or a JSON string of OpenAI tool definitions
   `{"type": "function", "function": {name, description, parameters}}` (bare
   `{name, description, parameters}` accepted). Parameters that are already a `"type": "object"`
