@@ -490,8 +490,9 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     mixed = [s for s in manifest.sources if not s.is_input_only]
     with layout.hold(*layout.mixture_lock), \
             completed_records(manifest, mixed, layout, "filtered") as inputs:
+        # a generated source has no normalized stage: its filtered counts hold the generator's and rules' drops
         intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
-                  for s in manifest.sources if s.generator is None}
+                  for s in manifest.sources}
         result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
                               rejected_dir=layout.rejected_dir, intake=intake)
         for stale in stale_rejected_files(manifest, layout):

@@ -857,6 +857,31 @@ def test_a_benchmark_file_added_under_a_glob_makes_the_filtered_records_stale(tm
     assert reasons == ["contaminated:ifeval"]
 
 
+def test_a_generated_sources_drops_reach_stats_and_the_card(tmp_path, monkeypatch):
+    """Only converted sources' stage counts were saved with the mixture: a generated source's
+    contamination drops showed as a deficit with no cause in stats.json and the dataset card."""
+    from openai_server import serve_openai
+
+    ifeval = FIXTURES / "benchmarks" / "ifeval" / "input_data.jsonl"
+    quoted = json.loads(ifeval.read_text().splitlines()[2])["prompt"]
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["g"]},
+                 "licence": "apache-2.0", "targets": {"en": 3}, "filters": {"language": False}}
+    path = _manifest(tmp_path, [_glaive_source(filters={"language": False}), responses], holdout=0,
+                     filters={"decontamination": {"benchmarks": {"ifeval": str(ifeval)}}})
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    with serve_openai(lambda messages, body: "Sure. " + quoted) as server:  # every answer quotes an IFEval prompt
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        build(load(path), tmp_path / "out")
+    dropped = Layout(tmp_path / "out", "mini").read_counts("responses", "filtered").dropped
+    assert dropped.get("contaminated:ifeval", 0) >= 3
+    stats = json.loads((tmp_path / "out" / "mini" / "stats.json").read_text())
+    assert stats["intake"]["responses"]["normalized"] is None
+    assert stats["intake"]["responses"]["filtered"]["dropped"] == dropped
+    card = (tmp_path / "out" / "mini" / "README.md").read_text()
+    assert f"| responses | filtered | contaminated:ifeval | {dropped['contaminated:ifeval']:,} |" in card
+    assert "| responses |  |  | 0 |" in card  # intake: no raw rows, none kept
+
+
 def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeypatch):
     """A generator asset in the Dagster graph, against a real OpenAI-compatible server: LLM figures
     reach the asset's metadata, never the key."""
