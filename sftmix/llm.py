@@ -145,6 +145,11 @@ class LLMSettings:
         # The generator model's card: temperature 0 to 0.2, no repetition or frequency penalty.
         if not 0.0 <= self.temperature <= 0.2:
             raise ValueError(f"temperature {self.temperature} is outside the model card's range [0, 0.2]")
+        if urlparse(self.base_url).netloc.rpartition("@")[1]:
+            # The URL is kept in stage settings and logs, and the client sends the key as a bearer
+            # header, which aiohttp will not combine with URL credentials: refused, and not quoted.
+            raise ValueError("base_url (the manifest's, or SFTMIX_LLM_BASE_URL) holds credentials "
+                             f"(user:password@host): give the API key in {' or '.join(KEY_VARIABLES)} instead")
 
     @classmethod
     def from_config(cls, config: dict | None = None, **overrides) -> "LLMSettings":
@@ -169,6 +174,10 @@ def api_key_from_env() -> str:
             return os.environ[variable]
     raise MissingAPIKey()
 
+
+# A JSON reply in a Markdown fence (```json ... ```), as endpoints that ignore `response_format`
+# write it: paid for, and the object is there.
+_FENCED_JSON = re.compile(r"\s*```[A-Za-z]*[ \t]*\n(.*?)\n?[ \t]*```\s*", re.DOTALL)
 
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
 FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
@@ -540,6 +549,8 @@ class LLMClient:
             response = json.loads(raw)
             choice = response["choices"][0]
             content = choice["message"]["content"]
+            if content is None and choice.get("finish_reason") == "length":
+                content = ""  # a reasoning model cut off while still thinking: a truncated answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
@@ -581,8 +592,10 @@ class LLMClient:
                 return reply
             if reply.truncated:
                 return Failure("truncated", "finish_reason=length")
+            fenced = _FENCED_JSON.fullmatch(reply.content)
             try:
-                value = loads(reply.content)  # JSON nested too deeply is a JSONDecodeError here, not RecursionError
+                # JSON nested too deeply is a JSONDecodeError here, not RecursionError
+                value = loads(fenced[1] if fenced else reply.content)
                 validator.validate(value)
                 return value, reply
             except json.JSONDecodeError as error:

@@ -302,7 +302,8 @@ class Manifest(_Strict):
     holdout: Holdout
     licence_policy: dict[Literal["allow"], list[str]]
     identity: Identity | None = None
-    llm: dict = Field(default_factory=dict, description="sftmix.llm.LLMSettings fields (endpoint, model, limits, prices, budget)")
+    llm: dict = Field(default_factory=dict, validate_default=True,  # SFTMIX_LLM_* apply without an `llm:` too
+                      description="sftmix.llm.LLMSettings fields (endpoint, model, limits, prices, budget)")
     executor: Executor = Field(default_factory=Executor)
     near_dedup: NearDedup | None = Field(None, description="off unless given")
     filters: dict[str, bool | dict] = Field(default_factory=dict)

@@ -465,6 +465,23 @@ def test_truncated_completion(tmp_path):
     assert not Completion("x", "stop", Usage()).truncated
 
 
+def test_a_reasoning_model_cut_off_while_thinking_is_one_truncated_answer_and_its_tokens_counted(tmp_path):
+    """DeepSeek-reasoner's `content: null` at `finish_reason: length` (the budget spent on
+    `reasoning_content`) was read as a malformed body: asked 7 times, none of the tokens counted
+    against the budget, dropped as `llm_retries_exhausted`."""
+    def responder(messages, body):
+        return Reply(content=None, finish_reason="length", reasoning_content="Let me think about this " * 50)
+
+    with serve_openai(responder=responder) as srv:
+        client = make_client(srv, tmp_path)
+        first = run(client, client.complete(user("think")))
+        again = run(client, client.complete(user("think")))
+        assert srv.count() == 1
+    assert first.truncated and first.content == "" and again.cached and again.content == "" and again.truncated
+    assert client.stats.requests == 1 and client.stats.cache_hits == 1
+    assert client.stats.usage.completion_tokens == 250 and client.stats.cost_usd > 0
+
+
 # ----------------------------------------------------------------------------------------- complete_json
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
@@ -484,6 +501,18 @@ def test_complete_json_invalid_then_valid(tmp_path):
     # the re-ask carries the bad reply and says what was wrong with it
     assert retry["messages"][-2] == {"role": "assistant", "content": "Sure! {answer: 4"}
     assert "not valid JSON" in retry["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("reply", ['```json\n{"answer": 4}\n```', '\n```\n{"answer": 4}```\n', '```JSON  \n{"answer": 4}\n  ```'])
+def test_complete_json_takes_the_object_out_of_a_markdown_fence(tmp_path, reply):
+    """Endpoints that ignore `response_format` fence their JSON: each such row was asked 3 times,
+    then dropped as `invalid_json`."""
+    faults = [Fault("bad_verdict", match="give json", count=None, text=reply)]
+    with serve_openai(responder=json_responder({"answer": 5}), faults=faults) as srv:
+        client = make_client(srv, tmp_path)
+        value, completion = run(client, client.complete_json(user("give json"), SCHEMA))
+        assert srv.count() == 1
+    assert value == {"answer": 4} and completion.content == reply
 
 
 def test_complete_json_nested_too_deeply_is_asked_again(tmp_path):
@@ -1113,5 +1142,8 @@ def test_the_cache_keeps_deployments_behind_one_host_apart_and_no_user_info(tmp_
     assert {endpoint_key(url) for url in ("https://api.deepseek.com", "https://api.deepseek.com/v1",
                                          "https://api.deepseek.com/v1/", "https://API.deepseek.com/")} == {"api.deepseek.com"}
     assert endpoint_key("http://user:sk-secret@127.0.0.1:8080/v1") == "127.0.0.1:8080"
-    client = LLMClient(LLMSettings(base_url="http://user:sk-secret@127.0.0.1:8080/gw/v1", cache_dir=str(tmp_path)))
+    client = LLMClient(LLMSettings(base_url="http://127.0.0.1:8080/gw/v1", cache_dir=str(tmp_path)))
     assert client.host == "127.0.0.1:8080/gw"  # what keys its cache, and is written in each entry
+    with pytest.raises(ValueError, match="holds credentials") as refused:  # the key goes in a header only
+        LLMSettings(base_url="http://user:sk-secret@127.0.0.1:8080/gw/v1")
+    assert "sk-secret" not in str(refused.value)

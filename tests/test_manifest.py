@@ -576,6 +576,24 @@ def test_llm_settings_of_the_wrong_type_or_range_are_a_manifest_error(tmp_path, 
     assert message.endswith(expected), message
 
 
+@pytest.mark.parametrize("where", ["manifest", "environment"])
+def test_an_endpoint_with_credentials_in_its_url_is_refused_without_quoting_them(tmp_path, monkeypatch, where):
+    """The URL went into each stage's done file (its settings) while aiohttp refused every request
+    (credentials beside the key's bearer header): each row a `malformed_generation` drop."""
+    url = "https://svc:gw-SECRET-123@gateway.example/v1"
+    if where == "environment":  # with no `llm:` in the manifest at all
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", url)
+        path = write(tmp_path, edited(lambda data: data.pop("llm", None)))
+    else:
+        path = write(tmp_path, edited(lambda data: data.update(llm={"base_url": url})))
+    message = load_error(path)
+    assert message.endswith("llm: base_url (the manifest's, or SFTMIX_LLM_BASE_URL) holds credentials "
+                            "(user:password@host): give the API key in SFTMIX_LLM_API_KEY or DEEPSEEK_API_KEY instead")
+    assert "SECRET" not in message
+    monkeypatch.setenv("SFTMIX_LLM_BASE_URL", "https://gateway.example/v1")
+    assert load(path)
+
+
 def test_llm_settings_of_the_right_types_load(tmp_path):
     settings = {"budget_usd": 10, "max_tokens": 2048, "requests_per_minute": 600, "prices": {"completion": 2}}
     assert load(write(tmp_path, edited(lambda data: data.update(llm=settings)))).llm == settings
