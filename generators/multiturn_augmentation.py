@@ -25,8 +25,9 @@ extension there (the row keeps the turns made, meta `added_turns` < `planned_tur
 the first turn drops the item.
 
 Drops: `bad_follow_up` (empty, or a repeat of an earlier user message), `wrong_language` (the
-follow-up or the answer is detectably in another language: langdetect for ca/en/es/pt with the
-filters' confusable pairs accepted, plus an English-function-word check for every other target),
+follow-up or the answer is detectably in another language: CLD2, which tells ca, en, es, eu, gl
+and pt apart, `filters.language_id.detected_instead`; plus an English-function-word check for
+every other target),
 `empty_generation`, `truncated`, and the LLM client's failures (`invalid_json`, `http_4xx`,
 `llm_retries_exhausted`) with the step in the detail.
 """
@@ -38,6 +39,7 @@ from typing import Iterator
 
 from generators.base import (LANGUAGE_NAMES, Context, Item, Positive, identity_line, prompt, reply_text,
                              top_ranked_per_language)
+from filters.language_id import detected_instead
 from generators.code_math import blank_code_and_math
 from sftmix.llm import Failure
 from sftmix.record import message
@@ -84,8 +86,6 @@ def items(records, ctx: Context) -> Iterator[Item]:
 
 # ----------------------------------------------------------------------------------------- checks
 
-_DETECTABLE = {"ca", "en", "es", "pt"}
-_CONFUSABLE = {"ca": {"es"}, "gl": {"pt", "es"}, "pt": {"gl"}}  # as filters.language
 _ENGLISH = {"the", "of", "and", "is", "are", "to", "in", "that", "this", "with", "for", "it", "you", "what",
             "how", "be", "was", "which", "we", "your", "have", "an"}
 
@@ -96,20 +96,7 @@ def _language_problem(text: str, language: str) -> str | None:
     words = re.findall(r"[^\W\d_]+", plain.lower())
     if language != "en" and len(words) >= 8 and sum(w in _ENGLISH for w in words) / len(words) > 0.2:
         return "en"
-    if language not in _DETECTABLE or len(plain.strip()) < 60:
-        return None
-    from langdetect import DetectorFactory, detect_langs
-    from langdetect.lang_detect_exception import LangDetectException
-
-    DetectorFactory.seed = 0
-    try:
-        best = detect_langs(plain[:2000])[0]
-    except LangDetectException:
-        return None
-    found = "zh" if best.lang.startswith("zh") else best.lang
-    if found == language or found in _CONFUSABLE.get(language, ()) or best.prob < 0.9:
-        return None
-    return found
+    return detected_instead(plain[:2000], language) if len(plain.strip()) >= 60 else None
 
 
 # -------------------------------------------------------------------------------------- generation

@@ -27,8 +27,8 @@ backspace), and a wrong escape would silently corrupt the math. Checks, in order
 - `latex_changed`: the problem or the solution has a different number of `$`, `\\[`, `\\]`, `\\(`,
   `\\)`, code fences or `\\boxed` than the original (math or code lost, added or re-delimited);
 - `not_translated`: the text came back unchanged;
-- `wrong_language`: the prose is detectably another language (langdetect for ca/es/pt with the
-  filters' confusable pairs accepted, plus an English-function-word check for every target);
+- `wrong_language`: the prose is detectably another language (CLD2, which tells ca, es, eu, gl
+  and pt apart: `filters.language_id.detected_instead`; plus an English-function-word check);
 plus `truncated` and the LLM client's failures (`http_4xx`, `llm_retries_exhausted`).
 
 Row: [user: translated problem, assistant: translated solution], in the target language, `key` =
@@ -43,6 +43,7 @@ import re
 from collections import Counter
 from typing import Iterator
 
+from filters.language_id import detected_instead
 from generators.base import LANGUAGE_NAMES, Context, Item, Positive, hash_rank, prompt, record_origin, reply_text
 from generators.code_math import blank_code_and_math
 from sftmix.record import message
@@ -134,8 +135,6 @@ def items(records, ctx: Context) -> Iterator[Item]:
 
 # ----------------------------------------------------------------------------------------- checks
 
-_CONFUSABLE = {"ca": {"es"}, "gl": {"pt", "es"}, "pt": {"gl"}}  # as filters.language
-_DETECTABLE = {"ca", "es", "pt"}
 _ENGLISH = {"the", "of", "and", "is", "are", "to", "in", "that", "this", "with", "for", "it", "we", "let",
             "be", "which", "by", "from", "then", "therefore", "find", "an"}
 
@@ -150,19 +149,7 @@ def _language_problem(text: str, language: str) -> str | None:
     if len(words) >= 8 and sum(w in _ENGLISH for w in words) / len(words) > 0.2:
         return "en"
     prose = " ".join(words)
-    if language not in _DETECTABLE or len(prose) < 80:
-        return None
-    from langdetect import DetectorFactory, detect_langs
-    from langdetect.lang_detect_exception import LangDetectException
-
-    DetectorFactory.seed = 0
-    try:
-        best = detect_langs(prose[:2000])[0]
-    except LangDetectException:
-        return None
-    if best.lang == language or best.lang in _CONFUSABLE.get(language, ()) or best.prob < 0.9:
-        return None
-    return best.lang
+    return detected_instead(prose[:2000], language) if len(prose) >= 80 else None
 
 
 _NON_SPACE = re.compile(r"\S")

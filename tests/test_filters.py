@@ -429,9 +429,28 @@ class TestLanguage:
     def test_basque_declared_basque_trusted(self):
         assert verdict(self.f, rec(user("Zer da fotosintesia?"), assistant(BASQUE), language="eu")) is None
 
-    def test_confusable_pair_accepted(self):
-        # Catalan rows often read as Spanish to langdetect: ca accepts es.
-        assert verdict(self.f, rec(user("Què és?"), assistant(SPANISH), language="ca")) is None
+    def test_spanish_declared_catalan_is_dropped_though_the_pair_is_confusable(self):
+        # langdetect says es at 0.99999; the pair was accepted as confusable, so Spanish shipped as Catalan
+        assert verdict(self.f, rec(user("Què és?"), assistant(SPANISH), language="ca")) == "language_mismatch"
+
+    def test_catalan_that_langdetect_reads_as_spanish_is_kept(self, monkeypatch):
+        monkeypatch.setattr("filters.language.detect_language", lambda text, trials: ("es", 0.99))
+        catalan = OTHER_LANGUAGE_TEXTS["ca"]
+        assert verdict(self.f, rec(user("Què diu?"), assistant(catalan), language="ca")) is None
+
+    @pytest.mark.parametrize("declared", ["gl", "eu"])
+    def test_galician_and_basque_are_judged(self, declared):
+        """langdetect has no profile for either: every row declared so was kept, whatever its language."""
+        own = OTHER_LANGUAGE_TEXTS[declared] + " \x00\ufffe"  # characters CLD2 refuses are passed over
+        assert verdict(self.f, rec(user("?"), assistant(own), language=declared)) is None
+        for other in ("es", "pt", "en", "ca", "gl" if declared == "eu" else "eu"):
+            assert verdict(self.f, rec(user("?"), assistant(OTHER_LANGUAGE_TEXTS[other]), language=declared)) == (
+                "language_mismatch"), other
+
+    def test_a_text_cld2_cannot_rely_on_is_trusted(self):
+        symbols = " ".join(f"{n} + {n + 1} = {2 * n + 1};" for n in range(30))
+        assert len(symbols) >= 200
+        assert verdict(self.f, rec(user("?"), assistant(symbols), language="gl")) is None
 
     def test_clear_text_is_accepted_without_the_detector(self, monkeypatch):
         english = ("The process of photosynthesis is how plants turn light into chemical energy, and it is one of "

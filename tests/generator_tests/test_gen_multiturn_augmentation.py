@@ -124,6 +124,23 @@ def test_a_reply_repeating_an_unclosed_math_opener_is_checked_in_one_pass():
     assert stdout_of(code) == "None en\n"
 
 
+FOLLOW_UP = {  # one follow-up question, in each language a conversation may be extended in
+    "es": "¿Y cómo podríamos comprobar que la solución es correcta sin volver a resolver toda la ecuación desde el principio?",
+    "ca": "I com podríem comprovar que la solució és correcta sense tornar a resoldre tota l'equació des del principi?",
+    "gl": "E como poderiamos comprobar que a solución é correcta sen volver resolver toda a ecuación desde o principio?",
+    "eu": "Eta nola egiaztatu genezake soluzioa zuzena dela ekuazio osoa hasieratik berriro ebatzi gabe?",
+}
+
+
+@pytest.mark.parametrize("wanted", ["ca", "gl", "eu"])
+def test_a_follow_up_in_another_iberian_language_is_the_wrong_language(wanted):
+    """A Spanish follow-up was accepted for ca (langdetect's confusable pair) and for eu and gl
+    (no langdetect profile): the rows shipped labelled in a language they are not in."""
+    assert mt._language_problem(FOLLOW_UP[wanted], wanted) is None
+    assert {other: mt._language_problem(FOLLOW_UP[other], wanted) for other in FOLLOW_UP if other != wanted} == {
+        other: other for other in FOLLOW_UP if other != wanted}
+
+
 def test_items_and_planned_turns_are_deterministic(records, tmp_path):
     llm = LLMClient(LLMSettings(cache_dir=str(tmp_path / "none")), api_key="sk-test")
 

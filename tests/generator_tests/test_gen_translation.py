@@ -16,6 +16,7 @@ from own_process import stdout_of
 from sftmix.llm import LLMClient, LLMSettings
 from sftmix.normalize import SourceInfo, normalize, read_records
 from sftmix.record import make_record, message
+from sftmix.sources.base import Drop
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "openr1_math" / "train-00000-of-00010.parquet"
 
@@ -134,6 +135,34 @@ def test_translations_checks_and_drops(fixture_records, tmp_path):
 
     assert [(k, getattr(r, "reason", None), getattr(r, "messages", None)) for k, r in again] == \
            [(k, getattr(r, "reason", None), getattr(r, "messages", None)) for k, r in results]
+
+
+SUBTRACT = openr1("Find the value of $x$ if $2x+3=11$, explaining every step.",
+                  "First we subtract 3 from both sides of the equation, which gives us the simpler equation $2x = 8$. "
+                  "Then we divide both sides by 2, and we find the value of the unknown.\n\nSo the answer is "
+                  "$\\boxed{4}$.", "u-subtract")
+IN_SPANISH = ("<problem>\nHalla el valor de $x$ si $2x+3=11$, explicando cada paso.\n</problem>\n<solution>\n"
+              "Primero restamos 3 a ambos lados de la ecuación, lo que nos da una ecuación más sencilla $2x = 8$. "
+              "Después dividimos ambos lados entre 2 y encontramos el valor de la incógnita.\n\nAsí que la "
+              "respuesta es $\\boxed{4}$.\n</solution>")
+IN_GALICIAN = ("<problem>\nAcha o valor de $x$ se $2x+3=11$, explicando cada paso.\n</problem>\n<solution>\n"
+               "Primeiro restamos 3 a ambos os lados da ecuación, o que nos dá unha ecuación máis sinxela $2x = 8$. "
+               "Despois dividimos ambos os lados entre 2 e atopamos o valor da incógnita.\n\nPolo tanto, a "
+               "resposta é $\\boxed{4}$.\n</solution>")
+
+
+@pytest.mark.parametrize("target, reply, outcome", [
+    ("ca", IN_SPANISH, "reads as es, wanted ca"), ("gl", IN_SPANISH, "reads as es, wanted gl"),
+    ("eu", IN_SPANISH, "reads as es, wanted eu"), ("gl", IN_GALICIAN, "kept"), ("eu", IN_GALICIAN, "reads as gl, wanted eu"),
+], ids=["es-for-ca", "es-for-gl", "es-for-eu", "gl-for-gl", "gl-for-eu"])
+def test_a_translation_into_the_wrong_iberian_language_is_dropped(tmp_path, target, reply, outcome):
+    """langdetect accepted Spanish as Catalan (a confusable pair) and cannot detect Basque or
+    Galician at all: Spanish translations were kept as ca, eu and gl rows."""
+    with serve_openai(lambda messages, body: reply) as server:
+        (key, result), = stream(translation, [SUBTRACT], context(client(server, tmp_path), {target: 1}))
+    assert key == f"{SUBTRACT['id']}:{target}"
+    assert (result.detail if isinstance(result, Drop) else "kept") == outcome
+    assert isinstance(result, Drop) == (outcome != "kept") and (outcome == "kept" or result.reason == "wrong_language")
 
 
 def synthetic(n):
