@@ -40,6 +40,10 @@ class RecordFilter(BaseFilter):
     name = "record_filter"
     data_files: tuple[Path, ...] = ()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.matched = Counter()  # what the rule found in rows beside its verdicts (`Counts.matched`)
+
     def check(self, record: dict, doc: Document) -> str | None:
         raise NotImplementedError
 

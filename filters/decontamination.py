@@ -2,8 +2,10 @@
 
 The GPT-3 / Llama recipe: a training row is contaminated by a benchmark when any word 13-gram of it
 also occurs in one of the benchmark's prompts. Dropped rows get the reason `contaminated:<benchmark>`
-(the first benchmark of the config that matches), so counts per benchmark are the drop counts per
-reason. `doc.metadata["filter_detail"]` names the benchmark item and the matched words.
+(that of the row's first turn with a match; in it, the first benchmark of the config that
+matches); `doc.metadata["filter_detail"]` names the benchmark item and the matched words. Benchmarks
+overlap (most When2Call questions are BFCL prompts), so the rule also counts, per benchmark, every
+row holding one of its prompts (`matched`, the stage's `Counts.matched`), whatever names its drop.
 
 Normalization, the same on both sides: Unicode NFKC, lower case, and every run of characters that
 are neither letters nor digits (punctuation, symbols, `_`, whitespace) separates words. So
@@ -369,6 +371,7 @@ class DecontaminationFilter(BatchRecordFilter):
         if not turns:
             return reasons
         first: dict[int, tuple] = {}  # turn -> its first match: ((benchmark, candidate, position), item, length, start word)
+        matched: set[tuple[int, int]] = set()  # (row, benchmark)
         word_bytes = [(turn, _WORDS.word_bytes(_normalized(message["content"]))) for turn, (_, message) in enumerate(turns)]
         for chunk in chunks_of_bytes(word_bytes, CHUNK_BYTES):
             batch = BatchWords([turn_words for _, turn_words in chunk])
@@ -382,8 +385,10 @@ class DecontaminationFilter(BatchRecordFilter):
                     for position, item in zip(positions.tolist(), found.tolist()):
                         text = int(batch.text_of_word[position])
                         turn, key = chunk[text][0], (benchmark, candidate, position)
+                        matched.add((turns[turn][0], benchmark))
                         if turn not in first or key < first[turn][0]:
                             first[turn] = (key, item, length, position - int(batch.first_word[text]))
+        self.matched.update(indexes[benchmark].name for _, benchmark in matched)
         for turn in sorted(first):  # in row and message order
             row, message = turns[turn]
             if reasons[row] is not None:

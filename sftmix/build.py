@@ -309,13 +309,15 @@ def _benchmark_states(manifest: Manifest, source: Source) -> dict:
 
 
 def decontamination_report(manifest: Manifest, source: Source, counts: Counts) -> dict | None:
-    """Per benchmark of the source's decontamination (None when it is off): the rows it dropped, 0
-    included, and what its index holds (prompts read, skipped as too short, n-grams), so that a
-    benchmark that removed nothing because few of its prompts were usable is told apart from one
-    the source is clean of. The drops alone name only the benchmarks that removed a row."""
+    """Per benchmark of the source's decontamination (None when it is off): the rows dropped in its
+    name and the rows holding its prompts (`rows_matched`: benchmarks overlap, and a row matching two
+    is dropped in one's name), 0 included, and what its index holds (prompts read, skipped as too
+    short, n-grams), so that a benchmark that removed nothing because few of its prompts were usable
+    is told apart from one the source is clean of."""
     if (decontamination := _decontamination(manifest, source)) is None:
         return None
-    return {name: {"rows_dropped": counts.dropped.get(f"contaminated:{name}", 0), **index}
+    return {name: {"rows_dropped": counts.dropped.get(f"contaminated:{name}", 0),
+                   "rows_matched": counts.matched.get(f"decontamination:{name}", 0), **index}
             for name, index in decontamination.index_stats().items()}
 
 

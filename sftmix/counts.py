@@ -17,6 +17,9 @@ class Counts:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)  # step -> seconds, summed over workers (`sftmix.normalize.run`)
+    # "<rule>:<what>" -> rows a rule found it in, whatever reason they were dropped for, if any
+    # (decontamination: the rows holding a benchmark's prompts, where only one benchmark names the drop)
+    matched: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -26,6 +29,7 @@ class Counts:
         self.kept += other.kept
         self.dropped.update(other.dropped)
         self.seconds.update(other.seconds)
+        self.matched.update(other.matched)
         return self
 
     def check(self) -> None:
@@ -38,11 +42,15 @@ class Counts:
     def from_saved(cls, data: dict) -> "Counts":
         """The inverse of `saved()`: counts saved as JSON by a stage or a worker."""
         return cls(read=data["read"], kept=data["kept"], dropped=Counter(data["dropped"]),
-                   seconds=Counter(data.get("seconds", {})))
+                   seconds=Counter(data.get("seconds", {})), matched=Counter(data.get("matched", {})))
 
     def saved(self) -> dict:
-        """`summary()` and the seconds by step, as a stage or a worker saves them."""
-        return {**self.summary(), "seconds": {step: round(s, 3) for step, s in self.seconds.items()}}
+        """`summary()`, the seconds by step and what rules matched (when any did), as a stage or a
+        worker saves them."""
+        saved = {**self.summary(), "seconds": {step: round(s, 3) for step, s in self.seconds.items()}}
+        if self.matched:
+            saved["matched"] = dict(sorted(self.matched.items()))
+        return saved
 
     def summary(self) -> dict:
         return {"read": self.read, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}

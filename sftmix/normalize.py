@@ -260,6 +260,7 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
         raise
     writer.close()
     sink.close()
+    counts.matched.update({f"{step.name}:{key}": n for step in steps for key, n in step.matched.items()})
     counts.seconds.update(_seconds_by_step(setup, source_step, source.seconds, steps, time.perf_counter() - started))
     return counts
 

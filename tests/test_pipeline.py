@@ -813,9 +813,11 @@ def test_the_filtered_asset_reports_every_benchmark_with_its_drops_and_index(tmp
     shutil.copy(FIXTURES / "benchmarks" / "ifeval" / "input_data.jsonl", bench / "input_data.jsonl")
     shutil.copy(FIXTURES / "benchmarks" / "when2call" / "when2call_test_mcq.jsonl", bench / "when2call_test_mcq.jsonl")
     prompt = json.loads((bench / "input_data.jsonl").read_text().splitlines()[0])["prompt"]
+    question = json.loads((bench / "when2call_test_mcq.jsonl").read_text().splitlines()[0])["question"]
     raw = tmp_path / "dolly.jsonl"
     raw.write_text("\n".join(json.dumps({"instruction": text, "context": "", "response": "Sure, here it is: " + "a b c " * 5,
-                                         "category": "open_qa"}) for text in (prompt, "Name three rivers of Spain.")))
+                                         "category": "open_qa"})
+                             for text in (prompt, "Name three rivers of Spain.", f"{question}\n\n{prompt}")))
     benchmarks = {"ifeval": "evals/input_data.jsonl", "when2call": "evals/when2call_test_*.jsonl"}
     src = {"key": "d", "converter": "dolly", "licence": "apache-2.0", "language": "en", "local": {"files": [str(raw)]},
            "targets": "all", "filters": {"language": False, "decontamination": {"benchmarks": benchmarks}}}
@@ -825,8 +827,10 @@ def test_the_filtered_asset_reports_every_benchmark_with_its_drops_and_index(tmp
     metadata = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
                 for e in result.get_asset_materialization_events()}
     index = DecontaminationFilter(benchmarks=benchmarks, root=str(tmp_path)).index_stats()
+    # the third row holds both benchmarks' items and is dropped in the first one's name
     assert metadata["d/filtered"]["decontamination"].value == {
-        "ifeval": {"rows_dropped": 1, **index["ifeval"]}, "when2call": {"rows_dropped": 0, **index["when2call"]}}
+        "ifeval": {"rows_dropped": 2, "rows_matched": 2, **index["ifeval"]},
+        "when2call": {"rows_dropped": 0, "rows_matched": 1, **index["when2call"]}}
     assert index["ifeval"]["prompts"] == 4 and index["when2call"]["prompts"] > 0
     assert "decontamination" not in metadata["d/normalized"]
 

@@ -64,8 +64,10 @@ def test_saved_counts_keep_the_seconds_and_the_cli_summary_does_not_show_them():
     worker = Counts(read=3, kept=2)
     worker.drop("toxic")
     worker.seconds.update({"read": 0.5, "length": 0.25, "total": 1.0})
+    worker.matched["decontamination:bfcl"] = 2
     merged = Counts().add(Counts.from_saved(worker.saved())).add(Counts.from_saved(worker.saved()))
     assert merged.seconds == {"read": 1.0, "length": 0.5, "total": 2.0}
+    assert merged.matched == {"decontamination:bfcl": 4} and "matched" not in Counts(read=1, kept=1).saved()
     assert merged.summary() == {"read": 6, "kept": 4, "dropped": {"toxic": 2}}  # `sftmix normalize`'s last line
     assert Counts.from_saved(merged.summary()).seconds == {}  # counts saved before seconds existed
 
