@@ -179,6 +179,11 @@ def api_key_from_env() -> str:
 # write it: paid for, and the object is there.
 _FENCED_JSON = re.compile(r"\s*```[A-Za-z]*[ \t]*\n(.*?)\n?[ \t]*```\s*", re.DOTALL)
 
+# A reasoning model served without a reasoning parser (vLLM's `--reasoning-parser`) writes its
+# thinking first, in the content, where DeepSeek's API returns it apart (`reasoning_content`): the
+# reply is what follows it.
+_THINKING = re.compile(r"\s*<think>.*?</think>\s*", re.DOTALL)
+
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
 FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
 # The server stopped the answer part way for a reason of its own (DeepSeek: "the inference system's
@@ -553,6 +558,8 @@ class LLMClient:
                 content = ""  # a reasoning model cut off while still thinking: a truncated answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
+            if thinking := _THINKING.match(content):
+                content = content[thinking.end():]
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             usage = response.get("usage") or {}
             # DeepSeek reports prompt-cache hits as `prompt_cache_hit_tokens`, OpenAI in `prompt_tokens_details`.

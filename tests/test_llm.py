@@ -482,6 +482,22 @@ def test_a_reasoning_model_cut_off_while_thinking_is_one_truncated_answer_and_it
     assert client.stats.usage.completion_tokens == 250 and client.stats.cost_usd > 0
 
 
+def test_a_reasoning_models_thinking_written_in_the_content_is_not_the_reply(tmp_path):
+    """An R1-style model served without a reasoning parser: the rows' answers began with its
+    `<think>...</think>` block (what DeepSeek's API returns apart, as `reasoning_content`)."""
+    replies = {"think": "<think>\nThe user wants a greeting. [RESULT] 1\n</think>\n\nHello there!",
+               "open": "<think> unfinished", "plain": "No <think>here</think>."}
+    with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
+        client = make_client(srv, tmp_path)
+
+        async def each():
+            return [await client.complete(user(text)) for text in replies]
+
+        thought, unclosed, plain = run(client, each())
+    assert thought.content == "Hello there!" and thought.usage.completion_tokens > 3
+    assert unclosed.content == "<think> unfinished" and plain.content == "No <think>here</think>."
+
+
 # ----------------------------------------------------------------------------------------- complete_json
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
