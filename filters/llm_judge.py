@@ -1,11 +1,13 @@
 """LLM judge: Prometheus-style absolute grading of a conversation's last assistant turn.
 
-The judge sees the conversation up to the last user turn (the instruction), the last assistant
-turn (the response), an optional reference answer and a rubric, and must end its feedback with
-`[RESULT] n` (1-5). Parsing is strict; an unparsable verdict is asked again (with a reminder of the
-format) a bounded number of times, then the row is dropped as `judge_unparsable`. Score and
-feedback are kept in the row's `origin` under `scores.llm_judge`; rows below `threshold` are
-dropped as `judge_below_threshold`.
+The judge sees the row's tools (their definitions, as stored) and the conversation up to its last
+assistant turn (the instruction; a tool result names its tool), that turn (the response), an
+optional reference answer and a rubric, and must end its feedback with `[RESULT] n` (1-5). Parsing
+is strict; an unparsable verdict is asked again (with a reminder of the format) a bounded number of
+times, then the row is dropped as `judge_unparsable`; a verdict cut at `max_tokens` is not asked
+again (it would be cut again) but dropped as `judge_truncated`. Each such drop keeps why in its
+detail (the reply's end, the server's error). Score and feedback are kept in the row's `origin`
+under `scores.llm_judge`; rows below `threshold` are dropped as `judge_below_threshold`.
 
 It is a datatrove filter like the rule filters; rows are graded concurrently, up to `window`
 (default `sftmix.llm.stage_window`) at a time, and leave in order. It costs money, so it is never
@@ -42,25 +44,36 @@ def parse_verdict(text: str) -> tuple[str, int] | None:
     return feedback.lstrip().removeprefix("Feedback:").strip(), int(score)
 
 
+def _turn_text(m: dict) -> str:
+    """A turn's text and calls (`.get`: a records file written without the optional fields)."""
+    text = m.get("content") or ""
+    if m.get("tool_calls"):
+        text += "\n" + "\n".join(f"[call] {c['function']['name']}({c['function']['arguments']})" for c in m["tool_calls"])
+    return text.strip()
+
+
 def _conversation_text(messages: list[dict]) -> str:
     lines = []
     for m in messages:
-        text = m["content"] or ""
-        if m["tool_calls"]:
-            text += "\n" + "\n".join(f"[call] {c['function']['name']}({c['function']['arguments']})" for c in m["tool_calls"])
-        lines.append(f"{m['role'].upper()}: {text}".strip())
+        # a tool result names its tool, so parallel results are matched to their calls
+        role = f"TOOL ({m['name']})" if m["role"] == "tool" and m.get("name") else m["role"].upper()
+        lines.append(f"{role}: {_turn_text(m)}".strip())
     return "\n\n".join(lines)
 
 
 def judge_prompt(record: dict, rubric: str, reference: str | None = None) -> str | None:
-    """The grading prompt for a record, or None when it has no assistant turn to grade."""
+    """The grading prompt for a record, or None when it has no assistant turn to grade. The tools
+    the conversation may call come first in the instruction: a call is judged against them."""
     messages = record["messages"]
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None:
         return None
     template = Template(JUDGE_TEMPLATE.read_text(encoding="utf-8"))
-    response = _conversation_text([messages[last]]).removeprefix("ASSISTANT: ")
-    return template.substitute(instruction=_conversation_text(messages[:last]), response=response,
+    tools = (record.get("tools") or "").strip()
+    instruction = _conversation_text(messages[:last])
+    if tools not in ("", "[]"):  # the stored JSON text as it is: a file's broken text is shown, not a crash
+        instruction = f"TOOLS the assistant may call (OpenAI tool definitions, JSON Schema parameters):\n{tools}\n\n{instruction}"
+    return template.substitute(instruction=instruction, response=_turn_text(messages[last]) or "(empty)",
                                reference=reference or "(none given)", rubric=rubric)
 
 
@@ -85,19 +98,21 @@ class LLMJudgeFilter(RecordFilter):
         self.rubric = rubric or DEFAULT_RUBRIC.read_text(encoding="utf-8").strip()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def grade(self, record: dict) -> tuple[str, int] | str:
-        """(feedback, score), or a drop reason."""
+    async def grade(self, record: dict) -> tuple[str, int] | Failure:
+        """(feedback, score), or why the row was not graded (the drop's reason and detail)."""
         prompt = judge_prompt(record, self.rubric)
         if prompt is None:
-            return "judge_no_response"
+            return Failure("judge_no_response", "no assistant turn")
         messages = [{"role": "user", "content": prompt}]
         for _ in range(self.attempts):
             try:
                 reply = await self.client.complete(messages)
-            except BudgetExhausted:
-                return "budget_exhausted"  # this row is not graded; the ones already graded are kept
+            except BudgetExhausted as error:
+                return Failure("budget_exhausted", str(error))  # not graded; the rows already graded are kept
             if isinstance(reply, Failure):
-                return reply.reason
+                return reply
+            if reply.truncated:  # asked again it is cut again, and paid again
+                return Failure("judge_truncated", f"finish_reason=length at max_tokens {self.client.settings.max_tokens}")
             verdict = parse_verdict(reply.content)
             if verdict is not None:
                 return verdict
@@ -105,7 +120,7 @@ class LLMJudgeFilter(RecordFilter):
                 {"role": "assistant", "content": reply.content},
                 {"role": "user", "content": 'End your answer with "[RESULT] " and an integer from 1 to 5, nothing after it.'},
             ]
-        return "judge_unparsable"
+        return Failure("judge_unparsable", reply.content[-200:])
 
     def _verdicts(self, data):
         """(document, keep, reason) in order, with up to `window` rows being graded at a time
@@ -117,16 +132,18 @@ class LLMJudgeFilter(RecordFilter):
         # Closed here, not when collected: the rows still in flight are cancelled before `run` closes the loop.
         with contextlib.closing(in_order(self._event_loop(), grade, data, self.window)) as rows:
             for doc, verdict in rows:
-                yield doc, *get_filter_result(self._result(doc.metadata["record"], verdict))
+                yield doc, *get_filter_result(self._result(doc, verdict))
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        record = doc.metadata["record"]
-        return self._result(record, self._event_loop().run_until_complete(self.grade(record)))
+        return self._result(doc, self._event_loop().run_until_complete(self.grade(doc.metadata["record"])))
 
-    def _result(self, record: dict, verdict: tuple[str, int] | str) -> bool | tuple[bool, str]:
-        """The filter's answer for a row graded `verdict`; the score and feedback go into its origin."""
-        if isinstance(verdict, str):
-            return False, verdict
+    def _result(self, doc: Document, verdict: tuple[str, int] | Failure) -> bool | tuple[bool, str]:
+        """The filter's answer for a row graded `verdict`; the score and feedback go into its origin,
+        a failure's detail (the server's error, the unparsable reply's end) into the rejected row's."""
+        if isinstance(verdict, Failure):
+            doc.metadata["filter_detail"] = verdict.detail
+            return False, verdict.reason
+        record = doc.metadata["record"]
         feedback, score = verdict
         origin = json.loads(record["origin"])
         origin.setdefault("scores", {})["llm_judge"] = {"score": score, "feedback": feedback,

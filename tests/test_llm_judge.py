@@ -19,9 +19,9 @@ import filters as rule_filters
 from filters.llm_judge import LLMJudgeFilter, judge_prompt, parse_verdict
 from openai_server import Fault, count_tokens, serve_openai
 from own_process import stdout_of
-from sftmix.llm import LLMClient, LLMSettings, Prices
+from sftmix.llm import Failure, LLMClient, LLMSettings, Prices
 from sftmix.normalize import SourceInfo, filter_records
-from sftmix.record import make_record, message, to_table
+from sftmix.record import make_record, message, to_table, tool_call, tool_def
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-judge-0001"
@@ -125,12 +125,13 @@ def judge_client(srv, tmp_path: Path, **settings) -> LLMClient:
 
 
 def grade_all(judge: LLMJudgeFilter, records: list[dict]) -> list:
+    """Each record's (feedback, score), or its drop reason."""
     async def main():
         try:
             return await asyncio.gather(*(judge.grade(r) for r in records))
         finally:
             await judge.client.aclose()
-    return asyncio.run(main())
+    return [v.reason if isinstance(v, Failure) else v for v in asyncio.run(main())]
 
 
 def judge_only(client: LLMClient, **judge) -> dict:
@@ -154,6 +155,51 @@ def test_judge_prompt_layout():
     assert "###Response to evaluate:\n7 + 7 = 14. [grade:5]" in prompt
     assert "(none given)" in prompt and "RUBRIC TEXT" in prompt and prompt.rstrip().endswith("###Feedback:")
     assert judge_prompt(record(1, "5", assistant=False), "r") is None
+
+
+def test_the_judge_sees_the_tools_and_which_tool_each_result_is_from():
+    """Function-calling rows were graded without their tool definitions, and results showed as a
+    bare `TOOL:`: a wrong argument name or a hallucinated tool could not be judged."""
+    weather = tool_def("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}},
+                                                             "required": ["city"]})
+    clock = tool_def("get_time", "Time in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
+    rec = make_record(messages=[
+        message("user", "Weather in Paris and time in Tokyo?"),
+        message("assistant", "", tool_calls=[tool_call("get_weather", {"town": "Paris"}, "call_0"),
+                                             tool_call("get_time", {"city": "Tokyo"}, "call_1")]),
+        message("tool", "18", tool_call_id="call_0", name="get_weather"),
+        message("tool", "09:00", tool_call_id="call_1", name="get_time"),
+        message("assistant", "   "),
+    ], tools=[weather, clock], source="s", licence="mit", language="en", origin={})
+    prompt = judge_prompt(rec, "R")
+    assert ("###The instruction to evaluate:\nTOOLS the assistant may call (OpenAI tool definitions, JSON Schema "
+            f"parameters):\n{rec['tools']}\n\nUSER: Weather in Paris and time in Tokyo?") in prompt
+    assert '"required": ["city"]' in prompt and '[call] get_weather({"town": "Paris"})' in prompt
+    assert "TOOL (get_weather): 18\n\nTOOL (get_time): 09:00" in prompt
+    assert "###Response to evaluate:\n(empty)\n" in prompt  # not the bare role label "ASSISTANT:"
+    # a records file written without the optional message fields (role and content only)
+    bare = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], "tools": ""}
+    assert "USER: Hi" in judge_prompt(bare, "R") and "TOOLS" not in judge_prompt(bare, "R")
+
+
+def test_a_verdict_cut_at_max_tokens_is_one_request_and_a_drop_that_says_so(tmp_path):
+    """It was asked `attempts` times, each paid and cut again, then dropped as `judge_unparsable`."""
+    with serve_openai(responder=judge_responder, faults=[Fault("truncated", count=None)]) as srv:
+        client = judge_client(srv, tmp_path, max_tokens=64)
+        counts, kept, rejected = run_judge(tmp_path, [record(1, "5")], client, attempts=3)
+        assert srv.count() == 1
+    assert dict(counts.dropped) == {"judge_truncated": 1} and not kept
+    assert rejected[0]["detail"] == "finish_reason=length at max_tokens 64"
+
+
+def test_a_row_the_judge_could_not_grade_keeps_why_in_its_rejected_row(tmp_path):
+    with serve_openai(responder=judge_responder, faults=[Fault("server_error", status=400, count=None)]) as srv:
+        _, _, rejected = run_judge(tmp_path, [record(1, "5")], judge_client(srv, tmp_path))
+    assert rejected[0]["reason"] == "http_400" and rejected[0]["detail"].startswith("Error code: 400 - ")
+    with serve_openai(responder=judge_responder) as srv:
+        _, _, rejected = run_judge(tmp_path, [record(2, "junk")], judge_client(srv, tmp_path), attempts=1)
+    assert rejected[0]["reason"] == "judge_unparsable"
+    assert rejected[0]["detail"] == "Feedback: The response is hard to assess; I would rather not commit to a number."
 
 
 def test_grade_scores_and_request_counts(tmp_path):
