@@ -154,8 +154,9 @@ def filter_config(manifest: Manifest, source: Source, layout: Layout | None = No
     config = merge_config(filter_defaults(source.converter_name), manifest.filter_config(source))
     judge = config.get("llm_judge", False)
     if judge is not False and layout is not None:
-        config["llm_judge"] = {**(judge if isinstance(judge, dict) else {}),
-                               "client": LLMClient(llm_settings(manifest, layout, llm_overrides))}
+        judge = judge if isinstance(judge, dict) else {}
+        client = LLMClient(llm_settings(manifest, layout, llm_overrides, judge.get("llm")))
+        config["llm_judge"] = {**judge, "client": client}
     return config
 
 
@@ -246,6 +247,7 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
                      "seed": manifest.seed, "inputs": inputs}
     if source.generator is not None or settings["filters"].get("llm_judge", False) is not False:
         # which model answered, and how: the environment's endpoint overrides the manifest's, as in the client
+        # (a judge's own `llm:` settings are in its filter settings)
         settings["llm"] = {k: v for k, v in {**manifest.llm, **endpoint_from_env()}.items() if k in LLM_ANSWER_SETTINGS}
     return settings
 
@@ -372,11 +374,12 @@ def completed_records(manifest: Manifest, sources: list[Source], layout: Layout,
         yield parts
 
 
-def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = None) -> LLMSettings:
-    """The manifest's endpoint settings (then the environment, then `overrides`); the response cache
-    lives with the build's outputs."""
-    return LLMSettings.from_config({"cache_dir": str(layout.root / ".sftmix-llm-cache"), **manifest.llm},
-                                   **(overrides or {}))
+def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = None,
+                 judge_llm: dict | None = None) -> LLMSettings:
+    """The manifest's endpoint settings (for a judge, then its own `llm`; then the environment, then
+    `overrides`); the response cache lives with the build's outputs."""
+    config = {"cache_dir": str(layout.root / ".sftmix-llm-cache"), **manifest.llm, **(judge_llm or {})}
+    return LLMSettings.from_config(config, **(overrides or {}))
 
 
 def generate_source(manifest: Manifest, source: Source, layout: Layout,

@@ -28,8 +28,8 @@ from pipelines.definitions import build_definitions
 import generators.base
 from filters.decontamination import DecontaminationFilter
 import sftmix.build
-from sftmix.build import (BuildError, Layout, build, filter_source, generate_source, mix, normalize_source, raw_files,
-                          stage_settings, stage_version)
+from sftmix.build import (BuildError, Layout, build, filter_config, filter_source, generate_source, mix, normalize_source,
+                          raw_files, stage_settings, stage_version)
 from sftmix.counts import Counts
 from sftmix.executor import ExecutorConfig
 from sftmix.manifest import load
@@ -859,6 +859,21 @@ def test_a_benchmark_file_added_under_a_glob_makes_the_filtered_records_stale(tm
     assert mix(load(path), layout).split_rows["train"] == 0
     reasons = pq.read_table(tmp_path / "out" / "mini" / "rejected", columns=["reason"])["reason"].to_pylist()
     assert reasons == ["contaminated:ifeval"]
+
+
+def test_a_sources_own_judge_settings_reach_its_judge(tmp_path, monkeypatch):
+    """`llm_judge: {llm: {...}}` loaded, then the build's judge used the manifest's `llm:` only."""
+    monkeypatch.delenv("SFTMIX_LLM_MODEL", raising=False)
+    judged = _glaive_source(filters={"llm_judge": {"threshold": 4, "llm": {"model": "strong-judge", "budget_usd": 5.0}}})
+    path = _manifest(tmp_path, [judged, _glaive_source(key="plain", filters={"llm_judge": True})], holdout=0,
+                     llm={"model": "generator-model", "budget_usd": 1.0, "concurrency": 3})
+    manifest, layout = load(path), Layout(tmp_path / "out", "mini")
+    settings = {source.key: filter_config(manifest, source, layout)["llm_judge"]["client"].settings
+                for source in manifest.sources}
+    assert (settings["g"].model, settings["g"].budget_usd, settings["g"].concurrency) == ("strong-judge", 5.0, 3)
+    assert (settings["plain"].model, settings["plain"].budget_usd) == ("generator-model", 1.0)
+    resource = filter_config(manifest, manifest.sources[0], layout, {"budget_usd": 0.5})  # the Dagster resource's
+    assert resource["llm_judge"]["client"].settings.budget_usd == 0.5
 
 
 def test_a_generated_sources_drops_reach_stats_and_the_card(tmp_path, monkeypatch):
