@@ -169,13 +169,15 @@ def _judge(args) -> int:
     import filters as rule_filters
     from filters.llm_judge import LLMJudgeFilter
     from sftmix.llm import LLMClient, api_key_from_env
+    from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, filter_records
 
     if not Path(args.input).is_file():
         raise UserError(f"input file not found: {args.input}")
     rubric = Path(args.rubric).read_text(encoding="utf-8") if args.rubric else None
+    manifest = load(args.manifest) if args.manifest else None
     api_key_from_env()
-    client = LLMClient(_llm_settings(None, args.cache_dir))
+    client = LLMClient(_llm_settings(manifest, args.cache_dir))
     # Only the judge runs: the records passed the rule filters when they were made.
     config = {name: False for name in rule_filters.FILTERS}
     config[LLMJudgeFilter.name] = {"threshold": args.threshold, "rubric": rubric, "client": client}
@@ -237,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     judge.add_argument("--rubric", help="rubric text file (criterion and score 1-5 descriptions)")
     judge.add_argument("--threshold", type=int, default=4, choices=range(1, 6), help="lowest score kept (1-5)")
+    judge.add_argument("--manifest", help="take the LLM settings (endpoint, model, limits, prices, budget) from this "
+                       "manifest's llm:")
     judge.add_argument("--cache-dir", help="LLM response cache (default: $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
     judge.set_defaults(run=_judge)
 

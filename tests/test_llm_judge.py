@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import filters as rule_filters
 from filters.llm_judge import LLMJudgeFilter, judge_prompt, parse_verdict
@@ -348,6 +349,25 @@ def test_sftmix_judge_cli_summary_and_cached_rerun(tmp_path):
     assert second["cost_usd"] == 0 and second["prompt_tokens"] == 0
     assert pq.read_table(tmp_path / "again.parquet").to_pylist() == pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert Counter(r["reason"] for r in pq.read_table(tmp_path / "again.rejected.parquet").to_pylist()) == first["dropped"]
+
+
+def test_sftmix_judge_takes_its_budget_and_prices_from_a_manifest(tmp_path):
+    """`sftmix judge` had no way to cap its spending or price a model other than DeepSeek's."""
+    records = [record(i, "5") for i in range(6)]
+    src = write_records(tmp_path / "in.parquet", records)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({
+        "mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+        "sources": [{"key": "d", "converter": "dolly", "licence": "apache-2.0", "local": {"files": ["d.jsonl"]},
+                     "targets": "all"}],
+        "llm": {"budget_usd": 1e-9, "concurrency": 1, "prices": {"prompt_cache_miss": 2.5, "prompt_cache_hit": 1.25,
+                                                                 "completion": 10.0}}}))
+    with serve_openai(responder=judge_responder) as srv:
+        summary = sftmix_judge(srv, tmp_path, str(src), "-o", "out.parquet", "--manifest", "m.yaml")
+        assert srv.count() == 1
+    assert summary["kept"] == 1 and summary["dropped"] == {"budget_exhausted": 5}
+    hit = summary["prompt_cache_hit_tokens"]
+    assert summary["cost_usd"] == round((hit * 1.25 + (summary["prompt_tokens"] - hit) * 2.5
+                                         + summary["completion_tokens"] * 10.0) / 1e6, 6)
 
 
 @pytest.mark.parametrize("position", [[5, 1, 9], ["b", "a", "c"]], ids=["out of order", "text"])
