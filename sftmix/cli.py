@@ -123,11 +123,16 @@ def _print_llm_summary(kept_key: str, counts: Counts, stats) -> None:
 
 
 def _llm_settings(manifest, cache_dir: str | None):
-    from sftmix.llm import LLMSettings
+    from pydantic import ValidationError
+
+    from sftmix.llm import LLMSettings, settings_problem
 
     config = dict(manifest.llm) if manifest is not None else {}
     config.setdefault("cache_dir", cache_dir or os.environ.get("SFTMIX_LLM_CACHE", ".sftmix-llm-cache"))
-    return LLMSettings.from_config(config)
+    try:
+        return LLMSettings.from_config(config)
+    except ValidationError as error:  # the environment's SFTMIX_LLM_* without a manifest to check them
+        raise UserError(f"LLM settings: {settings_problem(error)}") from None
 
 
 def _generate(args) -> int:

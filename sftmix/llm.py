@@ -39,7 +39,7 @@ import aiohttp
 import jsonschema
 import numpy as np
 from aiohttp.helpers import get_env_proxy_for_url
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from yarl import URL
 
@@ -67,7 +67,9 @@ class BudgetExhausted(Exception):
 # Settings are checked for type and range where they are made (the manifest's load, the Dagster
 # resource, the command line): `max_tokens: "4096"` or `requests_per_minute: 0` made every request
 # fail inside the stage, each row a `malformed_generation` drop, with no request sent.
-_CHECKED = ConfigDict(strict=True, extra="forbid")
+# A refused value is not quoted in the error's text: a base_url's credentials would be
+# (`settings_problem` names the setting, and quotes any other value itself).
+_CHECKED = ConfigDict(strict=True, extra="forbid", hide_input_in_errors=True)
 
 
 @pydantic_dataclass(frozen=True, config=_CHECKED)
@@ -162,6 +164,26 @@ class LLMSettings:
         return cls(**values)
 
 
+def _unfenced(text: str) -> str:
+    """The text inside a Markdown fence (```json ... ```) when that is all the reply is, as endpoints
+    that ignore `response_format` write JSON (paid for, and the object is there); else the text.
+    String operations, not a pattern: a lazy one retried every run of spaces (8.6 s for 100 KB)."""
+    body = text.strip()
+    if len(body) < 6 or not (body.startswith("```") and body.endswith("```")):
+        return text
+    tag, newline, inside = body[3:-3].partition("\n")
+    return inside if newline and (not tag.strip() or tag.strip().isalpha()) else text
+
+
+def settings_problem(error: ValidationError) -> str:
+    """One line for `LLMSettings`' refusal: the setting and the value it got (for a whole-settings
+    check, such as credentials in base_url, only what is wrong)."""
+    first = error.errors()[0]
+    where = ".".join(map(str, ("prices", *first["loc"]) if error.title == "Prices" else first["loc"]))
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message} (got {first['input']!r})" if where else message
+
+
 def endpoint_from_env() -> dict:
     """`SFTMIX_LLM_BASE_URL` / `SFTMIX_LLM_MODEL` where set, as settings: they override the manifest's."""
     return {name: os.environ[variable] for variable, name in (("SFTMIX_LLM_BASE_URL", "base_url"),
@@ -174,10 +196,6 @@ def api_key_from_env() -> str:
             return os.environ[variable]
     raise MissingAPIKey()
 
-
-# A JSON reply in a Markdown fence (```json ... ```), as endpoints that ignore `response_format`
-# write it: paid for, and the object is there.
-_FENCED_JSON = re.compile(r"\s*```[A-Za-z]*[ \t]*\n(.*?)\n?[ \t]*```\s*", re.DOTALL)
 
 # A reasoning model served without a reasoning parser (vLLM's `--reasoning-parser`) writes its
 # thinking first, in the content, where DeepSeek's API returns it apart (`reasoning_content`): the
@@ -599,10 +617,9 @@ class LLMClient:
                 return reply
             if reply.truncated:
                 return Failure("truncated", "finish_reason=length")
-            fenced = _FENCED_JSON.fullmatch(reply.content)
             try:
                 # JSON nested too deeply is a JSONDecodeError here, not RecursionError
-                value = loads(fenced[1] if fenced else reply.content)
+                value = loads(_unfenced(reply.content))
                 validator.validate(value)
                 return value, reply
             except json.JSONDecodeError as error:

@@ -326,15 +326,12 @@ class Manifest(_Strict):
     @field_validator("llm")
     @classmethod
     def _llm(cls, value):
-        from sftmix.llm import LLMSettings
+        from sftmix.llm import LLMSettings, settings_problem
 
         try:
             LLMSettings.from_config(value)
         except ValidationError as error:  # one line, naming the setting, as the manifest's own errors do
-            first = error.errors()[0]
-            where = ".".join(map(str, ("prices", *first["loc"]) if error.title == "Prices" else first["loc"]))
-            message = first["msg"].removeprefix("Value error, ")
-            raise ValueError(f"{where}: {message} (got {first['input']!r})" if where else message) from None
+            raise ValueError(settings_problem(error)) from None
         return value
 
     @model_validator(mode="after")

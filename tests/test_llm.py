@@ -28,6 +28,7 @@ import pytest
 import openai_server
 import sftmix.llm as llm_module
 from openai_server import Fault, Reply, count_tokens, json_responder, serve_openai
+from own_process import stdout_of
 from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices, Usage,
                         api_key_from_env, request_key)
 from sftmix.record import make_record, message, to_table
@@ -519,7 +520,8 @@ def test_complete_json_invalid_then_valid(tmp_path):
     assert "not valid JSON" in retry["messages"][-1]["content"]
 
 
-@pytest.mark.parametrize("reply", ['```json\n{"answer": 4}\n```', '\n```\n{"answer": 4}```\n', '```JSON  \n{"answer": 4}\n  ```'])
+@pytest.mark.parametrize("reply", ['```json\n{"answer": 4}\n```', '\n```\n{"answer": 4}```\n', '```JSON  \n{"answer": 4}\n  ```',
+                                   '```json\r\n{"answer": 4}\r\n```'])
 def test_complete_json_takes_the_object_out_of_a_markdown_fence(tmp_path, reply):
     """Endpoints that ignore `response_format` fence their JSON: each such row was asked 3 times,
     then dropped as `invalid_json`."""
@@ -529,6 +531,16 @@ def test_complete_json_takes_the_object_out_of_a_markdown_fence(tmp_path, reply)
         value, completion = run(client, client.complete_json(user("give json"), SCHEMA))
         assert srv.count() == 1
     assert value == {"answer": 4} and completion.content == reply
+
+
+def test_a_fenced_reply_of_long_space_runs_is_read_in_one_pass():
+    # a lazy pattern retried each run of spaces from each of its characters: 8.6 s for 100 KB (quadratic)
+    code = """if True:
+        from sftmix.llm import _unfenced
+        for n in (100_000, 1_000_000):
+            print(len(_unfenced("```json\\n" + " " * n + "x")), len(_unfenced("```json\\n" + " " * n + "{}\\n```")))
+    """
+    assert stdout_of(code, timeout=30).splitlines() == ["100009 100003", "1000009 1000003"]
 
 
 def test_complete_json_nested_too_deeply_is_asked_again(tmp_path):

@@ -351,6 +351,21 @@ def test_sftmix_judge_cli_summary_and_cached_rerun(tmp_path):
     assert Counter(r["reason"] for r in pq.read_table(tmp_path / "again.rejected.parquet").to_pylist()) == first["dropped"]
 
 
+@pytest.mark.parametrize("command", [["judge"], ["generate", "self_identity"]])
+def test_credentials_in_the_endpoints_url_are_a_one_line_error_that_does_not_quote_them(tmp_path, command):
+    """Without a manifest to check them, the settings' error was a traceback printing the URL."""
+    src = write_records(tmp_path / "in.parquet", [record(0, "5")])
+    env = {**os.environ, "SFTMIX_LLM_BASE_URL": "http://bob:s3cretpw@gpu1:8000/v1", "SFTMIX_LLM_API_KEY": KEY,
+           "PYTHONPATH": str(ROOT)}
+    inputs = [str(src)] if command == ["judge"] else ["--input", str(src)]
+    done = subprocess.run([sys.executable, "-m", "sftmix.cli", *command, *inputs, "-o", "out.parquet"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("sftmix: error: LLM settings: base_url (the manifest's, or SFTMIX_LLM_BASE_URL) holds "
+                           "credentials (user:password@host): give the API key in SFTMIX_LLM_API_KEY or "
+                           "DEEPSEEK_API_KEY instead\n")
+
+
 def test_sftmix_judge_takes_its_budget_and_prices_from_a_manifest(tmp_path):
     """`sftmix judge` had no way to cap its spending or price a model other than DeepSeek's."""
     records = [record(i, "5") for i in range(6)]
