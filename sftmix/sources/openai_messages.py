@@ -14,8 +14,9 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
   `arguments` a JSON string (stored as its object is when it holds one, else verbatim, even when
   broken: `sftmix.record.tool_call`) or an object (serialized); the legacy assistant
   `function_call: {name, arguments}` is one call. Calls without an id get `call_<n>`, n counting
-  calls across the conversation. A tool message without `tool_call_id` answers the next
-  unanswered call of the latest call turn; an id that names no earlier call is an
+  calls across the conversation. A tool message without `tool_call_id` answers the first
+  unanswered call of the latest call turn (of its tool, when it names one: parallel results may
+  come back in another order); an id that names no earlier call is an
   `unmatched_tool_result` drop. A missing tool `name` is the call's name; another tool's name is
   the role-order rule's `tool_result_name_mismatch` drop.
 - `tools` (optional): a list or a JSON string of OpenAI tool definitions
@@ -96,7 +97,10 @@ def convert(row: dict) -> Converted:
             raise Drop("unknown_role", str(msg["role"]))
         name = msg.get("name")
         if role == "tool":
-            call_id = msg.get("tool_call_id") or (pending[0] if pending else None)
+            # without an id, a result answers the first unanswered call of its tool (when it names
+            # one: parallel results may come back in another order), else the first unanswered call
+            call_id = msg.get("tool_call_id") or next((c for c in pending if names[c] == name), None) or (
+                pending[0] if pending else None)
             if call_id not in names:
                 raise Drop("unmatched_tool_result", f"no call for tool_call_id {call_id!r}")
             if call_id in pending:

@@ -166,3 +166,26 @@ def test_arguments_text_is_stored_as_its_object_so_spacing_and_escapes_change_no
         '{"city": "Madrid"}', '{"city": "València"}']
     drops = {drop["reason"]: drop for drop in pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()}
     assert drops["duplicate_id"]["key"] == "data.jsonl#1" and drops["invalid_unicode"]["key"] == "data.jsonl#2"
+
+
+def test_results_without_ids_answer_the_call_of_the_tool_they_name(tmp_path):
+    """Id-less parallel results that came back in another order went to the calls in order: each to
+    the other tool's call, and the row was then a `tool_result_name_mismatch` drop."""
+    row = {"messages": [
+        {"role": "user", "content": "Weather in Paris and the time in Tokyo?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"type": "function", "function": {"name": "get_time", "arguments": '{"city": "Tokyo"}'}}]},
+        {"role": "tool", "name": "get_time", "content": "09:00"},
+        {"role": "tool", "name": "get_weather", "content": "18 C"},
+        {"role": "tool", "content": "late"},  # neither id nor name, and no call left: no call for it
+        {"role": "assistant", "content": "18 C in Paris; 09:00 in Tokyo."}],
+        "tools": [{"type": "function", "function": {"name": name, "description": "", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}} for name in ("get_weather", "get_time")]}
+    raw = tmp_path / "data.jsonl"
+    raw.write_text(json.dumps(row) + "\n" + json.dumps({**row, "messages": row["messages"][:4] + row["messages"][5:]}) + "\n")
+    info = SourceInfo(key="o", converter="openai_messages", licence="mit", language="en")
+    counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+    assert counts.summary() == {"read": 2, "kept": 1, "dropped": {"unmatched_tool_result": 1}}
+    kept, = pq.read_table(tmp_path / "o.parquet").to_pylist()
+    assert [(m["tool_call_id"], m["name"]) for m in kept["messages"][2:4]] == [("call_1", "get_time"), ("call_0", "get_weather")]
