@@ -5,8 +5,9 @@ the first `sample_chars` characters are examined: detection cost stays flat for 
 blocks are removed first (code reads as English). The detector is seeded, so verdicts are
 reproducible. Where langdetect cannot decide, CLD2 does (`filters.language_id.detected_instead`):
 - rows declared Basque or Galician, which langdetect has no profile for;
-- rows langdetect finds in a language listed as `confusable` with the declared one (ca: es;
-  gl: pt, es; pt: gl).
+- rows langdetect finds in a language listed as `confusable` with the declared one (ca: es; es:
+  ca). Only languages langdetect answers with belong there: it has no Galician profile, so
+  Galician is told from Portuguese and Spanish in rows declared gl, and not in rows declared pt.
 Either way the row is dropped only when CLD2 calls its verdict reliable and finds none of the
 declared language in the text; a verdict it does not rely on trusts the declared language.
 
@@ -71,7 +72,7 @@ class LanguageFilter(BatchRecordFilter):
         super().__init__(**kwargs)
         self.min_chars, self.sample_chars, self.quick_accept, self.trials = min_chars, sample_chars, quick_accept, trials
         self.min_probability = min_probability
-        self.confusable = confusable if confusable is not None else {"ca": ["es"], "gl": ["pt", "es"], "pt": ["gl"]}
+        self.confusable = confusable if confusable is not None else {"ca": ["es"], "es": ["ca"]}
 
     def reasons(self, docs):
         judged = []  # (index, declared language, sample) of the rows the rule judges

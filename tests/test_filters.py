@@ -437,6 +437,10 @@ class TestLanguage:
         monkeypatch.setattr("filters.language.detect_language", lambda text, trials: ("es", 0.99))
         catalan = OTHER_LANGUAGE_TEXTS["ca"]
         assert verdict(self.f, rec(user("Què diu?"), assistant(catalan), language="ca")) is None
+        monkeypatch.setattr("filters.language.detect_language", lambda text, trials: ("ca", 0.99))
+        spanish = OTHER_LANGUAGE_TEXTS["es"]  # and the other way round
+        assert verdict(self.f, rec(user("¿Qué dice?"), assistant(spanish), language="es")) is None
+        assert verdict(self.f, rec(user("¿Qué dice?"), assistant(catalan), language="es")) == "language_mismatch"
 
     @pytest.mark.parametrize("declared", ["gl", "eu"])
     def test_galician_and_basque_are_judged(self, declared):
