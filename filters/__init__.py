@@ -78,7 +78,8 @@ def _typed_arguments(name: str, arguments: dict) -> dict:
     for argument, value in arguments.items():
         if argument in types:
             try:
-                typed[argument] = types[argument].validate_python(value)
+                # a bool is taken only where one is meant: `threshold: true` is not threshold 1
+                typed[argument] = types[argument].validate_python(value, strict=isinstance(value, bool))
             except ValidationError as error:
                 problem = error.errors()[0]["msg"]
                 raise ValueError(f"filter {name!r}: argument {argument!r}: {problem} (got {value!r})") from None
