@@ -147,7 +147,13 @@ class LLMSettings:
         # The generator model's card: temperature 0 to 0.2, no repetition or frequency penalty.
         if not 0.0 <= self.temperature <= 0.2:
             raise ValueError(f"temperature {self.temperature} is outside the model card's range [0, 0.2]")
-        if urlparse(self.base_url).netloc.rpartition("@")[1]:
+        url = urlparse(self.base_url)
+        if url.scheme.lower() not in ("http", "https") or not url.hostname:
+            # aiohttp's error for it is a connection error, retried with backoff for every row
+            # (not quoted: it may hold a secret where the host should be)
+            raise ValueError("base_url (the manifest's, or SFTMIX_LLM_BASE_URL) is not an http:// or https:// URL "
+                             "with a host")
+        if url.netloc.rpartition("@")[1]:
             # The URL is kept in stage settings and logs, and the client sends the key as a bearer
             # header, which aiohttp will not combine with URL credentials: refused, and not quoted.
             raise ValueError("base_url (the manifest's, or SFTMIX_LLM_BASE_URL) holds credentials "

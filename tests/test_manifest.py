@@ -572,6 +572,11 @@ def test_generator_inputs_must_allow_the_generated_licence(tmp_path, input_licen
     ({"prices": {"completion": -1.1}}, "llm: prices.completion: Input should be greater than or equal to 0 (got -1.1)"),
     ({"temperature": 0.7}, "llm: temperature 0.7 is outside the model card's range [0, 0.2]"),
     ({"max_token": 100}, "llm: max_token: Unexpected keyword argument (got 100)"),
+    # a connection error to aiohttp, retried with backoff for every row
+    ({"base_url": "api.deepseek.com/v1"}, "llm: base_url (the manifest's, or SFTMIX_LLM_BASE_URL) is not an http:// "
+                                          "or https:// URL with a host"),
+    ({"base_url": "htp://127.0.0.1:8000/v1"}, "llm: base_url (the manifest's, or SFTMIX_LLM_BASE_URL) is not an "
+                                              "http:// or https:// URL with a host"),
 ])
 def test_llm_settings_of_the_wrong_type_or_range_are_a_manifest_error(tmp_path, setting, expected):
     """They loaded, and then every request failed inside the generate stage: each row a
