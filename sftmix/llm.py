@@ -452,6 +452,10 @@ class LLMClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: _RateLimiter | None = None
         self._in_flight: dict[str, asyncio.Future] = {}
+        # With a budget: the most the requests on their way can cost, and their answers' signal
+        # (`_reserve_budget`), so that concurrent requests cannot together spend past the cap.
+        self._committed_usd, self._committed_requests = 0.0, 0  # counted too: float sums leave residues
+        self._answers: asyncio.Condition | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"LLMClient(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
@@ -480,6 +484,7 @@ class LLMClient:
             except LookupError:  # no proxy for this URL
                 self._proxy = (None, None)
             self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+            self._answers = asyncio.Condition()
             self._limiter = _RateLimiter(self.settings.requests_per_minute, self.settings.tokens_per_minute)
         return self._session
 
@@ -517,6 +522,9 @@ class LLMClient:
     async def _fetch(self, key: str, body: dict, messages: list[dict]) -> Completion | Failure:
         session = self._ensure_session()
         estimated_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + body["max_tokens"]
+        prices = self.settings.prices  # a request's most: its prompt uncached, and every token it may write
+        most_usd = ((estimated_tokens - body["max_tokens"]) * prices.prompt_cache_miss
+                    + body["max_tokens"] * prices.completion) / 1e6
         last_error = ""
         for attempt in range(self.settings.max_retries + 1):
             retry_after = None
@@ -526,7 +534,7 @@ class LLMClient:
                 # for a rate slot (a minute each at one request a minute) only to be refused.
                 self._refuse_past_budget()
                 await self._limiter.acquire(estimated_tokens)
-                self._refuse_past_budget()
+                await self._reserve_budget(most_usd)
                 self.stats.requests += 1
                 try:
                     completion = await self._send(session, body)
@@ -546,6 +554,8 @@ class LLMClient:
                     last_error = f"finish_reason={completion.finish_reason}"
                     if completion.finish_reason not in INTERRUPTED:
                         return self._failed(Failure("incomplete_generation", last_error))
+                finally:
+                    await self._release_budget(most_usd)
             if attempt < self.settings.max_retries:
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
@@ -596,6 +606,29 @@ class LLMClient:
             )
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
             raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}") from None
+
+    async def _reserve_budget(self, most_usd: float) -> None:
+        """With a budget: wait while the requests on their way could together spend what is left
+        (one goes at a time near the cap, as with a concurrency of 1), then refuse if it is spent.
+        Without the wait, each of `concurrency` requests saw the cap unreached and all were sent: a
+        $0.0002 cap spent $0.0016 at concurrency 16."""
+        if self.settings.budget_usd is None:
+            return
+        budget = self.settings.budget_usd
+        async with self._answers:
+            await self._answers.wait_for(
+                lambda: not self._committed_requests or self.stats.cost_usd + self._committed_usd + most_usd <= budget)
+        self._refuse_past_budget()
+        self._committed_usd += most_usd
+        self._committed_requests += 1
+
+    async def _release_budget(self, most_usd: float) -> None:
+        if self.settings.budget_usd is None:
+            return
+        self._committed_usd -= most_usd  # the answer's cost is in stats.cost_usd now
+        self._committed_requests -= 1
+        async with self._answers:
+            self._answers.notify_all()
 
     def _refuse_past_budget(self) -> None:
         if self.settings.budget_usd is not None and self.stats.cost_usd >= self.settings.budget_usd:

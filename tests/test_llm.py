@@ -641,6 +641,23 @@ def test_budget_cap_holds_for_queued_requests(tmp_path):
     assert sum(isinstance(r, BudgetExhausted) for r in results) == 4
 
 
+def test_concurrent_requests_do_not_together_spend_past_the_cap(tmp_path):
+    """Each of `concurrency` requests saw the cap unreached and was sent: a $0.0002 cap spent
+    $0.0016 at concurrency 16 (17 requests), and which rows were answered depended on it. Near the
+    cap one request goes at a time: the same requests are answered as at concurrency 1."""
+    answered = {}
+    for concurrency in (1, 4, 16):
+        with serve_openai(delay=0.05) as srv:
+            client = make_client(srv, tmp_path / str(concurrency), budget_usd=0.0002, concurrency=concurrency)
+            results = gather(client, [f"question {i} " + "word " * 40 for i in range(20)])
+            sent = srv.count()
+        answered[concurrency] = [i for i, r in enumerate(results) if isinstance(r, Completion)]
+        assert sent == len(answered[concurrency]) and sum(isinstance(r, BudgetExhausted) for r in results) == 20 - sent
+        one_request = client.settings.prices.cost(results[answered[concurrency][0]].usage)
+        assert client.stats.cost_usd < 0.0002 + one_request
+    assert len(answered[1]) >= 2 and answered[4] == answered[16] == answered[1]
+
+
 def test_budget_cap_refuses_queued_requests_without_waiting_for_the_rate_limit(tmp_path):
     """One request a minute: the queued requests are refused at once, not each after a minute."""
     with serve_openai(delay=0.02) as srv:
