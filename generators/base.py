@@ -26,6 +26,7 @@ import importlib
 import json
 import math
 import random
+import traceback
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import islice
@@ -36,9 +37,13 @@ from typing import Annotated, Any, Callable, Iterable, Iterator
 from pydantic import Field
 
 from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_window
-from sftmix.sources.base import Converted, Drop
+from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# A generator whose first items all raise at one place is broken (a bug, or settings it cannot
+# use), not meeting odd replies: each item costs requests, so the stage stops there.
+BROKEN_AFTER = 16
 # Types of the `params:` a generator reads (its PARAMS: name -> type), checked when the manifest is
 # loaded: a wrong one was found only when the generator ran, as a drop of every row.
 Count = Annotated[int, Field(ge=0)]
@@ -222,6 +227,10 @@ def identity_line(ctx: Context) -> str:
     return f"You are {identity.name}, an AI assistant developed by {identity.developer}.\n"
 
 
+class GeneratorBroken(Exception):
+    """A generator that failed the same way on every one of its first items."""
+
+
 def load(name: str):
     module = importlib.import_module(f"generators.{name}")
     for attribute in ("PROMPTS", "PARAMS", "items", "generate"):
@@ -236,22 +245,30 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
 
     Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
     (`sftmix.llm.in_order`). Once an item meets the budget cap, the items not yet started
-    are dropped as `budget_exhausted` without running."""
+    are dropped as `budget_exhausted` without running. Raises GeneratorBroken when each of the first
+    `BROKEN_AFTER` items raised at one line of the project's code."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
     exhausted = False
+    first_failures: list[str] | None = []  # where each of the first items failed, while all have
 
-    async def run(item: Item) -> list[Converted] | Drop:
+    async def run(item: Item) -> tuple[list[Converted] | Drop, str | None]:
         nonlocal exhausted
-        result = Drop("budget_exhausted") if exhausted else await _generate(module, item, ctx)
+        result, site = (Drop("budget_exhausted"), None) if exhausted else await _generate(module, item, ctx)
         exhausted = exhausted or (isinstance(result, Drop) and result.reason == "budget_exhausted")
-        return result
+        return result, site
 
     items = islice(module.items(records, ctx), limit)
     loop = asyncio.new_event_loop()
     rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
     try:
-        for item, result in rows:
+        for item, (result, site) in rows:
+            if first_failures is not None:
+                first_failures = first_failures + [site] if site else None
+                if first_failures and len(first_failures) == BROKEN_AFTER and len(set(first_failures)) == 1:
+                    raise GeneratorBroken(f"each of its first {BROKEN_AFTER} items raised {result.detail}: a fault "
+                                          "of the generator or of its settings, or replies it cannot read; "
+                                          "stopped before spending more")
             if isinstance(result, Drop):
                 if result.raw is None:
                     result.raw = item.payload  # what the generator was given: the rejected file's row
@@ -267,18 +284,31 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
         loop.close()
 
 
-async def _generate(module, item: Item, ctx: Context) -> list[Converted] | Drop:
+async def _generate(module, item: Item, ctx: Context) -> tuple[list[Converted] | Drop, str | None]:
+    """The item's rows or drop, and where in the project's code it raised, when it did."""
     try:
         out = await module.generate(item, ctx)
     except Drop as drop:
-        return drop
+        return drop, None
     except BudgetExhausted as error:
-        return Drop("budget_exhausted", str(error))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as error:
+        return Drop("budget_exhausted", str(error)), None
+    except MALFORMED_ROW_ERRORS as error:
         # model output that breaks a generator's assumptions is a counted drop, not a crash (a reply
-        # nested past the recursion limit raises RecursionError in json, jsonschema or repr)
-        return Drop("malformed_generation", f"{type(error).__name__}: {error}")
-    return out if isinstance(out, (list, Drop)) else [out]
+        # nested past the recursion limit raises RecursionError in json, jsonschema or repr); where
+        # it raised tells a reply the generator cannot read from a fault of its own
+        site = _project_site(error)
+        return Drop("malformed_generation", f"{type(error).__name__}: {error} (at {site})"), site
+    return (out if isinstance(out, (list, Drop)) else [out]), None
+
+
+def _project_site(error: BaseException) -> str:
+    """`path:line` of the innermost frame of `error`'s traceback in the project's own files."""
+    site = "unknown"
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(PROJECT_ROOT) and "site-packages" not in path.parts:  # not a venv inside it
+            site = f"{path.relative_to(PROJECT_ROOT)}:{line}"
+    return site
 
 
 def generate(module, records: Iterable[dict], ctx: Context, info, out: Path, rejected: Path, *,

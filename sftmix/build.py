@@ -30,7 +30,7 @@ from sftmix import __version__, card, mixing
 from sftmix.code_digests import code_digests
 from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
-from generators.base import Context, generate, prompt_file
+from generators.base import Context, GeneratorBroken, generate, prompt_file
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env, endpoint_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
@@ -406,9 +406,12 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         held.enter_context(layout.rewriting(source.key, "filtered"))
         # each input's records in the order of its raw rows, whatever the workers that made them
         records = (record for parts in inputs.values() for record in records_in_order(parts))
-        counts = generate(module, records, context, source_info(manifest, source, layout, llm_overrides),
-                          layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
-                          rejected_file(layout.rejected_dir, source.key, "generated"))
+        try:
+            counts = generate(module, records, context, source_info(manifest, source, layout, llm_overrides),
+                              layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
+                              rejected_file(layout.rejected_dir, source.key, "generated"))
+        except GeneratorBroken as error:
+            raise BuildError(f"source {source.key!r} ({source.generator.name}): {error}") from error
         _save_done(layout, source.key, "filtered", counts, settings)
     return counts, client.stats
 

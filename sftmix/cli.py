@@ -137,7 +137,7 @@ def _llm_settings(manifest, cache_dir: str | None):
 
 def _generate(args) -> int:
     from generators import GeneratorNotAvailable, get_generator
-    from generators.base import Context, generate
+    from generators.base import Context, GeneratorBroken, generate
     from sftmix.llm import LLMClient, api_key_from_env
     from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, read_records
@@ -165,7 +165,10 @@ def _generate(args) -> int:
     out = Path(args.output)
     rejected = out.with_name(out.stem + ".rejected.parquet")
     _outputs_valid(args.input, out, rejected)
-    counts = generate(module, read_records(args.input), context, info, out, rejected, limit=args.limit)
+    try:
+        counts = generate(module, read_records(args.input), context, info, out, rejected, limit=args.limit)
+    except GeneratorBroken as error:
+        raise UserError(f"generator {args.generator!r}: {error}") from None
     _print_llm_summary("generated", counts, client.stats)
     return 0
 

@@ -21,18 +21,20 @@ import time
 import types
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 import pytest
 
 import openai_server
+from generators.base import BROKEN_AFTER
 import sftmix.llm as llm_module
 from openai_server import Fault, Reply, count_tokens, json_responder, serve_openai
 from own_process import stdout_of
 from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices, Usage,
                         api_key_from_env, request_key)
 from sftmix.record import make_record, message, to_table
-from sftmix.sources.base import Converted
+from sftmix.sources.base import Converted, Drop
 
 KEY = "sk-test-SECRET-123"
 SYSTEM = {"role": "system", "content": "You are a strict judge."}
@@ -1007,10 +1009,80 @@ def test_model_output_that_breaks_a_generator_is_a_counted_drop(tmp_path):
     module.generate = generate
     with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
         out = dict(stream(module, [], Context(llm=make_client(srv, tmp_path))))
-    assert (out["shape"].reason, out["shape"].detail) == ("malformed_generation", "KeyError: 'answer'")
+    line = generate.__code__.co_firstlineno + 2  # the line reading the reply
+    assert (out["shape"].reason, out["shape"].detail) == ("malformed_generation",
+                                                          f"KeyError: 'answer' (at tests/test_llm.py:{line})")
     assert out["deep"].reason == "malformed_generation"
     assert out["deep"].detail.startswith("RecursionError: maximum recursion depth exceeded")
+    assert out["deep"].detail.endswith(f"(at tests/test_llm.py:{line})")  # json's own frames are not the project's
     assert out["good"].messages[1]["content"] == "yes"
+
+
+def _failing_generator(n: int, fails: Callable[[int], str | None]):
+    """`n` items, one call each; item i then raises at one of two lines as `fails(i)` says ("a",
+    "b"), or gives its row (None)."""
+    from generators.base import Item, reply_text
+
+    module = types.ModuleType("generators.test_failing")
+    module.PROMPTS = ()
+    module.items = lambda records, ctx: (Item(key=f"item-{i}", payload=f"question {i}", language="en") for i in range(n))
+
+    async def generate(item, ctx):
+        text = reply_text(await ctx.llm.complete([{"role": "user", "content": item.payload}]))
+        where = fails(int(item.key.split("-")[1]))
+        if where == "a":
+            return text.missing_attribute
+        if where == "b":
+            return {}["missing key"]
+        return [Converted(messages=[message("user", item.payload), message("assistant", text)])]
+
+    module.generate = generate
+    return module
+
+
+def test_a_generator_failing_one_way_on_its_first_items_stops_the_stage(tmp_path):
+    """A generator bug raised on every item, each a `malformed_generation` drop after its requests:
+    200 items spent 200 requests for no row, and the stage ended as if the model had answered badly."""
+    from generators.base import BROKEN_AFTER, Context, GeneratorBroken, stream
+
+    with serve_openai() as srv:
+        ctx = Context(llm=make_client(srv, tmp_path, concurrency=4))
+        with pytest.raises(GeneratorBroken, match=rf"each of its first {BROKEN_AFTER} items raised AttributeError: "
+                                                  r"'str' object has no attribute 'missing_attribute' "
+                                                  r"\(at tests/test_llm.py:\d+\): "):
+            list(stream(_failing_generator(200, lambda i: "a"), [], ctx))
+        assert BROKEN_AFTER <= srv.count() < 40  # the first items, and those in flight beside them
+
+
+def test_sftmix_generate_names_a_broken_generator_in_one_line(tmp_path, monkeypatch, capsys):
+    import generators
+    from sftmix import cli
+
+    monkeypatch.setattr(generators, "get_generator", lambda name: _failing_generator(100, lambda i: "b"))
+    with serve_openai() as srv:
+        monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
+        assert cli.main(["generate", "fineweb_edu_qa", "-o", str(tmp_path / "gen.parquet")]) == 2
+    # (the test server may log a reset connection: the requests in flight are cancelled)
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sftmix")]
+    assert re.fullmatch(rf"sftmix: error: generator 'fineweb_edu_qa': each of its first {BROKEN_AFTER} items raised "
+                        r"KeyError: 'missing key' \(at tests/test_llm.py:\d+\): a fault "
+                        r"of the generator or of its settings, or replies it cannot read; stopped before spending more",
+                        line)
+
+
+@pytest.mark.parametrize("fails", [lambda i: None if i == 0 else "a",  # one row made first
+                                   lambda i: "ab"[i % 2],  # two places
+                                   lambda i: "a" if i < BROKEN_AFTER - 1 else None])  # fewer than BROKEN_AFTER
+def test_failures_that_are_not_all_one_from_the_start_are_counted_drops(tmp_path, fails):
+    from generators.base import Context, stream
+
+    with serve_openai() as srv:
+        out = list(stream(_failing_generator(40, fails), [], Context(llm=make_client(srv, tmp_path))))
+    assert len(out) == 40
+    assert [isinstance(row, Drop) for _, row in out] == [fails(i) is not None for i in range(40)]
+    assert {row.reason for _, row in out if isinstance(row, Drop)} == {"malformed_generation"}
 
 
 @pytest.fixture

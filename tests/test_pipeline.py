@@ -1540,6 +1540,33 @@ def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_n
     assert "llm" not in stage_settings(manifest, manifest.sources[0], "filtered")
 
 
+def test_a_broken_generator_stops_its_stage_with_one_line_and_no_records(tmp_path, monkeypatch):
+    from generators.base import GeneratorBroken
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    layout = Layout(tmp_path / "out", "mini")
+    manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
+    normalize_source(manifest, manifest.sources[0], [Path(wildchat["local"]["files"][0])], layout)
+    filter_source(manifest, manifest.sources[0], layout)
+
+    def broken(module, records, context, info, out, rejected):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"part of a stage")
+        raise GeneratorBroken("each of its first 16 items raised KeyError: 'a' (at generators/x.py:1)")
+
+    monkeypatch.setattr(sftmix.build, "generate", broken)
+    with pytest.raises(BuildError, match=r"^source 'responses' \(wildchat_responses\): each of its first 16 items "
+                                         r"raised KeyError: 'a' \(at generators/x.py:1\)$"):
+        generate_source(manifest, manifest.sources[1], layout)
+    assert not layout.done_file("responses", "filtered").exists()
+    with pytest.raises(BuildError, match=r"^source 'responses': its filtered stage has not completed"):
+        mix(manifest, layout)
+
+
 def test_a_generated_target_in_a_language_the_generator_cannot_write_is_named_first(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
     wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
