@@ -160,9 +160,20 @@ def to_json_schema(parameters) -> dict:
     required = [r for r in required if isinstance(r, str) and r in properties]
     if required:
         schema["required"] = required
-    if not flat and "additionalProperties" in parameters:
-        schema["additionalProperties"] = parameters["additionalProperties"]
+    if not flat:
+        # The author's other keywords are the schema too: `$defs` that the properties' `$ref`s point
+        # into (pydantic/FastMCP tools in Toucan), `additionalProperties`, `anyOf`, `description`...
+        for key, value in parameters.items():
+            if key not in ("type", "properties", "required"):
+                schema[key] = _definitions(value) if key in ("$defs", "definitions") else value
     return schema
+
+
+def _definitions(definitions):
+    """A `$defs` (or draft 7 `definitions`) block with each schema in it read like a property's."""
+    if not isinstance(definitions, dict):
+        return definitions
+    return {name: _normalize_property(spec)[0] for name, spec in definitions.items()}
 
 
 # What `ast` raises on a text nested too deeply for its parser, besides SyntaxError: RecursionError,

@@ -64,10 +64,52 @@ def test_tools_keep_server_prefix_and_become_json_schema(out):
                                "days": {"type": "integer", "default": 1}},
                 "required": ["city"],
                 "additionalProperties": False,
+                "$schema": "http://json-schema.org/draft-07/schema#",
             },
         },
     }
     assert tools[1]["function"]["parameters"] == {"type": "object", "properties": {}}
+
+
+def test_a_schema_with_defs_keeps_them_and_its_calls_validate():
+    """pydantic/FastMCP servers put nested models in `$defs` (Toucan keeps each MCP `input_schema`
+    verbatim; this is `create_note` of TheAgentArk/Toucan mcp_servers/0569.@jxnl_python-apple-mcp).
+    Only type/properties/required/additionalProperties were kept, so every `$ref` dangled and a good
+    call was an `invalid_tool_schema` drop."""
+    import json
+
+    from filters.tool_calls import ToolCallsFilter
+    from sftmix.record import make_record
+
+    note = {"properties": {"title": {"title": "Title", "type": "string"}, "content": {"title": "Content", "type": "string"},
+                           "folder": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": "Claude",
+                                      "title": "Folder"}},
+            "required": ["title", "content"], "title": "Note", "type": "object"}
+    schema = {"$defs": {"Note": note}, "properties": {"note": {"$ref": "#/$defs/Note"}}, "required": ["note"],
+              "title": "create_noteArguments", "type": "object"}
+    name = "python-apple-mcp-create_note"
+    tools = [{"type": "function", "function": {"name": name, "description": "Create a note", "parameters": schema}}]
+
+    def converted(arguments):
+        messages = [{"role": "user", "content": "Make a note called Groceries: milk, eggs"},
+                    {"role": "tool_call", "content": str({"name": name, "arguments": json.dumps(arguments)})},
+                    {"role": "tool_response", "content": "Note created"},
+                    {"role": "assistant", "content": "Done: the note Groceries is saved."}]
+        row = {"uuid": "u1", "subset_name": "single-turn-original", "question": "", "target_tools": "create_note",
+               "tools": json.dumps(tools), "messages": json.dumps(messages)}
+        [(_, out)] = get_converter("toucan")([(f"{F}#0", row)])
+        return out
+
+    good = converted({"note": {"title": "Groceries", "content": "milk, eggs"}})
+    assert good.tools[0]["function"]["parameters"] == {"type": "object", "properties": {"note": {"$ref": "#/$defs/Note"}},
+                                                       "required": ["note"], "$defs": {"Note": note},
+                                                       "title": "create_noteArguments"}
+    check = ToolCallsFilter().check
+    record = lambda c: make_record(messages=c.messages, tools=c.tools, source="t", licence="apache-2.0", language="en",
+                                   origin="{}")
+    assert check(record(good), None) is None
+    untitled = converted({"note": {"content": "milk, eggs"}})  # the model's own required field is checked too
+    assert check(record(untitled), None) == "tool_arguments_schema_invalid"
 
 
 def test_parallel_calls_match_results_by_position(out):
