@@ -13,8 +13,11 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
   `{id?, type?, function: {name, arguments}}` (a flat `{name, arguments}` is accepted) with
   `arguments` a JSON string (stored as its object is when it holds one, else verbatim, even when
   broken: `sftmix.record.tool_call`) or an object (serialized); the legacy assistant
-  `function_call: {name, arguments}` is one call. Calls without an id get `call_<n>`, n counting
-  calls across the conversation. A tool message without `tool_call_id` answers the first
+  `function_call: {name, arguments}` is one call. Every call is numbered `call_<n>`, n counting
+  calls across the conversation, as every converter numbers them, and results follow: the row's
+  own ids (random in API logs) are no content, and two copies that differ only in them get one
+  content id. A `tool_call_id` names the latest turn's call with that id (the first of them
+  not yet answered, when the row gave two calls one id). A tool message without `tool_call_id` answers the first
   unanswered call of the latest call turn (of its tool, when it names one: parallel results may
   come back in another order); an id that names no earlier call is an
   `unmatched_tool_result` drop. A missing tool `name` is the call's name; another tool's name is
@@ -68,16 +71,20 @@ def _tool_content(value) -> str:
     return dumps(value) if isinstance(value, (dict, list)) and not is_parts else _content(value)
 
 
-def _calls(msg: dict, first: int) -> list[dict]:
+def _calls(msg: dict, first: int) -> tuple[list[dict], dict[str, list[str]]]:
+    """The turn's calls, numbered `call_<first>`, `call_<first + 1>`...; and each id the row gave
+    a call -> the new ids of the calls it named (one, unless the row gave two calls one id)."""
     raw = msg.get("tool_calls") or ([msg["function_call"]] if msg.get("function_call") else [])
     if not isinstance(raw, list):
         raise Drop("unparsable_tool_call", f"tool_calls is {type(raw).__name__}")
-    calls = []
+    calls, renamed = [], {}
     for offset, call in enumerate(raw):
         function = call.get("function", call) if isinstance(call, dict) else call
-        call_id = (call.get("id") if isinstance(call, dict) else None) or f"call_{first + offset}"
-        calls.append(call_from_dict(function, str(call_id)))
-    return calls
+        call_id = f"call_{first + offset}"
+        calls.append(call_from_dict(function, call_id))
+        if isinstance(call, dict) and call.get("id") not in (None, ""):
+            renamed.setdefault(str(call["id"]), []).append(call_id)
+    return calls, renamed
 
 
 def convert(row: dict) -> Converted:
@@ -90,6 +97,7 @@ def convert(row: dict) -> Converted:
     messages: list[dict] = []
     names: dict[str, str] = {}  # call id -> function name, for every call so far
     pending: list[str] = []  # ids of the latest call turn's calls not answered yet
+    renamed: dict[str, list[str]] = {}  # the row's call ids -> ours (`_calls`), the latest turn's first
     n_calls = 0
     for msg in raw_messages:
         role = ROLES.get(msg["role"])
@@ -99,20 +107,26 @@ def convert(row: dict) -> Converted:
         if role == "tool":
             # without an id, a result answers the first unanswered call of its tool (when it names
             # one: parallel results may come back in another order), else the first unanswered call
-            call_id = msg.get("tool_call_id") or next((c for c in pending if names[c] == name), None) or (
-                pending[0] if pending else None)
-            if call_id not in names:
-                raise Drop("unmatched_tool_result", f"no call for tool_call_id {call_id!r}")
+            if msg.get("tool_call_id"):
+                ours = renamed.get(str(msg["tool_call_id"]))
+                if ours is None:
+                    raise Drop("unmatched_tool_result", f"no call for tool_call_id {msg['tool_call_id']!r}")
+                call_id = next((c for c in ours if c in pending), ours[-1])
+            else:
+                call_id = next((c for c in pending if names[c] == name), None) or (pending[0] if pending else None)
+                if call_id is None:
+                    raise Drop("unmatched_tool_result", "no call for a result without tool_call_id")
             if call_id in pending:
                 pending.remove(call_id)
             content = _tool_content(msg.get("content"))
             messages.append(message("tool", content, tool_call_id=call_id, name=name or names[call_id]))
         elif role == "assistant":
-            calls = _calls(msg, n_calls)
+            calls, turn_ids = _calls(msg, n_calls)
             n_calls += len(calls)
             if calls:
                 pending = [c["id"] for c in calls]
                 names.update((c["id"], c["function"]["name"]) for c in calls)
+                renamed.update(turn_ids)
             messages.append(message("assistant", _content(msg.get("content")), tool_calls=calls, name=name))
         else:
             messages.append(message(role, _content(msg.get("content")), name=name))

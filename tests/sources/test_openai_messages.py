@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 from sftmix.normalize import SourceInfo, normalize
 from sftmix.raw import iter_raw_rows
-from sftmix.record import make_record, message, to_table, tool_call, tool_def
+from sftmix.record import content_id, dumps, make_record, message, to_table, tool_call, tool_def
 from sftmix.sources import Converted, Drop, get_converter
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "openai_messages" / "data.jsonl"
@@ -95,13 +95,50 @@ def test_canonical_row_round_trips_through_jsonl():
 def test_object_arguments_become_strings_and_results_match_ids():
     c = results()["data.jsonl#1"]
     assert c.language == "es" and c.key == "41" and c.licence is None and c.meta == {}
+    # the row's ids (call_abc, call_def) are renumbered, as every converter numbers calls
     assert c.messages[1] == message("assistant", "", tool_calls=[
-        tool_call("get_weather", '{"city": "Madrid"}', "call_abc"),
-        tool_call("get_weather", '{"city": "València"}', "call_def"),
+        tool_call("get_weather", '{"city": "Madrid"}', "call_0"),
+        tool_call("get_weather", '{"city": "València"}', "call_1"),
     ])
     # results answer out of order; the missing name is the call's name
-    assert c.messages[2] == message("tool", '{"temp": 24}', tool_call_id="call_def", name="get_weather")
-    assert c.messages[3] == message("tool", '{"temp": 30}', tool_call_id="call_abc", name="get_weather")
+    assert c.messages[2] == message("tool", '{"temp": 24}', tool_call_id="call_1", name="get_weather")
+    assert c.messages[3] == message("tool", '{"temp": 30}', tool_call_id="call_0", name="get_weather")
+
+
+def test_copies_that_differ_only_in_call_ids_get_one_id():
+    """API logs give every call a random id; they are not rendered, so they are no content. Before,
+    two such copies got two ids and exact dedup kept both. A reused id names the latest turn's call."""
+    def conversation(first_id, second_id):
+        return {"messages": [
+            {"role": "user", "content": "Weather in Madrid, then in Bilbo?"},
+            {"role": "assistant", "tool_calls": [{"id": first_id, "type": "function",
+                                                  "function": {"name": "get_weather", "arguments": '{"city": "Madrid"}'}}]},
+            {"role": "tool", "tool_call_id": first_id, "content": "30"},
+            {"role": "assistant", "tool_calls": [{"id": second_id, "type": "function",
+                                                  "function": {"name": "get_weather", "arguments": '{"city": "Bilbo"}'}}]},
+            {"role": "tool", "tool_call_id": second_id, "content": "18"},
+            {"role": "assistant", "content": "30 °C in Madrid, 18 °C in Bilbo."}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string"}}}}}]}
+
+    rows = [conversation("call_9f8e7d", "call_1a2b3c"), conversation("call_x", "call_y"), conversation("1", "1")]
+    out = [c for _, c in convert_stream(enumerate(rows))]
+    ids = {content_id(c.messages, dumps(c.tools)) for c in out}
+    assert len(ids) == 1
+    assert [(m["role"], m["tool_call_id"] or [t["id"] for t in m["tool_calls"] or []]) for m in out[2].messages] == [
+        ("user", []), ("assistant", ["call_0"]), ("tool", "call_0"), ("assistant", ["call_1"]), ("tool", "call_1"),
+        ("assistant", [])]
+
+
+def test_two_calls_given_one_id_are_answered_in_turn():
+    row = {"messages": [{"role": "user", "content": "Two lookups"},
+                        {"role": "assistant", "tool_calls": [{"id": "same", "function": {"name": "a", "arguments": "{}"}},
+                                                             {"id": "same", "function": {"name": "b", "arguments": "{}"}}]},
+                        {"role": "tool", "tool_call_id": "same", "content": "first"},
+                        {"role": "tool", "tool_call_id": "same", "content": "second"},
+                        {"role": "assistant", "content": "Done."}]}
+    [(_, c)] = convert_stream([(0, row)])
+    assert [(m["tool_call_id"], m["name"]) for m in c.messages[2:4]] == [("call_0", "a"), ("call_1", "b")]
 
 
 def test_developer_role_content_parts_and_legacy_function_call():
@@ -139,7 +176,7 @@ def test_flat_parameters_normalized_and_bad_arguments_kept():
         },
         "required": ["city"],
     })]
-    assert c.messages[-1]["tool_calls"] == [tool_call("population", '{"city": "Bilbo"', "c1")]
+    assert c.messages[-1]["tool_calls"] == [tool_call("population", '{"city": "Bilbo"', "call_0")]
 
 
 def test_arguments_text_is_stored_as_its_object_so_spacing_and_escapes_change_no_id(tmp_path):
