@@ -119,10 +119,16 @@ def turn_texts(record: dict, roles: tuple[str, ...]) -> list[str]:
     return [m["content"] or "" for m in record["messages"] if m["role"] in roles]
 
 
-def learned_text(record: dict) -> str:
-    """Assistant text, or the user text of rows that have no assistant turn (prompts, documents)."""
+def learned_turns(record: dict) -> list[str]:
+    """The non-empty assistant turns, or the user turns of rows that have no assistant turn
+    (prompts, documents)."""
     texts = turn_texts(record, ("assistant",)) or turn_texts(record, ("user",))
-    return "\n\n".join(t for t in texts if t)
+    return [t for t in texts if t]
+
+
+def learned_text(record: dict) -> str:
+    """`learned_turns`, one paragraph each."""
+    return "\n\n".join(learned_turns(record))
 
 
 def record_document(record: dict) -> Document:

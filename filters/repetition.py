@@ -5,6 +5,15 @@ top n-gram share, duplicated n-gram share); we only feed it the assistant text a
 tokenizer, because datatrove's default tokenizers pull in spaCy for every language. Texts shorter
 than `min_words` are not judged: n-gram shares are meaningless on a two-line answer.
 
+Gopher's rules judge a web page, and a conversation differs in two ways:
+- Each assistant turn is judged on its own (a row is dropped when one of them repeats itself).
+  Turns joined into one text made the same short turn in several of them ("Let me check that for
+  you." before each call, "In Paris it is currently ...") duplicated paragraphs and n-grams, and
+  dropped good multi-turn tool conversations.
+- The line and paragraph rules leave out lines that hold no word: markup repeats by nature
+  (display math's `\\[` and `\\]` or `$$`, code's `}` and fences, `---`), and a worked math
+  solution was a `dup_line_frac` drop.
+
 Gopher's n-gram rules join every n-gram into a string, 9 passes per text. The rule takes its rows
 in batches instead: `filters.ngram_bounds` bounds every n-gram figure of a batch's texts at once
 in numpy, and datatrove's filter runs only on the texts where a bound reaches its limit or a line
@@ -24,13 +33,17 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from filters.base import BatchRecordFilter, Count
+from filters.base import BatchRecordFilter, Count, learned_turns
 from filters.batch_words import CHUNK_BYTES, chunks_of_bytes
 from filters.ngram_bounds import NgramBounds
 from filters.words import WordFinder
 
 _WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A line of markup: something other than spaces, and no word character (lines of spaces are left,
+# so that no paragraph break is made or unmade)
+_WORDLESS_LINE = re.compile(r"^[^\w\n]*[^\w\s][^\w\n]*(?:\n|\Z)", re.MULTILINE)
+LINE_RULES = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac")
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -59,23 +72,49 @@ class RepetitionFilter(BatchRecordFilter):
                 if not _is_rule(rule):
                     raise ValueError(f"repetition filter: {kind} entry {rule!r} is not a pair [n, limit] "
                                      "with n a positive integer and limit a number")
-        for kind in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac"):
+        for kind in LINE_RULES:
             # A negative limit would fire on a text without duplicates, which the screen lets through.
             limit = getattr(self.gopher, kind)
             if limit is not None and not (_is_number(limit) and limit >= 0):
                 raise ValueError(f"repetition filter: {kind} must be a number >= 0 or null, not {limit!r}")
-        self._gopher_thresholds = gopher_thresholds
+        # the n-gram rules alone (on the joined turns), and the line and paragraph rules alone (per turn)
+        self._gopher_thresholds = {**gopher_thresholds, **dict.fromkeys(LINE_RULES)}
         self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
+        line_thresholds = {kind: getattr(self.gopher, kind) for kind in LINE_RULES}
+        self.line_gopher = (GopherRepetitionFilter(language=self.tokenizer, top_n_grams=(), dup_n_grams=(),
+                                                   **line_thresholds)
+                            if any(limit is not None for limit in line_thresholds.values()) else None)
 
     def reasons(self, docs: list[Document]) -> list[str | None]:
+        # A document without a record (datatrove's own use) is one text. No turn of a text too short
+        # to judge (`ngram_rules_that_may_fire`) is long enough either: its turns are not looked up.
+        shortest = 2 * self.min_words - 1
+        turns = [[] if len(doc.text) < shortest else
+                 learned_turns(doc.metadata["record"]) if "record" in doc.metadata else [doc.text] for doc in docs]
+        rules = iter(self.ngram_rules_that_may_fire([turn for texts in turns for turn in texts]))
         reasons = []
-        for doc, rules in zip(docs, self.ngram_rules_that_may_fire([doc.text for doc in docs])):
-            if rules is None or (not any(rules) and not _lines_or_paragraphs_may_repeat(doc.text)):
-                reasons.append(None)  # too short to judge, or no rule can fire
-                continue
-            result = self._gopher_with(*rules).filter(doc)
-            reasons.append(None if result is True else f"repetition_{result[1]}")
+        for doc, texts in zip(docs, turns):
+            reason = None
+            for turn, turn_rules in zip(texts, rules):  # every turn's rules are taken, in order
+                if reason is None and turn_rules is not None:  # None: too short to judge
+                    reason = self._turn_reason(turn, turn_rules, doc.id)
+            reasons.append(reason and f"repetition_{reason}")
         return reasons
+
+    def _turn_reason(self, turn: str, rules: tuple[tuple, tuple], doc_id: str) -> str | None:
+        """The first rule that fires on one turn: the line and paragraph rules on its lines that
+        hold a word, then the n-gram rules whose bound reaches their limit."""
+        if self.line_gopher is not None and "\n" in turn:
+            text = _WORDLESS_LINE.sub("", turn)
+            if text.strip() and _lines_or_paragraphs_may_repeat(text):
+                result = self.line_gopher.filter(Document(text=text, id=doc_id))
+                if result is not True:
+                    return result[1]
+        if any(rules):
+            result = self._gopher_with(*rules).filter(Document(text=turn, id=doc_id))
+            if result is not True:
+                return result[1]
+        return None
 
     def ngram_rules_that_may_fire(self, texts: list[str]) -> list[tuple[tuple, tuple] | None]:
         """Per text, the (top, duplicated) n-gram rules, in datatrove's order, whose bound reaches
@@ -83,7 +122,7 @@ class RepetitionFilter(BatchRecordFilter):
         top_rules = [tuple(rule) for rule in self.gopher.top_n_grams]
         dup_rules = [tuple(rule) for rule in self.gopher.dup_n_grams]
         may_fire: list = [None] * len(texts)
-        # min_words words take at least 2 * min_words - 1 characters: shorter texts are not judged
+        # min_words words take at least 2 * min_words - 1 characters: shorter texts are not judged (`reasons`)
         long_texts = [(i, _WORDS.word_bytes(text)) for i, text in enumerate(texts) if len(text) >= 2 * self.min_words - 1]
         for chunk in chunks_of_bytes(long_texts, CHUNK_BYTES):
             bounds = NgramBounds([words for _, words in chunk])
@@ -105,8 +144,8 @@ class RepetitionFilter(BatchRecordFilter):
         return may_fire
 
     def _gopher_with(self, top_n_grams: tuple, dup_n_grams: tuple) -> GopherRepetitionFilter:
-        """datatrove's filter with the line and paragraph rules and only these n-gram rules: the
-        others cannot fire, so its first firing rule is the full filter's."""
+        """datatrove's filter with only these n-gram rules: the others cannot fire, so its first
+        firing rule is that of all the n-gram rules."""
         gopher = self._gophers.get((top_n_grams, dup_n_grams))
         if gopher is None:  # at most one per subset of the configured rules
             gopher = self._gophers[top_n_grams, dup_n_grams] = GopherRepetitionFilter(

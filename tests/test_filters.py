@@ -699,6 +699,49 @@ class TestRepetition:
         assert {"repetition_dup_line_frac", "repetition_dup_para_frac", None} <= reasons, reasons
         assert screened > 80, screened  # 101 of the 102 texts in which datatrove finds no duplicate
 
+    MATH_SOLUTION = "\n".join([
+        r"To find \( x \), we expand both sides and collect the terms step by step.", "",
+        r"1. **Expand**:", r"   \[", r"   3(x - 2) + 4 = 2(x + 5) - 1", r"   \]", "   which gives", r"   \[",
+        r"   3x - 6 + 4 = 2x + 10 - 1", r"   \]", "",
+        r"2. **Simplify** both sides:", r"   \[", r"   3x - 2 = 2x + 9", r"   \]", "",
+        r"3. **Isolate** \( x \):", r"   \[", r"   x = 11", r"   \]", "",
+        r"4. **Verify** by putting it back into the original equation:", r"   \[",
+        r"   3(11 - 2) + 4 = 31 \quad \text{and} \quad 2(11 + 5) - 1 = 31", r"   \]", "",
+        "Both sides are equal, so the solution is correct.", "", r"\[", r"\boxed{11}", r"\]"])
+
+    @pytest.mark.parametrize("delimiters", [(r"\[", r"\]"), ("$$", "$$")])
+    def test_display_math_markup_lines_are_not_repeated_lines(self, delimiters):
+        # OpenR1-Math style: every display-math line after the first repeated one of the others
+        # (12 of 31 lines), a `dup_line_frac` drop
+        solution = self.MATH_SOLUTION.replace(r"\[", delimiters[0]).replace(r"\]", delimiters[1])
+        assert datatrove_reason(datatrove_gopher(), Document(text=solution, id="m")) == "repetition_dup_line_frac"
+        assert verdict(self.f, rec(user("Solve 3(x-2)+4 = 2(x+5)-1."), assistant(solution))) is None
+        # lines of words said again are still found among markup lines
+        looped = "\n".join(f"{delimiters[0]}\nI will say this line again and again.\n{delimiters[1]}" for _ in range(12))
+        assert verdict(self.f, rec(user("Go"), assistant(looped))) == "repetition_dup_line_frac"
+
+    def test_each_assistant_turn_is_judged_on_its_own(self):
+        # The same short opening before each call and answers of one template: joined into one
+        # text they were duplicated paragraphs and n-grams, and the row a drop.
+        cities = [("Paris", "18 °C and sunny, with a light breeze from the west"),
+                  ("Madrid", "27 °C and clear, quite warm for this time of year"),
+                  ("Bilbao", "15 °C with light rain expected through the afternoon"),
+                  ("Lisbon", "22 °C and partly cloudy, pleasant for a walk by the river")]
+        messages = []
+        for city, weather in cities:
+            messages += [user(f"And what's the weather like in {city} right now?"), assistant("Let me check that for you."),
+                         user(f"The service says: {weather}."), assistant(f"In {city} it is currently {weather}.")]
+        templated = rec(*messages)
+        joined = Document(text=learned_text(templated), id="j")
+        assert datatrove_reason(datatrove_gopher(), joined) is not None
+        assert verdict(self.f, templated) is None
+        # one turn that loops is enough, wherever it is; its verdict is datatrove's on that turn
+        looped = " ".join(["the cat sat on the mat and"] * 29)
+        for at in (0, 3, 7):
+            record = rec(*messages[:2 * at + 1], assistant(looped), *messages[2 * at + 2:])
+            assert verdict(self.f, record) == datatrove_reason(datatrove_gopher(), Document(text=looped, id="l"))
+        assert [r is True for r in self.f.filter_batch([doc(templated), doc(record), doc(templated)])] == [True, False, True]
+
     @pytest.mark.parametrize("limit", [-0.1, "0.3", True])
     def test_line_and_paragraph_limits_must_be_numbers_not_below_zero(self, limit):
         with pytest.raises(ValueError, match="dup_line_frac must be a number >= 0"):
