@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ import re
 import time
 from array import array
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Awaitable, Callable, Iterable, Iterator, TypeVar
@@ -183,10 +184,17 @@ def _unfenced(text: str) -> str:
 
 def settings_problem(error: ValidationError) -> str:
     """One line for `LLMSettings`' refusal: the setting and the value it got (for a whole-settings
-    check, such as credentials in base_url, only what is wrong)."""
+    check, such as credentials in base_url, only what is wrong). A key that is no setting is named
+    without its value: it may be the API key itself, put in the manifest (`api_key: sk-...`)."""
     first = error.errors()[0]
     where = ".".join(map(str, ("prices", *first["loc"]) if error.title == "Prices" else first["loc"]))
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        known = [f.name for f in fields(Prices if error.title == "Prices" else LLMSettings)]
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        hint = (f"did you mean {close[0]!r}?" if close else
+                f"API keys are read from {' or '.join(KEY_VARIABLES)} only, never from a file")
+        return f"{where}: not a setting ({hint})"
     return f"{where}: {message} (got {first['input']!r})" if where else message
 
 

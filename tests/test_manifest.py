@@ -571,7 +571,11 @@ def test_generator_inputs_must_allow_the_generated_licence(tmp_path, input_licen
     ({"concurrency": "16"}, "llm: concurrency: Input should be a valid integer (got '16')"),
     ({"prices": {"completion": -1.1}}, "llm: prices.completion: Input should be greater than or equal to 0 (got -1.1)"),
     ({"temperature": 0.7}, "llm: temperature 0.7 is outside the model card's range [0, 0.2]"),
-    ({"max_token": 100}, "llm: max_token: Unexpected keyword argument (got 100)"),
+    ({"max_token": 100}, "llm: max_token: not a setting (did you mean 'max_tokens'?)"),
+    ({"prices": {"complete": 1}}, "llm: prices.complete: not a setting (did you mean 'completion'?)"),
+    # a key put in the manifest by mistake is never quoted: this error reaches stderr, the web UI and CI logs
+    ({"api_key": "sk-SECRET-0123"}, "llm: api_key: not a setting (API keys are read from SFTMIX_LLM_API_KEY or "
+                                    "DEEPSEEK_API_KEY only, never from a file)"),
     # a connection error to aiohttp, retried with backoff for every row
     ({"base_url": "api.deepseek.com/v1"}, "llm: base_url (the manifest's, or SFTMIX_LLM_BASE_URL) is not an http:// "
                                           "or https:// URL with a host"),
