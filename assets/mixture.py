@@ -56,7 +56,7 @@ def mixture_assets(manifest: Manifest):
         ],
     )
     def mixture_and_holdout(context: AssetExecutionContext, sftmix: SftmixResource):
-        m = sftmix.manifest
+        m = sftmix.manifest_as_defined(manifest)
         result = build.mix(m, sftmix.layout)
         for deficit in result.deficits:  # also logged by sftmix; here so the Dagster run log shows it
             context.log.warning(f"deficit: {json.dumps(deficit)}")
@@ -100,10 +100,8 @@ def mixture_assets(manifest: Manifest):
     @asset(deps=[MIXTURE, HOLDOUT], code_version=manifest.hash, group_name=GROUP,
            description="Hugging Face dataset card (README.md) beside the shards")
     def dataset_card(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
-        m = sftmix.manifest
-        stats = json.loads((sftmix.layout.mixture_dir / build.mixing.STATS).read_text())
-        result = build.mixing.MixResult(**{**stats, "out_dir": sftmix.layout.mixture_dir})
-        path = build.write_card(m, sftmix.layout, result)
+        m = sftmix.manifest_as_defined(manifest)
+        path = build.write_card(m, sftmix.layout, build.mixed_result(sftmix.layout))
         return MaterializeResult(metadata={"path": MetadataValue.path(str(path)),
                                            "card": MetadataValue.md(path.read_text()[:20000])})
 

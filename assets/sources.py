@@ -73,7 +73,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
                code_version=build.stage_version(manifest, source, "filtered"),
                check_specs=[_llm_answered_spec(filtered_key)])
         def generated(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
-            m = sftmix.manifest
+            m = sftmix.manifest_as_defined(manifest)
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
             context.log.info(f"{source.key}: LLM {llm_stats.summary()}")
             metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
@@ -87,7 +87,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     @asset(key=AssetKey([prefix, "raw"]), group_name=group, description=f"{source.key}: raw files from {where}",
            code_version=build.stage_version(manifest, source, "raw"))
     def raw(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
-        m = sftmix.manifest
+        m = sftmix.manifest_as_defined(manifest)
         files = build.raw_files(m, m.source(source.key), sftmix.layout, sftmix.hub_cache_dir)
         meta = {"files": MetadataValue.json([str(f) for f in files]), "bytes": sum(f.stat().st_size for f in files)}
         if source.hub:
@@ -102,7 +102,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
            check_specs=[AssetCheckSpec("rows_converted", asset=normalized_key,
                                        description="the raw files hold rows, and some are in the converter's layout")])
     def normalized(context: AssetExecutionContext, sftmix: SftmixResource) -> MaterializeResult:
-        m = sftmix.manifest
+        m = sftmix.manifest_as_defined(manifest)
         s = m.source(source.key)
         files = build.raw_files(m, s, sftmix.layout, sftmix.hub_cache_dir)  # cached: no second download
         counts = build.normalize_source(m, s, files, sftmix.layout)
@@ -123,7 +123,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
            code_version=build.stage_version(manifest, source, "filtered"),
            check_specs=[_llm_answered_spec(filtered_key)] if judged else None)
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
-        m = sftmix.manifest
+        m = sftmix.manifest_as_defined(manifest)
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout, llm_overrides=llm.overrides())
         metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
         if judge_stats is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from sftmix.build import Layout
+from sftmix.build import BuildError, Layout
 from sftmix.manifest import Manifest, load
 
 DEFAULT_MANIFEST = "manifests/sample.yaml"
@@ -28,6 +28,19 @@ class SftmixResource(ConfigurableResource):
     @cached_property
     def manifest(self) -> Manifest:
         return load(self.manifest_path)
+
+    def manifest_as_defined(self, defined: Manifest) -> Manifest:
+        """The manifest at `manifest_path` now, refused unless its settings are those the asset
+        graph was defined from: which sources exist, their checks and their code versions are that
+        manifest's, so another one (an edit before the definitions were reloaded, or another
+        `manifest_path` in run config) stopped a step on a KeyError, or was recorded under the code
+        versions of a manifest it is not."""
+        manifest = self.manifest
+        if manifest.hash != defined.hash:
+            raise BuildError(f"{manifest.path} (hash {manifest.hash}) is not the manifest the asset definitions were "
+                             f"loaded from ({defined.path}, hash {defined.hash}): reload the definitions (the web UI's "
+                             "Reload button, or a restart; SFTMIX_MANIFEST names the manifest) and materialize again")
+        return manifest
 
     @property
     def layout(self) -> Layout:

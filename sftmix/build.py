@@ -579,6 +579,14 @@ def rejected_stages(source: Source) -> set[str]:
     return stages if source.is_input_only else stages | {"mixing"}
 
 
+def mixed_result(layout: Layout) -> mixing.MixResult:
+    """The last mixing's result, as its stats.json holds it; refused before any mixing."""
+    path = layout.mixture_dir / mixing.STATS
+    if not path.is_file():
+        raise BuildError(f"{layout.mixture_dir}: not mixed yet: materialize the mixture and holdout first")
+    return mixing.MixResult(**{**json.loads(path.read_text()), "out_dir": layout.mixture_dir})
+
+
 def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> Path:
     """The dataset card of the mixture as mixed; refused when the manifest changed since the mixing
     (the card would pair its targets and licences with the older mixture's counts), or when the

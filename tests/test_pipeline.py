@@ -1111,6 +1111,50 @@ def _glaive_source(**changes) -> dict:
             "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}, "targets": "all", **changes}
 
 
+def _step_failures(result) -> list[str]:
+    """The message of each step's failure, without its exception's name."""
+    errors = [e.event_specific_data.error for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    return [(error.cause or error).message.split(": ", 1)[1].strip() for error in errors]
+
+
+def test_a_run_refuses_a_manifest_other_than_the_one_its_assets_were_defined_from(tmp_path):
+    """The asset graph (its sources, checks and code versions) is the manifest's the definitions
+    loaded. A manifest edited before they were reloaded, or another `manifest_path` in run config,
+    stopped a step on `KeyError: "no source 'd' in manifest mini"`, or was built and recorded under
+    the code versions of the one defined."""
+    from pipelines.resources import SftmixResource
+
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
+    job = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def()
+    (tmp_path / "other").mkdir()
+    other = _manifest(tmp_path / "other", [_glaive_source(key="d")], holdout=0)
+    message = (r"^{edited} \(hash \w+\) is not the manifest the asset definitions were loaded from \({defined}, hash \w+\): "
+               r"reload the definitions \(the web UI's Reload button, or a restart; SFTMIX_MANIFEST names the "
+               r"manifest\) and materialize again$")
+    result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False, resources={
+        "sftmix": SftmixResource(manifest_path=str(other), output=str(tmp_path / "out"))})
+    [failure] = _step_failures(result)
+    assert re.match(message.format(edited=re.escape(str(other)), defined=re.escape(str(path))), failure), failure
+    path.write_text(path.read_text().replace("holdout:\n  size: 0", "holdout:\n  size: 1"))  # edited, not reloaded
+    result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    [failure] = _step_failures(result)
+    assert re.match(message.format(edited=re.escape(str(path)), defined=re.escape(str(path))), failure), failure
+    assert not (tmp_path / "out" / "mini").exists()
+    # reloaded, it builds
+    result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+        .execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success
+
+
+def test_the_card_before_any_mixing_is_one_line(tmp_path):
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
+    result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+        .execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                            asset_selection=[AssetKey("dataset_card")])
+    assert _step_failures(result) == [f"{tmp_path / 'out' / 'mini'}: not mixed yet: materialize the mixture and "
+                                      "holdout first"]
+
+
 def test_the_manifests_output_is_where_a_build_goes_unless_sftmix_output_says_otherwise(tmp_path, monkeypatch):
     """`output:` was read, validated and then never used: the build went to ./output."""
     path = _manifest(tmp_path, [_glaive_source()], holdout=0)
