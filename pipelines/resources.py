@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from sftmix.build import BuildError, Layout
 from sftmix.manifest import Manifest, load
@@ -60,8 +62,10 @@ class LLMResource(ConfigurableResource):
     `DEEPSEEK_API_KEY` when a request is made, so it never appears in run config or metadata.
     """
 
-    concurrency: int = 0
-    budget_usd: float = 0.0
+    # None keeps the manifest's; a budget of 0 spends nothing, as in the manifest (it was taken for unset)
+    concurrency: Optional[int] = Field(default=None, ge=1, description="requests in flight at once")
+    budget_usd: Optional[float] = Field(default=None, ge=0, description="the most each source step may spend")
 
     def overrides(self) -> dict:
-        return {k: v for k, v in {"concurrency": self.concurrency, "budget_usd": self.budget_usd}.items() if v}
+        return {k: v for k, v in {"concurrency": self.concurrency, "budget_usd": self.budget_usd}.items()
+                if v is not None}

@@ -982,6 +982,35 @@ def test_the_llm_resource_sets_the_judges_budget_too(tmp_path, monkeypatch):
     assert _filtered_rows(tmp_path / "out", "g") == 1 and reasons["budget_exhausted"] > 0  # the one row graded is kept
 
 
+def test_an_llm_resource_budget_of_zero_spends_nothing_and_bad_values_are_refused(tmp_path, monkeypatch):
+    """`budget_usd: 0` (as in the manifest: spend nothing) was taken for unset, and the step spent
+    without a cap; `concurrency: -1` passed the run config and failed inside the step."""
+    from openai_server import serve_openai
+    from pydantic import ValidationError
+
+    from pipelines.resources import LLMResource
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    path = _manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}})], holdout=0)
+    job = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def()
+    with serve_openai(lambda messages, body: "Feedback: Fine. [RESULT] 4") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        result = job.execute_in_process(instance=DagsterInstance.ephemeral(),
+                                        run_config={"resources": {"llm": {"config": {"budget_usd": 0.0}}}})
+        sent = server.count()
+    assert result.success and sent == 0 and _filtered_rows(tmp_path / "out", "g") == 0
+    for setting in ({"concurrency": 0}, {"budget_usd": -1.0}):
+        with pytest.raises(ValidationError):
+            LLMResource(**setting)
+        result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                        run_config={"resources": {"llm": {"config": setting}}})
+        assert not result.success
+        assert "g/filtered" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        [failure] = [e.event_specific_data.error.message for e in result.all_events
+                     if e.event_type == DagsterEventType.RESOURCE_INIT_FAILURE]
+        assert f"validation error for LLMResource\n{next(iter(setting))}\n" in failure  # before any request
+
+
 def test_a_conversation_in_two_sources_is_kept_once_and_the_reason_names_the_other(tmp_path):
     raw = str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")
     sources = [{"key": key, "converter": "glaive", "licence": "apache-2.0", "language": "en",
