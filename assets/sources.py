@@ -15,6 +15,7 @@ from dagster import (
 from pipelines.resources import LLMResource, SftmixResource
 from sftmix import build
 from sftmix.counts import Counts
+from sftmix.llm import Stats
 from sftmix.manifest import Manifest, Source, asset_prefix
 from sftmix.reader import column_counts
 
@@ -42,14 +43,15 @@ def filtered_metadata(manifest: Manifest, source: Source, counts: Counts, paths:
     return metadata
 
 
-def llm_metadata(stats) -> dict:
-    """Requests, cache hits, tokens and cost of an LLM stage (never the endpoint's key)."""
-    return {f"llm_{k}": v for k, v in stats.summary().items()}
+def llm_metadata(stats: list[Stats]) -> dict:
+    """Requests, cache hits, tokens and cost of an LLM stage's clients together (never the endpoint's key)."""
+    return {f"llm_{k}": v for k, v in Stats.total(stats).summary().items()}
 
 
-def llm_answered(context: AssetExecutionContext, key: AssetKey, stats) -> AssetCheckResult:
-    """Fails (not blocking: each row is a counted drop) when the endpoint answered no request."""
-    problem = stats.unanswered()
+def llm_answered(context: AssetExecutionContext, key: AssetKey, stats: list[Stats]) -> AssetCheckResult:
+    """Fails (not blocking: each row is a counted drop) when an endpoint of the stage (its
+    generator's, or its judge's) answered no request."""
+    problem = next(filter(None, (part.unanswered() for part in stats)), None)
     if problem:
         context.log.warning(problem)
     return AssetCheckResult(check_name="llm_answered", asset_key=key, passed=problem is None,
@@ -75,7 +77,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         def generated(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
             m = sftmix.manifest_as_defined(manifest)
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
-            context.log.info(f"{source.key}: LLM {llm_stats.summary()}")
+            context.log.info(f"{source.key}: LLM {Stats.total(llm_stats).summary()}")
             metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
             metadata.update(llm_metadata(llm_stats))
             return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, llm_stats)])
@@ -126,7 +128,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         m = sftmix.manifest_as_defined(manifest)
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout, llm_overrides=llm.overrides())
         metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
-        if judge_stats is None:
+        if not judge_stats:
             return MaterializeResult(metadata=metadata)
         metadata.update(llm_metadata(judge_stats))
         return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, judge_stats)])

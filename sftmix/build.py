@@ -31,7 +31,7 @@ from sftmix.code_digests import code_digests
 from sftmix.counts import Counts
 from sftmix.manifest import Manifest, Source, load
 from generators.base import Context, GeneratorBroken, generate, prompt_file
-from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Stats, api_key_from_env, endpoint_from_env
+from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Spending, Stats, api_key_from_env, endpoint_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.plan import unmakeable
@@ -147,21 +147,21 @@ class Layout:
 
 
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None,
-                  llm_overrides: dict | None = None) -> dict:
+                  llm_overrides: dict | None = None, spending: Spending | None = None) -> dict:
     """The source's rule-filter settings: its format's defaults, then the manifest's; an enabled LLM
     judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator does) and the
-    build's response cache."""
+    build's response cache, and spends with `spending` (its generator's, in a generated source)."""
     config = merge_config(filter_defaults(source.converter_name), manifest.filter_config(source))
     judge = config.get("llm_judge", False)
     if judge is not False and layout is not None:
         judge = judge if isinstance(judge, dict) else {}
-        client = LLMClient(llm_settings(manifest, layout, llm_overrides, judge.get("llm")))
+        client = LLMClient(llm_settings(manifest, layout, llm_overrides, judge.get("llm")), spending=spending)
         config["llm_judge"] = {**judge, "client": client}
     return config
 
 
 def source_info(manifest: Manifest, source: Source, layout: Layout | None = None,
-                llm_overrides: dict | None = None) -> SourceInfo:
+                llm_overrides: dict | None = None, spending: Spending | None = None) -> SourceInfo:
     origin = {}
     if source.hub is not None:
         origin = {"hub_id": source.hub.id, "revision": source.hub.revision, "config": source.hub.config,
@@ -175,7 +175,7 @@ def source_info(manifest: Manifest, source: Source, layout: Layout | None = None
         licence=source.licence,
         language=source.language,
         origin=origin,
-        filters=filter_config(manifest, source, layout, llm_overrides),
+        filters=filter_config(manifest, source, layout, llm_overrides, spending),
         manifest_hash=manifest.hash,
     )
 
@@ -383,9 +383,10 @@ def llm_settings(manifest: Manifest, layout: Layout, overrides: dict | None = No
 
 
 def generate_source(manifest: Manifest, source: Source, layout: Layout,
-                    llm_overrides: dict | None = None) -> tuple[Counts, Stats]:
+                    llm_overrides: dict | None = None) -> tuple[Counts, list[Stats]]:
     """A synthetic source: its generator reads its inputs' filtered records and writes its own
-    filtered records (generated rows pass the same rule filters); returns counts and LLM stats."""
+    filtered records (generated rows pass the same rule filters); returns counts and the LLM stats
+    of the generator and, when the source has one, of its judge: they spend from one budget."""
     try:
         api_key_from_env()  # fail fast, before any work, with the variable to set
         module = get_generator(source.generator.name)
@@ -393,7 +394,8 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         raise BuildError(f"source {source.key!r}: {error}") from None
     if problem := unmakeable(source):
         log.warning(problem)
-    client = LLMClient(llm_settings(manifest, layout, llm_overrides))
+    spending = Spending()
+    client = LLMClient(llm_settings(manifest, layout, llm_overrides), spending=spending)
     context = Context(llm=client, targets=source.target_cells(), params=source.generator.params,
                       identity=manifest.identity, seed=manifest.seed)
     with ExitStack() as held:
@@ -406,14 +408,16 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         held.enter_context(layout.rewriting(source.key, "filtered"))
         # each input's records in the order of its raw rows, whatever the workers that made them
         records = (record for parts in inputs.values() for record in records_in_order(parts))
+        info = source_info(manifest, source, layout, llm_overrides, spending)
         try:
-            counts = generate(module, records, context, source_info(manifest, source, layout, llm_overrides),
+            counts = generate(module, records, context, info,
                               layout.stage_dir(source.key, "filtered") / "part-00000.parquet",
                               rejected_file(layout.rejected_dir, source.key, "generated"))
         except GeneratorBroken as error:
             raise BuildError(f"source {source.key!r} ({source.generator.name}): {error}") from error
         _save_done(layout, source.key, "filtered", counts, settings)
-    return counts, client.stats
+    judge = info.filters.get("llm_judge", False)
+    return counts, [client.stats] + ([judge["client"].stats] if judge is not False else [])
 
 
 def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: dict) -> None:
@@ -460,10 +464,10 @@ def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
 
 
 def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: int | None = None,
-                  llm_overrides: dict | None = None) -> tuple[Counts, Stats | None]:
+                  llm_overrides: dict | None = None) -> tuple[Counts, list[Stats]]:
     """The rule filters (and the LLM judge where the manifest turns it on, asking as `llm_overrides`
     say: the Dagster `llm` resource's concurrency and budget); returns counts and the judge's LLM
-    stats (None without a judge)."""
+    stats (none without a judge)."""
     info = source_info(manifest, source, layout, llm_overrides)
     info.filters = _filtered_stage_rules(info.filters, source)
     judge = info.filters.get("llm_judge", False)
@@ -482,7 +486,7 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: i
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
         counts = run_stage(step, config)
         _save_done(layout, source.key, "filtered", counts, settings)
-    return counts, (judge["client"].stats if judge is not False else None)
+    return counts, ([judge["client"].stats] if judge is not False else [])
 
 
 def _filtered_stage_rules(config: dict, source: Source) -> dict:
@@ -626,7 +630,7 @@ def build(manifest: Manifest, output: Path, hub_cache: Path | None = None, worke
             if problem:
                 log.warning(problem)
             _, llm_stats = filter_source(manifest, source, layout, workers)
-        if llm_stats is not None and (problem := llm_stats.unanswered()):
+        for problem in filter(None, (stats.unanswered() for stats in llm_stats)):
             log.warning("source %r: %s", source.key, problem)
     result = mix(manifest, layout)
     write_card(manifest, layout, result)

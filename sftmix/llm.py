@@ -125,6 +125,27 @@ class Stats:
                 "completion_tokens": self.usage.completion_tokens,
                 "prompt_cache_hit_tokens": self.usage.prompt_cache_hit_tokens, "cost_usd": round(self.cost_usd, 6)}
 
+    @classmethod
+    def total(cls, parts: list["Stats"]) -> "Stats":
+        """The stats of several clients of one step (a generator and its judge) as one: their sums,
+        and the last failure of the last part that had one."""
+        out = cls()
+        for part in parts:
+            for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd"):
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+            out.usage.add(part.usage)
+            out.last_failure = part.last_failure or out.last_failure
+        return out
+
+
+@dataclass
+class Spending:
+    """What the clients of one step (a generator and its judge) have spent and have on their way,
+    against each one's budget: a step's budget is the most it spends in all."""
+
+    cost_usd: float = 0.0
+    committed_usd: float = 0.0
+
 
 @pydantic_dataclass(frozen=True, config=_CHECKED)
 class LLMSettings:
@@ -448,8 +469,9 @@ class _ClientError(Exception):
 class LLMClient:
     """Async chat completions with cache, limits, retries and accounting. One per run."""
 
-    def __init__(self, settings: LLMSettings, api_key: str | None = None):
+    def __init__(self, settings: LLMSettings, api_key: str | None = None, spending: Spending | None = None):
         self.settings = settings
+        self.spending = spending or Spending()  # shared with the step's other client, if any
         self.host = endpoint_key(settings.base_url)
         self.cache = ResponseCache(settings.cache_dir)
         self.stats = Stats()
@@ -460,9 +482,10 @@ class LLMClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: _RateLimiter | None = None
         self._in_flight: dict[str, asyncio.Future] = {}
-        # With a budget: the most the requests on their way can cost, and their answers' signal
-        # (`_reserve_budget`), so that concurrent requests cannot together spend past the cap.
-        self._committed_usd, self._committed_requests = 0.0, 0  # counted too: float sums leave residues
+        # With a budget: how many of this client's requests are on their way (their most cost is in
+        # `spending`), and their answers' signal (`_reserve_budget`), so that concurrent requests
+        # cannot together spend past the cap.
+        self._committed_requests = 0  # counted too: float sums leave residues
         self._answers: asyncio.Condition | None = None
 
     def __repr__(self) -> str:  # never the key
@@ -619,32 +642,36 @@ class LLMClient:
         """With a budget: wait while the requests on their way could together spend what is left
         (one goes at a time near the cap, as with a concurrency of 1), then refuse if it is spent.
         Without the wait, each of `concurrency` requests saw the cap unreached and all were sent: a
-        $0.0002 cap spent $0.0016 at concurrency 16."""
+        $0.0002 cap spent $0.0016 at concurrency 16. Only this client's own answers are waited for:
+        another client of the step runs its requests in another event loop, paused meanwhile."""
         if self.settings.budget_usd is None:
             return
-        budget = self.settings.budget_usd
+        budget, spending = self.settings.budget_usd, self.spending
         async with self._answers:
-            await self._answers.wait_for(
-                lambda: not self._committed_requests or self.stats.cost_usd + self._committed_usd + most_usd <= budget)
+            await self._answers.wait_for(lambda: not self._committed_requests
+                                         or spending.cost_usd + spending.committed_usd + most_usd <= budget)
         self._refuse_past_budget()
-        self._committed_usd += most_usd
+        spending.committed_usd += most_usd
         self._committed_requests += 1
 
     async def _release_budget(self, most_usd: float) -> None:
         if self.settings.budget_usd is None:
             return
-        self._committed_usd -= most_usd  # the answer's cost is in stats.cost_usd now
+        self.spending.committed_usd -= most_usd  # the answer's cost is in `spending.cost_usd` now
         self._committed_requests -= 1
         async with self._answers:
             self._answers.notify_all()
 
     def _refuse_past_budget(self) -> None:
-        if self.settings.budget_usd is not None and self.stats.cost_usd >= self.settings.budget_usd:
-            raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${self.stats.cost_usd:.4f})")
+        spent = self.spending.cost_usd
+        if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
+            raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
 
     def _account(self, usage: Usage) -> None:
+        cost = self.settings.prices.cost(usage)
         self.stats.usage.add(usage)
-        self.stats.cost_usd += self.settings.prices.cost(usage)
+        self.stats.cost_usd += cost
+        self.spending.cost_usd += cost
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** attempt)

@@ -982,6 +982,48 @@ def test_the_llm_resource_sets_the_judges_budget_too(tmp_path, monkeypatch):
     assert _filtered_rows(tmp_path / "out", "g") == 1 and reasons["budget_exhausted"] > 0  # the one row graded is kept
 
 
+@pytest.mark.parametrize("case", ["one endpoint", "the judge's dead", "a step budget"])
+def test_a_generated_sources_judge_is_counted_checked_and_capped_with_its_generator(tmp_path, monkeypatch, case):
+    """A generated source whose rules include the LLM judge: the judge's client was left out of the
+    step's llm_* metadata and its llm_answered check, and got the whole step budget again."""
+    from openai_server import serve_openai
+
+    from pipelines.resources import LLMResource
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    judge = {"threshold": 1}
+    if case == "the judge's dead":
+        judge["llm"] = {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
+    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+                 "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": judge}}
+
+    def respond(messages, body):
+        return "Feedback: Good. [RESULT] 5" if "[RESULT]" in json.dumps(messages) else "A short and direct answer."
+
+    with serve_openai(respond) as server:
+        llm = {"base_url": server.base_url}  # the manifest's, which the judge's own llm: overrides
+        monkeypatch.delenv("SFTMIX_LLM_BASE_URL", raising=False)
+        path = _manifest(tmp_path, [wildchat, responses], holdout=0, llm=llm,
+                         licence_policy={"allow": ["apache-2.0", "odc-by"]})
+        resources = {"llm": LLMResource(budget_usd=1e-9)} if case == "a step budget" else {}
+        result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
+            .execute_in_process(instance=DagsterInstance.ephemeral(), resources=resources)
+        sent = server.count()
+    metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                    if e.event_specific_data.materialization.asset_key.to_user_string() == "responses/filtered")
+    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key.to_user_string() == "responses/filtered"]
+    if case == "one endpoint":  # a generated answer and its grade
+        assert (sent, metadata["llm_requests"].value, check.passed, metadata["rows_out"].value) == (2, 2, True, 1)
+    elif case == "the judge's dead":
+        assert metadata["llm_requests"].value == 2 and metadata["rows_out"].value == 0  # one answer; one refused
+        assert not check.passed and "answered none of 1 requests" in check.metadata["problem"].value
+    else:  # the first paid answer spends the step's budget: the judge asks nothing
+        assert (sent, metadata["llm_requests"].value) == (1, 1)
+        assert metadata["drops_by_reason"].value.get("budget_exhausted") == 1
+
+
 def test_an_llm_resource_budget_of_zero_spends_nothing_and_bad_values_are_refused(tmp_path, monkeypatch):
     """`budget_usd: 0` (as in the manifest: spend nothing) was taken for unset, and the step spent
     without a cap; `concurrency: -1` passed the run config and failed inside the step."""
