@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, define_asset_job, multiprocess_executor
+from dagster import Definitions, Field, define_asset_job, multiprocess_executor
 
 from assets.mixture import mixture_assets
 from assets.sources import source_assets
@@ -23,8 +23,14 @@ from sftmix.manifest import load
 # datatrove and polars for every step: the sample build's 62 steps took 94-98 s, now 23-25 s. Listed
 # explicitly: with a job loaded by `-m`, Dagster's forkserver preloads only Dagster's executor. The
 # asset modules are named too, for a job loaded by `-f` (this file under another module name).
-STEP_EXECUTOR = multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": [
-    "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", __name__]}}})
+# The rest of the executor's config (max_concurrent, tag_concurrency_limits, retries) stays run config.
+FORKSERVER = {"forkserver": {"preload_modules": [
+    "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", __name__]}}
+STEP_EXECUTOR = multiprocess_executor.configured(
+    lambda config: {**config, "start_method": FORKSERVER}, name="multiprocess_forkserver",
+    config_schema={name: Field(field.config_type, is_required=False, description=field.description)
+                   for name, field in multiprocess_executor.config_schema.config_type.fields.items()
+                   if name != "start_method"})
 
 
 def build_definitions(manifest_path: str, output: str = "", hub_cache: str = "") -> Definitions:

@@ -1721,6 +1721,11 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
     assert config["start_method"] == {"forkserver": {"preload_modules": [
         "dagster._core.storage.base_storage", "assets.mixture", "assets.sources", "pipelines.definitions"]}}
     assert build_definitions(str(SAMPLE), str(tmp_path)).resolve_job_def("build_mixture").executor_def is STEP_EXECUTOR
+    # the rest of the executor's settings are run config; they were accepted, any key, and ignored
+    run_config = STEP_EXECUTOR.apply_config_mapping({"config": {"max_concurrent": 1, "retries": {"disabled": {}}}})
+    config = run_config.value["config"]
+    assert (config["max_concurrent"], config["retries"], list(config["start_method"])) == (1, {"disabled": {}}, ["forkserver"])
+    assert not STEP_EXECUTOR.apply_config_mapping({"config": {"max_concurent": 1}}).success
     sources = [{"key": key, "converter": converter, "licence": "apache-2.0", "language": "en",
                 "local": {"files": [str(FIXTURES / path)]}, "targets": "all"}
                for key, converter, path in (("g", "glaive", "glaive/glaive-function-calling-v2.json"),
