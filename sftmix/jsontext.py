@@ -14,6 +14,7 @@ arguments that took a `dumps` from 1.8 to 0.7 µs.
 from __future__ import annotations
 
 import json
+import math
 from json.encoder import c_make_encoder
 from typing import Any, Callable
 
@@ -25,8 +26,16 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-# JSON only: json.loads would also accept NaN, Infinity and -Infinity, which no other parser does.
-STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON text, but no encoder writes the inf it becomes
+        raise ValueError(f"{text} is out of a float's range")
+    return value
+
+
+# JSON only: json.loads would also accept NaN, Infinity and -Infinity, which no other parser does,
+# and read 1e400 as inf, which `dumps` then refuses (a published row no renderer could write).
+STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:

@@ -143,6 +143,10 @@ def test_malformed_arguments_raise():
     rec = record([message("user", "x"), message("assistant", "", tool_calls=[tool_call("get_weather", '{"city": NaN}', "call_0")])], [WEATHER])
     with pytest.raises(ValueError, match=r"'get_weather': arguments are not JSON: NaN is not JSON"):
         to_chatml(rec)
+    # nor one of a number out of a float's range: json read it as inf, and dumps refused it unnamed
+    rec = record([message("user", "x"), message("assistant", "", tool_calls=[tool_call("get_weather", '{"days": 1e400}', "call_0")])], [WEATHER])
+    with pytest.raises(ValueError, match=r"'get_weather': arguments are not JSON: 1e400 is out of a float's range"):
+        to_chatml(rec)
 
 
 def test_parser_follows_vllm_hermes_behaviour():
