@@ -20,7 +20,9 @@ vllm/entrypoints/openai/tool_parsers/hermes_tool_parser.py) reads back:
 - an assistant turn with calls is `<|im_start|>assistant`, then `\\n` + content if there is any,
   then per call `\\n<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`, then
   `<|im_end|>\\n`. Arguments are the JSON object decoded from the record's string; a string that
-  is not a JSON object raises ValueError (the tool-call filter removes those rows first).
+  is not a JSON object raises ValueError (the tool-call filter removes those rows first). A
+  `</tool_call>` inside a string is written `<\\/tool_call>` (the same JSON string), or the
+  parser would end the block there.
 - tool results: Qwen2.5 and Hermes-3 put them in a `user` turn, each wrapped
   `\\n<tool_response>\\n{content}\\n</tool_response>`, consecutive results (parallel calls) in one
   turn, in the record's order. That convention is used here. (vLLM's example Hermes-2-Pro
@@ -73,6 +75,9 @@ def _arguments(call: dict) -> dict:
     return arguments
 
 
+TOOL_CALL_END, ESCAPED_TOOL_CALL_END = "</tool_call>", "<\\/tool_call>"
+
+
 def _tool_call_block(call: dict) -> str:
     body = dumps({"name": call["function"]["name"], "arguments": _arguments(call)})
     if not body.isascii():
@@ -80,7 +85,9 @@ def _tool_call_block(call: dict) -> str:
             body.encode("utf-8")
         except UnicodeEncodeError:  # an escaped lone surrogate (`\\ud83d`): no tokenizer or Arrow column takes it
             raise ValueError(f"tool call {call['function']['name']!r}: arguments hold half a surrogate pair") from None
-    return f"\n<tool_call>\n{body}\n</tool_call>"
+    # A closing tag inside a string would end the block for the Hermes parser (vLLM's regex), which
+    # then reads no call at all: JSON's `\/` escape writes the same string without it.
+    return f"\n<tool_call>\n{body.replace(TOOL_CALL_END, ESCAPED_TOOL_CALL_END)}\n</tool_call>"
 
 
 def to_chatml(record: dict) -> str:

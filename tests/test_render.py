@@ -149,6 +149,21 @@ def test_malformed_arguments_raise():
         to_chatml(rec)
 
 
+def test_a_closing_tag_inside_arguments_does_not_end_the_block():
+    """A string argument holding `</tool_call>` (a tool that writes docs about tool calling) ended
+    the block there for vLLM's Hermes parser, which then read no call at all from the turn."""
+    write_file = tool_def("write_file", "Write a file", {"type": "object", "properties": {
+        "path": {"type": "string"}, "text": {"type": "string"}}, "required": ["path", "text"]})
+    arguments = {"path": "docs/format.md", "text": "Wrap each call as <tool_call>{...}</tool_call>, then stop."}
+    text = to_chatml(record([message("user", "Document the call format."),
+                             message("assistant", "", tool_calls=[tool_call("write_file", arguments, "call_0")]),
+                             message("tool", "ok", tool_call_id="call_0", name="write_file"),
+                             message("assistant", "Done.")], [write_file]))
+    [turn] = re.findall(r"<\|im_start\|>assistant\n(<tool_call>.*?)<\|im_end\|>", text, re.S)
+    assert turn.count("</tool_call>") == 1
+    assert parse_hermes_tool_calls(turn) == [{"name": "write_file", "arguments": arguments}]
+
+
 def test_parser_follows_vllm_hermes_behaviour():
     assert parse_hermes_tool_calls("Just text, no call.") == []
     # an unclosed last block is still read (vLLM's second regex alternative)
