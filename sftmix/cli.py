@@ -93,7 +93,12 @@ def _render(args) -> int:
     if not path.exists():
         raise UserError(f"shard not found: {path}")
     # a shard, or a split's shards in order (a mixture directory: its train split)
-    shards = shard_files(path, path.name if path.name in SPLITS else "train")
+    split = next((p.name for p in (path, path.parent) if p.name in SPLITS), "train") if path.is_file() else (
+        path.name if path.name in SPLITS else "train")
+    try:
+        shards = shard_files(path, split)
+    except ValueError as error:  # a mixing stopped part way
+        raise UserError(str(error)) from None
     check_records(shards)  # every shard, before any row is shown
     rows = ((shard, record) for shard in shards for record in read_records([shard]))
     for shown, (shard, record) in enumerate(rows):

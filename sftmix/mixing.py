@@ -51,15 +51,15 @@ import pyarrow.parquet as pq
 from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
+from sftmix.reader import MIXING_STOPPED, SPLITS
 from sftmix.record import SCHEMA
 from sftmix.rejected import REJECTED_SCHEMA, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
 
-SPLITS = ("train", "validation")
 STATS = "stats.json"  # the mixing's counts, beside its splits: what the card is written from
-# In the mixture directory while a mixing puts its splits, rejected files and stats.json in place:
-# left there, it says they may be of two mixings (`build.write_card` refuses them).
-MIXING_STOPPED = ".mixing-stopped"
+# `MIXING_STOPPED` is in the mixture directory while a mixing puts its splits, rejected files and
+# stats.json in place: left there, it says they may be of two mixings (`build.write_card` and the
+# readers refuse them).
 HOLDOUT_DEFICIT = "*holdout*"  # the `source` of the deficit that says the holdout fell short of its size
 PARTITION_ROWS = 16_384  # rows of all sources per rank partition: what one step holds at a time
 MAX_PARTITIONS = 512

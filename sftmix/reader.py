@@ -9,28 +9,36 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 SPLITS = ("train", "validation")
+# In a mixture directory while a mixing puts its splits in place, one after the other: until it is
+# removed, the splits may be of two mixings (a holdout overlapping train).
+MIXING_STOPPED = ".mixing-stopped"
 
 
 def shard_files(path: Path | str, split: str = "train") -> list[Path]:
     """`path` is a mixture directory (`<out>/<mixture>`), a split directory or one shard. A split
     directory of the other split is refused: reading `.../train` for `split="validation"` would
-    train on the holdout's rows or evaluate on training rows."""
+    train on the holdout's rows or evaluate on training rows. So is a split of a mixture whose
+    last mixing stopped part way (`MIXING_STOPPED`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     root = Path(path)
     if root.is_file():
         if root.parent.name in SPLITS and root.parent.name != split:  # one shard of the other split's directory
             raise ValueError(f"{root} is a shard of the {root.parent.name} split, not the {split} split")
-        return [root]
-    if (root / split).is_dir():
-        split_dir = root / split
-    elif root.name in SPLITS and root.name != split:
-        raise ValueError(f"{root} is the {root.name} split, not the {split} split")
+        files, split_dir = [root], root.parent
     else:
-        split_dir = root
-    files = sorted(split_dir.glob("part-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no shards (part-*.parquet) under {split_dir}")
+        if (root / split).is_dir():
+            split_dir = root / split
+        elif root.name in SPLITS and root.name != split:
+            raise ValueError(f"{root} is the {root.name} split, not the {split} split")
+        else:
+            split_dir = root
+        files = sorted(split_dir.glob("part-*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"no shards (part-*.parquet) under {split_dir}")
+    if split_dir.name in SPLITS and (split_dir.parent / MIXING_STOPPED).exists():
+        raise ValueError(f"{split_dir.parent}: its last mixing was stopped part way, so its splits may be of two "
+                         "mixings (its holdout overlapping train): mix it again first")
     return files
 
 

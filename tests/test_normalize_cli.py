@@ -240,6 +240,14 @@ def test_rendering_a_mixture_directory_renders_its_train_shards_in_order(filtere
     assert done.stdout == sftmix("render", tmp_path / "mix" / "train", cwd=tmp_path).stdout
     assert _headers(sftmix("render", tmp_path / "mix", "--limit", str(half + 2), cwd=tmp_path).stdout) == expected[:half + 2]
     assert _headers(sftmix("render", tmp_path / "mix" / "validation", cwd=tmp_path).stdout) == expected[:1]
+    # one shard of the validation split (it was read as a train shard, refused with a traceback)
+    assert _headers(sftmix("render", tmp_path / "mix" / "validation" / "part-00000.parquet", cwd=tmp_path).stdout) \
+        == expected[:1]
+    (tmp_path / "mix" / ".mixing-stopped").write_text("hash")
+    assert _one_line_error(sftmix("render", tmp_path / "mix", cwd=tmp_path)) == (
+        f"sftmix: error: {tmp_path / 'mix'}: its last mixing was stopped part way, so its splits may be of two "
+        "mixings (its holdout overlapping train): mix it again first")
+    (tmp_path / "mix" / ".mixing-stopped").unlink()
     assert _one_line_error(sftmix("render", tmp_path, cwd=tmp_path)) == f"sftmix: error: no shards (part-*.parquet) under {tmp_path}"
     shutil.copy(TOUCAN, tmp_path / "mix" / "train" / "part-00002.parquet")  # every shard is checked before any is shown
     done = sftmix("render", tmp_path / "mix", cwd=tmp_path)

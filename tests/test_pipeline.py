@@ -1291,9 +1291,19 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
         build(load(path), out)
     with pytest.raises(BuildError, match=stopped):
         write_card(load(path), layout, stats())
+    # nor do the readers hand a training job the new train split beside the old holdout
+    refused = (rf"^{re.escape(str(layout.mixture_dir))}: its last mixing was stopped part way, so its splits may be of "
+               r"two mixings \(its holdout overlapping train\): mix it again first$")
+    for split in ("train", "validation"):
+        for where in (layout.mixture_dir, layout.mixture_dir / split, layout.mixture_dir / split / "part-00000.parquet"):
+            with pytest.raises(ValueError, match=refused):
+                list(sftmix.read_mixture(where, split))
+        with pytest.raises(ValueError, match=refused):
+            sftmix.to_hf_dataset(layout.mixture_dir, split)
     mix(load(path), layout)
     assert not (layout.mixture_dir / MIXING_STOPPED).exists()
     write_card(load(path), layout, stats())
+    assert len(list(sftmix.read_mixture(layout.mixture_dir, "validation"))) == 2
 
     path.write_text(path.read_text().replace("seed: 1", "seed: 2"))
     manifest = load(path)
