@@ -30,7 +30,9 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "license": licences if len(licences) != 1 else licences[0],
         "language": sorted({lang for split in SPLITS for lang in result.by_language.get(split, {}) if lang != "*"}),
         "tags": ["sft", "chat", "function-calling", "sftmix"],
-        "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in SPLITS]}],
+        # a split of no rows is left out: `load_dataset` refuses one ("corresponds to no data")
+        "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in SPLITS
+                                                              if result.split_rows.get(s)]}],
     }
     drops = []
     for key, stages in stage_counts.items():

@@ -7,6 +7,9 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from sftmix.record import SCHEMA
 
 SPLITS = ("train", "validation")
 # In a mixture directory while a mixing puts its splits in place, one after the other: until it is
@@ -76,10 +79,16 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
 
     `streaming=True` gives an `IterableDataset` read from the shards as it is iterated, with no
     copy into the `datasets` cache first (a full mixture is gigabytes)."""
-    from datasets import load_dataset
+    from datasets import Dataset, Features, load_dataset
 
     licences, columns = _licences(licences), _columns(columns)
     files = shard_files(path, split)
+    if not streaming and sum(pq.read_metadata(f).num_rows for f in files) == 0:
+        # a split of no rows (`holdout: {size: 0}`): datasets says only "corresponds to no data"
+        schema = pq.read_schema(files[0])
+        schema = pa.schema([schema.field(name) for name in columns]) if columns else schema
+        return Dataset.from_dict({name: [] for name in schema.names}, features=Features.from_arrow_schema(schema),
+                                 split=split)
     selection = {}
     if licences is not None:
         present = column_counts(files, ("licence",))["licence"]
@@ -102,10 +111,15 @@ def _names(value: list[str] | None, what: str) -> list[str] | None:
 
 
 def _columns(value: list[str] | None) -> list[str] | None:
-    """An empty list is refused too: rows of nothing (datasets said only "corresponds to no data")."""
+    """An empty list is refused too: rows of nothing (datasets said only "corresponds to no data");
+    and a name that is no column of a record (datasets said "An error occurred while generating
+    the dataset", Arrow "No match for FieldRef.Name")."""
     names = _names(value, "columns")
     if names == []:
         raise ValueError("columns is empty: name at least one column, or pass None for all of them")
+    unknown = [name for name in names or () if name not in SCHEMA.names]
+    if unknown:
+        raise ValueError(f"no column {unknown[0]!r} in a mixture's rows; its columns: {', '.join(SCHEMA.names)}")
     return names
 
 

@@ -202,6 +202,23 @@ def test_a_string_where_a_list_of_names_is_wanted_is_refused(sample_build, read)
     assert rows and all(row == {"id": row["id"], "licence": "apache-2.0"} for row in rows)
 
 
+def test_a_split_of_no_rows_loads_as_an_empty_dataset(tmp_path):
+    """`holdout: {size: 0}` writes an empty validation split: `to_hf_dataset` raised datasets'
+    "corresponds to no data", and so did `load_dataset` of the mixture directory, whose card's
+    configs named the split."""
+    from datasets import load_dataset
+
+    build(load(_manifest(tmp_path, [_glaive_source()], holdout=0)), tmp_path / "out")
+    mixture_dir = tmp_path / "out" / "mini"
+    empty = sftmix.to_hf_dataset(mixture_dir, "validation")
+    assert len(empty) == 0 and empty.column_names == _table(mixture_dir, "train").column_names
+    assert empty.features == sftmix.to_hf_dataset(mixture_dir, "train").features
+    assert sftmix.to_hf_dataset(mixture_dir, "validation", columns=["id", "messages"]).column_names == ["id", "messages"]
+    assert list(sftmix.to_hf_dataset(mixture_dir, "validation", streaming=True)) == []
+    splits = load_dataset(str(mixture_dir))
+    assert list(splits) == ["train"] and len(splits["train"]) == _table(mixture_dir, "train").num_rows
+
+
 @pytest.mark.parametrize("licences", [["cc-by-nc-4.0"], ["cc-by-nc-4.0", "apache-2.0", "no-such-licence"]])
 def test_to_hf_dataset_takes_the_licences_and_columns_read_mixture_takes(sample_build, licences):
     mixture_dir, _ = sample_build
@@ -225,6 +242,10 @@ def test_licence_ids_match_whatever_their_case_and_columns_must_name_one(sample_
     for read in (sftmix.read_mixture, sftmix.to_hf_dataset):
         with pytest.raises(ValueError, match=r"^columns is empty: name at least one column, or pass None for all of them$"):
             next(iter(read(mixture_dir, columns=[])))
+        # datasets said "An error occurred while generating the dataset", Arrow "No match for FieldRef.Name(text)"
+        with pytest.raises(ValueError, match=r"^no column 'text' in a mixture's rows; its columns: id, source, licence, "
+                                             r"language, messages, tools, origin$"):
+            next(iter(read(mixture_dir, columns=["id", "text"])))
     shard = sorted((mixture_dir / "train").glob("part-*.parquet"))[0]
     assert column_counts(shard, ("licence",)) == column_counts([str(shard)], ("licence",))
     assert sum(column_counts(shard, ("licence",))["licence"].values()) == pq.read_metadata(shard).num_rows
