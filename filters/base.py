@@ -119,6 +119,21 @@ def turn_texts(record: dict, roles: tuple[str, ...]) -> list[str]:
     return [m["content"] or "" for m in record["messages"] if m["role"] in roles]
 
 
+_APOSTROPHES = ("\u2019", "\u2018", "\u02bc")
+
+
+def folded(text: str) -> str:
+    """`text` lowercased, its typographic apostrophes (’ ‘ ʼ) made ASCII: the phrase rules spell
+    "i'm" and "can't", and "I’m sorry, but I can’t assist" slipped past them. (`str.translate`
+    added 14 µs to each rule on a bench Toucan row; three searches, nothing measurable.)"""
+    lowered = text.lower()
+    if not lowered.isascii():
+        for mark in _APOSTROPHES:
+            if mark in lowered:
+                lowered = lowered.replace(mark, "'")
+    return lowered
+
+
 def learned_turns(record: dict) -> list[str]:
     """The non-empty assistant turns, or the user turns of rows that have no assistant turn
     (prompts, documents)."""

@@ -4,7 +4,8 @@ Phrases are matched case-insensitively in the assistant turns only, in the mixtu
 Sources whose refusals are the point (When2Call's "cannot answer" rows) turn this rule off in the
 manifest. Extra phrases can be added per source with `extra_phrases`.
 
-Phrases are lowercase regexes searched in the lowercased text: a case-sensitive pattern lets `re`
+Phrases are lowercase regexes searched in the lowercased text (its typographic apostrophes made
+ASCII, `filters.base.folded`): a case-sensitive pattern lets `re`
 skip ahead to the characters that can start a match, eight times faster than `re.IGNORECASE`.
 Texts that hold none of the literals some phrase's match must contain are ruled out before the
 regex (`filters.literals`); an extra phrase without such a literal turns that screen off.
@@ -12,7 +13,7 @@ regex (`filters.literals`); an extra phrase without such a literal turns that sc
 
 import re
 
-from filters.base import RecordFilter, turn_texts
+from filters.base import RecordFilter, folded, turn_texts
 from filters.literals import LiteralScreen, required_literals
 
 PHRASES = (
@@ -20,14 +21,18 @@ PHRASES = (
     r"as an ai(?: language)? model", r"as a large language model", r"i(?:'m| am) (?:just )?an ai(?: language model)?,? (?:and|so) (?:i )?(?:can(?:not|'t)|don't|do not)",
     r"i(?:'m| am) sorry,? but i can(?:not|'t) (?:assist|help|fulfill|comply)", r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
     r"i(?:'m| am) unable to (?:assist|help) with (?:this|that) request",
-    # es
-    r"como (?:un )?modelo de lenguaje", r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)", r"lo siento,? pero no puedo (?:ayudar|cumplir|atender)",
-    # ca
-    r"com a model de llenguatge", r"com a intel·ligència artificial,? no (?:puc|tinc)", r"ho sento,? però no puc (?:ajudar|complir)",
-    # pt / gl
-    r"como (?:um )?modelo de linguagem", r"como (?:unha )?intelixencia artificial,? non (?:podo|teño)", r"desculpe,? mas não posso (?:ajudar|cumprir)",
+    # es, ca, pt, gl: "as a language model" is the canned opening only as an aside ("Como modelo de
+    # lenguaje, no tengo..."); "se preentrena como un modelo de lenguaje enmascarado" is about NLP
+    r"como (?:un )?modelo de lenguaje(?: de (?:ia|inteligencia artificial))?,", r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)",
+    r"lo siento,? pero no puedo (?:ayudar|cumplir|atender)",
+    r"com a model de llenguatge(?: d'ia| d'intel·ligència artificial)?,", r"com a intel·ligència artificial,? no (?:puc|tinc)",
+    r"ho sento,? però no puc (?:ajudar|complir)",
+    r"como (?:um )?modelo de linguagem(?: de ia)?,", r"como (?:uma )?inteligência artificial,? não (?:posso|tenho)",
+    r"desculpe,? mas não posso (?:ajudar|cumprir)",
+    r"como (?:un )?modelo de linguaxe(?: de ia)?,", r"como (?:unha )?intelixencia artificial,? non (?:podo|teño)",
+    r"síntoo,? pero non podo (?:axudar|cumprir)",
     # eu
-    r"hizkuntza[- ]eredu (?:bat )?(?:naizen|gisa)",
+    r"hizkuntza[- ]eredu (?:bat )?(?:naizen|gisa)", r"sentitzen dut,? baina ezin (?:dut|dizut) (?:horretan )?lagundu",
 )
 
 
@@ -45,7 +50,7 @@ class BoilerplateFilter(RecordFilter):
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
-            text = text.lower()
+            text = folded(text)
             if self.screen.may_match(text) and self.pattern.search(text):
                 return "boilerplate"
         return None

@@ -13,7 +13,7 @@ Texts that name no other model or developer are ruled out before either regex (`
 
 import re
 
-from filters.base import RecordFilter, turn_texts
+from filters.base import RecordFilter, folded, turn_texts
 from filters.literals import LiteralScreen, required_literals
 
 OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant", "DeepSeek(?:-V3|-R1|-Chat)?", "Claude",
@@ -21,10 +21,26 @@ OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant
                 "Open Assistant", "OpenAssistant", "Vicuna", "Alpaca", "Grok", "Copilot", "Ernie", "Tongyi Qianwen", "Kimi")
 OTHER_DEVELOPERS = ("OpenAI", "DeepSeek", "Anthropic", "Google(?: DeepMind)?", "DeepMind", "Meta(?: AI)?", "Alibaba(?: Cloud)?",
                     "Mistral AI", "Microsoft", "LAION", "Moonshot AI", "xAI", "Baidu", "Cohere", "Salesforce", "NVIDIA")
+# Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after
+_NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )"
 # "I am X" / "my name is X" / "soy X" / "sóc X" / "sou X" / "eu son X"
-_SELF = r"(?:\bI(?:'m| am)(?: called)?|\bmy name is|\bsoy|\bme llamo|\bsóc|\bem dic|\bsou|\bme chamo|\beu son|\bchámome)\s+(?:an? |un |una |um |unha )?"
-# First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por"
-_FIRST_PERSON = (r"(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou|\bfui|\bson|\bfun)\b")
+_SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bsóc|\bem dic|\bsou|\bme chamo|\beu son"
+         r"|\bchámome)\s+")
+# What may stand between "I am" and a name in a self-claim ("I am an AI assistant called ChatGPT",
+# "soy un asistente virtual llamado Claude"): articles and words for an assistant. Any words
+# matched "I'm going to compare GPT-4 and Claude" and "I'm not ChatGPT".
+_FILLER = (r"(?:(?:an?|the|un|una|um|uma|unha|el|la|o|a|ai|ia|artificial|intelligence|inteligencia|intel·ligència"
+           r"|inteligência|intelixencia|assistant|asistente|assistent|assistente|chatbot|bot|virtual|conversational"
+           r"|conversacional|large|gran|grande|language|lenguaje|llenguatge|linguagem|linguaxe|model|modelo|of|de|d'|del"
+           r"|do|da|version|versión|versió|versão|called|named|llamado|llamada|anomenat|anomenada|chamado|chamada"
+           r"|based|basado|basada|basat|basada|baseado|baseada|on|en|em|actually|really|just|realmente|en realidad)"
+           r"[\s,]+){0,6}?")
+# First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por".
+# Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
+_FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou"
+                 r"|\beu son|\beu fun)\b")
+# The words between it and "made by", none of them a negation ("I was not trained by OpenAI")
+_UNNEGATED_GAP = r"(?:(?!\bnot\b|\bnever\b|n't\b|\bno\b|\bnunca\b|\bmai\b|\bnon\b|\bnão\b)[^.\n]){0,60}?"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por")
@@ -47,8 +63,8 @@ class IdentityFilter(RecordFilter):
         developers = [d for d in OTHER_DEVELOPERS if d.lower() not in own]
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
         self.identity = re.compile((
-            rf"{_SELF}(?:[\w-]+ ){{0,4}}?{_alternation(models)}\b"
-            rf"|{_FIRST_PERSON}[^.\n]{{0,60}}?(?:{_MADE_BY})\s+{_alternation(developers)}\b"
+            rf"{_SELF}{_FILLER}{_alternation(models)}\b"
+            rf"|{_FIRST_PERSON}{_UNNEGATED_GAP}(?:{_MADE_BY})\s+{_alternation(developers)}\b"
         ).lower())
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
         # Both branches of `identity` end in a name: a text holding no name (and no literal of a
@@ -58,7 +74,7 @@ class IdentityFilter(RecordFilter):
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
-            text = text.lower()
+            text = folded(text)
             if not self.screen.may_match(text):
                 continue
             if self.identity.search(text):

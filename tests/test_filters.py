@@ -761,9 +761,22 @@ class TestBoilerplate:
         "I'm sorry, but I can't assist with that.",
         "Lo siento, pero no puedo ayudar con esa petición.",
         "Com a model de llenguatge, no tinc opinions.",
+        "I’m sorry, but I can’t assist with that.",  # typographic apostrophes
+        "Como modelo de lenguaje, no tengo opiniones personales.", "Como un modelo de lenguaje de IA, no puedo opinar.",
+        "Como modelo de linguaxe, non teño opinións persoais.", "Síntoo, pero non podo axudar con iso.",
+        "Sentitzen dut, baina ezin dut horretan lagundu.", "Como uma inteligência artificial, não posso ter opiniões.",
+        "Como um modelo de linguagem, não tenho opiniões.",
     ])
     def test_canned_assistant_text_dropped(self, text):
         assert verdict(self.f, rec(user("What do you think?"), assistant(text))) == "boilerplate"
+
+    @pytest.mark.parametrize("text", [
+        "BERT se preentrena como un modelo de lenguaje enmascarado: aprende a predecir las palabras ocultas.",
+        "O GPT-2 foi treinado como um modelo de linguagem autorregressivo sobre textos da web.",
+        "El sistema funciona com a model de llenguatge i com a cercador alhora.",
+    ])
+    def test_language_models_as_a_topic_kept(self, text):
+        assert verdict(self.f, rec(user("How is it trained?"), assistant(text))) is None
 
     def test_phrase_in_user_turn_kept(self):
         assert verdict(self.f, rec(user("Answer as an AI language model would."), assistant("Sure."))) is None
@@ -794,6 +807,11 @@ class TestIdentity:
         "Soy un modelo creado por Anthropic.",
         "I was trained by OpenAI.",
         "I'm a language model trained by OpenAI.",
+        "I am an AI assistant called ChatGPT.", "Soy un asistente virtual llamado Claude.", "I'm actually Claude.",
+        "Sóc ChatGPT, un model d'OpenAI.", "Eu son Gemini.", "Sou o ChatGPT.", "I am based on GPT-4.",
+        "Fui entrenado por OpenAI.", "Eu fun adestrado por Google.", "No, soy ChatGPT.",
+        "Sou um modelo de linguagem desenvolvido pela OpenAI.",
+        "I’m ChatGPT, a large language model trained by OpenAI.",  # a typographic apostrophe
     ])
     def test_other_identity_dropped(self, text):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text))) == "identity_leak"
@@ -812,6 +830,17 @@ class TestIdentity:
         "ChatGPT is a large language model developed by OpenAI.",
         "Claude is an AI assistant made by Anthropic.",
         "ChatGPT i Gemini són populars; Gemini és un model creat per Google.",
+        # not self-claims: Spanish "son" (they are) and English "son"; a negation; words that are not a name's
+        "ChatGPT y Gemini son populares; Gemini es un modelo creado por Google.",
+        "Los asistentes más conocidos son ChatGPT, desarrollado por OpenAI, y Gemini.",
+        "My son loves Minecraft, which was made by Microsoft, so he plays it every day.",
+        "No, I'm not ChatGPT. I'm ALIA, a language model developed by the Barcelona Supercomputing Center.",
+        "No, no soy ChatGPT. Soy ALIA, un modelo desarrollado por el Barcelona Supercomputing Center.",
+        "No, no sóc ChatGPT. Sóc ALIA, un model desenvolupat pel Barcelona Supercomputing Center.",
+        "Non, non son ChatGPT: son ALIA.", "Não, não sou o ChatGPT.",
+        "I was not developed by OpenAI; I am ALIA, built by the Barcelona Supercomputing Center.",
+        "I'm going to compare GPT-4 and Claude on the three criteria you listed.",
+        "I'm familiar with Llama 2 and Mistral.",
     ])
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
