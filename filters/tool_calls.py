@@ -1,7 +1,8 @@
 """Check every tool call against the conversation's tools.
 
 A call must name a tool defined in `tools`, carry arguments that decode to a JSON object, and
-validate against that tool's JSON Schema. Validators are compiled by jsonschema-rs once per
+validate against that tool's JSON Schema. Two definitions of one name (other than the same one
+listed twice) are a `duplicate_tool_name` drop, as the glaive and Dolci converters make it. Validators are compiled by jsonschema-rs once per
 distinct schema (the same few thousand schemas repeat across a source's rows), so the hot path is a
 dict lookup and a compiled check: for a three-property weather schema, 0.2 µs per call against
 14 µs with the pure-Python `jsonschema`, and 8 µs against 159 µs to check and build a validator.
@@ -63,7 +64,14 @@ def _tool_schemas(tools_json: str) -> dict[str, str] | str:
             return "invalid_tool_definition"
         schemas = [_schema_of(tool) for tool in tools]
     reason = next((schema for schema in schemas if isinstance(schema, str)), None)
-    return reason or dict(schemas)
+    if reason:
+        return reason
+    by_name = dict(schemas)
+    if len(by_name) < len(schemas) and len(set(schemas)) > len(by_name):
+        # two definitions of one name (not one listed twice): a call to it cannot be judged, and
+        # which one counted depended on their order
+        return "duplicate_tool_name"
+    return by_name
 
 
 @lru_cache(maxsize=8192)

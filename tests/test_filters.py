@@ -209,6 +209,13 @@ class TestToolCalls:
     def test_no_calls_no_tools_kept(self):
         assert verdict(self.f, rec(user(), assistant())) is None
 
+    def test_two_definitions_of_one_name_are_a_drop_whatever_their_order(self):
+        # the last one silently won: the same call was kept in one order, dropped in the other
+        loose = tool_def("get_weather", "Weather", {"type": "object", "properties": {"location": {}}})
+        assert verdict(self.f, self.call(tools=(WEATHER, loose))) == "duplicate_tool_name"
+        assert verdict(self.f, self.call(tools=(loose, WEATHER))) == "duplicate_tool_name"
+        assert verdict(self.f, self.call(tools=(WEATHER, NOW, WEATHER))) is None  # one tool listed twice
+
     def test_unknown_tool(self):
         assert verdict(self.f, self.call(name="get_stock_price")) == "unknown_tool"
 
