@@ -207,7 +207,8 @@ class _Rejects:
         self.partitions = partitions
         self.writers = {} if directory is None else {
             s.key: AtomicParquetWriter(rejected_file(directory, s.key, "mixing"), REJECTED_SCHEMA,
-                                       file_metadata(manifest.hash, source=s.key)) for s in _mixed(manifest)}
+                                       file_metadata(manifest.hash, [s.licence] if s.licence else [], source=s.key))
+            for s in _mixed(manifest)}  # tagged as the stages tag theirs: the source's licence
 
     def write(self, source: str, order: int, part: int, dropped: pl.DataFrame) -> None:
         """Drop partition `part`'s rows of `source` at `dropped["row"]`, for `dropped["reason"]`."""

@@ -699,6 +699,10 @@ def test_near_duplicates_across_sources_are_kept_once_and_counted(tmp_path):
     assert deduped.by_source["train"]["a"] == plain.by_source["train"]["a"]  # the earlier source keeps its rows
     drops = pq.read_table(tmp_path / "dedup" / "mini" / "rejected" / "b.mixing-00000.parquet").to_pylist()
     assert Counter(d["reason"] for d in drops) == deduped.excluded["b"]  # kept for inspection, as counted
+    # tagged with the source's licence, as its stages' rejected files are (the mixing's had none)
+    for stage in ("mixing", "normalized"):
+        footer = pq.read_schema(next((tmp_path / "dedup" / "mini" / "rejected").glob(f"b.{stage}-*.parquet"))).metadata
+        assert json.loads(footer[b"licences"]) == [next(s["licence"] for s in sources if s["key"] == "b")]
     shard_ids = {r["id"] for r in sftmix.read_mixture(tmp_path / "dedup" / "mini", "train")}
     removed_ids = {d["id"] for d in drops}
     assert not removed_ids & shard_ids and removed_ids <= {r["id"] for r in sftmix.read_mixture(tmp_path / "plain" / "mini", "train")}
