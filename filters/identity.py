@@ -26,21 +26,22 @@ _NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )"
 # "I am X" / "my name is X" / "soy X" / "sóc X" / "sou X" / "eu son X"
 _SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bsóc|\bem dic|\bsou|\bme chamo|\beu son"
          r"|\bchámome)\s+")
-# What may stand between "I am" and a name in a self-claim ("I am an AI assistant called ChatGPT",
-# "soy un asistente virtual llamado Claude"): articles and words for an assistant. Any words
-# matched "I'm going to compare GPT-4 and Claude" and "I'm not ChatGPT".
-_FILLER = (r"(?:(?:an?|the|un|una|um|uma|unha|el|la|o|a|ai|ia|artificial|intelligence|inteligencia|intel·ligència"
-           r"|inteligência|intelixencia|assistant|asistente|assistent|assistente|chatbot|bot|virtual|conversational"
-           r"|conversacional|large|gran|grande|language|lenguaje|llenguatge|linguagem|linguaxe|model|modelo|of|de|d'|del"
-           r"|do|da|version|versión|versió|versão|called|named|llamado|llamada|anomenat|anomenada|chamado|chamada"
-           r"|based|basado|basada|basat|basada|baseado|baseada|on|en|em|actually|really|just|realmente|en realidad)"
-           r"[\s,]+){0,6}?")
+# What may stand between "I am" and a name in a self-claim ("I am a helpful assistant called
+# ChatGPT", "soy un asistente útil llamado Claude", "I am powered by GPT-4"): up to six words, none a
+# negation or a word that makes the name the object of something else ("I'm going to compare GPT-4
+# and Claude", "I'm familiar with Llama", "I'm not ChatGPT" were identity_leak drops).
+_NOT_A_CLAIM = (r"not|no|non|não|never|nunca|mai|going|about|familiar|similar|like|unlike|different|compar\w*|than|to"
+                r"|with|from|fan|happy|glad|aware|sure|talking|asking|thinking|using|diferente|distinto|como|com")
+_FILLER = rf"(?:(?!(?:{_NOT_A_CLAIM})\b)[\w'-]+[\s,]+){{0,6}}?"
 # First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por".
 # Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
+# Not negated right after the verb ("I'm not a model made by OpenAI") or right before "made by"
+# ("I was not trained by OpenAI"); a negation elsewhere ("a model that can't browse, made by
+# OpenAI") negates something else.
 _FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou"
-                 r"|\beu son|\beu fun)\b")
-# The words between it and "made by", none of them a negation ("I was not trained by OpenAI")
-_UNNEGATED_GAP = r"(?:(?!\bnot\b|\bnever\b|n't\b|\bno\b|\bnunca\b|\bmai\b|\bnon\b|\bnão\b)[^.\n]){0,60}?"
+                 r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
+_GAP = r"[^.\n]{0,60}?"
+_NOT_NEGATED_BEFORE = r"(?<!not )(?<!never )(?<!n't )"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por")
@@ -64,7 +65,7 @@ class IdentityFilter(RecordFilter):
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
         self.identity = re.compile((
             rf"{_SELF}{_FILLER}{_alternation(models)}\b"
-            rf"|{_FIRST_PERSON}{_UNNEGATED_GAP}(?:{_MADE_BY})\s+{_alternation(developers)}\b"
+            rf"|{_FIRST_PERSON}{_GAP}{_NOT_NEGATED_BEFORE}(?:{_MADE_BY})\s+{_alternation(developers)}\b"
         ).lower())
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
         # Both branches of `identity` end in a name: a text holding no name (and no literal of a

@@ -773,6 +773,9 @@ class TestBoilerplate:
         "Como modelo de linguaxe, non teño opinións persoais.", "Síntoo, pero non podo axudar con iso.",
         "Sentitzen dut, baina ezin dut horretan lagundu.", "Como uma inteligência artificial, não posso ter opiniões.",
         "Como um modelo de linguagem, não tenho opiniões.",
+        "Como modelo de lenguaje no tengo opiniones personales.", "Como modelo de lenguaje IA, no puedo navegar.",
+        "Como un modelo de lenguaje entrenado por OpenAI, no tengo acceso a internet.",
+        "Lo entiendo, pero como modelo de lenguaje no puedo opinar.", "Com a model de llenguatge no tinc opinions.",
     ])
     def test_canned_assistant_text_dropped(self, text):
         assert verdict(self.f, rec(user("What do you think?"), assistant(text))) == "boilerplate"
@@ -819,6 +822,11 @@ class TestIdentity:
         "Fui entrenado por OpenAI.", "Eu fun adestrado por Google.", "No, soy ChatGPT.",
         "Sou um modelo de linguagem desenvolvido pela OpenAI.",
         "I’m ChatGPT, a large language model trained by OpenAI.",  # a typographic apostrophe
+        # any words stand between "I am" and the name, and a negation elsewhere negates something else
+        "I am a helpful assistant called ChatGPT.", "Hi! I'm an AI model known as ChatGPT.", "I am powered by GPT-4.",
+        "Soy un asistente útil llamado ChatGPT.", "Sóc un assistent d'IA anomenat ChatGPT.",
+        "I'm an AI that can't browse the web, developed by OpenAI.",
+        "Soy un modelo que no tiene emociones, creado por OpenAI.",
     ])
     def test_other_identity_dropped(self, text):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text))) == "identity_leak"
@@ -847,7 +855,8 @@ class TestIdentity:
         "Non, non son ChatGPT: son ALIA.", "Não, não sou o ChatGPT.",
         "I was not developed by OpenAI; I am ALIA, built by the Barcelona Supercomputing Center.",
         "I'm going to compare GPT-4 and Claude on the three criteria you listed.",
-        "I'm familiar with Llama 2 and Mistral.",
+        "I'm familiar with Llama 2 and Mistral.", "I'm different from ChatGPT.", "I'm not a model made by OpenAI.",
+        "I am more capable than GPT-3.5 in Catalan.",
     ])
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
