@@ -9,7 +9,9 @@ Gopher's rules judge a web page, and a conversation differs in two ways:
 - Each assistant turn is judged on its own (a row is dropped when one of them repeats itself).
   Turns joined into one text made the same short turn in several of them ("Let me check that for
   you." before each call, "In Paris it is currently ...") duplicated paragraphs and n-grams, and
-  dropped good multi-turn tool conversations.
+  dropped good multi-turn tool conversations. What only the turns together show, the same answer
+  given again, is the paragraph rules' limits applied to the turns of `MIN_REPEATED_TURN_WORDS`
+  words or more (`dup_turn_frac`, `dup_turn_char_frac`), on rows of `min_words` words in all.
 - The line and paragraph rules leave out lines that hold no word: markup repeats by nature
   (display math's `\\[` and `\\]` or `$$`, code's `}` and fences, `---`), and a worked math
   solution was a `dup_line_frac` drop.
@@ -31,6 +33,7 @@ import re
 import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
+from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.base import BatchRecordFilter, Count, learned_turns
@@ -44,6 +47,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # so that no paragraph break is made or unmade)
 _WORDLESS_LINE = re.compile(r"^[^\w\n]*[^\w\s][^\w\n]*(?:\n|\Z)", re.MULTILINE)
 LINE_RULES = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac")
+# Shorter turns come again by nature ("Let me check that for you.", "Done."), and are not counted
+# as repeated turns.
+MIN_REPEATED_TURN_WORDS = 8
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -77,7 +83,7 @@ class RepetitionFilter(BatchRecordFilter):
             limit = getattr(self.gopher, kind)
             if limit is not None and not (_is_number(limit) and limit >= 0):
                 raise ValueError(f"repetition filter: {kind} must be a number >= 0 or null, not {limit!r}")
-        # the n-gram rules alone (on the joined turns), and the line and paragraph rules alone (per turn)
+        # the n-gram rules alone, and the line and paragraph rules alone, each on one turn
         self._gopher_thresholds = {**gopher_thresholds, **dict.fromkeys(LINE_RULES)}
         self._gophers: dict[tuple[tuple, tuple], GopherRepetitionFilter] = {}
         line_thresholds = {kind: getattr(self.gopher, kind) for kind in LINE_RULES}
@@ -98,14 +104,32 @@ class RepetitionFilter(BatchRecordFilter):
             for turn, turn_rules in zip(texts, rules):  # every turn's rules are taken, in order
                 if reason is None and turn_rules is not None:  # None: too short to judge
                     reason = self._turn_reason(turn, turn_rules, doc.id)
+            if reason is None and len(texts) > 1:
+                reason = self._repeated_turns_reason(texts)
             reasons.append(reason and f"repetition_{reason}")
         return reasons
+
+    def _repeated_turns_reason(self, turns: list[str]) -> str | None:
+        """The paragraph rules over the turns: the share of turns, and of their characters, that say a
+        turn of `MIN_REPEATED_TURN_WORDS` words or more again; on rows of `min_words` words in all."""
+        said = [turn.strip() for turn in turns if len(turn.split()) >= MIN_REPEATED_TURN_WORDS]
+        if len(set(said)) == len(said) or sum(len(_WORDS.findall(turn)) for turn in turns) < self.min_words:
+            return None
+        repeated, repeated_chars = find_duplicates(said)
+        if self.gopher.dup_para_frac is not None and repeated / len(turns) > self.gopher.dup_para_frac:
+            return "dup_turn_frac"
+        if self.gopher.dup_para_char_frac is not None and \
+                repeated_chars / sum(len(turn) for turn in turns) > self.gopher.dup_para_char_frac:
+            return "dup_turn_char_frac"
+        return None
 
     def _turn_reason(self, turn: str, rules: tuple[tuple, tuple], doc_id: str) -> str | None:
         """The first rule that fires on one turn: the line and paragraph rules on its lines that
         hold a word, then the n-gram rules whose bound reaches their limit."""
         if self.line_gopher is not None and "\n" in turn:
             text = _WORDLESS_LINE.sub("", turn)
+            if not turn.endswith("\n"):  # a last line taken out leaves its line break, an empty "line"
+                text = text.rstrip("\n")
             if text.strip() and _lines_or_paragraphs_may_repeat(text):
                 result = self.line_gopher.filter(Document(text=text, id=doc_id))
                 if result is not True:

@@ -725,6 +725,9 @@ class TestRepetition:
         solution = self.MATH_SOLUTION.replace(r"\[", delimiters[0]).replace(r"\]", delimiters[1])
         assert datatrove_reason(datatrove_gopher(), Document(text=solution, id="m")) == "repetition_dup_line_frac"
         assert verdict(self.f, rec(user("Solve 3(x-2)+4 = 2(x+5)-1."), assistant(solution))) is None
+        # a markup last line taken out leaves no empty line that repeats a leading one
+        for last in ("\n😊", "\n```", "\n$$"):
+            assert verdict(self.f, rec(user("Paris?"), assistant("\n" + NORMAL_ANSWER + last))) is None
         # lines of words said again are still found among markup lines
         looped = "\n".join(f"{delimiters[0]}\nI will say this line again and again.\n{delimiters[1]}" for _ in range(12))
         assert verdict(self.f, rec(user("Go"), assistant(looped))) == "repetition_dup_line_frac"
@@ -750,6 +753,16 @@ class TestRepetition:
             record = rec(*messages[:2 * at + 1], assistant(looped), *messages[2 * at + 2:])
             assert verdict(self.f, record) == datatrove_reason(datatrove_gopher(), Document(text=looped, id="l"))
         assert [r is True for r in self.f.filter_batch([doc(templated), doc(record), doc(templated)])] == [True, False, True]
+        # what only the turns together show: the same answer given again, each turn too short to judge
+        answer = "Paris is the capital of France, on the Seine, with about two million people living in the city."
+        again = rec(*[m for i in range(8) for m in (user(f"Question {i}?"), assistant(answer))])
+        assert verdict(self.f, again) == "repetition_dup_turn_frac"
+        long_answer = " ".join([answer, NORMAL_ANSWER])
+        twice = rec(user("Q?"), assistant(long_answer), user("Again?"), assistant("No, I meant the other city, sorry " * 2),
+                    user("And?"), assistant(long_answer))
+        assert verdict(self.f, twice) == "repetition_dup_turn_frac"  # 1 of 3 turns
+        few_words = rec(*[m for i in range(3) for m in (user(f"Question {i}?"), assistant("Paris is the capital."))])
+        assert verdict(self.f, few_words) is None  # under min_words in all
 
     @pytest.mark.parametrize("limit", [-0.1, "0.3", True])
     def test_line_and_paragraph_limits_must_be_numbers_not_below_zero(self, limit):
