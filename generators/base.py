@@ -296,17 +296,18 @@ async def _generate(module, item: Item, ctx: Context) -> tuple[list[Converted] |
         # model output that breaks a generator's assumptions is a counted drop, not a crash (a reply
         # nested past the recursion limit raises RecursionError in json, jsonschema or repr); where
         # it raised tells a reply the generator cannot read from a fault of its own
-        site = _project_site(error)
-        return Drop("malformed_generation", f"{type(error).__name__}: {error} (at {site})"), site
+        site = _project_site(error)  # None: nowhere to tell one failure's place from another's
+        return Drop("malformed_generation", f"{type(error).__name__}: {error} (at {site or 'unknown'})"), site
     return (out if isinstance(out, (list, Drop)) else [out]), None
 
 
-def _project_site(error: BaseException) -> str:
-    """`path:line` of the innermost frame of `error`'s traceback in the project's own files."""
-    site = "unknown"
+def _project_site(error: BaseException) -> str | None:
+    """`path:line` of the innermost frame of `error`'s traceback in the project's own files (a
+    virtual environment inside the checkout is not; an installed copy's site-packages is the root)."""
+    site = None
     for frame, line in traceback.walk_tb(error.__traceback__):
         path = Path(frame.f_code.co_filename)
-        if path.is_relative_to(PROJECT_ROOT) and "site-packages" not in path.parts:  # not a venv inside it
+        if path.is_relative_to(PROJECT_ROOT) and "site-packages" not in path.relative_to(PROJECT_ROOT).parts:
             site = f"{path.relative_to(PROJECT_ROOT)}:{line}"
     return site
 

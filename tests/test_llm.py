@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import importlib.util
 import json
 import re
 import logging
@@ -1052,6 +1053,31 @@ def test_a_generator_failing_one_way_on_its_first_items_stops_the_stage(tmp_path
                                                   r"\(at tests/test_llm.py:\d+\): "):
             list(stream(_failing_generator(200, lambda i: "a"), [], ctx))
         assert BROKEN_AFTER <= srv.count() < 40  # the first items, and those in flight beside them
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_where_a_generator_raised_is_found_in_a_checkout_and_an_installed_copy(tmp_path, monkeypatch, installed):
+    """Installed with `pip install .`, the project's root is site-packages: every frame was "not the
+    project's", every drop "(at unknown)", and 16 of them one place, so the stage stopped."""
+    import generators.base as base
+
+    root = tmp_path / ("venv/lib/python3.11/site-packages" if installed else "checkout")
+    monkeypatch.setattr(base, "PROJECT_ROOT", root)
+
+    def raised_in(path: Path, line: int) -> BaseException:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n" * (line - 1) + "def fail():\n    {}['answer']\n")
+        spec = importlib.util.spec_from_file_location(f"module_at_{abs(hash(path))}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        try:
+            module.fail()
+        except KeyError as error:
+            return error
+
+    assert base._project_site(raised_in(root / "generators" / "x.py", 3)) == "generators/x.py:4"
+    # a library's frame (a virtual environment inside a checkout) is not the project's
+    assert base._project_site(raised_in(tmp_path / "checkout" / ".venv/lib/site-packages/json/decoder.py", 1)) is None
 
 
 def test_sftmix_generate_names_a_broken_generator_in_one_line(tmp_path, monkeypatch, capsys):
