@@ -215,6 +215,8 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
         raise BuildError(
             f"source {source.key!r} samples mixture {other.mixture!r}, which is not built under {layout.root}: build it first"
         ) from None
+    except ValueError as error:  # its last mixing stopped part way
+        raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}: {error}") from None
     mixed_from = _mixed_from(shards[0])
     if mixed_from != other.hash:
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from another version "

@@ -1745,6 +1745,9 @@ def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(t
     with pytest.raises(BuildError, match=r"^source 'm': its filtered records were made with other settings .*"
                                          r"raw.manifest_hash: "):
         mix(load(outer), Layout(tmp_path / "out", "outer"))
+    (tmp_path / "out" / "mini" / ".mixing-stopped").write_text("")  # its mixing stopped part way: one line, no traceback
+    with pytest.raises(BuildError, match=r"^source 'm' samples mixture 'mini': .*/mini: its last mixing was stopped part way"):
+        build(load(outer), tmp_path / "out")
 
 
 def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_loaded(tmp_path):

@@ -108,7 +108,9 @@ def convert(row: dict) -> Converted:
             # without an id, a result answers the first unanswered call of its tool (when it names
             # one: parallel results may come back in another order), else the first unanswered call
             if msg.get("tool_call_id"):
-                ours = renamed.get(str(msg["tool_call_id"]))
+                # the row's own id; or, for calls it gave none, the `call_<n>` they are numbered with
+                given = str(msg["tool_call_id"])
+                ours = renamed.get(given) or ([given] if given in names else None)
                 if ours is None:
                     raise Drop("unmatched_tool_result", f"no call for tool_call_id {msg['tool_call_id']!r}")
                 call_id = next((c for c in ours if c in pending), ours[-1])

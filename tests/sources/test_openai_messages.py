@@ -130,6 +130,18 @@ def test_copies_that_differ_only_in_call_ids_get_one_id():
         ("assistant", [])]
 
 
+def test_calls_without_ids_are_answered_by_the_call_n_they_are_numbered_with():
+    row = {"messages": [
+        {"role": "user", "content": "Weather in Madrid and Bilbo?"},
+        {"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city": "Madrid"}'}},
+                                             {"function": {"name": "get_weather", "arguments": '{"city": "Bilbo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18"},
+        {"role": "tool", "tool_call_id": "call_0", "content": "30"},
+        {"role": "assistant", "content": "30 in Madrid, 18 in Bilbo."}]}
+    [(_, c)] = convert_stream([(0, row)])
+    assert [(m["tool_call_id"], m["content"]) for m in c.messages if m["role"] == "tool"] == [("call_1", "18"), ("call_0", "30")]
+
+
 def test_two_calls_given_one_id_are_answered_in_turn():
     row = {"messages": [{"role": "user", "content": "Two lookups"},
                         {"role": "assistant", "tool_calls": [{"id": "same", "function": {"name": "a", "arguments": "{}"}},
