@@ -163,8 +163,10 @@ def to_json_schema(parameters) -> dict:
     if not flat:
         # The author's other keywords are the schema too: `$defs` that the properties' `$ref`s point
         # into (pydantic/FastMCP tools in Toucan), `additionalProperties`, `anyOf`, `description`...
+        # Not `$schema`: every tool is read as draft 7 (a draft-03 one would be no schema at all to
+        # jsonschema-rs, and a draft-04 one's draft-6 keywords errors).
         for key, value in parameters.items():
-            if key not in ("type", "properties", "required"):
+            if key not in ("type", "properties", "required", "$schema"):
                 schema[key] = _definitions(value) if key in ("$defs", "definitions") else value
     return schema
 

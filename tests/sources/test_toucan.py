@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,7 @@ def test_tools_keep_server_prefix_and_become_json_schema(out):
                 "properties": {"city": {"type": "string", "description": "City name"},
                                "days": {"type": "integer", "default": 1}},
                 "required": ["city"],
-                "additionalProperties": False,
-                "$schema": "http://json-schema.org/draft-07/schema#",
+                "additionalProperties": False,  # its `$schema` left out: every tool is read as draft 7
             },
         },
     }
@@ -110,6 +110,20 @@ def test_a_schema_with_defs_keeps_them_and_its_calls_validate():
     assert check(record(good), None) is None
     untitled = converted({"note": {"content": "milk, eggs"}})  # the model's own required field is checked too
     assert check(record(untitled), None) == "tool_arguments_schema_invalid"
+
+
+@pytest.mark.parametrize("draft", ["draft-03", "draft-04", "draft-07"])
+def test_a_tools_declared_draft_is_left_out_and_its_calls_read_as_draft_7(draft):
+    """Kept, a draft-03 `$schema` (which jsonschema-rs has no validator for) made every call an
+    invalid_tool_schema drop, and a draft-04 one made its draft-6 keywords errors."""
+    from sftmix.sources.common import to_json_schema
+    from filters.tool_calls import validator_for
+
+    schema = to_json_schema({"$schema": f"http://json-schema.org/{draft}/schema#", "type": "object",
+                             "properties": {"days": {"type": "integer", "exclusiveMinimum": 0}}})
+    assert "$schema" not in schema
+    validator = validator_for(json.dumps(schema, sort_keys=True))
+    assert validator.is_valid({"days": 3}) and not validator.is_valid({"days": 0})
 
 
 def test_parallel_calls_match_results_by_position(out):
