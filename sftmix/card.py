@@ -49,7 +49,8 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "Each row: `id` (content hash), `source`, `licence`, `language`, `messages` (OpenAI chat format with "
         "`tool_calls`), `tools` (JSON string of OpenAI tool definitions), `origin` (provenance JSON). "
         "Rows keep the licence of the dataset they come from; filter on `licence` to use a subset. "
-        "Both splits hold every source's rows in one order, by sha256 of the seed and the row's id, so "
+        "Both splits hold every source's rows in one order, by sha256 of the seed, the mixture's name and "
+        "the row's id, so "
         "they read as a mix of the sources rather than one source after another.",
         "## Rows by source\n\n" + _split_table("source", result.by_source),
         "## Rows by language\n\n" + _split_table("language", result.by_language),

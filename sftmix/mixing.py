@@ -5,7 +5,7 @@ batches and spills each row, with its rank, to the partition of its rank range (
 under `work_dir`); every later step holds one partition at a time (two while the shards are
 written: the next one is read meanwhile):
 
-- Rows are ranked per source x language cell by sha256(seed, id): deterministic from the
+- Rows are ranked per source x language cell by sha256(seed, mixture name, id): deterministic from the
   manifest seed, and stable when raw rows are added (a row's rank never depends on its position).
   Equal ids have equal ranks, so they share a partition: duplicates are found partition by
   partition, and partitions read in order give rows in rank order.
@@ -107,9 +107,13 @@ def release_unused() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def rank_keys(seed: int, ids: list[str]) -> np.ndarray:
-    """The first 8 bytes of sha256(seed:id), big-endian, as uint64."""
-    prefix = f"{seed}:".encode()
+def rank_keys(seed: int, mixture: str, ids: list[str]) -> np.ndarray:
+    """The first 8 bytes of sha256(seed:mixture:id), big-endian, as uint64. The mixture's name is in
+    it because a row keeps its id in every mixture: one that samples another mixture with the same
+    seed (the FC mixture samples the instruct one, both seed 40) ranked its rows as that mixture had,
+    and took mostly the rows of the cells it had taken a small part of (1,816 of 2,000 rows from a
+    cell holding half of them)."""
+    prefix = f"{seed}:{mixture}:".encode()
     digests = b"".join(hashlib.sha256(prefix + i.encode()).digest()[:8] for i in ids)
     return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
@@ -132,7 +136,7 @@ class _Partitions:
         """Partition of each rank: equal ranges of the uint64 space, in rank order."""
         return ((ranks >> np.uint64(32)) * np.uint64(self.count)) >> np.uint64(32)
 
-    def spill_all(self, files_by_source: list[list[Path]], seed: int) -> None:
+    def spill_all(self, files_by_source: list[list[Path]], seed: int, mixture: str) -> None:
         """Spill every source's files (list index = source order), `threads` runs at a time,
         largest first: reading, ranking and writing are Arrow calls that let go of the GIL."""
         runs = []
@@ -142,7 +146,7 @@ class _Partitions:
             runs += [(order, run, run_files) for run, run_files in enumerate(source_runs)]
         runs.sort(key=lambda item: -sum(f.stat().st_size for f in item[2]))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="sftmix-spill") as pool:
-            futures = [pool.submit(self.spill, order, run, run_files, seed) for order, run, run_files in runs]
+            futures = [pool.submit(self.spill, order, run, run_files, seed, mixture) for order, run, run_files in runs]
             try:
                 for future in futures:
                     future.result()
@@ -151,14 +155,14 @@ class _Partitions:
                     future.cancel()
                 raise
 
-    def spill(self, order: int, run: int, files: list[Path], seed: int) -> None:
+    def spill(self, order: int, run: int, files: list[Path], seed: int, mixture: str) -> None:
         """Write one run of a source's files to its partitions' files, with each row's rank;
         within a partition rows keep their order in `files`."""
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         try:
             for path in files:
                 for batch in parquet_batches(path, batch_size=READ_BATCH_ROWS, columns=SCHEMA.names, use_threads=False):
-                    ranks = rank_keys(seed, batch.column("id").to_pylist())
+                    ranks = rank_keys(seed, mixture, batch.column("id").to_pylist())
                     parts = self.part_of(ranks)
                     by_part = np.argsort(parts, kind="stable")  # stable: rows keep their file order
                     batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(ranks)], schema=SPILL_SCHEMA)
@@ -646,7 +650,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
                              threads)
     rejects = _Rejects(rejected_dir, manifest, partitions)
     try:
-        partitions.spill_all([inputs[source.key] for source in sources], manifest.seed)
+        partitions.spill_all([inputs[source.key] for source in sources], manifest.seed, manifest.mixture)
         near_dedup = manifest.near_dedup is not None
         excluded, available, copies, copied, text_files = _decide(
             manifest, partitions, work_dir / "near_dedup_input" if near_dedup else None, rejects)

@@ -136,14 +136,14 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
-    assert "in one order, by sha256 of the seed and the row's id" in text
+    assert "in one order, by sha256 of the seed, the mixture's name and the row's id" in text
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_splits_mix_the_sources_in_one_rank_order(sample_build, split):
     mixture_dir, _ = sample_build
     rows = _table(mixture_dir, split).select(["id", "source"]).to_pylist()
-    ranks = rank_keys(load(SAMPLE).seed, [r["id"] for r in rows])
+    ranks = rank_keys(load(SAMPLE).seed, load(SAMPLE).mixture, [r["id"] for r in rows])
     assert list(ranks) == sorted(ranks)
     sources = [r["source"] for r in rows]
     changes = sum(a != b for a, b in zip(sources, sources[1:]))
@@ -1728,6 +1728,37 @@ def test_a_generated_target_in_a_language_the_generator_cannot_write_is_named_fi
         generate_source(manifest, manifest.sources[1], Layout(tmp_path / "out", "mini"))
     assert caplog.messages == ["source 'constrained': no row can be generated for its targets eu (3): "
                                "generator 'eif_augmentation' writes only en, es, ca"]
+
+
+def test_a_mixture_sampling_another_with_the_same_seed_takes_a_proportional_sample(tmp_path):
+    """A row keeps its id in every mixture, and ranks were sha256(seed:id): the FC mixture, which
+    samples the instruct one with the same seed, took the instruct cells' lowest ranks again, so
+    mostly the rows of cells the instruct mixture had taken a small part of (90% of the sample from
+    a cell holding half the rows)."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    def manifest(name: str, targets: dict[str, int]) -> Path:
+        text = yaml.safe_dump({"mixture": name, "seed": 40, "holdout": {"size": 0},
+                               "licence_policy": {"allow": ["apache-2.0"]},
+                               "sources": [{"key": key, "local": {"files": ["x.jsonl"]}, "converter": "dolly",
+                                            "licence": "apache-2.0", "language": "en", "targets": {"*": target}}
+                                           for key, target in targets.items()]})
+        (tmp_path / f"{name}.yaml").write_text(text)
+        return load(tmp_path / f"{name}.yaml")
+
+    inputs = {}
+    for key, rows in (("big", 4_000), ("small", 400)):  # the inner mixture takes 400 of big's, all of small's
+        pq.write_table(to_table([make_record(messages=[message("user", f"{key} {i}?"), message("assistant", "Yes.")],
+                                             tools=[], source=key, licence="apache-2.0", language="en",
+                                             origin={"row": f"{key}#{i}"}) for i in range(rows)]),
+                       tmp_path / f"{key}.parquet")
+        inputs[key] = [tmp_path / f"{key}.parquet"]
+    mixing.build(manifest("inner", {"big": 400, "small": 400}), inputs, tmp_path / "inner", tmp_path / "work-inner")
+    shards = sorted((tmp_path / "inner" / "train").glob("part-*.parquet"))
+    mixing.build(manifest("outer", {"sample": 400}), {"sample": shards}, tmp_path / "outer", tmp_path / "work-outer")
+    taken = Counter(r["source"] for r in sftmix.read_mixture(tmp_path / "outer", "train"))
+    assert sum(taken.values()) == 400 and 150 < taken["big"] < 250, taken  # half of the inner rows are big's
 
 
 def test_a_source_sampling_another_mixture_is_built_again_when_that_mixture_is(tmp_path):
