@@ -395,7 +395,10 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     # Cells too small for their share pass the rest on: first to rows beyond other cells' train
     # targets, then to rows within them, as the holdout's exact size comes before the targets
     # (`targets_met` only warns). So the holdout falls short only when every row is in it.
-    target, giving = {(c.source, c.language): c.target or 0 for c in plan_cells}, _giving(plan_cells)
+    # (a cell taking `all` has no rows beyond its target: they all are)
+    target = {(c.source, c.language): available[(c.source, c.language)] if c.target is None else c.target
+              for c in plan_cells}
+    giving = _giving(plan_cells)
     for beyond_targets in (True, False):
         missing = manifest.holdout.size - sum(holdout.values())
         spare = {key: available[key] - holdout[key] - (target[key] if beyond_targets else 0) for key in giving}

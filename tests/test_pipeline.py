@@ -815,6 +815,28 @@ def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_
     assert result.by_source["train"] == {"glaive": 2, "dolly": rows["dolly"] - expected["dolly"]}
 
 
+def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train_rows(tmp_path):
+    """A cell too small for its holdout share passes the rest on, first to rows beyond the other
+    cells' targets. A cell taking `all` counted as having none for a target, so all its rows were
+    "beyond" it: b trained on 6 of its 20 rows while 46 of a's stayed unused."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    sources, inputs = [], {}
+    for key, targets, rows in (("a", {"en": 10}, 100), ("b", "all", 20), ("c", {"en": 100}, 2)):
+        pq.write_table(to_table([make_record(messages=[message("user", f"{key} {i}?"), message("assistant", "Yes.")],
+                                             tools=[], source=key, licence="apache-2.0", language="en",
+                                             origin={"row": f"{key}#{i}"}) for i in range(rows)]), tmp_path / f"{key}.parquet")
+        inputs[key] = [tmp_path / f"{key}.parquet"]
+        sources.append({"key": key, "local": {"files": ["x.jsonl"]}, "converter": "dolly", "licence": "apache-2.0",
+                        "language": "en", "targets": targets})
+    manifest = load(_manifest(tmp_path, sources, holdout=60))
+    shares = {key: n for (key, _), n in sftmix.plan.allocate({("a", "en"): 10, ("b", "en"): 20, ("c", "en"): 100}, 60).items()}
+    result = mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work")
+    assert result.by_source["validation"] == {"a": 60 - shares["b"] - 2, "b": shares["b"], "c": 2}
+    assert result.by_source["train"] == {"a": 10, "b": 20 - shares["b"]}
+
+
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
     bench = tmp_path / "evals"
     bench.mkdir()
