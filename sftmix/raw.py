@@ -63,6 +63,12 @@ def detect_format(path: Path) -> str:
     if stripped.startswith(b"["):
         return "json"
     if stripped.startswith(b"{"):
+        first_line = stripped.split(b"\n", 1)[0].rstrip()
+        if b"\n" in stripped and first_line.endswith((b"{", b"[")):
+            # one object spread over lines ({"data": [...]}): read as lines, each row line ending in
+            # "," was a malformed_json drop and the last one a row, with no error
+            raise RawInputError(f"{path}: a JSON object spread over lines, not JSON Lines (one object a line): "
+                                "give its rows as a JSON array, JSON Lines or Parquet")
         return "jsonl"
     raise RawInputError(f"input file is neither Parquet, a JSON array nor JSON Lines: {path}")
 

@@ -123,3 +123,17 @@ def test_numbers_past_int64_or_double_range_read_as_json_loads_reads_them(tmp_pa
     path.write_text(text[:-1] + ', {"b": tru}]')
     with pytest.raises(raw.RawInputError, match=r"broken JSON array after row 2099: "):
         list(raw.iter_raw_rows([path]))
+
+
+@pytest.mark.parametrize("head", ['{\n  "version": "1.0",\n  "data": [\n', '{"version": "1.0", "data": [\n'])
+def test_one_object_spread_over_lines_is_refused_not_read_as_json_lines(tmp_path, head):
+    """`{"data": [...]}` pretty-printed was read a line at a time: each row line ending in "," a
+    malformed_json drop, the last one a row, and no error."""
+    path = tmp_path / "data.json"
+    path.write_text(head + '    {"instruction": "row 0", "response": "a"},\n    {"instruction": "row 1", "response": "b"}\n  ]\n}\n')
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{path}: a JSON object spread over lines, not JSON Lines")):
+        list(raw.iter_raw_rows([path]))
+    # JSON Lines whose first row is broken is still read, that row a counted drop
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"instruction": "row 0", "response": \n{"instruction": "row 1", "response": "b"}\n')
+    assert [isinstance(row, dict) for _, row in raw.iter_raw_rows([lines])] == [False, True]
