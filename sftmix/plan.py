@@ -63,12 +63,17 @@ def unmakeable(source: Source) -> str | None:
 
 
 def summary(manifest: Manifest) -> dict:
+    """The numeric targets' totals; `taking_all` names the cells (`source/language`) that take every
+    row they have, which those totals leave out (their size is known only once mixed)."""
     by_language, by_source, by_licence = Counter(), Counter(), Counter()
+    taking_all = []
     for cell in cells(manifest):
         n = cell.target or 0
         by_language[cell.language] += n
         by_source[cell.source] += n
         by_licence[cell.licence or "per-row"] += n
+        if cell.target is None:
+            taking_all.append(f"{cell.source}/{cell.language}")
     return {
         "mixture": manifest.mixture,
         "train": sum(by_source.values()),
@@ -76,6 +81,7 @@ def summary(manifest: Manifest) -> dict:
         "by_language": dict(sorted(by_language.items())),
         "by_source": dict(by_source),
         "by_licence": dict(sorted(by_licence.items())),
+        "taking_all": taking_all,
     }
 
 

@@ -481,7 +481,7 @@ def test_cli_plan_fc():
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert (summary["train"], summary["holdout"], summary["by_source"]) == (728_034, HOLDOUT, FC_TOTALS)
-    assert done.stderr == ""
+    assert summary["taking_all"] == [] and done.stderr == ""
 
 
 def test_plan_table_shows_sources_taking_all_rows_as_all_with_their_holdout_by_rows(tmp_path):
@@ -498,6 +498,9 @@ def test_plan_table_shows_sources_taking_all_rows_as_all_with_their_holdout_by_r
         ["gamma", "20", "all", "20", "+", "all", "by", "rows", "apache-2.0"],
         ["TOTAL", "120", "all", "50", "170", "+", "all", "10"],
     ]
+    # the JSON totals count the numeric targets only, and name the cells that take every row
+    summary = plan.summary(load(write(tmp_path, data, "ok.yaml")))
+    assert (summary["train"], summary["by_source"]["gamma"], summary["taking_all"]) == (170, 20, ["gamma/es"])
 
 
 def test_a_translation_target_outside_its_target_languages_is_named(tmp_path):
