@@ -51,8 +51,9 @@ def convert(row: dict) -> Converted:
     prompt = first_user["content"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise Drop("empty_turn", "first user turn is empty")
-    # The conversation's language, else the prompt's own (the two agree almost always).
-    language = iso639_1(row.get("language")) or iso639_1(first_user.get("language"))
+    # The prompt's own language (each turn's is detected apart), else the conversation's: that is its
+    # most frequent turn language, and labelled a Spanish first prompt `en` in an English conversation.
+    language = iso639_1(first_user.get("language")) or iso639_1(row.get("language"))
     key = f"{row['conversation_hash']}|{_timestamp(row['timestamp'])}|{conversation[0]['turn_identifier']}"
     return Converted(
         messages=[message("user", prompt)],

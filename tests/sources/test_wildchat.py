@@ -58,6 +58,24 @@ def test_unknown_conversation_language_falls_back_to_the_prompt_language(results
     assert at(results, 11).language == "ca"
 
 
+def test_the_prompt_is_labelled_with_its_own_language_not_the_conversations():
+    """The conversation's `language` is its most frequent turn language: a Spanish first prompt in a
+    conversation carried on in English was labelled `en`, and went to the wrong target cell."""
+    turn = {"country": None, "hashed_ip": None, "header": None, "redacted": False, "state": None, "timestamp": None,
+            "toxic": False}
+    row = {"conversation_hash": "h", "model": "gpt-4-0314", "timestamp": "2023-05-01T10:00:00+00:00", "turn": 3,
+           "language": "English", "toxic": False, "redacted": False, "conversation": [
+               {**turn, "role": "user", "language": "Spanish", "turn_identifier": 1,
+                "content": "¿Cuál es la capital de Australia?"},
+               {**turn, "role": "assistant", "language": "Spanish", "turn_identifier": 1, "content": "Canberra."},
+               {**turn, "role": "user", "language": "English", "turn_identifier": 2, "content": "Answer in English now."},
+               {**turn, "role": "assistant", "language": "English", "turn_identifier": 2, "content": "Canberra."},
+               {**turn, "role": "user", "language": "English", "turn_identifier": 3, "content": "And of Canada?"},
+               {**turn, "role": "assistant", "language": "English", "turn_identifier": 3, "content": "Ottawa."}]}
+    [(_, out)] = list(get_converter("wildchat")([("x#0", row)]))
+    assert (out.messages[0]["content"], out.language) == ("¿Cuál es la capital de Australia?", "es")
+
+
 def test_personal_data_never_reaches_meta(results):
     for result in results.values():
         if isinstance(result, Converted):
