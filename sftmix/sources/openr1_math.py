@@ -65,8 +65,10 @@ def convert(row: dict) -> Converted:
     if _at(row.get("is_reasoning_complete"), index) is False:
         raise Drop("incomplete_reasoning", f"generation {index} is_reasoning_complete=false")
     verified, judged = _at(row.get("correctness_math_verify"), index), _at(row.get("correctness_llama"), index)
-    if verified is False and judged is not True:
-        raise Drop("incorrect_answer", f"generation {index} failed Math-Verify and the judge")
+    # incorrect by a verdict it has, and correct by none (a missing Math-Verify verdict let a
+    # generation the Llama judge failed through)
+    if False in (verified, judged) and True not in (verified, judged):
+        raise Drop("incorrect_answer", f"generation {index}: Math-Verify {verified}, judge {judged}")
 
     if content.count(_CLOSE) != 1 or content.count(_OPEN) > 1:
         raise Drop("incomplete_reasoning", f"{content.count(_CLOSE)} </think> tags")

@@ -24,11 +24,25 @@ def test_drops_and_reasons(results):
         key(2): ("truncated", "generation 0 stopped at the length cap"),
         key(3): ("missing_messages", "messages is null or empty"),
         key(4): ("incomplete_reasoning", "generation 0 is_reasoning_complete=false"),
-        key(5): ("incorrect_answer", "generation 0 failed Math-Verify and the judge"),
+        key(5): ("incorrect_answer", "generation 0: Math-Verify False, judge False"),
         key(7): ("incomplete_reasoning", "0 </think> tags"),
         key(8): ("missing_final_answer", "nothing after </think>"),
         key(10): ("malformed_row", "roles ['user']"),
     }
+
+
+@pytest.mark.parametrize("verified, judged, kept", [
+    ([], [False, True], False),  # no Math-Verify verdict, the judge's False: it was kept
+    ([None], [False], False), ([False], [], False), ([False], [True], True), ([True], [False], True), ([], [], True),
+])
+def test_a_generation_is_dropped_when_a_verdict_it_has_fails_it_and_none_passes_it(verified, judged, kept):
+    content = "<think>3 + 1 = 3.</think>So the answer is $\\boxed{3}$."
+    row = {"problem": "What is 3 + 1?", "answer": "4", "uuid": "u", "messages": [
+        {"role": "user", "content": "What is 3 + 1?"}, {"role": "assistant", "content": content}],
+           "generations": [content, "<think>4</think>$\\boxed{4}$"], "finish_reasons": ["stop", "stop"],
+           "is_reasoning_complete": [True, True], "correctness_math_verify": verified, "correctness_llama": judged}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    assert isinstance(out, Drop) is not kept and (kept or out.reason == "incorrect_answer")
 
 
 def test_reasoning_is_removed_and_solution_kept(results):
