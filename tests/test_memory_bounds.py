@@ -71,8 +71,8 @@ def test_shards_do_not_depend_on_the_partitions(tmp_path, monkeypatch):
     spilled_runs = []
     original_spill = mixing._Partitions.spill
     monkeypatch.setattr(mixing._Partitions, "spill",
-                        lambda self, order, run, files, seed: (spilled_runs.append((order, run, len(files))),
-                                                               original_spill(self, order, run, files, seed)))
+                        lambda self, order, run, files, *ranking: (spilled_runs.append((order, run, len(files))),
+                                                                   original_spill(self, order, run, files, *ranking)))
     many = mixing.build(manifest, split_inputs, tmp_path / "many", tmp_path / "work", threads=3)
     assert sorted(spilled_runs) == [(order, run, 1) for order in range(2) for run in range(3)]
     assert not (tmp_path / "work").exists()
@@ -189,10 +189,10 @@ def test_a_spill_run_that_fails_fails_the_mixing(tmp_path, monkeypatch):
     manifest, inputs = _mini_build(tmp_path)
     original_spill = mixing._Partitions.spill
 
-    def spill(self, order, run, files, seed):
+    def spill(self, order, run, files, *ranking):
         if run == 1:
             raise pa.ArrowInvalid("Parquet magic bytes not found in footer")
-        original_spill(self, order, run, files, seed)
+        original_spill(self, order, run, files, *ranking)
 
     monkeypatch.setattr(mixing._Partitions, "spill", spill)
     with pytest.raises(pa.ArrowInvalid, match="magic bytes"):
