@@ -16,23 +16,27 @@ import re
 from filters.base import RecordFilter, folded, turn_texts
 from filters.literals import LiteralScreen, required_literals
 
-# Where a sentence, or its "but", begins: the text's start, a sentence's end, a line break
-_OPENS = r"(?:^|[.!?¡¿:;\n][\s\"'«*]*|\b(?:pero|però|mas|mais|porén|aunque|encara que|embora),?\s+)"
 PHRASES = (
     # en
     r"as an ai(?: language)? model", r"as a large language model", r"i(?:'m| am) (?:just )?an ai(?: language model)?,? (?:and|so) (?:i )?(?:can(?:not|'t)|don't|do not)",
     r"i(?:'m| am) sorry,? but i can(?:not|'t) (?:assist|help|fulfill|comply)", r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
     r"i(?:'m| am) unable to (?:assist|help) with (?:this|that) request",
-    # es, ca, pt, gl: "as a language model" is the canned opening where a sentence (or its "but")
-    # starts with it ("Como modelo de lenguaje no tengo...", "..., pero como modelo de lenguaje");
-    # "BERT se preentrena como un modelo de lenguaje enmascarado" is about NLP
-    rf"{_OPENS}como (?:un )?modelo de lenguaje\b", r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)",
-    r"lo siento,? pero no puedo (?:ayudar|cumplir|atender)",
-    rf"{_OPENS}com a model de llenguatge\b", r"com a intel·ligència artificial,? no (?:puc|tinc)",
-    r"ho sento,? però no puc (?:ajudar|complir)",
-    rf"{_OPENS}como (?:um )?modelo de linguagem\b", r"como (?:uma )?inteligência artificial,? não (?:posso|tenho)",
-    r"desculpe,? mas não posso (?:ajudar|cumprir)",
-    rf"{_OPENS}como (?:un )?modelo de linguaxe\b", r"como (?:unha )?intelixencia artificial,? non (?:podo|teño)",
+    # es, ca, pt, gl: "as a language model" is the canned aside when a comma follows it or a "no
+    # puedo"/"no tengo" in its sentence does ("Como modelo de lenguaje, no tengo...", "como un modelo
+    # de lenguaje entrenado por OpenAI, no puedo"); "BERT se preentrena como un modelo de lenguaje
+    # enmascarado" is about NLP. (Bounded gaps: an unbounded one was quadratic on runs of newlines.)
+    r"como (?:un )?modelo de lenguaje(?: de (?:ia|inteligencia artificial))?,",
+    r"como (?:un )?modelo de lenguaje[^.!?\n]{0,60}?\bno (?:tengo|puedo|soy|estoy|dispongo|poseo)\b",
+    r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)", r"lo siento,? pero no puedo (?:ayudar|cumplir|atender)",
+    r"com a model de llenguatge(?: d'ia| d'intel·ligència artificial)?,",
+    r"com a model de llenguatge[^.!?\n]{0,60}?\bno (?:tinc|puc|sóc|estic|disposo)\b",
+    r"com a intel·ligència artificial,? no (?:puc|tinc)", r"ho sento,? però no puc (?:ajudar|complir)",
+    r"como (?:um )?modelo de linguagem(?: de ia)?,",
+    r"como (?:um )?modelo de linguagem[^.!?\n]{0,60}?\bnão (?:tenho|posso|sou|estou|disponho)\b",
+    r"como (?:uma )?inteligência artificial,? não (?:posso|tenho)", r"desculpe,? mas não posso (?:ajudar|cumprir)",
+    r"como (?:un )?modelo de linguaxe(?: de ia)?,",
+    r"como (?:un )?modelo de linguaxe[^.!?\n]{0,60}?\bnon (?:teño|podo|son|estou|dispoño)\b",
+    r"como (?:unha )?intelixencia artificial,? non (?:podo|teño)",
     r"síntoo,? pero non podo (?:axudar|cumprir)",
     # eu
     r"hizkuntza[- ]eredu (?:bat )?(?:naizen|gisa)", r"sentitzen dut,? baina ezin (?:dut|dizut) (?:horretan )?lagundu",

@@ -21,33 +21,41 @@ OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant
                 "Open Assistant", "OpenAssistant", "Vicuna", "Alpaca", "Grok", "Copilot", "Ernie", "Tongyi Qianwen", "Kimi")
 OTHER_DEVELOPERS = ("OpenAI", "DeepSeek", "Anthropic", "Google(?: DeepMind)?", "DeepMind", "Meta(?: AI)?", "Alibaba(?: Cloud)?",
                     "Mistral AI", "Microsoft", "LAION", "Moonshot AI", "xAI", "Baidu", "Cohere", "Salesforce", "NVIDIA")
-# Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after
-_NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )"
+# Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after.
+# Catalan's "sou" is also "you are" (plural): "si sou usuaris de ChatGPT Plus".
+_NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )(?<!\bsi )(?<!vosaltres )"
 # "I am X" / "my name is X" / "soy X" / "sóc X" / "sou X" / "eu son X"
 _SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bsóc|\bem dic|\bsou|\bme chamo|\beu son"
          r"|\bchámome)\s+")
 # What may stand between "I am" and a name in a self-claim ("I am a helpful assistant called
-# ChatGPT", "soy un asistente útil llamado Claude", "I am powered by GPT-4"): up to six words, none a
-# negation or a word that makes the name the object of something else ("I'm going to compare GPT-4
-# and Claude", "I'm familiar with Llama", "I'm not ChatGPT" were identity_leak drops).
-_NOT_A_CLAIM = (r"not|no|non|não|never|nunca|mai|going|about|familiar|similar|like|unlike|different|compar\w*|than|to"
-                r"|with|from|fan|happy|glad|aware|sure|talking|asking|thinking|using|diferente|distinto|como|com")
+# ChatGPT", "soy un asistente conocido como Claude", "I am powered by GPT-4"): up to six words, none a
+# negation, a verb in -ing, or a word that makes the name the object of something else ("I'm
+# going to compare GPT-4 and Claude", "I'm familiar with Llama", "I'm not ChatGPT", "sóc diferent
+# de ChatGPT" were identity_leak drops).
+_NOT_A_CLAIM = (r"not|no|non|não|never|nunca|mai|\w+ing|about|familiar|similar|like|unlike|different|diferente|diferent"
+                r"|distinto|distint|compar\w*|than|que|with|fan|happy|glad|sorry|afraid|aware|sure|consciente|conscient"
+                r"|semblant|semelhante|parecid[oa]|similar")
 _FILLER = rf"(?:(?!(?:{_NOT_A_CLAIM})\b)[\w'-]+[\s,]+){{0,6}}?"
 # First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por".
 # Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
-# Not negated right after the verb ("I'm not a model made by OpenAI") or right before "made by"
-# ("I was not trained by OpenAI"); a negation elsewhere ("a model that can't browse, made by
-# OpenAI") negates something else.
+# Not negated right after the verb ("I'm not a model made by OpenAI") nor in the clause "made by"
+# ends ("I was never trained by", "soy ALIA y no fui entrenado por": `_negated`); a negation in an
+# earlier clause ("a model that can't browse the web, made by OpenAI") negates something else.
 _FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou"
                  r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
-_GAP = r"[^.\n]{0,60}?"
-_NOT_NEGATED_BEFORE = r"(?<!not )(?<!never )(?<!n't )"
+_CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
+_NEGATION = re.compile(r"\b(?:not|never|no|non|não|nunca|mai|ni|nor)\b|n't\b")
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por")
 CUTOFF = (r"knowledge cut-?off", r"as of my (?:last|latest) (?:knowledge )?update", r"my training data (?:only )?(?:goes|extends) up to",
           r"fecha de corte de (?:mi )?conocimiento", r"hasta mi (?:última )?actualización", r"data de tall del meu coneixement",
           r"data de corte do meu conhecimento", r"ezagutza[- ]muga")
+
+
+def _negated(gap: str) -> bool:
+    """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
+    return _NEGATION.search(_CLAUSE_START.sub("", gap, count=1)) is not None
 
 
 def _alternation(names) -> str:
@@ -63,13 +71,12 @@ class IdentityFilter(RecordFilter):
         models = [m for m in OTHER_MODELS if m.lower() not in own]
         developers = [d for d in OTHER_DEVELOPERS if d.lower() not in own]
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
-        self.identity = re.compile((
-            rf"{_SELF}{_FILLER}{_alternation(models)}\b"
-            rf"|{_FIRST_PERSON}{_GAP}{_NOT_NEGATED_BEFORE}(?:{_MADE_BY})\s+{_alternation(developers)}\b"
-        ).lower())
+        self.self_claim = re.compile(rf"{_SELF}{_FILLER}{_alternation(models)}\b".lower())
+        made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
+        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.\n]{{0,60}}?){made_by_developer}")
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
-        # Both branches of `identity` end in a name: a text holding no name (and no literal of a
-        # cutoff phrase) needs neither regex.
+        # Both patterns end in a name: a text holding no name (and no literal of a cutoff phrase)
+        # needs neither.
         self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
                                     + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
@@ -78,7 +85,7 @@ class IdentityFilter(RecordFilter):
             text = folded(text)
             if not self.screen.may_match(text):
                 continue
-            if self.identity.search(text):
+            if self.self_claim.search(text) or any(not _negated(m["gap"]) for m in self.made_by.finditer(text)):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):
                 return "knowledge_cutoff"

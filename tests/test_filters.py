@@ -789,6 +789,8 @@ class TestBoilerplate:
         "Como modelo de lenguaje no tengo opiniones personales.", "Como modelo de lenguaje IA, no puedo navegar.",
         "Como un modelo de lenguaje entrenado por OpenAI, no tengo acceso a internet.",
         "Lo entiendo, pero como modelo de lenguaje no puedo opinar.", "Com a model de llenguatge no tinc opinions.",
+        "Sin embargo, como modelo de lenguaje, no tengo opiniones.", "Lo siento, como modelo de lenguaje no puedo navegar.",
+        "**Como modelo de lenguaje**, no tengo opiniones.", "Desculpe, como modelo de linguagem não posso aceder.",
     ])
     def test_canned_assistant_text_dropped(self, text):
         assert verdict(self.f, rec(user("What do you think?"), assistant(text))) == "boilerplate"
@@ -797,6 +799,7 @@ class TestBoilerplate:
         "BERT se preentrena como un modelo de lenguaje enmascarado: aprende a predecir las palabras ocultas.",
         "O GPT-2 foi treinado como um modelo de linguagem autorregressivo sobre textos da web.",
         "El sistema funciona com a model de llenguatge i com a cercador alhora.",
+        "BERT se publicó en 2018. Como modelo de lenguaje enmascarado, aprende a predecir palabras ocultas.",
     ])
     def test_language_models_as_a_topic_kept(self, text):
         assert verdict(self.f, rec(user("How is it trained?"), assistant(text))) is None
@@ -840,6 +843,8 @@ class TestIdentity:
         "Soy un asistente útil llamado ChatGPT.", "Sóc un assistent d'IA anomenat ChatGPT.",
         "I'm an AI that can't browse the web, developed by OpenAI.",
         "Soy un modelo que no tiene emociones, creado por OpenAI.",
+        "Soy un asistente conocido como ChatGPT.", "Sóc un assistent conegut com a ChatGPT.",
+        "I'm commonly referred to as ChatGPT.", "I'm an assistant from OpenAI called ChatGPT.",
     ])
     def test_other_identity_dropped(self, text):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text))) == "identity_leak"
@@ -870,6 +875,12 @@ class TestIdentity:
         "I'm going to compare GPT-4 and Claude on the three criteria you listed.",
         "I'm familiar with Llama 2 and Mistral.", "I'm different from ChatGPT.", "I'm not a model made by OpenAI.",
         "I am more capable than GPT-3.5 in Catalan.",
+        # a negation in the clause "made by" ends; Catalan "sou" (you are); other relations to a name
+        "Soy ALIA y no fui entrenado por OpenAI.", "Soy ALIA, pero no he sido creado por OpenAI.",
+        "Sóc ALIA i no he estat creat per OpenAI.", "Sou a ALIA e não fui treinado pela OpenAI.",
+        "Si sou usuaris de ChatGPT Plus, podeu activar-ho a la configuració.", "Sóc diferent de ChatGPT.",
+        "Soy consciente de que ChatGPT también puede hacerlo.", "Sou um modelo semelhante ao ChatGPT.",
+        "I'm sorry, but Gemini is not available in your region.", "I'm currently writing a review of GPT-4 for you.",
     ])
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
