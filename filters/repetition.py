@@ -10,8 +10,9 @@ Gopher's rules judge a web page, and a conversation differs in two ways:
   Turns joined into one text made the same short turn in several of them ("Let me check that for
   you." before each call, "In Paris it is currently ...") duplicated paragraphs and n-grams, and
   dropped good multi-turn tool conversations. What only the turns together show, the same answer
-  given again, is the paragraph rules' limits applied to the turns of `MIN_REPEATED_TURN_WORDS`
-  words or more (`dup_turn_frac`, `dup_turn_char_frac`), on rows of `min_words` words in all.
+  given again, is the paragraph rules' limits applied to the answers (assistant turns without a
+  tool call) of `MIN_REPEATED_TURN_WORDS` words or more (`dup_turn_frac`, `dup_turn_char_frac`),
+  on answers of `min_words` words in all.
 - The line and paragraph rules leave out lines that hold no word: markup repeats by nature
   (display math's `\\[` and `\\]` or `$$`, code's `}` and fences, `---`), and a worked math
   solution was a `dup_line_frac` drop.
@@ -105,13 +106,13 @@ class RepetitionFilter(BatchRecordFilter):
                 if reason is None and turn_rules is not None:  # None: too short to judge
                     reason = self._turn_reason(turn, turn_rules, doc.id)
             if reason is None and len(texts) > 1:
-                reason = self._repeated_turns_reason(texts)
+                reason = self._repeated_turns_reason(_answers(doc.metadata["record"]) if "record" in doc.metadata else texts)
             reasons.append(reason and f"repetition_{reason}")
         return reasons
 
     def _repeated_turns_reason(self, turns: list[str]) -> str | None:
-        """The paragraph rules over the turns: the share of turns, and of their characters, that say a
-        turn of `MIN_REPEATED_TURN_WORDS` words or more again; on rows of `min_words` words in all."""
+        """The paragraph rules over the answers: the share of them, and of their characters, that say
+        one of `MIN_REPEATED_TURN_WORDS` words or more again; on answers of `min_words` words in all."""
         said = [turn.strip() for turn in turns if len(turn.split()) >= MIN_REPEATED_TURN_WORDS]
         if len(set(said)) == len(said) or sum(len(_WORDS.findall(turn)) for turn in turns) < self.min_words:
             return None
@@ -176,6 +177,14 @@ class RepetitionFilter(BatchRecordFilter):
                 language=self.tokenizer, **{**self._gopher_thresholds, "top_n_grams": top_n_grams,
                                             "dup_n_grams": dup_n_grams})
         return gopher
+
+
+def _answers(record: dict) -> list[str]:
+    """The turns a repeated answer is looked for in: the assistant's, but for those that go with a
+    tool call ("Let me check the current weather there for you." before each call is how such a
+    turn reads), or the user's in rows with no assistant turn."""
+    answers = [m["content"] for m in record["messages"] if m["role"] == "assistant" and not m["tool_calls"] and m["content"]]
+    return answers or ([] if any(m["role"] == "assistant" for m in record["messages"]) else learned_turns(record))
 
 
 def _is_rule(rule) -> bool:

@@ -763,6 +763,14 @@ class TestRepetition:
         assert verdict(self.f, twice) == "repetition_dup_turn_frac"  # 1 of 3 turns
         few_words = rec(*[m for i in range(3) for m in (user(f"Question {i}?"), assistant("Paris is the capital."))])
         assert verdict(self.f, few_words) is None  # under min_words in all
+        # a lead-in that goes with each tool call is how such a turn reads, however long
+        lead_in = "Let me check the current weather there for you."  # 9 words
+        calling = []
+        for i, (city, weather) in enumerate(cities):
+            calling += [user(f"And what's the weather like in {city} right now?"),
+                        calls(tool_call("get_weather", {"location": city}, f"c{i}"), content=lead_in),
+                        result(f"c{i}", name="get_weather"), assistant(f"In {city} it is currently {weather}.")]
+        assert verdict(self.f, rec(*calling, tools=[WEATHER])) is None
 
     @pytest.mark.parametrize("limit", [-0.1, "0.3", True])
     def test_line_and_paragraph_limits_must_be_numbers_not_below_zero(self, limit):
