@@ -7,7 +7,8 @@ distinct schema (the same few thousand schemas repeat across a source's rows), s
 dict lookup and a compiled check: for a three-property weather schema, 0.2 µs per call against
 14 µs with the pure-Python `jsonschema`, and 8 µs against 159 µs to check and build a validator.
 Schemas are read as draft 7 unless they name their `$schema` (the draft is picked by `jsonschema`'s
-rules): OpenAI and MCP tool schemas are written to draft 7.
+rules): OpenAI and MCP tool schemas are written to draft 7, and the converters leave a tool's
+`$schema` out (a draft-03 one has no validator here).
 Remote `$ref`s are never fetched: a schema that needs one is an invalid schema, not a download.
 The caches are bounded, so memory stays flat over a source of any size.
 """

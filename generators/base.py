@@ -41,6 +41,7 @@ from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("generators", "sftmix", "filters", "assets", "pipelines", "tests")
 # A generator whose first items all raise at one place is broken (a bug, or settings it cannot
 # use), not meeting odd replies: each item costs requests, so the stage stops there.
 BROKEN_AFTER = 16
@@ -302,12 +303,12 @@ async def _generate(module, item: Item, ctx: Context) -> tuple[list[Converted] |
 
 
 def _project_site(error: BaseException) -> str | None:
-    """`path:line` of the innermost frame of `error`'s traceback in the project's own files (a
-    virtual environment inside the checkout is not; an installed copy's site-packages is the root)."""
+    """`path:line` of the innermost frame of `error`'s traceback in the project's own packages (the
+    root is the checkout, or the site-packages of an installed copy, beside other libraries)."""
     site = None
     for frame, line in traceback.walk_tb(error.__traceback__):
         path = Path(frame.f_code.co_filename)
-        if path.is_relative_to(PROJECT_ROOT) and "site-packages" not in path.relative_to(PROJECT_ROOT).parts:
+        if path.is_relative_to(PROJECT_ROOT) and path.relative_to(PROJECT_ROOT).parts[0] in PROJECT_PACKAGES:
             site = f"{path.relative_to(PROJECT_ROOT)}:{line}"
     return site
 

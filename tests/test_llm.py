@@ -1076,8 +1076,9 @@ def test_where_a_generator_raised_is_found_in_a_checkout_and_an_installed_copy(t
             return error
 
     assert base._project_site(raised_in(root / "generators" / "x.py", 3)) == "generators/x.py:4"
-    # a library's frame (a virtual environment inside a checkout) is not the project's
+    # a library's frame (a virtual environment inside a checkout, another package installed beside) is not the project's
     assert base._project_site(raised_in(tmp_path / "checkout" / ".venv/lib/site-packages/json/decoder.py", 1)) is None
+    assert base._project_site(raised_in(root / "somelib" / "core.py", 1)) is None
 
 
 def test_sftmix_generate_names_a_broken_generator_in_one_line(tmp_path, monkeypatch, capsys):

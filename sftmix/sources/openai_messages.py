@@ -25,7 +25,8 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
 - `tools` (optional): a list or a JSON string of OpenAI tool definitions
   `{"type": "function", "function": {name, description, parameters}}` (bare
   `{name, description, parameters}` accepted). Parameters that are already a `"type": "object"`
-  JSON Schema are kept verbatim (re-normalizing would reorder keys and change canonical ids);
+  JSON Schema are kept verbatim but for a `$schema` (re-normalizing would reorder keys and change
+  canonical ids);
   anything else goes through `to_json_schema`.
 - Optional: `language` (any code or name; ISO 639-1 kept), `licence` (per-row, as canonical
   rows carry it), `source` and `origin` (kept in meta for provenance), `id` (the key only: ids
@@ -49,6 +50,8 @@ def _tool(tool) -> dict:
     parameters = tool.get("parameters")
     if not (isinstance(parameters, dict) and parameters.get("type") == "object"):
         parameters = to_json_schema(parameters)
+    elif "$schema" in parameters:  # every tool is read as draft 7, as `to_json_schema` leaves it out
+        parameters = {key: value for key, value in parameters.items() if key != "$schema"}
     return tool_def(tool["name"], tool.get("description"), parameters)
 
 

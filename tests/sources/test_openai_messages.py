@@ -142,6 +142,23 @@ def test_calls_without_ids_are_answered_by_the_call_n_they_are_numbered_with():
     assert [(m["tool_call_id"], m["content"]) for m in c.messages if m["role"] == "tool"] == [("call_1", "18"), ("call_0", "30")]
 
 
+def test_a_tools_declared_draft_is_left_out_as_for_every_other_source():
+    """Kept, a draft-04 `$schema` made the tool-call rule refuse its draft-6 keywords (and a draft-03
+    one every call): `to_json_schema` leaves it out for the other sources."""
+    from filters.tool_calls import ToolCallsFilter
+
+    parameters = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+                  "properties": {"days": {"type": "integer", "exclusiveMinimum": 0}}}
+    row = {"messages": [{"role": "user", "content": "Forecast?"},
+                        {"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": '{"days": 3}'}}]},
+                        {"role": "tool", "tool_call_id": "a", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}],
+           "tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}]}
+    [(_, c)] = convert_stream([(0, row)])
+    assert c.tools[0]["function"]["parameters"] == {"type": "object", "properties": parameters["properties"]}
+    record = make_record(messages=c.messages, tools=c.tools, source="s", licence="mit", language="en", origin="{}")
+    assert ToolCallsFilter().check(record, None) is None
+
+
 def test_two_calls_given_one_id_are_answered_in_turn():
     row = {"messages": [{"role": "user", "content": "Two lookups"},
                         {"role": "assistant", "tool_calls": [{"id": "same", "function": {"name": "a", "arguments": "{}"}},
