@@ -957,10 +957,8 @@ def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeyp
 
     key = "sk-test-dagster-SECRET-42"
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", key)
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    wildchat = _wildchat_source()
+    responses = _responses_source()
     path = _manifest(tmp_path, [wildchat, responses], holdout=0)
     with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
         monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
@@ -986,10 +984,8 @@ def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_
     from openai_server import Fault, serve_openai
 
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test-wrong")
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    wildchat = _wildchat_source()
+    responses = _responses_source()
     glaive = _glaive_source(filters={"llm_judge": {"threshold": 3}})
     path = _manifest(tmp_path, [wildchat, responses, glaive], holdout=0)
     with serve_openai(lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as server:
@@ -1041,10 +1037,8 @@ def test_a_generated_sources_judge_is_counted_checked_and_capped_with_its_genera
     judge = {"threshold": 1}
     if case == "the judge's dead":
         judge["llm"] = {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": judge}}
+    wildchat = _wildchat_source()
+    responses = _responses_source(filters={"llm_judge": judge})
 
     def respond(messages, body):
         return "Feedback: Good. [RESULT] 5" if "[RESULT]" in json.dumps(messages) else "A short and direct answer."
@@ -1222,6 +1216,17 @@ def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_s
     [unused] = sftmix.build.unused_work(load(_manifest(tmp_path, [_glaive_source(), generated], holdout=0)), layout)
     assert (unused.source, unused.stages, unused.paths) == ("g.v1", ["normalized"], paths[:2])
     assert sftmix.build.unused_work(load(_manifest(tmp_path, [_glaive_source(), _glaive_source(key="g.v1")])), layout) == []
+
+
+def _wildchat_source(**changes) -> dict:
+    return {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
+            "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}, **changes}
+
+
+def _responses_source(**changes) -> dict:
+    """A generated source answering `_wildchat_source`'s prompts."""
+    return {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
+            "licence": "apache-2.0", "targets": {"en": "all"}, **changes}
 
 
 def _glaive_source(**changes) -> dict:
@@ -1535,10 +1540,8 @@ def test_the_judges_prompt_templates_are_in_the_filtered_settings_where_it_runs(
 
 def test_an_edited_generator_or_prompt_template_makes_its_records_stale(tmp_path, monkeypatch):
     code = _project_copy(tmp_path, monkeypatch)
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    wildchat = _wildchat_source()
+    responses = _responses_source()
     manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
     wildchat_version, settings = (stage_version(manifest, manifest.sources[0], "filtered"),
                                   stage_settings(manifest, manifest.sources[1], "filtered"))
@@ -1666,10 +1669,8 @@ def test_a_file_system_without_locks_builds_with_a_warning(tmp_path, monkeypatch
 
 def test_a_generator_takes_only_inputs_made_from_the_settings_the_manifest_has_now(tmp_path, monkeypatch):
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    wildchat = _wildchat_source()
+    responses = _responses_source()
     layout = Layout(tmp_path / "out", "mini")
     manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
     reads = r"^source 'responses' \(wildchat_responses\) reads: source 'wildchat': its filtered "
@@ -1716,10 +1717,8 @@ def test_a_broken_generator_stops_its_stage_with_one_line_and_no_records(tmp_pat
     from generators.base import GeneratorBroken
 
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
-    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
-                 "licence": "apache-2.0", "targets": {"en": "all"}}
+    wildchat = _wildchat_source()
+    responses = _responses_source()
     layout = Layout(tmp_path / "out", "mini")
     manifest = load(_manifest(tmp_path, [wildchat, responses], holdout=0))
     normalize_source(manifest, manifest.sources[0], [Path(wildchat["local"]["files"][0])], layout)
@@ -1741,8 +1740,7 @@ def test_a_broken_generator_stops_its_stage_with_one_line_and_no_records(tmp_pat
 
 def test_a_generated_target_in_a_language_the_generator_cannot_write_is_named_first(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
-    wildchat = {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
-                "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}}
+    wildchat = _wildchat_source()
     constrained = {"key": "constrained", "generator": {"name": "eif_augmentation", "inputs": ["wildchat"]},
                    "licence": "apache-2.0", "targets": {"en": 2, "eu": 3}}
     manifest = load(_manifest(tmp_path, [wildchat, constrained], holdout=0))
