@@ -80,12 +80,16 @@ class IdentityFilter(RecordFilter):
         self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
                                     + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
+    def claims_another_identity(self, text: str) -> bool:
+        """Whether the (folded) `text` claims to be another model or to be made by another developer."""
+        return self.self_claim.search(text) is not None or any(not _negated(m["gap"]) for m in self.made_by.finditer(text))
+
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
             text = folded(text)
             if not self.screen.may_match(text):
                 continue
-            if self.self_claim.search(text) or any(not _negated(m["gap"]) for m in self.made_by.finditer(text)):
+            if self.claims_another_identity(text):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):
                 return "knowledge_cutoff"

@@ -87,7 +87,7 @@ def test_identity_verdicts_are_the_regexes():
     verdicts, screened = set(), 0
     for text in random_texts(IDENTITY_PIECES, 3):
         lowered = text.lower()
-        expected = ("identity_leak" if rule.identity.search(lowered)
+        expected = ("identity_leak" if rule.claims_another_identity(lowered)
                     else "knowledge_cutoff" if rule.cutoff.search(lowered) else None)
         assert rule.check({"messages": [{"role": "assistant", "content": text}]}, None) == expected, text
         verdicts.add(expected)
