@@ -93,8 +93,8 @@ def _render(args) -> int:
     if not path.exists():
         raise UserError(f"shard not found: {path}")
     # a shard, or a split's shards in order (a mixture directory: its train split)
-    split = next((p.name for p in (path, path.parent) if p.name in SPLITS), "train") if path.is_file() else (
-        path.name if path.name in SPLITS else "train")
+    named = path.parent if path.is_file() else path  # a shard is named by its split's directory
+    split = named.name if named.name in SPLITS else "train"
     try:
         shards = shard_files(path, split)
     except ValueError as error:  # a mixing stopped part way

@@ -1325,7 +1325,7 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
     """The mixing puts train in place, then validation, then stats.json. Stopped in between, the card
     step took the new train split beside the old holdout (whose rows the new train may hold) and stats,
     also when the manifest did not change (a raw file did)."""
-    from sftmix.build import write_card
+    from sftmix.build import mixed_result, write_card
     from sftmix.mixing import MIXING_STOPPED, MixResult
 
     raw = tmp_path / "glaive.json"
@@ -1333,7 +1333,7 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
     path = _manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]}, targets={"en": 3})], holdout=2)
     out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
     build(load(path), out)
-    stats = lambda: MixResult(**{**json.loads((layout.mixture_dir / "stats.json").read_text()), "out_dir": layout.mixture_dir})
+    stats = lambda: mixed_result(layout)
     stopped = (rf"^{re.escape(str(layout.mixture_dir))}: its last mixing was stopped part way, so its splits, rejected "
                "files and stats.json may be of two mixings: mix it again first$")
 
@@ -1379,8 +1379,7 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
 def test_the_card_counts_the_stages_that_made_the_records_mixed_not_those_run_since(tmp_path):
     """Running a source's stages again without mixing, then writing only the card, paired the new
     stages' intake and drops with the old mixture's rows."""
-    from sftmix.build import write_card
-    from sftmix.mixing import MixResult
+    from sftmix.build import mixed_result, write_card
 
     raw = tmp_path / "glaive.json"
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
@@ -1396,8 +1395,7 @@ def test_the_card_counts_the_stages_that_made_the_records_mixed_not_those_run_si
     normalize_source(manifest, source, raw_files(manifest, source, layout, tmp_path / "hub"), layout, 1)
     filter_source(manifest, source, layout)
     assert layout.read_counts("g", "normalized").read == len(rows) + 3
-    write_card(manifest, layout, MixResult(**{**json.loads((layout.mixture_dir / "stats.json").read_text()),
-                                             "out_dir": layout.mixture_dir}))
+    write_card(manifest, layout, mixed_result(layout))
     assert (layout.mixture_dir / "README.md").read_text() == card
 
 
