@@ -32,19 +32,21 @@ _SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bsóc|
 # negation, a verb in -ing, or a word that makes the name the object of something else ("I'm
 # going to compare GPT-4 and Claude", "I'm familiar with Llama", "I'm not ChatGPT", "sóc diferent
 # de ChatGPT" were identity_leak drops).
-_NOT_A_CLAIM = (r"not|no|non|não|never|nunca|mai|\w+ing|about|familiar|similar|like|unlike|different|diferente|diferent"
+_NOT_A_CLAIM = (r"not|non|não|never|nunca|mai|\w+ing|about|familiar|similar|like|unlike|different|diferente|diferent"
                 r"|distinto|distint|compar\w*|than|que|with|fan|happy|glad|sorry|afraid|aware|sure|consciente|conscient"
                 r"|semblant|semelhante|parecid[oa]|similar")
-_FILLER = rf"(?:(?!(?:{_NOT_A_CLAIM})\b)[\w'-]+[\s,]+){{0,6}}?"
+# "no" negates in English, Spanish and Catalan; in Portuguese and Galician it is "in the" ("Sou um
+# modelo com base no GPT-4", "treinado no Brasil pela OpenAI"), and they negate with "não"/"non".
+NO_IS_IN_THE = frozenset({"pt", "gl"})
 # First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por".
 # Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
 # Not negated right after the verb ("I'm not a model made by OpenAI") nor in the clause "made by"
-# ends ("I was never trained by", "soy ALIA y no fui entrenado por": `_negated`); a negation in an
+# ends ("I was never trained by", "soy ALIA y no fui entrenado por": `_Claims._negated`); a negation in an
 # earlier clause ("a model that can't browse the web, made by OpenAI") negates something else.
 _FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou"
                  r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
 _CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
-_NEGATION = re.compile(r"\b(?:not|never|no|non|não|nunca|mai|ni|nor)\b|n't\b")
+_NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por")
@@ -53,13 +55,28 @@ CUTOFF = (r"knowledge cut-?off", r"as of my (?:last|latest) (?:knowledge )?updat
           r"data de corte do meu conhecimento", r"ezagutza[- ]muga")
 
 
-def _negated(gap: str) -> bool:
-    """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
-    return _NEGATION.search(_CLAUSE_START.sub("", gap, count=1)) is not None
-
-
 def _alternation(names) -> str:
     return "(?:" + "|".join(names) + ")"
+
+
+class _Claims:
+    """The two claim patterns, for languages where "no" negates (`no_negates`) or not."""
+
+    def __init__(self, models, developers, no_negates: bool):
+        no = "|no" if no_negates else ""
+        filler = rf"(?:(?!(?:{_NOT_A_CLAIM}{no})\b)[\w'-]+[\s,]+){{0,6}}?"
+        # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
+        self.self_claim = re.compile(rf"{_SELF}{filler}{_alternation(models)}\b".lower())
+        made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
+        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.\n]{{0,60}}?){made_by_developer}")
+        self.negation = re.compile(rf"\b(?:{_NEGATIONS}{no})\b|n't\b")
+
+    def search(self, text: str) -> bool:
+        return self.self_claim.search(text) is not None or any(not self._negated(m["gap"]) for m in self.made_by.finditer(text))
+
+    def _negated(self, gap: str) -> bool:
+        """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
+        return self.negation.search(_CLAUSE_START.sub("", gap, count=1)) is not None
 
 
 class IdentityFilter(RecordFilter):
@@ -70,26 +87,24 @@ class IdentityFilter(RecordFilter):
         own = {n.lower() for n in (name, developer) if n}
         models = [m for m in OTHER_MODELS if m.lower() not in own]
         developers = [d for d in OTHER_DEVELOPERS if d.lower() not in own]
-        # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
-        self.self_claim = re.compile(rf"{_SELF}{_FILLER}{_alternation(models)}\b".lower())
-        made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
-        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.\n]{{0,60}}?){made_by_developer}")
+        self.claims = {no_negates: _Claims(models, developers, no_negates) for no_negates in (True, False)}
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
         # Both patterns end in a name: a text holding no name (and no literal of a cutoff phrase)
         # needs neither.
         self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
                                     + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
-    def claims_another_identity(self, text: str) -> bool:
-        """Whether the (folded) `text` claims to be another model or to be made by another developer."""
-        return self.self_claim.search(text) is not None or any(not _negated(m["gap"]) for m in self.made_by.finditer(text))
+    def claims_another_identity(self, text: str, language: str | None = None) -> bool:
+        """Whether the (folded) `text`, in `language`, claims to be another model or to be made by
+        another developer."""
+        return self.claims[language not in NO_IS_IN_THE].search(text)
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
             text = folded(text)
             if not self.screen.may_match(text):
                 continue
-            if self.claims_another_identity(text):
+            if self.claims_another_identity(text, record["language"]):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):
                 return "knowledge_cutoff"

@@ -893,6 +893,19 @@ class TestIdentity:
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
 
+    @pytest.mark.parametrize("language, text, reason", [
+        # Portuguese and Galician "no" is "in the", not a negation
+        ("pt", "Sou um modelo de linguagem baseado no GPT-4.", "identity_leak"),
+        ("pt", "Sou um assistente no WhatsApp desenvolvido pela OpenAI.", "identity_leak"),
+        ("gl", "Eu son un asistente baseado no GPT-4.", "identity_leak"),
+        ("pt", "Não, não sou o ChatGPT.", None), ("pt", "Sou a ALIA e não fui treinado pela OpenAI.", None),
+        ("gl", "Non, non son ChatGPT: son ALIA.", None),
+        # where "no" negates, it still does
+        ("es", "Soy un modelo de lenguaje, no GPT-4.", None), ("es", "Soy ALIA y no fui entrenado por OpenAI.", None),
+    ])
+    def test_no_negates_only_where_it_means_not(self, language, text, reason):
+        assert verdict(self.f, rec(user("Quem é você?"), assistant(text), language=language)) == reason
+
     def test_own_name_in_the_list_of_other_models_is_not_flagged(self):
         f = IdentityFilter(name="Claude", developer="Anthropic")
         assert verdict(f, rec(user("Who are you?"), assistant("I am Claude, developed by Anthropic."))) is None

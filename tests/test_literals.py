@@ -85,11 +85,12 @@ def random_texts(pieces, seed: int, count: int = 3000) -> list[str]:
 def test_identity_verdicts_are_the_regexes():
     rule = IdentityFilter(name="ALIA", developer="Barcelona Supercomputing Center")
     verdicts, screened = set(), 0
-    for text in random_texts(IDENTITY_PIECES, 3):
-        lowered = text.lower()
-        expected = ("identity_leak" if rule.claims_another_identity(lowered)
+    for i, text in enumerate(random_texts(IDENTITY_PIECES, 3)):
+        lowered, language = text.lower(), ("en", "pt")[i % 2]
+        expected = ("identity_leak" if rule.claims_another_identity(lowered, language)
                     else "knowledge_cutoff" if rule.cutoff.search(lowered) else None)
-        assert rule.check({"messages": [{"role": "assistant", "content": text}]}, None) == expected, text
+        record = {"messages": [{"role": "assistant", "content": text}], "language": language}
+        assert rule.check(record, None) == expected, text
         verdicts.add(expected)
         screened += not rule.screen.may_match(lowered)
     assert verdicts == {"identity_leak", "knowledge_cutoff", None}
