@@ -215,9 +215,10 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
     if _squash(problem + solution) == _squash(source["problem"] + source["solution"]) \
             and len(_prose_words(source["problem"] + source["solution"])) >= 5:
         raise Drop("not_translated", "the text came back unchanged")
-    wrong = _language_problem(f"{problem}\n{solution}", language)
-    if wrong:
-        raise Drop("wrong_language", f"reads as {wrong}, wanted {language}")
+    for text in (problem, solution):  # apart: a long translated solution hid a problem left in English
+        wrong = _language_problem(text, language)
+        if wrong:
+            raise Drop("wrong_language", f"reads as {wrong}, wanted {language}")
 
     meta = {"source_id": source["id"], "source_language": source["language"], **source["meta"],
             "boxed": source["boxed"]}

@@ -150,11 +150,16 @@ IN_GALICIAN = ("<problem>\nAcha o valor de $x$ se $2x+3=11$, explicando cada pas
                "Despois dividimos ambos os lados entre 2 e atopamos o valor da incógnita.\n\nPolo tanto, a "
                "resposta é $\\boxed{4}$.\n</solution>")
 
+# only the solution translated: the problem, checked together with it, was kept as Spanish
+PROBLEM_IN_ENGLISH = ("<problem>\nFind the value of $x$ if $2x+3=11$, explaining every step.\n</problem>"
+                      + IN_SPANISH[IN_SPANISH.index("\n</problem>") + len("\n</problem>"):])
+
 
 @pytest.mark.parametrize("target, reply, outcome", [
     ("ca", IN_SPANISH, "reads as es, wanted ca"), ("gl", IN_SPANISH, "reads as es, wanted gl"),
     ("eu", IN_SPANISH, "reads as es, wanted eu"), ("gl", IN_GALICIAN, "kept"), ("eu", IN_GALICIAN, "reads as gl, wanted eu"),
-], ids=["es-for-ca", "es-for-gl", "es-for-eu", "gl-for-gl", "gl-for-eu"])
+    ("es", IN_SPANISH, "kept"), ("es", PROBLEM_IN_ENGLISH, "reads as en, wanted es"),
+], ids=["es-for-ca", "es-for-gl", "es-for-eu", "gl-for-gl", "gl-for-eu", "es-for-es", "problem-left-in-english"])
 def test_a_translation_into_the_wrong_iberian_language_is_dropped(tmp_path, target, reply, outcome):
     """langdetect accepted Spanish as Catalan (a confusable pair) and cannot detect Basque or
     Galician at all: Spanish translations were kept as ca, eu and gl rows."""
