@@ -21,7 +21,9 @@ Drops:
 - `other_identity`: an assistant turn names another AI model or AI developer (the rule `identity`
   filter only catches self-claims; here any mention is unwanted).
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
-Language is checked afterwards by the rule `language` filter, like every row.
+- `wrong_language`: the conversation reads (CLD2, reliably) as another language, the card's names
+  left out. The rule `language` filter would leave these rows alone: it checks only assistant text of
+  200 characters or more, and these answers are one to five sentences.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import re
 from functools import lru_cache
 from typing import Iterator
 
+from filters.language_id import detected_instead
 from generators.base import LANGUAGE_NAMES, Context, Item, prompt
 from sftmix.llm import Failure
 from sftmix.record import message
@@ -178,6 +181,14 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
     answers = [t["content"].strip() for t in turns if t["role"] == "assistant"]
     if p["needs_name"] and not mentions_name(answers, _field(identity, "name")):
         return Drop("identity_missing", f"topic {p['topic']}: no assistant turn says {_field(identity, 'name')!r}")
+    # Checked here: the rule `language` filter leaves rows under 200 characters alone, and these are
+    # short. The card's names are left out ("Barcelona Supercomputing Center" reads as English).
+    text = "\n".join(t["content"] for t in turns)
+    for proper in filter(None, (_field(identity, "name"), _field(identity, "developer"))):
+        text = text.replace(proper, " ")
+    wrong = detected_instead(text, item.language)
+    if wrong:
+        return Drop("wrong_language", f"reads as {wrong}, wanted {item.language}")
     leak = other_identity_pattern(identity).search("\n".join(answers))
     if leak:
         return Drop("other_identity", f"assistant mentions {leak.group(0)!r}")

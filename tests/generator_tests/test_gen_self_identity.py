@@ -60,7 +60,7 @@ def responder(messages, body):
         return Reply('{"messages": [{"role": "user", "content": "Can you look something up online for me?"}, '
                      '{"role": "assistant", "content": "I don\'t have access to', finish_reason="length")
     if language == "Catalan":
-        if topic == "languages":  # answers in English: the language filter's job
+        if topic == "languages":  # answers in English: a wrong_language drop
             pairs = [("Quines llengües parles?", "I can understand and write Catalan, English, Spanish, Basque, "
                       "Galician and Portuguese. Those are the languages I was trained to handle especially well, so "
                       "feel free to write to me in any of them and I will answer in the same language you use.")]
@@ -111,9 +111,9 @@ def test_stream_drops_with_reasons_and_reruns_from_cache(tmp_path):
         assert reasons == {
             "self_identity:en:00001": "identity_missing", "self_identity:en:00002": "other_identity",
             "self_identity:en:00005": "invalid_json", "self_identity:en:00007": "bad_structure",
-            "self_identity:en:00008": "truncated",
+            "self_identity:en:00008": "truncated", "self_identity:ca:00003": "wrong_language",
         }
-        assert len(kept) == 10
+        assert len(kept) == 9
         row = kept["self_identity:en:00000"]
         assert row.language == "en" and row.messages[0]["role"] == "user" and "ALIA" in row.messages[1]["content"]
         assert row.meta["generator"] == "self_identity" and row.meta["seed_id"] == "self_identity:en:00000"
@@ -127,6 +127,26 @@ def test_stream_drops_with_reasons_and_reruns_from_cache(tmp_path):
         assert [(k, view(r)) for k, r in stream(gen, [], again)] == [(k, view(r)) for k, r in results]
         assert again.llm.stats.requests == 0 and again.llm.stats.cache_hits == requests  # truncated and invalid replies are cached too
         assert server.count() == requests
+
+
+def test_a_short_answer_in_another_language_is_dropped_the_card_names_aside(tmp_path):
+    """The rule `language` filter checks assistant text of 200 characters or more: a Spanish
+    conversation written for a Galician or Basque item was kept as gl and eu."""
+    spanish = [("Hola, ¿quién eres y quién te ha creado exactamente?",
+                "¡Hola! Me llamo ALIA, un asistente de inteligencia artificial creado por el Barcelona "
+                "Supercomputing Center. ¿En qué puedo ayudarte hoy?"),
+               ("¿Y puedes responder en otros idiomas?", "Sí, puedo responder en catalán, español, inglés y otros.")]
+
+    def reply(messages, body):
+        turns = int(re.search(r"exactly (\d) turns", messages[-1]["content"]).group(1))
+        return json.dumps({"messages": [{"role": role, "content": text} for pair in spanish[: turns // 2]
+                                        for role, text in zip(("user", "assistant"), pair)]}, ensure_ascii=False)
+
+    with serve_openai(reply) as server:
+        results = list(stream(gen, [], context(server, tmp_path, targets={"gl": 1, "eu": 1, "es": 1})))
+    outcomes = {key.split(":")[1]: getattr(r, "detail", "kept") for key, r in results if key.endswith("00000")}
+    # Spanish, whose developer's name reads as English, is kept as Spanish
+    assert outcomes == {"gl": "reads as es, wanted gl", "eu": "reads as es, wanted eu", "es": "kept"}
 
 
 def test_no_identity_card_drops_everything(tmp_path):
@@ -144,7 +164,7 @@ def test_generate_through_rule_filters_to_parquet(tmp_path):
     assert counts.read == 15 and counts.kept == len(rows) == 9
     assert Counter((r["stage"], r["reason"]) for r in rejected) == {
         ("generate", "identity_missing"): 1, ("generate", "other_identity"): 1, ("generate", "invalid_json"): 1,
-        ("generate", "bad_structure"): 1, ("generate", "truncated"): 1, ("language", "language_mismatch"): 1,
+        ("generate", "bad_structure"): 1, ("generate", "truncated"): 1, ("generate", "wrong_language"): 1,
     }
     assert {r["language"] for r in rows} == {"en", "ca"} and {r["licence"] for r in rows} == {"apache-2.0"}
     origin = json.loads(rows[0]["origin"])
