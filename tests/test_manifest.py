@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from datatrove.data import Document
 
 import filters as rule_filters
+from filters.base import learned_text
 from sftmix import plan
 from generators import get_generator, implemented
+from sftmix.build import filter_config
 from sftmix.manifest import ManifestError, load
+from sftmix.record import make_record, message
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCT = ROOT / "manifests" / "alia-40b-instruct.yaml"
@@ -131,6 +135,22 @@ def test_instruct_cells_match_the_card_table(instruct):
 def test_instruct_licences(instruct):
     by_key = {s.key: s.licence for s in instruct.sources if not s.is_input_only}
     assert by_key == INSTRUCT_LICENCES
+
+
+def test_the_fc_sample_is_not_held_to_rules_the_instruct_manifest_waived(instruct, fc):
+    """The sampled rows passed the instruct manifest's rules; the fc build ran its own rules on them
+    again, without that manifest's exemptions: self-identity rows stating their knowledge cutoff and
+    eif-augmentation rows (IFEval's wording) were dropped from the fc mixture."""
+    sample = filter_config(fc, fc.source("instruction-tuning-sample"))
+    cutoff = make_record(messages=[message("user", "¿Cuál es tu fecha de corte de conocimiento?"),
+                                   message("assistant", "Soy ALIA. Mi fecha de corte de conocimiento es 2024.")],
+                         tools=[], source="self-identity", licence="apache-2.0", language="es", origin={})
+    rules = {name: value for name, value in sample.items() if name != "decontamination"}  # no benchmark files here
+    doc = Document(text=learned_text(cutoff), id=cutoff["id"], metadata={"record": cutoff})
+    assert [step.name for step in rule_filters.build_filters(rules) if step.filter(doc) is not True] == []
+    assert filter_config(instruct, instruct.source("eif-augmentation"))["decontamination"] is False
+    checked_for_instruct = set(instruct.filters["decontamination"]["benchmarks"])
+    assert set(sample["decontamination"]["benchmarks"]) == set(fc.filters["decontamination"]["benchmarks"]) - checked_for_instruct
 
 
 def test_instruct_generator_inputs_feed_nothing_themselves(instruct):
