@@ -153,6 +153,21 @@ def test_the_fc_sample_is_not_held_to_rules_the_instruct_manifest_waived(instruc
     assert set(sample["decontamination"]["benchmarks"]) == set(fc.filters["decontamination"]["benchmarks"]) - checked_for_instruct
 
 
+@pytest.mark.parametrize("key", ["eif-augmentation", "multiturn-augmentation"])
+def test_augmentations_can_reach_their_targets_from_the_mixture_s_own_rows(instruct, key):
+    """Each of their cells that the generator can write needs at least as many input rows in that
+    language: the inputs' own targets count them (a generator makes one row of each input). With
+    aya, the Mentors and oasst2 alone, English had 2,977 planned rows (and oasst2's) for 27,860, and
+    Catalan 5,047 for 6,540."""
+    source = instruct.source(key)
+    declared = getattr(get_generator(source.generator.name), "languages", None)  # none: every language
+    writable = declared(source.generator.params) if declared else source.targets
+    inputs = [instruct.source(name) for name in source.generator.inputs]
+    for language, target in source.targets.items():
+        if language in writable:
+            assert sum(s.targets.get(language, 0) for s in inputs if not s.is_input_only) >= target, language
+
+
 def test_instruct_generator_inputs_feed_nothing_themselves(instruct):
     inputs_only = {s.key for s in instruct.sources if s.is_input_only}
     assert inputs_only == {"fineweb-edu", "wildchat", "oasst2"}
