@@ -63,7 +63,7 @@ def derivative_problem(input_licence: str | None, output_licence: str) -> str | 
     data only rows under the same licence. Attribution-only licences (cc-by, odc-by) allow it.
     """
     if input_licence is None:
-        return None  # licences set per row (TowerBlocks) are judged when rows exist, not here
+        return None  # licences set per row (TowerBlocks) are judged row by row (`generators.base._derivable`)
     if "-nd" in input_licence:
         return "its licence allows no derivatives"
     if "-nc" in input_licence and "-nc" not in output_licence:

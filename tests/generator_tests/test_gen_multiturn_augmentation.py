@@ -166,3 +166,21 @@ def test_generate_to_parquet(records, tmp_path):
     assert row["language"] == "en" and row["licence"] == "apache-2.0" and len(row["messages"]) == 4
     origin = json.loads(row["origin"])
     assert origin["added_turns"] == 1 and origin["seed_id"] == pick(records, "Kenya")[0]["id"]
+
+
+def test_rows_are_made_only_from_records_their_licence_may_derive_from(records, tmp_path):
+    """The manifest checks each input source's licence; rows that carry their own (TowerBlocks', a
+    mixture's) were not checked at all: a cc-by-sa row's turns came out word for word in an apache-2.0 row."""
+    kenya = pick(records, "Kenya")[0]
+    share_alike = {**kenya, "id": "a-cc-by-sa-row", "licence": "cc-by-sa-4.0", "source": "tower-blocks"}
+    info = SourceInfo(key="multiturn-augmentation", converter="openai_messages", licence="apache-2.0", filters={})
+    with serve_openai(responder) as server:
+        ctx = Context(llm=client(server, tmp_path), targets={"en": 2}, params={"min_new_turns": 1, "max_new_turns": 1})
+        counts = generate(mt, [share_alike, kenya], ctx, info, tmp_path / "out.parquet", tmp_path / "rejected.parquet")
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [json.loads(r["origin"])["seed_id"] for r in rows] == [kenya["id"]]
+    rejected = pq.read_table(tmp_path / "rejected.parquet").to_pylist()
+    assert [(r["stage"], r["reason"], r["detail"]) for r in rejected] == [
+        ("generate", "licence_incompatible",
+         "cc-by-sa-4.0 row of 'tower-blocks': share-alike data must keep its licence, not become apache-2.0")]
+    assert counts.summary()["kept"] == 1
