@@ -35,7 +35,7 @@ from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Spending, Stats, a
 from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
 from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.plan import unmakeable
-from sftmix.reader import shard_files
+from sftmix.reader import CARD, shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.shards import write_text_whole
 from sftmix.sources import filter_defaults, shardable
@@ -614,7 +614,7 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
             if hash_ != manifest.hash:
                 raise BuildError(f"{layout.mixture_dir}: its {part} is of another mixing (hash {hash_}) than its train "
                                  f"split (hash {manifest.hash}), which was stopped part way: mix it again first")
-        path = layout.mixture_dir / "README.md"
+        path = layout.mixture_dir / CARD
         write_text_whole(path, card.render(manifest, result))  # a stopped write leaves the card as it was
     return path
 

@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
 from sftmix.near_dedup import near_duplicates
 from sftmix.plan import allocate, cells
-from sftmix.reader import MIXING_STOPPED, SPLITS
+from sftmix.reader import CARD, MIXING_STOPPED, SPLITS
 from sftmix.record import SCHEMA
 from sftmix.rejected import REJECTED_SCHEMA, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
@@ -713,6 +713,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # From here until stats.json is written, the mixture directory may hold the splits, rejected
         # files and stats.json of two mixings (a run stopped between its renames): the marker says so.
         write_text_whole(out_dir / MIXING_STOPPED, manifest.hash)
+        # the last mixing's card describes the splits being replaced: none until this one's is written
+        (out_dir / CARD).unlink(missing_ok=True)
         files = {}
         for split, writer in writers.items():
             final = out_dir / split

@@ -15,6 +15,7 @@ SPLITS = ("train", "validation")
 # In a mixture directory while a mixing puts its splits in place, one after the other: until it is
 # removed, the splits may be of two mixings (a holdout overlapping train).
 MIXING_STOPPED = ".mixing-stopped"
+CARD = "README.md"  # the dataset card, beside the splits it describes
 
 
 def shard_files(path: Path | str, split: str = "train") -> list[Path]:

@@ -1376,6 +1376,22 @@ def test_no_card_is_written_for_a_mixing_stopped_between_its_splits(tmp_path, mo
         write_card(manifest, layout, MixResult(**{**stats().__dict__, "manifest_hash": ""}))  # one written before this check
 
 
+def test_a_new_mixing_removes_the_card_of_the_last(tmp_path):
+    """Mixed again (`--select 'mixture,holdout'`, or the card step failing), the last mixing's card
+    stayed beside the new splits: "Train: 4 rows" over 2, with the other settings hash."""
+    from sftmix.build import mixed_result, write_card
+
+    path = _manifest(tmp_path, [_glaive_source(targets={"en": 4})], holdout=2)
+    layout = Layout(tmp_path / "out", "mini")
+    build(load(path), tmp_path / "out")
+    assert "Train: 4 rows" in (layout.mixture_dir / "README.md").read_text()
+    path.write_text(path.read_text().replace("en: 4", "en: 2"))
+    mix(load(path), layout)
+    assert not (layout.mixture_dir / "README.md").exists()
+    write_card(load(path), layout, mixed_result(layout))
+    assert "Train: 2 rows" in (layout.mixture_dir / "README.md").read_text()
+
+
 def test_the_card_counts_the_stages_that_made_the_records_mixed_not_those_run_since(tmp_path):
     """Running a source's stages again without mixing, then writing only the card, paired the new
     stages' intake and drops with the old mixture's rows."""
