@@ -255,3 +255,24 @@ def test_results_without_ids_answer_the_call_of_the_tool_they_name(tmp_path):
     assert counts.summary() == {"read": 2, "kept": 1, "dropped": {"unmatched_tool_result": 1}}
     kept, = pq.read_table(tmp_path / "o.parquet").to_pylist()
     assert [(m["tool_call_id"], m["name"]) for m in kept["messages"][2:4]] == [("call_1", "get_time"), ("call_0", "get_weather")]
+
+
+def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelled(tmp_path):
+    """The row's own `licence` column won over the manifest's: a source declared cc-by-sa-4.0
+    published its rows saying apache-2.0 as apache-2.0, and `read_mixture(licences=["apache-2.0"])`
+    handed them to a training job."""
+    turns = [{"role": "user", "content": f"Question {i}?"} if i % 2 == 0 else {"role": "assistant", "content": f"Answer {i}."}
+             for i in range(2)]
+    rows = [{"messages": turns, "id": "said-apache", "licence": "apache-2.0"},
+            {"messages": turns[:1] + [{"role": "assistant", "content": "Another answer."}], "id": "said-nothing"},
+            {"messages": turns[:1] + [{"role": "assistant", "content": "A third answer."}], "id": "said-the-same",
+             "licence": "cc-by-sa-4.0"}]
+    raw = tmp_path / "data.jsonl"
+    raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    info = SourceInfo(key="o", converter="openai_messages", licence="cc-by-sa-4.0", language="en")
+    counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+    assert counts.summary() == {"read": 3, "kept": 2, "dropped": {"licence_conflict": 1}}
+    assert {json.loads(r["origin"])["key"]: r["licence"] for r in pq.read_table(tmp_path / "o.parquet").to_pylist()} == {
+        "said-nothing": "cc-by-sa-4.0", "said-the-same": "cc-by-sa-4.0"}
+    drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
+    assert drop["detail"] == "the row says apache-2.0, the manifest cc-by-sa-4.0"
