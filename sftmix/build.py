@@ -221,12 +221,30 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
     if mixed_from != other.hash:
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from another version "
                          f"(hash {mixed_from}) of {other.path} (hash {other.hash}): build it again first")
+    if _footer(shards[0], b"mixed_sources") != mixed_sources_digest(other):
+        raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from records its sources' "
+                         f"settings no longer make (a raw file, the code or a benchmark file changed since): "
+                         f"build it again first")
     return shards
 
 
 def _mixed_from(shard: Path) -> str:
     """The hash of the manifest a mixture shard was mixed from."""
-    return pq.read_schema(shard).metadata[b"manifest_hash"].decode()
+    return _footer(shard, b"manifest_hash")
+
+
+def _footer(shard: Path, key: bytes) -> str | None:
+    value = pq.read_schema(shard).metadata.get(key)
+    return None if value is None else value.decode()
+
+
+def mixed_sources_digest(manifest: Manifest) -> str:
+    """The settings of the records `manifest` mixes (each mixed source's `stage_settings` after its
+    filters) as a short hash. The mixing writes it in every shard (`mixed_sources`), and a source
+    that samples the mixture takes only shards of the settings its sources have now: its manifest's
+    hash does not change when a raw file, the code or a benchmark file does."""
+    settings = {s.key: stage_settings(manifest, s, "filtered") for s in manifest.sources if not s.is_input_only}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
@@ -273,14 +291,16 @@ def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
 
 def raw_settings(manifest: Manifest, source: Source) -> dict:
     """What a converted source's raw input is: what the manifest names (a pinned revision, the other
-    mixture's manifest and its hash) and, for local files, their size and modification time."""
+    mixture's manifest, its hash and its sources' settings) and, for local files, their size and
+    modification time."""
     if source.hub is not None:
         return source.hub.model_dump(mode="json")
     if source.local is not None:
         return {**source.local.model_dump(mode="json"),
                 "file_states": {name: _file_state(manifest.resolve(name)) for name in source.local.files}}
     other = load(manifest.resolve(source.mixture.manifest))
-    return {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash}
+    return {**source.mixture.model_dump(mode="json"), "manifest_hash": other.hash,
+            "mixed_sources": mixed_sources_digest(other)}
 
 
 def _file_state(path: Path) -> dict | None:
@@ -508,7 +528,8 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
         intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
                   for s in manifest.sources}
         result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
-                              rejected_dir=layout.rejected_dir, intake=intake)
+                              rejected_dir=layout.rejected_dir, intake=intake,
+                              mixed_sources=mixed_sources_digest(manifest))
         for stale in stale_rejected_files(manifest, layout):
             log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
             stale.unlink()

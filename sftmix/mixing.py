@@ -636,13 +636,15 @@ def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, d
 
 
 def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work_dir: Path,
-          threads: int | None = None, rejected_dir: Path | None = None, intake: dict | None = None) -> MixResult:
+          threads: int | None = None, rejected_dir: Path | None = None, intake: dict | None = None,
+          mixed_sources: str = "") -> MixResult:
     """Write `out_dir/train`, `out_dir/validation` and `out_dir/stats.json` (the result); each split
     directory is swapped in whole, and `MIXING_STOPPED` marks the time they are not all of one
     mixing. `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
     Arrow's CPU pool, the cores unless the user has set it); the shards do not depend on it. With
     `rejected_dir`, the rows dropped as duplicates or for their licence are written there (`_Rejects`).
-    `intake`: the counts of the stages that made `inputs` (`MixResult.intake`)."""
+    `intake`: the counts of the stages that made `inputs` (`MixResult.intake`); `mixed_sources`: what
+    made them (`sftmix.build.mixed_sources_digest`), written in every shard's footer."""
     sources = _mixed(manifest)
     for source in sources:
         if not inputs.get(source.key):
@@ -700,7 +702,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
             writers = {split: _SplitWriter(
                 staging[split], manifest.shard_rows, pool=shard_pool,
                 metadata=lambda shard, split=split: file_metadata(
-                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture))
+                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture,
+                    mixed_sources=mixed_sources))
                 for split in SPLITS}
             for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():

@@ -558,6 +558,35 @@ def test_fc_mixture_samples_the_built_instruct_mixture(tmp_path):
         assert row["messages"] == inner_rows[row["id"]]["messages"]
 
 
+def test_a_mixture_rebuilt_from_a_changed_raw_file_makes_the_rows_sampled_from_it_stale(tmp_path):
+    """Records of another mixture were checked against its manifest's hash only, which a rewritten raw
+    file (a takedown), new code or a new benchmark file leaves as it was: after the inner mixture was
+    rebuilt from 12 of its 128 raw rows (48 mixed rows, now 6), the outer one mixed its 48 again."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    many = [dict(row, chat=row["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(8) for row in rows]
+    raw = tmp_path / "glaive.json"
+    raw.write_text(json.dumps(many))
+    inner = _manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]})], holdout=0)
+    outer = tmp_path / "outer.yaml"
+    outer.write_text(yaml.safe_dump({"mixture": "outer", "seed": 3, "holdout": {"size": 0},
+                                     "licence_policy": {"allow": ["apache-2.0"]},
+                                     "sources": [{"key": "of-inner", "mixture": {"manifest": str(inner)}, "targets": "all"}]}))
+    out = tmp_path / "out"
+    build(load(inner), out)
+    assert build(load(outer), out).split_rows["train"] == 48
+
+    raw.write_text(json.dumps(many[:12]))
+    with pytest.raises(BuildError, match=r"^source 'of-inner' samples mixture 'mini', mixed from records its sources' "
+                                         r"settings no longer make .*: build it again first$"):
+        build(load(outer), out)
+    with pytest.raises(BuildError, match=r"source 'of-inner': its filtered records were made with other settings .*mixed_sources"):
+        mix(load(outer), Layout(out, "outer"))  # the outer mixing alone, as `--select mixture` runs it
+    build(load(inner), out)
+    assert build(load(outer), out).split_rows["train"] == 6
+    outer_ids = {row["id"] for row in sftmix.read_mixture(out / "outer", columns=["id"])}
+    assert outer_ids == {row["id"] for row in sftmix.read_mixture(out / "mini", columns=["id"])}
+
+
 def test_synthetic_source_without_api_key_fails_fast_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("SFTMIX_LLM_API_KEY", raising=False)
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
