@@ -54,7 +54,6 @@ from __future__ import annotations
 import glob
 import gzip
 import json
-import re
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
@@ -67,28 +66,18 @@ from datatrove.data import Document
 
 from filters.base import BatchRecordFilter
 from filters.batch_words import CHUNK_BYTES, BatchWords, chunks_of_bytes
-from filters.words import WordFinder
+from filters.words import WordFinder, spaced_ideographs
 from sftmix.jsontext import loads
 
 _WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
-# Chinese and Japanese are written without spaces between words: each ideograph or kana is a word
-# of its own, or a whole clause would be one word and most such prompts too short to use.
-_UNSPACED = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f])")
-# The UTF-8 lead bytes of U+3000-U+9FFF, U+F000-U+FFFF and U+10000-U+3FFFF: a text without any (most
-# text in Latin script) skips the pattern, which costs 8 ns a character even where nothing matches.
-_NOT_CJK_LEAD_BYTES = bytes(b for b in range(256) if not (0xE3 <= b <= 0xE9 or b in (0xEF, 0xF0)))
-
-
 def _normalized(text: str) -> str:
     if text.isascii():
         return text.lower()
-    text = unicodedata.normalize("NFKC", text)
-    if text.encode("utf-8", "surrogatepass").translate(None, _NOT_CJK_LEAD_BYTES):
-        text = " ".join(_UNSPACED.split(text))  # the pattern's group keeps each character, between spaces
-    return text.lower()
+    # each ideograph or kana a word: else most Chinese and Japanese prompts would be too short to use
+    return spaced_ideographs(unicodedata.normalize("NFKC", text)).lower()
 
 
 def words(text: str) -> list[str]:

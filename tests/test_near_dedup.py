@@ -113,6 +113,23 @@ def test_short_texts_and_empty_sources(tmp_path):
     assert near_duplicates(files, tmp_path / "work") == {}
 
 
+CHINESE_QUESTION = "请帮我写一篇关于上海城市交通发展的短文，重点介绍地铁网络的扩张以及对市民日常出行方式的影响，字数大约五百字。"
+CHINESE_ANSWER = ("上海的城市交通在过去三十年里经历了翻天覆地的变化。地铁网络从一条线路发展到二十多条线路，总里程超过八百公里，"
+                  "覆盖了几乎所有的中心城区和主要的郊区新城。市民的出行方式也随之改变，越来越多的人选择乘坐地铁上下班，"
+                  "私家车的使用频率在中心城区明显下降。与此同时，公交线路也进行了优化调整，与地铁站点形成了更好的接驳。")
+
+
+def test_a_one_character_edit_of_chinese_text_is_a_near_duplicate(tmp_path):
+    """Chinese puts no space between words: split on spaces, each clause was one word (13 in these
+    208 characters), one changed character changed half the shingles, and no copy was found."""
+    original = record("a", CHINESE_QUESTION, CHINESE_ANSWER)
+    copy = record("b", CHINESE_QUESTION, CHINESE_ANSWER.replace("八百", "九百"))
+    files = [("a", [write(tmp_path / "a.parquet", [original])]), ("b", [write(tmp_path / "b.parquet", [copy])])]
+    assert near_duplicates(files, tmp_path / "work") == {copy["id"]: (original["id"], "a")}
+    signature = RecordMinhashSignature("unused", config=minhash_config(), language=WhitespaceTokenizer())
+    assert signature.words("上海的城市，Shanghai 交通") == ["上", "海", "的", "城", "市", "shanghai", "交", "通"]
+
+
 def test_text_is_user_and_assistant_turns_with_tool_calls():
     rec = make_record(messages=[message("system", "be brief"), message("user", "weather in Oslo?"),
                                 message("assistant", "", tool_calls=[tool_call("get_weather", {"city": "Oslo"}, "c0")]),
