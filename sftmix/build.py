@@ -221,7 +221,7 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
     if mixed_from != other.hash:
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from another version "
                          f"(hash {mixed_from}) of {other.path} (hash {other.hash}): build it again first")
-    if _footer(shards[0], b"mixed_sources") != mixed_sources_digest(other):
+    if mixed_result(Layout(layout.root, other.mixture)).mixed_sources != mixed_sources_digest(other):
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from records its sources' "
                          f"settings no longer make (a raw file, the code or a benchmark file changed since): "
                          f"build it again first")
@@ -230,19 +230,14 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
 
 def _mixed_from(shard: Path) -> str:
     """The hash of the manifest a mixture shard was mixed from."""
-    return _footer(shard, b"manifest_hash")
-
-
-def _footer(shard: Path, key: bytes) -> str | None:
-    value = pq.read_schema(shard).metadata.get(key)
-    return None if value is None else value.decode()
+    return pq.read_schema(shard).metadata[b"manifest_hash"].decode()
 
 
 def mixed_sources_digest(manifest: Manifest) -> str:
     """The settings of the records `manifest` mixes (each mixed source's `stage_settings` after its
-    filters) as a short hash. The mixing writes it in every shard (`mixed_sources`), and a source
-    that samples the mixture takes only shards of the settings its sources have now: its manifest's
-    hash does not change when a raw file, the code or a benchmark file does."""
+    filters) as a short hash. The mixing writes it in stats.json (`MixResult.mixed_sources`), and a
+    source that samples the mixture takes only shards of the settings its sources have now: its
+    manifest's hash does not change when a raw file, the code or a benchmark file does."""
     settings = {s.key: stage_settings(manifest, s, "filtered") for s in manifest.sources if not s.is_input_only}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -96,6 +96,9 @@ class MixResult:
     # the card's intake and drops are those of this mixing, not of stages run again since.
     intake: dict[str, dict[str, dict | None]] = field(default_factory=dict)
     manifest_hash: str = ""  # of the manifest mixed: stats.json is then known to be this mixing's
+    # the settings of the records mixed (`sftmix.build.mixed_sources_digest`): not in the shards,
+    # which the same manifest and raw bytes make byte-identical, whatever the files' times
+    mixed_sources: str = ""
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -643,8 +646,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
     mixing. `work_dir` holds the partitions while this runs. The spill runs on `threads` threads (default:
     Arrow's CPU pool, the cores unless the user has set it); the shards do not depend on it. With
     `rejected_dir`, the rows dropped as duplicates or for their licence are written there (`_Rejects`).
-    `intake`: the counts of the stages that made `inputs` (`MixResult.intake`); `mixed_sources`: what
-    made them (`sftmix.build.mixed_sources_digest`), written in every shard's footer."""
+    `intake` and `mixed_sources`: the counts and settings of the stages that made `inputs` (`MixResult`)."""
     sources = _mixed(manifest)
     for source in sources:
         if not inputs.get(source.key):
@@ -702,8 +704,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
             writers = {split: _SplitWriter(
                 staging[split], manifest.shard_rows, pool=shard_pool,
                 metadata=lambda shard, split=split: file_metadata(
-                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture,
-                    mixed_sources=mixed_sources))
+                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture))
                 for split in SPLITS}
             for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():
@@ -743,6 +744,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         excluded=_exclusions(manifest, excluded),
         files=files,
         manifest_hash=manifest.hash,
+        mixed_sources=mixed_sources,
         intake=intake or {},
     )
     write_text_whole(out_dir / STATS, json.dumps(result.to_json(), indent=2, ensure_ascii=False))

@@ -299,6 +299,22 @@ def test_same_manifest_same_shards(tmp_path):
     assert first.split_rows == second.split_rows
 
 
+def test_the_same_raw_bytes_written_again_give_byte_identical_shards(tmp_path):
+    """A local file's modification time is in its stage settings (so that a rewrite is seen), never in
+    the shards: the same bytes rewritten, or copied to another machine, mix to the same files."""
+    raw = tmp_path / "glaive.json"
+    raw.write_bytes((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_bytes())
+    path = _manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]})])
+    shards = lambda: {f.relative_to(tmp_path): f.read_bytes() for f in sorted((tmp_path / "out" / "mini").glob("*/part-*.parquet"))}
+    build(load(path), tmp_path / "out")
+    first = shards()
+    os.utime(raw, ns=(raw.stat().st_atime_ns, raw.stat().st_mtime_ns + 10**9))
+    with pytest.raises(BuildError, match="other settings"):
+        mix(load(path), Layout(tmp_path / "out", "mini"))  # the rewrite is seen
+    build(load(path), tmp_path / "out")
+    assert len(first) == 2 and shards() == first
+
+
 NEAR_DEDUP = {"threshold_bands": 14, "rows_per_band": 8}
 
 
