@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -56,9 +57,15 @@ def read_mixture(
     ... of the (licence-filtered) stream: the ranks' rows are disjoint, together they are the whole
     split, and their counts differ by at most one. Striding rows rather than dealing out shards keeps
     the ranks even whatever the shard sizes; only this rank's rows become Python objects.
+
+    Iterated in a PyTorch DataLoader worker (`num_workers` > 0), it reads that worker's share of the
+    rank's rows, as `datasets`' IterableDataset does: each of the world_size × num_workers readers
+    takes every (world_size × num_workers)-th row, so no row comes out once per worker.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
+    if (worker := _dataloader_worker()) is not None:
+        rank, world_size = rank * worker.num_workers + worker.id, world_size * worker.num_workers
     licences, columns = _licences(licences), _columns(columns)
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)
@@ -70,6 +77,13 @@ def read_mixture(
             start += batch.num_rows
             batch = mine
         yield from batch.to_pylist()
+
+
+def _dataloader_worker():
+    """The PyTorch DataLoader worker this runs in (`torch.utils.data.get_worker_info()`), or None; torch
+    is not imported here: a process that has not imported it runs no DataLoader worker."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.utils.data.get_worker_info()
 
 
 def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | None = None,

@@ -285,6 +285,25 @@ def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
     assert max(map(len, ranks)) - min(map(len, ranks)) <= 1
 
 
+def test_read_mixture_in_dataloader_workers_reads_each_row_once(sample_build, monkeypatch):
+    """Wrapped in a torch IterableDataset with `num_workers=3`, every worker read the rank's whole
+    share: each row came out three times. `torch.utils.data.get_worker_info()` as torch documents it
+    (a stand-in: torch is not a dependency)."""
+    import types
+
+    mixture_dir, _ = sample_build
+    whole = [r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"])]
+    worker = types.SimpleNamespace(id=0, num_workers=3, seed=0, dataset=None)
+    torch = types.SimpleNamespace(utils=types.SimpleNamespace(data=types.SimpleNamespace(get_worker_info=lambda: worker)))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    readers = []
+    for rank in range(2):
+        for worker.id in range(3):
+            readers.append([r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], batch_size=5,
+                                                                 rank=rank, world_size=2)])
+    assert [readers[i % 6][i // 6] for i in range(len(whole))] == whole and sum(map(len, readers)) == len(whole)
+
+
 @pytest.mark.parametrize("rank, world_size", [(2, 2), (-1, 2), (0, 0)])
 def test_read_mixture_rejects_a_rank_outside_the_world(sample_build, rank, world_size):
     with pytest.raises(ValueError, match="rank must be in"):
