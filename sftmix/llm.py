@@ -243,6 +243,9 @@ FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
 # resources ran out"): asked again, as a 503 would be. Any other reason (e.g. "content_filter") is an
 # `incomplete_generation`; neither is cached.
 INTERRUPTED = frozenset({"insufficient_system_resource"})
+# What other OpenAI-compatible servers call a natural stop (Together AI: "eos"; TGI < 2.2.1 and
+# watsonx: "eos_token"; TGI: "stop_sequence"): read as "stop".
+STOP_SYNONYMS = frozenset({"eos", "eos_token", "stop_sequence", "end_turn"})
 
 
 @dataclass
@@ -552,7 +555,10 @@ class LLMClient:
 
     async def _fetch(self, key: str, body: dict, messages: list[dict]) -> Completion | Failure:
         session = self._ensure_session()
-        estimated_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + body["max_tokens"]
+        # UTF-8 bytes / 3: ~0.33 token per English character, 1 per CJK character (DeepSeek: 0.3 and
+        # 0.6); characters / 4 undercounted a Chinese prompt 2.4x, and the budget cap with it
+        estimated_tokens = sum(len(str(m.get("content") or "").encode("utf-8", "replace")) for m in messages) // 3 \
+            + body["max_tokens"]
         prices = self.settings.prices  # a request's most: its prompt uncached, and every token it may write
         most_usd = ((estimated_tokens - body["max_tokens"]) * prices.prompt_cache_miss
                     + body["max_tokens"] * prices.completion) / 1e6
@@ -612,15 +618,15 @@ class LLMClient:
             message = f"Error code: {status} - {raw.decode('utf-8', 'replace')[:300]}"
             if status == 429:
                 raise _Retryable("RateLimitError", message, _seconds(retry_after))
-            if status >= 500:
-                raise _Retryable("InternalServerError", message)
+            if status >= 500 or status in (408, 409):  # as the OpenAI SDK; a 503's Retry-After is waited for too
+                raise _Retryable("InternalServerError" if status >= 500 else "APIStatusError", message, _seconds(retry_after))
             raise _ClientError(status, message)
         try:
             response = json.loads(raw)
             choice = response["choices"][0]
             content = choice["message"]["content"]
-            if content is None and choice.get("finish_reason") == "length":
-                content = ""  # a reasoning model cut off while still thinking: a truncated answer, paid for
+            if content is None and choice.get("finish_reason") not in (None, "stop"):
+                content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
             if thinking := _THINKING.match(content):
@@ -631,7 +637,7 @@ class LLMClient:
             hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
             return Completion(
                 content=content,
-                finish_reason=choice.get("finish_reason") or "stop",
+                finish_reason="stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason") or "stop",
                 usage=Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")),
                             _token_count(hit)),
             )

@@ -30,8 +30,9 @@ ServerHandle.requests: RequestRecord(path, body_hash, status) per POST in arriva
 flight, set just before the response is written (so it is final once the client has the response), 0 when no
 response was sent (drop_connection, or a slow/delayed request cut short by close()/SIGTERM).
 
-Token counting (deterministic approximation): tokens(text) = number of regex matches of r"\\w+|[^\\w\\s]"
-(words and single punctuation marks). prompt_tokens = sum of tokens(content) over all messages.
+Token counting (deterministic approximation): tokens(text) = number of regex matches of
+r"[<ideograph or kana>]|\\w+|[^\\w\\s]" (each Chinese or Japanese character, as real tokenizers count
+them about one a character, words and single punctuation marks). prompt_tokens = sum of tokens(content) over all messages.
 `max_tokens` / `max_completion_tokens` cut the reply to that many tokens with finish_reason "length".
 
 Prompt cache (DeepSeek-style, `usage.prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`, mirrored in
@@ -44,8 +45,9 @@ miss = prompt_tokens - hit. Order-dependent only between requests that are in fl
 Faults (`Fault` or an equivalent dict): `count` firings per distinct request body (sha256 of the
 canonical JSON body), then that body goes through; retries of the same request thus see the count go down.
 `count=None` fires forever. Kinds:
-  rate_limit       429, header `Retry-After: <retry_after>` (+ OpenAI-style error JSON)
-  server_error     `status` (default 500; 502/503 fine) with error JSON
+  rate_limit       429, header `Retry-After: <retry_after>` (default 1) (+ OpenAI-style error JSON)
+  server_error     `status` (default 500; 502/503, 408/409 fine) with error JSON, and `Retry-After` when
+                   `retry_after` is given
   slow             sleeps `seconds` (default 5.0) before answering normally (close() cuts the sleep short)
   malformed        200, application/json, body = `text` if given else the first half of the real JSON
   drop_connection  closes the socket without any response (client sees a disconnect)
@@ -82,13 +84,13 @@ __all__ = [
 FAULT_KINDS = ("rate_limit", "server_error", "slow", "malformed", "drop_connection", "truncated", "bad_verdict")
 DEFAULT_BAD_VERDICT = "Feedback: The response is reasonable and mostly helpful, but I will not give a score."
 
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+_TOKEN_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|" + r"\w+|[^\w\s]")
 
 
 # --------------------------------------------------------------------------------------------- helpers
 
 def count_tokens(text: str | None) -> int:
-    """The server's deterministic token count: words and single punctuation marks."""
+    """The server's deterministic token count: ideographs and kana, words and single punctuation marks."""
     return len(_TOKEN_RE.findall(text or ""))
 
 
@@ -183,7 +185,7 @@ class Fault:
     match: str | None = None          # substring of the last user message; None = every request
     count: int | None = 1             # firings per distinct request body; None = always
     status: int | None = None         # server_error: 500 (default), 502, 503...
-    retry_after: float = 1            # rate_limit: value of the Retry-After header (seconds)
+    retry_after: float | None = None  # Retry-After header (seconds): rate_limit's (default 1), server_error's
     seconds: float = 5.0              # slow: server-side sleep before answering
     text: str | None = None           # bad_verdict / truncated content, malformed raw body
 
@@ -444,15 +446,16 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None:
             if fault.kind == "rate_limit":
-                ra = fault.retry_after
+                ra = 1 if fault.retry_after is None else fault.retry_after
                 ra_text = str(int(ra)) if float(ra).is_integer() else str(ra)
                 self._send_json(429, _error("Rate limit reached for requests. Please try again later.",
                                             "requests", "rate_limit_exceeded"), headers={"Retry-After": ra_text})
                 return 429
             if fault.kind == "server_error":
                 code = fault.status or 500
+                headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 self._send_json(code, _error("The server had an error while processing your request.",
-                                             "server_error", None))
+                                             "server_error", None), headers=headers)
                 return code
             if fault.kind == "drop_connection":
                 st._finish(self._idx, 0)

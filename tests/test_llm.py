@@ -259,13 +259,16 @@ def test_rate_limit_honours_retry_after(tmp_path):
     (Fault("server_error", count=2), [500, 500, 200]),
     (Fault("server_error", status=502, count=1), [502, 200]),
     (Fault("server_error", status=503, count=1), [503, 200]),
+    # retried as the OpenAI SDK retries them: they were final http_408 / http_409 drops
+    (Fault("server_error", status=408, count=1), [408, 200]),
+    (Fault("server_error", status=409, count=1), [409, 200]),
     (Fault("malformed", count=2), [200, 200, 200]),
     (Fault("malformed", count=1, text="<html>Bad gateway</html>"), [200, 200]),
     (Fault("drop_connection", count=2), [0, 0, 200]),
     # content that cannot be encoded (cached or written to Parquet), and a usage no float cost holds
     (Fault("malformed", count=1, text=chat_completion_body("lone \ud800 surrogate", None)), [200, 200]),
     (Fault("malformed", count=1, text=chat_completion_body("costly", {"prompt_tokens": 10 ** 309})), [200, 200]),
-], ids=["500x2", "502", "503", "malformed-half-json", "malformed-html", "dropped-connection", "lone-surrogate",
+], ids=["500x2", "502", "503", "408", "409", "malformed-half-json", "malformed-html", "dropped-connection", "lone-surrogate",
         "usage-out-of-range"])
 def test_transient_faults_are_retried(tmp_path, fault, statuses):
     with serve_openai(faults=[fault]) as srv:
@@ -276,6 +279,42 @@ def test_transient_faults_are_retried(tmp_path, fault, statuses):
         assert srv.fired() == len(statuses) - 1
     assert client.stats.requests == len(statuses) and client.stats.retries == len(statuses) - 1
     assert len(cache_entries(tmp_path / "cache")) == 1  # only the good answer is cached
+
+
+def test_a_server_errors_retry_after_is_waited_for(tmp_path):
+    """Read on 429s only: a 503 asking for 1 s was asked again after backoff_base_s (0.01 s), three
+    times within 0.3 s, and its row dropped as llm_retries_exhausted inside the outage."""
+    with serve_openai(faults=[Fault("server_error", status=503, count=1, retry_after=1)]) as srv:
+        client = make_client(srv, tmp_path)
+        start = time.monotonic()
+        reply = run(client, client.complete(user("busy")))
+        elapsed = time.monotonic() - start
+        assert [r.status for r in srv.requests] == [503, 200]
+    assert isinstance(reply, Completion) and elapsed >= 1
+
+
+@pytest.mark.parametrize("finish_reason", ["eos", "eos_token", "stop_sequence"])
+def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reason):
+    """Together AI says "eos", TGI before 2.2.1 and watsonx "eos_token", TGI "stop_sequence": every
+    answer was an incomplete_generation drop, never cached, and paid again on each run."""
+    with serve_openai(lambda messages, body: Reply("Feedback: fine. [RESULT] 5", finish_reason=finish_reason)) as srv:
+        for attempt in range(2):
+            client = make_client(srv, tmp_path)
+            reply = run(client, client.complete(user("judge this")))
+            assert isinstance(reply, Completion) and reply.finish_reason == "stop"
+        assert srv.count() == 1 and client.stats.cache_hits == 1
+
+
+def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):
+    """`content: null` with finish_reason "content_filter" was read as a malformed body: asked 7
+    times, each paid, and counted as no answer and no cost."""
+    with serve_openai(lambda messages, body: Reply(None, finish_reason="content_filter")) as srv:
+        client = make_client(srv, tmp_path)
+        reply = run(client, client.complete(user("something the filter stops")))
+        assert srv.count() == 1
+    assert isinstance(reply, Failure) and reply.reason == "incomplete_generation" and "content_filter" in reply.detail
+    assert client.stats.usage.prompt_tokens > 0 and client.stats.cost_usd > 0
+    assert client.stats.answered == 1
 
 
 @pytest.mark.parametrize("retry_after", [float("inf"), 1e9])
@@ -659,6 +698,18 @@ def test_concurrent_requests_do_not_together_spend_past_the_cap(tmp_path):
         one_request = client.settings.prices.cost(results[answered[concurrency][0]].usage)
         assert client.stats.cost_usd < 0.0002 + one_request
     assert len(answered[1]) >= 2 and answered[4] == answered[16] == answered[1]
+
+
+def test_chinese_prompts_at_concurrency_16_do_not_spend_past_the_cap(tmp_path):
+    """A request's most cost took its prompt as characters / 4 tokens; Chinese runs about one token a
+    character, so 16 requests in flight each looked 4 times cheaper than it was: a $0.002 cap spent
+    about twice that."""
+    prompt = "请评价下面这段对话的回答质量。" * 300
+    with serve_openai(delay=0.05) as srv:
+        client = make_client(srv, tmp_path, budget_usd=0.002, concurrency=16, max_tokens=64)
+        results = gather(client, [f"{i} {prompt}" for i in range(40)])
+    one_request = client.settings.prices.cost(next(r for r in results if isinstance(r, Completion)).usage)
+    assert client.stats.cost_usd < 0.002 + one_request
 
 
 def test_budget_cap_refuses_queued_requests_without_waiting_for_the_rate_limit(tmp_path):
