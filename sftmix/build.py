@@ -280,6 +280,8 @@ def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
     if stage == "filtered":
         for rule, _ in enabled_filters(_filtered_stage_rules(filter_config(manifest, source), source)):
             modules.append(rule.__module__)
+            if rule.name == "llm_judge" and LLM_CLIENT not in modules:
+                modules.append(LLM_CLIENT)  # the client's reading of replies decides verdicts too
             data_files += rule.data_files
     return code_digests(modules, data_files)
 

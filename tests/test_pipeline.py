@@ -1589,6 +1589,16 @@ def test_an_edited_converter_or_rule_makes_the_records_it_made_stale(tmp_path, m
     assert mix(manifest, layout).split_rows["train"] == 6
 
 
+def test_a_judged_source_s_records_depend_on_the_llm_client(tmp_path):
+    """How the client reads a reply (a finish reason, a <think> block) decides the judge's verdicts;
+    a judged source's digests left `sftmix/llm.py` out, so an edit of it left its records current."""
+    manifest = load(_manifest(tmp_path, [_glaive_source(filters={"llm_judge": True})], holdout=0))
+    judged = stage_settings(manifest, manifest.sources[0], "filtered")["code"]
+    assert "sftmix/llm.py" in judged and "filters/llm_judge.py" in judged
+    plain = load(_manifest(tmp_path, [_glaive_source()], holdout=0))
+    assert "sftmix/llm.py" not in stage_settings(plain, plain.sources[0], "filtered")["code"]
+
+
 @pytest.mark.parametrize("module", ["sftmix/normalize.py", "sftmix/record.py", "sftmix/shards.py", "sftmix/jsonarray.py",
                                     "filters/base.py", "filters/language_id.py"])
 def test_an_edited_module_of_the_record_path_makes_every_stage_stale(tmp_path, monkeypatch, module):
