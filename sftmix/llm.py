@@ -1,9 +1,9 @@
 """The only place that talks to an LLM endpoint (DeepSeek or any OpenAI-compatible server).
 
 - Concurrency limit (asyncio semaphore) and a requests/tokens-per-minute limiter.
-- Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections
-  and malformed bodies, honouring `Retry-After`; other errors are per-request failures, never
-  fatal to a run.
+- Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
+  dropped connections and malformed bodies, honouring `Retry-After`; other errors are per-request
+  failures, never fatal to a run.
 - Requests go out through aiohttp directly, not through the `openai` SDK: the SDK's request
   building (httpx models, URL parsing, an idempotency key from os.urandom, typed options) cost
   3.5 ms of CPU per request against 0.5 ms for the same POST through aiohttp (bench/llm.py's
