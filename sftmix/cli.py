@@ -133,7 +133,9 @@ def _llm_settings(manifest, cache_dir: str | None):
     from sftmix.llm import LLMSettings, settings_problem
 
     config = dict(manifest.llm) if manifest is not None else {}
-    config.setdefault("cache_dir", cache_dir or os.environ.get("SFTMIX_LLM_CACHE", ".sftmix-llm-cache"))
+    if cache_dir:  # named on the command line: over the manifest's too
+        config["cache_dir"] = cache_dir
+    config.setdefault("cache_dir", os.environ.get("SFTMIX_LLM_CACHE", ".sftmix-llm-cache"))
     try:
         return LLMSettings.from_config(config)
     except ValidationError as error:  # the environment's SFTMIX_LLM_* without a manifest to check them
@@ -244,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--language", help="only this target language")
     generate.add_argument("--limit", type=_count, help="at most this many items")
     generate.add_argument("--licence", default="apache-2.0", help="licence of generated rows without a manifest")
-    generate.add_argument("--cache-dir", help="LLM response cache (default: $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
+    generate.add_argument("--cache-dir", help="LLM response cache (default: the manifest's llm: cache_dir, $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
     generate.set_defaults(run=_generate)
 
     judge = commands.add_parser("judge", help="grade records with the LLM judge, keep those at or above the threshold")
@@ -254,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--threshold", type=int, default=4, choices=range(1, 6), help="lowest score kept (1-5)")
     judge.add_argument("--manifest", help="take the LLM settings (endpoint, model, limits, prices, budget) from this "
                        "manifest's llm:")
-    judge.add_argument("--cache-dir", help="LLM response cache (default: $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
+    judge.add_argument("--cache-dir", help="LLM response cache (default: the manifest's llm: cache_dir, $SFTMIX_LLM_CACHE or .sftmix-llm-cache)")
     judge.set_defaults(run=_judge)
 
     render = commands.add_parser("render", help="print shard rows as ChatML training text (Hermes tool calls)")

@@ -1248,6 +1248,24 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
     assert KEY not in warning
 
 
+def test_a_cache_dir_given_on_the_command_line_wins_over_the_manifest_s(tmp_path, monkeypatch, capsys):
+    """The manifest's `llm: {cache_dir}` was taken over an explicit `--cache-dir`: the answers went
+    to (and were looked up in) a cache the command did not name."""
+    from sftmix import cli
+
+    manifest = tmp_path / "m.yaml"
+    sample = (Path(__file__).parents[1] / "manifests" / "sample.yaml").read_text()
+    manifest.write_text(sample.replace("\nsources:", f"\nllm: {{cache_dir: {tmp_path / 'manifest-cache'}}}\nsources:", 1)
+                        .replace("../tests/", f"{Path(__file__).parent}/"))
+    with serve_openai(responder=lambda messages, body: "Feedback: Fine. [RESULT] 5") as srv:
+        monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        _judge_input(tmp_path / "in.parquet", 2)
+        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet"), "--manifest",
+                         str(manifest), "--cache-dir", str(tmp_path / "given")]) == 0
+    assert len(cache_entries(tmp_path / "given")) == 2 and not (tmp_path / "manifest-cache").exists()
+
+
 def _judge_input(path: Path, n: int) -> list[str]:
     records = [make_record(messages=[message("user", f"Question {i}?"), message("assistant", f"Answer {i}.")],
                            tools=[], source="t", licence="mit", language="en", origin={"row": f"in.jsonl#{i}"}) for i in range(n)]
