@@ -287,8 +287,9 @@ def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
 
 def test_read_mixture_in_dataloader_workers_reads_each_row_once(sample_build, monkeypatch):
     """Wrapped in a torch IterableDataset with `num_workers=3`, every worker read the rank's whole
-    share: each row came out three times. `torch.utils.data.get_worker_info()` as torch documents it
-    (a stand-in: torch is not a dependency)."""
+    share: each row came out three times. `split_by_worker` splits it; without it, a caller's own
+    split (rank and world_size folded with the worker) is not split again. The worker is
+    `torch.utils.data.get_worker_info()` as torch documents it (a stand-in: torch is not a dependency)."""
     import types
 
     mixture_dir, _ = sample_build
@@ -300,8 +301,11 @@ def test_read_mixture_in_dataloader_workers_reads_each_row_once(sample_build, mo
     for rank in range(2):
         for worker.id in range(3):
             readers.append([r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], batch_size=5,
-                                                                 rank=rank, world_size=2)])
+                                                                 rank=rank, world_size=2, split_by_worker=True)])
     assert [readers[i % 6][i // 6] for i in range(len(whole))] == whole and sum(map(len, readers)) == len(whole)
+    folded = [[r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], rank=reader, world_size=6)]
+              for reader in range(6)]
+    assert folded == readers
 
 
 @pytest.mark.parametrize("rank, world_size", [(2, 2), (-1, 2), (0, 0)])
@@ -620,6 +624,11 @@ def test_a_mixture_rebuilt_from_a_changed_raw_file_makes_the_rows_sampled_from_i
     assert build(load(outer), out).split_rows["train"] == 6
     outer_ids = {row["id"] for row in sftmix.read_mixture(out / "outer", columns=["id"])}
     assert outer_ids == {row["id"] for row in sftmix.read_mixture(out / "mini", columns=["id"])}
+    stats = out / "mini" / "stats.json"  # as mixed before the settings were recorded
+    stats.write_text(json.dumps({k: v for k, v in json.loads(stats.read_text()).items() if k != "mixed_sources"}))
+    with pytest.raises(BuildError, match=r"^source 'of-inner' samples mixture 'mini', mixed by an sftmix that did not "
+                                         r"record its sources' settings: build it again first$"):
+        sftmix.build.raw_files(load(outer), load(outer).sources[0], Layout(out, "outer"), out / ".hf-cache")
 
 
 def test_synthetic_source_without_api_key_fails_fast_naming_the_variable(tmp_path, monkeypatch):
