@@ -27,7 +27,6 @@ import json
 import math
 import random
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import islice
@@ -242,10 +241,10 @@ def load(name: str):
     return module
 
 
-def _derivable(records: Iterable[dict], licence: str, refused: deque) -> Iterator[dict]:
-    """The records that rows under `licence` may be derived from. The others go onto `refused` as
-    `licence_incompatible` drops keyed by record id: the manifest checks each input's licence, but
-    rows that carry their own (TowerBlocks', a mixture's) only show theirs here."""
+def _derivable(records: Iterable[dict], licence: str, refuse: Callable[[str, Drop], None]) -> Iterator[dict]:
+    """The records that rows under `licence` may be derived from; each other one goes to `refuse`
+    (record id, a `licence_incompatible` drop) as it is read. The manifest checks each input's
+    licence; rows that carry their own (TowerBlocks', a mixture's) show theirs only here."""
     for record in records:
         problem = derivative_problem(record["licence"], licence)
         if problem is None:
@@ -253,18 +252,17 @@ def _derivable(records: Iterable[dict], licence: str, refused: deque) -> Iterato
             continue
         drop = Drop("licence_incompatible", f"{record['licence']} row of {record['source']!r}: {problem}")
         drop.raw = {"id": record["id"], "source": record["source"], "licence": record["licence"]}
-        refused.append((record["id"], drop))
+        refuse(record["id"], drop)
 
 
 def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None = None,
-           window: int | None = None, licence: str | None = None) -> Iterator[tuple[str, Converted | Drop]]:
+           window: int | None = None) -> Iterator[tuple[str, Converted | Drop]]:
     """Run `module` over its items; yields (item key, Converted | Drop) in item order.
 
     Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
     (`sftmix.llm.in_order`). Once an item meets the budget cap, the items not yet started
     are dropped as `budget_exhausted` without running. Raises GeneratorBroken when each of the first
-    `BROKEN_AFTER` items raised at one line of the project's code. With `licence` (that of the rows
-    made), input records it may not be derived from are not used: each is a drop (`_derivable`)."""
+    `BROKEN_AFTER` items raised at one line of the project's code."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
     exhausted = False
@@ -276,16 +274,11 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
         exhausted = exhausted or (isinstance(result, Drop) and result.reason == "budget_exhausted")
         return result, site
 
-    refused: deque[tuple[str, Drop]] = deque()
-    if licence is not None:
-        records = _derivable(records, licence, refused)
     items = islice(module.items(records, ctx), limit)
     loop = asyncio.new_event_loop()
     rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
     try:
         for item, (result, site) in rows:
-            while refused:
-                yield refused.popleft()
             if first_failures is not None:
                 first_failures = first_failures + [site] if site else None
                 if first_failures and len(first_failures) == BROKEN_AFTER and len(set(first_failures)) == 1:
@@ -301,8 +294,6 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
                 converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
                 converted.language = converted.language or item.language
                 yield item.key, converted
-        while refused:  # read after the last item, or with no item at all
-            yield refused.popleft()
     finally:
         rows.close()  # cancels the rows still in flight while the loop can run them down
         loop.run_until_complete(ctx.llm.aclose())
@@ -339,9 +330,17 @@ def _project_site(error: BaseException) -> str | None:
 
 def generate(module, records: Iterable[dict], ctx: Context, info, out: Path, rejected: Path, *,
              limit: int | None = None):
-    """Generate, then the rule filters, into `out` (records) and `rejected` (drops): the converter path."""
+    """Generate, then the rule filters, into `out` (records) and `rejected` (drops): the converter path.
+    Input records that rows under `info.licence` may not be derived from are not used: each is
+    read and dropped (`_derivable`), written to `rejected` at once."""
     from sftmix.normalize import documents, run
 
-    return run(lambda sink, counts: documents(info, stream(module, records, ctx, limit=limit, licence=info.licence), sink, counts,
-                                              stage="generate"),
-               info, out, rejected, info.filters or {}, source_step="generate")
+    def generated(sink, counts):
+        def refuse(key: str, drop: Drop) -> None:
+            counts.read += 1
+            sink.reject("generate", drop.reason, drop.raw, detail=drop.detail, key=key)
+
+        derivable = _derivable(records, info.licence, refuse) if info.licence else records
+        return documents(info, stream(module, derivable, ctx, limit=limit), sink, counts, stage="generate")
+
+    return run(generated, info, out, rejected, info.filters or {}, source_step="generate")
