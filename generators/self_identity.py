@@ -21,8 +21,8 @@ Drops:
 - `other_identity`: an assistant turn names another AI model or AI developer (the rule `identity`
   filter only catches self-claims; here any mention is unwanted).
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
-- `wrong_language`: the conversation reads (CLD2, reliably) as another language, the card's names
-  left out. The rule `language` filter would leave these rows alone: it checks only assistant text of
+- `wrong_language`: the conversation, of `MIN_LETTERS` letters or more once the card's names are
+  left out, reads (CLD2, reliably) as another language. The rule `language` filter would leave these rows alone: it checks only assistant text of
   200 characters or more, and these answers are one to five sentences.
 """
 
@@ -95,6 +95,10 @@ SCHEMA = {
         },
     },
 }
+
+
+MIN_LETTERS = 100  # letters a conversation needs before its language is judged
+_LETTERS = re.compile(r"[^\W\d_]")
 
 
 def _field(identity, name: str):
@@ -186,7 +190,9 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
     text = "\n".join(t["content"] for t in turns)
     for proper in filter(None, (_field(identity, "name"), _field(identity, "developer"))):
         text = text.replace(proper, " ")
-    wrong = detected_instead(text, item.language)
+    # CLD2 calls a dozen characters "reliable" ("Com et dius?\nEm dic ALIA." reads as pt): too
+    # little text says nothing, as in the translation generator's check
+    wrong = detected_instead(text, item.language) if len(_LETTERS.findall(text)) >= MIN_LETTERS else None
     if wrong:
         return Drop("wrong_language", f"reads as {wrong}, wanted {item.language}")
     leak = other_identity_pattern(identity).search("\n".join(answers))

@@ -149,6 +149,17 @@ def test_a_short_answer_in_another_language_is_dropped_the_card_names_aside(tmp_
     assert outcomes == {"gl": "reads as es, wanted gl", "eu": "reads as es, wanted eu", "es": "kept"}
 
 
+def test_a_conversation_too_short_to_tell_its_language_is_kept(tmp_path):
+    """CLD2 calls a dozen characters reliable: "Com et dius? Em dic ALIA." read as Portuguese, and 5
+    of 8 natural Catalan answers to "what is your name" were wrong_language drops."""
+    short = json.dumps({"messages": [{"role": "user", "content": "Com et dius?"},
+                                     {"role": "assistant", "content": "Em dic ALIA."}]}, ensure_ascii=False)
+    with serve_openai(lambda messages, body: short) as server:
+        ctx = context(server, tmp_path, targets={"ca": 1})
+        results = [r for _, r in stream(gen, [], ctx) if not isinstance(r, Drop) or r.reason != "bad_structure"]
+    assert results and all(not isinstance(r, Drop) for r in results), [getattr(r, "detail", None) for r in results]
+
+
 def test_no_identity_card_drops_everything(tmp_path):
     with serve_openai(responder) as server:
         results = list(stream(gen, [], context(server, tmp_path, identity=None, targets={"es": 2})))
