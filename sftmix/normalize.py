@@ -111,10 +111,11 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
 
 
 def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
-    if converted.licence and info.licence and converted.licence != info.licence:
+    own = converted.licence and converted.licence.lower()  # SPDX ids match whatever their case
+    if own and info.licence and own != info.licence:
         # not relabelled either way: the manifest's licence is the source's, and this row says otherwise
         return Drop("licence_conflict", f"the row says {converted.licence}, the manifest {info.licence}")
-    licence = converted.licence or info.licence
+    licence = own or info.licence
     if not licence:
         return Drop("no_licence", "neither the source nor the row names a licence")
     language = converted.language or info.language

@@ -266,7 +266,7 @@ def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelle
     rows = [{"messages": turns, "id": "said-apache", "licence": "apache-2.0"},
             {"messages": turns[:1] + [{"role": "assistant", "content": "Another answer."}], "id": "said-nothing"},
             {"messages": turns[:1] + [{"role": "assistant", "content": "A third answer."}], "id": "said-the-same",
-             "licence": "cc-by-sa-4.0"}]
+             "licence": "CC-BY-SA-4.0"}]  # SPDX's own spelling: the same licence
     raw = tmp_path / "data.jsonl"
     raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
     info = SourceInfo(key="o", converter="openai_messages", licence="cc-by-sa-4.0", language="en")
