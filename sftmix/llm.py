@@ -625,7 +625,8 @@ class LLMClient:
             response = json.loads(raw)
             choice = response["choices"][0]
             content = choice["message"]["content"]
-            if content is None and choice.get("finish_reason") not in (None, "stop"):
+            finish_reason = "stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason")
+            if content is None and finish_reason not in (None, "stop"):
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
@@ -637,7 +638,7 @@ class LLMClient:
             hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
             return Completion(
                 content=content,
-                finish_reason="stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason") or "stop",
+                finish_reason=finish_reason or "stop",
                 usage=Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")),
                             _token_count(hit)),
             )

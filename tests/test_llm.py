@@ -305,6 +305,16 @@ def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reas
         assert srv.count() == 1 and client.stats.cache_hits == 1
 
 
+def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path):
+    """A stop synonym with `content: null` was an empty answer, cached: the row's drop for good."""
+    replies = iter([Reply(None, finish_reason="eos"), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
+    with serve_openai(lambda messages, body: next(replies)) as srv:
+        client = make_client(srv, tmp_path)
+        reply = run(client, client.complete(user("judge this")))
+        assert srv.count() == 2
+    assert isinstance(reply, Completion) and reply.content == "Feedback: fine. [RESULT] 5"
+
+
 def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):
     """`content: null` with finish_reason "content_filter" was read as a malformed body: asked 7
     times, each paid, and counted as no answer and no cost."""
