@@ -221,10 +221,11 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
     if mixed_from != other.hash:
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from another version "
                          f"(hash {mixed_from}) of {other.path} (hash {other.hash}): build it again first")
-    if mixed_result(Layout(layout.root, other.mixture)).mixed_sources != mixed_sources_digest(other):
-        raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, mixed from records its sources' "
-                         f"settings no longer make (a raw file, the code or a benchmark file changed since): "
-                         f"build it again first")
+    recorded = mixed_result(Layout(layout.root, other.mixture)).mixed_sources
+    if recorded != mixed_sources_digest(other):
+        why = ("mixed from records its sources' settings no longer make (a raw file, the code or a benchmark "
+               "file changed since)" if recorded else "mixed by an sftmix that did not record its sources' settings")
+        raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, {why}: build it again first")
     return shards
 
 

@@ -475,11 +475,39 @@ def load(path: Path | str) -> Manifest:
         raise ManifestError(f"{path}: {_field_path(first['loc'], data) or '<root>'}: {message}{more}") from None
     manifest._path = path.resolve()
     for source in manifest.sources:
-        if source.mixture is not None and manifest.resolve(source.mixture.manifest).resolve() == manifest._path:
-            # it would wait for ever for its own mixture to be built first
+        if source.mixture is None:
+            continue
+        # it would wait for ever for its own mixture to be built first
+        through = _path_back(manifest.resolve(source.mixture.manifest).resolve(), manifest._path, set())
+        if through == []:
             raise ManifestError(f"{path}: source {source.key!r} samples the mixture of this manifest itself")
+        if through:
+            raise ManifestError(f"{path}: source {source.key!r} samples the mixture of this manifest itself, through "
+                                + " -> ".join(str(p) for p in through))
     manifest._hash = settings_hash(manifest)
     return manifest
+
+
+def _path_back(start: Path, home: Path, seen: set[Path]) -> list[Path] | None:
+    """The manifests through which `start` samples `home`'s mixture ([] when it is `home`), or None.
+    Read as plain YAML: a manifest broken otherwise is named when it is loaded itself."""
+    if start == home:
+        return []
+    if start in seen:
+        return None
+    seen.add(start)
+    try:
+        sources = _parse_yaml(start.read_text(encoding="utf-8")).get("sources") or []
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError, AttributeError):
+        return None
+    for source in sources if isinstance(sources, list) else []:
+        mixture = source.get("mixture") if isinstance(source, dict) else None
+        if isinstance(mixture, dict) and isinstance(mixture.get("manifest"), str):
+            other = Path(mixture["manifest"])
+            found = _path_back((other if other.is_absolute() else start.parent / other).resolve(), home, seen)
+            if found is not None:
+                return [start, *found]
+    return None
 
 
 # Where a build runs and where its files go do not decide a single row: manifests that differ only

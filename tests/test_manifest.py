@@ -673,6 +673,11 @@ def test_a_source_sampling_its_own_manifests_mixture_is_a_manifest_error(tmp_pat
     assert load_error(write(tmp_path, data)).endswith("source 'itself' samples the mixture of this manifest itself")
     data["sources"][-1]["mixture"]["manifest"] = "other.yaml"
     assert load(write(tmp_path, data)).sources[-1].mixture.manifest == "other.yaml"
+    # two manifests sampling each other: their settings recursed without end ("YAML nested too deeply")
+    other = edited(lambda d: d["sources"].append({"key": "back", "mixture": {"manifest": "bad.yaml"}, "targets": {"*": 5}}))
+    write(tmp_path, other, "other.yaml")
+    assert load_error(tmp_path / "bad.yaml").endswith(
+        f"source 'itself' samples the mixture of this manifest itself, through {tmp_path / 'other.yaml'}")
 
 
 def test_source_keys_that_name_the_same_dagster_assets_are_a_manifest_error(tmp_path):
