@@ -12,7 +12,8 @@ written to a file) and `sftmix.near_dedup.near_duplicates` on those files run, a
 are printed:
 
 - rows/s: candidate rows / wall time of exact + near dedup;
-- peak RSS: largest resident set of the dedup process and of its worker processes (getrusage);
+- peak: the dedup process's and its workers' summed PSS, sampled (`bench/process_tree.py`), or the
+  largest single resident set (getrusage) if more;
 - recall: planted near pairs that end in one cluster (same kept row), target >= 0.95;
 - false removal rate: removed rows whose kept row is not from their planted group, over all
   candidate rows, target <= 1%;
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # sftmix from this checkout, even when run from elsewhere
+sys.path.insert(0, str(ROOT / "bench"))
+from process_tree import run_measured  # noqa: E402
 
 SOURCES = ("alpha", "beta", "gamma")
 OPENERS = ("Sure! ", "Certainly. ", "Here is an overview. ", "Great question. ", "Of course. ", "", "", "",
@@ -198,8 +200,8 @@ def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -
     result_path.write_text(json.dumps({
         "candidates": candidates, "exact_removed": exact_removed, "near_removed": len(removed),
         "exact_seconds": round(exact_s, 2), "seconds": round(total_s, 2),
-        "rss_self_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb, 1),
-        "rss_workers_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kb, 1),
+        "rss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb, 1),
+        "rss_workers_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kb, 1),
     }))
 
 
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"generated {args.rows} rows in {gen_s:.1f}s: {len(planted['near_pairs'])} near copies, "
               f"{planted['exact_copies']} exact copies", flush=True)
         result_path = tmp_dir / "result.json"
-        subprocess.run([sys.executable, __file__, "--workers", str(args.workers), "--dedup-only",
-                        str(tmp_dir / "data"), str(tmp_dir / "work"), str(result_path)], check=True)
+        tree = run_measured([sys.executable, __file__, "--workers", str(args.workers), "--dedup-only",
+                             str(tmp_dir / "data"), str(tmp_dir / "work"), str(result_path)], tmp_dir / "dedup.log")
         run = json.loads(result_path.read_text())
         table = pq.read_table(result_path.with_suffix(".parquet"))
         source_of = {}
@@ -250,15 +252,17 @@ def main(argv: list[str] | None = None) -> dict:
         "exact_removed": run["exact_removed"], "near_removed": run["near_removed"],
         "planted_near_pairs": len(pairs),
         "seconds": run["seconds"], "rows_per_s": round(run["candidates"] / run["seconds"], 1),
-        "peak_rss_mb": max(run["rss_self_mb"], run["rss_workers_mb"]),
-        "rss_dedup_process_mb": run["rss_self_mb"], "rss_workers_mb": run["rss_workers_mb"],
+        # the dedup process and its workers run side by side: their summed PSS (`bench/process_tree.py`)
+        "peak_mib": round(max(tree.tree_pss_kib / 1024, run["rss_self_mib"], run["rss_workers_mib"]), 1),
+        "tree_pss_mib": round(tree.tree_pss_kib / 1024, 1),
+        "rss_dedup_process_mib": run["rss_self_mib"], "rss_largest_worker_mib": run["rss_workers_mib"],
         "recall": round(found / len(pairs), 4) if pairs else None,
         "false_removal_rate": round(false / run["candidates"], 5),
         "false_removals": false, "keeper_errors": keeper_errors,
         "generate_seconds": round(gen_s, 1),
     }
     print(f"{figures['candidates']} candidate rows in {figures['seconds']}s = {figures['rows_per_s']} rows/s; "
-          f"peak RSS {figures['peak_rss_mb']} MB")
+          f"peak {figures['peak_mib']} MiB (process tree PSS {figures['tree_pss_mib']})")
     print(f"recall {figures['recall']} on {len(pairs)} planted pairs (target >= 0.95); false removal rate "
           f"{figures['false_removal_rate']} (target <= 0.01); keeper errors {keeper_errors}")
     print(json.dumps(figures))
