@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def materialize(definitions: list[str], manifest: Path, output: Path) -> float:
-    env = {**os.environ, "SFTMIX_MANIFEST": str(manifest), "SFTMIX_OUTPUT": str(output),
-           "DAGSTER_HOME": tempfile.mkdtemp(prefix="sftmix-dagster-home-")}
+    home = output.with_name(output.name + "-dagster-home")  # in the run's temporary directory, removed with it
+    home.mkdir()
+    env = {**os.environ, "SFTMIX_MANIFEST": str(manifest), "SFTMIX_OUTPUT": str(output), "DAGSTER_HOME": str(home)}
     start = time.perf_counter()
     done = subprocess.run(["dagster", "asset", "materialize", *definitions, "--select", "*"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
