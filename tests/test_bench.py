@@ -51,6 +51,10 @@ def test_normalize_bench_reports_each_layout_and_its_ratios():
         assert row["c_over_b"] == pytest.approx(row["sftmix_rows_s"] / row["datasets_rows_s"], rel=0.01, abs=0.002)
         assert row["c0_over_a"] == pytest.approx(row["sftmix_without_rules_rows_s"] / row["limit_rows_s"], rel=0.01, abs=0.002)
         assert 0.9 * 300 <= row["kept"] < 300  # the planted malformed rows (and only a few others) are dropped
+        # (d), the build's two stages, keeps the same rows as (c)'s one pass
+        assert row["build_kept"] == row["kept"]
+        assert row["d_over_a"] == pytest.approx(row["build_rows_s"] / row["limit_rows_s"], rel=0.01, abs=0.002)
+        assert row["d_over_b"] == pytest.approx(row["build_rows_s"] / row["datasets_rows_s"], rel=0.01, abs=0.002)
 
 
 def test_memory_bench_reports_the_ratio_of_its_peaks():
