@@ -22,8 +22,9 @@ Drops:
   filter only catches self-claims; here any mention is unwanted).
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
 - `wrong_language`: the conversation, of `MIN_LETTERS` letters or more once the card's names are
-  left out, reads (CLD2, reliably) as another language. The rule `language` filter would leave these rows alone: it checks only assistant text of
-  200 characters or more, and these answers are one to five sentences.
+  left out, reads (CLD2, reliably) as another language. The rule `language` filter would leave
+  these rows alone: it checks only assistant text of 200 characters or more, and these answers are
+  one to five sentences.
 """
 
 from __future__ import annotations
@@ -97,8 +98,21 @@ SCHEMA = {
 }
 
 
-MIN_LETTERS = 100  # letters a conversation needs before its language is judged
+MIN_LETTERS = 40  # letters a conversation needs before its language is judged
 _LETTERS = re.compile(r"[^\W\d_]")
+
+
+def read_as(turns: list[dict], identity, language: str) -> str | None:
+    """The language the conversation reads as instead of `language`, or None. Checked here: the rule
+    `language` filter leaves rows under 200 characters alone, and these are short. The card's names
+    are left out ("Barcelona Supercomputing Center" reads as English). CLD2 calls a dozen characters
+    "reliable" ("Com et dius?\nEm dic ALIA." reads as pt): it misread correct conversations only
+    below 35 letters, and at 100 it let half of the two-sentence Spanish ones written for gl and eu
+    through, so a conversation needs `MIN_LETTERS`."""
+    text = "\n".join(t["content"] for t in turns)
+    for proper in filter(None, (_field(identity, "name"), _field(identity, "developer"))):
+        text = text.replace(proper, " ")
+    return detected_instead(text, language) if len(_LETTERS.findall(text)) >= MIN_LETTERS else None
 
 
 def _field(identity, name: str):
@@ -185,14 +199,7 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
     answers = [t["content"].strip() for t in turns if t["role"] == "assistant"]
     if p["needs_name"] and not mentions_name(answers, _field(identity, "name")):
         return Drop("identity_missing", f"topic {p['topic']}: no assistant turn says {_field(identity, 'name')!r}")
-    # Checked here: the rule `language` filter leaves rows under 200 characters alone, and these are
-    # short. The card's names are left out ("Barcelona Supercomputing Center" reads as English).
-    text = "\n".join(t["content"] for t in turns)
-    for proper in filter(None, (_field(identity, "name"), _field(identity, "developer"))):
-        text = text.replace(proper, " ")
-    # CLD2 calls a dozen characters "reliable" ("Com et dius?\nEm dic ALIA." reads as pt): too
-    # little text says nothing, as in the translation generator's check
-    wrong = detected_instead(text, item.language) if len(_LETTERS.findall(text)) >= MIN_LETTERS else None
+    wrong = read_as(turns, identity, item.language)
     if wrong:
         return Drop("wrong_language", f"reads as {wrong}, wanted {item.language}")
     leak = other_identity_pattern(identity).search("\n".join(answers))

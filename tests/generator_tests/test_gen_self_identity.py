@@ -5,6 +5,7 @@ import re
 from collections import Counter
 
 import pyarrow.parquet as pq
+import pytest
 
 import generators.self_identity as gen
 from generators.base import Context, generate, stream
@@ -158,6 +159,25 @@ def test_a_conversation_too_short_to_tell_its_language_is_kept(tmp_path):
         ctx = context(server, tmp_path, targets={"ca": 1})
         results = [r for _, r in stream(gen, [], ctx) if not isinstance(r, Drop) or r.reason != "bad_structure"]
     assert results and all(not isinstance(r, Drop) for r in results), [getattr(r, "detail", None) for r in results]
+
+
+@pytest.mark.parametrize("language, user, assistant, read", [
+    # one exchange of two sentences in Spanish, for Galician and Basque items (86 and 93 letters)
+    ("gl", "¿Cómo te llamas?", "Me llamo ALIA. Soy un asistente de inteligencia artificial creado por el Barcelona "
+                              "Supercomputing Center. ¿En qué puedo ayudarte?", "es"),
+    ("eu", "¿Puedes buscar en internet?", "No, no tengo acceso a internet. Solo puedo usar lo que aprendí durante mi "
+                                         "entrenamiento.", "es"),
+    # right ones, short
+    ("ca", "Com et dius?", "Em dic ALIA.", None),
+    ("ca", "Com et dius?", "Em dic ALIA. En què et puc ajudar avui?", None),
+    ("gl", "Ola! Quen es?", "Ola! Son ALIA, un asistente creado polo Barcelona Supercomputing Center.", None),
+    ("eu", "Nor zara?", "ALIA naiz, Barcelona Supercomputing Center-ek garatutako adimen artifizialeko laguntzailea.", None),
+])
+def test_the_language_of_a_short_conversation(language, user, assistant, read):
+    """At 100 letters, the two-sentence Spanish conversations above were kept as gl and eu; below 35,
+    CLD2 reads correct ones as another language."""
+    turns = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    assert gen.read_as(turns, CARD, language) == read
 
 
 def test_no_identity_card_drops_everything(tmp_path):
