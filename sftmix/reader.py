@@ -49,7 +49,7 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
 
 def read_mixture(
     path: Path | str, split: str = "train", licences: list[str] | None = None, columns: list[str] | None = None,
-    batch_size: int = 1024, rank: int = 0, world_size: int = 1, split_by_worker: bool = False,
+    batch_size: int = 1024, rank: int = 0, world_size: int = 1, split_by_worker: bool | None = None,
 ) -> Iterator[dict]:
     """Iterate records of one split, shard by shard in Arrow batches; optionally only some licences.
 
@@ -58,17 +58,24 @@ def read_mixture(
     split, and their counts differ by at most one. Striding rows rather than dealing out shards keeps
     the ranks even whatever the shard sizes; only this rank's rows become Python objects.
 
-    A PyTorch DataLoader with `num_workers` > 0 runs an IterableDataset's `__iter__` in each worker:
-    unless the rows are split between them, each row comes out once per worker. `split_by_worker`
-    splits them: iterated in a worker, this reads its share of the rank's rows (each of the
-    world_size × num_workers readers takes every (world_size × num_workers)-th row). Off by default:
-    a caller that passes a worker-folded `rank`/`world_size` itself, or a wrapper that splits
-    between workers (`datasets.IterableDataset`), would lose rows to a second split.
+    A PyTorch DataLoader with `num_workers` > 1 runs an IterableDataset's `__iter__` in each worker:
+    unless the rows are split between them, each row comes out once per worker. Iterated in such a
+    worker, `split_by_worker=True` reads its share of the rank's rows (each of the world_size ×
+    num_workers readers takes every (world_size × num_workers)-th row); `False` reads all of the
+    rank's, for a caller that folds the worker into `rank` and `world_size` itself, or a wrapper
+    that splits between workers (`datasets.IterableDataset`). Left unset there, it is a ValueError:
+    either default would silently repeat or lose rows for one of the two.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size); got rank={rank}, world_size={world_size}")
-    if split_by_worker and (worker := _dataloader_worker()) is not None:
-        rank, world_size = rank * worker.num_workers + worker.id, world_size * worker.num_workers
+    worker = _dataloader_worker()
+    if worker is not None and worker.num_workers > 1:
+        if split_by_worker is None:
+            raise ValueError(f"read_mixture runs in DataLoader worker {worker.id} of {worker.num_workers}: pass "
+                             "split_by_worker=True for each worker to read its share of the rows, or False if "
+                             "rank and world_size already count the workers (or a wrapper splits between them)")
+        if split_by_worker:
+            rank, world_size = rank * worker.num_workers + worker.id, world_size * worker.num_workers
     licences, columns = _licences(licences), _columns(columns)
     dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)

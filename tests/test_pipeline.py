@@ -287,8 +287,8 @@ def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
 
 def test_read_mixture_in_dataloader_workers_reads_each_row_once(sample_build, monkeypatch):
     """Wrapped in a torch IterableDataset with `num_workers=3`, every worker read the rank's whole
-    share: each row came out three times. `split_by_worker` splits it; without it, a caller's own
-    split (rank and world_size folded with the worker) is not split again. The worker is
+    share: each row came out three times. `split_by_worker=True` splits it; with False, a caller's
+    own split (rank and world_size folded with the worker) is not split again; unset, an error. The worker is
     `torch.utils.data.get_worker_info()` as torch documents it (a stand-in: torch is not a dependency)."""
     import types
 
@@ -303,9 +303,14 @@ def test_read_mixture_in_dataloader_workers_reads_each_row_once(sample_build, mo
             readers.append([r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], batch_size=5,
                                                                  rank=rank, world_size=2, split_by_worker=True)])
     assert [readers[i % 6][i // 6] for i in range(len(whole))] == whole and sum(map(len, readers)) == len(whole)
-    folded = [[r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], rank=reader, world_size=6)]
-              for reader in range(6)]
+    folded = [[r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"], rank=reader, world_size=6,
+                                                    split_by_worker=False)] for reader in range(6)]
     assert folded == readers
+    # unset in a worker: either default would repeat or lose rows for someone
+    with pytest.raises(ValueError, match=r"^read_mixture runs in DataLoader worker 2 of 3: pass split_by_worker=True"):
+        next(sftmix.read_mixture(mixture_dir, "train"))
+    worker.num_workers = 1  # one worker: nothing to split
+    assert [r["id"] for r in sftmix.read_mixture(mixture_dir, "train", columns=["id"])] == whole
 
 
 @pytest.mark.parametrize("rank, world_size", [(2, 2), (-1, 2), (0, 0)])
