@@ -626,7 +626,7 @@ class LLMClient:
             choice = response["choices"][0]
             content = choice["message"]["content"]
             finish_reason = "stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason")
-            if content is None and finish_reason not in (None, "stop"):
+            if content is None and finish_reason and finish_reason != "stop":
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")

@@ -305,9 +305,11 @@ def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reas
         assert srv.count() == 1 and client.stats.cache_hits == 1
 
 
-def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path):
-    """A stop synonym with `content: null` was an empty answer, cached: the row's drop for good."""
-    replies = iter([Reply(None, finish_reason="eos"), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
+@pytest.mark.parametrize("finish_reason", ["eos", ""])
+def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path, finish_reason):
+    """A stop synonym (or an empty reason) with `content: null` was an empty answer, cached: the
+    row's drop for good."""
+    replies = iter([Reply(None, finish_reason=finish_reason), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
     with serve_openai(lambda messages, body: next(replies)) as srv:
         client = make_client(srv, tmp_path)
         reply = run(client, client.complete(user("judge this")))
