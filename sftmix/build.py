@@ -223,8 +223,9 @@ def _mixture_shards(manifest: Manifest, source: Source, layout: Layout) -> list[
                          f"(hash {mixed_from}) of {other.path} (hash {other.hash}): build it again first")
     recorded = mixed_result(Layout(layout.root, other.mixture)).mixed_sources
     if recorded != mixed_sources_digest(other):
-        why = ("mixed from records its sources' settings no longer make (a raw file, the code or a benchmark "
-               "file changed since)" if recorded else "mixed by an sftmix that did not record its sources' settings")
+        why = ("mixed from records its sources' settings no longer make (a raw file, the code or a benchmark file "
+               "changed since, or, for a generated source, SFTMIX_LLM_BASE_URL or SFTMIX_LLM_MODEL differs)"
+               if recorded else "mixed by an sftmix that did not record its sources' settings")
         raise BuildError(f"source {source.key!r} samples mixture {other.mixture!r}, {why}: build it again first")
     return shards
 

@@ -24,6 +24,7 @@ import filters as rule_filters
 from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
+from sftmix.manifest import licence_problem
 from sftmix.raw import positioned_raw_rows
 from sftmix.record import SCHEMA, make_record, schema_problem
 from sftmix.rejected import RejectedSink
@@ -115,6 +116,8 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
     if own and info.licence and own != info.licence:
         # not relabelled either way: the manifest's licence is the source's, and this row says otherwise
         return Drop("licence_conflict", f"the row says {converted.licence}, the manifest {info.licence}")
+    if own and (problem := licence_problem(own)):  # "proprietary": no policy or derivation check can judge it
+        return Drop("licence_unknown", problem)
     licence = own or info.licence
     if not licence:
         return Drop("no_licence", "neither the source nor the row names a licence")

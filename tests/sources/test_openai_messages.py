@@ -276,3 +276,16 @@ def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelle
         "said-nothing": "cc-by-sa-4.0", "said-the-same": "cc-by-sa-4.0"}
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert drop["detail"] == "the row says apache-2.0, the manifest cc-by-sa-4.0"
+
+
+def test_a_row_licence_no_one_knows_is_dropped(tmp_path):
+    """With no licence in the manifest, a row's own "Proprietary" was stored, and a generator could
+    derive apache-2.0 rows from it: `derivative_problem` judges known licences only."""
+    rows = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": text}], "licence": licence}
+            for text, licence in (("Hello.", "Proprietary"), ("Hi there.", "MIT"))]
+    raw = tmp_path / "data.jsonl"
+    raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    info = SourceInfo(key="o", converter="openai_messages", licence=None, language="en")
+    counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+    assert counts.summary() == {"read": 2, "kept": 1, "dropped": {"licence_unknown": 1}}
+    assert [r["licence"] for r in pq.read_table(tmp_path / "o.parquet").to_pylist()] == ["mit"]
