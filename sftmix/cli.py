@@ -49,7 +49,8 @@ def _normalize(args) -> int:
 
 def _labels_valid(licence: str | None, language: str | None) -> None:
     """The licence and language given on the command line, checked as a manifest's are."""
-    from sftmix.manifest import language_problem, licence_problem
+    from sftmix.manifest import language_problem
+    from sftmix.record import licence_problem
 
     problem = (licence and licence_problem(licence)) or (language and language_problem(language))
     if problem:

@@ -19,18 +19,11 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
+from sftmix.record import KNOWN_LICENCES, licence_problem
 from sftmix.sources import ROW_LICENSED
 from sftmix.sources import available as available_converters
 from sftmix.sources.common import iso639_1
 
-# Licence ids we know (lower-case SPDX style). A policy or a source naming anything else is an error,
-# so a typo can never silently let a row through or shut a source out.
-KNOWN_LICENCES = frozenset({
-    "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-2.0",
-    "cc-by-sa-3.0", "cc-by-sa-4.0",
-    "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "odc-by-1.0", "pddl", "llama2", "llama3",
-    "other", "unknown",
-})
 ANY_LANGUAGE = "*"  # a target over every language of the source (the card gives no split)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -40,11 +33,6 @@ def asset_prefix(source_key: str) -> str:
     """The source's Dagster asset names start with this: they allow [A-Za-z0-9_], and source keys
     also use '-' and '.'."""
     return re.sub(r"[^A-Za-z0-9_]", "_", source_key)
-
-
-def licence_problem(licence: str) -> str | None:
-    """Why `licence` cannot label rows (None when it can): the manifest's and `sftmix normalize`'s check."""
-    return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
 
 
 def language_problem(language: str) -> str | None:
@@ -64,6 +52,8 @@ def derivative_problem(input_licence: str | None, output_licence: str) -> str | 
     """
     if input_licence is None:
         return None  # licences set per row (TowerBlocks) are judged row by row (`generators.base._derivable`)
+    if input_licence in ("other", "unknown"):
+        return "its licence is not known, so nothing says it may be"
     if "-nd" in input_licence:
         return "its licence allows no derivatives"
     if "-nc" in input_licence and "-nc" not in output_licence:

@@ -24,9 +24,8 @@ import filters as rule_filters
 from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
-from sftmix.manifest import licence_problem
 from sftmix.raw import positioned_raw_rows
-from sftmix.record import SCHEMA, make_record, schema_problem
+from sftmix.record import SCHEMA, licence_problem, make_record, schema_problem
 from sftmix.rejected import RejectedSink
 from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
 from sftmix.sources import Converted, Drop, get_converter

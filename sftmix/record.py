@@ -18,6 +18,14 @@ import pyarrow as pa
 from sftmix.jsontext import STRICT_DECODER, encoder, loads
 
 ROLES = ("system", "user", "assistant", "tool")
+# Licence ids we know (lower-case SPDX style). A policy, a source or a row naming anything else is an
+# error or a drop, so a typo can never silently let a row through or shut a source out.
+KNOWN_LICENCES = frozenset({
+    "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-2.0",
+    "cc-by-sa-3.0", "cc-by-sa-4.0",
+    "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "odc-by-1.0", "pddl", "llama2", "llama3",
+    "other", "unknown",
+})
 
 FUNCTION_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 TOOL_CALL_TYPE = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", FUNCTION_TYPE)])
@@ -43,6 +51,12 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+
+
+def licence_problem(licence: str) -> str | None:
+    """Why `licence` cannot label rows (None when it can): the manifest's, `sftmix normalize`'s and
+    a row's own licence's check."""
+    return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
 
 
 def schema_problem(schema: pa.Schema) -> str | None:

@@ -751,3 +751,6 @@ def test_attribution_only_inputs_may_feed_apache_generators():
     assert derivative_problem("cc-by-4.0", "apache-2.0") is None
     assert derivative_problem("odc-by", "apache-2.0") is None
     assert derivative_problem("cc-by-sa-4.0", "cc-by-sa-4.0") is None
+    # known ids that name no terms: nothing may be derived from them
+    assert derivative_problem("unknown", "apache-2.0") == derivative_problem("other", "apache-2.0") == (
+        "its licence is not known, so nothing says it may be")
