@@ -580,6 +580,8 @@ class LLMClient:
                     retry_after = error.retry_after
                 except _MalformedResponse as error:
                     last_error = f"malformed_response: {self._redact(str(error))}"
+                    if error.usage is not None:  # unusable, but paid for
+                        self._account(error.usage)
                 except _ClientError as error:
                     return self._failed(Failure(f"http_{error.status}", self._redact(str(error))[:300]))
                 else:
@@ -621,6 +623,7 @@ class LLMClient:
             if status >= 500 or status in (408, 409):  # as the OpenAI SDK; a 503's Retry-After is waited for too
                 raise _Retryable("InternalServerError" if status >= 500 else "APIStatusError", message, _seconds(retry_after))
             raise _ClientError(status, message)
+        response = None
         try:
             response = json.loads(raw)
             choice = response["choices"][0]
@@ -633,17 +636,9 @@ class LLMClient:
             if thinking := _THINKING.match(content):
                 content = content[thinking.end():]
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
-            usage = response.get("usage") or {}
-            # DeepSeek reports prompt-cache hits as `prompt_cache_hit_tokens`, OpenAI in `prompt_tokens_details`.
-            hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-            return Completion(
-                content=content,
-                finish_reason=finish_reason or "stop",
-                usage=Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")),
-                            _token_count(hit)),
-            )
+            return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
-            raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}") from None
+            raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}", _paid(response)) from None
 
     async def _reserve_budget(self, most_usd: float) -> None:
         """With a budget: wait while the requests on their way could together spend what is left
@@ -761,7 +756,11 @@ def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Re
 
 
 class _MalformedResponse(Exception):
-    pass
+    """A 200 that is no usable chat completion; `usage`: what it says it cost, when it says so readably."""
+
+    def __init__(self, message: str, usage: Usage | None = None):
+        super().__init__(message)
+        self.usage = usage
 
 
 def _seconds(retry_after: str | None) -> float | None:
@@ -774,6 +773,22 @@ def _seconds(retry_after: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def _usage(response: dict) -> Usage:
+    """A chat completion's `usage`. DeepSeek reports prompt-cache hits as `prompt_cache_hit_tokens`,
+    OpenAI in `prompt_tokens_details`."""
+    usage = response.get("usage") or {}
+    hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")), _token_count(hit))
+
+
+def _paid(response) -> Usage | None:
+    """What a reply that is no usable completion says it cost, or None when it says nothing readable."""
+    try:
+        return _usage(response) if isinstance(response, dict) and response.get("usage") else None
+    except Exception:  # a usage of any other shape: nothing to count
+        return None
 
 
 def _token_count(value) -> int:

@@ -329,6 +329,21 @@ def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp
     assert client.stats.answered == 1
 
 
+def test_an_unusable_reply_that_was_paid_for_counts_in_the_cost(tmp_path):
+    """A 200 with `usage` but no content was asked again, and its tokens never counted: the budget
+    undercounted what the endpoint billed."""
+    broken = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 1000, "completion_tokens": 500}})
+    with serve_openai(faults=[Fault("malformed", count=1, text=broken)]) as srv:
+        client = make_client(srv, tmp_path)
+        reply = run(client, client.complete(user("paid twice")))
+        assert [r.status for r in srv.requests] == [200, 200]
+    assert isinstance(reply, Completion)
+    assert client.stats.usage.prompt_tokens == 1000 + reply.usage.prompt_tokens
+    assert client.stats.cost_usd == pytest.approx(client.settings.prices.cost(Usage(1000, 500)) +
+                                                  client.settings.prices.cost(reply.usage))
+
+
 @pytest.mark.parametrize("retry_after", [float("inf"), 1e9])
 def test_a_retry_after_past_backoff_max_s_or_not_a_wait_is_not_waited_for(tmp_path, retry_after):
     # `Retry-After: inf` (or a year) had the row, and the rows behind it, wait for ever
