@@ -1,15 +1,18 @@
 """Exact + MinHash near-dedup over synthetic chat records with planted near duplicates.
 
-    python bench/dedup.py --rows 100000 [--workers 2] [--near-share 0.02] [--exact-share 0.005] [--seed 0]
+    python bench/dedup.py --rows 100000 [--workers 2] [--near-share 0.02] [--exact-share 0.005]
+        [--related-share 0.01] [--seed 0]
 
 Generates `--rows` canonical records (deterministic from `--seed`; Zipf-distributed words over a
 40,000-word synthetic vocabulary, common assistant openers, 1-3 turns, ~100-400 words each) into
 three sources' Parquet files. `--near-share` of the rows are near copies of an earlier row (1-3 words
 replaced, punctuation changed; the copy often lands in another source), `--exact-share` are exact
-copies. Then, in a child process (so that generation does not count in its memory), the exact-id
-dedup across sources (as `sftmix.mixing` does it: each source's candidates' id and messages are
-written to a file) and `sftmix.near_dedup.near_duplicates` on those files run, and the figures
-are printed:
+copies, and `--related-share` are near-misses: another answer to an earlier row's request, its user
+turns and the first 30-60% of each answer kept (random rows share almost nothing, so without them
+no removal could be wrong). Then, in a child process (so that generation does not count in its
+memory), the exact-id dedup across sources (as `sftmix.mixing` does it: each source's candidates'
+id and messages are written to a file) and `sftmix.near_dedup.near_duplicates` on those files run,
+and the figures are printed:
 
 - rows/s: candidate rows / wall time of exact + near dedup;
 - peak: the dedup process's and its workers' summed PSS, sampled (`bench/process_tree.py`), or the
@@ -17,7 +20,9 @@ are printed:
 - recall: planted near pairs that end in one cluster (same kept row), target >= 0.95;
 - false removal rate: removed rows whose kept row is not from their planted group, over all
   candidate rows, target <= 1%;
-- keeper errors: removals whose kept row is from a later source than the removed row.
+- keeper errors: removals whose kept row is from a later source than the removed row;
+- precision: removals that are right, over all removals; related pairs made one row (each a wrong
+  removal).
 
 The last line printed is a JSON object of these figures.
 """
@@ -98,6 +103,18 @@ class Generator:
             out.append(("assistant", opener + self.sentence_text(assistant)))
         return out
 
+    def related(self, conversation: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Another answer to the same request, no near copy: the user turns and the first 30-60% of
+        each answer's words kept, the rest written anew."""
+        turns = []
+        for role, text in conversation:
+            if role == "assistant":
+                words = text.split(" ")
+                keep = int(len(words) * self.rng.uniform(0.3, 0.6))
+                text = " ".join(words[:keep]) + " " + self.sentence_text(max(10, len(words) - keep))
+            turns.append((role, text))
+        return turns
+
     def near_copy(self, conversation: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """1-3 words replaced somewhere in the conversation, and one punctuation mark changed."""
         turns = [list(t) for t in conversation]
@@ -113,8 +130,10 @@ class Generator:
         return [tuple(t) for t in turns]
 
 
-def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share: float) -> dict:
-    """Write the sources' files; return the planted groups (id -> group) and exact copies."""
+def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share: float,
+             related_share: float = 0.0) -> dict:
+    """Write the sources' files; return the planted groups (id -> group), exact copies and the related
+    pairs (an earlier row and its `Generator.related` row, which shares much with it and is no copy)."""
     import pyarrow.parquet as pq
 
     from sftmix.record import SCHEMA, make_record, message, to_table
@@ -124,7 +143,7 @@ def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share
     pending = {s: [] for s in SOURCES}
     pool: list[tuple[str, list[tuple[str, str]]]] = []  # recent originals (id, conversation)
     group: dict[str, str] = {}  # id -> id of the original of its planted group
-    near_pairs, exact_copies = [], 0
+    near_pairs, exact_copies, related = [], 0, []
     for index in range(rows):
         source = SOURCES[int(gen.rng.integers(len(SOURCES)))]
         draw = gen.rng.random()
@@ -135,6 +154,9 @@ def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share
         elif pool and draw < near_share + exact_share:
             original_id, conversation = pool[int(gen.rng.integers(len(pool)))]
             kind = "exact"
+        elif pool and draw < near_share + exact_share + related_share:
+            original_id, conversation = pool[int(gen.rng.integers(len(pool)))]
+            conversation, kind = gen.related(conversation), "related"
         else:
             conversation, kind, original_id = gen.conversation(), "original", None
         record = make_record(messages=[message(r, c) for r, c in conversation], tools=[], source=source,
@@ -147,6 +169,8 @@ def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share
             group[original_id] = original_id
             group[record["id"]] = original_id
             near_pairs.append((original_id, record["id"]))
+        elif kind == "related":
+            related.append((original_id, record["id"]))
         else:
             exact_copies += 1
         pending[source].append(record)
@@ -157,7 +181,7 @@ def generate(rows: int, out_dir: Path, seed: int, near_share: float, exact_share
         if pending[source]:
             writer.write_table(to_table(pending[source]))
         writer.close()
-    return {"group": group, "near_pairs": near_pairs, "exact_copies": exact_copies}
+    return {"group": group, "near_pairs": near_pairs, "exact_copies": exact_copies, "related": related}
 
 
 def run_dedup(data_dir: Path, work_dir: Path, workers: int, result_path: Path) -> None:
@@ -211,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--near-share", type=float, default=0.02)
     parser.add_argument("--exact-share", type=float, default=0.005)
+    parser.add_argument("--related-share", type=float, default=0.01,
+                        help="rows sharing their request and part of the answer with an earlier row: none may go")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dedup-only", nargs=3, metavar=("DATA", "WORK", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
         tmp_dir = Path(tmp)
         (tmp_dir / "data").mkdir()
         start = time.perf_counter()
-        planted = generate(args.rows, tmp_dir / "data", args.seed, args.near_share, args.exact_share)
+        planted = generate(args.rows, tmp_dir / "data", args.seed, args.near_share, args.exact_share, args.related_share)
         gen_s = time.perf_counter() - start
         print(f"generated {args.rows} rows in {gen_s:.1f}s: {len(planted['near_pairs'])} near copies, "
               f"{planted['exact_copies']} exact copies", flush=True)
@@ -245,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = planted["near_pairs"]
     found = sum(keeper(a) == keeper(b) for a, b in pairs)
     false = sum(group.get(i) is None or group.get(i) != group.get(k) for i, k in removed.items())
+    related_merged = sum(keeper(a) == keeper(b) for a, b in planted["related"])
     order = {s: n for n, s in enumerate(SOURCES)}
     keeper_errors = sum(order[source_of[k]] > order[source_of[i]] for i, k in removed.items())
     figures = {
@@ -259,12 +286,17 @@ def main(argv: list[str] | None = None) -> dict:
         "recall": round(found / len(pairs), 4) if pairs else None,
         "false_removal_rate": round(false / run["candidates"], 5),
         "false_removals": false, "keeper_errors": keeper_errors,
+        # of the removals, those right; and of the related pairs (near-misses), those made one row
+        "precision": round(1 - false / len(removed), 4) if removed else None,
+        "planted_related_pairs": len(planted["related"]), "related_pairs_merged": related_merged,
         "generate_seconds": round(gen_s, 1),
     }
     print(f"{figures['candidates']} candidate rows in {figures['seconds']}s = {figures['rows_per_s']} rows/s; "
           f"peak {figures['peak_mib']} MiB (process tree PSS {figures['tree_pss_mib']})")
     print(f"recall {figures['recall']} on {len(pairs)} planted pairs (target >= 0.95); false removal rate "
           f"{figures['false_removal_rate']} (target <= 0.01); keeper errors {keeper_errors}")
+    print(f"precision {figures['precision']} ({false} of {len(removed)} removals wrong); related pairs made one "
+          f"row: {related_merged} of {len(planted['related'])}")
     print(json.dumps(figures))
     return figures
 

@@ -88,6 +88,9 @@ def test_dedup_bench_finds_planted_duplicates():
     assert figures["planted_near_pairs"] > 0 and figures["exact_removed"] > 0
     assert 0 <= figures["recall"] <= 1 and 0 <= figures["false_removal_rate"] <= 1
     assert figures["keeper_errors"] == 0
+    # near-misses are planted, and each merged pair is a wrong removal
+    assert figures["planted_related_pairs"] > 0 and figures["related_pairs_merged"] <= figures["false_removals"]
+    assert figures["precision"] == pytest.approx(1 - figures["false_removals"] / figures["near_removed"], abs=1e-4)
 
 
 def test_decontamination_bench_drops_the_quoting_rows():
