@@ -244,7 +244,8 @@ FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
 # `incomplete_generation`; neither is cached.
 INTERRUPTED = frozenset({"insufficient_system_resource"})
 # What other OpenAI-compatible servers call a natural stop (Together AI: "eos"; TGI < 2.2.1 and
-# watsonx: "eos_token"; TGI: "stop_sequence"): read as "stop".
+# watsonx: "eos_token"; TGI: "stop_sequence"; proxies passing Anthropic's through: "end_turn"): read
+# as "stop".
 STOP_SYNONYMS = frozenset({"eos", "eos_token", "stop_sequence", "end_turn"})
 
 
