@@ -3,7 +3,7 @@
 The synthetic data comes from DeepSeek and many sources from ChatGPT/Claude/Llama outputs; the
 trained model must only ever present itself with the manifest's identity card. Only
 self-references are matched ("I am ChatGPT", "developed by OpenAI", "soy un modelo creado por
-Anthropic"), so an answer that merely discusses ChatGPT is kept. The manifest's own name and
+Anthropic", "ChatGPT naiz"), so an answer that merely discusses ChatGPT is kept. The manifest's own name and
 developer are never flagged.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
@@ -16,17 +16,21 @@ import re
 from filters.base import RecordFilter, folded, turn_texts
 from filters.literals import LiteralScreen, required_literals
 
+# Spanish "llama" is also "calls" and "flame": "mi perro se llama Toby", "Soy la llama que arde", "Soy
+# yo quien te llama" were identity_leak drops. Only the model's name has a version or no pronoun or
+# article before it.
+_LLAMA = r"(?:llama(?: ?\d)|(?<!\bse )(?<!\bte )(?<!\bme )(?<!\ble )(?<!\blo )(?<!\bla )(?<!\bnos )(?<!\bos )(?<!\bles )llama)"
 OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant", "DeepSeek(?:-V3|-R1|-Chat)?", "Claude",
-                "Gemini", "Bard", "LLaMA(?: ?\\d)?", "Llama(?: ?\\d)?", "Qwen(?:2(?:\\.5)?)?", "Mistral", "Mixtral",
+                "Gemini", "Bard", _LLAMA, "Qwen(?:2(?:\\.5)?)?", "Mistral", "Mixtral",
                 "Open Assistant", "OpenAssistant", "Vicuna", "Alpaca", "Grok", "Copilot", "Ernie", "Tongyi Qianwen", "Kimi")
 OTHER_DEVELOPERS = ("OpenAI", "DeepSeek", "Anthropic", "Google(?: DeepMind)?", "DeepMind", "Meta(?: AI)?", "Alibaba(?: Cloud)?",
                     "Mistral AI", "Microsoft", "LAION", "Moonshot AI", "xAI", "Baidu", "Cohere", "Salesforce", "NVIDIA")
 # Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after.
 # Catalan's "sou" is also "you are" (plural): "si sou usuaris de ChatGPT Plus".
 _NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )(?<!\bsi )(?<!vosaltres )"
-# "I am X" / "my name is X" / "soy X" / "sóc X" / "sou X" / "eu son X"
-_SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bsóc|\bem dic|\bsou|\bme chamo|\beu son"
-         r"|\bchámome)\s+")
+# "I am X" / "my name is X" / "soy X" / "mi nombre es X" / "sóc X" / "el meu nom és X" / "sou X" / "o meu nome é X" / "eu son X"
+_SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bmi nombre es|\bsóc|\bem dic|\bel meu nom és"
+         r"|\bsou|\bme chamo|\bo meu nome é|\bmeu nome é|\beu son|\bchámome)\s+")
 # What may stand between "I am" and a name in a self-claim ("I am a helpful assistant called
 # ChatGPT", "soy un asistente conocido como Claude", "I am powered by GPT-4"): up to six words, none a
 # negation, a verb in -ing, or a word that makes the name the object of something else ("I'm
@@ -43,16 +47,24 @@ NO_IS_IN_THE = frozenset({"pt", "gl"})
 # Not negated right after the verb ("I'm not a model made by OpenAI") nor in the clause "made by"
 # ends ("I was never trained by", "soy ALIA y no fui entrenado por": `_Claims._negated`); a negation in an
 # earlier clause ("a model that can't browse the web, made by OpenAI") negates something else.
-_FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bsóc|\bvaig ser|\bhe estat|\bsou"
+_FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bhe sido|\bsóc|\bvaig ser|\bhe estat|\bsou"
                  r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
+# Words that make "I'm ... made by X" about something else: "I'm going to use Flutter, a toolkit
+# developed by Google", "I'm a big fan of TypeScript, a language developed by Microsoft" (the
+# claim's gap ends at a sentence's end too: "I'm glad you asked! Android was developed by Google").
+_ASIDE = re.compile(r"\b(?:\w+ing|about|familiar|fan|fã|happy|glad|sorry|afraid|aware|sure|conscientes?|conscients?"
+                    r"|like|unlike|similar|different|diferente?s?|distint[oa]?s?|compar\w*)\b")
+_BASQUE_NEGATION = re.compile(r"\bez\b")
 _CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
 _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
-            r"|desenvolvid[oa] por|creado por|adestrado por")
+            r"|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
 CUTOFF = (r"knowledge cut-?off", r"as of my (?:last|latest) (?:knowledge )?update", r"my training data (?:only )?(?:goes|extends) up to",
           r"fecha de corte de (?:mi )?conocimiento", r"hasta mi (?:última )?actualización", r"data de tall del meu coneixement",
-          r"data de corte do meu conhecimento", r"ezagutza[- ]muga")
+          r"data de corte do meu conhecimento", r"ezagutza[- ]muga", r"mis datos de entrenamiento,? (?:que )?llegan hasta",
+          r"fins a la meva (?:última|darrera) actualització", r"data de corte do meu coñecemento",
+          r"ata a miña última actualización", r"até (?:a )?minha última atualização", r"nire azken eguneraketa")
 
 
 def _alternation(names) -> str:
@@ -68,11 +80,20 @@ class _Claims:
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
         self.self_claim = re.compile(rf"{_SELF}{filler}{_alternation(models)}\b".lower())
         made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
-        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.\n]{{0,60}}?){made_by_developer}")
+        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.!?\n]{{0,60}}?){made_by_developer}")
         self.negation = re.compile(rf"\b(?:{_NEGATIONS}{no})\b|n't\b")
+        # Basque puts the verb last: "ChatGPT naiz", "Nire izena ChatGPT da", "OpenAI-k entrenatutako
+        # adimen artifiziala naiz"; negated with "ez" ("OpenAI-k sortutako eredua ez naiz").
+        self.basque_claim = re.compile(
+            rf"\b{_alternation(models)}\s+naiz\b|\bnire izena\s+{_alternation(models)}\b".lower())
+        self.basque_made_by = re.compile(
+            rf"\b{_alternation(developers).lower()}(?:-?e?k)?\s+(?:\w+k\s+)?(?:garatu|sortu|entrenatu|eraiki|diseinatu)\w*"
+            r"(?P<gap>[^.!?\n]{0,60}?)\b(?:naiz|nintzen|ninduen|ninduten|nau|naute)\b")
 
     def search(self, text: str) -> bool:
-        return self.self_claim.search(text) is not None or any(not self._negated(m["gap"]) for m in self.made_by.finditer(text))
+        return (self.self_claim.search(text) is not None or self.basque_claim.search(text) is not None
+                or any(not self._negated(m["gap"]) and not _ASIDE.search(m["gap"]) for m in self.made_by.finditer(text))
+                or any(_BASQUE_NEGATION.search(m["gap"]) is None for m in self.basque_made_by.finditer(text)))
 
     def _negated(self, gap: str) -> bool:
         """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""

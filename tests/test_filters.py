@@ -853,6 +853,13 @@ class TestIdentity:
         "Soy un modelo que no tiene emociones, creado por OpenAI.",
         "Soy un asistente conocido como ChatGPT.", "Sóc un assistent conegut com a ChatGPT.",
         "I'm commonly referred to as ChatGPT.", "I'm an assistant from OpenAI called ChatGPT.",
+        # other ways to say it: "mi nombre es", "el meu nom és", "o meu nome é", "he sido", Galician "pola",
+        # Basque (the verb last), Llama with a version or without a pronoun before it
+        "He sido desarrollado por OpenAI para ayudarte.", "Mi nombre es ChatGPT, un modelo de lenguaje de OpenAI.",
+        "El meu nom és ChatGPT i m'ha creat OpenAI.", "O meu nome é ChatGPT.", "Eu son un modelo creado pola OpenAI.",
+        "ChatGPT naiz, OpenAI-k garatutako hizkuntza-eredu bat.", "Nire izena ChatGPT da.",
+        "OpenAI-k entrenatutako adimen artifiziala naiz.", "DeepSeek enpresak sortutako eredua naiz.",
+        "Soy Llama, un modelo de Meta.", "Me llamo Llama 3.",
     ])
     def test_other_identity_dropped(self, text):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text))) == "identity_leak"
@@ -889,6 +896,19 @@ class TestIdentity:
         "Si sou usuaris de ChatGPT Plus, podeu activar-ho a la configuració.", "Sóc diferent de ChatGPT.",
         "Soy consciente de que ChatGPT también puede hacerlo.", "Sou um modelo semelhante ao ChatGPT.",
         "I'm sorry, but Gemini is not available in your region.", "I'm currently writing a review of GPT-4 for you.",
+        # "made by" about something else than the speaker (helper audit: 10 of 10 such answers were drops)
+        "I'm glad you asked! Android was developed by Google and released in 2008.",
+        "I'm going to use Flutter, a UI toolkit developed by Google, for this example.",
+        "I am assuming you mean CUDA, the platform developed by NVIDIA for GPU computing.",
+        "I'm a big fan of TypeScript, a language developed by Microsoft.",
+        "I'm sure you know Excel, the spreadsheet built by Microsoft.",
+        "Soy un gran fan de TypeScript, un lenguaje desarrollado por Microsoft.",
+        "Sou fã do Kotlin, uma linguagem criada pela Google para Android.",
+        # Spanish "llama": calls, flame (6 of 6 were drops)
+        "Ejemplo: Me llamo Pedro y mi perro se llama Toby.", "Soy de Madrid y mi madre se llama Carmen.",
+        "En el poema, la voz dice: Soy la llama que arde en la noche.", "Traducción: Soy yo quien te llama cada mañana.",
+        # Basque negation
+        "Ez naiz ChatGPT.", "OpenAI-k sortutako eredua ez naiz.",
     ])
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
@@ -918,6 +938,11 @@ class TestIdentity:
         "My knowledge cutoff is September 2021.",
         "Según la fecha de corte de mi conocimiento, no lo sé.",
         "Hasta mi última actualización, el presidente era otro.",
+        "Según mis datos de entrenamiento, que llegan hasta 2023, el presidente era otro.",
+        "Fins a la meva última actualització, el president era un altre.",
+        "Segundo a data de corte do meu coñecemento, non o sei.", "Ata a miña última actualización, o presidente era outro.",
+        "Até a minha última atualização, o presidente era outro.",
+        "Nire azken eguneraketaren arabera, presidentea beste bat zen.",
     ])
     def test_knowledge_cutoff_dropped(self, text):
         assert verdict(self.f, rec(user("Who is the president?"), assistant(text))) == "knowledge_cutoff"
