@@ -148,10 +148,11 @@ class Layout:
 
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None,
                   llm_overrides: dict | None = None, spending: Spending | None = None) -> dict:
-    """The source's rule-filter settings: its format's defaults, then the manifest's; an enabled LLM
-    judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator does) and the
-    build's response cache, and spends with `spending` (its generator's, in a generated source)."""
-    config = merge_config(filter_defaults(source.converter_name), manifest.filter_config(source))
+    """The source's rule-filter settings (`Manifest.filter_config`, with its format's defaults); an
+    enabled LLM judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator
+    does) and the build's response cache, and spends with `spending` (its generator's, in a
+    generated source)."""
+    config = manifest.filter_config(source, filter_defaults(source.converter_name))
     judge = config.get("llm_judge", False)
     if judge is not False and layout is not None:
         judge = judge if isinstance(judge, dict) else {}
@@ -254,7 +255,7 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
         settings |= {"converter": source.converter_name, "raw": raw_settings(manifest, source)}
         if stage == "normalized":
             return settings
-    settings |= {"filters": merge_config(manifest.filters, source.filters),
+    settings |= {"filters": merge_config(manifest.filters, filter_defaults(source.converter_name), source.filters),
                  "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
     if benchmarks := _benchmark_states(manifest, source):
         settings["benchmark_files"] = benchmarks

@@ -374,8 +374,11 @@ class Manifest(_Strict):
         path = Path(relative)
         return path if path.is_absolute() or self._path is None else (self._path.parent / path)
 
-    def filter_config(self, source: Source) -> dict:
-        config = rule_filters.merge_config(self.filters, source.filters)
+    def filter_config(self, source: Source, format_defaults: dict | None = None) -> dict:
+        """The source's rule-filter settings: the manifest's for every source, then `format_defaults`
+        (what its raw format needs: When2Call's refusals are its lesson, WildChat's rows are prompts),
+        then the source's own. A setting for every source does not undo what one format needs."""
+        config = rule_filters.merge_config(self.filters, format_defaults, source.filters)
         decontamination = config.get("decontamination")
         if isinstance(decontamination, dict) and self._path is not None:
             # benchmark files are named relative to the manifest, like its local sources

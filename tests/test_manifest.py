@@ -754,3 +754,29 @@ def test_attribution_only_inputs_may_feed_apache_generators():
     # known ids that name no terms: nothing may be derived from them
     assert derivative_problem("unknown", "apache-2.0") == derivative_problem("other", "apache-2.0") == (
         "its licence is not known, so nothing says it may be")
+
+
+def test_a_setting_for_every_source_does_not_undo_what_a_format_needs(tmp_path):
+    """A manifest's `filters:` for every source were merged over the formats' own defaults: extra
+    boilerplate phrases turned the rule back on for When2Call (whose refusals are what it teaches),
+    and `role_order: true` required an answer of WildChat's prompts (every row a drop). A source's
+    own setting still decides."""
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({
+        "mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["cc-by-4.0", "odc-by"]},
+        "filters": {"boilerplate": {"extra_phrases": ["i'm sorry, i can't help"]}, "role_order": True,
+                    "length": {"max_chars": 5000}},
+        "sources": [
+            {"key": "w2c", "local": {"files": ["x.jsonl"]}, "converter": "when2call", "licence": "cc-by-4.0",
+             "language": "en", "targets": "all"},
+            {"key": "prompts", "local": {"files": ["y.jsonl"]}, "converter": "wildchat", "licence": "odc-by",
+             "language": "en", "targets": "all", "filters": {"length": {"max_chars": 9000}}},
+            {"key": "w2c-strict", "local": {"files": ["x.jsonl"]}, "converter": "when2call", "licence": "cc-by-4.0",
+             "language": "en", "targets": "all", "filters": {"boilerplate": {"extra_phrases": ["no puedo"]}}},
+        ],
+    }))
+    manifest = load(path)
+    w2c, prompts, strict = (filter_config(manifest, manifest.source(key)) for key in ("w2c", "prompts", "w2c-strict"))
+    assert w2c["boilerplate"] is False and w2c["length"] == {"max_chars": 5000}
+    assert prompts["role_order"] == {"require_assistant": False} and prompts["length"] == {"max_chars": 9000}
+    assert strict["boilerplate"] == {"extra_phrases": ["no puedo"]}

@@ -41,7 +41,8 @@ def available() -> tuple[str, ...]:
 
 def filter_defaults(name: str) -> dict:
     """Rule-filter settings a raw format needs whatever the manifest says (a module's `FILTER_DEFAULTS`),
-    e.g. prompt-only WildChat rows have no assistant turn to require. Manifests override them."""
+    e.g. prompt-only WildChat rows have no assistant turn to require. A source's own settings in a
+    manifest override them (`Manifest.filter_config`)."""
     get_converter(name)  # validates the name
     return dict(getattr(importlib.import_module(f"sftmix.sources.{name}"), "FILTER_DEFAULTS", {}))
 

@@ -7,7 +7,8 @@ A converter module `sftmix/sources/<name>.py` defines either
   layouts where a conversation spans several raw rows (oasst2's message table).
 The module's file name is the converter name used by the CLI and the manifests. A module may set
 `FILTER_DEFAULTS` (rule-filter config, e.g. `{"role_order": {"require_assistant": False}}` for
-prompt-only rows); manifests override it.
+prompt-only rows); a source's own `filters:` in a manifest override it, the manifest's `filters:`
+for every source do not.
 """
 
 from __future__ import annotations
