@@ -435,6 +435,20 @@ class TestLanguage:
     def test_short_text_trusted(self):
         assert verdict(self.f, rec(user("Hi"), assistant("Hola, ¿qué tal estás hoy?"), language="en")) is None
 
+    @pytest.mark.parametrize("solution", [  # OpenR1-style solutions, translated (a helper's set: 3 of 8 were drops)
+        "Como $\\triangle ABC$ é retângulo em $C$, $AB^2 = AC^2 + BC^2 = 9 + 16 = 25$, logo $AB = 5$. A altura relativa "
+        "a $C$ é $h = \\frac{AC \\cdot BC}{AB} = \\frac{3 \\cdot 4}{5} = \\frac{12}{5}$.\n\\[\n\\text{Área} = "
+        "\\frac{1}{2} \\cdot AB \\cdot h = \\frac{1}{2} \\cdot 5 \\cdot \\frac{12}{5} = 6.\n\\]\nAssim, a resposta é "
+        "$\\boxed{\\frac{12}{5}}$.",
+        "Sejam $x = \\log_2 3$ e $y = \\log_3 5$. Então $\\log_2 5 = xy$, e\n\\[\n\\log_{10} 2 = \\frac{1}{1 + "
+        "\\log_2 5} = \\frac{1}{1 + xy}.\n\\]\nSubstituindo os valores, $\\log_{10} 2 \\approx \\frac{1}{1 + 2{,}3219} "
+        "\\approx 0{,}301$. Logo a resposta é $\\boxed{\\frac{1}{1+xy}}$.",
+    ])
+    def test_latex_math_is_not_the_row_s_language(self, solution):
+        """Only code blocks were taken out: with the formulas in, CLD2 had no reliable verdict and
+        langdetect read Catalan or Spanish; without them the prose is short, and trusted."""
+        assert verdict(self.f, rec(user("Resolva."), assistant(solution), language="pt")) is None
+
     def test_basque_declared_basque_trusted(self):
         assert verdict(self.f, rec(user("Zer da fotosintesia?"), assistant(BASQUE), language="eu")) is None
 
