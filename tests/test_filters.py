@@ -813,6 +813,13 @@ class TestBoilerplate:
         "Lo entiendo, pero como modelo de lenguaje no puedo opinar.", "Com a model de llenguatge no tinc opinions.",
         "Sin embargo, como modelo de lenguaje, no tengo opiniones.", "Lo siento, como modelo de lenguaje no puedo navegar.",
         "**Como modelo de lenguaje**, no tengo opiniones.", "Desculpe, como modelo de linguagem não posso aceder.",
+        # refusals without "but", and in each language (a helper's set: 18 of 24 were kept)
+        "I'm sorry, I can't help with that.", "Sorry, but I can't assist with that request.",
+        "Lo siento, no puedo ayudarte con eso.", "Ho sento, no puc ajudar-te amb això.",
+        "Em sap greu, però no puc ajudar-te amb aquesta petició.", "Síntoo, non podo axudarche con iso.",
+        "Desculpa, pero non podo axudarche con esa petición.", "Sinto muito, mas não posso ajudar com isso.",
+        "Desculpe, não posso ajudar com isso.", "Barkatu, baina ezin dizut horretan lagundu.",
+        "Adimen artifizial bat naizen aldetik, ez dut iritzi pertsonalik.", "Hizkuntza-eredu gisa, ez dut iritzirik.",
     ])
     def test_canned_assistant_text_dropped(self, text):
         assert verdict(self.f, rec(user("What do you think?"), assistant(text))) == "boilerplate"
@@ -822,6 +829,13 @@ class TestBoilerplate:
         "O GPT-2 foi treinado como um modelo de linguagem autorregressivo sobre textos da web.",
         "El sistema funciona com a model de llenguatge i com a cercador alhora.",
         "BERT se publicó en 2018. Como modelo de lenguaje enmascarado, aprende a predecir palabras ocultas.",
+        # "as a language model" inside a clause about a model, with a comma after it (8 of 8 were drops)
+        "GPT-2 funciona como un modelo de lenguaje, es decir, predice la siguiente palabra a partir de las anteriores.",
+        "En este curso usaremos BERT como modelo de lenguaje, y después lo ajustaremos para clasificar textos.",
+        "El GPT-2 es pot fer servir com a model de llenguatge, és a dir, per predir la paraula següent.",
+        "O BERT é usado como modelo de linguagem, e depois é ajustado para a classificação de textos.",
+        "O BERT úsase como modelo de linguaxe, e despois axústase para clasificar textos.",
+        "GPT-2 hizkuntza-eredu gisa erabiltzen da, hau da, hurrengo hitza iragartzeko.",
     ])
     def test_language_models_as_a_topic_kept(self, text):
         assert verdict(self.f, rec(user("How is it trained?"), assistant(text))) is None
@@ -835,6 +849,12 @@ class TestBoilerplate:
     def test_extra_phrases(self):
         f = BoilerplateFilter(extra_phrases=[r"happy to help!"])
         assert verdict(f, rec(user(), assistant("Happy to help! Here it is."))) == "boilerplate"
+
+    def test_extra_phrases_with_a_typographic_apostrophe_match_either(self):
+        """The text's apostrophes are made ASCII before matching; a phrase's were not, so it never matched."""
+        f = BoilerplateFilter(extra_phrases=["no m’és possible ajudar-te"])
+        for text in ("Ho sento, no m’és possible ajudar-te.", "Ho sento, no m'és possible ajudar-te."):
+            assert verdict(f, rec(user(), assistant(text), language="ca")) == "boilerplate"
 
     def test_extra_phrases_must_be_lowercase(self):
         # They are matched against lowercased text: "Happy" could never match.
