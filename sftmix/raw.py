@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import json
 import os
 import re
 import zlib
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -111,41 +111,94 @@ def _has_lone_surrogate_escape(path: Path) -> bool:
 
 
 def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
-    # ijson's C parser unless the file has unpaired surrogates, which only its Python parser keeps
-    # intact (the rows holding them are then dropped as invalid_unicode, as in JSON Lines).
-    parser = ijson.get_backend("python") if _has_lone_surrogate_escape(path) else ijson
+    # ijson's C parser, unless the file has unpaired surrogates (it turns a high half into "?" and
+    # fails on a low one). Where it refuses what json.loads reads (NaN, Infinity, numbers past
+    # int64 or a double's range), json's own decoder reads the file again from the row reached; a
+    # file that is broken fails there too. (`python -c "json.dump(rows, f)"` writes NaN for a
+    # missing float, and such a file stopped its whole source.)
     read = 0
-    try:
-        # use_float: numbers as float, not Decimal, as json.loads gives them
-        for row in _array_items(path, parser, use_float=True):
+    if not _has_lone_surrogate_escape(path):
+        try:
+            with _open(path) as handle:
+                # the array must be parsed whole to find row boundaries; only this worker's rows are kept
+                for row in ijson.items(_past_bom(handle), "item", use_float=True):  # floats, as json.loads gives
+                    yield row if mine(1) else None
+                    read += 1
+            return
+        except ijson.JSONError:
+            pass
+    for index, row in enumerate(_decoded_items(path)):
+        if index >= read:
             yield row if mine(1) else None
-            read += 1
-    except ijson.JSONError:
-        # Either parser refuses, with use_float, a number past int64 or double range (`1e400`,
-        # `-9223372036854775809`), which json.loads reads (as infinity, as an int). The file is read
-        # again from that row on with exact numbers; a file that is broken fails again.
-        for index, row in enumerate(_array_items(path, parser, use_float=False)):
-            if index >= read:
-                yield _as_floats(row) if mine(1) else None
 
 
-def _array_items(path: Path, parser, *, use_float: bool) -> Iterator:
+def _past_bom(handle: IO[bytes]) -> IO[bytes]:
+    """`handle` past a UTF-8 byte order mark (some uploads start with one; ijson stops at it)."""
+    if handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+        handle.seek(0)
+    return handle
+
+
+ARRAY_CHUNK_CHARS = 1 << 20
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+class _ArrayText:
+    """A JSON array's text, read a chunk at a time, for `_decoded_items`."""
+
+    def __init__(self, stream):
+        self.stream, self.buffer, self.at, self.ended = stream, "", 0, False
+
+    def _read(self, chars: int) -> None:
+        chunk = self.stream.read(chars)
+        self.buffer, self.at, self.ended = self.buffer[self.at:] + chunk, 0, not chunk
+
+    def next_char(self) -> str:
+        """The next character that is not white space ("" at the end), not taken."""
+        while True:
+            self.at = _SPACE.match(self.buffer, self.at).end()
+            if self.at < len(self.buffer) or self.ended:
+                return self.buffer[self.at:self.at + 1]
+            self._read(ARRAY_CHUNK_CHARS)
+
+    def take(self, expected: str) -> None:
+        if self.next_char() not in expected:
+            raise json.JSONDecodeError(f"expected one of {list(expected)}", self.buffer, self.at)
+        self.at += 1
+
+    def value(self, decode=json.JSONDecoder().raw_decode):
+        self.next_char()  # raw_decode takes no white space before the value
+        chars = ARRAY_CHUNK_CHARS
+        while True:
+            try:
+                value, end = decode(self.buffer, self.at)
+            except json.JSONDecodeError:
+                if self.ended:
+                    raise
+                end = None  # the value runs past the text read so far
+            # a value ending where the text read so far ends may go on ("12" of "1234")
+            if end is not None and (end < len(self.buffer) or self.ended):
+                self.at = end
+                return value
+            self._read(chars)
+            chars *= 2  # an item longer than a chunk is decoded again a few times, not once per chunk
+
+
+def _decoded_items(path: Path) -> Iterator:
+    """The items of the JSON array in `path` as json.loads reads them, decoded one at a time."""
     with _open(path) as handle:
-        if handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # some uploads start with one; ijson stops at it
-            handle.seek(0)
-        # The array must be parsed whole to find row boundaries; only this worker's rows are kept.
-        yield from parser.items(handle, "item", use_float=use_float)
-
-
-def _as_floats(value):
-    """`value` with its Decimals as the floats json.loads would give."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: _as_floats(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_floats(item) for item in value]
-    return value
+        text = _ArrayText(io.TextIOWrapper(handle, encoding="utf-8-sig"))
+        text.take("[")
+        if text.next_char() == "]":
+            text.take("]")
+        else:
+            while True:
+                yield text.value()
+                text.take(",]")
+                if text.buffer[text.at - 1] == "]":
+                    break
+        if text.next_char():
+            raise json.JSONDecodeError("text after the array", text.buffer, text.at)
 
 
 def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:
@@ -217,7 +270,7 @@ def positioned_raw_rows(paths: list[Path | str], rank: int = 0,
                     drop.raw = row
                     row = drop
                 yield start + index, f"{name}#{index}", row
-        except (ijson.JSONError, UnicodeDecodeError) as error:
+        except (ijson.JSONError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
         except GZIP_ERRORS as error:
             raise RawInputError(f"{path}: damaged gzip stream after row {index}: {error}") from None

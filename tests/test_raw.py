@@ -125,6 +125,30 @@ def test_numbers_past_int64_or_double_range_read_as_json_loads_reads_them(tmp_pa
         list(raw.iter_raw_rows([path]))
 
 
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_nan_and_infinity_in_a_json_array_are_read_as_json_loads_reads_them(tmp_path, monkeypatch, chunk):
+    """`json.dump` writes NaN for a missing float; ijson refuses it, and the whole source stopped
+    ("broken JSON array after row 3999"), where the same rows as JSON Lines were read. json's own
+    decoder reads such a file a chunk at a time: items and numbers cut at a chunk's end (7
+    characters) come out whole."""
+    monkeypatch.setattr(raw, "ARRAY_CHUNK_CHARS", chunk)
+    rows = [{"q": f"question {i}", "score": 0.5, "n": 1234567} for i in range(3000)]
+    rows[1100]["score"], rows[2500]["score"] = float("nan"), float("-inf")
+    rows[2000]["q"] = "x" * 5000  # longer than many chunks
+    text = "\ufeff [\n " + ",\n\t".join(json.dumps(row) for row in rows) + " ]\n"
+    path = tmp_path / "rows.json"
+    path.write_text(text, encoding="utf-8")
+    got = list(raw.iter_raw_rows([path]))
+    assert [key for key, _ in got] == [f"rows.json#{i}" for i in range(3000)]
+    assert json.dumps([row for _, row in got]) == json.dumps(rows)  # NaN != NaN: compared as text
+    shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
+    assert sorted(key for share in shares for key, _ in share) == sorted(key for key, _ in got)
+    for broken in ('{"b": NaN}, {"b": tru}]', '{"b": NaN}] x', '{"b": NaN} {"c": 1}]'):  # row 3000 read, then the fault
+        path.write_text(text.rstrip()[:-1] + ", " + broken, encoding="utf-8")
+        with pytest.raises(raw.RawInputError, match="broken JSON array after row 3000: "):
+            list(raw.iter_raw_rows([path]))
+
+
 @pytest.mark.parametrize("head", ['{\n  "version": "1.0",\n  "data": [\n', '{"version": "1.0", "data": [\n'])
 def test_one_object_spread_over_lines_is_refused_not_read_as_json_lines(tmp_path, head):
     """`{"data": [...]}` pretty-printed was read a line at a time: each row line ending in "," a
