@@ -49,12 +49,17 @@ NO_IS_IN_THE = frozenset({"pt", "gl"})
 # earlier clause ("a model that can't browse the web, made by OpenAI") negates something else.
 _FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bhe sido|\bsóc|\bvaig ser|\bhe estat|\bsou"
                  r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
-# Words that make "I'm ... made by X" about something else: "I'm going to use Flutter, a toolkit
-# developed by Google", "I'm a big fan of TypeScript, a language developed by Microsoft" (the
-# claim's gap ends at a sentence's end too: "I'm glad you asked! Android was developed by Google").
-_ASIDE = re.compile(r"\b(?:\w+ing|about|familiar|fan|fã|happy|glad|sorry|afraid|aware|sure|conscientes?|conscients?"
-                    r"|like|unlike|similar|different|diferente?s?|distint[oa]?s?|compar\w*)\b")
-_BASQUE_NEGATION = re.compile(r"\bez\b")
+# "I'm ... made by X" is the speaker's claim when what stands between says what the speaker is (an
+# AI, a model, an assistant...), or next to nothing ("I was originally trained by"): "He sido
+# usuario de Kotlin, un lenguaje desarrollado por Google" and "I'm going to use Flutter, a toolkit
+# developed by Google" are about something else. So are a gap that opens with a word of attitude
+# or a verb in -ing ("I'm glad", "I'm a big fan of", "Sou fã do", "I'm recommending") and one that
+# crosses a sentence's end or a colon ("I'm glad you asked! Android was developed by Google").
+_SPEAKER = re.compile(r"\b(?:ai|ia|llm|a\.i|model\w*|assist\w*|asist\w*|chat\w*|bot|system\w*|sistema|program\w*"
+                      r"|intel\w+ artificial)\b")
+_ASIDE = re.compile(r"^\s*(?:(?!(?:no|some|every|any)thing\b)\w+ing\b|(?:[\w'-]+\s+){0,2}?(?:about|familiar|fan|fã|happy"
+                    r"|glad|sorry|afraid|aware|sure|conscientes?|conscients?|like|unlike|similar|different"
+                    r"|diferente?s?|distint[oa]?s?|compar\w*)\b)")
 _CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
 _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
@@ -64,7 +69,8 @@ CUTOFF = (r"knowledge cut-?off", r"as of my (?:last|latest) (?:knowledge )?updat
           r"fecha de corte de (?:mi )?conocimiento", r"hasta mi (?:última )?actualización", r"data de tall del meu coneixement",
           r"data de corte do meu conhecimento", r"ezagutza[- ]muga", r"mis datos de entrenamiento,? (?:que )?llegan hasta",
           r"fins a la meva (?:última|darrera) actualització", r"data de corte do meu coñecemento",
-          r"ata a miña última actualización", r"até (?:a )?minha última atualização", r"nire azken eguneraketa")
+          r"ata a miña última actualización", r"até (?:a )?minha última atualização",
+          r"nire azken eguneraketa(?:ren arabera| arte)")
 
 
 def _alternation(names) -> str:
@@ -80,24 +86,41 @@ class _Claims:
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
         self.self_claim = re.compile(rf"{_SELF}{filler}{_alternation(models)}\b".lower())
         made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
-        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.!?\n]{{0,60}}?){made_by_developer}")
+        self.first_person = re.compile(_FIRST_PERSON.lower())
+        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.!?:\n]{{0,60}}?){made_by_developer}")
         self.negation = re.compile(rf"\b(?:{_NEGATIONS}{no})\b|n't\b")
         # Basque puts the verb last: "ChatGPT naiz", "Nire izena ChatGPT da", "OpenAI-k entrenatutako
-        # adimen artifiziala naiz"; negated with "ez" ("OpenAI-k sortutako eredua ez naiz").
+        # adimen artifiziala naiz" (the noun right before "naiz": "Google-k garatutako Android
+        # erabiltzen ari naiz" is "I am using..."), "OpenAI-k sortu ninduen". "Ez" ("eredua ez naiz",
+        # "OpenAI-k ez nau sortu") breaks each pattern.
         self.basque_claim = re.compile(
             rf"\b{_alternation(models)}\s+naiz\b|\bnire izena\s+{_alternation(models)}\b".lower())
+        verb = r"(?:garatu|sortu|entrenatu|eraiki|diseinatu)"
         self.basque_made_by = re.compile(
-            rf"\b{_alternation(developers).lower()}(?:-?e?k)?\s+(?:\w+k\s+)?(?:garatu|sortu|entrenatu|eraiki|diseinatu)\w*"
-            r"(?P<gap>[^.!?\n]{0,60}?)\b(?:naiz|nintzen|ninduen|ninduten|nau|naute)\b")
+            rf"\b{_alternation(developers).lower()}(?:-?e?k)?\s+(?:\w+k\s+)?(?:{verb}\s+(?:nau|ninduen|naute|ninduten)\b"
+            rf"|{verb}\w*\s+(?:[\w-]+\s+){{0,2}}?(?:adimen artifiziala|(?:hizkuntza[- ])?eredua|laguntzailea|asistentea"
+            r"|txatbota)(?:\s+bat)?\s+naiz\b)")
 
-    def search(self, text: str) -> bool:
-        return (self.self_claim.search(text) is not None or self.basque_claim.search(text) is not None
-                or any(not self._negated(m["gap"]) and not _ASIDE.search(m["gap"]) for m in self.made_by.finditer(text))
-                or any(_BASQUE_NEGATION.search(m["gap"]) is None for m in self.basque_made_by.finditer(text)))
+    def search(self, text: str, basque: bool = False) -> bool:
+        if self.self_claim.search(text) is not None:
+            return True
+        if basque and (self.basque_claim.search(text) or self.basque_made_by.search(text)):
+            return True
+        # from each first person in turn: "I'm sorry, but I'm an AI developed by OpenAI" is the second's claim
+        for start in self.first_person.finditer(text):
+            claim = self.made_by.match(text, start.start())
+            if claim and _of_the_speaker(claim["gap"]) and not self._negated(claim["gap"]):
+                return True
+        return False
 
     def _negated(self, gap: str) -> bool:
         """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
         return self.negation.search(_CLAUSE_START.sub("", gap, count=1)) is not None
+
+
+def _of_the_speaker(gap: str) -> bool:
+    """Whether "made by" ends a claim about the speaker (`gap`: what stands between "I am" and it)."""
+    return (len(gap.split()) <= 2 or _SPEAKER.search(gap) is not None) and _ASIDE.search(gap) is None
 
 
 class IdentityFilter(RecordFilter):
@@ -118,7 +141,7 @@ class IdentityFilter(RecordFilter):
     def claims_another_identity(self, text: str, language: str | None = None) -> bool:
         """Whether the (folded) `text`, in `language`, claims to be another model or to be made by
         another developer."""
-        return self.claims[language not in NO_IS_IN_THE].search(text)
+        return self.claims[language not in NO_IS_IN_THE].search(text, basque=language == "eu")
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):

@@ -820,6 +820,12 @@ class TestBoilerplate:
         "Desculpa, pero non podo axudarche con esa petición.", "Sinto muito, mas não posso ajudar com isso.",
         "Desculpe, não posso ajudar com isso.", "Barkatu, baina ezin dizut horretan lagundu.",
         "Adimen artifizial bat naizen aldetik, ez dut iritzi pertsonalik.", "Hizkuntza-eredu gisa, ez dut iritzirik.",
+        # the aside after "que", two spaces, a list's dash, a typographic quote (the second review: 10 of 10 kept)
+        "Ten en cuenta que como modelo de lenguaje, mis respuestas se basan en datos de entrenamiento.",
+        "Porque como modelo de lenguaje, me baso en patrones estadísticos.", "Hola.  Como modelo de lenguaje, mi objetivo es ayudarte.",
+        "- Como modelo de lenguaje, intento ser imparcial.", "“Como modelo de lenguaje, te recomiendo consultar a un profesional.”",
+        "Lembre-se de que como modelo de linguagem, minhas respostas podem conter erros.",
+        "Tingues en compte que com a model de llenguatge, les meves respostes poden contenir errors.",
     ])
     def test_canned_assistant_text_dropped(self, text):
         assert verdict(self.f, rec(user("What do you think?"), assistant(text))) == "boilerplate"
@@ -836,6 +842,12 @@ class TestBoilerplate:
         "O BERT é usado como modelo de linguagem, e depois é ajustado para a classificação de textos.",
         "O BERT úsase como modelo de linguaxe, e despois axústase para clasificar textos.",
         "GPT-2 hizkuntza-eredu gisa erabiltzen da, hau da, hurrengo hitza iragartzeko.",
+        # an idiom, and a refusal spoken in a story (the second review: 10 of 10 were drops)
+        '"I\'m sorry, I can\'t help it," she whispered, and laughed.',
+        "Sorry, I can't help but notice that your loop never increments i.",
+        "—Lo siento, no puedo ayudarte —dijo el guardia, y cerró la puerta del castillo.",
+        "—Ho sento, no puc ajudar-te —va dir la bruixa—. Però conec algú que sí que pot.",
+        "—Barkatu, ezin dizut lagundu —esan zuen atezainak, eta atea itxi zuen.",
     ])
     def test_language_models_as_a_topic_kept(self, text):
         assert verdict(self.f, rec(user("How is it trained?"), assistant(text))) is None
@@ -891,9 +903,13 @@ class TestIdentity:
         # Basque (the verb last), Llama with a version or without a pronoun before it
         "He sido desarrollado por OpenAI para ayudarte.", "Mi nombre es ChatGPT, un modelo de lenguaje de OpenAI.",
         "El meu nom és ChatGPT i m'ha creat OpenAI.", "O meu nome é ChatGPT.", "Eu son un modelo creado pola OpenAI.",
-        "ChatGPT naiz, OpenAI-k garatutako hizkuntza-eredu bat.", "Nire izena ChatGPT da.",
-        "OpenAI-k entrenatutako adimen artifiziala naiz.", "DeepSeek enpresak sortutako eredua naiz.",
         "Soy Llama, un modelo de Meta.", "Me llamo Llama 3.",
+        # a claim after an aside, or within a longer description (the second review: 24 of 24 were kept)
+        "I'm sorry, but I'm an AI developed by OpenAI, so I don't have personal opinions.",
+        "Soy consciente de ello, pero fui entrenado por OpenAI.", "I am a machine learning model trained by OpenAI.",
+        "I am a natural language processing model created by OpenAI.", "I'm an AI programming assistant built by Microsoft.",
+        "I am nothing more than a language model trained by OpenAI.",
+        "Sóc un model de llenguatge, similar a molts altres, creat per OpenAI.",
     ])
     def test_other_identity_dropped(self, text):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text))) == "identity_leak"
@@ -941,8 +957,8 @@ class TestIdentity:
         # Spanish "llama": calls, flame (6 of 6 were drops)
         "Ejemplo: Me llamo Pedro y mi perro se llama Toby.", "Soy de Madrid y mi madre se llama Carmen.",
         "En el poema, la voz dice: Soy la llama que arde en la noche.", "Traducción: Soy yo quien te llama cada mañana.",
-        # Basque negation
-        "Ez naiz ChatGPT.", "OpenAI-k sortutako eredua ez naiz.",
+        "He sido usuario de Kotlin, un lenguaje desarrollado por Google, durante años.",
+        "He sido claro: Android fue desarrollado por Google.",
     ])
     def test_discussion_of_other_models_kept(self, text):
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
@@ -960,6 +976,20 @@ class TestIdentity:
     def test_no_negates_only_where_it_means_not(self, language, text, reason):
         assert verdict(self.f, rec(user("Quem é você?"), assistant(text), language=language)) == reason
 
+    @pytest.mark.parametrize("text, reason", [
+        ("ChatGPT naiz, OpenAI-k garatutako hizkuntza-eredu bat.", "identity_leak"),
+        ("Nire izena ChatGPT da.", "identity_leak"), ("OpenAI-k entrenatutako adimen artifiziala naiz.", "identity_leak"),
+        ("DeepSeek enpresak sortutako eredua naiz.", "identity_leak"), ("OpenAI-k sortu ninduen.", "identity_leak"),
+        ("Ez naiz ChatGPT.", None), ("OpenAI-k sortutako eredua ez naiz.", None), ("OpenAI-k ez nau sortu.", None),
+        # "naiz" of another verb: using, able, ready, sure (the second review: 8 of 10 were drops)
+        ("Google-k garatutako Android sistema erabiltzen ari naiz.", None),
+        ("Microsoft-ek sortutako Excel azaltzeko gai naiz.", None), ("Google-k garatutako Kotlin ikasteko prest naiz.", None),
+        ("Nire azken eguneraketaren arabera, presidentea beste bat zen.", "knowledge_cutoff"),
+        ("Nire azken eguneraketan argazki berriak igo ditut.", None),
+    ])
+    def test_basque_claims(self, text, reason):
+        assert verdict(self.f, rec(user("Nor zara?"), assistant(text), language="eu")) == reason
+
     def test_own_name_in_the_list_of_other_models_is_not_flagged(self):
         f = IdentityFilter(name="Claude", developer="Anthropic")
         assert verdict(f, rec(user("Who are you?"), assistant("I am Claude, developed by Anthropic."))) is None
@@ -976,7 +1006,6 @@ class TestIdentity:
         "Fins a la meva última actualització, el president era un altre.",
         "Segundo a data de corte do meu coñecemento, non o sei.", "Ata a miña última actualización, o presidente era outro.",
         "Até a minha última atualização, o presidente era outro.",
-        "Nire azken eguneraketaren arabera, presidentea beste bat zen.",
     ])
     def test_knowledge_cutoff_dropped(self, text):
         assert verdict(self.f, rec(user("Who is the president?"), assistant(text))) == "knowledge_cutoff"
