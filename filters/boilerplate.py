@@ -16,39 +16,69 @@ import re
 from filters.base import RecordFilter, folded, turn_texts
 from filters.literals import LiteralScreen, required_literals
 
-# Where an aside opens: the text's start, after a sentence's or clause's mark, or a conjunction.
-_OPENS = (r"(?:^|(?<=[.!?:;,(\n*\"«¡¿] )|(?<=[\n(*\"«¡¿])|(?<=\bpero )|(?<=\bperò )|(?<=\bmas )|(?<=\bmais )"
-          r"|(?<=\by )|(?<=\bi )|(?<=\be ))")
 PHRASES = (
     # en
     r"as an ai(?: language)? model", r"as a large language model", r"i(?:'m| am) (?:just )?an ai(?: language model)?,? (?:and|so) (?:i )?(?:can(?:not|'t)|don't|do not)",
-    r"(?:i(?:'m| am) )?sorry,? (?:but )?i can(?:not|'t) (?:assist|help|fulfill|comply)", r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
+    r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
     r"i(?:'m| am) unable to (?:assist|help) with (?:this|that) request",
     # es, ca, pt, gl: "as a language model" is the canned aside when a "no puedo"/"no tengo" follows
-    # in its sentence ("como un modelo de lenguaje entrenado por OpenAI, no puedo"), or a comma does
-    # and it opens a sentence or a clause ("Como modelo de lenguaje, no tengo...", "Sin embargo,
-    # como..."): "BERT se preentrena como un modelo de lenguaje enmascarado" and "usaremos BERT como
-    # modelo de lenguaje, y después..." are about NLP. (Bounded gaps: an unbounded one was quadratic
-    # on runs of newlines; the lookbehinds are fixed.)
-    rf"{_OPENS}como (?:un )?modelo de lenguaje(?: de (?:ia|inteligencia artificial))?,",
+    # in its sentence ("como un modelo de lenguaje entrenado por OpenAI, no puedo"), or with a comma
+    # where an aside opens (`ASIDES`). (Bounded gaps: an unbounded one was quadratic on runs of newlines.)
     r"como (?:un )?modelo de lenguaje[^.!?\n]{0,60}?\bno (?:tengo|puedo|soy|estoy|dispongo|poseo)\b",
-    r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)", r"lo siento,? (?:pero )?no puedo (?:ayudar|cumplir|atender)",
-    rf"{_OPENS}com a model de llenguatge(?: d'ia| d'intel·ligència artificial)?,",
+    r"como (?:una )?inteligencia artificial,? no (?:puedo|tengo)",
     r"com a model de llenguatge[^.!?\n]{0,60}?\bno (?:tinc|puc|sóc|estic|disposo)\b",
-    r"com a intel·ligència artificial,? no (?:puc|tinc)", r"(?:ho sento|em sap greu),? (?:però )?no puc (?:ajudar|complir)",
-    rf"{_OPENS}como (?:um )?modelo de linguagem(?: de ia)?,",
+    r"com a intel·ligència artificial,? no (?:puc|tinc)",
     r"como (?:um )?modelo de linguagem[^.!?\n]{0,60}?\bnão (?:tenho|posso|sou|estou|disponho)\b",
     r"como (?:uma )?inteligência artificial,? não (?:posso|tenho)",
-    r"(?:desculpe|sinto muito|lamento),? (?:mas )?não posso (?:ajudar|cumprir)",
-    rf"{_OPENS}como (?:un )?modelo de linguaxe(?: de ia)?,",
     r"como (?:un )?modelo de linguaxe[^.!?\n]{0,60}?\bnon (?:teño|podo|son|estou|dispoño)\b",
     r"como (?:unha )?intelixencia artificial,? non (?:podo|teño)",
-    r"(?:síntoo|desculpa),? (?:pero )?non podo (?:axudar|cumprir)",
     # eu: "naizen aldetik" (as I am) is first person; "gisa" (as) only as the aside, with its comma
     # ("GPT-2 hizkuntza-eredu gisa erabiltzen da" is about NLP)
     r"(?:hizkuntza[- ]eredu|adimen artifizial)(?: bat)? naizen", r"hizkuntza[- ]eredu (?:bat )?gisa,",
+)
+
+
+# "As a language model," in es, ca, pt and gl, where an aside opens (`_opens_aside`): "Como modelo de
+# lenguaje, no tengo...", "Sin embargo, como...", "Ten en cuenta que como..."; "usaremos BERT como
+# modelo de lenguaje, y después..." is about NLP. The opening is judged from the text before a match:
+# a pattern that began with the lookbehinds was tried at every position of a text (14 ms on 16 KB).
+ASIDES = (
+    r"como (?:un )?modelo de lenguaje(?: de (?:ia|inteligencia artificial))?,",
+    r"com a model de llenguatge(?: d'ia| d'intel·ligència artificial)?,",
+    r"como (?:um )?modelo de linguagem(?: de ia)?,",
+    r"como (?:un )?modelo de linguaxe(?: de ia)?,",
+)
+# Blanket apologies that refuse ("I'm sorry, I can't help with that"), unless spoken in a story
+# (`_spoken`: "—Lo siento, no puedo ayudarte —dijo el guardia"); not "I can't help it" or "I can't
+# help but notice".
+REFUSALS = (
+    r"i(?:'m| am) sorry,? (?:but )?i can(?:not|'t) (?:assist|help(?! (?:but|it|myself|yourself)\b)|fulfill|comply)",
+    r"sorry,? (?:but )?i can(?:not|'t) (?:assist|help(?! (?:but|it|myself|yourself)\b)|fulfill|comply)",
+    r"lo siento,? (?:pero )?no puedo (?:ayudar|cumplir|atender)", r"(?:ho sento|em sap greu),? (?:però )?no puc (?:ajudar|complir)",
+    r"(?:desculpe|sinto muito|lamento),? (?:mas )?não posso (?:ajudar|cumprir)",
+    r"(?:síntoo|desculpa),? (?:pero )?non podo (?:axudar|cumprir)",
     r"(?:sentitzen dut|barkatu),? (?:baina )?ezin (?:dut|dizut) (?:horretan )?lagundu",
 )
+_SPEECH_MARKS = frozenset("—–\"“«")
+_OPENING_MARKS = frozenset(".!?:;,(*\"«¡¿“—–-")
+_OPENING_WORDS = frozenset({"pero", "però", "mas", "mais", "y", "i", "e", "que", "porque", "perquè", "pues", "pois"})
+_LAST_WORD = re.compile(r"(\w+)\s*$")
+
+
+def _opens_aside(text: str, at: int) -> bool:
+    """Whether an aside may open at `at`: the text's start, after a sentence's or clause's mark, or
+    after a conjunction."""
+    before = text[max(0, at - 24):at].rstrip()
+    if not before or before[-1] in _OPENING_MARKS:
+        return True
+    word = _LAST_WORD.search(before)
+    return word is not None and word[1] in _OPENING_WORDS
+
+
+def _spoken(text: str, at: int) -> bool:
+    """Whether the phrase at `at` opens a line of dialogue (after a dash or an opening quote)."""
+    before = text[max(0, at - 8):at].rstrip()
+    return bool(before) and before[-1] in _SPEECH_MARKS
 
 
 class BoilerplateFilter(RecordFilter):
@@ -63,11 +93,16 @@ class BoilerplateFilter(RecordFilter):
         # typographic apostrophes made ASCII, as in the text they are matched against (`folded`)
         extra = tuple(re.sub("[\u2019\u2018\u02bc]", "'", phrase) for phrase in extra_phrases or ())
         self.pattern = re.compile("|".join(PHRASES + extra))
-        self.screen = LiteralScreen([required_literals(self.pattern.pattern)])
+        self.refusals = re.compile("|".join(REFUSALS))
+        self.asides = re.compile("|".join(ASIDES))
+        self.screen = LiteralScreen([required_literals(pattern.pattern) for pattern in (self.pattern, self.refusals, self.asides)])
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
             text = folded(text)
-            if self.screen.may_match(text) and self.pattern.search(text):
+            if self.screen.may_match(text) and (
+                    self.pattern.search(text)
+                    or any(not _spoken(text, refusal.start()) for refusal in self.refusals.finditer(text))
+                    or any(_opens_aside(text, aside.start()) for aside in self.asides.finditer(text))):
                 return "boilerplate"
         return None
