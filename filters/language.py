@@ -33,10 +33,15 @@ from filters.batch_words import CHUNK_BYTES, chunks_of_bytes, word_rows
 from filters.language_id import cld2_languages, detect_language
 from filters.words import WordFinder
 
-# Code blocks and LaTeX math ($$...$$, \[...\], \(...\), $...$ within a line): neither is the
-# row's language. With the math left in, CLD2 had no reliable verdict on Portuguese solutions and
-# langdetect called 3 of 8 Catalan or Spanish (a helper's set); without it both said pt.
-_NOT_PROSE = re.compile(r"```.*?```|\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$[^$\n]*\$", re.DOTALL)
+# Code blocks and LaTeX math ($$...$$, \[...\], \(...\), and $...$ as pandoc reads it: no space
+# inside either dollar, no digit after the closing one, so "$25 y los pantalones cuestan $40" is
+# prose): neither is the row's language. With the math left in, CLD2 had no reliable verdict on
+# Portuguese solutions and langdetect called 3 of 8 Catalan or Spanish (a helper's set); without
+# it both said pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are
+# searched: an opener without its closer scanned to the end of the text (25 s for 10,000 `\(`).
+_NOT_PROSE = re.compile(r"```.{0,8000}?```|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]|\\\(.{0,400}?\\\)"
+                        r"|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
+PROSE_WINDOW = 16  # samples
 
 
 def _prose(text: str) -> str:
@@ -94,7 +99,7 @@ class LanguageFilter(BatchRecordFilter):
             declared = doc.metadata["record"]["language"]
             if declared not in _DETECTABLE and declared not in _CLD2_ONLY:
                 continue
-            sample = _prose(doc.text)[: self.sample_chars]
+            sample = _prose(doc.text[: PROSE_WINDOW * self.sample_chars])[: self.sample_chars]
             if len(sample.strip()) >= self.min_chars:
                 judged.append((i, declared, sample))
         reasons = [None] * len(docs)

@@ -449,6 +449,14 @@ class TestLanguage:
         langdetect read Catalan or Spanish; without them the prose is short, and trusted."""
         assert verdict(self.f, rec(user("Resolva."), assistant(solution), language="pt")) is None
 
+    def test_prices_are_prose_not_math(self):
+        """Taken for inline math, the text between two prices went, and a short Spanish answer
+        declared English fell under `min_chars` and was trusted (the review: 7 of 8 kept)."""
+        spanish = ("Juan tenía $50 y gastó $18 en comida, así que le quedaron $32 para el resto del día.\nDespués "
+                   "compró un libro de $12 y una libreta de $5, y le quedaron $15.\nLa respuesta final es que a Juan le "
+                   "quedan quince dólares en el bolsillo.")
+        assert verdict(self.f, rec(user("How much is left?"), assistant(spanish), language="en")) == "language_mismatch"
+
     def test_basque_declared_basque_trusted(self):
         assert verdict(self.f, rec(user("Zer da fotosintesia?"), assistant(BASQUE), language="eu")) is None
 
