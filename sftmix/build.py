@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -147,17 +147,20 @@ class Layout:
 
 
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None,
-                  llm_overrides: dict | None = None, spending: Spending | None = None) -> dict:
+                  llm_overrides: dict | None = None, spending: Spending | None = None,
+                  judge_settings: Callable[[dict | None], LLMSettings] | None = None) -> dict:
     """The source's rule-filter settings (`Manifest.filter_config`, with its format's defaults); an
     enabled LLM judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator
-    does) and the build's response cache, and spends with `spending` (its generator's, in a
-    generated source)."""
+    does) and the build's response cache, or `judge_settings(its own llm)` (the CLI's), and spends
+    with `spending` (its generator's, in a generated source). Without either, the judge is left
+    to make its own client."""
     config = manifest.filter_config(source, filter_defaults(source.converter_name))
     judge = config.get("llm_judge", False)
-    if judge is not False and layout is not None:
+    if judge is not False and (layout is not None or judge_settings is not None):
         judge = judge if isinstance(judge, dict) else {}
-        client = LLMClient(llm_settings(manifest, layout, llm_overrides, judge.get("llm")), spending=spending)
-        config["llm_judge"] = {**judge, "client": client}
+        settings = (judge_settings(judge.get("llm")) if judge_settings is not None
+                    else llm_settings(manifest, layout, llm_overrides, judge.get("llm")))
+        config["llm_judge"] = {**judge, "client": LLMClient(settings, spending=spending)}
     return config
 
 

@@ -128,12 +128,13 @@ def _print_llm_summary(kept_key: str, counts: Counts, stats) -> None:
         print(f"warning: {problem}", file=sys.stderr)
 
 
-def _llm_settings(manifest, cache_dir: str | None):
+def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):
+    """The manifest's `llm:` (then a judge's `own`), the environment's endpoint, and the cache."""
     from pydantic import ValidationError
 
     from sftmix.llm import LLMSettings, settings_problem
 
-    config = dict(manifest.llm) if manifest is not None else {}
+    config = {**(manifest.llm if manifest is not None else {}), **(own or {})}
     if cache_dir:  # named on the command line: over the manifest's too
         config["cache_dir"] = cache_dir
     config.setdefault("cache_dir", os.environ.get("SFTMIX_LLM_CACHE", ".sftmix-llm-cache"))
@@ -146,7 +147,8 @@ def _llm_settings(manifest, cache_dir: str | None):
 def _generate(args) -> int:
     from generators import GeneratorNotAvailable, get_generator
     from generators.base import Context, GeneratorBroken, generate
-    from sftmix.llm import LLMClient, api_key_from_env
+    from sftmix.build import filter_config
+    from sftmix.llm import LLMClient, Stats, api_key_from_env
     from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, read_records
 
@@ -159,17 +161,23 @@ def _generate(args) -> int:
         raise UserError(f"input file not found: {', '.join(missing)}")
     _labels_valid(args.licence, args.language)
     manifest = load(args.manifest) if args.manifest else None
-    source = next((s for s in manifest.sources if s.generator and s.generator.name == args.generator), None) if manifest else None
+    source = _generated_source(manifest, args.generator, args.source) if manifest else None
     targets = dict(source.target_cells()) if source else {args.language or "en": "all"}
     if args.language:
+        if source and args.language not in targets and "*" not in targets:
+            raise UserError(f"source {source.key!r} has no target in {args.language!r} "
+                            f"(its targets: {', '.join(sorted(targets))})")
         targets = {args.language: targets.get(args.language, targets.get("*", "all"))}
     api_key_from_env()
     client = LLMClient(_llm_settings(manifest, args.cache_dir))
     context = Context(llm=client, targets=targets, params=source.generator.params if source else {},
                       identity=manifest.identity if manifest else None, seed=manifest.seed if manifest else 0)
+    # the source's judge, if any, asks the manifest's endpoint and spends from the generator's budget, as in a build
+    rules = filter_config(manifest, source, spending=client.spending,
+                          judge_settings=lambda own: _llm_settings(manifest, args.cache_dir, own)) if source else {}
     info = SourceInfo(key=source.key if source else args.generator, converter="openai_messages",
                       licence=(source.licence if source else None) or args.licence,
-                      filters=manifest.filter_config(source) if source else {}, manifest_hash=manifest.hash if manifest else None)
+                      filters=rules, manifest_hash=manifest.hash if manifest else None)
     out = Path(args.output)
     rejected = out.with_name(out.stem + ".rejected.parquet")
     _outputs_valid(args.input, out, rejected)
@@ -177,8 +185,29 @@ def _generate(args) -> int:
         counts = generate(module, read_records(args.input), context, info, out, rejected, limit=args.limit)
     except GeneratorBroken as error:
         raise UserError(f"generator {args.generator!r}: {error}") from None
-    _print_llm_summary("generated", counts, client.stats)
+    judge = rules.get("llm_judge") or {}
+    _print_llm_summary("generated", counts, Stats.total([client.stats] + ([judge["client"].stats] if judge else [])))
     return 0
+
+
+def _generated_source(manifest, generator: str, key: str | None):
+    """The manifest's source that `generator` makes: the one named, or the only one; None (with a
+    warning) when the manifest has none, which then gives only its identity and LLM settings."""
+    sources = [s for s in manifest.sources if s.generator and s.generator.name == generator]
+    if key is not None:
+        source = next((s for s in sources if s.key == key), None)
+        if source is None:
+            raise UserError(f"{manifest.path}: no source {key!r} made by generator {generator!r} "
+                            f"(its sources made by it: {', '.join(s.key for s in sources) or 'none'})")
+        return source
+    if len(sources) > 1:
+        raise UserError(f"{manifest.path}: generator {generator!r} makes {len(sources)} sources "
+                        f"({', '.join(s.key for s in sources)}): name one with --source")
+    if not sources:
+        print(f"warning: {manifest.path} has no source made by generator {generator!r}: its targets and params "
+              "are the generator's defaults", file=sys.stderr)
+        return None
+    return sources[0]
 
 
 def _judge(args) -> int:
@@ -244,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--input", nargs="+", default=[], metavar="IN", help="canonical records (Parquet) to work from")
     generate.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
     generate.add_argument("--manifest", help="take targets, params, identity, licence and LLM settings from this manifest")
+    generate.add_argument("--source", help="the manifest's source to make, where its generator makes several")
     generate.add_argument("--language", help="only this target language")
     generate.add_argument("--limit", type=_count, help="at most this many items")
     generate.add_argument("--licence", default="apache-2.0", help="licence of generated rows without a manifest")

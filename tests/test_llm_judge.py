@@ -399,3 +399,55 @@ def test_sftmix_judge_reads_its_file_in_order_whatever_position_column_it_has(tm
         summary = sftmix_judge(srv, tmp_path, str(tmp_path / "in.parquet"), "-o", "out.parquet", "--threshold", "4")
     assert summary["kept"] == 3 and summary["dropped"] == {}
     assert pq.read_table(tmp_path / "out.parquet").column("id").to_pylist() == [r["id"] for r in records]
+
+
+def _generated_manifest(path: Path, sources: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump({
+        "mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+        "identity": {"name": "ALIA", "developer": "BSC"},
+        "llm": {"base_url": "http://127.0.0.1:9/v1", "model": "served-model", "budget_usd": 1.0},
+        "sources": sources}))
+    return path
+
+
+def _self_identity(key: str, targets: dict, **more) -> dict:
+    return {"key": key, "generator": {"name": "self_identity"}, "licence": "apache-2.0", "targets": targets, **more}
+
+
+def test_sftmix_generate_gives_a_source_s_judge_the_manifest_s_endpoint_and_budget(tmp_path, monkeypatch):
+    """The judge of a generated source made its own client: DeepSeek's endpoint and model (the key
+    meant for the manifest's server sent there), no budget, and its cost left out of the summary."""
+    from sftmix import cli
+
+    seen = {}
+
+    def capture(module, records, context, info, out, rejected, limit=None):
+        seen["generator"], seen["judge"] = context.llm, info.filters["llm_judge"]["client"]
+        raise cli.UserError("captured")
+
+    manifest = _generated_manifest(tmp_path / "m.yaml", [_self_identity("si", {"en": 2}, filters={"llm_judge": {"threshold": 4}})])
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr("generators.base.generate", capture)
+    assert cli.main(["generate", "self_identity", "--manifest", str(manifest), "-o", str(tmp_path / "g.parquet"),
+                     "--cache-dir", str(tmp_path / "cache")]) == 2
+    generator, judge = seen["generator"], seen["judge"]
+    assert (judge.settings.base_url, judge.settings.model, judge.settings.budget_usd) == ("http://127.0.0.1:9/v1", "served-model", 1.0)
+    assert judge.settings.cache_dir == generator.settings.cache_dir == str(tmp_path / "cache")
+    assert judge.spending is generator.spending  # one budget
+
+
+def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_path, capsys):
+    """The first source of the generator was taken: `--language en` ran as the ca source, with an
+    unbounded target."""
+    from sftmix import cli
+
+    manifest = _generated_manifest(tmp_path / "m.yaml", [_self_identity("si-ca", {"ca": 3}), _self_identity("si-en", {"en": 5})])
+    out = ["-o", str(tmp_path / "g.parquet")]
+    assert cli.main(["generate", "self_identity", "--manifest", str(manifest), *out]) == 2
+    assert "generator 'self_identity' makes 2 sources (si-ca, si-en): name one with --source" in capsys.readouterr().err
+    assert cli.main(["generate", "self_identity", "--manifest", str(manifest), "--source", "si-ca", "--language", "en", *out]) == 2
+    assert "source 'si-ca' has no target in 'en' (its targets: ca)" in capsys.readouterr().err
+    assert cli.main(["generate", "self_identity", "--manifest", str(manifest), "--source", "nope", *out]) == 2
+    assert "no source 'nope' made by generator 'self_identity' (its sources made by it: si-ca, si-en)" in capsys.readouterr().err
