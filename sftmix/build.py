@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import stat
 from contextlib import ExitStack, contextmanager
@@ -530,12 +531,18 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
         # a generated source has no normalized stage: its filtered counts hold the generator's and rules' drops
         intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
                   for s in manifest.sources}
+        _restore_rejected(manifest, layout)
         result = mixing.build(manifest, inputs, layout.mixture_dir, layout.work_dir / "mixing",
                               rejected_dir=layout.rejected_dir, intake=intake,
                               mixed_sources=mixed_sources_digest(manifest))
         for stale in stale_rejected_files(manifest, layout):
-            log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
-            stale.unlink()
+            if (kept := _kept_rejected_dir(layout, stale)) is not None:
+                kept.mkdir(exist_ok=True)
+                os.replace(stale, kept / stale.name)
+                log.info("moved %s beside its records: %s no longer builds it", stale, manifest.path or "the manifest")
+            else:
+                log.info("removed %s: %s no longer builds it", stale, manifest.path or "the manifest")
+                stale.unlink()
     for deficit in result.deficits:
         log.warning("deficit in %s: %s", manifest.mixture, json.dumps(deficit))
     for unused in unused_work(manifest, layout):
@@ -601,6 +608,36 @@ def stale_rejected_files(manifest: Manifest, layout: Layout) -> list[Path]:
     stages = {source.key: rejected_stages(source) for source in manifest.sources}
     named = ((path, REJECTED_FILE.fullmatch(path.name)) for path in sorted(layout.rejected_dir.glob("*.parquet")))
     return [path for path, match in named if match and match["stage"] not in stages.get(match["source"], ())]
+
+
+# The work stage whose records a stage's rejected file goes with (a generated source's drops: its filtered records').
+_RECORDS_STAGE = {"normalized": "normalized", "filtered": "filtered", "generated": "filtered"}
+
+
+def _kept_rejected_dir(layout: Layout, rejected: Path) -> Path | None:
+    """Where a stage's rejected file waits while its source is out of the manifest: beside the
+    records it goes with, which are kept (`unused_work`) and reused if the source comes back; a
+    new run of the stage removes both. None for the mixing's own drops, or when no records are kept."""
+    match = REJECTED_FILE.fullmatch(rejected.name)
+    stage = _RECORDS_STAGE.get(match["stage"]) if match else None
+    if stage is None or not layout.done_file(match["source"], stage).is_file():
+        return None
+    return layout.stage_dir(match["source"], stage) / "rejected"
+
+
+def _restore_rejected(manifest: Manifest, layout: Layout) -> None:
+    """The rejected files of a source back in the manifest, put back where its stages wrote them
+    (an earlier mixing without it moved them beside its records)."""
+    for source in manifest.sources:
+        for stage in rejected_stages(source) & _RECORDS_STAGE.keys():
+            kept = layout.stage_dir(source.key, _RECORDS_STAGE[stage]) / "rejected"
+            waiting = rejected_files(kept, source.key, stage)
+            if waiting and not rejected_files(layout.rejected_dir, source.key, stage):
+                for path in waiting:
+                    os.replace(path, layout.rejected_dir / path.name)
+                if not any(kept.iterdir()):
+                    kept.rmdir()
+                log.info("put back the %s drops of source %r in %s", stage, source.key, layout.rejected_dir)
 
 
 def rejected_stages(source: Source) -> set[str]:

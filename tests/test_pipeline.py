@@ -1253,6 +1253,28 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
         + ["my-notes.parquet"])
 
 
+def test_a_source_taken_out_for_one_mixing_comes_back_with_its_drops(tmp_path):
+    """The mixing without it removed its stages' rejected files, and the one with it back reused its
+    records: the card and stats.json counted drops that rejected/ no longer held (helper audit)."""
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    both = _manifest(tmp_path, [_glaive_source(), _glaive_source(key="g.v1")], holdout=0)
+    build(load(both), out)
+    published = {p.name: p.read_bytes() for p in layout.rejected_dir.glob("g.v1.*")}
+    assert sorted(published) == [f"g.v1.{stage}-00000.parquet" for stage in ("filtered", "mixing", "normalized")]
+    text = both.read_text()
+    mix(load(_manifest(tmp_path, [_glaive_source()], holdout=0)), layout)  # the same file, without g.v1
+    assert not list(layout.rejected_dir.glob("g.v1.*"))
+    both.write_text(text)
+    mix(load(both), layout)  # its records are reused: no stage runs again
+    back = {p.name: p.read_bytes() for p in layout.rejected_dir.glob("g.v1.*")}
+    assert back == published  # the mixing's own drops written again, the same
+    assert not list(layout.work_dir.rglob("rejected"))
+    stats = json.loads((layout.mixture_dir / "stats.json").read_text())
+    for stage in ("normalized", "filtered"):
+        rows = pq.read_metadata(layout.rejected_dir / f"g.v1.{stage}-00000.parquet").num_rows
+        assert rows == sum(stats["intake"]["g.v1"][stage]["dropped"].values()) > 0
+
+
 def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_size_and_kept(tmp_path, caplog):
     """A source out of the manifest for one mixing keeps its records (no normalize run when it comes
     back), and the mixing says what it leaves and how large it is, in its log and its metadata."""
@@ -1271,7 +1293,9 @@ def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_s
     [unused] = sftmix.build.unused_work(load(path), layout)
     paths = [work / "normalized" / "g.v1", work / "normalized" / "g.v1.done.json",
              work / "filtered" / "g.v1", work / "filtered" / "g.v1.done.json"]
-    size = sum(len(data) for p, data in kept.items() if p in paths or any(d in p.parents for d in paths))
+    moved = sorted((work / stage / "g.v1" / "rejected" / f"g.v1.{stage}-00000.parquet") for stage in ("normalized", "filtered"))
+    size = (sum(len(data) for p, data in kept.items() if p in paths or any(d in p.parents for d in paths))
+            + sum(path.stat().st_size for path in moved))  # its stages' drops wait beside them
     assert (unused.source, unused.stages, unused.paths, unused.bytes) == ("g.v1", ["normalized", "filtered"], paths, size)
     assert size > 2 * len(kept[paths[0] / "part-00000.parquet"])  # both stages' parts, not only the done files
     message = (f"source 'g.v1': {path} no longer builds its normalized and filtered records ({size:,} bytes): "
