@@ -1275,6 +1275,25 @@ def test_a_source_taken_out_for_one_mixing_comes_back_with_its_drops(tmp_path):
         assert rows == sum(stats["intake"]["g.v1"][stage]["dropped"].values()) > 0
 
 
+def test_a_mixing_refuses_a_normalized_run_its_filtered_records_did_not_come_from(tmp_path):
+    """A converter tried on the source alone (its normalized stage only), then the manifest put
+    back: the mixing took the filtered records, and the card's intake and rejected/ were the try's
+    (0 converted, 7 after filters; helper audit)."""
+    out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
+    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
+    text = path.read_text()
+    build(load(path), out)
+    tried = load(_manifest(tmp_path, [_glaive_source(converter="xlam")], holdout=0))
+    normalize_source(tried, tried.sources[0], [FIXTURES / "glaive" / "glaive-function-calling-v2.json"], layout)
+    path.write_text(text)
+    with pytest.raises(BuildError, match=r"source 'g': its normalized records were made with other settings .*"
+                                         r'converter: "xlam" -> "glaive"'):
+        mix(load(path), layout)
+    build(load(path), out)  # the source again: its normalized stage, then the mixing
+    stats = json.loads((layout.mixture_dir / "stats.json").read_text())
+    assert stats["intake"]["g"]["normalized"]["kept"] > 0
+
+
 def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_size_and_kept(tmp_path, caplog):
     """A source out of the manifest for one mixing keeps its records (no normalize run when it comes
     back), and the mixing says what it leaves and how large it is, in its log and its metadata."""
