@@ -530,8 +530,8 @@ def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     # run made with other settings since (a converter tried on the source alone) is not the one
     # the filtered records came from.
     with layout.hold(*layout.mixture_lock), \
-            completed_records(manifest, [s for s in mixed if s.generator is None], layout, "normalized"), \
-            completed_records(manifest, mixed, layout, "filtered") as inputs:
+            completed_records(manifest, mixed, layout, "filtered") as inputs, \
+            completed_records(manifest, [s for s in mixed if s.generator is None], layout, "normalized"):
         # a generated source has no normalized stage: its filtered counts hold the generator's and rules' drops
         intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
                   for s in manifest.sources}
