@@ -2,18 +2,20 @@
 
 The format is detected from the bytes, not the file name (`.json` files on the Hub are either a
 JSON array or JSON Lines). Rows stream out one at a time with their position, so memory does not
-grow with the file. `.gz` files are decompressed on the fly.
+grow with the file. Files compressed with gzip, bzip2, xz or zstd are decompressed on the fly.
 
 A JSON Lines line that is not JSON, or not UTF-8, is that line's drop (it keeps the line for the
-rejected file); a file that cannot be read on (a broken JSON array, Parquet file or gzip stream)
+rejected file); a file that cannot be read on (a broken JSON array, Parquet file or compressed stream)
 is a `RawInputError` naming it.
 """
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import gzip
 import io
+import lzma
 import json
 import os
 import re
@@ -22,41 +24,65 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import ijson
+import pyarrow as pa
 
 from sftmix.jsontext import loads
 from sftmix.shards import parquet_batches
 from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 BATCH_ROWS = 1024
-# A `.gz` cut short (an interrupted download) or damaged: gzip's errors, which name no file.
-GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+# Compressed files by their first bytes, as the Hub holds JSON Lines (`.jsonl.gz`, `.zst`, `.bz2`, `.xz`)
+_COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+# A compressed file cut short (an interrupted download) or damaged: its decompressor's errors, which name no file.
+DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError, pa.ArrowInvalid)
 
 
 class RawInputError(Exception):
     """A raw input that cannot be read at all (missing, empty, not a known format)."""
 
 
+def _compression(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        head = handle.read(6)
+    return next((kind for magic, kind in _COMPRESSIONS if head.startswith(magic)), None)
+
+
 def _open(path: Path) -> IO[bytes]:
-    handle = path.open("rb")
-    if handle.read(2) == b"\x1f\x8b":
-        handle.close()
+    """The file's bytes, decompressed when it is compressed."""
+    kind = _compression(path)
+    if kind == "gzip":
         return gzip.open(path, "rb")
-    handle.seek(0)
-    return handle
+    if kind == "bz2":
+        return bz2.open(path, "rb")
+    if kind == "xz":
+        return lzma.open(path, "rb")
+    if kind == "zstd":  # no zstd in the standard library before 3.14: pyarrow's
+        return io.BufferedReader(pa.CompressedInputStream(str(path), "zstd"))
+    return path.open("rb")
 
 
 def detect_format(path: Path) -> str:
     """'parquet', 'json' (one array) or 'jsonl'."""
     if not path.is_file():
         raise RawInputError(f"input file not found: {path}")
+    kind = _compression(path)
     try:
         with _open(path) as handle:
             head = handle.read(4096)
-    except GZIP_ERRORS as error:
-        raise RawInputError(f"{path}: damaged gzip stream: {error}") from None
+    except DECOMPRESSION_ERRORS as error:
+        if kind is None:  # not a decompressor's: the file's own read failed
+            raise
+        raise RawInputError(f"{path}: damaged {kind} stream: {error}") from None
     if head.startswith(PARQUET_MAGIC):
+        if kind:
+            raise RawInputError(f"{path}: Parquet compressed with {kind}: Parquet compresses its own pages, "
+                                "give the file decompressed")
         return "parquet"
+    if head.startswith(LFS_POINTER):
+        raise RawInputError(f"{path} is a Git LFS pointer, not the data: fetch the file (`git lfs pull`) or "
+                            "name the dataset's Hub id and revision instead")
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped:
         raise RawInputError(f"input file is empty: {path}")
@@ -132,10 +158,10 @@ def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
             yield row if mine(1) else None
 
 
-def _past_bom(handle: IO[bytes]) -> IO[bytes]:
+def _past_bom(handle) -> IO[bytes]:
     """`handle` past a UTF-8 byte order mark (some uploads start with one; ijson stops at it)."""
-    if handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
-        handle.seek(0)
+    if handle.peek(len(codecs.BOM_UTF8))[:len(codecs.BOM_UTF8)] == codecs.BOM_UTF8:
+        handle.read(len(codecs.BOM_UTF8))
     return handle
 
 
@@ -272,5 +298,7 @@ def positioned_raw_rows(paths: list[Path | str], rank: int = 0,
                 yield start + index, f"{name}#{index}", row
         except (ijson.JSONError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
-        except GZIP_ERRORS as error:
-            raise RawInputError(f"{path}: damaged gzip stream after row {index}: {error}") from None
+        except DECOMPRESSION_ERRORS as error:
+            if (kind := _compression(path)) is None:
+                raise
+            raise RawInputError(f"{path}: damaged {kind} stream after row {index}: {error}") from None

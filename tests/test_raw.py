@@ -8,6 +8,8 @@ import random
 import re
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sftmix import raw
@@ -62,6 +64,49 @@ def test_a_gzipped_file_reads_as_the_plain_one(tmp_path, layout):
     gzipped = _comparable(raw.iter_raw_rows([_gzipped(source, tmp_path)]))
     assert len(plain) > 5
     assert gzipped == [(key.replace(source.name, source.name + ".gz"), row) for key, row in plain]
+
+
+def _compressed(source: Path, tmp_path: Path, kind: str, keep: float = 1.0) -> Path:
+    import bz2
+    import lzma
+
+    data = source.read_bytes()
+    if kind == "zstd":
+        path = tmp_path / f"{source.name}.zst"
+        with pa.CompressedOutputStream(str(path), "zstd") as out:
+            out.write(data)
+    else:
+        path = tmp_path / f"{source.name}.{'bz2' if kind == 'bz2' else 'xz'}"
+        path.write_bytes(bz2.compress(data) if kind == "bz2" else lzma.compress(data))
+    packed = path.read_bytes()
+    path.write_bytes(packed[:int(len(packed) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz", "zstd"])
+@pytest.mark.parametrize("layout", ["jsonl", "json array"])
+def test_files_compressed_as_the_hub_holds_them_are_read_as_they_are(tmp_path, layout, kind):
+    """`.jsonl.zst`, `.bz2` and `.xz` were refused as "neither Parquet, a JSON array nor JSON Lines"
+    (helper audit); `datasets` reads all three."""
+    source = _dolly_lines(tmp_path) if layout == "jsonl" else GLAIVE
+    path = _compressed(source, tmp_path, kind)
+    plain = _comparable(raw.iter_raw_rows([source]))
+    assert _comparable(raw.iter_raw_rows([path])) == [(key.replace(source.name, path.name), row) for key, row in plain]
+    cut = _compressed(source, tmp_path, kind, keep=0.6)
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{cut}: damaged {kind} stream")):
+        list(raw.iter_raw_rows([cut]))
+
+
+def test_a_git_lfs_pointer_and_compressed_parquet_are_named_as_such(tmp_path):
+    pointer = tmp_path / "train-00000-of-00001.parquet"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1234\n")
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{pointer} is a Git LFS pointer, not the data")):
+        list(raw.iter_raw_rows([pointer]))
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1]}), table)
+    packed = _gzipped(table, tmp_path)
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{packed}: Parquet compressed with gzip")):
+        list(raw.iter_raw_rows([packed]))
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "json array"])
