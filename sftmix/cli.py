@@ -156,9 +156,7 @@ def _generate(args) -> int:
         module = get_generator(args.generator)
     except (KeyError, GeneratorNotAvailable) as error:
         raise UserError(str(error).strip('"')) from None
-    missing = [p for p in args.input if not Path(p).is_file()]
-    if missing:
-        raise UserError(f"input file not found: {', '.join(missing)}")
+    _inputs_exist(args.input)
     _labels_valid(args.licence, args.language)
     manifest = load(args.manifest) if args.manifest else None
     source = _generated_source(manifest, args.generator, args.source) if manifest else None
@@ -190,6 +188,16 @@ def _generate(args) -> int:
     return 0
 
 
+def _inputs_exist(inputs: list[str]) -> None:
+    """A UserError naming the inputs that are directories or missing (before any request is paid)."""
+    folders = [p for p in inputs if Path(p).is_dir()]
+    if folders:
+        raise UserError(f"{', '.join(folders)} is a directory: give the files of records in it")
+    missing = [p for p in inputs if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"input file not found: {', '.join(missing)}")
+
+
 def _generated_source(manifest, generator: str, key: str | None):
     """The manifest's source that `generator` makes: the one named, or the only one; None (with a
     warning) when the manifest has none, which then gives only its identity and LLM settings."""
@@ -217,8 +225,7 @@ def _judge(args) -> int:
     from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, filter_records
 
-    if not Path(args.input).is_file():
-        raise UserError(f"input file not found: {args.input}")
+    _inputs_exist([args.input])
     rubric = Path(args.rubric).read_text(encoding="utf-8") if args.rubric else None
     manifest = load(args.manifest) if args.manifest else None
     api_key_from_env()

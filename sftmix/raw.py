@@ -65,6 +65,8 @@ def _open(path: Path) -> IO[bytes]:
 
 def detect_format(path: Path) -> str:
     """'parquet', 'json' (one array) or 'jsonl'."""
+    if path.is_dir():
+        raise RawInputError(f"{path} is a directory: give the files in it (e.g. {path}/*.parquet)")
     if not path.is_file():
         raise RawInputError(f"input file not found: {path}")
     kind = _compression(path)

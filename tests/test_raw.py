@@ -97,6 +97,12 @@ def test_files_compressed_as_the_hub_holds_them_are_read_as_they_are(tmp_path, l
         list(raw.iter_raw_rows([cut]))
 
 
+def test_a_directory_given_as_an_input_is_named_as_one(tmp_path):
+    """It was "input file not found" for a folder that exists."""
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{tmp_path} is a directory: give the files in it")):
+        list(raw.iter_raw_rows([tmp_path]))
+
+
 def test_a_git_lfs_pointer_and_compressed_parquet_are_named_as_such(tmp_path):
     pointer = tmp_path / "train-00000-of-00001.parquet"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1234\n")
