@@ -362,7 +362,12 @@ def _parts_problem(manifest: Manifest, source: Source, stage: str, done: dict | 
     (None: they can)."""
     if done is None:
         return f"its {stage} stage has not completed"
-    changes = list(_differences(done["settings"], stage_settings(manifest, source, stage)))
+    now = stage_settings(manifest, source, stage)
+    gone = [name for name, state in ((now.get("raw") or {}).get("file_states") or {}).items() if state is None]
+    if gone:  # its settings say "-> null"; building again cannot read them either
+        return (f"its raw file(s) {', '.join(map(str, map(manifest.resolve, gone)))} no longer exist (put them "
+                "back, or name others in local.files)")
+    changes = list(_differences(done["settings"], now))
     if changes:
         where = manifest.path or "the manifest"
         return f"its {stage} records were made with other settings than {where} has now ({'; '.join(changes)})"

@@ -1294,6 +1294,19 @@ def test_a_mixing_refuses_a_normalized_run_its_filtered_records_did_not_come_fro
     assert stats["intake"]["g"]["normalized"]["kept"] > 0
 
 
+def test_a_raw_file_deleted_after_its_stages_is_named_as_gone(tmp_path):
+    """The mixing refused with `raw.file_states.glaive.json: {...} -> null`, and building again
+    could not help (helper audit)."""
+    raw = tmp_path / "glaive.json"
+    raw.write_bytes((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_bytes())
+    path = _manifest(tmp_path, [_glaive_source(local={"files": ["glaive.json"]})], holdout=0)
+    build(load(path), tmp_path / "out")
+    raw.unlink()
+    with pytest.raises(BuildError, match=re.escape(f"source 'g': its raw file(s) {raw} no longer exist (put them back, "
+                                                   "or name others in local.files)")):
+        mix(load(path), Layout(tmp_path / "out", "mini"))
+
+
 def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_size_and_kept(tmp_path, caplog):
     """A source out of the manifest for one mixing keeps its records (no normalize run when it comes
     back), and the mixing says what it leaves and how large it is, in its log and its metadata."""
