@@ -39,7 +39,10 @@ def render(manifest: Manifest, result: MixResult) -> str:
         for stage, counts in stages.items():
             for reason, n in sorted((counts.dropped if counts else {}).items()):
                 drops.append([key, stage, reason, n])
-    intake = [[key, *((c.read, c.kept) if (c := stages.get("normalized")) else ("", "")),
+    # a source with `targets: {}` feeds generators only: its rows are read, filtered and never mixed
+    input_only = {source.key for source in manifest.sources if source.is_input_only}
+    intake = [[key + (" (generator input only)" if key in input_only else ""),
+               *((c.read, c.kept) if (c := stages.get("normalized")) else ("", "")),
                (stages["filtered"].kept if stages.get("filtered") else "")] for key, stages in stage_counts.items()]
     sections = [
         "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---",
@@ -55,7 +58,9 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "## Rows by source\n\n" + _split_table("source", result.by_source),
         "## Rows by language\n\n" + _split_table("language", result.by_language),
         "## Rows by licence\n\n" + _split_table("licence", result.by_licence),
-        "## Intake per source\n\n" + _table(["source", "read", "converted", "after filters"], intake),
+        "## Intake per source\n\n" + ("A source marked as generator input only is read for the generators that "
+                                       "take it; none of its rows is in either split.\n\n" if input_only & stage_counts.keys()
+                                       else "") + _table(["source", "read", "converted", "after filters"], intake),
         "## Drops by reason\n\nEvery dropped row is kept with its reason in `rejected/`.\n\n"
         + (_table(["source", "stage", "reason", "rows"], drops) if drops else "No drops."),
     ]

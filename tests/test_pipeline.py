@@ -1248,6 +1248,9 @@ def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     assert sorted(p.name for p in rejected.iterdir()) == [f"g.{s}-00000.parquet" for s in stages] + ["my-notes.parquet"]
     # a source that now only feeds generators is not mixed: its mixing drops go, its stages' stay
     build(load(_manifest(tmp_path, [source("h"), {**source("g"), "targets": {}}], holdout=0)), tmp_path / "out")
+    card = (tmp_path / "out" / "mini" / "README.md").read_text()  # its intake is marked (it read as mixed rows)
+    assert re.search(r"^\| g \(generator input only\) \| 16 \| \d+ \| \d+ \|$", card, re.M)
+    assert re.search(r"^\| h \| 16 \| \d+ \| \d+ \|$", card, re.M) and "none of its rows is in either split" in card
     assert sorted(p.name for p in rejected.iterdir()) == (
         ["g.filtered-00000.parquet", "g.normalized-00000.parquet"] + [f"h.{s}-00000.parquet" for s in stages]
         + ["my-notes.parquet"])
