@@ -22,6 +22,17 @@ def _split_table(title: str, breakdown: dict[str, dict[str, int]]) -> str:
     return _table([title, *SPLITS], rows)
 
 
+# The Hub's size categories (`datasets`' utils/resources/size_categories.json), by their upper bounds
+_SIZE_CATEGORIES = (("n<1K", 10**3), ("1K<n<10K", 10**4), ("10K<n<100K", 10**5), ("100K<n<1M", 10**6),
+                    ("1M<n<10M", 10**7), ("10M<n<100M", 10**8), ("100M<n<1B", 10**9), ("1B<n<10B", 10**10),
+                    ("10B<n<100B", 10**11), ("100B<n<1T", 10**12))
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size category of a dataset of `rows` rows (search and filters use it)."""
+    return next((name for name, bound in _SIZE_CATEGORIES if rows < bound), "n>1T")
+
+
 def render(manifest: Manifest, result: MixResult) -> str:
     stage_counts = {key: {stage: saved and Counts.from_saved(saved) for stage, saved in stages.items()}
                     for key, stages in result.intake.items()}
@@ -30,6 +41,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "license": licences if len(licences) != 1 else licences[0],
         "language": sorted({lang for split in SPLITS for lang in result.by_language.get(split, {}) if lang != "*"}),
         "tags": ["sft", "chat", "function-calling", "sftmix"],
+        "size_categories": [size_category(sum(result.split_rows.get(split, 0) for split in SPLITS))],
         # a split of no rows is left out: `load_dataset` refuses one ("corresponds to no data")
         "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in SPLITS
                                                               if result.split_rows.get(s)]}],

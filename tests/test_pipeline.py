@@ -128,6 +128,17 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     assert list(normalized["seconds_by_step"].value) == ["setup", "read_convert", "write", "total"]
 
 
+def test_size_categories_are_the_hub_s():
+    import datasets
+
+    from sftmix.card import size_category
+
+    known = json.loads((Path(datasets.__file__).parent / "utils" / "resources" / "size_categories.json").read_text())
+    cases = {0: "n<1K", 999: "n<1K", 1000: "1K<n<10K", 728_034: "100K<n<1M", 1_424_247: "1M<n<10M", 10**13: "n>1T"}
+    assert {rows: size_category(rows) for rows in cases} == cases
+    assert {size_category(10**k) for k in range(14)} <= set(known)
+
+
 def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     mixture_dir, _ = sample_build
     text = (mixture_dir / "README.md").read_text()
@@ -135,6 +146,7 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     splits = {f["split"]: f["path"] for f in header["configs"][0]["data_files"]}
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
+    assert header["size_categories"] == ["n<1K"]  # the sample's 119 rows; the Hub searches and filters by it
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
     assert "in one order, by sha256 of the seed, the mixture's name and the row's id" in text
 
