@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import pyarrow.parquet as pq
 
-from filters import enabled_filters, merge_config
+from filters import enabled_filters
 from filters.decontamination import DecontaminationFilter
 from generators import GeneratorNotAvailable, get_generator
 from sftmix import __version__, card, mixing
@@ -259,7 +259,7 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
         settings |= {"converter": source.converter_name, "raw": raw_settings(manifest, source)}
         if stage == "normalized":
             return settings
-    settings |= {"filters": merge_config(manifest.filters, filter_defaults(source.converter_name), source.filters),
+    settings |= {"filters": manifest.rule_settings(source, filter_defaults(source.converter_name)),
                  "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
     if benchmarks := _benchmark_states(manifest, source):
         settings["benchmark_files"] = benchmarks

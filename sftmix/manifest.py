@@ -374,11 +374,17 @@ class Manifest(_Strict):
         path = Path(relative)
         return path if path.is_absolute() or self._path is None else (self._path.parent / path)
 
+    def rule_settings(self, source: Source, format_defaults: dict | None = None) -> dict:
+        """The source's rule-filter settings as written: the manifest's for every source, then
+        `format_defaults` (what its raw format needs: When2Call's refusals are its lesson, WildChat's
+        rows are prompts), then the source's own. A setting for every source does not undo what one
+        format needs."""
+        return rule_filters.merge_config(self.filters, format_defaults, source.filters)
+
     def filter_config(self, source: Source, format_defaults: dict | None = None) -> dict:
-        """The source's rule-filter settings: the manifest's for every source, then `format_defaults`
-        (what its raw format needs: When2Call's refusals are its lesson, WildChat's rows are prompts),
-        then the source's own. A setting for every source does not undo what one format needs."""
-        config = rule_filters.merge_config(self.filters, format_defaults, source.filters)
+        """`rule_settings`, with what the rules need beside them: where benchmark files are named
+        from, and the identity card."""
+        config = self.rule_settings(source, format_defaults)
         decontamination = config.get("decontamination")
         if isinstance(decontamination, dict) and self._path is not None:
             # benchmark files are named relative to the manifest, like its local sources
