@@ -15,8 +15,8 @@ import bz2
 import codecs
 import gzip
 import io
-import lzma
 import json
+import lzma
 import os
 import re
 import zlib
