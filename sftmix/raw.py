@@ -171,15 +171,29 @@ ARRAY_CHUNK_CHARS = 1 << 20
 _SPACE = re.compile(r"[ \t\r\n]*")
 
 
+class BrokenArray(ValueError):
+    """Where json's decoder found a JSON array broken (a character position in the file)."""
+
+
+# How near the end of the text read so far a value may be cut: a number after its "." or "e" ("1."
+# of "1.5" decodes as 1), a literal part way ("Infin" of "Infinity" is not JSON yet).
+_CUT_CHARS = 64
+
+
 class _ArrayText:
     """A JSON array's text, read a chunk at a time, for `_decoded_items`."""
 
     def __init__(self, stream):
         self.stream, self.buffer, self.at, self.ended = stream, "", 0, False
+        self.dropped = 0  # characters of the file before the buffer
 
     def _read(self, chars: int) -> None:
         chunk = self.stream.read(chars)
+        self.dropped += self.at
         self.buffer, self.at, self.ended = self.buffer[self.at:] + chunk, 0, not chunk
+
+    def broken(self, problem: str, at: int) -> BrokenArray:
+        return BrokenArray(f"{problem} at character {self.dropped + at:,}")
 
     def next_char(self) -> str:
         """The next character that is not white space ("" at the end), not taken."""
@@ -189,10 +203,12 @@ class _ArrayText:
                 return self.buffer[self.at:self.at + 1]
             self._read(ARRAY_CHUNK_CHARS)
 
-    def take(self, expected: str) -> None:
-        if self.next_char() not in expected:
-            raise json.JSONDecodeError(f"expected one of {list(expected)}", self.buffer, self.at)
+    def take(self, expected: str) -> str:
+        found = self.next_char()
+        if not found or found not in expected:
+            raise self.broken(f"expected one of {list(expected)}, found {found[:1] or 'the end of the file'!r}", self.at)
         self.at += 1
+        return found
 
     def value(self, decode=json.JSONDecoder().raw_decode):
         self.next_char()  # raw_decode takes no white space before the value
@@ -200,12 +216,15 @@ class _ArrayText:
         while True:
             try:
                 value, end = decode(self.buffer, self.at)
-            except json.JSONDecodeError:
-                if self.ended:
-                    raise
-                end = None  # the value runs past the text read so far
-            # a value ending where the text read so far ends may go on ("12" of "1234")
-            if end is not None and (end < len(self.buffer) or self.ended):
+            except json.JSONDecodeError as error:
+                # Only a value cut by the end of the text read so far is read on: a string not closed
+                # before it, or a fault near it. Any other is the file's, and reading the rest of a
+                # broken file into memory would not mend it.
+                cut = error.pos >= len(self.buffer) - _CUT_CHARS or error.msg.startswith("Unterminated string")
+                if self.ended or not cut:
+                    raise self.broken(error.msg, error.pos) from None
+                end = None
+            if end is not None and (self.ended or end + _CUT_CHARS < len(self.buffer)):
                 self.at = end
                 return value
             self._read(chars)
@@ -222,11 +241,10 @@ def _decoded_items(path: Path) -> Iterator:
         else:
             while True:
                 yield text.value()
-                text.take(",]")
-                if text.buffer[text.at - 1] == "]":
+                if text.take(",]") == "]":
                     break
         if text.next_char():
-            raise json.JSONDecodeError("text after the array", text.buffer, text.at)
+            raise text.broken("text after the array", text.at)
 
 
 def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:
@@ -298,7 +316,7 @@ def positioned_raw_rows(paths: list[Path | str], rank: int = 0,
                     drop.raw = row
                     row = drop
                 yield start + index, f"{name}#{index}", row
-        except (ijson.JSONError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (ijson.JSONError, BrokenArray, UnicodeDecodeError) as error:
             raise RawInputError(f"{path}: broken JSON array after row {index}: {error}") from None
         except DECOMPRESSION_ERRORS as error:
             if (kind := _compression(path)) is None:

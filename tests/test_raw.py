@@ -200,6 +200,38 @@ def test_nan_and_infinity_in_a_json_array_are_read_as_json_loads_reads_them(tmp_
             list(raw.iter_raw_rows([path]))
 
 
+@pytest.mark.parametrize("text", [
+    '[NaN, 1.5, 2e10, -3, {"a": "x]y,\\"z"}, [1, [2]], "s", 12345678901234567890123, -Infinity, true, null]',
+    '\ufeff [ {"k": Infinity} ,\n\t1.25 ]  \n', '[NaN]', '[ ]', '[NaN, 1.5E+3, 7]',
+])
+def test_json_s_decoder_reads_an_array_as_json_loads_wherever_its_chunks_end(tmp_path, monkeypatch, text):
+    """Every chunk size moves where a chunk ends: a number cut after its "." or "e" ("1." of "1.5")
+    was read as the digits before it, and the file failed (the second review)."""
+    path = tmp_path / "a.json"
+    path.write_text(text, encoding="utf-8")
+    want = json.dumps(json.loads(text.lstrip("\ufeff")))
+    for chunk in range(1, len(text) + 2):
+        monkeypatch.setattr(raw, "ARRAY_CHUNK_CHARS", chunk)
+        assert json.dumps(list(raw._decoded_items(path))) == want, chunk
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('[{"a": 1}, {"b": 2}', "expected one of [',', ']'], found 'the end of the file' at character 19"),
+    ('[{"a": NaN}, {"b": 2}\n', "expected one of [',', ']'], found 'the end of the file' at character 22"),
+    ('[{"a": NaN}, {"b": tru}, ' + '{"c": 3}, ' * 2000 + '{}]', "Expecting value at character 19"),
+], ids=["cut", "cut after NaN", "broken early"])
+def test_a_json_array_cut_short_or_broken_is_an_error_naming_the_file_and_the_place(tmp_path, monkeypatch, text, problem):
+    """A file cut after an item gave an IndexError (a traceback, no file named); a file broken early
+    was read on to its end, into memory, before failing (the second review: 409 MB for 209 MB).
+    The place is the file's character, not the chunk's."""
+    monkeypatch.setattr(raw, "ARRAY_CHUNK_CHARS", 64)
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{path}: broken JSON array after row ") + r"\d+: "
+                       + re.escape(problem)):
+        list(raw.iter_raw_rows([path]))
+
+
 @pytest.mark.parametrize("head", ['{\n  "version": "1.0",\n  "data": [\n', '{"version": "1.0", "data": [\n'])
 def test_one_object_spread_over_lines_is_refused_not_read_as_json_lines(tmp_path, head):
     """`{"data": [...]}` pretty-printed was read a line at a time: each row line ending in "," a
