@@ -531,12 +531,13 @@ def _filtered_stage_rules(config: dict, source: Source) -> dict:
 
 def mix(manifest: Manifest, layout: Layout) -> mixing.MixResult:
     mixed = [s for s in manifest.sources if not s.is_input_only]
-    # The card's intake and the published drops are those of each stage's done file: a normalized
-    # run made with other settings since (a converter tried on the source alone) is not the one
-    # the filtered records came from.
+    # The card's intake and the published drops, of every source (those that only feed generators
+    # too), are those of each stage's done file: a normalized run made with other settings since
+    # (a converter tried on the source alone) is not the one the filtered records came from.
     with layout.hold(*layout.mixture_lock), \
             completed_records(manifest, mixed, layout, "filtered") as inputs, \
-            completed_records(manifest, [s for s in mixed if s.generator is None], layout, "normalized"):
+            completed_records(manifest, [s for s in manifest.sources if s.is_input_only], layout, "filtered"), \
+            completed_records(manifest, [s for s in manifest.sources if s.generator is None], layout, "normalized"):
         # a generated source has no normalized stage: its filtered counts hold the generator's and rules' drops
         intake = {s.key: {stage: (counts := layout.read_counts(s.key, stage)) and counts.saved() for stage in STAGES}
                   for s in manifest.sources}

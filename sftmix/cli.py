@@ -158,6 +158,8 @@ def _generate(args) -> int:
         raise UserError(str(error).strip('"')) from None
     _inputs_exist(args.input)
     _labels_valid(args.licence, args.language)
+    if args.source and not args.manifest:
+        raise UserError("--source names a source of the manifest given with --manifest")
     manifest = load(args.manifest) if args.manifest else None
     source = _generated_source(manifest, args.generator, args.source) if manifest else None
     targets = dict(source.target_cells()) if source else {args.language or "en": "all"}

@@ -451,3 +451,5 @@ def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_
     assert "source 'si-ca' has no target in 'en' (its targets: ca)" in capsys.readouterr().err
     assert cli.main(["generate", "self_identity", "--manifest", str(manifest), "--source", "nope", *out]) == 2
     assert "no source 'nope' made by generator 'self_identity' (its sources made by it: si-ca, si-en)" in capsys.readouterr().err
+    assert cli.main(["generate", "self_identity", "--source", "si-ca", *out]) == 2
+    assert "--source names a source of the manifest given with --manifest" in capsys.readouterr().err

@@ -1295,15 +1295,17 @@ def test_a_mixing_refuses_a_normalized_run_its_filtered_records_did_not_come_fro
     back: the mixing took the filtered records, and the card's intake and rejected/ were the try's
     (0 converted, 7 after filters; helper audit)."""
     out, layout = tmp_path / "out", Layout(tmp_path / "out", "mini")
-    path = _manifest(tmp_path, [_glaive_source()], holdout=0)
-    text = path.read_text()
-    build(load(path), out)
-    tried = load(_manifest(tmp_path, [_glaive_source(converter="xlam")], holdout=0))
-    normalize_source(tried, tried.sources[0], [FIXTURES / "glaive" / "glaive-function-calling-v2.json"], layout)
-    path.write_text(text)
-    with pytest.raises(BuildError, match=r"source 'g': its normalized records were made with other settings .*"
-                                         r'converter: "xlam" -> "glaive"'):
-        mix(load(path), layout)
+    for feeds_generators_only in (False, True):  # its intake is on the card either way (the second review)
+        g = _glaive_source(**({"targets": {}} if feeds_generators_only else {}))
+        path = _manifest(tmp_path, [_glaive_source(key="h"), g], holdout=0)
+        text = path.read_text()
+        build(load(path), out)
+        tried = load(_manifest(tmp_path, [_glaive_source(key="h"), {**g, "converter": "xlam"}], holdout=0))
+        normalize_source(tried, tried.source("g"), [FIXTURES / "glaive" / "glaive-function-calling-v2.json"], layout)
+        path.write_text(text)
+        with pytest.raises(BuildError, match=r"source 'g': its normalized records were made with other settings .*"
+                                             r'converter: "xlam" -> "glaive"'):
+            mix(load(path), layout)
     build(load(path), out)  # the source again: its normalized stage, then the mixing
     stats = json.loads((layout.mixture_dir / "stats.json").read_text())
     assert stats["intake"]["g"]["normalized"]["kept"] > 0
