@@ -39,6 +39,11 @@ _COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz")
 DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError, pa.ArrowInvalid)
 
 
+# What a reader yields for another worker's row: not None, which is a row too (a JSON `null`, a
+# malformed_row drop; as None it was skipped like another worker's, and lost uncounted).
+ELSEWHERE = object()
+
+
 class RawInputError(Exception):
     """A raw input that cannot be read at all (missing, empty, not a known format)."""
 
@@ -101,12 +106,12 @@ def detect_format(path: Path) -> str:
     raise RawInputError(f"input file is neither Parquet, a JSON array nor JSON Lines: {path}")
 
 
-def _parquet_rows(path: Path, mine) -> Iterator[dict | None]:
+def _parquet_rows(path: Path, mine) -> Iterator[object]:
     for batch in parquet_batches(path, RawInputError, batch_size=BATCH_ROWS):
         if mine(batch.num_rows):
             yield from batch.to_pylist()
         else:
-            yield from (None for _ in range(batch.num_rows))  # another worker's rows: never decoded
+            yield from (ELSEWHERE for _ in range(batch.num_rows))  # another worker's rows: never decoded
 
 
 # Surrogate escapes, a high+low pair as one match: a 6-byte match is an unpaired half. ijson's C
@@ -138,7 +143,7 @@ def _has_lone_surrogate_escape(path: Path) -> bool:
             carry = window[resume:]
 
 
-def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
+def _json_array_rows(path: Path, mine) -> Iterator[object]:
     # ijson's C parser, unless the file has unpaired surrogates (it turns a high half into "?" and
     # fails on a low one). Where it refuses what json.loads reads (NaN, Infinity, numbers past
     # int64 or a double's range), json's own decoder reads the file again from the row reached; a
@@ -150,14 +155,14 @@ def _json_array_rows(path: Path, mine) -> Iterator[dict | None]:
             with _open(path) as handle:
                 # the array must be parsed whole to find row boundaries; only this worker's rows are kept
                 for row in ijson.items(_past_bom(handle), "item", use_float=True):  # floats, as json.loads gives
-                    yield row if mine(1) else None
+                    yield row if mine(1) else ELSEWHERE
                     read += 1
             return
         except ijson.JSONError:
             pass
     for index, row in enumerate(_decoded_items(path)):
         if index >= read:
-            yield row if mine(1) else None
+            yield row if mine(1) else ELSEWHERE
 
 
 def _past_bom(handle) -> IO[bytes]:
@@ -247,13 +252,13 @@ def _decoded_items(path: Path) -> Iterator:
             raise text.broken("text after the array", text.at)
 
 
-def _jsonl_rows(path: Path, mine) -> Iterator[dict | Drop | None]:
+def _jsonl_rows(path: Path, mine) -> Iterator[object]:
     with _open(path) as handle:
         for line in handle:
             if not line.strip():
                 continue
             if not mine(1):
-                yield None  # another worker's line: not decoded
+                yield ELSEWHERE  # another worker's line: not decoded
                 continue
             try:
                 yield loads(line)
@@ -309,7 +314,7 @@ def positioned_raw_rows(paths: list[Path | str], rank: int = 0,
         index, start = 0, mine.seen  # every worker counts every row, its own or not
         try:
             for index, row in enumerate(readers[fmt](path, mine)):
-                if row is None:
+                if row is ELSEWHERE:
                     continue
                 if not isinstance(row, (dict, Drop)):
                     drop = Drop("malformed_row", f"not an object: {type(row).__name__}")

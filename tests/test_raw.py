@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sftmix import raw
+from sftmix.sources.base import Drop
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 6, 7, 11, 12, 13, 1 << 24])
@@ -95,6 +96,21 @@ def test_files_compressed_as_the_hub_holds_them_are_read_as_they_are(tmp_path, l
     cut = _compressed(source, tmp_path, kind, keep=0.6)
     with pytest.raises(raw.RawInputError, match=re.escape(f"{cut}: damaged {kind} stream")):
         list(raw.iter_raw_rows([cut]))
+
+
+@pytest.mark.parametrize("text, name", [('{"a": 1}\nnull\n{"b": 2}\n', "rows.jsonl"),
+                                        ('[{"a": 1}, null, {"b": 2}]', "rows.json"),
+                                        ('[{"a": 1}, null, {"b": NaN}]', "rows.json")], ids=["jsonl", "array", "array, json's decoder"])
+def test_a_null_row_is_a_counted_drop_not_another_worker_s_row(tmp_path, text, name):
+    """Readers marked another worker's rows with None, so a JSON `null` row was skipped as one: lost,
+    and counted nowhere."""
+    path = tmp_path / name
+    path.write_text(text)
+    rows = list(raw.iter_raw_rows([path]))
+    assert [key for key, _ in rows] == [f"{name}#0", f"{name}#1", f"{name}#2"]
+    assert isinstance(rows[1][1], Drop) and (rows[1][1].reason, rows[1][1].detail) == ("malformed_row", "not an object: NoneType")
+    shares = [[key for key, _ in raw.iter_raw_rows([path], rank, 2)] for rank in (0, 1)]
+    assert shares == [[key for key, _ in rows], []]  # one block of rows: all the first worker's
 
 
 def test_a_directory_given_as_an_input_is_named_as_one(tmp_path):
