@@ -103,6 +103,10 @@ def detect_format(path: Path) -> str:
             raise RawInputError(f"{path}: a JSON object spread over lines, not JSON Lines (one object a line): "
                                 "give its rows as a JSON array, JSON Lines or Parquet")
         return "jsonl"
+    if any(line.lstrip().startswith(b"{") for line in stripped.split(b"\n")[1:]):
+        # JSON Lines whose first line is not an object (`null`, a row cut at its start): that line's
+        # drop, as anywhere else in the file, not the whole file refused
+        return "jsonl"
     raise RawInputError(f"input file is neither Parquet, a JSON array nor JSON Lines: {path}")
 
 

@@ -113,6 +113,17 @@ def test_a_null_row_is_a_counted_drop_not_another_worker_s_row(tmp_path, text, n
     assert shares == [[key for key, _ in rows], []]  # one block of rows: all the first worker's
 
 
+@pytest.mark.parametrize("first", ["null", '"a": 1}', "42"])
+def test_a_first_line_that_is_no_object_is_that_line_s_drop(tmp_path, first):
+    """The format was judged by the first line alone: one bad line refused the whole file, where the
+    same line anywhere else is that line's drop (helper audit)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text(first + '\n{"a": 1}\n{"b": 2}\n')
+    rows = list(raw.iter_raw_rows([path]))
+    assert [row for _, row in rows[1:]] == [{"a": 1}, {"b": 2}]
+    assert isinstance(rows[0][1], Drop) and rows[0][1].reason in ("malformed_row", "malformed_json")
+
+
 def test_a_directory_given_as_an_input_is_named_as_one(tmp_path):
     """It was "input file not found" for a folder that exists."""
     with pytest.raises(raw.RawInputError, match=re.escape(f"{tmp_path} is a directory: give the files in it")):
