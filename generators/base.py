@@ -7,6 +7,8 @@ A generator module `generators/<name>.py` defines
   prompts, conversations) or from the context alone (self-identity); deterministic from the seed;
 - `async generate(item, ctx) -> list[Converted] | Drop`: LLM calls through `ctx.llm`, returning
   conversations (language set) or a drop with a reason;
+- optionally `INPUT_RULES_OFF`: rules its inputs must not go through, since they drop what it reads
+  (the manifest refuses an input with one of them on);
 - optionally `languages(params) -> Collection[str] | None`: the only languages it can write rows in
   with these params (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.

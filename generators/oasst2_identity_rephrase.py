@@ -39,6 +39,9 @@ from sftmix.sources.base import Converted, Drop
 NAME = "oasst2_identity_rephrase"
 PROMPTS = ("oasst2_identity_rephrase",)
 PARAMS: dict = {}  # it reads no `params:`
+# The identity rule drops the Open Assistant / LAION self-introductions this generator rewrites: its
+# inputs must not pass them through it (the manifest refuses otherwise).
+INPUT_RULES_OFF = ("identity",)
 
 # Questions about the assistant itself, per language. "Strong" ones demand the name/developer in the answer.
 _STRONG = [

@@ -350,7 +350,27 @@ class Manifest(_Strict):
                 problem = derivative_problem(origin.licence, source.licence)
                 if problem:
                     raise ValueError(f"generator source {source.key!r} reads {name!r} ({origin.licence}): {problem}")
+                if on := self._rules_dropping_what_it_reads(source, origin):
+                    raise ValueError(
+                        f"generator source {source.key!r} reads {name!r}, whose rule {on[0]!r} drops the rows "
+                        f"{source.generator.name} exists to rewrite: set `filters: {{{on[0]}: false}}` on {name!r} "
+                        "(the generated rows pass that rule themselves)")
         return self
+
+    def _rules_dropping_what_it_reads(self, source: Source, origin: Source) -> list[str]:
+        """The rules in the generator's `INPUT_RULES_OFF` that `origin`'s records pass through."""
+        from generators import GeneratorNotAvailable, get_generator
+        from sftmix.sources import filter_defaults
+
+        try:
+            off = getattr(get_generator(source.generator.name), "INPUT_RULES_OFF", ())
+        except GeneratorNotAvailable:
+            return []
+        if not off:
+            return []
+        enabled = {rule.name for rule, _ in rule_filters.enabled_filters(
+            self.rule_settings(origin, filter_defaults(origin.converter_name)))}
+        return [name for name in off if name in enabled]
 
     # set by load(); not part of the YAML
     _path: Path | None = None

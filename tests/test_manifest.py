@@ -25,6 +25,7 @@ from generators import get_generator, implemented
 from sftmix.build import filter_config
 from sftmix.manifest import ManifestError, load
 from sftmix.record import make_record, message
+from sftmix.sources import filter_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCT = ROOT / "manifests" / "alia-40b-instruct.yaml"
@@ -666,6 +667,42 @@ def test_a_generator_feeding_only_other_generators_is_checked_as_one_that_feeds_
     step["generator"]["inputs"] = ["nope"]
     assert "generator source 'step' reads unknown source 'nope'" in load_error(write(tmp_path, manifest))
 
+
+
+def test_the_identity_rephrase_reads_oasst2_s_self_introductions(tmp_path, instruct):
+    """The identity rule dropped the Open Assistant / LAION answers from oasst2's filtered records,
+    which is all the generator reads: 4 of its own test's 10 conversations reached it."""
+    claim = make_record(source="oasst2", licence="apache-2.0", language="en", tools=[], origin={"row": 0}, messages=[
+        message("user", "Who are you?"),
+        message("assistant", "I am Open Assistant, a chatbot created by LAION to help you with any question.")])
+    oasst2 = instruct.source("oasst2")
+    assert len(_filtered_docs(instruct.filter_config(oasst2, filter_defaults("oasst2")), claim)) == 1
+    aya = instruct.source("aya-dataset")  # what the rule does with it elsewhere
+    assert _filtered_docs(instruct.filter_config(aya, filter_defaults("aya")), claim) == []
+    oasst2_entry = {"key": "oasst2", "local": {"files": ["x.parquet"]}, "converter": "oasst2",
+                    "licence": "apache-2.0", "targets": {}}
+    rephrase = {"key": "rephrase", "generator": {"name": "oasst2_identity_rephrase", "inputs": ["oasst2"]},
+                "licence": "apache-2.0", "targets": {"en": 10}}
+    manifest = {"mixture": "m", "identity": {"name": "ALIA", "developer": "BSC"}, "holdout": {"size": 0},
+                "licence_policy": {"allow": ["apache-2.0"]}, "sources": [oasst2_entry, rephrase]}
+    assert load_error(write(tmp_path, manifest)).endswith(
+        "generator source 'rephrase' reads 'oasst2', whose rule 'identity' drops the rows oasst2_identity_rephrase "
+        "exists to rewrite: set `filters: {identity: false}` on 'oasst2' (the generated rows pass that rule themselves)")
+    manifest["filters"] = {"identity": False}  # off for every source, this one included
+    assert load(write(tmp_path, manifest)).source("rephrase")
+    manifest["filters"] = {}
+    oasst2_entry["filters"] = {"identity": {"check_cutoff": False}}  # settings are not "off"
+    assert "whose rule 'identity' drops" in load_error(write(tmp_path, manifest))
+    oasst2_entry["filters"] = {"identity": False}
+    assert load(write(tmp_path, manifest)).source("rephrase")
+
+
+def _filtered_docs(config: dict, record: dict) -> list[Document]:
+    docs = [Document(text=learned_text(record), id=record["id"], metadata={"record": record})]
+    # the manifest's benchmark files are not shipped
+    for step in rule_filters.build_filters({**config, "decontamination": False}):
+        docs = list(step.run(iter(docs)))
+    return docs
 
 def test_a_source_sampling_its_own_manifests_mixture_is_a_manifest_error(tmp_path):
     """It loaded, then asked to build that mixture first, which it could never be."""
