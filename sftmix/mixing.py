@@ -306,6 +306,12 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 frame = pl.from_arrow(rows.select(selection)).with_row_index("row")
                 dropped = [_dropped(frame.filter(~frame["licence"].is_in(allowed)), pl.lit("licence_not_allowed"))]
                 frame = frame.filter(frame["licence"].is_in(allowed))
+                if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
+                    # before the dedup: a copy labelled with an untargeted language would take its
+                    # conversation with it, the targeted copy dropped as its duplicate
+                    targeted = frame["language"].is_in(list(source.target_cells()))
+                    counts["language_not_targeted"] += int((~targeted).sum())
+                    frame = frame.filter(targeted)
                 # Of equal conversations the one with the smallest origin stays: a choice that does not
                 # depend on how the rows were split across workers (which copy a worker saw first does).
                 unique = frame.sort("id", "origin").unique("id", keep="first", maintain_order=True).sort("row")
@@ -315,10 +321,6 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 dropped = pl.concat(dropped).sort("rank", "origin")
                 counts.update(dict(dropped.group_by("reason").len().iter_rows()))
                 rejects.write(source.key, order, part, dropped)
-                if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
-                    targeted = frame["language"].is_in(list(source.target_cells()))
-                    counts["language_not_targeted"] += int((~targeted).sum())
-                    frame = frame.filter(targeted)
                 own = frame["copy_of"].is_null()
                 seen = pl.concat([seen, frame.filter(own).select("id", pl.lit(source.key).alias("kept_in"))])
                 copied.append(frame.filter(~own).select("id"))

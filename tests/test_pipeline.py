@@ -1244,6 +1244,27 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     assert "## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason" in card
 
 
+
+def test_a_copy_in_a_targeted_language_outlives_its_copy_in_an_untargeted_one(tmp_path):
+    """The within-source dedup kept the copy with the smallest origin, an untargeted language's,
+    which the sample then left out: the conversation was in neither split."""
+    translation = [{"role": "user", "content": "Tradueix al català: 'Bon dia a tothom, benvinguts a la reunió.'"},
+                   {"role": "assistant", "content": "Bon dia a tothom, benvinguts a la reunió."}]
+    rows = [{"messages": translation, "language": "oc"}, {"messages": translation, "language": "ca"},
+            {"messages": translation, "language": "ca"}]
+    rows += [{"messages": [{"role": "user", "content": f"Quant fan {i} més {i}?"},
+                           {"role": "assistant", "content": f"Fan {2 * i}."}], "language": "ca"} for i in range(1, 4)]
+    raw = tmp_path / "s.jsonl"
+    raw.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    source = {"key": "s", "converter": "openai_messages", "licence": "apache-2.0", "local": {"files": [str(raw)]},
+              "targets": {"ca": 100}, "filters": {"language": False}}
+    result = build(load(_manifest(tmp_path, [source], holdout=0)), tmp_path / "out")
+    assert result.excluded["s"] == {"language_not_targeted": 1, "duplicate_within_source": 1}
+    train = list(sftmix.read_mixture(tmp_path / "out" / "mini", "train"))
+    assert sorted(json.loads(r["origin"])["row"] for r in train) == [f"s.jsonl#{row}" for row in (1, 3, 4, 5)]
+    drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "s.mixing-00000.parquet").to_pylist()
+    assert [(d["reason"], d["key"]) for d in drops] == [("duplicate_within_source", "s.jsonl#2")]
+
 def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     """The published drops are those of the sources and stages the card lists; a file sftmix did
     not name stays."""
