@@ -37,10 +37,6 @@ def parse_verdict(text: str) -> tuple[str, int] | None:
     Split with `str` methods: a lazy regex for the feedback retried each whitespace run in the
     reply from every one of its characters (0.5 s for 16,000 spaces, quadratic).
     """
-    # A reasoning model whose template opens <think> in the prompt writes "...</think>answer"
-    # (no opening tag, so the client's strip of a leading <think>...</think> misses it): the answer.
-    if "</think>" in text and "<think>" not in text:
-        text = text.rpartition("</think>")[2]
     feedback, marker, score = text.partition("[RESULT]")
     score = score.strip()
     if not marker or len(score) != 1 or score not in "12345":  # one marker: a second is in `score`

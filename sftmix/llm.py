@@ -232,10 +232,19 @@ def api_key_from_env() -> str:
     raise MissingAPIKey()
 
 
-# A reasoning model served without a reasoning parser (vLLM's `--reasoning-parser`) writes its
-# thinking first, in the content, where DeepSeek's API returns it apart (`reasoning_content`): the
-# reply is what follows it.
 _THINKING = re.compile(r"\s*<think>.*?</think>\s*", re.DOTALL)
+
+
+def without_thinking(content: str) -> str:
+    """The reply in a reasoning model's content. Served without a reasoning parser (vLLM's
+    `--reasoning-parser`), it writes its thinking first, where DeepSeek's API returns it apart
+    (`reasoning_content`): the reply follows a leading `<think>...</think>`, or, where the chat
+    template opens the block in the prompt (R1, QwQ), the last `</think>` of a reply with no `<think>`."""
+    if thinking := _THINKING.match(content):
+        return content[thinking.end():]
+    if "</think>" in content and "<think>" not in content:
+        return content.rpartition("</think>")[2].lstrip()
+    return content
 
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
 FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
@@ -404,7 +413,9 @@ class ResponseCache:
                 data = loads(handle.read(length))  # a damaged, deeply nested line: a JSONDecodeError
             if data["key"] != key:
                 raise ValueError("another key")
-            return Completion(data["content"], data["finish_reason"], Usage(**data["usage"]), cached=True)
+            # stripped again: answers cached before an unopened `</think>` was taken out held the thinking
+            return Completion(without_thinking(data["content"]), data["finish_reason"], Usage(**data["usage"]),
+                              cached=True)
         except (ValueError, OSError, KeyError, TypeError):
             return None  # a damaged entry (not UTF-8, not JSON, wrong shape) is asked again, not trusted
 
@@ -634,8 +645,7 @@ class LLMClient:
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
-            if thinking := _THINKING.match(content):
-                content = content[thinking.end():]
+            content = without_thinking(content)
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again

@@ -32,8 +32,8 @@ from generators.base import BROKEN_AFTER
 import sftmix.llm as llm_module
 from openai_server import Fault, Reply, count_tokens, json_responder, serve_openai
 from own_process import stdout_of
-from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices, Usage,
-                        api_key_from_env, request_key)
+from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices,
+                        ResponseCache, Usage, api_key_from_env, request_key)
 from sftmix.record import make_record, message, to_table
 from sftmix.sources.base import Converted, Drop
 
@@ -556,16 +556,37 @@ def test_a_reasoning_models_thinking_written_in_the_content_is_not_the_reply(tmp
     """An R1-style model served without a reasoning parser: the rows' answers began with its
     `<think>...</think>` block (what DeepSeek's API returns apart, as `reasoning_content`)."""
     replies = {"think": "<think>\nThe user wants a greeting. [RESULT] 1\n</think>\n\nHello there!",
-               "open": "<think> unfinished", "plain": "No <think>here</think>."}
+               "open": "<think> unfinished", "plain": "No <think>here</think>.",
+               # R1 or QwQ, whose chat template opens <think> in the prompt: the reply holds only its end
+               "unopened": "The user greets me; I should answer briefly.\n</think>\n\nHello! How can I help?"}
     with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
         client = make_client(srv, tmp_path)
 
         async def each():
             return [await client.complete(user(text)) for text in replies]
 
-        thought, unclosed, plain = run(client, each())
+        thought, unclosed, plain, unopened = run(client, each())
     assert thought.content == "Hello there!" and thought.usage.completion_tokens > 3
     assert unclosed.content == "<think> unfinished" and plain.content == "No <think>here</think>."
+    assert unopened.content == "Hello! How can I help?"
+
+
+def test_json_after_an_unopened_think_close_is_read_in_one_request(tmp_path):
+    """It was not JSON: each row was asked 3 times, paid 3 times, then an `invalid_json` drop."""
+    reply = 'The schema wants an integer answer; 2 + 2 is 4.\n</think>\n\n{"answer": 4}'
+    with serve_openai(responder=lambda messages, body: reply) as srv:
+        client = make_client(srv, tmp_path)
+        value, _ = run(client, client.complete_json(user("give json"), SCHEMA))
+        assert value == {"answer": 4} and srv.count() == 1
+
+
+def test_thinking_cached_with_an_answer_is_taken_out_as_it_is_read(tmp_path):
+    """Answers cached before an unopened `</think>` was taken out hold the thinking: a rerun
+    served it from the cache as the reply."""
+    request = {"model": "m", "messages": user("hi")}
+    key = request_key("127.0.0.1", request)
+    ResponseCache(tmp_path / "cache").put(key, Completion("Greet back.\n</think>\n\nHello!", "stop", Usage(3, 5)), request)
+    assert ResponseCache(tmp_path / "cache").get(key).content == "Hello!"
 
 
 # ----------------------------------------------------------------------------------------- complete_json

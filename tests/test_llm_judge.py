@@ -47,11 +47,8 @@ FEEDBACK = ("The response is accurate and addresses every part of the instructio
     ("[RESULT] 3", ("", 3)),
     ("Feedback: Quotes the rubric's 'Score 4:' line but decides otherwise. [RESULT] 2",
      ("Quotes the rubric's 'Score 4:' line but decides otherwise.", 2)),
-    # DeepSeek-R1 served without a reasoning parser: its template opened <think> in the prompt
-    ("I must end with [RESULT] and a score; the answer is right.\n</think>\n\nFeedback: Correct and complete. [RESULT] 5",
-     ("Correct and complete.", 5)),
 ], ids=["canonical", "newline-before-marker", "surrounding-whitespace", "multi-paragraph", "no-label", "score-1",
-        "no-spaces", "marker-only", "digits-in-feedback", "reasoning-before-an-unopened-think-close"])
+        "no-spaces", "marker-only", "digits-in-feedback"])
 def test_parse_verdict_accepts(text, expected):
     assert parse_verdict(text) == expected
 
