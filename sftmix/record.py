@@ -201,6 +201,27 @@ def content_id(messages: list[dict], tools_json: str, tools: list[dict] | None =
     return _hash(messages, _canonical_json(json.loads(tools_json) if tools is None else tools))
 
 
+def _results_in_call_order(messages: list[dict]) -> list[dict]:
+    """`messages` with each run of tool results in the order of the calls they answer (by id).
+    Rendered, results carry no ids (Hermes' `<tool_response>`, Qwen's template): the i-th answers
+    the i-th call, and a source that lists them in another order (ToolACE; API logs, where parallel
+    results come back as they finish) would pair each call with another's result. A run with a
+    result that answers none of the calls, or two that answer one, is left for the role-order rule."""
+    for i, msg in enumerate(messages):
+        calls = msg.get("tool_calls")
+        if not calls or len(calls) < 2:
+            continue
+        end = i + 1
+        while end < len(messages) and messages[end]["role"] == "tool":
+            end += 1
+        order = {call["id"]: n for n, call in enumerate(calls)}
+        positions = [order.get(result["tool_call_id"], -1) for result in messages[i + 1:end]]
+        if positions != sorted(positions) and -1 not in positions and len(set(positions)) == len(positions):
+            by_call = sorted(zip(positions, messages[i + 1:end]), key=lambda pair: pair[0])
+            messages = [*messages[:i + 1], *(result for _, result in by_call), *messages[end:]]
+    return messages
+
+
 def make_record(
     *,
     messages: list[dict],
@@ -217,6 +238,7 @@ def make_record(
         tool_texts = [tool.json if type(tool) is EncodedTool else dumps(tool) for tool in tools]
         tools_json = "[" + ", ".join(tool_texts) + "]"
         canonical_tools = b"[" + b",".join(map(_canonical_tool, tool_texts)) + b"]"
+    messages = _results_in_call_order(messages)
     origin_json = origin if isinstance(origin, str) else dumps(origin)
     if not origin_json.isascii():
         origin_json.encode("utf-8")  # a lone surrogate (a raw key's `\ud83d`) raises here, not in the shard writer

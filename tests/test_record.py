@@ -4,6 +4,8 @@ import hashlib
 import json
 import math
 import random
+import re
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -140,3 +142,51 @@ def test_a_file_that_is_not_records_is_named_before_any_row_is_read(tmp_path, ch
     with pytest.raises(UnreadableParquet) as error:
         next(rows)
     assert str(error.value) == f"{bad} is not a file of records: {problem}"
+
+
+def _weather_row(result_order: list[str]) -> list[dict]:
+    calls = [tool_call("get_weather", {"city": city}, f"call_{city}") for city in ("Paris", "Oslo")]
+    temperatures = {"Paris": 24, "Oslo": -3}
+    return [message("user", "What is the temperature in Paris and in Oslo right now?"),
+            message("assistant", None, tool_calls=calls),
+            *(message("tool", dumps({"temperature_c": temperatures[city]}), tool_call_id=f"call_{city}")
+              for city in result_order),
+            message("assistant", "It is 24 °C in Paris and -3 °C in Oslo.")]
+
+
+def test_parallel_results_are_written_in_the_order_of_their_calls():
+    """Rendered, results carry no ids (Hermes' <tool_response>, Qwen's template): the record kept
+    them as the source listed them, and Oslo's call was trained with Paris's temperature."""
+    def record(messages):
+        return make_record(messages=messages, tools=[], source="s", licence="mit", language="en", origin={})
+
+    in_call_order, reversed_results = record(_weather_row(["Paris", "Oslo"])), record(_weather_row(["Oslo", "Paris"]))
+    assert [m["tool_call_id"] for m in reversed_results["messages"][2:4]] == ["call_Paris", "call_Oslo"]
+    assert reversed_results == in_call_order  # one conversation: one id
+    # a run the role-order rule drops is left as it is: a result naming no call, two naming one
+    for ids in (["call_Oslo", "call_Lima"], ["call_Oslo", "call_Oslo"]):
+        messages = _weather_row(["Oslo", "Paris"])
+        for result, call_id in zip(messages[2:4], ids):
+            result["tool_call_id"] = call_id
+        assert [m["tool_call_id"] for m in record(messages)["messages"][2:4]] == ids
+
+
+def test_toolace_results_listed_out_of_call_order_render_after_their_calls():
+    """The fixture's row (ToolACE's real layout, results matched to calls by name) lists the second
+    call's result first."""
+    from sftmix.render import to_chatml
+    from sftmix.sources.toolace import convert
+
+    rows = json.loads((Path(__file__).parent / "fixtures" / "toolace" / "data.json").read_text())
+    row = next(r for r in rows if any(t["from"] == "tool" and t["value"].lstrip().startswith("[")
+                                      and len(json.loads(t["value"])) > 1 for t in r["conversations"]))
+    listed = [result for t in row["conversations"] if t["from"] == "tool" for result in json.loads(t["value"])]
+    converted = convert(row)
+    record = make_record(messages=converted.messages, tools=converted.tools, source="s", licence="mit",
+                         language="en", origin={})
+    text = to_chatml(record).split("<|im_start|>assistant", 1)[1]  # the system turn shows the format
+    called = [json.loads(block)["name"] for block in re.findall(r"<tool_call>\n(.*?)\n</tool_call>", text)]
+    answered = [json.loads(block) for block in re.findall(r"<tool_response>\n(.*?)\n</tool_response>", text, re.DOTALL)]
+    results = {result["name"]: result["results"] for result in listed}
+    assert len(called) > 1 and [result["name"] for result in listed] != called
+    assert answered == [results[name] for name in called]

@@ -254,7 +254,8 @@ def test_results_without_ids_answer_the_call_of_the_tool_they_name(tmp_path):
     counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
     assert counts.summary() == {"read": 2, "kept": 1, "dropped": {"unmatched_tool_result": 1}}
     kept, = pq.read_table(tmp_path / "o.parquet").to_pylist()
-    assert [(m["tool_call_id"], m["name"]) for m in kept["messages"][2:4]] == [("call_1", "get_time"), ("call_0", "get_weather")]
+    # written in the calls' order, as a rendered row pairs them (`test_record`)
+    assert [(m["tool_call_id"], m["name"]) for m in kept["messages"][2:4]] == [("call_0", "get_weather"), ("call_1", "get_time")]
 
 
 def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelled(tmp_path):
