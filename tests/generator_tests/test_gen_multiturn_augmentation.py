@@ -11,8 +11,9 @@ from generators.base import Context, generate, stream
 from human_records import normalized_records
 from openai_server import Reply, serve_openai
 from own_process import stdout_of
-from sftmix.llm import LLMClient, LLMSettings
+from sftmix.llm import LLMClient, LLMSettings, Prices, Spending
 from sftmix.normalize import SourceInfo
+from sftmix.sources.base import Converted
 
 SOURCES = [("aya", "aya/train-00000-of-00001.parquet"), ("dolly", "dolly/databricks-dolly-15k.jsonl"),
            ("no_robots", "no_robots/train-00000-of-00001.parquet")]
@@ -113,6 +114,31 @@ def test_extensions_partial_turns_and_drops(records, tmp_path):
     assert answer_bodies and all(sum(m["role"] == "system" for m in b) == 1 for b in answer_bodies)
     assert all("Answer the user's last message in English" in b[0]["content"] for b in answer_bodies)
 
+
+
+def test_the_budget_reached_in_a_later_turn_keeps_the_turns_made(records, tmp_path):
+    """`BudgetExhausted` was no `Drop`: a row whose first new turn was made and paid for was
+    dropped whole as `budget_exhausted` (up to a window of rows in flight at the cap)."""
+    kenya = pick(records, "Kenya")
+    spending, spent_before_turn_2 = Spending(), []
+
+    def responder_noting_spending(messages, body):
+        if "Write the user's next message" in messages[0]["content"] and messages[0]["content"].count("[User]\n") == 2:
+            spent_before_turn_2.append(spending.cost_usd)
+        return responder(messages, body)
+
+    def run(budget, cache):
+        settings = LLMSettings(base_url=server.base_url, cache_dir=str(tmp_path / cache), concurrency=1,
+                               budget_usd=budget, prices=Prices(1e4, 1e4, 1e4))
+        llm = LLMClient(settings, api_key="sk-test", spending=spending if budget is None else None)
+        (_, row), = stream(mt, kenya, Context(llm=llm, targets={"en": "all"}, params={"min_new_turns": 2}))
+        return row
+
+    with serve_openai(responder_noting_spending) as server:
+        assert run(None, "whole").meta["added_turns"] == 2
+        row = run(spent_before_turn_2[0], "capped")
+    assert isinstance(row, Converted) and len(row.messages) == 4 and row.messages[:2] == kenya[0]["messages"]
+    assert row.meta["added_turns"] == 1 and row.meta["stopped"].startswith("budget_exhausted: budget of $")
 
 def test_a_reply_repeating_an_unclosed_math_opener_is_checked_in_one_pass():
     # A reply stuck repeating `\(` once took 11 s per 100 KB in the language check, quadratic.
