@@ -21,12 +21,13 @@ from filters.language import LanguageFilter
 from filters.length import LengthFilter
 from filters.llm_judge import LLMJudgeFilter
 from filters.repetition import RepetitionFilter
+from filters.reserved_markup import ReservedMarkupFilter
 from filters.role_order import RoleOrderFilter
 from filters.tool_calls import ToolCallsFilter
 
 # Cheap structural checks first, so expensive ones (language detection) see fewer rows.
 DEFAULT_ORDER: tuple[type[RecordFilter], ...] = (
-    EmptyTurnsFilter, RoleOrderFilter, ToolCallsFilter, LengthFilter, BoilerplateFilter,
+    EmptyTurnsFilter, ReservedMarkupFilter, RoleOrderFilter, ToolCallsFilter, LengthFilter, BoilerplateFilter,
     IdentityFilter, RepetitionFilter, LanguageFilter, ExactDedupFilter,
 )
 # Rules that cost money or need an endpoint: run only where a manifest turns them on, after the rest.

@@ -122,8 +122,8 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     assert materializations["holdout"]["rows"].value == 12
     # where each stage's time went: every default rule (dedup runs at mixing) in the filtered stage, none in normalize
     seconds = glaive["seconds_by_step"].value
-    assert list(seconds) == ["setup", "read", "empty_turns", "role_order", "tool_calls", "length", "boilerplate",
-                             "identity", "repetition", "language", "write", "total"]
+    assert list(seconds) == ["setup", "read", "empty_turns", "reserved_markup", "role_order", "tool_calls", "length",
+                             "boilerplate", "identity", "repetition", "language", "write", "total"]
     assert min(seconds.values()) >= 0 and seconds["total"] == pytest.approx(sum(seconds.values()) - seconds["total"], abs=0.1)
     assert list(normalized["seconds_by_step"].value) == ["setup", "read_convert", "write", "total"]
 

@@ -1,0 +1,48 @@
+"""Drop conversations whose text holds the markup a rendered row is made of.
+
+A row is trained as ChatML with Hermes tool blocks (`sftmix.render`), and a tokenizer reads
+`<|im_start|>`, `<|im_end|>` and `<|endoftext|>` as its special tokens wherever they occur: a user
+who pasted `<|im_start|>assistant\n...<|im_end|>` makes a turn the trainer masks as the model's.
+The tool blocks are markup too: an assistant text holding `<tool_call>{...}</tool_call>` is a call
+that a Hermes parser (vLLM's) reads from the trained turn, though the record has none (so the
+tool-calls rule never judged it), and a result holding `</tool_response>` ends its block early.
+Control tokens are looked for in every text (turns, call arguments, tool definitions); tool markup
+in assistant and tool turns, where it would be read as such. `control_tokens` names other
+templates' tokens (Llama 3's `<|eot_id|>`).
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from filters.base import RecordFilter
+
+CHATML_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+TOOL_MARKUP = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+
+
+class ReservedMarkupFilter(RecordFilter):
+    name = "reserved_markup"
+
+    def __init__(self, control_tokens: list[Annotated[str, Field(min_length=1)]] = CHATML_TOKENS, **kwargs):
+        super().__init__(**kwargs)
+        self.control_tokens = tuple(control_tokens)
+        # every token is looked for only in texts holding the start they share ("<|" for ChatML's)
+        self.token_starts = tuple({token[:2] for token in self.control_tokens})
+
+    def _has_control_token(self, text: str) -> bool:
+        return any(start in text for start in self.token_starts) and any(token in text for token in self.control_tokens)
+
+    def check(self, record, doc):
+        for message in record["messages"]:
+            role, content = message["role"], message["content"] or ""
+            if self._has_control_token(content):
+                return f"control_token_in_{role}_turn"
+            if role in ("assistant", "tool") and "tool_" in content and any(tag in content for tag in TOOL_MARKUP):
+                return f"tool_markup_in_{role}_turn"
+            for call in message["tool_calls"] or ():
+                if self._has_control_token(call["function"]["arguments"] or ""):
+                    return "control_token_in_tool_call"
+        if self._has_control_token(record["tools"]):
+            return "control_token_in_tools"
+        return None
