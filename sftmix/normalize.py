@@ -25,7 +25,7 @@ from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
 from sftmix.raw import positioned_raw_rows
-from sftmix.record import SCHEMA, licence_problem, make_record, schema_problem
+from sftmix.record import COLUMNS, SCHEMA, licence_problem, make_record, schema_problem
 from sftmix.rejected import RejectedSink
 from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
 from sftmix.sources import Converted, Drop, get_converter
@@ -192,7 +192,7 @@ def _positioned_part(path: Path | str, rows: int, first: int, world_size: int) -
             yield from zip(batch.column("position").to_pylist(), batch.select(SCHEMA.names).to_pylist())
 
 
-def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_size: int,
+def _records_as_documents(files: list[Path], sink: RejectedSink, counts: Counts, rank: int, world_size: int,
                           stage_parts: bool) -> Iterator[Document]:
     # A stage's parts are merged by position; other files are read one after another, dealt whole to
     # workers, their rows numbered so.
@@ -202,9 +202,26 @@ def _records_as_documents(files: list[Path], counts: Counts, rank: int, world_si
         rows = enumerate(read_records(files[rank::world_size]))
     for position, record in rows:
         counts.read += 1
+        # A file not written by sftmix may hold nulls, or an origin a rule's verdict cannot be written into.
+        if not stage_parts and (problem := _record_problem(record)):
+            sink.reject("read", "malformed_record", record, detail=problem, key=str(position))
+            continue
         document = record_document(record)
         document.metadata["position"] = position
         yield document
+
+
+def _record_problem(record: dict) -> str | None:
+    """Why a row of a file of records is none (None when it is one): a column null, an origin that
+    is not a JSON object (the judge writes its score into it, a rejected row is keyed by its `row`)."""
+    if nulls := [name for name in COLUMNS if record[name] is None]:
+        return f"null {', '.join(nulls)}"
+    try:
+        if isinstance(json.loads(record["origin"]), dict):
+            return None
+    except ValueError:
+        pass
+    return f"origin {record['origin']!r:.80} is not a JSON object"
 
 
 class _TimedSource:
@@ -312,8 +329,8 @@ def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | s
     as a file given to `sftmix judge`, whose own `position` column, if any, means nothing here).
     With `world_size` > 1, to worker `rank`'s share: of each part's batches, or of the files, whole."""
     files = [Path(p) for p in inputs]
-    return run(lambda sink, counts: _records_as_documents(files, counts, rank, world_size, stage_parts), info, out,
-               rejected, info.filters or {}, source_step="read")
+    return run(lambda sink, counts: _records_as_documents(files, sink, counts, rank, world_size, stage_parts), info,
+               out, rejected, info.filters or {}, source_step="read")
 
 
 def nothing_converted(counts: Counts, converter: str, rejected: Iterable[Path | str]) -> str | None:

@@ -351,6 +351,26 @@ def test_sftmix_judge_cli_summary_and_cached_rerun(tmp_path):
     assert Counter(r["reason"] for r in pq.read_table(tmp_path / "again.rejected.parquet").to_pylist()) == first["dropped"]
 
 
+
+def test_rows_of_a_file_with_a_null_or_a_malformed_origin_are_drops_not_a_crash(tmp_path):
+    """The file's schema was records', nulls allowed: `sftmix judge` paid for every verdict, then
+    stopped with a traceback writing a score (or a drop) into an origin that was no JSON object."""
+    records = [record(i, "5") for i in range(5)]
+    table = to_table(records)
+    origins = [records[0]["origin"], None, "", "[]", records[4]["origin"]]
+    table = table.set_column(table.schema.get_field_index("origin"), "origin", pa.array(origins, pa.string()))
+    languages = pa.array(["en", "en", "en", "en", None], pa.string())
+    table = table.set_column(table.schema.get_field_index("language"), "language", languages)
+    pq.write_table(table, tmp_path / "in.parquet")
+    with serve_openai(responder=judge_responder) as srv:
+        summary = sftmix_judge(srv, tmp_path, str(tmp_path / "in.parquet"), "-o", "out.parquet")
+        assert srv.count() == 1  # only the sound row is graded
+    assert (summary["kept"], summary["dropped"]) == (1, {"malformed_record": 4})
+    drops = pq.read_table(tmp_path / "out.rejected.parquet").to_pylist()
+    assert [(d["key"], d["detail"]) for d in drops] == [
+        ("1", "null origin"), ("2", "origin '' is not a JSON object"), ("3", "origin '[]' is not a JSON object"),
+        ("4", "null language")]
+
 @pytest.mark.parametrize("command", [["judge"], ["generate", "self_identity"]])
 def test_credentials_in_the_endpoints_url_are_a_one_line_error_that_does_not_quote_them(tmp_path, command):
     """Without a manifest to check them, the settings' error was a traceback printing the URL."""
