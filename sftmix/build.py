@@ -30,7 +30,7 @@ from generators import GeneratorNotAvailable, get_generator
 from sftmix import __version__, card, mixing
 from sftmix.code_digests import code_digests
 from sftmix.counts import Counts
-from sftmix.manifest import Manifest, Source, load
+from sftmix.manifest import LLM_ANSWER_SETTINGS, Manifest, Source, load
 from generators.base import Context, GeneratorBroken, generate, prompt_file
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Spending, Stats, api_key_from_env, endpoint_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
@@ -44,7 +44,6 @@ from sftmix.sources import filter_defaults, shardable
 STAGES = ("normalized", "filtered")
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
 # The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
-LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
 # The stage runner, and through its imports the rest of the record path every source shares: raw
 # rows, the record and its id, the rejected and shard writers; and the modules of another package
 # it calls (not followed from its imports): the document the rules see, and the language detector

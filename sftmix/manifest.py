@@ -533,10 +533,16 @@ def _path_back(start: Path, home: Path, seen: set[Path]) -> list[Path] | None:
 # in these (or in comments, layout or defaults written out) stamp the same hash, so their shards are
 # byte-identical.
 RUN_SETTINGS = {"executor", "output"}
+# Of the `llm:` settings, those that change answers; the others (concurrency, rate limits, timeouts,
+# retries, the budget and prices, the cache's place) say how a build asks, as the Dagster `llm`
+# resource does, and stages made under other values of them are current too.
+LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
 
 
 def settings_hash(manifest: Manifest) -> str:
-    """sha256 prefix of the validated settings, run settings left out, as canonical JSON."""
+    """sha256 prefix of the validated settings, run settings and the `llm:` settings that change no
+    answer left out, as canonical JSON."""
     settings = manifest.model_dump(mode="json", exclude=RUN_SETTINGS)
+    settings["llm"] = {name: value for name, value in settings["llm"].items() if name in LLM_ANSWER_SETTINGS}
     canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

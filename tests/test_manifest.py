@@ -243,6 +243,13 @@ def test_the_hash_covers_what_decides_rows_not_where_they_run(tmp_path):
     run_settings = {**data, "output": "/shared/mixtures",
                     "executor": {"kind": "slurm", "workers": 64, "slurm": {"partition": "cpu", "time": "04:00:00"}}}
     assert hash_of("on-slurm.yaml", yaml.safe_dump(run_settings)) == reference
+    # how a build asks the endpoint: a higher budget or a lower concurrency made the mixture stale, and
+    # a mixture sampling it had to be built again, though not one row changed
+    asking = {"concurrency": 4, "budget_usd": 500.0, "timeout_s": 600, "max_retries": 9,
+              "cache_dir": "/scratch/llm-cache", "requests_per_minute": 60, "prices": {"completion": 2.19}}
+    assert hash_of("asking.yaml", yaml.safe_dump({**data, "llm": {**data["llm"], **asking}})) == reference
+    for answering in ({"model": "deepseek-reasoner"}, {"temperature": 0.2}, {"max_tokens": 512}):
+        assert hash_of("answering.yaml", yaml.safe_dump({**data, "llm": {**data["llm"], **answering}})) != reference
     for changed in ({**data, "seed": data.get("seed", 0) + 1}, {**data, "shard_rows": 1234},
                     {**data, "holdout": {**data["holdout"], "size": data["holdout"]["size"] + 1}}):
         assert hash_of("changed.yaml", yaml.safe_dump(changed)) != reference
