@@ -47,8 +47,9 @@ Where results can differ from IFEval (everything else is the same rule, on the s
   langdetect as IFEval does, but seeded (``DetectorFactory.seed = 0``, as ``filters.language``
   does); IFEval leaves it unseeded, so on borderline texts its own verdict varies between runs.
 - Keyword, spliter and postscript strings are regular expressions, as in IFEval (``keywords:
-  existence`` and ``keywords:frequency`` match substrings, case-insensitively; ``forbidden_words``
-  uses ``\\b`` boundaries). The sampler only draws plain words. A postscript marker with an inline
+  existence`` and ``keywords:frequency`` match substrings, case-insensitively, unless
+  ``verify(..., whole_words=True)``, which generated rows are held to; ``forbidden_words`` uses
+  ``\\b`` boundaries). The sampler only draws plain words. A postscript marker with an inline
   flag (``(?i)ps``) works here; IFEval's pattern puts it after ``\\s*``, which Python 3.11 refuses.
 - Placeholders, postscripts, bullets and titles are found in one pass over the response, not with
   IFEval's regexes, which retry a run of whitespace or of unclosed brackets from each of its
@@ -659,13 +660,30 @@ def _loose_variants(response: str) -> list[str]:
     return [response, response.replace("*", ""), *cut, *(c.replace("*", "") for c in cut)]
 
 
-def verify(response: str, constraints: list[dict], *, loose: bool = False) -> list[bool]:
-    """One verdict per constraint, as IFEval's strict (or loose) evaluation gives it."""
+def _keywords_existence_as_words(r, *, keywords):
+    return all(re.search(rf"\b(?:{k})\b", r, flags=re.IGNORECASE) for k in keywords)
+
+
+def _keywords_frequency_as_words(r, *, keyword, frequency, relation):
+    return _compare(len(re.findall(rf"\b(?:{keyword})\b", r, flags=re.IGNORECASE)), relation, frequency)
+
+
+# IFEval finds keywords inside other words ("city" in "electricity", «agua» in "Nicaragua"): what a
+# reader asked for the word would not accept. Whole words are as many or fewer, so a response
+# holding as words holds for IFEval too ("less than" is IFEval's check alone).
+_AS_WORDS = {"keywords:existence": _keywords_existence_as_words,
+             "keywords:frequency": _keywords_frequency_as_words}
+
+
+def verify(response: str, constraints: list[dict], *, loose: bool = False, whole_words: bool = False) -> list[bool]:
+    """One verdict per constraint, as IFEval's strict (or loose) evaluation gives it; with
+    `whole_words`, keywords must also be found as whole words (a generated response is held to that)."""
     if not isinstance(response, str):
         raise ValueError(f"response must be a string, got {type(response).__name__}")
     checks = [_normalize(c) for c in constraints]  # validate everything before checking anything
     variants = _loose_variants(response) if loose else [response]
-    return [any(v.strip() and CONSTRAINTS[cid][0](v, **kwargs) for v in variants)
+    return [any(v.strip() and CONSTRAINTS[cid][0](v, **kwargs)
+                and (not whole_words or cid not in _AS_WORDS or _AS_WORDS[cid](v, **kwargs)) for v in variants)
             for cid, kwargs in checks]
 
 

@@ -113,7 +113,7 @@ def _constraints(ctx: Context, item: Item, request: str) -> list[dict]:
 
 
 def _failed(answer: str, constraints: list[dict]) -> list[dict]:
-    return [c for c, ok in zip(constraints, eif.verify(answer, constraints)) if not ok]
+    return [c for c, ok in zip(constraints, eif.verify(answer, constraints, whole_words=True)) if not ok]
 
 
 async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:

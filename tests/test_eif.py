@@ -437,3 +437,28 @@ def test_module_is_a_library_not_a_generator():
 
     assert "eif" not in generators.KNOWN_GENERATORS
     assert eif.__name__ == "generators.eif"
+
+
+@pytest.mark.parametrize("constraint, answer", [
+    ({"id": "keywords:existence", "kwargs": {"keywords": ["city", "engine"]}},
+     "Electricity reaches homes through the grid. Engineering teams keep the network safe."),
+    ({"id": "keywords:existence", "kwargs": {"keywords": ["ciencia", "cultura"]}},
+     "La agricultura moderna exige conciencia ambiental y planificación."),
+    ({"id": "keywords:frequency", "kwargs": {"keyword": "natura", "frequency": 2, "relation": "at least"}},
+     "És natural que els boscos es regenerin de manera natural després d'un incendi."),
+    ({"id": "keywords:frequency", "kwargs": {"keyword": "agua", "frequency": 2, "relation": "at least"}},
+     "Hay que aguantar el agua del verano en Nicaragua."),
+])
+def test_a_generated_answer_holds_a_keyword_as_a_word_not_inside_another(constraint, answer):
+    """IFEval finds "city" in "electricity": eif_augmentation kept rows that never use the word asked for."""
+    from generators.eif_augmentation import _failed
+
+    assert eif.verify(answer, [constraint]) == [True]  # IFEval's verdict, unchanged
+    assert eif.verify(answer, [constraint], whole_words=True) == [False]
+    assert _failed(answer, [constraint]) == [constraint]
+    word = (constraint["kwargs"].get("keywords") or [constraint["kwargs"]["keyword"]])[0]
+    fixed = f"{answer} {word.capitalize()}, {word}; {' '.join(constraint['kwargs'].get('keywords', []))}."
+    assert eif.verify(fixed, [constraint], whole_words=True) == [True] and _failed(fixed, [constraint]) == []
+    # "less than" is IFEval's check alone: whole words are never more
+    fewer = {"id": "keywords:frequency", "kwargs": {"keyword": word, "frequency": 2, "relation": "less than"}}
+    assert eif.verify(answer, [fewer], whole_words=True) == eif.verify(answer, [fewer])
