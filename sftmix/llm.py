@@ -57,8 +57,8 @@ Result = TypeVar("Result")
 
 
 class MissingAPIKey(Exception):
-    def __init__(self):
-        super().__init__(f"no LLM API key: set {KEY_VARIABLES[0]} (or {KEY_VARIABLES[1]})")
+    def __init__(self, problem: str | None = None):
+        super().__init__(problem or f"no LLM API key: set {KEY_VARIABLES[0]} (or {KEY_VARIABLES[1]})")
 
 
 class BudgetExhausted(Exception):
@@ -225,11 +225,24 @@ def endpoint_from_env() -> dict:
                                                               ("SFTMIX_LLM_MODEL", "model")) if os.environ.get(variable)}
 
 
-def api_key_from_env() -> str:
+def _key_in_env() -> tuple[str, str] | None:
+    """(variable, key) of the first key variable set, the key without the spaces and line ends around
+    it (`export KEY=$(cat key.txt)` of a file saved with CRLF keeps the CR)."""
     for variable in KEY_VARIABLES:
-        if os.environ.get(variable):
-            return os.environ[variable]
-    raise MissingAPIKey()
+        if os.environ.get(variable, "").strip():
+            return variable, os.environ[variable].strip()
+    return None
+
+
+def api_key_from_env() -> str:
+    found = _key_in_env()
+    if found is None:
+        raise MissingAPIKey()
+    variable, key = found
+    if not key.isascii() or not key.isprintable() or " " in key:  # it goes into an HTTP header as it is
+        raise MissingAPIKey(f"{variable} holds a space, a control or a non-ASCII character: "
+                            "it is not an API key as given (check how it was set)")
+    return key
 
 
 _THINKING = re.compile(r"\s*<think>.*?</think>\s*", re.DOTALL)
@@ -536,7 +549,7 @@ class LLMClient:
 
     def _redact(self, text: str) -> str:
         """Error texts can quote the key (servers echo a prefix of a wrong one): never pass it on."""
-        key = self._api_key or next((os.environ[v] for v in KEY_VARIABLES if os.environ.get(v)), None)
+        key = self._api_key or (found := _key_in_env()) and found[1]
         if key:
             text = text.replace(key, "***")
         return _KEY_LIKE.sub("sk-***", text)

@@ -1025,6 +1025,23 @@ def test_missing_api_key(tmp_path, no_key_env):
         assert srv.count() == 0
 
 
+
+def test_a_key_read_with_its_line_end_is_sent_without_it(tmp_path, no_key_env):
+    """`export SFTMIX_LLM_API_KEY=$(cat key.txt)` of a CRLF file keeps the CR: aiohttp refused the
+    header ("Potential header injection attack"), a traceback that did not name the key."""
+    no_key_env.setenv("SFTMIX_LLM_API_KEY", "sk-crlf-0123456789\r")
+    assert api_key_from_env() == "sk-crlf-0123456789"
+    with serve_openai(responder=lambda messages, body: "Hello!") as srv:
+        client = make_client(srv, tmp_path, api_key=None)
+        assert run(client, client.complete(user("hi"))).content == "Hello!"
+        assert srv.auth_headers == ["Bearer sk-crlf-0123456789"]
+    no_key_env.setenv("SFTMIX_LLM_API_KEY", "sk-one\ttwo")
+    with pytest.raises(MissingAPIKey, match="^SFTMIX_LLM_API_KEY holds a space, a control or a non-ASCII character"):
+        api_key_from_env()
+    no_key_env.setenv("SFTMIX_LLM_API_KEY", " \r\n")  # blank: the next variable, or none
+    no_key_env.setenv("DEEPSEEK_API_KEY", "sk-deepseek-1")
+    assert api_key_from_env() == "sk-deepseek-1"
+
 def answers(cache, keys):
     found = [cache.get(key) for key in keys]
     return [answer and answer.content for answer in found]
