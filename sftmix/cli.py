@@ -117,15 +117,19 @@ def _render(args) -> int:
 SUMMARY_LLM_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
-def _print_llm_summary(kept_key: str, counts: Counts, stats) -> None:
-    """Every LLM figure on one line, then the contract's last line with exactly its keys."""
-    figures = stats.summary()
+def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> None:
+    """Every LLM figure of the step's clients (name -> Stats) together on one line, then the
+    contract's last line with exactly its keys; a warning for each client whose endpoint answered
+    nothing (a judge's answers cannot hide behind its generator's, as in a build's check)."""
+    from sftmix.llm import Stats
+
+    figures = Stats.total(list(clients.values())).summary()
     print("llm " + json.dumps(figures))
     print(json.dumps({kept_key: counts.kept, "dropped": dict(sorted(counts.dropped.items())),
                       **{k: figures[k] for k in SUMMARY_LLM_KEYS}}))
-    problem = stats.unanswered()
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
+    for name, stats in clients.items():
+        if problem := stats.unanswered():
+            print(f"warning: {problem}" + (f" (the {name}'s requests)" if len(clients) > 1 else ""), file=sys.stderr)
 
 
 def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):
@@ -148,7 +152,7 @@ def _generate(args) -> int:
     from generators import GeneratorNotAvailable, get_generator
     from generators.base import Context, GeneratorBroken, generate
     from sftmix.build import filter_config
-    from sftmix.llm import LLMClient, Stats, api_key_from_env
+    from sftmix.llm import LLMClient, api_key_from_env
     from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, read_records
 
@@ -186,7 +190,7 @@ def _generate(args) -> int:
     except GeneratorBroken as error:
         raise UserError(f"generator {args.generator!r}: {error}") from None
     judge = rules.get("llm_judge") or {}
-    _print_llm_summary("generated", counts, Stats.total([client.stats] + ([judge["client"].stats] if judge else [])))
+    _print_llm_summary("generated", counts, {"generator": client.stats, **({"judge": judge["client"].stats} if judge else {})})
     return 0
 
 
@@ -239,7 +243,7 @@ def _judge(args) -> int:
     rejected = out.with_name(out.stem + ".rejected.parquet")
     _outputs_valid([args.input], out, rejected)
     counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out, rejected)
-    _print_llm_summary("kept", counts, client.stats)
+    _print_llm_summary("kept", counts, {"judge": client.stats})
     return 0
 
 

@@ -455,6 +455,35 @@ def test_sftmix_generate_gives_a_source_s_judge_the_manifest_s_endpoint_and_budg
     assert judge.spending is generator.spending  # one budget
 
 
+
+def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_path, monkeypatch, capsys):
+    """Only the generator's and the judge's stats summed were checked: the generator's answers hid a
+    judge whose own endpoint was dead (exit 0, nothing on stderr, every row an unexplained drop)."""
+    from sftmix import cli
+
+    prompts = [make_record(messages=[message("user", f"Tell me a fun fact about the number {i}.")], tools=[],
+                           source="wildchat", licence="apache-2.0", language="en", origin={"row": i}) for i in range(3)]
+    write_records(tmp_path / "prompts.parquet", prompts)
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+    dead = {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
+    with serve_openai(responder=lambda messages, body: "A fun fact: it is the only even prime number.") as srv:
+        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
+                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"llm": dead}}}
+        manifest = _generated_manifest(tmp_path / "m.yaml", [responses])
+        data = yaml.safe_load(manifest.read_text())
+        data["llm"] = {"base_url": srv.base_url, "model": "served-model"}
+        manifest.write_text(yaml.safe_dump(data))
+        assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
+                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert srv.count() == 3
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1])["dropped"] == {"llm_retries_exhausted": 3}
+    warning, = err.splitlines()
+    assert warning.startswith("warning: the LLM endpoint answered none of 3 requests (the last failure: ")
+    assert warning.endswith(" (the judge's requests)")
+
 def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_path, capsys):
     """The first source of the generator was taken: `--language en` ran as the ca source, with an
     unbounded target."""
