@@ -13,9 +13,11 @@ Gopher's rules judge a web page, and a conversation differs in two ways:
   given again, is the paragraph rules' limits applied to the answers (assistant turns without a
   tool call) of `MIN_REPEATED_TURN_WORDS` words or more (`dup_turn_frac`, `dup_turn_char_frac`),
   on answers of `min_words` words in all.
-- The line and paragraph rules leave out lines that hold no word: markup repeats by nature
-  (display math's `\\[` and `\\]` or `$$`, code's `}` and fences, `---`), and a worked math
-  solution was a `dup_line_frac` drop.
+- The line and paragraph rules leave out lines of markup, ASCII punctuation without a word:
+  markup repeats by nature (display math's `\\[` and `\\]` or `$$`, code's `}` and fences, `---`,
+  a text table's `+----+` rules), and a worked math solution was a `dup_line_frac` drop. Lines of
+  emoji or other symbols count: an answer ending in 300 lines of "😂😂😂" was kept. (So do 300
+  lines of "!!!!", left as markup.)
 
 Gopher's n-gram rules join every n-gram into a string, 9 passes per text. The rule takes its rows
 in batches instead: `filters.ngram_bounds` bounds every n-gram figure of a batch's texts at once
@@ -44,9 +46,12 @@ from filters.words import WordFinder
 
 _WORDS = WordFinder(r"\w", str.isalnum)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# A line of markup: something other than spaces, and no word character (lines of spaces are left,
-# so that no paragraph break is made or unmade)
-_WORDLESS_LINE = re.compile(r"^[^\w\n]*[^\w\s][^\w\n]*(?:\n|\Z)", re.MULTILINE)
+# A line of markup: ASCII punctuation and spaces, at least one mark (lines of spaces are left, so that
+# no paragraph break is made or unmade). Lines of emoji or other symbols are what a degenerate answer
+# repeats ("😂😂😂" three hundred times), and count. The lookahead asks for the mark, so that one
+# greedy run is tried from each line's start: linear in the line.
+_MARK = r"!-/:-@\[-\^`{-~"  # ASCII punctuation but "_", a word character
+_MARKUP_LINE = re.compile(rf"^(?=[^\S\n]*[{_MARK}])(?:[^\S\n]|[{_MARK}])*(?:\n|\Z)", re.MULTILINE)
 LINE_RULES = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac")
 # Shorter turns come again by nature ("Let me check that for you.", "Done."), and are not counted
 # as repeated turns.
@@ -125,10 +130,10 @@ class RepetitionFilter(BatchRecordFilter):
         return None
 
     def _turn_reason(self, turn: str, rules: tuple[tuple, tuple], doc_id: str) -> str | None:
-        """The first rule that fires on one turn: the line and paragraph rules on its lines that
-        hold a word, then the n-gram rules whose bound reaches their limit."""
+        """The first rule that fires on one turn: the line and paragraph rules on its lines but
+        markup, then the n-gram rules whose bound reaches their limit."""
         if self.line_gopher is not None and "\n" in turn:
-            text = _WORDLESS_LINE.sub("", turn)
+            text = _MARKUP_LINE.sub("", turn)
             if not turn.endswith("\n"):  # a last line taken out leaves its line break, an empty "line"
                 text = text.rstrip("\n")
             if text.strip() and _lines_or_paragraphs_may_repeat(text):

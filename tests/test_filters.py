@@ -799,6 +799,20 @@ class TestRepetition:
         looped = "\n".join(f"{delimiters[0]}\nI will say this line again and again.\n{delimiters[1]}" for _ in range(12))
         assert verdict(self.f, rec(user("Go"), assistant(looped))) == "repetition_dup_line_frac"
 
+    @pytest.mark.parametrize("junk", ["😂😂😂😂😂😂😂😂", "🎉🎂🎉🎂🎉🎂", "…", "★ ★ ★"])
+    def test_an_answer_ending_in_lines_of_emoji_repeats_them(self, junk):
+        """Every line without a word was taken out as markup: 300 lines of "😂😂😂" were kept."""
+        prose = ("Happy birthday to my dearest friend Marta, who has always been there for me through the good "
+                 "times and the bad times, who taught me to laugh at myself, who never forgot a single one of my "
+                 "birthdays, and who deserves the happiest and brightest of days today and every other day.")
+        answer = prose + "\n" + "\n".join([junk] * 300)
+        assert datatrove_reason(datatrove_gopher(), Document(text=answer, id="j")) == "repetition_dup_line_frac"
+        assert verdict(self.f, rec(user("Write a birthday message for Marta."), assistant(answer))) == "repetition_dup_line_frac"
+        # a text table's rules are markup, however many rows it has
+        table = "\n".join(["+-------+-------+"] + [f"| {city:5} | {n:5} |\n+-------+-------+" for city, n in
+                                                     (("Paris", 18), ("Rome", 24), ("Oslo", 3), ("Lima", 19), ("Kiev", 7))])
+        assert verdict(self.f, rec(user("Table?"), assistant(prose + "\n" + table))) is None
+
     def test_each_assistant_turn_is_judged_on_its_own(self):
         # The same short opening before each call and answers of one template: joined into one
         # text they were duplicated paragraphs and n-grams, and the row a drop.
