@@ -7,7 +7,8 @@ matches); `doc.metadata["filter_detail"]` names the benchmark item and the match
 overlap (most When2Call questions are BFCL prompts), so the rule also counts, per benchmark, every
 row holding one of its prompts (`matched`, the stage's `Counts.matched`), whatever names its drop.
 
-Normalization, the same on both sides: Unicode NFKC, lower case, and every run of characters that
+Normalization, the same on both sides: invisible format characters (soft hyphens, zero-width
+spaces and joiners) taken out, Unicode NFKC, lower case, and every run of characters that
 are neither letters nor digits (punctuation, symbols, `_`, whitespace) separates words. So
 "Don't STOP—now!" is the words `don t stop now`; diacritics and numbers are kept. Chinese and
 Japanese, written without spaces, are split into one word per ideograph or kana (n-grams of
@@ -73,11 +74,16 @@ _WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
+# Invisible format characters written inside words (a soft hyphen from a web page, a zero-width space
+# or joiner, a byte-order mark): taken out, "alti\u00adtude" is the word "altitude", not two.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"))
+
+
 def _normalized(text: str) -> str:
     if text.isascii():
         return text.lower()
     # each ideograph or kana a word: else most Chinese and Japanese prompts would be too short to use
-    return spaced_ideographs(unicodedata.normalize("NFKC", text)).lower()
+    return spaced_ideographs(unicodedata.normalize("NFKC", text.translate(_INVISIBLE))).lower()
 
 
 def words(text: str) -> list[str]:

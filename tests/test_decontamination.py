@@ -50,6 +50,14 @@ def test_row_quoting_an_ifeval_prompt_is_dropped_naming_ifeval(step):
     assert verdict(step, row) == "contaminated:ifeval"
 
 
+
+def test_a_prompt_with_an_invisible_character_inside_a_word_is_still_the_prompt(step):
+    """A soft hyphen (a web page's break point) split "canals" into two words: no 13-gram matched."""
+    quoted = ("WRITE a short travel guide about the ca\u00adnals of Ghent, for a family visit\u200bing in late "
+              "autumn -- and mention at least two bak\ufeffer\u200dies.")
+    assert words("ca\u00adnals visit\u200bing") == ["canals", "visiting"]
+    assert verdict(step, rec(("user", quoted), ("assistant", "Here is a guide to Ghent."))) == "contaminated:ifeval"
+
 def test_paraphrase_without_13_gram_overlap_is_kept(step):
     row = rec(("user", "Could you put together a brief guide to Ghent's waterways for parents and kids travelling "
                        "there in November? Please name a couple of good bakeries too."),
