@@ -51,6 +51,7 @@ from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.words import spaced_ideographs
+from sftmix.jsontext import encoder, loads
 
 BATCH_ROWS = 1024
 SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
@@ -225,9 +226,22 @@ def minhash_config(threshold_bands: int = 14, rows_per_band: int = 8, ngram: int
                          hash_config=HashConfig(precision=64, hash_fc="sha1"))
 
 
+_SORTED_KEYS = encoder(ensure_ascii=False, sort_keys=True)
+
+
+def _arguments_text(arguments: str | None) -> str:
+    """A call's arguments with their keys sorted: the same call written `{"unit", "city"}` by one
+    source and `{"city", "unit"}` by another shared few shingles, and both copies were kept."""
+    try:
+        value = loads(arguments or "")
+    except (ValueError, RecursionError):
+        return arguments or ""
+    return _SORTED_KEYS(value) if isinstance(value, dict) else arguments
+
+
 def batch_texts(messages: pa.Array) -> list[str]:
     """User + assistant text of each row of a `messages` column chunk (turns joined by newlines);
-    an assistant tool call contributes `name arguments`."""
+    an assistant tool call contributes `name arguments`, the arguments' keys sorted."""
     n = len(messages)
     parts: list[list[str]] = [[] for _ in range(n)]
     if n == 0:
@@ -245,7 +259,7 @@ def batch_texts(messages: pa.Array) -> list[str]:
             names = pc.struct_field(call_flat, ["function", "name"]).to_pylist()
             arguments = pc.struct_field(call_flat, ["function", "arguments"]).to_pylist()
             for msg, name, args in zip(call_parents, names, arguments):
-                call_text.setdefault(msg, []).append(f"{name or ''} {args or ''}")
+                call_text.setdefault(msg, []).append(f"{name or ''} {_arguments_text(args)}")
     for index, (row, role, content) in enumerate(zip(parents, roles, contents)):
         if role == "user" or role == "assistant":
             if content:

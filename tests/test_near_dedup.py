@@ -140,6 +140,22 @@ def test_text_is_user_and_assistant_turns_with_tool_calls():
     assert value == 'weather in Oslo?\nget_weather {"city": "Oslo"}\nIt is 3 degrees.'
 
 
+def test_a_call_s_arguments_are_compared_whatever_the_order_of_their_keys():
+    """`{"unit", "city"}` and `{"city", "unit"}` (one call, two converters) shared few shingles of a
+    short conversation: both copies stayed. Arguments that are no object are taken as written."""
+    def text(arguments):
+        rec = make_record(messages=[message("user", "weather in Oslo?"), message("assistant", "", tool_calls=[
+            tool_call("get_weather", arguments, "c0")])], tools=[], source="s", licence="mit", language="en", origin={})
+        [value] = batch_texts(to_table([rec]).column("messages").chunk(0))
+        return value
+
+    assert text({"unit": "celsius", "city": "Oslo", "at": {"z": 1, "a": 2}}) == text(
+        {"city": "Oslo", "at": {"a": 2, "z": 1}, "unit": "celsius"}) == \
+        'weather in Oslo?\nget_weather {"at": {"a": 2, "z": 1}, "city": "Oslo", "unit": "celsius"}'
+    assert text('{"city": "Oslo", ') == 'weather in Oslo?\nget_weather {"city": "Oslo", '
+    assert text("[1, 2]") == "weather in Oslo?\nget_weather [1, 2]"
+
+
 # Letters, accents and combining marks, digits, punctuation, and whitespace that `str.split` splits at
 # (no-break, em and ideographic spaces, information separators) in runs of any length.
 TEXT_PIECES = ["river", "Mañana", "CAFÉ", "e\u0301", "\u0301", "naïve", "Øre", "2024", "3.5", "—", ",", "«", "!", "'s",
