@@ -30,7 +30,7 @@ import re
 import time
 from array import array
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Awaitable, Callable, Iterable, Iterator, TypeVar
@@ -373,8 +373,9 @@ class _Places:
 class ResponseCache:
     """Append-only JSON Lines logs in `directory`, one per run that wrote (`responses-<pid>-<random>.jsonl`).
 
-    Each line is `{"key": ..., "content", "finish_reason", "usage", "request"}`: the answer and what was
-    asked, never the API key. A log and not a file per answer: creating a file cost 1.0 ms of CPU per
+    Each line is `{"key": ..., "content", "finish_reason", "usage", "request"}`: the answer as the server
+    sent it (a reasoning model's thinking is cut as it is read, `without_thinking`) and what was asked,
+    never the API key. A log and not a file per answer: creating a file cost 1.0 ms of CPU per
     answer where an append costs 3 µs (bench/llm.py's machine), and a large run would leave 10^5 to 10^6
     small files on a cluster's shared filesystem. A line cut off by a kill, or damaged in any way, is
     not an answer: that request is asked again. Each run appends only to its own log, so runs that
@@ -426,7 +427,7 @@ class ResponseCache:
                 data = loads(handle.read(length))  # a damaged, deeply nested line: a JSONDecodeError
             if data["key"] != key:
                 raise ValueError("another key")
-            # stripped again: answers cached before an unopened `</think>` was taken out held the thinking
+            # stored as the server sent it: the thinking is cut as it is read, once
             return Completion(without_thinking(data["content"]), data["finish_reason"], Usage(**data["usage"]),
                               cached=True)
         except (ValueError, OSError, KeyError, TypeError):
@@ -614,7 +615,8 @@ class LLMClient:
                     self._account(completion.usage)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
-                        return completion
+                        # the answer as sent is kept, its thinking cut once as it is handed on (as from the cache)
+                        return replace(completion, content=without_thinking(completion.content))
                     last_error = f"finish_reason={completion.finish_reason}"
                     if completion.finish_reason not in INTERRUPTED:
                         return self._failed(Failure("incomplete_generation", last_error))
@@ -658,7 +660,6 @@ class LLMClient:
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")
-            content = without_thinking(content)
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again

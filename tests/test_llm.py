@@ -571,6 +571,18 @@ def test_a_reasoning_models_thinking_written_in_the_content_is_not_the_reply(tmp
     assert unopened.content == "Hello! How can I help?"
 
 
+def test_an_answer_from_the_cache_is_the_answer_first_handed_on(tmp_path):
+    """The thinking was cut before caching and again when read: a reply that mentions `</think>`
+    after its thinking came back from the cache cut a second time."""
+    reply = "<think>The user asks about the tag.</think>\n\nThe closing tag is </think>, then the reply follows."
+    with serve_openai(responder=lambda messages, body: reply) as srv:
+        first = run(client := make_client(srv, tmp_path), client.complete(user("tag?")))
+        again = run(client := make_client(srv, tmp_path), client.complete(user("tag?")))
+        assert srv.count() == 1
+    assert first.content == again.content == "The closing tag is </think>, then the reply follows."
+    assert again.cached
+
+
 def test_json_after_an_unopened_think_close_is_read_in_one_request(tmp_path):
     """It was not JSON: each row was asked 3 times, paid 3 times, then an `invalid_json` drop."""
     reply = 'The schema wants an integer answer; 2 + 2 is 4.\n</think>\n\n{"answer": 4}'
