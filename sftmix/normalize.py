@@ -212,10 +212,12 @@ def _records_as_documents(files: list[Path], sink: RejectedSink, counts: Counts,
 
 
 def _record_problem(record: dict) -> str | None:
-    """Why a row of a file of records is none (None when it is one): a column null, an origin that
-    is not a JSON object (the judge writes its score into it, a rejected row is keyed by its `row`)."""
+    """Why a row of a file of records is none (None when it is one): a column or a message null, an
+    origin that is not a JSON object (the judge writes its score into it, a rejected row is keyed by its `row`)."""
     if nulls := [name for name in COLUMNS if record[name] is None]:
         return f"null {', '.join(nulls)}"
+    if None in record["messages"]:
+        return "a null message"
     try:
         if isinstance(json.loads(record["origin"]), dict):
             return None
