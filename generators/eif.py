@@ -660,17 +660,22 @@ def _loose_variants(response: str) -> list[str]:
     return [response, response.replace("*", ""), *cut, *(c.replace("*", "") for c in cut)]
 
 
+def _as_word(keyword: str) -> str:
+    # its plural too ("rivers", "ciudades", "proyectos"): the inflected word is still the word asked for
+    return rf"\b(?:{keyword})(?:e?s)?\b"
+
+
 def _keywords_existence_as_words(r, *, keywords):
-    return all(re.search(rf"\b(?:{k})\b", r, flags=re.IGNORECASE) for k in keywords)
+    return all(re.search(_as_word(k), r, flags=re.IGNORECASE) for k in keywords)
 
 
 def _keywords_frequency_as_words(r, *, keyword, frequency, relation):
-    return _compare(len(re.findall(rf"\b(?:{keyword})\b", r, flags=re.IGNORECASE)), relation, frequency)
+    return _compare(len(re.findall(_as_word(keyword), r, flags=re.IGNORECASE)), relation, frequency)
 
 
 # IFEval finds keywords inside other words ("city" in "electricity", «agua» in "Nicaragua"): what a
-# reader asked for the word would not accept. Whole words are as many or fewer, so a response
-# holding as words holds for IFEval too ("less than" is IFEval's check alone).
+# reader asked for the word would not accept. Whole words (or their plurals) are as many or fewer,
+# so a response holding as words holds for IFEval too ("less than" is IFEval's check alone).
 _AS_WORDS = {"keywords:existence": _keywords_existence_as_words,
              "keywords:frequency": _keywords_frequency_as_words}
 

@@ -462,3 +462,14 @@ def test_a_generated_answer_holds_a_keyword_as_a_word_not_inside_another(constra
     # "less than" is IFEval's check alone: whole words are never more
     fewer = {"id": "keywords:frequency", "kwargs": {"keyword": word, "frequency": 2, "relation": "less than"}}
     assert eif.verify(answer, [fewer], whole_words=True) == eif.verify(answer, [fewer])
+
+
+def test_a_keyword_s_plural_is_the_word_asked_for():
+    """Held to whole words alone, "Both problems come from the same values" missed ["problem", "value"]."""
+    both = {"id": "keywords:existence", "kwargs": {"keywords": ["problem", "value"]}}
+    assert eif.verify("Both problems come from the same values.", [both], whole_words=True) == [True]
+    cities = {"id": "keywords:existence", "kwargs": {"keywords": ["ciudad", "proyecto"]}}
+    assert eif.verify("Las ciudades crecen con proyectos nuevos.", [cities], whole_words=True) == [True]
+    rivers = {"id": "keywords:frequency", "kwargs": {"keyword": "river", "frequency": 2, "relation": "at least"}}
+    assert eif.verify("Two rivers meet here; the river is wide.", [rivers], whole_words=True) == [True]
+    assert eif.verify("The riverside walk is by the river.", [rivers], whole_words=True) == [False]
