@@ -171,7 +171,7 @@ def test_augmentations_can_reach_their_targets_from_the_mixture_s_own_rows(instr
 
 def test_instruct_generator_inputs_feed_nothing_themselves(instruct):
     inputs_only = {s.key for s in instruct.sources if s.is_input_only}
-    assert inputs_only == {"fineweb-edu", "wildchat", "oasst2"}
+    assert inputs_only == {"fineweb-edu", "wildchat", "oasst2", "oasst2-identity"}
     assert not inputs_only & {c.source for c in plan.cells(instruct)}
 
 
@@ -682,10 +682,11 @@ def test_the_identity_rephrase_reads_oasst2_s_self_introductions(tmp_path, instr
     claim = make_record(source="oasst2", licence="apache-2.0", language="en", tools=[], origin={"row": 0}, messages=[
         message("user", "Who are you?"),
         message("assistant", "I am Open Assistant, a chatbot created by LAION to help you with any question.")])
-    oasst2 = instruct.source("oasst2")
-    assert len(_filtered_docs(instruct.filter_config(oasst2, filter_defaults("oasst2")), claim)) == 1
-    aya = instruct.source("aya-dataset")  # what the rule does with it elsewhere
-    assert _filtered_docs(instruct.filter_config(aya, filter_defaults("aya")), claim) == []
+    identity_input = instruct.source("oasst2-identity")
+    assert instruct.source("oasst2_self-identity-rephrase").generator.inputs == ["oasst2-identity"]
+    assert len(_filtered_docs(instruct.filter_config(identity_input, filter_defaults("oasst2")), claim)) == 1
+    # what the rule does with it for the generators that keep earlier turns as they are
+    assert _filtered_docs(instruct.filter_config(instruct.source("oasst2"), filter_defaults("oasst2")), claim) == []
     oasst2_entry = {"key": "oasst2", "local": {"files": ["x.parquet"]}, "converter": "oasst2",
                     "licence": "apache-2.0", "targets": {}}
     rephrase = {"key": "rephrase", "generator": {"name": "oasst2_identity_rephrase", "inputs": ["oasst2"]},
