@@ -47,7 +47,7 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "fineweb_edu_qa"
 PROMPTS = ("fineweb_edu_qa", "fineweb_edu_qa_check")
-PARAMS = {"min_int_score": Score, "min_chars": Count, "keep_fraction": Fraction, "pairs_per_document": Positive,  # the `params:` it reads
+PARAMS = {"min_int_score": Score | None, "min_chars": Count, "keep_fraction": Fraction, "pairs_per_document": Positive,  # the `params:` it reads
           "expected_rows_per_document": Ratio, "max_document_chars": Positive, "layout": Literal["pairs", "conversation"]}
 
 GENERATION_SCHEMA = {

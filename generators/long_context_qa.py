@@ -42,7 +42,7 @@ from sftmix.sources.base import Converted, Drop
 
 NAME = "long_context_qa"
 PROMPTS = ("long_context_qa", "long_context_qa_tasks")
-PARAMS = {"min_int_score": Score, "keep_fraction": Fraction, "min_tokens": Positive, "max_tokens": Positive,  # the `params:` it reads
+PARAMS = {"min_int_score": Score | None, "keep_fraction": Fraction, "min_tokens": Positive, "max_tokens": Positive,  # the `params:` it reads
           "chars_per_token": Ratio, "questions_per_document": Positive, "min_evidence": Count}
 
 SCHEMA = {

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
@@ -122,9 +122,11 @@ class GeneratorInput(_Strict):
             raise ValueError(f"generator {self.name!r} has no parameter {unknown!r} ({hint}it reads: "
                              f"{', '.join(reads) or 'none'})")
         # Typed and bounded (a string for a number, or 0 constraints, was found only as the
-        # generator ran, as a drop of every row), and each `min_x` at most its `max_x`.
+        # generator ran, as a drop of every row), and each `min_x` at most its `max_x`. A `null` is
+        # taken only where the generator's type says what it means (`min_int_score: null`: no check);
+        # elsewhere it stopped the stage with `int(None)`.
         params = create_model(f"{self.name}_params", __config__=ConfigDict(extra="forbid", strict=True),
-                              **{name: (Optional[kind], None) for name, kind in reads.items()})
+                              **{name: (kind, None) for name, kind in reads.items()})
         try:
             params.model_validate(self.params)
         except ValidationError as error:

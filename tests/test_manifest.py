@@ -746,6 +746,8 @@ def test_a_generator_parameter_it_does_not_read_is_a_manifest_error(tmp_path):
         "min_int_score, min_chars, keep_fraction, pairs_per_document, expected_rows_per_document, max_document_chars, layout)")
     manifest["sources"][1]["generator"]["params"] = {"min_int_score": 0}
     assert load(write(tmp_path, manifest)).sources[1].generator.params == {"min_int_score": 0}
+    manifest["sources"][1]["generator"]["params"] = {"min_int_score": None}  # no check: its type says so
+    assert load(write(tmp_path, manifest)).sources[1].generator.params == {"min_int_score": None}
 
 
 @pytest.mark.parametrize("generator, params, error", [
@@ -760,6 +762,11 @@ def test_a_generator_parameter_it_does_not_read_is_a_manifest_error(tmp_path):
     ("fc_synthesis", {"include": ["paralel"]},
      "generator 'fc_synthesis' parameter include.0: Input should be 'single', 'parallel', 'multi_turn' or 'no_tool_fits' "
      "(got 'paralel')"),
+    # a null (the project's "off" elsewhere) stopped the stage with int(None)
+    ("wildchat_responses", {"max_response_tokens": None},
+     "generator 'wildchat_responses' parameter max_response_tokens: Input should be a valid integer (got None)"),
+    ("translation", {"max_tokens": None},
+     "generator 'translation' parameter max_tokens: Input should be a valid integer (got None)"),
 ])
 def test_a_generator_parameter_of_the_wrong_type_or_range_is_a_manifest_error(tmp_path, generator, params, error):
     """`max_response_tokens: "2048"` dropped every row as malformed_generation, with no request sent;
@@ -771,7 +778,8 @@ def test_a_generator_parameter_of_the_wrong_type_or_range_is_a_manifest_error(tm
                              "licence": "apache-2.0", "targets": {"en": 10}}]}
     assert load_error(write(tmp_path, manifest)).endswith(error)
     valid = {"wildchat_responses": {"max_response_tokens": 2048, "keep_fraction": 1},
-             "eif_augmentation": {"min_constraints": 2, "max_constraints": 2}, "fc_synthesis": {"include": ["parallel"]}}
+             "eif_augmentation": {"min_constraints": 2, "max_constraints": 2}, "fc_synthesis": {"include": ["parallel"]},
+             "translation": {"max_tokens": 4096}}
     manifest["sources"][1]["generator"]["params"] = valid[generator]
     assert load(write(tmp_path, manifest)).sources[1].generator.params == valid[generator]
 
