@@ -101,6 +101,12 @@ class Context:
     def languages(self) -> list[str]:
         return [lang for lang in self.targets if lang != "*"] or ["en"]
 
+    def cell(self, language: str) -> str:
+        """The target a row in `language` counts towards: "*" (one target over every language, as
+        the mixing keeps it) where the targets have it. Counted per language, a `{"*": N}` target
+        was asked N rows in each language the input holds."""
+        return "*" if "*" in self.targets else language
+
     def wanted(self, language: str) -> int | None:
         value = self.targets.get(language, self.targets.get("*"))
         return None if value in (None, "all") else int(value * self.oversample + 0.999)
@@ -192,7 +198,8 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
                             *, on_input_read: Callable[[], None] | None = None) -> Iterator[Item]:
     """Items (key = id, payload = the record) for the usable records of targeted languages.
 
-    Per language, the `ctx.wanted(language)` records with the smallest `hash_rank(seed, name, id)`
+    Per target (`ctx.cell`: a language, or "*" over all of them), the `ctx.wanted(language)` records
+    with the smallest `hash_rank(seed, name, id)`
     (a bounded heap, so memory is the quota, not the input), yielded in input order once the input
     is read (then `on_input_read` is called, before they are yielded); every record of a language
     whose target is "all", yielded as it is read. Duplicate ids are taken once.
@@ -211,7 +218,7 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
         if quota <= 0:
             continue
         entry = (-hash_rank(ctx.seed, name, record["id"]), index, record)
-        heap = heaps.setdefault(language, [])
+        heap = heaps.setdefault(ctx.cell(language), [])
         if len(heap) < quota:
             heapq.heappush(heap, entry)
         elif entry[0] > heap[0][0]:
@@ -232,7 +239,8 @@ def identity_line(ctx: Context) -> str:
 
 
 class GeneratorBroken(Exception):
-    """A generator that failed the same way on every one of its first items."""
+    """A generator that failed the same way on every one of its first items, or that cannot run as
+    set up (what it needs is named)."""
 
 
 def load(name: str):

@@ -8,7 +8,8 @@ written solution, reasoning removed) ending in \\boxed{...}; `origin` JSON with 
 the model's output) are not eligible; the numbers skipped are logged.
 
 Target languages: `params.target_languages` (default: the context's languages) that have targets,
-minus a row's own language.
+minus a row's own language. A `"*"` target (one over every language) is shared evenly by
+`params.target_languages`, which it needs.
 
 Assignment (`items`): eligible rows are ordered by sha256(seed, name, row id). Each language L
 takes `ctx.wanted(L)` rows (all of them for "all") as a contiguous arc of that order, the arcs laid
@@ -44,7 +45,8 @@ from collections import Counter
 from typing import Iterator
 
 from filters.language_id import detected_instead
-from generators.base import LANGUAGE_NAMES, Context, Item, Positive, hash_rank, prompt, record_origin, reply_text
+from generators.base import (LANGUAGE_NAMES, Context, GeneratorBroken, Item, Positive, hash_rank, prompt, record_origin,
+                             reply_text)
 from generators.code_math import blank_code_and_math
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -71,8 +73,19 @@ def languages(params: dict) -> list[str] | None:
 
 
 def _target_languages(ctx: Context) -> list[str]:
+    if "*" in ctx.targets and not ctx.params.get("target_languages"):
+        # translated into English alone (the default), and every English row skipped: no item, no word
+        raise GeneratorBroken("a '*' target names no language to translate into: list them in params.target_languages")
     wanted = ctx.params.get("target_languages") or ctx.languages()
     return [lang for lang in wanted if lang in ctx.targets or "*" in ctx.targets]
+
+
+def _wanted(ctx: Context, language: str, languages: list[str]) -> int | None:
+    """Rows wanted in `language`: its target's, or an even share of a `"*"` target, which the mixing
+    keeps over every language together (each language asked for all of it paid for len(languages)
+    times the rows kept)."""
+    wanted = ctx.wanted(language)
+    return wanted if wanted is None or "*" not in ctx.targets else -(-wanted // len(languages))
 
 
 # --------------------------------------------------------------------------------------- selection
@@ -121,7 +134,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
     assigned: dict[int, list[str]] = {}
     offset = 0
     for language in languages:
-        wanted = ctx.wanted(language)
+        wanted = _wanted(ctx, language, languages)
         take = size if wanted is None else min(wanted, size)
         for step in range(take):
             assigned.setdefault((offset + step) % size, []).append(language)

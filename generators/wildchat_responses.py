@@ -7,7 +7,7 @@ carries them (another converter or an older intermediate file).
 
 Selection (`items`): records in a target language (any language for a `"*"` target), optionally a
 hash-based share `keep_fraction` (default 1.0) of them, one item per record until each language
-has `ctx.wanted(lang)` items; then reading stops. Records that cannot make a good row are handed
+has `ctx.wanted(lang)` items (a `"*"` target: that many over all languages); then reading stops. Records that cannot make a good row are handed
 on as drop items that cost no LLM call and do not count against the quota, so every rejection is
 recorded with its reason: `empty_prompt`, `prompt_too_short` (< `min_prompt_chars`, default 10,
 after stripping: "hi", "test"), `prompt_too_long` (> `max_prompt_chars`, default 24000: pasted
@@ -64,22 +64,21 @@ def _problem(text: str, origin: dict, params: dict, seen: set[bytes]) -> tuple[s
 def items(records, ctx: Context) -> Iterator[Item]:
     params = ctx.params
     keep_fraction = float(params.get("keep_fraction", 1.0))
-    any_language = "*" in ctx.targets
-    left: dict[str, int | None] = {lang: ctx.wanted(lang) for lang in ctx.languages()}
+    # prompts still wanted per target: a language, or "*", one target over every language
+    left: dict[str, int | None] = {cell: ctx.wanted(cell) for cell in (["*"] if "*" in ctx.targets else ctx.languages())}
 
     def full() -> bool:
-        return not any_language and all(n is not None and n <= 0 for n in left.values())
+        return all(n is not None and n <= 0 for n in left.values())
 
     if full():
         return
     seen: set[bytes] = set()
     for record in records:
         language = record.get("language")
-        if language not in left:
-            if not any_language or not language:
-                continue
-            left[language] = ctx.wanted(language)
-        if left[language] is not None and left[language] <= 0:
+        cell = ctx.cell(language)
+        if cell not in left or not language:
+            continue
+        if left[cell] is not None and left[cell] <= 0:
             continue
         text = first_user_text(record, first_turn_only=True)
         if text is None:
@@ -92,8 +91,8 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if problem is not None:
             yield Item(key=key, language=language, payload={"drop": problem, "prompt": text})
             continue
-        if left[language] is not None:
-            left[language] -= 1
+        if left[cell] is not None:
+            left[cell] -= 1
         yield Item(key=key, language=language, payload={
             "prompt": text.strip(), "key": origin.get("key"), "conversation_hash": origin.get("conversation_hash"),
             "original_model": origin.get("model")})

@@ -94,6 +94,9 @@ def test_items_hash_selection_per_language(records):
     assert got == keys({"en": 2, "es": "all", "eu": 5})
     assert {k for k, l in got if l == "en"} != {k for k, l in keys({"en": 2}, seed=7)}
     assert keys({"*": "all"}) == [(r["id"], r["language"]) for r in records if r["language"] in eif.LANGUAGES]
+    # a number over every language, as the mixing keeps it (it was that number in each language)
+    star = keys({"*": 4})
+    assert len(star) == 5 and len({l for _, l in star}) > 1
 
 
 def test_constraints_answers_repairs_and_drops(records, tmp_path, monkeypatch):

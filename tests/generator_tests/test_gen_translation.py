@@ -10,7 +10,7 @@ import pytest
 
 
 from generators import translation
-from generators.base import Context, generate, stream
+from generators.base import Context, GeneratorBroken, generate, stream
 from openai_server import Fault, Reply, last_user_message, serve_openai
 from own_process import stdout_of
 from sftmix.llm import LLMClient, LLMSettings
@@ -263,3 +263,15 @@ def test_generate_to_parquet(fixture_records, tmp_path):
     assert origin["boxed"] == "4" and origin["source_id"] == fixture_records[0]["id"]
     assert origin["key"] == "6a1c2f0e-0000-4000-8000-000000000001" and origin["generator"] == "translation"
     assert origin["prompt_template_hash"] and origin["model"] == "deepseek-chat"
+
+
+def test_a_star_target_is_shared_by_the_target_languages():
+    """Each target language took the whole `"*"` target, which the mixing keeps over every language
+    together: {"*": 8} into five languages asked 50 translations for 8 rows kept."""
+    got = assignment(synthetic(40), {"*": 8}, oversample=1.25)
+    by_language = {lang: sum(l == lang for _, l in got) for lang in ("ca", "es", "eu", "gl", "pt")}
+    assert by_language == {"ca": 2, "es": 2, "eu": 2, "gl": 2, "pt": 2}
+    llm = LLMClient(LLMSettings(cache_dir="/nonexistent"), api_key="sk-test")
+    # with no language named, it translated into English alone and skipped every English row
+    with pytest.raises(GeneratorBroken, match="a '\\*' target names no language to translate into"):
+        list(translation.items(iter(synthetic(4)), Context(llm=llm, targets={"*": 8})))

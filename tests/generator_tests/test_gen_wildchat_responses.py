@@ -129,6 +129,11 @@ def test_quotas_stop_reading_and_drop_items_do_not_count(tmp_path):
     assert len(pulled) == 6  # nothing read after the last prompt needed
     anything = list(wildchat_responses.items(RECORDS, Context(llm=None, targets={"*": "all"})))
     assert {i.language for i in anything} == {"en", "es", "zh"} and len(anything) == 12
+    # a "*" target counts over every language, as the mixing keeps it: it asked N prompts of each
+    pulled.clear()
+    star = [i for i in wildchat_responses.items(feed(), Context(llm=None, targets={"*": 4}, oversample=1.0))
+            if "drop" not in i.payload]
+    assert len(star) == 4 and len({i.language for i in star}) > 1 and len(pulled) < len(RECORDS)
     sampled = list(wildchat_responses.items(RECORDS, Context(llm=None, targets={"*": "all"}, params={"keep_fraction": 0.5})))
     assert 0 < len(sampled) < 12
 
