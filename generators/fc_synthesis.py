@@ -39,6 +39,7 @@ Drops:
   turn, or for a follow-up, of an earlier turn).
 - `wrong_call_count`: after the re-asks, not the number of calls the variant needs.
 - `result_count_mismatch`: the simulated results are not one per call.
+- `empty_result`: a simulated result is blank.
 - `empty_answer`: an empty final answer or user request.
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
 """
@@ -351,6 +352,8 @@ class _Conversation:
             raise Drop("result_count_mismatch", f"{len(results)} results for {len(calls)} calls")
         for call, result in zip(calls, results):
             content = result if isinstance(result, str) else dumps(result)
+            if not content.strip():  # else an `empty_turns` drop later, naming no generator
+                raise Drop("empty_result", f"blank result for {call['function']['name']}")
             self.messages.append(message("tool", content, tool_call_id=call["id"], name=call["function"]["name"]))
         value, _ = await _json(self.ctx, self.ask("fc_synthesis_answer"), ANSWER_SCHEMA)
         if not value["answer"].strip():

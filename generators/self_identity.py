@@ -14,8 +14,8 @@ consistent with the card, in the target language (`self_identity.txt`).
 
 Drops:
 - `no_identity_card`: the manifest has no `identity:` (every item).
-- `bad_structure`: the turns do not alternate user/assistant, starting with the user, or their
-  number is not the one asked for.
+- `bad_structure`: the turns do not alternate user/assistant, starting with the user, their
+  number is not the one asked for, or one is blank.
 - `identity_missing`: a "who are you / what is your name" topic whose answers never say the
   card's name.
 - `other_identity`: an assistant turn names another AI model or AI developer (the rule `identity`
@@ -196,6 +196,9 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
     roles = [t["role"] for t in turns]
     if len(turns) != 2 * exchanges or roles != ["user", "assistant"] * exchanges:
         return Drop("bad_structure", f"roles {roles}, expected {2 * exchanges} alternating turns")
+    if blank := [i for i, t in enumerate(turns) if not t["content"].strip()]:
+        # the schema's minLength lets " " through: it was paid for, then an `empty_turns` drop naming no generator
+        return Drop("bad_structure", f"turn {blank[0]} ({turns[blank[0]]['role']}) is blank")
     answers = [t["content"].strip() for t in turns if t["role"] == "assistant"]
     if p["needs_name"] and not mentions_name(answers, _field(identity, "name")):
         return Drop("identity_missing", f"topic {p['topic']}: no assistant turn says {_field(identity, 'name')!r}")

@@ -206,6 +206,19 @@ def test_stream_builds_tool_conversations_and_drops_bad_generations(tool_records
         assert again.llm.stats.requests == 0 and again.llm.stats.cache_hits == requests
 
 
+
+def test_a_blank_simulated_result_is_a_generation_drop(tool_records, tmp_path):
+    """A result of "" became an empty tool turn: the row was paid for, then an `empty_turns` drop."""
+    def blank_results(messages, body):
+        if "TASK: simulate_results" in messages[1]["content"]:
+            n = int(re.search(r"made (\d+) tool calls", messages[1]["content"]).group(1))
+            return json.dumps({"results": [" "] * n})
+        return fake_deepseek(messages, body)
+
+    with serve_openai(blank_results) as server:
+        results = list(stream(gen, tool_records, context(server, tmp_path, {"*": 4}, {"include": []})))
+    assert {r.reason for _, r in results} == {"empty_result"} and len(results) == 5
+
 # seed 11 over the fixtures' 16 distinct tool sets: 20 items (16 * 1.25), the first 4 sets come round twice
 EXPECTED_DROPS = {"invalid_generated_call": 2, "result_count_mismatch": 1, "truncated": 1}
 EXPECTED_VARIANTS = {"single": 6, "parallel": 3, "multi_turn": 3, "no_tool_fits": 4}

@@ -186,6 +186,20 @@ def test_no_identity_card_drops_everything(tmp_path):
         assert [r.reason for _, r in results] == ["no_identity_card"] * 3 and server.count() == 0
 
 
+
+def test_a_blank_turn_is_a_generation_drop(tmp_path):
+    """The schema's minLength took " ": each such row was paid for, then an `empty_turns` drop that
+    named no generator."""
+    def blank_answers(messages, body):
+        conversation = json.loads(responder(messages, body))
+        for turn in conversation["messages"][1::2]:
+            turn["content"] = " "
+        return json.dumps(conversation)
+
+    with serve_openai(blank_answers) as server:
+        results = list(stream(gen, [], context(server, tmp_path, targets={"en": 2})))
+    assert {(r.reason, r.detail) for _, r in results} == {("bad_structure", "turn 1 (assistant) is blank")}
+
 def test_generate_through_rule_filters_to_parquet(tmp_path):
     with serve_openai(responder) as server:
         info = SourceInfo(key="self-identity", converter="openai_messages", licence="apache-2.0", filters={})
