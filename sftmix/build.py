@@ -55,6 +55,24 @@ LLM_CLIENT = "sftmix.llm"
 
 log = logging.getLogger("sftmix")
 
+# Lock files this process holds (`Layout.hold`). A process forked while one is held (datatrove's
+# multiprocess manager and workers) shares its lock: killed by SIGTERM or SIGKILL, the build left
+# that child alive, holding the lock, and every rebuild of the source stopped as "being written by
+# another run". The child points those descriptors at /dev/null instead: its parent's lock alone.
+_HELD_LOCKS: set[int] = set()
+
+
+def _drop_held_locks_in_child() -> None:
+    if _HELD_LOCKS:
+        null = os.open(os.devnull, os.O_RDONLY)
+        for descriptor in _HELD_LOCKS:
+            os.dup2(null, descriptor)  # not closed: the file object that owns the number closes it
+        os.close(null)
+        _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_held_locks_in_child)
+
 
 class BuildError(Exception):
     """A build that cannot proceed for a reason the user must fix (one line, names the thing)."""
@@ -125,7 +143,11 @@ class Layout:
                 raise BuildError(f"{what} are being {doing} by another run: let it finish, then try again") from None
             except OSError as error:  # a file system without locks (some network mounts)
                 log.warning("cannot lock %s (%s): two runs of it at once would collide", path, error)
-            yield
+            _HELD_LOCKS.add(file.fileno())
+            try:
+                yield
+            finally:
+                _HELD_LOCKS.discard(file.fileno())
 
     def read_done(self, key: str, stage: str) -> dict | None:
         path = self.done_file(key, stage)

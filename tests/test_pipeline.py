@@ -1851,6 +1851,31 @@ def test_a_second_run_stops_at_records_the_first_is_writing_or_reading(tmp_path)
     build(manifest, tmp_path / "out")
 
 
+
+def test_a_process_forked_while_a_lock_is_held_does_not_keep_it(tmp_path):
+    """datatrove's manager, forked by a build, shared its lock: the build killed (SIGTERM, SIGKILL),
+    that child lived on holding it, and every rebuild of the source stopped as "being written or read
+    by another run"."""
+    layout = Layout(tmp_path / "out", "mini")
+    lock = layout.stage_lock("g", "normalized")
+    read, write = os.pipe()
+    started, ready = os.pipe()
+    with layout.hold(*lock):
+        child = os.fork()
+        if child == 0:  # lives on after its parent lets go, as the orphaned manager did
+            os.write(ready, b"!")
+            os.read(read, 1)
+            os._exit(0)
+        os.read(started, 1)  # the child runs (its fork hooks ran)
+    try:
+        with layout.hold(*lock):  # the next run
+            pass
+    finally:
+        os.write(write, b"!")
+        os.waitpid(child, 0)
+        for descriptor in (read, write, started, ready):
+            os.close(descriptor)
+
 def test_a_file_system_without_locks_builds_with_a_warning(tmp_path, monkeypatch, caplog):
     def no_locks(file, operation):
         raise OSError(errno.ENOLCK, "No locks available")
