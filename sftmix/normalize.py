@@ -33,11 +33,14 @@ from sftmix.sources.common import iso639_1
 
 WRITE_BATCH_ROWS = 2048
 # Files of records (a stage's parts) also hold each record's `position`: that of the raw row it was
-# made from among all its source's rows (a generator's: the order it made them), in which each part
-# holds its rows. `records_in_order` merges a stage's parts into the order one worker would have
+# made from among all its source's rows, with the record's place among that row's (`documents`; a
+# generator's: the order it made them), in which each part holds its rows. `records_in_order` merges a stage's parts into the order one worker would have
 # written them, so a generator that takes the first records it can use takes the same ones whatever
 # the number of workers.
 RECORDS_FILE_SCHEMA = SCHEMA.append(pa.field("position", pa.uint64(), nullable=False))
+# A raw row's position, shifted, leaves room for this many bits of records made from it: 2^40 raw rows, and
+# 2^24 records from one row (or from a whole source read first) before positions could meet.
+SUB_POSITION_BITS = 24
 PART_BATCH_ROWS = 256  # rows of a stage's parts read at once, over all of them (`_positioned_records`)
 # The stages of the rejected rows that never became records (`_raw_stream`, `documents`).
 CONVERTER_STAGES = pa.array(["read", "convert"])
@@ -93,7 +96,12 @@ def _raw_stream(info: SourceInfo, inputs: list[Path], sink: RejectedSink, counts
 def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], sink: RejectedSink, counts: Counts,
               stage: str = "convert", position: Callable[[], int] | None = None) -> Iterator[Document]:
     """Records from a converter's (or a generator's) output, as documents for the filters, each with
-    its `position` (default: the order of the output)."""
+    its `position`: the order of the output, or from `position()`, the raw row's, and below it the
+    record's place among the records made from that row (`SUB_POSITION_BITS`). Equal positions
+    were a part's records made from one row, or every record of a converter that reads its whole
+    source first (flores, oasst2): the next stage deals a part's batches to its workers, and merged
+    again, equal positions came back in another order with another number of workers."""
+    previous, sub = None, 0
     for key, result in stream:
         counts.read += 1
         if isinstance(result, Drop):
@@ -106,7 +114,13 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
             continue
         document = record_document(record)
-        document.metadata["position"] = counts.read - 1 if position is None else position()
+        if position is None:
+            document.metadata["position"] = counts.read - 1
+        else:
+            raw = position()
+            sub = sub + 1 if raw == previous else 0
+            previous = raw
+            document.metadata["position"] = (raw << SUB_POSITION_BITS) + sub
         yield document
 
 
@@ -178,8 +192,8 @@ def _positioned_records(parts: list[Path | str], rank: int = 0, world_size: int 
     its own part is then in order too."""
     check_records(parts, positioned=True)
     # One batch of each part is held: together a few hundred rows, however many parts (a Slurm stage
-    # may write hundreds); small, so that a part of a few thousand rows still splits evenly. Equal
-    # positions (records made from one raw row) come from one part, in its order.
+    # may write hundreds); small, so that a part of a few thousand rows still splits evenly. No two
+    # records have one position (`documents`): the merge's order is theirs alone.
     rows = max(64, PART_BATCH_ROWS // max(1, len(parts)))
     return heapq.merge(*(_positioned_part(path, rows, (rank + n) % world_size, world_size)
                          for n, path in enumerate(parts)), key=itemgetter(0))

@@ -747,6 +747,30 @@ def test_a_source_normalized_in_one_part_is_filtered_on_two_workers_in_raw_order
     assert len(set(map(tuple, order.values()))) == 1 and len(order[1, 1]) > 1500
 
 
+
+def test_records_of_a_source_read_whole_first_filter_in_one_order_on_any_number_of_workers(tmp_path):
+    """flores and oasst2 make their records after reading every raw row: all had one position, and
+    merged by position after filtering on two workers, they came back part by part: a generator
+    taking its first inputs took others (58 of 150 prompts, and shards that differed)."""
+    text = {"cat": "El museu número {i} obre a les nou del matí i tanca a les sis de la tarda.",
+            "eng": "Museum number {i} opens at nine in the morning and closes at six in the evening.",
+            "spa": "El museo número {i} abre a las nueve de la mañana y cierra a las seis de la tarde."}
+    files = []
+    for language, sentence in text.items():
+        files.append(tmp_path / f"{language}_Latn.jsonl")
+        files[-1].write_text("".join(json.dumps({"id": i, "iso_639_3": language, "iso_15924": "Latn", "text":
+                                                 sentence.format(i=i), "domain": "wikivoyage"}) + "\n" for i in range(1, 301)))
+    flores = {"key": "flores", "converter": "flores", "licence": "cc-by-sa-4.0", "local": {"files": [str(f) for f in files]},
+              "targets": "all", "filters": {"language": False}}
+    manifest = load(_manifest(tmp_path, [flores], licence_policy={"allow": ["cc-by-sa-4.0"]}))
+    layout = Layout(tmp_path / "out", "mini")
+    normalize_source(manifest, manifest.sources[0], files, layout)
+    order = {}
+    for workers in (1, 2):
+        filter_source(manifest, manifest.sources[0], layout, workers=workers)
+        order[workers] = [json.loads(r["origin"])["key"] for r in records_in_order(layout.records("flores", "filtered"))]
+    assert len(order[1]) == 900 and order[1] == order[2]
+
 def test_near_duplicates_dropped_are_the_same_with_one_or_two_workers(tmp_path):
     rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
     # 3,072 rows in three raw blocks (worker 0 reads blocks 0 and 2, worker 1 block 1): each of 192
