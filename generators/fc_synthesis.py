@@ -41,8 +41,6 @@ Drops:
 - `result_count_mismatch`: the simulated results are not one per call.
 - `empty_result`: a simulated result is blank.
 - `empty_answer`: an empty final answer or user request.
-- `wrong_language`: the requests and answers, of `self_identity.MIN_LETTERS` letters or more, read
-  as another language (CLD2: `self_identity.read_as`).
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
 """
 
@@ -58,7 +56,6 @@ from pydantic import Field
 
 from filters.tool_calls import validator_for
 from generators.base import LANGUAGE_NAMES, Context, Count, Item, Positive, hash_rank, prompt
-from generators.self_identity import read_as
 from sftmix.jsontext import loads
 from sftmix.llm import Failure
 from sftmix.record import dumps, message, tool_call, tool_def
@@ -374,8 +371,6 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
         if not value["user"].strip() or not value["assistant"].strip():
             return Drop("empty_answer", "empty user request or reply")
         messages = [message("user", value["user"].strip()), message("assistant", value["assistant"].strip())]
-        if wrong := _read_as(messages, item.language):
-            return wrong
         return [Converted(messages=messages, tools=p["tools"], language=item.language, meta={**meta, "mode": p["mode"]})]
     low, high = (p["calls"], p["calls"]) if p["variant"] != "multi_turn" else (1, 3)
     shape = SHAPES[p["variant"]].format(n=p["calls"])
@@ -387,16 +382,7 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
                             for m in convo.messages for c in m["tool_calls"] or ())
         follow = await _ask_calls(ctx, convo.ask("fc_synthesis_follow_up"), convo.by_name, 1, 3, earlier)
         await convo.results_and_answer(convo.add_turn(follow))
-    if wrong := _read_as(convo.messages, item.language):
-        return wrong
     return [Converted(messages=convo.messages, tools=p["tools"], language=item.language, meta=meta)]
-
-
-def _read_as(messages: list[dict], language: str) -> Drop | None:
-    """A `wrong_language` drop when the requests and answers read as another language: the rule
-    `language` filter leaves rows under 200 characters alone, which most of these are."""
-    wrong = read_as([m for m in messages if m["role"] in ("user", "assistant")], None, language)
-    return Drop("wrong_language", f"reads as {wrong}, wanted {language}") if wrong else None
 
 
 PERSONAS = (
