@@ -41,6 +41,10 @@ def detect_language(text: str, trials: int) -> tuple[str, float]:
     return best.lang, best.prob
 
 
+# CLD2 names these languages by their withdrawn ISO 639-1 codes; rows are labelled with today's.
+_CLD2_OLD_CODES = {"iw": "he", "jw": "jv"}
+
+
 def cld2_languages(text: str) -> dict[str, int] | None:
     """The languages CLD2 finds in `text` with the percent of its bytes each holds, when it calls its
     verdict reliable; None when it does not (too little text, mixed or unknown)."""
@@ -51,6 +55,7 @@ def cld2_languages(text: str) -> dict[str, int] | None:
     for _, code, percent, _ in details:
         if code != "un":
             language = code.split("-")[0]  # zh-Hant: zh, as langdetect's zh-tw is
+            language = _CLD2_OLD_CODES.get(language, language)
             found[language] = found.get(language, 0) + percent
     return found or None
 

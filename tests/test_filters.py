@@ -532,6 +532,14 @@ class TestLanguage:
         assert len(symbols) >= 200
         assert verdict(self.f, rec(user("?"), assistant(symbols), language="gl")) is None
 
+    def test_cld2_s_withdrawn_codes_are_today_s(self):
+        """CLD2 says `iw` for Hebrew: every Hebrew row a generator checks with it (self_identity,
+        translation) read as another language than `he`."""
+        from filters.language_id import cld2_languages, detected_instead
+
+        hebrew = "מה מזג האוויר בתל אביב היום ומחר בבקשה? בתל אביב היום שמשי עם 28 מעלות, ומחר צפוי גשם קל בערב."
+        assert set(cld2_languages(hebrew)) == {"he"} and detected_instead(hebrew, "he") is None
+
     def test_clear_text_is_accepted_without_the_detector(self, monkeypatch):
         english = ("The process of photosynthesis is how plants turn light into chemical energy, and it is one of "
                    "the most important processes on the planet. It takes place in the leaves, and the oxygen that "
