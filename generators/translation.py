@@ -80,12 +80,15 @@ def _target_languages(ctx: Context) -> list[str]:
     return [lang for lang in wanted if lang in ctx.targets or "*" in ctx.targets]
 
 
-def _wanted(ctx: Context, language: str, languages: list[str]) -> int | None:
+def _wanted(ctx: Context, language: str, takers: list[str]) -> int | None:
     """Rows wanted in `language`: its target's, or an even share of a `"*"` target, which the mixing
     keeps over every language together (each language asked for all of it paid for len(languages)
-    times the rows kept)."""
+    times the rows kept), among the `takers`, the languages some row can be translated into (not
+    its own: English input and `target_languages: [en, es]` made half the rows wanted)."""
     wanted = ctx.wanted(language)
-    return wanted if wanted is None or "*" not in ctx.targets else -(-wanted // len(languages))
+    if wanted is None or "*" not in ctx.targets:
+        return wanted
+    return -(-wanted // len(takers)) if language in takers else 0
 
 
 # --------------------------------------------------------------------------------------- selection
@@ -133,8 +136,9 @@ def items(records, ctx: Context) -> Iterator[Item]:
     size = len(pool)
     assigned: dict[int, list[str]] = {}
     offset = 0
+    takers = [language for language in languages if any(entry[2]["language"] != language for entry in pool)]
     for language in languages:
-        wanted = _wanted(ctx, language, languages)
+        wanted = _wanted(ctx, language, takers)
         take = size if wanted is None else min(wanted, size)
         for step in range(take):
             assigned.setdefault((offset + step) % size, []).append(language)

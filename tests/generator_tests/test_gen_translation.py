@@ -271,6 +271,10 @@ def test_a_star_target_is_shared_by_the_target_languages():
     got = assignment(synthetic(40), {"*": 8}, oversample=1.25)
     by_language = {lang: sum(l == lang for _, l in got) for lang in ("ca", "es", "eu", "gl", "pt")}
     assert by_language == {"ca": 2, "es": 2, "eu": 2, "gl": 2, "pt": 2}
+    # shared by the languages a row can go to: not English, the rows' own
+    english_too = context(None, {"*": 8}, oversample=1.25)
+    english_too.params = {"target_languages": ["en", "es"]}
+    assert [l for _, l in ((i.key, i.language) for i in translation.items(iter(synthetic(40)), english_too))] == ["es"] * 10
     llm = LLMClient(LLMSettings(cache_dir="/nonexistent"), api_key="sk-test")
     # with no language named, it translated into English alone and skipped every English row
     with pytest.raises(GeneratorBroken, match="a '\\*' target names no language to translate into"):
