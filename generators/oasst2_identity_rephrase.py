@@ -7,7 +7,7 @@ turn asking who the assistant is, its name, who made it, whether it is a bot or 
 in `USER_PATTERNS`, en/es/ca/eu/gl/pt/fr/de/it), or an assistant turn naming Open Assistant or
 LAION. Matches are ranked per language by a hash of (seed, record id), so the sample does not depend
 on input order, and the first `ctx.wanted(language)` of each target language are taken (all of them
-for `"all"`). Only matching conversations are buffered.
+for `"all"`; for a `"*"` target, that many over all languages). Only matching conversations are buffered.
 
 One `complete_json` call per item (`oasst2_identity_rephrase.txt`): the model gets the whole
 conversation and the card, and returns `{"identity_related": bool, "assistant_turns": [...]}`, one
@@ -112,13 +112,13 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if not any(m["role"] == "assistant" for m in record["messages"]):
             continue
         strength = match(record)
-        if strength:
-            matches.setdefault(language, []).append((seeded_hash(ctx.seed, NAME, record["id"]), record, strength))
-    for language in sorted(matches):
-        wanted = ctx.wanted(language)
-        ranked = sorted(matches[language], key=lambda entry: entry[0])
+        if strength:  # ranked per target: a language, or "*" over all of them (`ctx.cell`)
+            matches.setdefault(ctx.cell(language), []).append((seeded_hash(ctx.seed, NAME, record["id"]), record, strength))
+    for cell in sorted(matches):
+        wanted = ctx.wanted(cell)
+        ranked = sorted(matches[cell], key=lambda entry: entry[0])
         for _, record, strength in ranked if wanted is None else ranked[:wanted]:
-            yield Item(key=record["id"], language=language, payload={"record": record, "strength": strength})
+            yield Item(key=record["id"], language=record["language"], payload={"record": record, "strength": strength})
 
 
 def _conversation(messages: list[dict]) -> str:

@@ -111,6 +111,10 @@ def test_items_select_identity_conversations_by_hash(fixture_records):
     picked = keys_of(gen.items(recs, small))
     assert len(picked) == 3 and picked == keys_of(gen.items(list(reversed(recs)), small))
     assert {i.payload["strength"] for i in chosen if keys_of([i]) == ["msg-joke"]} == {"weak"}
+    # a "*" target: that many over every language, as the mixing keeps it (it took that many of each)
+    star = list(gen.items(recs, Context(llm=None, targets={"*": 2}, seed=3, oversample=1.0)))
+    assert len(star) == 2 and keys_of(star) == keys_of(gen.items(list(reversed(recs)), Context(
+        llm=None, targets={"*": 2}, seed=3, oversample=1.0)))
 
 
 def test_stream_rewrites_assistant_turns_only(tmp_path, fixture_records):
