@@ -762,9 +762,10 @@ def test_a_generator_parameter_it_does_not_read_is_a_manifest_error(tmp_path):
     ("fc_synthesis", {"include": ["paralel"]},
      "generator 'fc_synthesis' parameter include.0: Input should be 'single', 'parallel', 'multi_turn' or 'no_tool_fits' "
      "(got 'paralel')"),
-    # a null (the project's "off" elsewhere) stopped the stage with int(None)
-    ("wildchat_responses", {"max_response_tokens": None},
-     "generator 'wildchat_responses' parameter max_response_tokens: Input should be a valid integer (got None)"),
+    # a null (the project's "off" elsewhere) stopped the stage with int(None); where a generator read
+    # it as its default, leaving the parameter out says so
+    ("long_context_qa", {"max_tokens": None},
+     "generator 'long_context_qa' parameter max_tokens: Input should be a valid integer (got None)"),
     ("translation", {"max_tokens": None},
      "generator 'translation' parameter max_tokens: Input should be a valid integer (got None)"),
 ])
@@ -779,7 +780,7 @@ def test_a_generator_parameter_of_the_wrong_type_or_range_is_a_manifest_error(tm
     assert load_error(write(tmp_path, manifest)).endswith(error)
     valid = {"wildchat_responses": {"max_response_tokens": 2048, "keep_fraction": 1},
              "eif_augmentation": {"min_constraints": 2, "max_constraints": 2}, "fc_synthesis": {"include": ["parallel"]},
-             "translation": {"max_tokens": 4096}}
+             "translation": {"max_tokens": 4096}, "long_context_qa": {"max_tokens": 32000}}
     manifest["sources"][1]["generator"]["params"] = valid[generator]
     assert load(write(tmp_path, manifest)).sources[1].generator.params == valid[generator]
 
