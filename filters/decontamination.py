@@ -74,9 +74,11 @@ _WORDS = WordFinder(r"[^\W_]", str.isalnum)
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
-# Invisible format characters written inside words (a soft hyphen from a web page, a zero-width space
-# or joiner, a byte-order mark): taken out, "alti\u00adtude" is the word "altitude", not two.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"))
+# Invisible characters written inside words (a soft hyphen from a web page, zero-width spaces and
+# joiners, direction marks and isolates, variation selectors, a byte-order mark): taken out,
+# "alti\u00adtude" is the word "altitude", not two.
+_INVISIBLE = dict.fromkeys([0x00AD, 0x034F, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+                            *range(0x2060, 0x2065), *range(0x2066, 0x206A), *range(0xFE00, 0xFE10), 0xFEFF])
 
 
 def _normalized(text: str) -> str:

@@ -56,6 +56,7 @@ def test_a_prompt_with_an_invisible_character_inside_a_word_is_still_the_prompt(
     quoted = ("WRITE a short travel guide about the ca\u00adnals of Ghent, for a family visit\u200bing in late "
               "autumn -- and mention at least two bak\ufeffer\u200dies.")
     assert words("ca\u00adnals visit\u200bing") == ["canals", "visiting"]
+    assert words("ca\u2066nals fa\u202emily au\u034ftumn bak\ufe0feries") == ["canals", "family", "autumn", "bakeries"]
     assert verdict(step, rec(("user", quoted), ("assistant", "Here is a guide to Ghent."))) == "contaminated:ifeval"
 
 def test_paraphrase_without_13_gram_overlap_is_kept(step):
