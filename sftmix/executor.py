@@ -122,11 +122,12 @@ def _ray():
 
 
 def available_cpus(kind: str) -> int:
-    """The CPUs tasks can run on: the Ray cluster's for Ray, this machine's otherwise (Slurm has no
-    such answer: its manifests name their workers)."""
+    """The CPUs tasks can run on: the Ray cluster's for Ray, otherwise those this process may run on
+    (a job's --cpus-per-task, taskset: the machine's count gave 128 workers on a 4-CPU Slurm job)
+    (Slurm has no such answer: its manifests name their workers)."""
     if kind == "ray":
         return max(1, int(_ray().cluster_resources().get("CPU", 1)))
-    return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) or 1
 
 
 def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: str):

@@ -156,3 +156,18 @@ def test_a_stage_hides_the_imported_objects_from_the_collector_only_while_it_run
     assert frozen_during[0] > frozen_before + 1000  # the modules' objects, at least
     assert gc.get_freeze_count() == frozen_before  # a long-lived process (Dagster, pytest) gets them back
     assert pq.read_table(tmp_path / "parts" / "part-00000.parquet").num_rows > 0
+
+
+def test_auto_workers_are_the_cpus_this_process_may_use():
+    """`os.cpu_count()` is the machine's: on a 4-CPU Slurm job of a 128-core node, 128 workers."""
+    import os
+
+    from sftmix.executor import available_cpus
+
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert available_cpus("local") == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert available_cpus("local") == len(allowed)
