@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -215,6 +216,9 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
             pass
     elif config.kind == "slurm":
         _run_on_slurm(config, step, tasks, out_dir)
+    elif config.kind == "ray":
+        # kept beside the parts: a Ray task's error is only in its log (local workers raise it here)
+        _executor(config, step, tasks, str(out_dir / ".datatrove-logs")).run()
     else:
         with tempfile.TemporaryDirectory(prefix="sftmix-datatrove-") as logging_dir:
             _executor(config, step, tasks, logging_dir).run()
@@ -222,7 +226,20 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
     for rank in range(tasks):
         path = out_dir / f".counts-{rank:05d}.json"
         if not path.is_file():
-            raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage did not finish")
+            raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage did not finish"
+                               + _task_failure(out_dir / ".datatrove-logs" / "logs" / f"task_{rank:05d}.log"))
         data = json.loads(path.read_text())
         total.add(Counts.from_saved(data))
     return total
+
+
+_RAISED = re.compile(r"^[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*$", re.MULTILINE)
+
+
+def _task_failure(log: Path) -> str:
+    """What a task's datatrove log says it raised (its traceback's last line), and where the log
+    is; nothing where there is no log (a local task raises its error itself)."""
+    if not log.is_file():
+        return ""
+    raised = _RAISED.findall(log.read_text(encoding="utf-8", errors="replace"))
+    return (f": {raised[-1][:500]}" if raised else "") + f" (its log: {log})"

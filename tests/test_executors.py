@@ -171,3 +171,21 @@ def test_auto_workers_are_the_cpus_this_process_may_use():
     finally:
         os.sched_setaffinity(0, allowed)
     assert available_cpus("local") == len(allowed)
+
+
+def test_a_ray_task_s_error_is_read_from_its_log(tmp_path):
+    """Ray said only "task 0 of the normalized stage did not finish": the error was in the task's
+    datatrove log, in a directory deleted as the executor returned."""
+    from sftmix.executor import _task_failure
+
+    log = tmp_path / "task_00000.log"
+    log.write_text(
+        "2026-12-07 13:59:50.100 | INFO     | datatrove.utils.logging:add_task_logger:58 - Launching pipeline for rank=0\n"
+        "2026-12-07 13:59:52.600 | ERROR    | datatrove.executor.base:_run_for_rank:108 - g.json: broken JSON array\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/main/sftmix/raw.py", line 329, in positioned_raw_rows\n'
+        "    raise RawInputError(f\"{path}: broken JSON array after row {index}: {error}\") from None\n"
+        "sftmix.raw.RawInputError: /data/g.json: broken JSON array after row 2399: Unterminated string\n")
+    assert _task_failure(log) == (": sftmix.raw.RawInputError: /data/g.json: broken JSON array after row 2399: "
+                                  f"Unterminated string (its log: {log})")
+    assert _task_failure(tmp_path / "none.log") == ""  # a local task raises its error itself
