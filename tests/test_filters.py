@@ -1182,7 +1182,7 @@ def _kwargs(config: dict, name: str) -> dict:
 
 
 def test_normalize_glaive_fixture_accounts_for_every_row(tmp_path):
-    from sftmix.normalize import RECORDS_FILE_SCHEMA, SourceInfo, normalize
+    from sftmix.normalize import RECORDS_FILE_SCHEMA, SUB_POSITION_BITS, SourceInfo, normalize
     from sftmix.rejected import REJECTED_SCHEMA
 
     info = SourceInfo(key="glaive-function-calling-v2", converter="glaive", licence="apache-2.0", language="en",
@@ -1209,8 +1209,9 @@ def test_normalize_glaive_fixture_accounts_for_every_row(tmp_path):
     assert kept.num_rows == counts.kept > 0
     assert kept.schema.remove_metadata().equals(RECORDS_FILE_SCHEMA)
     rows = kept.to_pylist()
-    # the one file: each row's position is its raw row's number
-    assert [r["position"] for r in rows] == [int(json.loads(r["origin"])["row"].rsplit("#", 1)[1]) for r in rows]
+    # the one file: each row's position is its raw row's number (one record a row: the first of its row's)
+    assert [r["position"] for r in rows] == [int(json.loads(r["origin"])["row"].rsplit("#", 1)[1]) << SUB_POSITION_BITS
+                                             for r in rows]
     pa.Table.from_pylist(rows, schema=SCHEMA).validate(full=True)
     for row in rows:
         assert all(row[name] is not None for name in SCHEMA.names)
