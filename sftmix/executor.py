@@ -2,8 +2,9 @@
 
 A stage (normalize raw files, or filter records) is one datatrove `PipelineStep` whose task
 `rank` of `world_size` handles its share of the rows (raw blocks; batches of the normalized parts)
-and writes `part-<rank>.parquet`, its own rejected file and its counts. datatrove's local executor
-spreads the tasks over processes; its Ray and Slurm executors run the very same step on a cluster.
+and writes `part-<rank>.parquet`, its own rejected file and its counts. On one machine each task
+runs as datatrove's local executor runs it, in a process of its own that the stage watches
+(`_run_local_ranks`); datatrove's Ray and Slurm executors run the very same step on a cluster.
 The parts are merged by the mixing step, which orders rows by content hash, and by a generator's
 input, which reads them in the order of their raw rows (`sftmix.normalize.records_in_order`), so
 the output does not depend on the number of workers.
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -202,6 +204,64 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
         time.sleep(SLURM_POLL_SECONDS)
 
 
+def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
+    """datatrove's own run of each rank (`_run_for_rank`: its task logs and stats), one process a rank
+    from the executor's forkserver, each watched. LocalPipelineExecutor's process pool lost the task of
+    a worker killed by the OOM killer, and the build waited for it for ever; here the stage stops,
+    naming the task. A task's error is raised here as it was raised there."""
+    import multiprocess
+    from multiprocess.connection import wait
+
+    context = multiprocess.get_context(LOCAL_START_METHOD)
+    channels = [context.Pipe(duplex=False) for _ in range(tasks)]
+    workers = [context.Process(target=_run_rank, args=(executor, rank, sender), name=f"{step.info.key}-{step.stage}-{rank}")
+               for rank, (_, sender) in enumerate(channels)]
+    try:
+        for worker in workers:
+            worker.start()
+        for _, sender in channels:
+            sender.close()
+        running = {worker.sentinel: rank for rank, worker in enumerate(workers)}
+        while running:
+            for sentinel in wait(list(running)):
+                rank = running.pop(sentinel)
+                workers[rank].join()
+                try:
+                    error = channels[rank][0].recv()  # the task's error; EOF when it ended without one
+                except EOFError:
+                    error = None
+                if error is not None:
+                    raise error
+                if workers[rank].exitcode:
+                    code = workers[rank].exitcode
+                    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                    raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage died ({how}"
+                                       + (", out of memory?" if code == -signal.SIGKILL else "") + ")")
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            if worker.pid is not None:
+                worker.join()
+        for receiver, _ in channels:
+            receiver.close()
+
+
+def _run_rank(executor, rank: int, sender) -> None:
+    """A rank's process: its error, if any, goes back to the stage through `sender`."""
+    try:
+        executor._run_for_rank(rank, local_rank=rank)
+    except BaseException as error:
+        try:
+            sender.send(error)
+        except Exception:  # an error that cannot be pickled: its text
+            sender.send(RuntimeError(f"{type(error).__name__}: {error}"))
+        raise
+    finally:
+        sender.close()
+
+
 def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True) -> Counts:
     """Run `step` as `config.workers` tasks (one in this process when there is a single local task)
     and return the merged counts. Stale parts of an earlier run are removed first."""
@@ -221,7 +281,7 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
         _executor(config, step, tasks, str(out_dir / ".datatrove-logs")).run()
     else:
         with tempfile.TemporaryDirectory(prefix="sftmix-datatrove-") as logging_dir:
-            _executor(config, step, tasks, logging_dir).run()
+            _run_local_ranks(_executor(config, step, tasks, logging_dir), step, tasks)
     total = Counts()
     for rank in range(tasks):
         path = out_dir / f".counts-{rank:05d}.json"

@@ -2,7 +2,9 @@
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,3 +191,32 @@ def test_a_ray_task_s_error_is_read_from_its_log(tmp_path):
     assert _task_failure(log) == (": sftmix.raw.RawInputError: /data/g.json: broken JSON array after row 2399: "
                                   f"Unterminated string (its log: {log})")
     assert _task_failure(tmp_path / "none.log") == ""  # a local task raises its error itself
+
+
+class _KilledAtRankOne(StageStep):
+    """A stage whose second task's process is killed, as the OOM killer does."""
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if rank == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield from super().run(data, rank, world_size)
+
+
+def test_a_worker_killed_stops_the_stage_naming_its_task(tmp_path):
+    """datatrove's process pool lost the task of a killed worker, and the build waited for ever."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = _KilledAtRankOne("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"),
+                            str(tmp_path / "rejected"))
+    failure = []
+
+    def stage():
+        try:
+            run_stage(step, ExecutorConfig(workers=2))
+        except RuntimeError as error:
+            failure.append(str(error))
+
+    running = threading.Thread(target=stage, daemon=True)  # the old pool hung: a failed test, not a hung run
+    running.start()
+    running.join(120)
+    assert not running.is_alive(), "the stage still waits for its killed task"
+    assert failure == ["g: task 1 of the normalized stage died (killed by SIGKILL, out of memory?)"]
