@@ -43,7 +43,6 @@ from sftmix.sources import filter_defaults, shardable
 
 STAGES = ("normalized", "filtered")
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
-# The manifest's `llm:` settings that change what a generator is answered (the others: how fast, at what cost).
 # The stage runner, and through its imports the rest of the record path every source shares: raw
 # rows, the record and its id, the rejected and shard writers; and the modules of another package
 # it calls (not followed from its imports): the document the rules see, and the language detector
