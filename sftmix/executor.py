@@ -126,8 +126,8 @@ def _ray():
 
 def available_cpus(kind: str) -> int:
     """The CPUs tasks can run on: the Ray cluster's for Ray, otherwise those this process may run on
-    (a job's --cpus-per-task, taskset: the machine's count gave 128 workers on a 4-CPU Slurm job)
-    (Slurm has no such answer: its manifests name their workers)."""
+    (a job's --cpus-per-task, taskset: the machine's count gave 128 workers on a 4-CPU Slurm job).
+    Slurm has no such answer: its manifests name their workers."""
     if kind == "ray":
         return max(1, int(_ray().cluster_resources().get("CPU", 1)))
     return len(os.sched_getaffinity(0)) or 1

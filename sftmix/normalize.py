@@ -34,7 +34,8 @@ from sftmix.sources.common import iso639_1
 WRITE_BATCH_ROWS = 2048
 # Files of records (a stage's parts) also hold each record's `position`: that of the raw row it was
 # made from among all its source's rows, with the record's place among that row's (`documents`; a
-# generator's: the order it made them), in which each part holds its rows. `records_in_order` merges a stage's parts into the order one worker would have
+# generator's: the order it made them), in which each part holds its rows. `records_in_order` merges
+# a stage's parts into the order one worker would have
 # written them, so a generator that takes the first records it can use takes the same ones whatever
 # the number of workers.
 RECORDS_FILE_SCHEMA = SCHEMA.append(pa.field("position", pa.uint64(), nullable=False))
