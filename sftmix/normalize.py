@@ -35,12 +35,11 @@ WRITE_BATCH_ROWS = 2048
 # Files of records (a stage's parts) also hold each record's `position`: that of the raw row it was
 # made from among all its source's rows, with the record's place among that row's (`documents`; a
 # generator's: the order it made them), in which each part holds its rows. `records_in_order` merges
-# a stage's parts into the order one worker would have
-# written them, so a generator that takes the first records it can use takes the same ones whatever
-# the number of workers.
+# a stage's parts into the order one worker would have written them, so a generator that takes the
+# first records it can use takes the same ones whatever the number of workers.
 RECORDS_FILE_SCHEMA = SCHEMA.append(pa.field("position", pa.uint64(), nullable=False))
-# A raw row's position, shifted, leaves room for this many bits of records made from it: 2^40 raw rows, and
-# 2^24 records from one row (or from a whole source read first) before positions could meet.
+# A raw row's position, shifted, leaves room for this many bits of records made from it: 2^40 raw
+# rows, and 2^24 records from one row (or from a whole source read first) before positions could meet.
 SUB_POSITION_BITS = 24
 PART_BATCH_ROWS = 256  # rows of a stage's parts read at once, over all of them (`_positioned_records`)
 # The stages of the rejected rows that never became records (`_raw_stream`, `documents`).
