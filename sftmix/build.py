@@ -73,6 +73,11 @@ def _drop_held_locks_in_child() -> None:
 os.register_at_fork(after_in_child=_drop_held_locks_in_child)
 
 
+def held_locks() -> list[int]:
+    """The descriptors of the lock files this process holds: a stage's tasks hold them too."""
+    return sorted(_HELD_LOCKS)
+
+
 class BuildError(Exception):
     """A build that cannot proceed for a reason the user must fix (one line, names the thing)."""
 

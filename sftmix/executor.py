@@ -208,13 +208,18 @@ def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
     """datatrove's own run of each rank (`_run_for_rank`: its task logs and stats), one process a rank
     from the executor's forkserver, each watched. LocalPipelineExecutor's process pool lost the task of
     a worker killed by the OOM killer, and the build waited for it for ever; here the stage stops,
-    naming the task. A task's error is raised here as it was raised there."""
+    naming the task. A task's error is raised here as it was raised there. Each task holds the locks
+    the build holds (`_LockForTask`), so a killed build's tasks keep them while they run on."""
     import multiprocess
     from multiprocess.connection import wait
 
+    from sftmix.build import held_locks
+
     context = multiprocess.get_context(LOCAL_START_METHOD)
     channels = [context.Pipe(duplex=False) for _ in range(tasks)]
-    workers = [context.Process(target=_run_rank, args=(executor, rank, sender), name=f"{step.info.key}-{step.stage}-{rank}")
+    locks = [_LockForTask(descriptor) for descriptor in held_locks()]
+    workers = [context.Process(target=_run_rank, args=(executor, rank, sender, locks),
+                               name=f"{step.info.key}-{step.stage}-{rank}")
                for rank, (_, sender) in enumerate(channels)]
     try:
         for worker in workers:
@@ -222,18 +227,25 @@ def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
         for _, sender in channels:
             sender.close()
         running = {worker.sentinel: rank for rank, worker in enumerate(workers)}
+        # read as soon as sent: an error too large for the pipe's buffer waited for a reader that
+        # waited for the task to end
+        reading = {channels[rank][0]: rank for rank in range(tasks)}
+        sent: dict[int, list] = {rank: [] for rank in range(tasks)}
         while running:
-            for sentinel in wait(list(running)):
-                rank = running.pop(sentinel)
+            for ready in wait([*running, *reading]):
+                if ready in reading:
+                    _receive(ready, reading, sent[reading[ready]])
+                    continue
+                rank = running.pop(ready)
                 workers[rank].join()
-                try:
-                    error = channels[rank][0].recv()  # the task's error; EOF when it ended without one
-                except EOFError:
-                    error = None
-                if error is not None:
-                    raise error
-                if workers[rank].exitcode:
-                    code = workers[rank].exitcode
+                receiver = channels[rank][0]
+                while receiver in reading:
+                    _receive(receiver, reading, sent[rank])
+                if sent[rank]:
+                    # the error as raised, or, where it cannot be rebuilt here, its text
+                    raise next((m for m in reversed(sent[rank]) if isinstance(m, BaseException)), None) or \
+                        RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage raised {sent[rank][0]}")
+                if code := workers[rank].exitcode:
                     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
                     raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage died ({how}"
                                        + (", out of memory?" if code == -signal.SIGKILL else "") + ")")
@@ -248,15 +260,45 @@ def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
             receiver.close()
 
 
-def _run_rank(executor, rank: int, sender) -> None:
-    """A rank's process: its error, if any, goes back to the stage through `sender`."""
+def _receive(receiver, reading: dict, sent: list) -> None:
+    """One message of a task (its error's text, then the error), or its end."""
+    try:
+        sent.append(receiver.recv())
+    except EOFError:
+        del reading[receiver]
+    except Exception:  # sent, but not to be rebuilt here (an error with keyword-only arguments): the text stays
+        pass
+
+
+class _LockForTask:
+    """A lock the build holds, handed to a task as a duplicate of its descriptor: the same open file,
+    so the lock is held until the task ends too. Killed by SIGTERM or SIGKILL, a build's tasks ran on
+    and wrote into the parts of the next run, which found the stage free."""
+
+    def __init__(self, descriptor: int):
+        self.descriptor = descriptor
+
+    def __reduce__(self):
+        from multiprocess.reduction import DupFd
+
+        return _kept_open, (DupFd(self.descriptor),)
+
+
+def _kept_open(duplicate) -> int:
+    return duplicate.detach()  # held for the task's life, never closed by it
+
+
+def _run_rank(executor, rank: int, sender, locks: list[int]) -> None:
+    """A rank's process: its error, if any, goes back to the stage through `sender`, its text first.
+    `locks`, the build's lock files, stay open until the process ends."""
     try:
         executor._run_for_rank(rank, local_rank=rank)
     except BaseException as error:
+        sender.send(f"{type(error).__name__}: {error}"[:2000])
         try:
             sender.send(error)
-        except Exception:  # an error that cannot be pickled: its text
-            sender.send(RuntimeError(f"{type(error).__name__}: {error}"))
+        except Exception:  # an error that cannot be pickled: its text was sent
+            pass
         raise
     finally:
         sender.close()

@@ -207,16 +207,72 @@ def test_a_worker_killed_stops_the_stage_naming_its_task(tmp_path):
     info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
     step = _KilledAtRankOne("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"),
                             str(tmp_path / "rejected"))
+    assert _stage_failure(step) == "g: task 1 of the normalized stage died (killed by SIGKILL, out of memory?)"
+
+
+def _stage_failure(step: StageStep) -> str:
+    """The error of a 2-task stage, as text; a failed test, not a hung run, where it waits for ever."""
     failure = []
 
     def stage():
         try:
             run_stage(step, ExecutorConfig(workers=2))
-        except RuntimeError as error:
-            failure.append(str(error))
+        except Exception as error:
+            failure.append(f"{type(error).__name__}: {error}")
 
-    running = threading.Thread(target=stage, daemon=True)  # the old pool hung: a failed test, not a hung run
+    running = threading.Thread(target=stage, daemon=True)
     running.start()
     running.join(120)
-    assert not running.is_alive(), "the stage still waits for its killed task"
-    assert failure == ["g: task 1 of the normalized stage died (killed by SIGKILL, out of memory?)"]
+    assert not running.is_alive(), "the stage still waits for its task"
+    return failure[0].split(": ", 1)[1] if failure[0].startswith("RuntimeError") else failure[0]
+
+
+class _LibraryError(Exception):
+    """An error pickled without its keyword-only argument: it cannot be rebuilt where it is received."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class _FailingAtRankOne(StageStep):
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if rank == 1:
+            if self.info.key == "large":  # keeps its 100 kB of bytes: more than a pipe holds
+                raise UnicodeDecodeError("utf-8", b"\xff" * 100_000, 0, 1, "invalid start byte")
+            raise _LibraryError("the real cause: upstream returned 503", status=503)
+        yield from super().run(data, rank, world_size)
+
+
+@pytest.mark.parametrize("key, expected", [
+    # the task waited to write it, the stage for the task to end
+    ("large", "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    # a TypeError of unpickling stood for it
+    ("library", "large: task 1 of the normalized stage raised _LibraryError: the real cause: upstream returned 503"),
+])
+def test_a_task_s_error_reaches_the_stage_whatever_it_holds(tmp_path, key, expected):
+    info = SourceInfo(key=key, converter="glaive", licence="apache-2.0", language="en")
+    step = _FailingAtRankOne("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"),
+                             str(tmp_path / "rejected"))
+    assert _stage_failure(step) == expected.replace("large:", f"{key}:")
+
+
+class _ListingItsFiles(StageStep):
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        (Path(self.out_dir) / f"files-{rank}.txt").write_text(
+            "\n".join(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                      if os.path.exists(f"/proc/self/fd/{fd}")))
+        yield from super().run(data, rank, world_size)
+
+
+def test_the_tasks_of_a_stage_hold_its_lock_too(tmp_path):
+    """Killed by SIGTERM or SIGKILL, a build's tasks ran on, and wrote into the parts of the next run,
+    which found the stage free."""
+    layout = Layout(tmp_path / "out", "mini")
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = _ListingItsFiles("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"),
+                            str(tmp_path / "rejected"))
+    with layout.hold(*layout.stage_lock("g", "normalized")):
+        run_stage(step, ExecutorConfig(workers=2))
+    lock = str(layout.work_dir / layout.stage_lock("g", "normalized")[0])
+    assert all(lock in (tmp_path / "parts" / f"files-{rank}.txt").read_text().split("\n") for rank in (0, 1))
