@@ -9,8 +9,8 @@ A generator module `generators/<name>.py` defines
   conversations (language set) or a drop with a reason;
 - optionally `INPUT_RULES_OFF`: rules its inputs must not go through, since they drop what it reads
   (the manifest refuses an input with one of them on);
-- optionally `languages(params) -> Collection[str] | None`: the only languages it can write rows in
-  with these params (None: any), so a target in another language is named before a build
+- optionally `languages(params, targets) -> Collection[str] | None`: the only languages it can write
+  rows in with these params and targets (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.
 The runtime adds provenance (and a dropped item's payload as its row in the rejected file), runs
 items concurrently, a bounded number at a time (output order =

@@ -67,7 +67,7 @@ def _usable(record: dict) -> bool:
     return any(t.get("role") == "user" and (t.get("content") or "").strip() for t in turns)
 
 
-def languages(params: dict) -> tuple[str, ...]:
+def languages(params: dict, targets: dict) -> tuple[str, ...]:
     """Constraints are worded in these languages only (`eif.describe`)."""
     return eif.LANGUAGES
 

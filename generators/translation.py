@@ -7,7 +7,7 @@ written solution, reasoning removed) ending in \\boxed{...}; `origin` JSON with 
 `max_source_chars` (default 10000 characters, problem + solution: their translation would not fit
 the model's output) are not eligible; the numbers skipped are logged.
 
-Target languages: `params.target_languages` (default: the context's languages) that have targets,
+Target languages: `params.target_languages` (default: the languages the targets name) that have targets,
 minus a row's own language. A `"*"` target (one over every language) is shared evenly by
 `params.target_languages`, which it needs.
 
@@ -67,16 +67,16 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def languages(params: dict) -> list[str] | None:
-    """`target_languages` when given; otherwise every language with a target."""
-    return params.get("target_languages")
+def languages(params: dict, targets: dict) -> list[str]:
+    """`target_languages` when given; otherwise every language a target names (a `"*"` target names
+    none: translated into English by default, every English row would be skipped)."""
+    return params.get("target_languages") or [lang for lang in targets if lang != "*"]
 
 
 def _target_languages(ctx: Context) -> list[str]:
-    if "*" in ctx.targets and not ctx.params.get("target_languages"):
-        # translated into English alone (the default), and every English row skipped: no item, no word
+    wanted = languages(ctx.params, ctx.targets)
+    if not wanted:
         raise GeneratorBroken("a '*' target names no language to translate into: list them in params.target_languages")
-    wanted = ctx.params.get("target_languages") or ctx.languages()
     return [lang for lang in wanted if lang in ctx.targets or "*" in ctx.targets]
 
 

@@ -41,25 +41,26 @@ def cells(manifest: Manifest) -> list[Cell]:
 
 def unmakeable(source: Source) -> str | None:
     """What of a generated source's targets its generator cannot write (a language outside its
-    `languages(params)`), or None: each such cell would end the build as a deficit, after the rest
-    was paid for."""
+    `languages(params, targets)`, or a `"*"` target where that names none), or None: each such cell
+    would end the build as a deficit, after the rest was paid for."""
     from generators import GeneratorNotAvailable, get_generator
 
-    if source.generator is None or source.targets == "all":
+    if source.generator is None:
         return None
     try:
         declared = getattr(get_generator(source.generator.name), "languages", None)
     except GeneratorNotAvailable:  # building it stops, naming it
         return None
-    writable = declared(source.generator.params) if declared else None
+    targets = source.target_cells()
+    writable = declared(source.generator.params, targets) if declared else None
     if writable is None:
         return None
-    missing = [(lang, n) for lang, n in source.targets.items() if lang != ANY_LANGUAGE and lang not in writable]
+    missing = [(lang, n) for lang, n in targets.items() if lang not in writable and (lang != ANY_LANGUAGE or not writable)]
     if not missing:
         return None
     cells = ", ".join(f"{lang} ({n:,})" if isinstance(n, int) else f"{lang} (all)" for lang, n in missing)
-    return (f"source {source.key!r}: no row can be generated for its targets {cells}: generator "
-            f"{source.generator.name!r} writes only {', '.join(writable)}")
+    writes = f"writes only {', '.join(writable)}" if writable else "names no language to write with these params"
+    return f"source {source.key!r}: no row can be generated for its targets {cells}: generator {source.generator.name!r} {writes}"
 
 
 def summary(manifest: Manifest) -> dict:

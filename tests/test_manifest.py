@@ -562,6 +562,20 @@ def test_a_translation_target_outside_its_target_languages_is_named(tmp_path):
     assert plan.unmakeable(manifest.sources[-1]) is None
 
 
+@pytest.mark.parametrize("targets, params, cells", [
+    ({"*": 8}, {}, "* (8)"), ("all", {}, "* (all)"), ({"*": 8}, {"target_languages": ["es"]}, None)])
+def test_a_translation_star_target_without_target_languages_is_named_by_plan(tmp_path, targets, params, cells):
+    # the stage refused it only once its inputs were built; `sftmix plan` printed no warning
+    data = edited(lambda d: d["sources"].append(
+        {"key": "translated", "generator": {"name": "translation", "inputs": ["alpha"], "params": params},
+         "licence": "apache-2.0", "targets": targets}))
+    done = sftmix("plan", str(write(tmp_path, data, "ok.yaml")))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ([f"warning: source 'translated': no row can be generated for its targets {cells}: "
+                         "generator 'translation' names no language to write with these params"] if cells else [])
+
+
 @pytest.mark.parametrize("edit, expected", [
     pytest.param(_set("sources.0.licence", "cc-by-9.0"), "sources.0.licence", id="bad-licence"),
     # was accepted, changed the manifest's hash and never the holdout drawn
