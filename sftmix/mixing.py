@@ -396,18 +396,25 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     # the plan's share.
     weights = {(c.source, c.language): available[(c.source, c.language)] if c.target is None else c.target
                for c in plan_cells}
-    holdout = {key: min(share, available[key]) for key, share in allocate(weights, manifest.holdout.size).items()}
-    # Cells too small for their share pass the rest on: first to rows beyond other cells' train
-    # targets, then to rows within them, as the holdout's exact size comes before the targets
-    # (`targets_met` only warns). So the holdout falls short only when every row is in it.
-    # (a cell taking `all` has no rows beyond its target: they all are)
+    proportional = allocate(weights, manifest.holdout.size)
+    # A cell's share comes first from its rows beyond its train target (a cell taking `all` has no
+    # target to keep: all its rows may go); the rest passes on, first to rows beyond other cells'
+    # targets, then back to the cells' own shares, then to rows within any cell's target, as the
+    # holdout's exact size comes before the targets (`targets_met` only warns). A cell holding just
+    # its target (Toucan: 119,287 rows for 119,079) gave its share from train and missed it while
+    # others had rows to spare. So the holdout falls short only when every row is in it.
     target = {(c.source, c.language): available[(c.source, c.language)] if c.target is None else c.target
               for c in plan_cells}
+    all_rows = {(c.source, c.language) for c in plan_cells if c.target is None}
+    holdout = {key: min(share, available[key] if key in all_rows else max(0, available[key] - target[key]))
+               for key, share in proportional.items()}
     giving = _giving(plan_cells)
-    for beyond_targets in (True, False):
+    room = (lambda key: available[key] - holdout[key] - target[key],  # beyond the targets
+            lambda key: min(proportional[key], available[key]) - holdout[key],  # the cell's own share
+            lambda key: available[key] - holdout[key])  # within the targets
+    for spare_of in room:
         missing = manifest.holdout.size - sum(holdout.values())
-        spare = {key: available[key] - holdout[key] - (target[key] if beyond_targets else 0) for key in giving}
-        spare = {key: n for key, n in spare.items() if n > 0}
+        spare = {key: n for key in giving if (n := spare_of(key)) > 0}
         for key, extra in allocate(spare, min(missing, sum(spare.values()))).items():
             holdout[key] += extra
     shares = {}

@@ -907,9 +907,10 @@ def test_the_holdout_is_not_spread_over_rows_an_earlier_source_may_take(tmp_path
     result = build(load(path), tmp_path / "out")
     filtered = {key: _filtered_rows(tmp_path / "out", key) for key in ("a", "b", "c")}
     assert filtered["a"] == filtered["b"] > 2 and filtered["c"] > 2
-    # a takes every cluster, so b has no row to give: its share of the holdout is c's
+    # a takes every cluster, so b has no row to give: its share of the holdout is c's; a's is too,
+    # since a holds fewer rows than its train target and c has rows beyond its own
     assert result.excluded["b"] == {"near_duplicate_of:a": filtered["b"]}
-    assert result.by_source["validation"] == {"a": 2, "c": 1} and result.split_rows["validation"] == 3
+    assert result.by_source["validation"] == {"c": 3} and result.split_rows["validation"] == 3
 
 
 def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_path):
@@ -932,7 +933,8 @@ def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_
 def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train_rows(tmp_path):
     """A cell too small for its holdout share passes the rest on, first to rows beyond the other
     cells' targets. A cell taking `all` counted as having none for a target, so all its rows were
-    "beyond" it: b trained on 6 of its 20 rows while 46 of a's stayed unused."""
+    "beyond" it: b trained on 6 of its 20 rows while 46 of a's stayed unused. And c, short of its
+    target, gave its 2 rows to the holdout and trained on none while a had rows to spare."""
     from sftmix import mixing
     from sftmix.record import make_record, message, to_table
 
@@ -947,8 +949,8 @@ def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train
     manifest = load(_manifest(tmp_path, sources, holdout=60))
     shares = {key: n for (key, _), n in sftmix.plan.allocate({("a", "en"): 10, ("b", "en"): 20, ("c", "en"): 100}, 60).items()}
     result = mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work")
-    assert result.by_source["validation"] == {"a": 60 - shares["b"] - 2, "b": shares["b"], "c": 2}
-    assert result.by_source["train"] == {"a": 10, "b": 20 - shares["b"]}
+    assert result.by_source["validation"] == {"a": 60 - shares["b"], "b": shares["b"]}
+    assert result.by_source["train"] == {"a": 10, "b": 20 - shares["b"], "c": 2}
 
 
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
