@@ -527,6 +527,17 @@ def test_cli_plan_fc():
     assert summary["taking_all"] == [] and done.stderr == ""
 
 
+@pytest.mark.parametrize("path", ["manifests/alia-40b-instruct.yaml", "manifests/alia-40b-fc.yaml"])
+def test_the_reference_policies_allow_every_open_licence_tower_blocks_tags(path):
+    # "only open-licensed instances": Tatoeba's rows (cc-by-2.0) were tagged, then refused at mixing
+    from sftmix.manifest import load
+    from sftmix.sources.tower_blocks import SOURCES
+
+    tagged = {licence for _keyword, _source, licence, _where in SOURCES if licence}
+    assert "cc-by-2.0" in tagged
+    assert tagged <= set(load(ROOT / path).licence_policy["allow"])
+
+
 def test_plan_table_shows_sources_taking_all_rows_as_all_with_their_holdout_by_rows(tmp_path):
     from sftmix import plan
 
