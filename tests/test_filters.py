@@ -494,6 +494,17 @@ class TestLanguage:
         langdetect read Catalan or Spanish; without them the prose is short, and trusted."""
         assert verdict(self.f, rec(user("Resolva."), assistant(solution), language="pt")) is None
 
+    @pytest.mark.parametrize("lines", [40, 150])  # about 5,000 and 19,000 characters of code
+    def test_a_long_code_block_is_not_the_row_s_language(self, lines):
+        """A block longer than the pattern's bound stayed in the sample: a Spanish answer around
+        17,000 characters of code read as English and was dropped (a helper's case)."""
+        code = "".join(f"def total_{i}(df):\n    return df.groupby('region')['price_{i}'].sum() + {i}\n\n"
+                       for i in range(lines))
+        answer = "¡Claro! Aquí tienes el script completo:\n\n```python\n" + code + "```\n\n" + SPANISH
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="es")) is None
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="en")) == (
+            "language_mismatch" if lines == 40 else None)  # past the window, no prose is left to judge
+
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
         declared English fell under `min_chars` and was trusted (the review: 7 of 8 kept)."""
