@@ -1,8 +1,9 @@
 """Check every tool call against the conversation's tools.
 
-A call must name a tool defined in `tools`, carry arguments that decode to a JSON object, and
-validate against that tool's JSON Schema. Two definitions of one name (other than the same one
-listed twice) are a `duplicate_tool_name` drop, as the glaive and Dolci converters make it. Validators are compiled by jsonschema-rs once per
+Every tool's schema must be valid JSON Schema, called or not. A call must name a tool defined in
+`tools`, carry arguments that decode to a JSON object, and validate against that tool's schema.
+Two definitions of one name (other than the same one listed twice) are a `duplicate_tool_name`
+drop, as the glaive and Dolci converters make it. Validators are compiled by jsonschema-rs once per
 distinct schema (the same few thousand schemas repeat across a source's rows), so the hot path is a
 dict lookup and a compiled check: for a three-property weather schema, 0.2 µs per call against
 14 µs with the pure-Python `jsonschema`, and 8 µs against 159 µs to check and build a validator.
@@ -90,7 +91,12 @@ def _schema_of(tool) -> tuple[str, str] | str:
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
     if not isinstance(parameters, dict):
         return "invalid_tool_schema"
-    return function["name"], json.dumps(parameters, sort_keys=True)
+    schema_json = json.dumps(parameters, sort_keys=True)
+    # Judged called or not: the model is shown every tool (a row answering in text taught an
+    # invalid schema, while one calling that tool was dropped for it).
+    if validator_for(schema_json) is None:
+        return "invalid_tool_schema"
+    return function["name"], schema_json
 
 
 class ToolCallsFilter(RecordFilter):
@@ -112,9 +118,6 @@ class ToolCallsFilter(RecordFilter):
                     return "tool_arguments_not_json"
                 if not isinstance(arguments, dict):
                     return "tool_arguments_not_object"
-                validator = validator_for(schema_json)
-                if validator is None:
-                    return "invalid_tool_schema"
-                if not validator.is_valid(arguments):
+                if not validator_for(schema_json).is_valid(arguments):
                     return "tool_arguments_schema_invalid"
         return None

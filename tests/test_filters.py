@@ -326,6 +326,15 @@ class TestToolCalls:
         broken = tool_def("get_weather", "", {"type": "dict", "properties": {"location": {"type": "string"}}})
         assert verdict(self.f, self.call(tools=[broken])) == "invalid_tool_schema"
 
+    def test_a_tool_not_called_is_judged_by_its_schema_too(self):
+        # only a called tool's schema was compiled: the same broken list was a drop when its tool
+        # was called and kept (shown to the model) when another was, or none (a helper's case)
+        broken = tool_def("get_weather", "", {"type": "object", "properties": {"location": {"type": "string", "required": True}}})
+        assert verdict(self.f, self.call(tools=[broken, NOW])) == "invalid_tool_schema"
+        assert verdict(self.f, self.call(name="get_time", arguments={}, tools=[broken, NOW])) == "invalid_tool_schema"
+        assert verdict(self.f, rec(user(), assistant(), tools=[broken, NOW])) == "invalid_tool_schema"
+        assert verdict(self.f, rec(user(), assistant(), tools=[WEATHER, NOW])) is None
+
     def test_remote_ref_is_an_invalid_schema_not_a_download(self):
         # jsonschema (the previous validator) raised Unresolvable from inside the run on such a row.
         remote = tool_def("get_weather", "", {"type": "object", "properties": {
