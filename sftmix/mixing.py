@@ -78,8 +78,8 @@ CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank"
 
 
 class EmptyTrainSplit(ValueError):
-    """The holdout would take every row of the cells with a train target: the manifest's
-    `holdout.size` must be smaller than what they have."""
+    """The cells with a train target would give train no row: the holdout takes every row they
+    have (the manifest's `holdout.size` must be smaller), or they have none."""
 
 
 @dataclass
@@ -431,13 +431,19 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
 
 
 def _refuse_empty_train(manifest: Manifest, train: Counter, held: Counter) -> None:
-    """EmptyTrainSplit when the holdout took rows and train got none from the cells that want some:
-    a mixture the training job cannot use, refused before its shards replace the last ones."""
+    """EmptyTrainSplit when train gets no row from the cells that want some: a mixture the training
+    job cannot use, refused before its shards replace the last ones. Without rows at all (every row
+    dropped after a converter change, or a Hub file's new layout), the last good mixture was
+    replaced by empty shards and a card no loader reads, with only deficits to say so."""
     wanted = _giving(cells(manifest))
-    if wanted and not sum(train[key] for key in wanted) and (rows := sum(held[key] for key in wanted)):
+    if not wanted or sum(train[key] for key in wanted):
+        return
+    if rows := sum(held[key] for key in wanted):
         raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the holdout (holdout.size {manifest.holdout.size:,}) "
                               f"would take all {rows:,} rows of the cells with a train target, and train none: "
                               f"set holdout.size below {rows:,}")
+    raise EmptyTrainSplit(f"mixture {manifest.mixture!r}: the cells with a train target have no row to give "
+                          "(see their sources' counts and rejected files); the last mixture is left as it was")
 
 
 def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied: pl.DataFrame,

@@ -519,6 +519,11 @@ def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_l
     with pytest.raises(EmptyTrainSplit, match=f"would take all {rows:,} rows"):
         build(load(_manifest(tmp_path, [glaive, copy], holdout=rows)), tmp_path / "out")
     assert mixed() == before
+    # every row dropped (here: the converter changed; or a Hub file's new layout): the last mixture
+    # was replaced by empty shards and a card no loader reads, with only deficits to say so
+    with pytest.raises(EmptyTrainSplit, match="^mixture 'mini': the cells with a train target have no row to give "):
+        build(load(_manifest(tmp_path, [{**glaive, "converter": "toucan"}])), tmp_path / "out")
+    assert mixed() == before
     result = build(load(_manifest(tmp_path, [glaive], holdout=rows - 1)), tmp_path / "out")
     assert result.split_rows == {"train": 1, "validation": rows - 1}
     # with no cell wanting train rows there is nothing to refuse
