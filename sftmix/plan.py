@@ -55,7 +55,8 @@ def unmakeable(source: Source) -> str | None:
     writable = declared(source.generator.params, targets) if declared else None
     if writable is None:
         return None
-    missing = [(lang, n) for lang, n in targets.items() if lang not in writable and (lang != ANY_LANGUAGE or not writable)]
+    missing = [(lang, n) for lang, n in targets.items()
+               if n != 0 and lang not in writable and (lang != ANY_LANGUAGE or not writable)]  # a target of 0 wants none
     if not missing:
         return None
     cells = ", ".join(f"{lang} ({n:,})" if isinstance(n, int) else f"{lang} (all)" for lang, n in missing)

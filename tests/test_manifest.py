@@ -571,6 +571,9 @@ def test_a_translation_target_outside_its_target_languages_is_named(tmp_path):
                     "generator 'translation' writes only ca, es"]
     del manifest.sources[-1].generator.params["target_languages"]  # then every language with a target
     assert plan.unmakeable(manifest.sources[-1]) is None
+    manifest.sources[-1].generator.params["target_languages"] = ["ca", "es"]
+    manifest.sources[-1].targets["eu"] = 0  # a target of 0 wants no row: nothing to warn of
+    assert plan.unmakeable(manifest.sources[-1]) is None
 
 
 @pytest.mark.parametrize("targets, params, cells", [
