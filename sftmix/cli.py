@@ -232,7 +232,7 @@ def _judge(args) -> int:
     from sftmix.normalize import SourceInfo, filter_records
 
     _inputs_exist([args.input])
-    rubric = Path(args.rubric).read_text(encoding="utf-8") if args.rubric else None
+    rubric = _rubric(args.rubric) if args.rubric else None
     manifest = load(args.manifest) if args.manifest else None
     api_key_from_env()
     client = LLMClient(_llm_settings(manifest, args.cache_dir))
@@ -245,6 +245,15 @@ def _judge(args) -> int:
     counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out, rejected)
     _print_llm_summary("kept", counts, {"judge": client.stats})
     return 0
+
+
+def _rubric(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"rubric {path} is not UTF-8 text") from None
+    except OSError as error:  # missing, a directory, unreadable
+        raise UserError(f"rubric {path}: {error.strerror or error}") from None
 
 
 def _print_summary(counts: Counts) -> None:

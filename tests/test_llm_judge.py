@@ -391,6 +391,18 @@ def test_credentials_in_the_endpoints_url_are_a_one_line_error_that_does_not_quo
                            "DEEPSEEK_API_KEY instead\n")
 
 
+def test_a_rubric_that_cannot_be_read_is_a_one_line_error(tmp_path):
+    """A directory or a Latin-1 file gave a traceback and exit 1 (a missing file gave this line)."""
+    src = write_records(tmp_path / "in.parquet", [record(0, "5")])
+    (tmp_path / "latin1.txt").write_bytes("Criteri: correcció\n".encode("latin-1"))
+    env = {**os.environ, "SFTMIX_LLM_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
+    for rubric, problem in (("missing.txt", ": No such file or directory"), (".", ": Is a directory"),
+                            ("latin1.txt", " is not UTF-8 text")):
+        done = subprocess.run([sys.executable, "-m", "sftmix.cli", "judge", str(src), "-o", "out.parquet",
+                               "--rubric", rubric], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (2, f"sftmix: error: rubric {rubric}{problem}\n")
+
+
 def test_sftmix_judge_takes_its_budget_and_prices_from_a_manifest(tmp_path):
     """`sftmix judge` had no way to cap its spending or price a model other than DeepSeek's."""
     records = [record(i, "5") for i in range(6)]
