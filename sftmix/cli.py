@@ -117,19 +117,23 @@ def _render(args) -> int:
 SUMMARY_LLM_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
-def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> None:
+def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> int:
     """Every LLM figure of the step's clients (name -> Stats) together on one line, then the
     contract's last line with exactly its keys; a warning for each client whose endpoint answered
-    nothing (a judge's answers cannot hide behind its generator's, as in a build's check)."""
+    nothing (a judge's answers cannot hide behind its generator's, as in a build's check). The exit
+    code: 1 when one did (a script going on to train read an empty file after exit 0), else 0."""
     from sftmix.llm import Stats
 
     figures = Stats.total(list(clients.values())).summary()
     print("llm " + json.dumps(figures))
     print(json.dumps({kept_key: counts.kept, "dropped": dict(sorted(counts.dropped.items())),
                       **{k: figures[k] for k in SUMMARY_LLM_KEYS}}))
+    unanswered = False
     for name, stats in clients.items():
         if problem := stats.unanswered():
             print(f"warning: {problem}" + (f" (the {name}'s requests)" if len(clients) > 1 else ""), file=sys.stderr)
+            unanswered = True
+    return int(unanswered)
 
 
 def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):
@@ -190,8 +194,7 @@ def _generate(args) -> int:
     except GeneratorBroken as error:
         raise UserError(f"generator {args.generator!r}: {error}") from None
     judge = rules.get("llm_judge") or {}
-    _print_llm_summary("generated", counts, {"generator": client.stats, **({"judge": judge["client"].stats} if judge else {})})
-    return 0
+    return _print_llm_summary("generated", counts, {"generator": client.stats, **({"judge": judge["client"].stats} if judge else {})})
 
 
 def _inputs_exist(inputs: list[str]) -> None:
@@ -243,8 +246,7 @@ def _judge(args) -> int:
     rejected = out.with_name(out.stem + ".rejected.parquet")
     _outputs_valid([args.input], out, rejected)
     counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [args.input], out, rejected)
-    _print_llm_summary("kept", counts, {"judge": client.stats})
-    return 0
+    return _print_llm_summary("kept", counts, {"judge": client.stats})
 
 
 def _rubric(path: str) -> str:

@@ -1306,8 +1306,9 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
 
 def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops(tmp_path, monkeypatch, capsys,
                                                                                 key_echoing_server):
-    """A wrong key: every row is still a counted drop and the run ends normally (issue 4), and one
-    warning names the cause, redacted like every other error text."""
+    """A wrong key: every row is still a counted drop and the run ends (issue 4), one warning names
+    the cause, redacted like every other error text, and the exit code is 1 (it was 0: a script
+    going on to train read an empty file)."""
     from sftmix import cli
 
     with serve_openai(responder=lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as srv:
@@ -1315,7 +1316,7 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
         monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
         monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
         _judge_input(tmp_path / "in.parquet", 3)
-        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 0
+        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out.splitlines()[-1])["dropped"] == {"http_401": 3}
     [warning] = captured.err.splitlines()

@@ -493,7 +493,7 @@ def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_pat
         data["llm"] = {"base_url": srv.base_url, "model": "served-model"}
         manifest.write_text(yaml.safe_dump(data))
         assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
-                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 0
+                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 1
         assert srv.count() == 3
     out, err = capsys.readouterr()
     assert json.loads(out.splitlines()[-1])["dropped"] == {"llm_retries_exhausted": 3}
