@@ -236,6 +236,8 @@ def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
                 if ready in reading:
                     _receive(ready, reading, sent[reading[ready]])
                     continue
+                if ready not in running:  # a pipe drained when its task's end, seen first, was handled
+                    continue
                 rank = running.pop(ready)
                 workers[rank].join()
                 receiver = channels[rank][0]

@@ -227,6 +227,27 @@ def _stage_failure(step: StageStep) -> str:
     return failure[0].split(": ", 1)[1] if failure[0].startswith("RuntimeError") else failure[0]
 
 
+def test_a_task_s_end_and_its_pipe_seen_in_one_wait_end_the_stage_normally(tmp_path, monkeypatch):
+    """A parent late to wait (a busy machine) got a task's end and its pipe's EOF in one list; the end,
+    handled first, drained the pipe, which was then taken for an end: KeyError on a stage that
+    succeeded (a helper's case, 1 in 4 Dagster runs on 2 workers)."""
+    import multiprocess.connection
+
+    real_wait = multiprocess.connection.wait
+
+    def late_wait(objects, timeout=None):  # returns only once the tasks have ended, all at once
+        deadline = time.monotonic() + 60
+        while len(ready := real_wait(objects, 0.05)) < len(objects) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return ready
+
+    monkeypatch.setattr(multiprocess.connection, "wait", late_wait)
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    counts = run_stage(step, ExecutorConfig(workers=2))
+    assert counts.read > 0 and counts.kept > 0
+
+
 class _LibraryError(Exception):
     """An error pickled without its keyword-only argument: it cannot be rebuilt where it is received."""
 
