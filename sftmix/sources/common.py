@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
+import keyword
 import re
+import tokenize
 from functools import lru_cache, partial
+from itertools import accumulate
 from typing import Any, Callable
 
 import langcodes
@@ -219,6 +223,55 @@ def _literal(node: ast.expr):
         raise
 
 
+_NESTING = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
+
+
+def _keyword_names_renamed(source: str) -> tuple[str, dict[str, str]]:
+    """`source` (one call) with each argument named by a python keyword (`from="USD"`) renamed to a
+    placeholder, and the keywords by placeholder. Read as tokens: `from=` inside a string value,
+    or a keyword used as a value (`x=None`), stays as it is."""
+    lines = io.StringIO(source).readlines()
+    line_starts = list(accumulate(map(len, lines), initial=0))
+    try:
+        tokens = [token for token in tokenize.generate_tokens(iter(lines).__next__)
+                  if token.type not in (tokenize.NL, tokenize.COMMENT)]
+    except (tokenize.TokenError, SyntaxError):
+        return source, {}
+    # A run of underscores longer than any in `source` opens each placeholder: none is a name already there.
+    prefix = "_" * (max(map(len, re.findall(r"_+", source)), default=0) + 1)
+    depth, pieces, copied_to, keywords = 0, [], 0, {}
+    for i, token in enumerate(tokens):
+        if token.type == tokenize.OP:
+            depth += _NESTING.get(token.string, 0)
+        elif (depth == 1 and token.type == tokenize.NAME and keyword.iskeyword(token.string)
+              and tokens[i - 1].string in ("(", ",") and tokens[i + 1].string == "="):
+            start = line_starts[token.start[0] - 1] + token.start[1]
+            keywords[prefix + token.string] = token.string
+            pieces += source[copied_to:start], prefix + token.string
+            copied_to = start + len(token.string)
+    return "".join(pieces) + source[copied_to:], keywords
+
+
+def _parsed_call(arguments: str) -> ast.Call:
+    """`_f(<arguments>)` parsed. An argument named by a python keyword (`from`/`to` in currency and
+    travel APIs) is no python: a text that does not parse is read again with those names renamed,
+    which are then given back on the tree. Only failing texts pay for the second reading."""
+    source = f"_f({arguments})"
+    try:
+        return ast.parse(source, mode="eval").body
+    except SyntaxError as error:
+        renamed, keywords = _keyword_names_renamed(source)
+        if not keywords:
+            raise
+        try:
+            call = ast.parse(renamed, mode="eval").body
+        except SyntaxError:
+            raise error from None  # the text's own fault, not the placeholders'
+    for argument in call.keywords:
+        argument.arg = keywords.get(argument.arg, argument.arg)
+    return call
+
+
 def _split_args(text: str, start: int) -> int:
     """Index just past the ")" that closes the "(" before `start`, honouring quotes and nesting."""
     depth, quote, i = 1, None, start
@@ -244,7 +297,8 @@ def _split_args(text: str, start: int) -> int:
 def parse_python_calls(text: str, *, bracketed: bool) -> list[tuple[str, dict]]:
     """Parse `[f(a=1), g(b="x")]` (ToolACE) or newline-separated `f(a=1)` (OLMo/Dolci) with `ast`.
 
-    Arguments are python literals read by `ast.literal_eval`; nothing is evaluated. Raises
+    Arguments are python literals read by `ast.literal_eval`; nothing is evaluated. An argument may
+    be named by a python keyword (`Currency Converter(from="USD", to="EUR")`). Raises
     `Drop("unparsable_tool_call")` for prose or broken syntax.
     """
     body = text.strip()
@@ -264,7 +318,7 @@ def parse_python_calls(text: str, *, bracketed: bool) -> list[tuple[str, dict]]:
         name, args_start = match.group(1).strip(), match.end()
         args_end = _split_args(body, args_start)
         try:
-            node = ast.parse(f"_f({body[args_start:args_end - 1]})", mode="eval").body
+            node = _parsed_call(body[args_start:args_end - 1])
             if node.args:
                 raise Drop("unparsable_tool_call", f"positional arguments in call to {name}")
             if any(kw.arg is None for kw in node.keywords):  # `**{...}`: its arguments were lost

@@ -11,7 +11,8 @@ Raw layout (11,300 rows): `{"system": str, "conversations": [{"from": "user"|"as
   func2(params)]\n\nNO other text MUST be included. \n". Names may contain spaces, slashes, dots
   and hyphens ("Get Manager Placeholder Image", "/madlibs-diceware"); they are kept verbatim.
 - Assistant calls are python syntax in brackets: `[GetCompetitions(), Func Name(a=1, b="x")]`,
-  parsed with `parse_python_calls` (ast, never eval).
+  parsed with `parse_python_calls` (ast, never eval); argument names may be python keywords
+  (`from="USD", to="EUR"`).
 - Tool results: `from: "tool"`, value = JSON string of a list `[{"name": ..., "results": {...}}]`,
   one entry per call of the preceding assistant turn.
 

@@ -166,6 +166,33 @@ def test_a_system_prompt_with_long_whitespace_runs_loses_its_template_in_one_pas
     assert stdout_of(code) == "'Today is Monday.\\nx' ['f']\n"
 
 
+def test_arguments_named_by_python_keywords_are_read():
+    # `from`/`to` name the currencies of ToolACE's converters: no python, so `ast` refused the call
+    # and the row dropped as unparsable_tool_call. A `from=` inside a string value is no argument name.
+    properties = {"from": {"type": "string"}, "to": {"type": "string"}, "amount": {"type": "float"}}
+    tools = [{"name": "Currency Converter", "description": "Convert an amount.",
+              "parameters": {"type": "dict", "properties": properties}, "required": None}]
+    template = json.loads(FIXTURE.read_text())[0]["system"]  # the real template, around another function list
+    head, tail = template.split("invoke:\n")[0] + "invoke:\n", template[template.index(". \nShould"):]
+    row = {"system": head + json.dumps(tools) + tail,
+           "conversations": [
+               {"from": "user", "value": "100 USD in EUR and GBP?"},
+               {"from": "assistant", "value": '[Currency Converter(from="USD", to="EUR", amount=100), Currency '
+                                              'Converter(\n  amount=100, note="from=USD, in=(x",\n  to="GBP", from="USD")]'},
+               {"from": "tool", "value": '[{"name": "Currency Converter", "results": {"EUR": 92.1}}, '
+                                         '{"name": "Currency Converter", "results": {"GBP": 78.9}}]'}]}
+    out = convert(row)
+    assert out.messages[0]["role"] == "user" and [t["function"]["name"] for t in out.tools] == ["Currency Converter"]
+    assert out.messages[1]["tool_calls"] == [
+        call("Currency Converter", '{"from": "USD", "to": "EUR", "amount": 100}', "call_0"),
+        call("Currency Converter", '{"amount": 100, "note": "from=USD, in=(x", "to": "GBP", "from": "USD"}', "call_1")]
+    assert shape(out.messages[2:]) == [("tool", "call_0", "Currency Converter"), ("tool", "call_1", "Currency Converter")]
+    row["conversations"][1]["value"] = '[Currency Converter(from="USD", "EUR")]'  # still no call: a positional argument
+    with pytest.raises(Drop) as error:
+        convert(row)
+    assert error.value.reason == "unparsable_tool_call"
+
+
 def test_unknown_call_names_stay_calls_for_the_filter_and_ids_continue():
     row = {"system": "", "conversations": [
         {"from": "user", "value": "x"}, {"from": "assistant", "value": "[a(), b(k='v')]"},
