@@ -5,7 +5,9 @@ methods before json's C scanner runs: on the bench's Toucan tool arguments that 
 against 1.1 µs for the scanner. `loads` calls the scanner first and returns its value when nothing
 but JSON whitespace follows it; any other text (leading whitespace, a mark, extra data, an error
 where a value should start) goes to `json.loads` (or to the given decoder's `decode`), so every
-value and every error is json's own.
+value and every error is json's own; but two errors that are not a `JSONDecodeError`, and would end
+a whole stage on one row, are made one: text nested past the recursion limit (a RecursionError) and
+an integer longer than Python's limit on its digits, 4,300 (a bare ValueError).
 
 `JSONEncoder.encode` makes a new C encoder on every call: `encoder` makes it once. On a tool call's
 arguments that took a `dumps` from 1.8 to 0.7 µs.
@@ -38,10 +40,19 @@ def _finite_float(text: str) -> float:
 STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
+def too_long_integer(error: ValueError) -> str | None:
+    """What is wrong when `error` is json's decoder refusing an integer of more digits than
+    `sys.get_int_max_str_digits()` (Python says so only in its message), else None."""
+    if isinstance(error, json.JSONDecodeError) or "integer string conversion" not in str(error):
+        return None
+    return str(error).partition(";")[0]  # without its advice to raise the limit
+
+
 def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
     """`json.loads(text)`, or `decoder.decode(text)` for another decoder (e.g. one that refuses NaN).
     Text nested deeper than Python's recursion limit is a `JSONDecodeError` (json raises
-    RecursionError, which would end a whole stage on one row), as orjson refuses depth over 1,024."""
+    RecursionError, which would end a whole stage on one row), as orjson refuses depth over 1,024;
+    so is an integer past Python's limit on its digits (json raises a bare ValueError)."""
     try:
         if type(text) is str:
             try:
@@ -55,6 +66,10 @@ def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
         return json.loads(text) if decoder is _DEFAULT_DECODER else decoder.decode(text)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply to decode", text if isinstance(text, str) else "", 0) from None
+    except ValueError as error:
+        if (problem := too_long_integer(error)) is None:  # json's own error, or the decoder's hooks' (NaN refused)
+            raise
+        raise json.JSONDecodeError(problem, text if isinstance(text, str) else "", 0) from None
 
 
 def encoder(**options) -> Callable[[Any], str]:

@@ -719,14 +719,13 @@ class LLMClient:
             if reply.truncated:
                 return Failure("truncated", "finish_reason=length")
             try:
-                # JSON nested too deeply is a JSONDecodeError here, not RecursionError
+                # JSON nested too deeply, or an integer past Python's digit limit, is a JSONDecodeError
+                # here, not RecursionError or a bare ValueError
                 value = loads(_unfenced(reply.content))
                 validator.validate(value)
                 return value, reply
             except json.JSONDecodeError as error:
                 problem = f"not valid JSON ({error.msg} at {error.pos})"
-            except ValueError as error:  # json's limit on an integer's digits raises a bare ValueError
-                problem = f"not valid JSON ({error})"
             except jsonschema.ValidationError as error:
                 problem = f"does not match the schema: {error.message}"
             except RecursionError:  # a value decoded just below the limit, which the validator's message recurses into

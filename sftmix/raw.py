@@ -5,8 +5,10 @@ JSON array or JSON Lines). Rows stream out one at a time with their position, so
 grow with the file. Files compressed with gzip, bzip2, xz or zstd are decompressed on the fly.
 
 A JSON Lines line that is not JSON, or not UTF-8, is that line's drop (it keeps the line for the
-rejected file); a file that cannot be read on (a broken JSON array, Parquet file or compressed stream)
-is a `RawInputError` naming it.
+rejected file), as is a JSON array item with an integer longer than Python reads (4,300 digits), and
+a Parquet row with a cell Python cannot hold (a string that is not UTF-8, a date past year 9999: its
+batch is then converted a row at a time); a file that cannot be read on (a broken JSON array, Parquet
+file or compressed stream) is a `RawInputError` naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import IO, Iterator
 import ijson
 import pyarrow as pa
 
-from sftmix.jsontext import loads
+from sftmix.jsontext import loads, too_long_integer
 from sftmix.shards import parquet_batches
 from sftmix.sources.base import Drop
 
@@ -112,10 +114,31 @@ def detect_format(path: Path) -> str:
 
 def _parquet_rows(path: Path, mine) -> Iterator[object]:
     for batch in parquet_batches(path, RawInputError, batch_size=BATCH_ROWS):
-        if mine(batch.num_rows):
-            yield from batch.to_pylist()
-        else:
+        if not mine(batch.num_rows):
             yield from (ELSEWHERE for _ in range(batch.num_rows))  # another worker's rows: never decoded
+            continue
+        try:
+            rows = batch.to_pylist()
+        except (ValueError, OverflowError):  # a cell Python cannot hold: the batch a row at a time
+            rows = [_parquet_row(batch, index) for index in range(batch.num_rows)]
+        yield from rows
+
+
+def _parquet_row(batch: pa.RecordBatch, index: int) -> dict | Drop:
+    """Row `index` of `batch`, or its drop when a cell is one Python cannot hold: a string that is not
+    UTF-8 (Arrow reads strings unchecked), a date past year 9999. The drop keeps the other cells."""
+    row, drop = {}, None
+    for name, column in zip(batch.schema.names, batch.columns):
+        try:
+            row[name] = column[index].as_py()
+        except UnicodeDecodeError as error:
+            drop = drop or Drop("invalid_unicode", f"column {name!r} is not UTF-8: {error}")
+        except (ValueError, OverflowError) as error:
+            drop = drop or Drop("malformed_row", f"column {name!r}: {type(error).__name__}: {error}")
+    if drop is None:
+        return row
+    drop.raw = row
+    return drop
 
 
 # Surrogate escapes, a high+low pair as one match: a 6-byte match is an unpaired half. ijson's C
@@ -240,8 +263,14 @@ class _ArrayText:
             chars *= 2  # an item longer than a chunk is decoded again a few times, not once per chunk
 
 
+# json's decoder keeping integers as their text: it reads an item holding one longer than Python
+# reads (which json.loads refuses with a bare ValueError), so that the item is skipped as a drop
+_INTEGERS_AS_TEXT = json.JSONDecoder(parse_int=str)
+
+
 def _decoded_items(path: Path) -> Iterator:
-    """The items of the JSON array in `path` as json.loads reads them, decoded one at a time."""
+    """The items of the JSON array in `path` as json.loads reads them, decoded one at a time; an item
+    json.loads refuses for an integer longer than Python reads is a `malformed_json` drop."""
     with _open(path) as handle:
         text = _ArrayText(io.TextIOWrapper(handle, encoding="utf-8-sig"))
         text.take("[")
@@ -249,7 +278,14 @@ def _decoded_items(path: Path) -> Iterator:
             text.take("]")
         else:
             while True:
-                yield text.value()
+                try:
+                    yield text.value()
+                except ValueError as error:
+                    if (problem := too_long_integer(error)) is None:
+                        raise
+                    drop = Drop("malformed_json", problem)
+                    drop.raw = text.value(_INTEGERS_AS_TEXT.raw_decode)  # the item, its integers as text
+                    yield drop
                 if text.take(",]") == "]":
                     break
         if text.next_char():

@@ -1,6 +1,7 @@
 """`sftmix.jsontext.loads` gives what `json.loads` (or a decoder's `decode`) gives: the same value, or
-the same error with the same message and position, except for text nested too deeply, which is a
-JSONDecodeError where json raises RecursionError; `encoder(**options)` encodes as
+the same error with the same message and position, except for text nested too deeply and an integer
+longer than Python reads, which are JSONDecodeErrors where json raises RecursionError and a bare
+ValueError; `encoder(**options)` encodes as
 `json.JSONEncoder(**options).encode` does."""
 
 from __future__ import annotations
@@ -73,6 +74,29 @@ def test_text_nested_too_deeply_is_a_decode_error_not_a_recursion_error(text, de
         json.loads(text)  # what callers would meet, where they handle ValueError as bad JSON
     with pytest.raises(json.JSONDecodeError, match="^nested too deeply to decode"):
         loads(text) if decoder is None else loads(text, decoder)
+
+
+LONG = "7" * 5_000  # past Python's 4,300-digit limit on reading an integer
+
+
+@pytest.mark.parametrize("text, decoder", [
+    (LONG, None), (f'{{"n": -{LONG}}}', None), (f' [1, {LONG}] ', None), (f'{{"n": {LONG}}}'.encode(), None),
+    (f'{{"n": {LONG}}}', STRICT_DECODER), (f'{{"n": {LONG}}}\n', STRICT_DECODER),
+], ids=["bare", "in-object", "in-whitespace", "bytes", "strict", "strict-in-whitespace"])
+def test_an_integer_past_python_s_digit_limit_is_a_decode_error_not_a_bare_value_error(text, decoder):
+    """json.loads raised a bare ValueError, which callers catching JSONDecodeError (a JSON Lines line,
+    a source's JSON column) let through: one row stopped the whole stage."""
+    with pytest.raises(ValueError, match="integer string conversion") as raised:
+        json.loads(text)
+    assert type(raised.value) is ValueError
+    with pytest.raises(json.JSONDecodeError, match=r"^Exceeds the limit \(4300 digits\) for integer string "
+                       r"conversion: value has 5000 digits: line 1 column 1 \(char 0\)$"):
+        loads(text) if decoder is None else loads(text, decoder)
+    assert loads(LONG[:4_300]) == int(LONG[:4_300])
+    for refused in ("NaN", f"1{'0' * 400}.0"):  # the strict decoder's own refusals stay bare ValueErrors
+        with pytest.raises(ValueError) as raised:
+            loads(refused, STRICT_DECODER)
+        assert type(raised.value) is ValueError
 
 
 def test_non_str_input_is_json_loads_own():

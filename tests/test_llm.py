@@ -660,7 +660,7 @@ def test_complete_json_nested_too_deeply_is_asked_again(tmp_path):
 
 
 def test_complete_json_too_long_an_integer_is_asked_again(tmp_path):
-    # json refuses integers of over 4,300 digits with a bare ValueError, not a JSONDecodeError
+    # json refuses integers of over 4,300 digits with a bare ValueError: `loads` makes it a JSONDecodeError
     faults = [Fault("bad_verdict", match="give json", count=1, text='{"answer": ' + "9" * 5_000 + "}")]
     with serve_openai(responder=json_responder({"answer": 4}), faults=faults) as srv:
         client = make_client(srv, tmp_path)

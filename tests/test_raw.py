@@ -271,3 +271,69 @@ def test_one_object_spread_over_lines_is_refused_not_read_as_json_lines(tmp_path
     lines = tmp_path / "rows.jsonl"
     lines.write_text('{"instruction": "row 0", "response": \n{"instruction": "row 1", "response": "b"}\n')
     assert [isinstance(row, dict) for _, row in raw.iter_raw_rows([lines])] == [False, True]
+
+
+LONG_INTEGER = "7" * 5_000  # past Python's 4,300-digit limit on reading an integer
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+@pytest.mark.parametrize("layout", ["jsonl", "json array", "json array, json's decoder"])
+def test_an_integer_past_python_s_digit_limit_is_its_row_s_drop(tmp_path, monkeypatch, layout, chunk):
+    """json raises a bare ValueError for it, which nothing caught: one such row stopped the stage with
+    a traceback naming no file (`sftmix normalize` wrote nothing). Row 1100 has it: in the second of
+    the blocks two workers take turns at; a chunk of 7 characters cuts the number many times."""
+    monkeypatch.setattr(raw, "ARRAY_CHUNK_CHARS", chunk)
+    rows = [f'{{"a": {i}, "s": "x"}}' for i in range(2100)]
+    rows[1100] = f'{{"a": 1100, "n": [1, -{LONG_INTEGER}], "s": "x"}}'
+    if layout == "json array, json's decoder":
+        rows[5] = '{"a": 5, "s": "\\ud800"}'  # a lone surrogate: ijson's C parser is not used
+    path = tmp_path / ("rows.jsonl" if layout == "jsonl" else "rows.json")
+    path.write_text("\n".join(rows) + "\n" if layout == "jsonl" else "[" + ",\n ".join(rows) + "]")
+    got = list(raw.iter_raw_rows([path]))
+    assert [key for key, _ in got] == [f"{path.name}#{i}" for i in range(2100)]
+    drop = got[1100][1]
+    assert isinstance(drop, Drop) and drop.reason == "malformed_json"
+    assert drop.detail.startswith("Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits")
+    assert drop.raw == (rows[1100] if layout == "jsonl" else {"a": "1100", "n": ["1", f"-{LONG_INTEGER}"], "s": "x"})
+    assert [row for _, row in got[:1100] + got[1101:]] == [json.loads(row) for row in rows[:1100] + rows[1101:]]
+    shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
+    assert _comparable(sorted(shares[0] + shares[1], key=lambda item: int(item[0].split("#")[1]))) == _comparable(got)
+    if layout != "jsonl":  # a fault after it is still the file's, named with the row
+        path.write_text(path.read_text()[:-1] + ', {"b": tru}]')
+        with pytest.raises(raw.RawInputError, match=re.escape(f"{path}: broken JSON array after row 2099: ")):
+            list(raw.iter_raw_rows([path]))
+
+
+def test_a_parquet_cell_python_cannot_hold_is_its_row_s_drop(tmp_path):
+    """A string that is not UTF-8 (Arrow reads strings unchecked) failed its whole 1,024-row batch's
+    conversion, reported as "broken JSON array after row 0" of the Parquet file; a timestamp past year
+    9999 was a bare OverflowError naming no file. Now each is its row's drop, as a JSON Lines line
+    that is not UTF-8 is, and the other rows of the batch are read as a clean file's."""
+    n = 2100
+
+    def write(path: Path, text: list[bytes], stamps: list[int]) -> Path:
+        binary = pa.array(text, pa.binary())
+        pq.write_table(pa.table({
+            "instruction": pa.Array.from_buffers(pa.string(), n, binary.buffers()),  # a string column, not validated
+            "when": pa.array(stamps, pa.timestamp("us")),
+            "tags": [[f"t{i}", None] for i in range(n)], "meta": [{"score": i / 2, "ok": i % 2 == 0} for i in range(n)],
+        }), path)
+        return path
+
+    text, stamps = [f"question {i}".encode() for i in range(n)], [1_600_000_000_000_000 + i for i in range(n)]
+    expected = [row for _, row in raw.iter_raw_rows([write(tmp_path / "clean.parquet", text, stamps)])]
+    text[1100], stamps[1200] = b"bad \xff byte", 253_402_300_800_000_000  # 10000-01-01
+    path = write(tmp_path / "train-00000-of-00001.parquet", text, stamps)
+    got = list(raw.iter_raw_rows([path]))
+    assert [key for key, _ in got] == [f"{path.name}#{i}" for i in range(n)]
+    assert [row for i, (_, row) in enumerate(got) if i not in (1100, 1200)] == \
+           [row for i, row in enumerate(expected) if i not in (1100, 1200)]
+    bad_text, bad_time = got[1100][1], got[1200][1]
+    assert isinstance(bad_text, Drop) and bad_text.reason == "invalid_unicode"
+    assert bad_text.detail.startswith("column 'instruction' is not UTF-8: 'utf-8' codec can't decode byte 0xff in position 4")
+    assert bad_text.raw == {key: value for key, value in expected[1100].items() if key != "instruction"}
+    assert isinstance(bad_time, Drop) and bad_time.reason == "malformed_row"
+    assert bad_time.detail.startswith("column 'when': OverflowError: ")
+    assert bad_time.raw == {key: value for key, value in expected[1200].items() if key != "when"}
+    shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
+    assert _comparable(sorted(shares[0] + shares[1], key=lambda item: int(item[0].split("#")[1]))) == _comparable(got)
