@@ -123,14 +123,21 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     @asset(key=filtered_key, deps=[normalized], group_name=group,
            description=f"{source.key}: records that passed the rule filters",
            code_version=build.stage_version(manifest, source, "filtered"),
-           check_specs=[_llm_answered_spec(filtered_key)] if judged else None)
+           check_specs=[AssetCheckSpec("rows_kept", asset=filtered_key, description="the rules kept some of its records"),
+                        *([_llm_answered_spec(filtered_key)] if judged else [])])
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
         m = sftmix.manifest_as_defined(manifest)
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout, llm_overrides=llm.overrides())
         metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
-        if not judge_stats:
-            return MaterializeResult(metadata=metadata)
-        metadata.update(llm_metadata(judge_stats))
-        return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, judge_stats)])
+        problem = build.unkept(m.source(source.key), counts)
+        if problem:
+            context.log.warning(problem)
+        # Not blocking, as `rows_converted`: the drops are counted, and the other sources mix.
+        checks = [AssetCheckResult(check_name="rows_kept", passed=problem is None, severity=AssetCheckSeverity.ERROR,
+                                   metadata={"problem": problem or ""})]
+        if judge_stats:
+            metadata.update(llm_metadata(judge_stats))
+            checks.append(llm_answered(context, filtered_key, judge_stats))
+        return MaterializeResult(metadata=metadata, check_results=checks)
 
     return [raw, normalized, filtered]

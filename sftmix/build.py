@@ -519,6 +519,16 @@ def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
     return problem and f"source {source.key!r}: {problem}"
 
 
+def unkept(source: Source, counts: Counts) -> str | None:
+    """Why a source that had records kept none: every one dropped by its rules (a `max_tokens: 8`
+    meant as 8k, a wrong `language:`); None otherwise. A cell taking `all` rows has no target to
+    fall short of, so nothing else said it."""
+    if not counts.read or counts.kept:
+        return None
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in counts.dropped.most_common(3))
+    return f"source {source.key!r}: the rules dropped all {counts.read:,} of its records ({reasons})"
+
+
 def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: int | None = None,
                   llm_overrides: dict | None = None) -> tuple[Counts, list[Stats]]:
     """The rule filters (and the LLM judge where the manifest turns it on, asking as `llm_overrides`
@@ -727,7 +737,9 @@ def build(manifest: Manifest, output: Path, hub_cache: Path | None = None, worke
             problem = unconverted(layout, source, normalize_source(manifest, source, files, layout, workers))
             if problem:
                 log.warning(problem)
-            _, llm_stats = filter_source(manifest, source, layout, workers)
+            counts, llm_stats = filter_source(manifest, source, layout, workers)
+            if problem := unkept(source, counts):
+                log.warning(problem)
         for problem in filter(None, (stats.unanswered() for stats in llm_stats)):
             log.warning("source %r: %s", source.key, problem)
     result = mix(manifest, layout)

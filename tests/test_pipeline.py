@@ -108,7 +108,8 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     assert all(checks.values())
     per_source = {f"{asset_prefix(s.key)}/normalized" for s in load(SAMPLE).sources if s.generator is None}
     assert set(checks) == {("mixture", "licence_policy_respected"), ("mixture", "schema_valid"), ("mixture", "targets_met"),
-                           ("holdout", "holdout_exact_and_disjoint")} | {(key, "rows_converted") for key in per_source}
+                           ("holdout", "holdout_exact_and_disjoint")} | {(key, "rows_converted") for key in per_source} | {
+        (key.replace("/normalized", "/filtered"), "rows_kept") for key in per_source}
     materializations = {
         m.event_specific_data.materialization.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
         for m in result.get_asset_materialization_events()
@@ -400,7 +401,11 @@ def test_a_short_cell_fails_targets_met_and_a_source_of_no_rows_fails_rows_conve
     (tmp_path / "empty.json").write_text("[]")  # a JSON array of no rows: read, and not one row converts
     empty = {"key": "empty", "converter": "glaive", "licence": "apache-2.0", "language": "en",
              "local": {"files": ["empty.json"]}, "targets": "all"}
-    result = build_definitions(str(_manifest(tmp_path, [glaive, empty])), str(tmp_path / "out")) \
+    # every record dropped by a rule (8 tokens meant as 8k): a cell taking `all` has no target to miss,
+    # and every check passed
+    tight = {"key": "tight", "converter": "dolly", "licence": "apache-2.0", "language": "en", "targets": "all",
+             "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}, "filters": {"length": {"max_tokens": 8}}}
+    result = build_definitions(str(_manifest(tmp_path, [glaive, empty, tight])), str(tmp_path / "out")) \
         .resolve_implicit_global_asset_job_def().execute_in_process(instance=DagsterInstance.ephemeral())
     assert result.success  # neither check blocks: the card lists the deficit, the build goes on
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
@@ -412,6 +417,9 @@ def test_a_short_cell_fails_targets_met_and_a_source_of_no_rows_fails_rows_conve
     assert checks[("empty/normalized", "rows_converted")].metadata["problem"].value == (
         "source 'empty': its raw files hold no rows")
     assert checks[("glaive/normalized", "rows_converted")].passed
+    assert [key for key, check in checks.items() if key[1] == "rows_kept" and not check.passed] == [("tight/filtered", "rows_kept")]
+    assert re.fullmatch(r"source 'tight': the rules dropped all \d+ of its records \(too_long_tokens \d+.*\)",
+                        checks[("tight/filtered", "rows_kept")].metadata["problem"].value)
 
 
 def test_rows_beyond_a_target_are_counted(tmp_path):
