@@ -162,7 +162,7 @@ def test_augmentations_can_reach_their_targets_from_the_mixture_s_own_rows(instr
     Catalan 5,047 for 6,540."""
     source = instruct.source(key)
     declared = getattr(get_generator(source.generator.name), "languages", None)  # none: every language
-    writable = declared(source.generator.params) if declared else source.targets
+    writable = declared(source.generator.params, source.target_cells()) if declared else source.targets
     inputs = [instruct.source(name) for name in source.generator.inputs]
     for language, target in source.targets.items():
         if language in writable:
