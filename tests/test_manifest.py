@@ -418,11 +418,17 @@ def test_unknown_filter_argument_is_a_manifest_error(tmp_path):
      "boolean, unable to interpret input (got 'maybe')"),
     ("filters", {"boilerplate": {"extra_phrases": "as an ai"}},
      "filters: filter 'boilerplate': argument 'extra_phrases': Input should be a valid list (got 'as an ai')"),
+    # a re.error at a position in the rule's whole pattern, naming no phrase
+    ("filters", {"boilerplate": {"extra_phrases": ["happy to help", "as an ai (assistant"]}},
+     "filters: boilerplate phrase 'as an ai (assistant' is not a regular expression: missing ), unterminated "
+     "subpattern at position 9"),
+    ("filters", {"boilerplate": {"extra_phrases": ["as an ai|"]}},
+     "filters: boilerplate phrase 'as an ai|' matches the empty text, so every row"),
     ("filters", {"llm_judge": {"threshold": True}},  # it loaded as threshold 1: every graded row kept, each one paid
      "filters: filter 'llm_judge': argument 'threshold': Input should be a valid integer (got True)"),
     ("filters", {"repetition": {"min_words": False}},
      "filters: filter 'repetition': argument 'min_words': Input should be a valid integer (got False)"),
-], ids=["int", "bool", "list", "bool-for-int", "bool-for-count"])
+], ids=["int", "bool", "list", "bad-regex", "empty-match", "bool-for-int", "bool-for-count"])
 def test_a_filter_argument_of_the_wrong_type_is_a_manifest_error(tmp_path, where, rule, problem):
     """Before, `min_chars: x` loaded, and the build stopped at the filter stage on `'>=' not supported`."""
     assert load_error(write(tmp_path, edited(_set(where, rule)))).endswith(problem)
