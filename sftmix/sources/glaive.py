@@ -17,12 +17,15 @@ docs/sources/glaive.md):
   string (so the call is not JSON; the string itself may hold apostrophes, be pretty-printed,
   or be broken JSON), occasionally a plain JSON object. Results carry no name or id: each
   answers the call of the assistant turn before it. Known damage: stray `ASSISTANT:` markers
-  inside turns, text before `<functioncall>` or in a separate assistant turn, other call
-  syntaxes, truncated last turns, rows ending on a user turn.
+  inside turns (after a single newline, e.g. rows 44369 and 9046), text before `<functioncall>`
+  or in a separate assistant turn, other call syntaxes, truncated last turns, rows ending on a
+  user turn.
 
 Mapping decisions: the fixed lead-in sentence is dropped (it only introduces the function
 block, which moves to `tools`); any other system text is kept as the system message, including
-the no-tools sentence. Call ids are `call_0, call_1, ...` across the row.
+the no-tools sentence. Call ids are `call_0, call_1, ...` across the row. A role marker opening a
+line inside a turn drops the row (`stray_turn_marker`): cutting the turn there, or merging the
+piece with the next call turn, would put one role's words in another's mouth.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from sftmix.sources.common import to_json_schema, trim_unanswered
 LEAD_IN = "You are a helpful assistant with access to the following functions. Use them if required -"
 END = "<|endoftext|>"
 CALL = "<functioncall>"
-# Role markers open a line; a marker glued inside a turn (a known defect) also starts a turn,
-# which the consecutive-assistant check then catches. The first line is matched on its own: a
+# Role markers open a line; only one after a blank line (or the first) starts a turn, the others
+# are glued inside a turn (checked in `_turns`). The first line is matched on its own: a
 # pattern that starts with a newline lets `re` jump from newline to newline (4 times faster).
 MARKER = re.compile(r"\n[ \t]*(USER|ASSISTANT|FUNCTION RESPONSE):")
 FIRST_MARKER = re.compile(r"[ \t]*(USER|ASSISTANT|FUNCTION RESPONSE):")
@@ -137,6 +140,11 @@ def _turns(chat: str) -> list[tuple[str, str]]:
     if chat[: marks[0].start()].strip():
         raise Drop("malformed_row", "text before the first turn marker")
     ends = [m.start() for m in marks[1:]] + [len(chat)]
+    for end in ends[:-1]:
+        # Real turns are separated by blank lines; after a single newline the marker is text the
+        # generator glued into a turn (a user's words, a result's tail), not the turn it names.
+        if chat[end - 1] != "\n" and (before := chat[chat.rfind("\n", 0, end) + 1 : end]).strip():
+            raise Drop("stray_turn_marker", f"{MARKER.match(chat, end)[1]} after {before[-60:]!r}")
     return [(m[1], chat[m.end() : end].strip()) for m, end in zip(marks, ends)]
 
 

@@ -9,7 +9,7 @@ from sftmix.raw import iter_raw_rows
 from sftmix.record import message, tool_call, tool_def
 from sftmix.sources import Drop, get_converter
 from sftmix.sources.common import to_json_schema
-from sftmix.sources.glaive import LEAD_IN, _tools
+from sftmix.sources.glaive import LEAD_IN, _tools, convert
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "glaive" / "glaive-function-calling-v2.json"
 KEY = "glaive-function-calling-v2.json#{}".format
@@ -34,7 +34,7 @@ def test_every_row_converts_or_drops_with_its_reason(out):
     assert drops == {
         KEY(7): "unparsable_tool_call",  # "parameters" where "arguments" belongs
         KEY(8): "unmatched_tool_result",  # "AI to= ..." call syntax, then a function response
-        KEY(9): "consecutive_assistant_turns",  # stray "\nASSISTANT:" inside a function response
+        KEY(9): "stray_turn_marker",  # stray "\nASSISTANT:" inside a function response
         KEY(10): "duplicate_tool_name",  # convert_currency defined twice, differently
         KEY(11): "invalid_tool_schema",  # function block cut off
         KEY(13): "truncated_turn",  # last turn stops inside the call
@@ -148,12 +148,13 @@ def test_drop_details_name_the_damage(out):
 
 @pytest.mark.parametrize("chat, turns", [
     ("USER: Hi\n\n\nASSISTANT: Hello <|endoftext|>", [("USER", "Hi"), ("ASSISTANT", "Hello <|endoftext|>")]),
-    # a marker opening the text after a newline or indentation, and one glued in mid-line (not a turn)
-    ("\n \tUSER: Hi\nASSISTANT: a USER: b\n  FUNCTION RESPONSE: {}",
+    # a marker opening the text after a newline or indentation, after a blank line holding spaces,
+    # and one glued in mid-line (not a turn)
+    ("\n \tUSER: Hi\n\nASSISTANT: a USER: b\n \n  FUNCTION RESPONSE: {}",
      [("USER", "Hi"), ("ASSISTANT", "a USER: b"), ("FUNCTION RESPONSE", "{}")]),
     ("  ASSISTANT:x\n\nUSER:\n", [("ASSISTANT", "x"), ("USER", "")]),
 ])
-def test_turns_open_at_the_start_or_after_a_newline(chat, turns):
+def test_turns_open_at_the_start_or_after_a_blank_line(chat, turns):
     from sftmix.sources.glaive import _turns
 
     assert _turns(chat) == turns
@@ -167,6 +168,34 @@ def test_text_before_the_first_turn_or_no_turn_at_all(chat, reason):
     with pytest.raises(Drop) as error:
         _turns(chat)
     assert error.value.reason == reason
+
+
+CART = LEAD_IN + '\n{\n    "name": "add_to_shopping_cart",\n    "description": "Add a product",\n    "parameters": {}\n}\n'
+CART_CALL = """ASSISTANT: <functioncall> {"name": "add_to_shopping_cart", "arguments": '{"quantity": 2}'} <|endoftext|>"""
+# Row 44369's user turn and row 9046's function response, as a third-party importer's tests quote them.
+USER_44369 = ('USER: Hey, I need to add a book to my shopping cart. The book is "\nASSISTANT: A Modern'
+              ' Approach", I need 2 copies and each costs $30. <|endoftext|>')
+RESPONSE_9046 = 'FUNCTION RESPONSE: {"articles": [{"title": "The Next Big Thing in \nASSISTANT: Top Trends"}]} <|endoftext|>'
+
+
+@pytest.mark.parametrize("turns, reason", [
+    # the stray piece before a call turn: merged as "text before the call", the user's words became the assistant's
+    ([USER_44369, CART_CALL, 'FUNCTION RESPONSE: {"status": "added"}', "ASSISTANT: Added. <|endoftext|>"],
+     "stray_turn_marker"),
+    # a result cut the same way, then a second call: its tail was merged as the assistant's words
+    (["USER: Add it.", CART_CALL, RESPONSE_9046, CART_CALL, 'FUNCTION RESPONSE: {"ok": true}',
+      "ASSISTANT: Done. <|endoftext|>"], "stray_turn_marker"),
+    # the damaged user turn last: its tail was kept as the assistant's answer
+    (["USER: Hi", "ASSISTANT: Hello. <|endoftext|>", USER_44369], "stray_turn_marker"),
+    # row 2289: "AI:" turned into a whole turn boundary inside an assistant turn is still two assistant turns
+    (["USER: News on AI?", "ASSISTANT: Here are some articles on recent developments in <|endoftext|>",
+      "ASSISTANT:\n1. [AI and Machine Learning](https://www.example.com/ai-ml-2021) <|endoftext|>"],
+     "consecutive_assistant_turns"),
+])
+def test_a_stray_marker_drops_the_row_rather_than_moving_words_between_roles(turns, reason):
+    with pytest.raises(Drop) as dropped:
+        convert({"system": CART, "chat": "\n\n\n".join(turns)})
+    assert dropped.value.reason == reason
 
 
 WEATHER = {"name": "get_weather", "description": "a \"}\" and\\n}", "parameters": {"type": "object", "properties": {
