@@ -400,8 +400,10 @@ class Manifest(_Strict):
         """The source's rule-filter settings as written: the manifest's for every source, then
         `format_defaults` (what its raw format needs: When2Call's refusals are its lesson, WildChat's
         rows are prompts), then the source's own. A setting for every source does not undo what one
-        format needs."""
-        return rule_filters.merge_config(self.filters, format_defaults, source.filters)
+        format needs, and what a format only adjusts does not turn on a rule the manifest turned off
+        (WildChat's `role_order: {require_assistant: false}` switched a manifest-wide `false` back on)."""
+        adjusting = {name: value for name, value in (format_defaults or {}).items() if self.filters.get(name) is not False}
+        return rule_filters.merge_config(self.filters, adjusting, source.filters)
 
     def filter_config(self, source: Source, format_defaults: dict | None = None) -> dict:
         """`rule_settings`, with what the rules need beside them: where benchmark files are named

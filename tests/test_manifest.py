@@ -868,3 +868,20 @@ def test_a_setting_for_every_source_does_not_undo_what_a_format_needs(tmp_path):
     assert w2c["boilerplate"] is False and w2c["length"] == {"max_chars": 5000}
     assert prompts["role_order"] == {"require_assistant": False} and prompts["length"] == {"max_chars": 9000}
     assert strict["boilerplate"] == {"extra_phrases": ["no puedo"]}
+
+
+def test_a_format_s_adjustment_does_not_turn_on_a_rule_the_manifest_turned_off(tmp_path):
+    """WildChat's `role_order: {require_assistant: false}` switched a manifest-wide `role_order: false`
+    back on; a source's own setting still may."""
+    import filters as rule_filters
+
+    def enabled(source_filters: dict) -> set[str]:
+        manifest = load(write(tmp_path, edited(lambda d: (d.update(filters={"role_order": False}), d["sources"].append(
+            {"key": "chats", "local": {"files": ["w.parquet"]}, "converter": "wildchat", "licence": "apache-2.0",
+             "targets": {"en": 5}, "filters": source_filters}))), "ok.yaml"))
+        source = manifest.source("chats")
+        return {rule.name for rule, _ in rule_filters.enabled_filters(manifest.rule_settings(source, filter_defaults("wildchat")))}
+
+    assert "role_order" in {rule.name for rule, _ in rule_filters.enabled_filters(filter_defaults("wildchat"))}
+    assert "role_order" not in enabled({})
+    assert "role_order" in enabled({"role_order": {"require_assistant": False}})
