@@ -339,6 +339,12 @@ class DecontaminationFilter(BatchRecordFilter):
             files.extend(matched)
         return files
 
+    def check_files(self) -> None:
+        """FileNotFoundError naming the first benchmark path that names no file now: said before a
+        source is downloaded or its rows are paid for, not when the first row reaches the rule."""
+        for name, (patterns, _) in self.specs.items():
+            self._files(name, patterns)
+
     def benchmark_files(self) -> list[Path]:
         """Every file the benchmarks name now, as their paths name them (relative ones under `root`)."""
         return [path for patterns, _ in self.specs.values() for pattern in patterns for path in self._matches(pattern)]

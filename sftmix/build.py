@@ -214,6 +214,7 @@ def raw_files(manifest: Manifest, source: Source, layout: Layout, hub_cache: Pat
     """The raw input files of a source, downloading them when they come from the Hub."""
     if source.generator is not None:
         raise BuildError(f"source {source.key!r} is synthetic: it has no raw files (see generate_source)")
+    check_benchmarks(manifest, source)  # before a download: its filter stage would stop on it
     if source.local is not None:
         files = [manifest.resolve(f) for f in source.local.files]
         if folders := [str(f) for f in files if f.is_dir()]:
@@ -351,6 +352,16 @@ def _decontamination(manifest: Manifest, source: Source) -> DecontaminationFilte
     return DecontaminationFilter(**config) if isinstance(config, dict) else None
 
 
+def check_benchmarks(manifest: Manifest, source: Source) -> None:
+    """BuildError naming a decontamination benchmark file of the source's rules that is missing."""
+    if (decontamination := _decontamination(manifest, source)) is None:
+        return
+    try:
+        decontamination.check_files()
+    except FileNotFoundError as error:
+        raise BuildError(f"source {source.key!r}: {error}") from None
+
+
 def _benchmark_states(manifest: Manifest, source: Source) -> dict:
     """The decontamination benchmark files the source's filter stage reads, each with its state: an
     evaluation set updated in place, or one more file a glob matches, changes what it removes."""
@@ -448,6 +459,7 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
         module = get_generator(source.generator.name)
     except (GeneratorNotAvailable, MissingAPIKey) as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
+    check_benchmarks(manifest, source)  # before any request is paid for
     if problem := unmakeable(source):
         log.warning(problem)
     spending = Spending()

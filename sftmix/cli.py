@@ -155,7 +155,7 @@ def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):
 def _generate(args) -> int:
     from generators import GeneratorNotAvailable, get_generator
     from generators.base import Context, GeneratorBroken, generate
-    from sftmix.build import filter_config
+    from sftmix.build import BuildError, check_benchmarks, filter_config
     from sftmix.llm import LLMClient, api_key_from_env
     from sftmix.manifest import load
     from sftmix.normalize import SourceInfo, read_records
@@ -170,6 +170,11 @@ def _generate(args) -> int:
         raise UserError("--source names a source of the manifest given with --manifest")
     manifest = load(args.manifest) if args.manifest else None
     source = _generated_source(manifest, args.generator, args.source) if manifest else None
+    if source:
+        try:
+            check_benchmarks(manifest, source)  # before any request is paid for
+        except BuildError as error:
+            raise UserError(str(error)) from None
     targets = dict(source.target_cells()) if source else {args.language or "en": "all"}
     if args.language:
         if source and args.language not in targets and "*" not in targets:

@@ -516,3 +516,24 @@ def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_
     assert "no source 'nope' made by generator 'self_identity' (its sources made by it: si-ca, si-en)" in capsys.readouterr().err
     assert cli.main(["generate", "self_identity", "--source", "si-ca", *out]) == 2
     assert "--source names a source of the manifest given with --manifest" in capsys.readouterr().err
+
+
+def test_sftmix_generate_names_a_missing_benchmark_file_before_any_request(tmp_path, monkeypatch, capsys):
+    """The README's own command with the reference manifest (whose evals/ the repo does not ship)
+    paid for answers, then exited 2 writing nothing."""
+    from sftmix import cli
+
+    prompts = [make_record(messages=[message("user", f"Tell me a fun fact about the number {i}.")], tools=[],
+                           source="wildchat", licence="apache-2.0", language="en", origin={"row": i}) for i in range(3)]
+    write_records(tmp_path / "prompts.parquet", prompts)
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    with serve_openai(responder=lambda messages, body: "A fun fact.") as srv:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []}, "licence": "apache-2.0",
+                     "targets": {"en": "all"}, "filters": {"decontamination": {"benchmarks": {"ifeval": "evals/input_data.jsonl"}}}}
+        manifest = _generated_manifest(tmp_path / "m.yaml", [responses])
+        assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
+                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 2
+        assert srv.count() == 0
+    assert capsys.readouterr().err == (f"sftmix: error: source 'responses': benchmark 'ifeval': no such file "
+                                       f"{tmp_path}/evals/input_data.jsonl\n")

@@ -981,6 +981,18 @@ def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path)
     assert reasons == ["contaminated:ifeval"] and result.split_rows["train"] == 1
 
 
+
+def test_a_missing_benchmark_file_stops_a_source_before_its_raw_files_are_read(tmp_path):
+    """It was found when the first row reached the rule: after the source's download and normalize
+    stage (and a generated source's paid answers: `sftmix generate` exited 2 writing nothing)."""
+    src = {"key": "d", "converter": "dolly", "licence": "apache-2.0", "language": "en", "targets": "all",
+           "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]},
+           "filters": {"decontamination": {"benchmarks": {"ifeval": "evals/input_data.jsonl"}}}}
+    with pytest.raises(BuildError, match=f"^source 'd': benchmark 'ifeval': no such file {tmp_path}/evals/input_data.jsonl$"):
+        build(load(_manifest(tmp_path, [src], holdout=0)), tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("*.done.json"))  # no stage ran
+
+
 def test_the_filtered_asset_reports_every_benchmark_with_its_drops_and_index(tmp_path):
     """A benchmark that removed nothing shows 0 beside how many of its prompts were usable: a set
     that yielded few prompts is told apart from one the source is clean of."""
