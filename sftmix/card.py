@@ -16,8 +16,9 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _split_table(title: str, breakdown: dict[str, dict[str, int]]) -> str:
-    keys = sorted({k for split in SPLITS for k in breakdown.get(split, {})})
+def _split_table(title: str, breakdown: dict[str, dict[str, int]], also: set[str] = frozenset()) -> str:
+    """Rows per split of each key, and of the keys in `also` that gave none."""
+    keys = sorted({k for split in SPLITS for k in breakdown.get(split, {})} | also)
     rows = [[k, *(breakdown.get(s, {}).get(k, 0) for s in SPLITS)] for k in keys]
     return _table([title, *SPLITS], rows)
 
@@ -46,16 +47,21 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in SPLITS
                                                               if result.split_rows.get(s)]}],
     }
+    # A generated source's one stage writes `<source>.generated-*` rejected files: named so here, and
+    # its rows read are those its generator made (there is nothing to convert).
+    generated = {source.key for source in manifest.sources if source.generator is not None}
     drops = []
     for key, stages in stage_counts.items():
         for stage, counts in stages.items():
             for reason, n in sorted((counts.dropped if counts else {}).items()):
-                drops.append([key, stage, reason, n])
+                drops.append([key, "generated" if key in generated else stage, reason, n])
     # a source with `targets: {}` feeds generators only: its rows are read, filtered and never mixed
     input_only = {source.key for source in manifest.sources if source.is_input_only}
     intake = [[key + (" (generator input only)" if key in input_only else ""),
-               *((c.read, c.kept) if (c := stages.get("normalized")) else ("", "")),
+               *((c.read, c.kept) if (c := stages.get("normalized")) else
+                 (stages["filtered"].read if key in generated and stages.get("filtered") else "", "")),
                (stages["filtered"].kept if stages.get("filtered") else "")] for key, stages in stage_counts.items()]
+    mixed = {source.key for source in manifest.sources if not source.is_input_only}
     sections = [
         "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---",
         f"# {manifest.mixture}\n\n{manifest.description}\n\nBuilt by sftmix {__version__} from manifest "
@@ -67,7 +73,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "Both splits hold every source's rows in one order, by sha256 of the seed, the mixture's name and "
         "the row's id, so "
         "they read as a mix of the sources rather than one source after another.",
-        "## Rows by source\n\n" + _split_table("source", result.by_source),
+        "## Rows by source\n\n" + _split_table("source", result.by_source, mixed),
         "## Rows by language\n\n" + _split_table("language", result.by_language),
         "## Rows by licence\n\n" + _split_table("licence", result.by_licence),
         "## Intake per source\n\n" + ("A source marked as generator input only is read for the generators that "

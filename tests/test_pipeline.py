@@ -1085,8 +1085,14 @@ def test_a_generated_sources_drops_reach_stats_and_the_card(tmp_path, monkeypatc
     assert stats["intake"]["responses"]["normalized"] is None
     assert stats["intake"]["responses"]["filtered"]["dropped"] == dropped
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
-    assert f"| responses | filtered | contaminated:ifeval | {dropped['contaminated:ifeval']:,} |" in card
-    assert "| responses |  |  | 0 |" in card  # intake: no raw rows, none kept
+    # its drops are in rejected/responses.generated-00000.parquet: filed under stage `filtered`, they
+    # named a file that does not exist; its intake read the rows its generator made (blank before)
+    assert (tmp_path / "out" / "mini" / "rejected" / "responses.generated-00000.parquet").exists()
+    assert f"| responses | generated | contaminated:ifeval | {dropped['contaminated:ifeval']:,} |" in card
+    made = Layout(tmp_path / "out", "mini").read_counts("responses", "filtered").read
+    assert made >= 3 and f"| responses | {made} |  | 0 |" in card  # intake: made, nothing converted, none kept
+    # a mixed source of no rows is in "Rows by source" with zeros (it was missing from every split table)
+    assert re.search(r"## Rows by source\n\n(\|.*\n)*\| responses \| 0 \| 0 \|\n", card)
 
 
 def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeypatch):
