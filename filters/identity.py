@@ -1,10 +1,13 @@
-"""Drop assistant turns that claim another model's identity or state a knowledge cutoff.
+"""Drop assistant turns that claim another model's identity or state the speaker's knowledge cutoff.
 
 The synthetic data comes from DeepSeek and many sources from ChatGPT/Claude/Llama outputs; the
 trained model must only ever present itself with the manifest's identity card. Only
 self-references are matched ("I am ChatGPT", "developed by OpenAI", "soy un modelo creado por
-Anthropic", "ChatGPT naiz"), so an answer that merely discusses ChatGPT is kept. The manifest's own name and
-developer are never flagged.
+Anthropic", "ChatGPT naiz", "my knowledge cutoff"), so an answer that merely discusses ChatGPT or
+what a knowledge cutoff is is kept. A name that is also an everyday word or a person's first name
+(Bard, Gemini, Copilot, Claude, Kimi...) is a model's only as a proper noun on its own: "I am a
+bard", "I'm your copilot", "Soy un gran admirador de Claude Monet" and "I'm Kimi, a 17-year-old
+exchange student" are kept. The manifest's own name and developer are never flagged.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
 skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
@@ -25,6 +28,21 @@ OTHER_MODELS = ("ChatGPT", "GPT-3(?:\\.5)?", "GPT-4o?", "GPT", "OpenAI Assistant
                 "Open Assistant", "OpenAssistant", "Vicuna", "Alpaca", "Grok", "Copilot", "Ernie", "Tongyi Qianwen", "Kimi")
 OTHER_DEVELOPERS = ("OpenAI", "DeepSeek", "Anthropic", "Google(?: DeepMind)?", "DeepMind", "Meta(?: AI)?", "Alibaba(?: Cloud)?",
                     "Mistral AI", "Microsoft", "LAION", "Moonshot AI", "xAI", "Baidu", "Cohere", "Salesforce", "NVIDIA")
+# Names in `OTHER_MODELS` that are also everyday words ("I am a bard of the northern kingdoms", "I'm a
+# Gemini", "I am an alpaca farmer", "I'm your copilot for this road trip", "el mistral", "I'm able to
+# grok it") or people's first names ("Soy un gran admirador de Claude Monet", "Hi! I'm Kimi, a
+# 17-year-old exchange student"), as the claim patterns match them (lowercased): `_names_a_model`.
+COMMON_WORDS = frozenset({"bard", "gemini", "llama", "mistral", "alpaca", "vicuna", "grok", "copilot"})
+FIRST_NAMES = frozenset({"claude", "ernie", "kimi"})
+# Before such a name, the words that make it a common noun ("I'm a Gemini", "I'm your copilot"):
+# indefinite articles, possessives, English "the", Spanish and Catalan "el"/"la" (Portuguese and
+# Galician "o"/"a" stand before a model's name too: "Sou o ChatGPT"). After it, ", a ..." says what the
+# speaker is ("I'm Kimi, a 17-year-old exchange student"), and a capitalised word after a first name
+# is a surname.
+_DETERMINERS = ("a", "an", "the", "your", "my", "our", "un", "una", "el", "la", "tu", "su", "mi", "um", "uma", "unha",
+                "teu", "teva", "tua", "seu", "seva", "sua", "meu", "meva", "minha", "miña")
+_APPOSITION = re.compile(rf",\s+(?:{'|'.join(_DETERMINERS)})\s+([^.!?:;\n]*)")
+_SURNAME = re.compile(r" [A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
 # Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after.
 # Catalan's "sou" is also "you are" (plural): "si sou usuaris de ChatGPT Plus".
 _NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )(?<!\bsi )(?<!vosaltres )"
@@ -65,9 +83,14 @@ _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
-CUTOFF = (r"knowledge cut-?off", r"as of my (?:last|latest) (?:knowledge )?update", r"my training data (?:only )?(?:goes|extends) up to",
-          r"fecha de corte de (?:mi )?conocimiento", r"hasta mi (?:última )?actualización", r"data de tall del meu coneixement",
-          r"data de corte do meu conhecimento", r"ezagutza[- ]muga", r"mis datos de entrenamiento,? (?:que )?llegan hasta",
+# The speaker's own cutoff ("my", "I have"): "Every large language model has a knowledge cutoff" and
+# "La fecha de corte de conocimiento de un modelo es..." explain the idea (they were knowledge_cutoff drops).
+# Each pattern opens with a letter, no "\b" or group, so `re` skips ahead to the letters that can start one.
+CUTOFF = (r"my (?:\w+ )?knowledge cut-?off", r"i have an? (?:\w+ )?knowledge cut-?off",
+          r"as of my (?:last|latest) (?:knowledge )?update", r"my training data (?:only )?(?:goes|extends) up to",
+          r"mi fecha de corte de conocimiento", r"fecha de corte de mi conocimiento", r"hasta mi (?:última )?actualización",
+          r"data de tall del meu coneixement", r"data de corte do meu conhecimento", r"nire ezagutza[- ]muga",
+          r"mis datos de entrenamiento,? (?:que )?llegan hasta",
           r"fins a la meva (?:última|darrera) actualització", r"data de corte do meu coñecemento",
           r"ata a miña última actualización", r"até (?:a )?minha última atualização",
           r"nire azken eguneraketa(?:ren arabera| arte)")
@@ -83,8 +106,9 @@ class _Claims:
     def __init__(self, models, developers, no_negates: bool):
         no = "|no" if no_negates else ""
         filler = rf"(?:(?!(?:{_NOT_A_CLAIM}{no})\b)[\w'-]+[\s,]+){{0,6}}?"
-        # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning.
-        self.self_claim = re.compile(rf"{_SELF}{filler}{_alternation(models)}\b".lower())
+        # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning;
+        # a group's "?P" is not, so the names are lowercased apart.
+        self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{_alternation(models).lower()})\b")
         made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
         self.first_person = re.compile(_FIRST_PERSON.lower())
         self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.!?:\n]{{0,60}}?){made_by_developer}")
@@ -101,9 +125,11 @@ class _Claims:
             rf"|{verb}\w*\s+(?:[\w-]+\s+){{0,2}}?(?:adimen artifiziala|(?:hizkuntza[- ])?eredua|laguntzailea|asistentea"
             r"|txatbota)(?:\s+bat)?\s+naiz\b)")
 
-    def search(self, text: str, basque: bool = False) -> bool:
-        if self.self_claim.search(text) is not None:
-            return True
+    def search(self, text: str, written: str, basque: bool = False) -> bool:
+        """Whether `text` (`written` lowercased by `folded`) makes a claim."""
+        for claim in self.self_claim.finditer(text):
+            if _names_a_model(claim, written):
+                return True
         if basque and (self.basque_claim.search(text) or self.basque_made_by.search(text)):
             return True
         # from each first person in turn: "I'm sorry, but I'm an AI developed by OpenAI" is the second's claim
@@ -116,6 +142,26 @@ class _Claims:
     def _negated(self, gap: str) -> bool:
         """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
         return self.negation.search(_CLAUSE_START.sub("", gap, count=1)) is not None
+
+
+def _names_a_model(claim: re.Match, written: str) -> bool:
+    """Whether the name a self-claim ends in is a model's. One that is also an everyday word or a
+    person's first name is when it is written with its capital, not after a determiner ("I'm a
+    Gemini", "I'm your copilot"), not before a surname ("Claude Monet"), and not followed by what
+    the speaker is unless that is an AI ("I'm Kimi, a 17-year-old exchange student"; "Soy Llama, un
+    modelo de Meta" is a claim)."""
+    name, text = claim["name"], claim.string
+    if name not in COMMON_WORDS and name not in FIRST_NAMES:
+        return True
+    if len(written) != len(text):  # "İ" lowercases to two characters: no offset to read the capital at
+        return True
+    start, end = claim.span("name")
+    if not written[start].isupper() or text[claim.start():start].split()[-1] in _DETERMINERS:
+        return False
+    if name in FIRST_NAMES and _SURNAME.match(written, end):
+        return False
+    described = _APPOSITION.match(text, end)
+    return described is None or _SPEAKER.search(described[1]) is not None
 
 
 def _of_the_speaker(gap: str) -> bool:
@@ -138,17 +184,18 @@ class IdentityFilter(RecordFilter):
         self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
                                     + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
-    def claims_another_identity(self, text: str, language: str | None = None) -> bool:
-        """Whether the (folded) `text`, in `language`, claims to be another model or to be made by
-        another developer."""
-        return self.claims[language not in NO_IS_IN_THE].search(text, basque=language == "eu")
+    def claims_another_identity(self, written: str, language: str | None = None, text: str | None = None) -> bool:
+        """Whether `written`, in `language`, claims to be another model or to be made by another
+        developer (`text`: `folded(written)`, when the caller has it)."""
+        text = folded(written) if text is None else text
+        return self.claims[language not in NO_IS_IN_THE].search(text, written, basque=language == "eu")
 
     def check(self, record, doc):
-        for text in turn_texts(record, ("assistant",)):
-            text = folded(text)
+        for written in turn_texts(record, ("assistant",)):
+            text = folded(written)
             if not self.screen.may_match(text):
                 continue
-            if self.claims_another_identity(text, record["language"]):
+            if self.claims_another_identity(written, record["language"], text):
                 return "identity_leak"
             if self.cutoff is not None and self.cutoff.search(text):
                 return "knowledge_cutoff"

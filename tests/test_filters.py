@@ -1059,6 +1059,27 @@ class TestIdentity:
         assert verdict(self.f, rec(user("What is ChatGPT?"), assistant(text))) is None
 
     @pytest.mark.parametrize("language, text, reason", [
+        # names that are also everyday words or first names: a common noun, a surname, a person (an
+        # audit: all were identity_leak drops)
+        ("en", "*bows with a flourish* I am a bard of the northern kingdoms, and my songs are known in every tavern.", None),
+        ("en", "Fun fact about me for this role-play: I'm a Gemini, so I love talking to new people!", None),
+        ("en", "I am an alpaca farmer from Peru, and my herd has forty animals.", None),
+        ("en", "I'm your copilot for this road trip: first stop, Lyon!", None),
+        ("es", "Soy un gran admirador de Claude Monet y de los impresionistas.", None),
+        ("ca", "Sóc una gran admiradora de Claude Debussy.", None),
+        ("en", "Hi! I'm Kimi, a 17-year-old exchange student from Helsinki.", None),
+        ("es", "Soy Claude, el mayordomo de la mansión. ¿En qué puedo servirle, señor?", None),
+        # the same names as a model's
+        ("en", "I am Gemini, a large language model trained by Google.", "identity_leak"),
+        ("en", "Hi! I'm Kimi, an AI assistant made by Moonshot AI.", "identity_leak"),
+        ("en", "I'm Copilot, your AI companion.", "identity_leak"), ("en", "I am Bard.", "identity_leak"),
+        ("es", "Soy Claude, un asistente creado por Anthropic.", "identity_leak"),
+        ("pt", "Sou o Gemini, um modelo de linguagem do Google.", "identity_leak"),
+    ])
+    def test_names_that_are_also_words_or_first_names(self, language, text, reason):
+        assert verdict(self.f, rec(user("Let's play."), assistant(text), language=language)) == reason
+
+    @pytest.mark.parametrize("language, text, reason", [
         # Portuguese and Galician "no" is "in the", not a negation
         ("pt", "Sou um modelo de linguagem baseado no GPT-4.", "identity_leak"),
         ("pt", "Sou um assistente no WhatsApp desenvolvido pela OpenAI.", "identity_leak"),
@@ -1094,8 +1115,9 @@ class TestIdentity:
 
     @pytest.mark.parametrize("text", [
         "As of my last update in 2023, the population was 8 million.",
-        "My knowledge cutoff is September 2021.",
-        "Según la fecha de corte de mi conocimiento, no lo sé.",
+        "My knowledge cutoff is September 2021.", "I have a knowledge cutoff of September 2021.",
+        "Según la fecha de corte de mi conocimiento, no lo sé.", "Mi fecha de corte de conocimiento es 2023.",
+        "Nire ezagutza-muga 2023koa da.",
         "Hasta mi última actualización, el presidente era otro.",
         "Según mis datos de entrenamiento, que llegan hasta 2023, el presidente era otro.",
         "Fins a la meva última actualització, el president era un altre.",
@@ -1104,6 +1126,15 @@ class TestIdentity:
     ])
     def test_knowledge_cutoff_dropped(self, text):
         assert verdict(self.f, rec(user("Who is the president?"), assistant(text))) == "knowledge_cutoff"
+
+    @pytest.mark.parametrize("language, text", [
+        ("en", "Every large language model has a knowledge cutoff: the date after which its training data ends."),
+        ("es", "La fecha de corte de conocimiento de un modelo es el último día incluido en sus datos."),
+        ("eu", "Eredu baten ezagutza-muga bere entrenamendu-datuen azken eguna da."),
+    ])
+    def test_knowledge_cutoff_explained_kept(self, language, text):
+        """What a knowledge cutoff is, not the speaker's (an audit: all were knowledge_cutoff drops)."""
+        assert verdict(self.f, rec(user("What is a knowledge cutoff?"), assistant(text), language=language)) is None
 
     def test_cutoff_check_can_be_turned_off(self):
         f = IdentityFilter(name="ALIA", check_cutoff=False)
