@@ -399,10 +399,11 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
     proportional = allocate(weights, manifest.holdout.size)
     # A cell's share comes first from its rows beyond its train target (a cell taking `all` has no
     # target to keep: all its rows may go); the rest passes on, first to rows beyond other cells'
-    # targets, then back to the cells' own shares, then to rows within any cell's target, as the
-    # holdout's exact size comes before the targets (`targets_met` only warns). A cell holding just
-    # its target (Toucan: 119,287 rows for 119,079) gave its share from train and missed it while
-    # others had rows to spare. So the holdout falls short only when every row is in it.
+    # targets, then to the other rows of cells taking `all`, then back to the cells' own shares, then
+    # to rows within any cell's target, as the holdout's exact size comes before the targets
+    # (`targets_met` only warns). A cell holding just its target (Toucan: 119,287 rows for 119,079)
+    # gave its share from train and missed it while others had rows to spare. So the holdout falls
+    # short only when every row is in it.
     target = {(c.source, c.language): available[(c.source, c.language)] if c.target is None else c.target
               for c in plan_cells}
     all_rows = {(c.source, c.language) for c in plan_cells if c.target is None}
@@ -410,6 +411,7 @@ def _shares(manifest: Manifest, available: Counter, copies: Counter) -> tuple[di
                for key, share in proportional.items()}
     giving = _giving(plan_cells)
     room = (lambda key: available[key] - holdout[key] - target[key],  # beyond the targets
+            lambda key: available[key] - holdout[key] if key in all_rows else 0,  # no target to keep
             lambda key: min(proportional[key], available[key]) - holdout[key],  # the cell's own share
             lambda key: available[key] - holdout[key])  # within the targets
     for spare_of in room:

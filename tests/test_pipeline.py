@@ -966,6 +966,24 @@ def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train
     assert result.by_source["train"] == {"a": 10, "b": 20 - shares["b"], "c": 2}
 
 
+def test_a_cell_holding_just_its_target_passes_its_holdout_share_to_a_cell_taking_all(tmp_path):
+    """Before the rows within any cell's target, the holdout takes an `all` cell's: it has no target
+    to miss. a gave 2 of its 10 rows and missed its target while b had 80 to spare (the review)."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    sources, inputs = [], {}
+    for key, targets, rows in (("a", {"en": 10}, 10), ("b", "all", 100)):
+        pq.write_table(to_table([make_record(messages=[message("user", f"{key} {i}?"), message("assistant", "Yes.")],
+                                             tools=[], source=key, licence="apache-2.0", language="en",
+                                             origin={"row": f"{key}#{i}"}) for i in range(rows)]), tmp_path / f"{key}.parquet")
+        inputs[key] = [tmp_path / f"{key}.parquet"]
+        sources.append({"key": key, "local": {"files": ["x.jsonl"]}, "converter": "dolly", "licence": "apache-2.0",
+                        "language": "en", "targets": targets})
+    result = mixing.build(load(_manifest(tmp_path, sources, holdout=20)), inputs, tmp_path / "out", tmp_path / "work")
+    assert (result.by_source["validation"], result.by_source["train"], result.deficits) == ({"b": 20}, {"a": 10, "b": 80}, [])
+
+
 def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path):
     bench = tmp_path / "evals"
     bench.mkdir()
