@@ -1062,7 +1062,8 @@ def test_a_benchmark_file_added_under_a_glob_makes_the_filtered_records_stale(tm
                         r'\(benchmark_files\.evals/more\.jsonl: null -> \{"bytes": \d+, "modified": "[\d-]+T[\d:.]+Z"\}\): '
                         r"build that source again .*", str(error.value))
     filter_source(load(path), load(path).sources[0], layout)
-    assert mix(load(path), layout).split_rows["train"] == 0
+    with pytest.raises(EmptyTrainSplit, match="have no row to give"):  # its one row is now contaminated
+        mix(load(path), layout)
     reasons = pq.read_table(tmp_path / "out" / "mini" / "rejected", columns=["reason"])["reason"].to_pylist()
     assert reasons == ["contaminated:ifeval"]
 
@@ -1152,7 +1153,7 @@ def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_
     wildchat = _wildchat_source()
     responses = _responses_source()
     glaive = _glaive_source(filters={"llm_judge": {"threshold": 3}})
-    path = _manifest(tmp_path, [wildchat, responses, glaive], holdout=0)
+    path = _manifest(tmp_path, [wildchat, responses, glaive, _dolly_source()], holdout=0)
     with serve_openai(lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as server:
         monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
         result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
@@ -1211,7 +1212,7 @@ def test_a_generated_sources_judge_is_counted_checked_and_capped_with_its_genera
     with serve_openai(respond) as server:
         llm = {"base_url": server.base_url}  # the manifest's, which the judge's own llm: overrides
         monkeypatch.delenv("SFTMIX_LLM_BASE_URL", raising=False)
-        path = _manifest(tmp_path, [wildchat, responses], holdout=0, llm=llm,
+        path = _manifest(tmp_path, [wildchat, responses, _dolly_source()], holdout=0, llm=llm,
                          licence_policy={"allow": ["apache-2.0", "odc-by"]})
         resources = {"llm": LLMResource(budget_usd=1e-9)} if case == "a step budget" else {}
         result = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def() \
@@ -1239,7 +1240,7 @@ def test_an_llm_resource_budget_of_zero_spends_nothing_and_bad_values_are_refuse
     from pipelines.resources import LLMResource
 
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
-    path = _manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}})], holdout=0)
+    path = _manifest(tmp_path, [_glaive_source(filters={"llm_judge": {"threshold": 3}}), _dolly_source()], holdout=0)
     job = build_definitions(str(path), str(tmp_path / "out")).resolve_implicit_global_asset_job_def()
     with serve_openai(lambda messages, body: "Feedback: Fine. [RESULT] 4") as server:
         monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
@@ -1474,6 +1475,14 @@ def _responses_source(**changes) -> dict:
     """A generated source answering `_wildchat_source`'s prompts."""
     return {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["wildchat"]},
             "licence": "apache-2.0", "targets": {"en": "all"}, **changes}
+
+
+def _dolly_source(**changes) -> dict:
+    """A source the LLM has no part in: the mixture has rows when an endpoint's source has none
+    (a mixture of no rows is refused, `EmptyTrainSplit`)."""
+    return {"key": "dolly", "converter": "dolly", "licence": "apache-2.0", "language": "en", "targets": "all",
+            "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}, "filters": {"language": False},
+            **changes}
 
 
 def _glaive_source(**changes) -> dict:
