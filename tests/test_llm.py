@@ -1324,6 +1324,19 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
                         r"Incorrect API key provided: \*\*\*.*\): check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and "
                         r"the API key", warning)
     assert KEY not in warning
+    # the rows the cache answers are judged: exit 0 (1 said every row was a drop; the review), and
+    # the warning still says the endpoint answers nothing now
+    faults = [Fault("server_error", status=401, match="Question 2?", count=None)]
+    with serve_openai(responder=lambda messages, body: "Feedback: Fine. [RESULT] 5", faults=faults) as srv:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        _judge_input(tmp_path / "in.parquet", 2)
+        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 0
+        _judge_input(tmp_path / "in.parquet", 3)
+        capsys.readouterr()
+        assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1])["kept"] == 2
+    assert captured.err.startswith("warning: the LLM endpoint answered none of 1 requests")
 
 
 def test_a_cache_dir_given_on_the_command_line_wins_over_the_manifest_s(tmp_path, monkeypatch, capsys):
