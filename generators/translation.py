@@ -75,7 +75,7 @@ def languages(params: dict, targets: dict) -> list[str]:
 
 def _target_languages(ctx: Context) -> list[str]:
     wanted = languages(ctx.params, ctx.targets)
-    if not wanted:
+    if not wanted and any(n != 0 for n in ctx.targets.values()):  # a target of 0 wants nothing
         raise GeneratorBroken("a '*' target names no language to translate into: list them in params.target_languages")
     return [lang for lang in wanted if lang in ctx.targets or "*" in ctx.targets]
 
