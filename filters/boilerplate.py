@@ -90,13 +90,18 @@ class BoilerplateFilter(RecordFilter):
             if phrase != phrase.lower():
                 raise ValueError(f"boilerplate phrase {phrase!r}: write it in lowercase (it is matched against "
                                  "lowercased text; use [^\\s] rather than \\S)")
-            # each on its own: joined, a broken one was a re.error at a position in the whole pattern
+            # each on its own: a broken one was a re.error at a position in the joined pattern
             try:
-                matches_nothing = re.compile(phrase).search("")
+                re.compile(phrase)
             except re.error as error:
                 raise ValueError(f"boilerplate phrase {phrase!r} is not a regular expression: {error}") from None
-            if matches_nothing:
-                raise ValueError(f"boilerplate phrase {phrase!r} matches the empty text, so every row")
+            try:
+                pattern = re.compile("x|" + phrase)  # as one alternative among others
+            except re.error:
+                raise ValueError(f"boilerplate phrase {phrase!r}: an inline flag such as (?i) holds only at the start of "
+                                 "a whole pattern (leave it out: the text is lowercased)") from None
+            if any(match.start() == match.end() for match in pattern.finditer("an answer")):
+                raise ValueError(f"boilerplate phrase {phrase!r} matches an empty text, so every row")
         # typographic apostrophes made ASCII, as in the text they are matched against (`folded`)
         extra = tuple(re.sub("[\u2019\u2018\u02bc]", "'", phrase) for phrase in extra_phrases or ())
         self.pattern = re.compile("|".join(PHRASES + extra))
