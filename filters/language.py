@@ -40,9 +40,10 @@ from filters.words import WordFinder
 # it both said pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are
 # searched: an opener without its closer scanned to the end of the text (25 s for 10,000 `\(`).
 # A code block that closes beyond that window runs to its end (bounded, a long block was left in:
-# a Spanish answer with 17,000 characters of code was dropped as not Spanish); the scan stays
-# linear, as an opener without its closer takes the rest of the window.
-_NOT_PROSE = re.compile(r"```.*?(?:```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]|\\\(.{0,400}?\\\)"
+# a Spanish answer with 17,000 characters of code was dropped as not Spanish) when its fence opens a
+# line, as a block's does: a lone ``` in prose ("three backticks (```)") is no code. The scan stays
+# linear: only the last fence can lack a closer.
+_NOT_PROSE = re.compile(r"```.*?```|(?<![^\n])```.*|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]|\\\(.{0,400}?\\\)"
                         r"|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
 

@@ -514,6 +514,14 @@ class TestLanguage:
         assert verdict(self.f, rec(user("?"), assistant(answer), language="en")) == (
             "language_mismatch" if lines == 40 else None)  # past the window, no prose is left to judge
 
+    def test_a_lone_fence_in_prose_is_no_code_block(self):
+        # taken for a block closing beyond the window, it hid the rest of the text (the review)
+        english = ("In Markdown you open a fenced block with three backticks (```) on a line of their own. Everything "
+                   "you type after that line is shown as code until the closing line, so remember to close it with the "
+                   "same number of backticks. The language name right after the opening backticks turns on syntax "
+                   "highlighting in most viewers, and many editors will also fold the block for you.")
+        assert verdict(self.f, rec(user("?"), assistant(english), language="es")) == "language_mismatch"
+
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
         declared English fell under `min_chars` and was trusted (the review: 7 of 8 kept)."""
