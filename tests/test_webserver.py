@@ -39,6 +39,10 @@ def _webserver(tmp_path: Path, manifest: Path, project: Path = ROOT) -> Iterator
     stopped with SIGTERM."""
     port = _free_port()
     tmp_path.mkdir(exist_ok=True)
+    # Runs launch as they are submitted: Dagster's default coordinator queues them for the daemon
+    # that `dagster dev` starts beside the webserver.
+    (tmp_path / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SFTMIX_MANIFEST": str(manifest),
            "SFTMIX_OUTPUT": str(tmp_path / "out"), "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
@@ -75,8 +79,6 @@ def test_webserver_shows_the_asset_graph(tmp_path):
 def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
     """What the UI's Materialize button does: the run worker runs each step with the project's
     executor (forked from a preloaded server), and writes the shards the in-process build writes."""
-    from dagster_graphql import DagsterGraphQLClient
-
     from sftmix.build import build
     from sftmix.manifest import load
 
@@ -87,22 +89,11 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
         "mixture": "mini", "seed": 1, "holdout": {"size": 2}, "licence_policy": {"allow": ["apache-2.0"]},
         "sources": [{"key": "g", "converter": "glaive", "licence": "apache-2.0", "language": "en",
                      "local": {"files": [str(fixture)]}, "targets": "all"}]}))
-    # Runs launch as they are submitted: Dagster's default coordinator queues them for the daemon
-    # that `dagster dev` starts beside the webserver.
-    (tmp_path / "ui").mkdir()
-    (tmp_path / "ui" / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
     project = tmp_path / "project"  # the code the server runs, a copy: edited below
     for package in ("sftmix", "filters", "generators", "assets", "pipelines"):
         shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     with _webserver(tmp_path / "ui", manifest, project) as port:
-        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        run_id = client.submit_job_execution("build_mixture")
-        deadline = time.monotonic() + 120
-        while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
-            assert time.monotonic() < deadline, f"run {run_id} still {status}"
-            time.sleep(0.5)
-        assert status == "SUCCESS"
+        assert _run(port)[1] == "SUCCESS"
         build(load(manifest), tmp_path / "in-process")
         for split in ("train", "validation"):
             [ui_shard] = sorted((tmp_path / "ui" / "out" / "mini" / split).glob("part-*.parquet"))
@@ -134,6 +125,54 @@ def test_a_run_launched_from_the_web_ui_builds_the_mixture(tmp_path):
         fixture.write_text(json.dumps(json.loads(fixture.read_text())[2:]))
         assert _stale_status_after_reload(port) == {
             key: new_version for key in ("g/raw", "g/normalized", "g/filtered", "mixture", "holdout", "dataset_card")}
+
+
+def test_a_run_launched_before_the_definitions_are_reloaded_stops_asking_for_the_reload(tmp_path):
+    """The run worker loads the definitions again, from the manifest as it is then: after an edit the
+    UI has not reloaded, the run stops there with one line (it built the edited manifest, recorded
+    under code versions the UI then showed as stale, and a source taken out failed the run with a
+    Dagster framework error), until the Reload button loads the edited manifest."""
+    dolly = ROOT / "tests" / "fixtures" / "dolly"
+    manifest = tmp_path / "mini.yaml"
+
+    def write(holdout: int, languages: dict[str, str]) -> None:
+        manifest.write_text(json.dumps({
+            "mixture": "mini", "seed": 1, "holdout": {"size": holdout}, "licence_policy": {"allow": ["cc-by-sa-3.0"]},
+            "sources": [{"key": f"dolly-{language}", "converter": "dolly", "licence": "cc-by-sa-3.0",
+                         "language": language, "local": {"files": [str(dolly / file)]}, "targets": "all"}
+                        for language, file in languages.items()]}))
+
+    both = {"en": "databricks-dolly-15k.jsonl", "ca": "train-00000-of-00001.parquet"}
+    write(2, both)
+    with _webserver(tmp_path / "ui", manifest) as port:
+        for holdout, languages in ((3, both), (3, {"en": both["en"]})):  # a setting changed; a source taken out
+            write(holdout, languages)
+            run_id, status = _run(port)
+            assert status == "FAILURE"
+            events = _graphql(port, '{ runOrError(runId: "%s") { ... on Run { eventConnection { events { '
+                                    "... on ErrorEvent { error { message } } } } } } }" % run_id)
+            [error] = [e["error"]["message"].strip() for e in events["data"]["runOrError"]["eventConnection"]["events"]
+                       if e.get("error")]
+            assert error.startswith(f"sftmix.build.BuildError: {manifest} changed (hash ")
+            assert error.endswith("reload them (the web UI's Reload button, or a restart) and materialize again")
+            assert not (tmp_path / "ui" / "out").exists()
+        _stale_status_after_reload(port)
+        assert _run(port)[1] == "SUCCESS"
+    validation = (tmp_path / "ui" / "out" / "mini" / "validation").glob("part-*.parquet")
+    assert sum(pq.read_metadata(shard).num_rows for shard in validation) == 3
+
+
+def _run(port: int) -> tuple[str, str]:
+    """The id and final status of a `build_mixture` run launched as the web UI launches it."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("build_mixture")
+    deadline = time.monotonic() + 120
+    while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(0.5)
+    return run_id, status
 
 
 def _stale_status_after_reload(port: int) -> dict[str, tuple[str, list[str]]]:
