@@ -121,8 +121,8 @@ def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> int:
     """Every LLM figure of the step's clients (name -> Stats) together on one line, then the
     contract's last line with exactly its keys; a warning for each client whose endpoint answered
     nothing (a judge's answers cannot hide behind its generator's, as in a build's check). The exit
-    code: 1 when one had nothing answered, not even from the cache (a script going on to train read
-    an empty file after exit 0), else 0."""
+    code: 1 when one did and no row was kept (a script going on to train read an empty file after
+    exit 0), else 0."""
     from sftmix.llm import Stats
 
     figures = Stats.total(list(clients.values())).summary()
@@ -133,8 +133,8 @@ def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> int:
     for name, stats in clients.items():
         if problem := stats.unanswered():
             print(f"warning: {problem}" + (f" (the {name}'s requests)" if len(clients) > 1 else ""), file=sys.stderr)
-            unanswered = unanswered or not stats.cache_hits
-    return int(unanswered)
+            unanswered = True
+    return int(unanswered and not counts.kept)
 
 
 def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):

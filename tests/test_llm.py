@@ -1337,6 +1337,16 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
     captured = capsys.readouterr()
     assert json.loads(captured.out.splitlines()[-1])["kept"] == 2
     assert captured.err.startswith("warning: the LLM endpoint answered none of 1 requests")
+    # two rows asking the same thing share one request: counted as a cache hit, it made the exit 0
+    # though both were drops (the review)
+    same = [make_record(messages=[message("user", "Question 7?"), message("assistant", "Answer 7.")], tools=[],
+                        source="t", licence="mit", language="en", origin={"row": f"in.jsonl#{i}"}) for i in range(2)]
+    pq.write_table(to_table(same), tmp_path / "same.parquet")
+    monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "other-cache"))
+    with serve_openai(responder=lambda messages, body: "unused", faults=[Fault("server_error", status=401, count=None)]) as srv:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        assert cli.main(["judge", str(tmp_path / "same.parquet"), "-o", str(tmp_path / "same-out.parquet")]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["kept"] == 0
 
 
 def test_a_cache_dir_given_on_the_command_line_wins_over_the_manifest_s(tmp_path, monkeypatch, capsys):
