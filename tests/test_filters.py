@@ -521,6 +521,9 @@ class TestLanguage:
                    "same number of backticks. The language name right after the opening backticks turns on syntax "
                    "highlighting in most viewers, and many editors will also fold the block for you.")
         assert verdict(self.f, rec(user("?"), assistant(english), language="es")) == "language_mismatch"
+        # nor paired with a block's fence after it (the second review)
+        block = english.replace("on a line of their own.", "and a name:\n```python\nprint('hello')\n```\n")
+        assert verdict(self.f, rec(user("?"), assistant(block), language="es")) == "language_mismatch"
 
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
