@@ -1086,6 +1086,12 @@ class TestIdentity:
         ("en", "I'm Copilot, your AI companion.", "identity_leak"), ("en", "I am Bard.", "identity_leak"),
         ("es", "Soy Claude, un asistente creado por Anthropic.", "identity_leak"),
         ("pt", "Sou o Gemini, um modelo de linguagem do Google.", "identity_leak"),
+        # a product's or a model word after the name, whatever stands before it (the review: kept)
+        ("en", "I am Claude Instant, an AI assistant.", "identity_leak"), ("en", "I am ERNIE Bot.", "identity_leak"),
+        ("en", "I'm Kimi Chat, your AI assistant.", "identity_leak"), ("en", "I am a Gemini model.", "identity_leak"),
+        ("en", "I am a Llama-based model fine-tuned for chat.", "identity_leak"),
+        ("en", "I'm Claude, your friendly helper. How can I help?", "identity_leak"),
+        ("es", "Soy Claude, tu ayudante. ¿En qué te ayudo?", "identity_leak"),
     ])
     def test_names_that_are_also_words_or_first_names(self, language, text, reason):
         assert verdict(self.f, rec(user("Let's play."), assistant(text), language=language)) == reason
@@ -1134,6 +1140,11 @@ class TestIdentity:
         "Fins a la meva última actualització, el president era un altre.",
         "Segundo a data de corte do meu coñecemento, non o sei.", "Ata a miña última actualización, o presidente era outro.",
         "Até a minha última atualização, o presidente era outro.",
+        # the speaker's, said otherwise (the review: kept)
+        "As an AI language model with a knowledge cutoff in September 2021, I cannot know who won.",
+        "I have a September 2021 knowledge cutoff, so I can't tell you.", "Since my training has a knowledge cutoff in 2021.",
+        "Knowledge cutoff: 2023-10. Current date: 2024-05-01.", "Tengo una fecha de corte de conocimiento en 2023.",
+        "Como IA con una fecha de corte de conocimiento en 2023, no puedo saberlo.", "Ezagutza-muga bat dut: 2023ko urria.",
     ])
     def test_knowledge_cutoff_dropped(self, text):
         assert verdict(self.f, rec(user("Who is the president?"), assistant(text))) == "knowledge_cutoff"
