@@ -426,6 +426,9 @@ def test_unknown_filter_argument_is_a_manifest_error(tmp_path):
      "filters: boilerplate phrase 'as an ai|' matches an empty text, so every row"),
     ("filters", {"boilerplate": {"extra_phrases": ["\\b(?:as an ai)?\\b"]}},  # between any two words (review)
      "filters: boilerplate phrase '\\\\b(?:as an ai)?\\\\b' matches an empty text, so every row"),
+    ("filters", {"boilerplate": {"extra_phrases": ["(in conclusion),", "(\\w+ \\w+) \\1"]}},  # \1 was the first's group
+     "filters: boilerplate phrase '(\\\\w+ \\\\w+) \\\\1': a backreference cannot work once the phrases are joined into "
+     "one pattern"),
     ("filters", {"boilerplate": {"extra_phrases": ["(?i)as an ai"]}},  # valid alone, a re.error joined (review)
      "filters: boilerplate phrase '(?i)as an ai': an inline flag such as (?i) holds only at the start of a whole "
      "pattern (leave it out: the text is lowercased)"),
@@ -433,7 +436,8 @@ def test_unknown_filter_argument_is_a_manifest_error(tmp_path):
      "filters: filter 'llm_judge': argument 'threshold': Input should be a valid integer (got True)"),
     ("filters", {"repetition": {"min_words": False}},
      "filters: filter 'repetition': argument 'min_words': Input should be a valid integer (got False)"),
-], ids=["int", "bool", "list", "bad-regex", "empty-match", "empty-between-words", "inline-flag", "bool-for-int",
+], ids=["int", "bool", "list", "bad-regex", "empty-match", "empty-between-words", "backreference", "inline-flag",
+        "bool-for-int",
         "bool-for-count"])
 def test_a_filter_argument_of_the_wrong_type_is_a_manifest_error(tmp_path, where, rule, problem):
     """Before, `min_chars: x` loaded, and the build stopped at the filter stage on `'>=' not supported`."""
