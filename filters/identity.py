@@ -43,11 +43,11 @@ _DETERMINERS = ("a", "an", "the", "your", "my", "our", "un", "una", "el", "la", 
                 "teu", "teva", "tua", "seu", "seva", "sua", "meu", "meva", "minha", "miña")
 _APPOSITION = re.compile(rf",\s+(?:{'|'.join(_DETERMINERS)})\s+([^.!?:;\n]*)")
 _SURNAME = re.compile(r" [A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
-# ... unless what follows the name makes it a model's, determiner or not: a model word ("a Gemini
-# model", "a Llama-based assistant") or a product's ("Claude Instant", "ERNIE Bot", "Kimi Chat").
-_MODEL_AFTER = re.compile(r"(?:[ -]+[\w.]+)?[ -]+(?:models?|based|llm|ai|assistant|chatbot|bot|chat|instant|code|sonnet"
-                          r"|opus|haiku|pro)\b")
-_HELPER = re.compile(r"\b(?:helper|companion|ayudante|ajudant\w*|axudante|laguntzaile\w*)\b")
+# ... unless a model word follows the capitalised name ("a Gemini model", "a Llama-based assistant",
+# "Claude 3 models"), or, with no determiner before it, a capitalised product word ("Claude Instant",
+# "ERNIE Bot", "Kimi Chat"); a version number may stand between. Read in the lowercased text.
+_MODEL_AFTER = re.compile(r"(?: v?\d[\w.]*)?(?: models?\b|-based\b| (?P<product>instant|code|sonnet|opus|haiku|bot|chat"
+                          r"|pro|advanced|ultra)\b)")
 # Not after a negation: "No, no soy ChatGPT" (es, ca "no", gl "non", pt "não"); English puts it after.
 # Catalan's "sou" is also "you are" (plural): "si sou usuaris de ChatGPT Plus".
 _NOT_NEGATED = r"(?<!\bno )(?<!\bnon )(?<!\bnão )(?<!\bsi )(?<!vosaltres )"
@@ -88,13 +88,19 @@ _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
-# The speaker's own cutoff ("my", "I have", "as an AI model with a", an echoed "Knowledge cutoff: 2023-10"):
-# "Every large language model has a knowledge cutoff" and "La fecha de corte de conocimiento de un
-# modelo es..." explain the idea (they were knowledge_cutoff drops).
-# Each pattern opens with a letter, no "\b" or group, so `re` skips ahead to the letters that can start one.
-CUTOFF = (r"my (?:[\w-]+ ){0,3}?knowledge cut-?off", r"i have an? (?:[\w-]+ ){0,2}?knowledge cut-?off",
-          r"model with an? (?:[\w-]+ )?knowledge cut-?off", r"knowledge cut-?off(?: date)?: (?:\w+ )?\d",
-          r"tengo una fecha de corte", r"ia con una fecha de corte", r"ezagutza[- ]muga bat dut",
+# The speaker's own cutoff ("my", "I have", "as an AI with a", an echoed "Knowledge cutoff: 2023-10.
+# Current date"): "Every large language model has a knowledge cutoff", "GPT-4 Turbo (knowledge cutoff:
+# April 2023)" and "La fecha de corte de conocimiento de un modelo es..." explain the idea or another
+# model's (they were knowledge_cutoff drops). Each pattern opens with a letter, no "\b" or group, so
+# `re` skips ahead to the letters that can start one; a match inside a word ("taxono-my") is no
+# match (`IdentityFilter._states_a_cutoff`).
+_CUT = r"knowledge[- ]cut-?off"
+CUTOFF = (rf"my (?:[\w-]+ )?(?:\d{{4}} )?{_CUT}", rf"my training (?:data )?(?:has|have) an? {_CUT}", rf"i have an? (?:[\w-]+ ){{0,2}}?{_CUT}",
+          rf"as an ai (?:language )?(?:model )?with an? {_CUT}", rf"{_CUT}: [\w -]{{0,20}}\. current date",
+          r"tengo una fecha de corte de conocimiento", r"ia con una fecha de corte de conocimiento",
+          r"tinc una data de tall de coneixement", r"tenho uma data de corte de conhecimento",
+          r"ia com uma data de corte de conhecimento", r"teño unha data de corte de coñecemento",
+          r"ezagutza[- ]muga bat dut",
           r"as of my (?:last|latest) (?:knowledge )?update", r"my training data (?:only )?(?:goes|extends) up to",
           r"mi fecha de corte de conocimiento", r"fecha de corte de mi conocimiento", r"hasta mi (?:última )?actualización",
           r"data de tall del meu coneixement", r"data de corte do meu conhecimento", r"nire ezagutza[- ]muga",
@@ -164,14 +170,16 @@ def _names_a_model(claim: re.Match, written: str) -> bool:
     if len(written) != len(text):  # "İ" lowercases to two characters: no offset to read the capital at
         return True
     start, end = claim.span("name")
-    if _MODEL_AFTER.match(text, end):
-        return True
-    if not written[start].isupper() or text[claim.start():start].split()[-1] in _DETERMINERS:
+    if not written[start].isupper():
         return False
-    if name in FIRST_NAMES and _SURNAME.match(written, end):
+    determined = text[claim.start():start].split()[-1] in _DETERMINERS
+    if (after := _MODEL_AFTER.match(text, end)) and (
+            after["product"] is None or (not determined and written[after.start("product")].isupper())):
+        return True
+    if determined or (name in FIRST_NAMES and _SURNAME.match(written, end)):
         return False
     described = _APPOSITION.match(text, end)
-    return described is None or any(role.search(described[1]) for role in (_SPEAKER, _HELPER))
+    return described is None or _SPEAKER.search(described[1]) is not None
 
 
 def _of_the_speaker(gap: str) -> bool:
@@ -200,6 +208,10 @@ class IdentityFilter(RecordFilter):
         text = folded(written) if text is None else text
         return self.claims[language not in NO_IS_IN_THE].search(text, written, basque=language == "eu")
 
+    def _states_a_cutoff(self, text: str) -> bool:
+        """A cutoff phrase starting a word ("Gemini have a knowledge cutoff" holds "i have a")."""
+        return any(not match.start() or not text[match.start() - 1].isalnum() for match in self.cutoff.finditer(text))
+
     def check(self, record, doc):
         for written in turn_texts(record, ("assistant",)):
             text = folded(written)
@@ -207,6 +219,6 @@ class IdentityFilter(RecordFilter):
                 continue
             if self.claims_another_identity(written, record["language"], text):
                 return "identity_leak"
-            if self.cutoff is not None and self.cutoff.search(text):
+            if self.cutoff is not None and self._states_a_cutoff(text):
                 return "knowledge_cutoff"
         return None

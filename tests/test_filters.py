@@ -1090,8 +1090,12 @@ class TestIdentity:
         ("en", "I am Claude Instant, an AI assistant.", "identity_leak"), ("en", "I am ERNIE Bot.", "identity_leak"),
         ("en", "I'm Kimi Chat, your AI assistant.", "identity_leak"), ("en", "I am a Gemini model.", "identity_leak"),
         ("en", "I am a Llama-based model fine-tuned for chat.", "identity_leak"),
-        ("en", "I'm Claude, your friendly helper. How can I help?", "identity_leak"),
-        ("es", "Soy Claude, tu ayudante. ¿En qué te ayudo?", "identity_leak"),
+        # ... and what stays ordinary (the third review: all were drops)
+        ("en", "I'm a Gemini based on my birth date, so I love talking.", None),
+        ("en", "I'm a Gemini pro at small talk, ask me anything!", None),
+        ("en", "I am a bard based in the northern kingdoms.", None), ("en", "I am a llama farmer based in Peru.", None),
+        ("en", "I'm your copilot in chat today: first stop, Lyon!", None),
+        ("en", "Hi! I'm Kimi, your tour companion for today in Kyoto.", None),
     ])
     def test_names_that_are_also_words_or_first_names(self, language, text, reason):
         assert verdict(self.f, rec(user("Let's play."), assistant(text), language=language)) == reason
@@ -1145,6 +1149,10 @@ class TestIdentity:
         "I have a September 2021 knowledge cutoff, so I can't tell you.", "Since my training has a knowledge cutoff in 2021.",
         "Knowledge cutoff: 2023-10. Current date: 2024-05-01.", "Tengo una fecha de corte de conocimiento en 2023.",
         "Como IA con una fecha de corte de conocimiento en 2023, no puedo saberlo.", "Ezagutza-muga bat dut: 2023ko urria.",
+        "As an AI with a knowledge cutoff in 2021, I can't say.", "My knowledge-cutoff date is September 2021.",
+        "My September 2021 knowledge cutoff means I don't know.",
+        "Tinc una data de tall de coneixement del 2023.", "Tenho uma data de corte de conhecimento em 2023.",
+        "Teño unha data de corte de coñecemento en 2023.",
     ])
     def test_knowledge_cutoff_dropped(self, text):
         assert verdict(self.f, rec(user("Who is the president?"), assistant(text))) == "knowledge_cutoff"
@@ -1153,6 +1161,14 @@ class TestIdentity:
         ("en", "Every large language model has a knowledge cutoff: the date after which its training data ends."),
         ("es", "La fecha de corte de conocimiento de un modelo es el último día incluido en sus datos."),
         ("eu", "Eredu baten ezagutza-muga bere entrenamendu-datuen azken eguna da."),
+        # another model's, an opinion, a billing date, a word ending in "my" (the third review: drops)
+        ("en", "My guess is the knowledge cutoff of GPT-4 is late 2023."),
+        ("en", "A taxonomy of the knowledge cutoff problem follows."),
+        ("en", "Any language model with a knowledge cutoff will miss recent events."),
+        ("en", "GPT-4 Turbo has a 128k context window (knowledge cutoff: April 2023)."),
+        ("en", "Models such as Gemini have a knowledge cutoff."),
+        ("es", "Hola, tengo una fecha de corte el día 15 y quiero cambiarla."),
+        ("es", "Es una convocatoria con una fecha de corte el 30 de junio."),
     ])
     def test_knowledge_cutoff_explained_kept(self, language, text):
         """What a knowledge cutoff is, not the speaker's (an audit: all were knowledge_cutoff drops)."""
