@@ -39,13 +39,15 @@ from filters.words import WordFinder
 # Portuguese solutions and langdetect called 3 of 8 Catalan or Spanish (a helper's set); without
 # it both said pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are
 # searched: an opener without its closer scanned to the end of the text (25 s for 10,000 `\(`).
-# Code is a ```span``` within a line, or a block from a fence opening a line to one opening a later
-# line, or to the end of the window when it closes beyond it (bounded, a long block was left in: a
-# Spanish answer with 17,000 characters of code was dropped as not Spanish). A lone ``` in prose
-# ("three backticks (```)") is neither: paired with any later fence, it hid the text between. The
-# scan stays linear: a span ends its line, and a block without its closer ends the window.
-_NOT_PROSE = re.compile(r"```[^\n]*?```|(?<![^\n])[ \t]*```.*?(?:\n[ \t]*```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]|\\\(.{0,400}?\\\)"
-                        r"|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
+# Code is a ```span``` within a line, or a block from an opening fence (``` and at most a language
+# name, then the line's end) to a fence opening a later line, or to the end of the window when it
+# closes beyond it (bounded, a long block was left in: a Spanish answer with 17,000 characters of
+# code was dropped as not Spanish). A lone ``` in prose ("three backticks (```) on a line") opens
+# nothing: paired with a later fence it hid the text between, and a block's closing fence taken for
+# an opener hid the rest. The scan stays linear: a span ends its line, a block without its closer
+# ends the window.
+_NOT_PROSE = re.compile(r"```[^\n]*?```|```[\w+#.-]*[ \t]*\r?\n.*?(?:\n[ \t]*```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
+                        r"|\\\(.{0,400}?\\\)|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
 
 

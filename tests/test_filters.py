@@ -524,6 +524,11 @@ class TestLanguage:
         # nor paired with a block's fence after it (the second review)
         block = english.replace("on a line of their own.", "and a name:\n```python\nprint('hello')\n```\n")
         assert verdict(self.f, rec(user("?"), assistant(block), language="es")) == "language_mismatch"
+        # a block opened at the end of a line of prose: its closing fence was taken for an opener
+        # and hid the prose after it (the third review)
+        code = "".join(f"def total_{i}(df):\n    return df.groupby('region')['price_{i}'].sum() + {i}\n" for i in range(20))
+        spanish = "Aquí tienes un ejemplo: ```python\n" + code + "```\n" + SPANISH
+        assert verdict(self.f, rec(user("?"), assistant(spanish), language="es")) is None
 
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
