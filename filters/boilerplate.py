@@ -100,7 +100,7 @@ class BoilerplateFilter(RecordFilter):
             except re.error:
                 raise ValueError(f"boilerplate phrase {phrase!r}: an inline flag such as (?i) holds only at the start of "
                                  "a whole pattern (leave it out: the text is lowercased)") from None
-            if re.search(r"(?<!\\)(?:\\\\)*\\[1-9]", phrase):  # the phrases are joined: group numbers shift
+            if re.search(r"(?<!\\)(?:\\\\)*(?:\\[1-9]|\(\?\(\d)", phrase):  # joined, group numbers shift
                 raise ValueError(f"boilerplate phrase {phrase!r}: a backreference cannot work once the phrases are "
                                  "joined into one pattern")
             if any(match.start() == match.end() for match in pattern.finditer("an answer")):

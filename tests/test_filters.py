@@ -979,6 +979,12 @@ class TestBoilerplate:
         for text in ("Ho sento, no m’és possible ajudar-te.", "Ho sento, no m'és possible ajudar-te."):
             assert verdict(f, rec(user(), assistant(text), language="ca")) == "boilerplate"
 
+    @pytest.mark.parametrize("phrase", [r"(\w+ \w+) \1", r"(a)?(?(1)zz|yy)"])
+    def test_a_group_reference_is_refused(self, phrase):
+        # joined with the other phrases, its group number pointed at another's: it never matched (review)
+        with pytest.raises(ValueError, match="a backreference cannot work"):
+            BoilerplateFilter(extra_phrases=["(in conclusion),", phrase])
+
     def test_extra_phrases_must_be_lowercase(self):
         # They are matched against lowercased text: "Happy" could never match.
         with pytest.raises(ValueError, match="lowercase"):
