@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from sftmix.record import SCHEMA
+from sftmix.record import SCHEMA, licence_problem
 
 SPLITS = ("train", "validation")
 # In a mixture directory while a mixing puts its splits in place, one after the other: until it is
@@ -152,7 +152,13 @@ def _licences(value: list[str] | None) -> list[str] | None:
     """Licence ids as the shards write them, lower case: SPDX ids match whatever their case, and
     `CC-BY-4.0` (SPDX's own spelling) selected no row of `cc-by-4.0`."""
     names = _names(value, "licences")
-    return None if names is None else [name.lower() for name in names]
+    if names is None:
+        return None
+    names = [name.lower() for name in names]
+    # a misspelt id ("apache 2.0") read no row, silently, where to_hf_dataset said the split had none
+    if problem := next(filter(None, map(licence_problem, names)), None):
+        raise ValueError(f"licences: {problem}")
+    return names
 
 
 def _of_licences(licences: list[str]) -> ds.Expression:
