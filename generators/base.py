@@ -39,7 +39,7 @@ from typing import Annotated, Any, Callable, Iterable, Iterator
 from pydantic import Field
 
 from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_window
-from sftmix.manifest import derivative_problem
+from sftmix.record import derivative_problem
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"

@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
-from sftmix.record import KNOWN_LICENCES, licence_problem
+from sftmix.record import KNOWN_LICENCES, derivative_problem, licence_problem
 from sftmix.sources import ROW_LICENSED
 from sftmix.sources import available as available_converters
 from sftmix.sources.common import iso639_1
@@ -42,25 +42,6 @@ def language_problem(language: str) -> str | None:
         return None
     code = iso639_1(language)
     return f"language {language!r} is not an ISO 639-1 code" + (f" (did you mean {code!r}?)" if code else "")
-
-
-def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
-    """Why rows under `output_licence` may not be derived from data under `input_licence`, or None.
-
-    No-derivatives data yields nothing; non-commercial data only non-commercial rows; share-alike
-    data only rows under the same licence. Attribution-only licences (cc-by, odc-by) allow it.
-    """
-    if input_licence is None:
-        return None  # licences set per row (TowerBlocks) are judged row by row (`generators.base._derivable`)
-    if input_licence in ("other", "unknown"):
-        return "its licence is not known, so nothing says it may be"
-    if "-nd" in input_licence:
-        return "its licence allows no derivatives"
-    if "-nc" in input_licence and "-nc" not in output_licence:
-        return f"non-commercial data cannot yield {output_licence} rows"
-    if "-sa" in input_licence and input_licence != output_licence:
-        return f"share-alike data must keep its licence, not become {output_licence}"
-    return None
 
 
 class ManifestError(Exception):

@@ -59,6 +59,26 @@ def licence_problem(licence: str) -> str | None:
     return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
 
 
+def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
+    """Why rows under `output_licence` may not be derived from data under `input_licence`, or None.
+
+    No-derivatives data yields nothing; non-commercial data only non-commercial rows; share-alike
+    data only rows under the same licence. Attribution-only licences (cc-by, odc-by) allow it.
+    Here, on the record path, so that a change to it makes the generated records stale.
+    """
+    if input_licence is None:
+        return None  # licences set per row (TowerBlocks) are judged row by row (`generators.base._derivable`)
+    if input_licence in ("other", "unknown"):
+        return "its licence is not known, so nothing says it may be"
+    if "-nd" in input_licence:
+        return "its licence allows no derivatives"
+    if "-nc" in input_licence and "-nc" not in output_licence:
+        return f"non-commercial data cannot yield {output_licence} rows"
+    if "-sa" in input_licence and input_licence != output_licence:
+        return f"share-alike data must keep its licence, not become {output_licence}"
+    return None
+
+
 def schema_problem(schema: pa.Schema) -> str | None:
     """Why rows of `schema` are not records (None when they are): a column missing, or of another
     kind. More columns are allowed (scores), text may be large strings and lists large lists (as

@@ -117,3 +117,13 @@ def test_a_field_a_newer_python_adds_empty_does_not_change_the_text_of_a_tree(mo
     assert ast.dump(before) != ast.dump(after)
     assert syntax_text(before) == syntax_text(after)
     assert syntax_text(ast.parse("f(x, None)")) != syntax_text(ast.parse("f(x)"))
+
+
+def test_the_licence_rule_a_generator_reads_its_inputs_by_is_in_a_generated_source_s_code():
+    """`derivative_problem` lived in sftmix/manifest.py, which no stage digests: a change to which
+    row-licensed inputs a generator may derive from left its records current (an audit)."""
+    from generators import base
+    from sftmix.build import LLM_CLIENT, RECORD_PATH
+
+    assert base.derivative_problem.__module__ == "sftmix.record"
+    assert "sftmix/record.py" in code_digests([*RECORD_PATH, LLM_CLIENT, "generators.translation"])

@@ -844,7 +844,7 @@ def test_a_generators_params_are_the_ones_its_code_reads(name):
 
 
 def test_attribution_only_inputs_may_feed_apache_generators():
-    from sftmix.manifest import derivative_problem
+    from sftmix.record import derivative_problem
 
     assert derivative_problem("cc-by-4.0", "apache-2.0") is None
     assert derivative_problem("odc-by", "apache-2.0") is None
