@@ -87,7 +87,7 @@ def _plan(args) -> int:
 
 def _render(args) -> int:
     from sftmix.normalize import check_records, read_records
-    from sftmix.reader import SPLITS, shard_files
+    from sftmix.reader import SPLITS, training_shards
     from sftmix.render import to_chatml
 
     path = Path(args.shard)
@@ -97,8 +97,8 @@ def _render(args) -> int:
     named = path.parent if path.is_file() else path  # a shard is named by its split's directory
     split = named.name if named.name in SPLITS else "train"
     try:
-        shards = shard_files(path, split)
-    except ValueError as error:  # a mixing stopped part way
+        shards = training_shards(path, split)
+    except ValueError as error:  # a mixing stopped part way, shards of two builds
         raise UserError(str(error)) from None
     check_records(shards)  # every shard, before any row is shown
     rows = ((shard, record) for shard in shards for record in read_records([shard]))

@@ -26,25 +26,46 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
     last mixing stopped part way (`MIXING_STOPPED`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    root = Path(path)
+    root = Path(path).resolve()  # "." inside a split directory has no name to check
+    other = next(name for name in SPLITS if name != split)
     if root.is_file():
         if root.parent.name in SPLITS and root.parent.name != split:  # one shard of the other split's directory
             raise ValueError(f"{root} is a shard of the {root.parent.name} split, not the {split} split")
         files, split_dir = [root], root.parent
     else:
-        if (root / split).is_dir():
-            split_dir = root / split
-        elif root.name in SPLITS and root.name != split:
+        if root.name in SPLITS and root.name != split:
             raise ValueError(f"{root} is the {root.name} split, not the {split} split")
-        else:
-            split_dir = root
+        mixture = (root / split).is_dir() or (root / other).is_dir() or (root / MIXING_STOPPED).exists()
+        split_dir = root / split if mixture else root
         files = sorted(split_dir.glob("part-*.parquet"))
-        if not files:
-            raise FileNotFoundError(f"no shards (part-*.parquet) under {split_dir}")
     if split_dir.name in SPLITS and (split_dir.parent / MIXING_STOPPED).exists():
         raise ValueError(f"{split_dir.parent}: its last mixing was stopped part way, so its splits may be of two "
                          "mixings (its holdout overlapping train): mix it again first")
+    if not files:
+        raise FileNotFoundError(f"no {split} split in {root}" if split_dir == root / split and not split_dir.is_dir()
+                                else f"no shards (part-*.parquet) under {split_dir}")
     return files
+
+
+def training_shards(path: Path | str, split: str = "train") -> list[Path]:
+    """`shard_files`, refused also when the split's shards (or the other split's) are of two builds,
+    as a copy over an older mixture leaves them: rows read twice, holdout rows trained on."""
+    files = shard_files(path, split)
+    split_dir = files[0].parent
+    other = next(name for name in SPLITS if name != split)
+    _of_one_build(files, sorted((split_dir.parent / other).glob("part-*.parquet"))[:1] if split_dir.name in SPLITS else [])
+    return files
+
+
+def _of_one_build(files: list[Path], other_split: list[Path]) -> None:
+    """ValueError when the shards (and a shard of the other split) carry different manifest hashes."""
+    builds: dict[bytes | None, Path] = {}
+    for shard in files + other_split:
+        builds.setdefault((pq.read_schema(shard).metadata or {}).get(b"manifest_hash"), shard)
+    if len(builds) > 1:
+        named = ", ".join(f"{shard} ({(digest or b'none').decode()})" for digest, shard in builds.items())
+        raise ValueError(f"shards of {len(builds)} builds side by side (manifest hashes differ: {named}): a copy over "
+                         "an older mixture left its shards; copy the mixture again into an empty directory")
 
 
 def read_mixture(
@@ -77,7 +98,7 @@ def read_mixture(
         if split_by_worker:
             rank, world_size = rank * worker.num_workers + worker.id, world_size * worker.num_workers
     licences, columns = _licences(licences), _columns(columns)
-    dataset = ds.dataset([str(f) for f in shard_files(path, split)], format="parquet")
+    dataset = ds.dataset([str(f) for f in training_shards(path, split)], format="parquet")
     wanted = None if licences is None else _of_licences(licences)
     start = 0  # index in the stream of the batch's first row
     for batch in dataset.to_batches(columns=columns, filter=wanted, batch_size=batch_size):
@@ -107,7 +128,7 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
     from datasets import Dataset, Features, load_dataset
 
     licences, columns = _licences(licences), _columns(columns)
-    files = shard_files(path, split)
+    files = training_shards(path, split)
     if not streaming and sum(pq.read_metadata(f).num_rows for f in files) == 0:
         # a split of no rows (`holdout: {size: 0}`): datasets says only "corresponds to no data"
         schema = pq.read_schema(files[0])

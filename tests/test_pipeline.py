@@ -2166,3 +2166,34 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
         ("g", "cc-by-4.0"), ("t", "apache-2.0")}
     build(load(manifest), tmp_path / "in-process")
     assert train.equals(_table(tmp_path / "in-process" / "mini", "train"))
+
+
+def test_the_readers_refuse_shards_of_two_builds_a_relative_other_split_and_name_a_missing_split(
+        sample_build, tmp_path, monkeypatch):
+    """A training job's audit: a copy over an older mixture left its shards (rows read twice,
+    holdout rows trained on); "." inside validation/ read the holdout as train; a split missing
+    beside the stopped-mixing marker was "no shards under" the mixture directory."""
+    from sftmix.mixing import MIXING_STOPPED
+
+    mixture_dir, _ = sample_build
+    copy = tmp_path / "copy"
+    shutil.copytree(mixture_dir, copy)
+    older = pq.read_table(copy / "train" / "part-00000.parquet")
+    pq.write_table(older.replace_schema_metadata({**older.schema.metadata, b"manifest_hash": b"0123456789abcdef"}),
+                   copy / "train" / "part-00099.parquet")
+    for read in (lambda: list(sftmix.read_mixture(copy, "train")), lambda: sftmix.to_hf_dataset(copy, "train")):
+        with pytest.raises(ValueError, match=r"^shards of 2 builds side by side \(manifest hashes differ: .*0123456789abcdef"):
+            read()
+    (copy / "train" / "part-00099.parquet").unlink()
+    assert len(list(sftmix.read_mixture(copy, "train"))) == pq.read_table(mixture_dir / "train").num_rows
+    monkeypatch.chdir(copy / "validation")
+    for where in (".", "part-00000.parquet"):
+        with pytest.raises(ValueError, match=r" (split|shard of the validation split), not the train split$"):
+            list(sftmix.read_mixture(where, "train"))
+    monkeypatch.chdir(tmp_path)
+    shutil.rmtree(copy / "validation")
+    with pytest.raises(FileNotFoundError, match=rf"^no validation split in {re.escape(str(copy))}$"):
+        list(sftmix.read_mixture(copy, "validation"))
+    (copy / MIXING_STOPPED).write_text("")
+    with pytest.raises(ValueError, match=r"its last mixing was stopped part way"):
+        list(sftmix.read_mixture(copy, "validation"))
