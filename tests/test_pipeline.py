@@ -947,22 +947,29 @@ def test_the_holdout_is_spread_over_train_targets_and_the_rows_of_all_cells(tmp_
     assert result.by_source["train"] == {"glaive": 2, "dolly": rows["dolly"] - expected["dolly"]}
 
 
-def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train_rows(tmp_path):
-    """A cell too small for its holdout share passes the rest on, first to rows beyond the other
-    cells' targets. A cell taking `all` counted as having none for a target, so all its rows were
-    "beyond" it: b trained on 6 of its 20 rows while 46 of a's stayed unused. And c, short of its
-    target, gave its 2 rows to the holdout and trained on none while a had rows to spare."""
-    from sftmix import mixing
+def _filtered_sources(tmp_path: Path, cells) -> tuple[list[dict], dict]:
+    """Manifest sources and their filtered records files, for `mixing.build`: (key, targets, rows) each."""
     from sftmix.record import make_record, message, to_table
 
     sources, inputs = [], {}
-    for key, targets, rows in (("a", {"en": 10}, 100), ("b", "all", 20), ("c", {"en": 100}, 2)):
+    for key, targets, rows in cells:
         pq.write_table(to_table([make_record(messages=[message("user", f"{key} {i}?"), message("assistant", "Yes.")],
                                              tools=[], source=key, licence="apache-2.0", language="en",
                                              origin={"row": f"{key}#{i}"}) for i in range(rows)]), tmp_path / f"{key}.parquet")
         inputs[key] = [tmp_path / f"{key}.parquet"]
         sources.append({"key": key, "local": {"files": ["x.jsonl"]}, "converter": "dolly", "licence": "apache-2.0",
                         "language": "en", "targets": targets})
+    return sources, inputs
+
+
+def test_a_holdout_shortfall_takes_rows_beyond_targets_before_an_all_cells_train_rows(tmp_path):
+    """A cell too small for its holdout share passes the rest on, first to rows beyond the other
+    cells' targets. A cell taking `all` counted as having none for a target, so all its rows were
+    "beyond" it: b trained on 6 of its 20 rows while 46 of a's stayed unused. And c, short of its
+    target, gave its 2 rows to the holdout and trained on none while a had rows to spare."""
+    from sftmix import mixing
+
+    sources, inputs = _filtered_sources(tmp_path, (("a", {"en": 10}, 100), ("b", "all", 20), ("c", {"en": 100}, 2)))
     manifest = load(_manifest(tmp_path, sources, holdout=60))
     shares = {key: n for (key, _), n in sftmix.plan.allocate({("a", "en"): 10, ("b", "en"): 20, ("c", "en"): 100}, 60).items()}
     result = mixing.build(manifest, inputs, tmp_path / "out", tmp_path / "work")
@@ -974,16 +981,8 @@ def test_a_cell_holding_just_its_target_passes_its_holdout_share_to_a_cell_takin
     """Before the rows within any cell's target, the holdout takes an `all` cell's: it has no target
     to miss. a gave 2 of its 10 rows and missed its target while b had 80 to spare (the review)."""
     from sftmix import mixing
-    from sftmix.record import make_record, message, to_table
 
-    sources, inputs = [], {}
-    for key, targets, rows in (("a", {"en": 10}, 10), ("b", "all", 100)):
-        pq.write_table(to_table([make_record(messages=[message("user", f"{key} {i}?"), message("assistant", "Yes.")],
-                                             tools=[], source=key, licence="apache-2.0", language="en",
-                                             origin={"row": f"{key}#{i}"}) for i in range(rows)]), tmp_path / f"{key}.parquet")
-        inputs[key] = [tmp_path / f"{key}.parquet"]
-        sources.append({"key": key, "local": {"files": ["x.jsonl"]}, "converter": "dolly", "licence": "apache-2.0",
-                        "language": "en", "targets": targets})
+    sources, inputs = _filtered_sources(tmp_path, (("a", {"en": 10}, 10), ("b", "all", 100)))
     result = mixing.build(load(_manifest(tmp_path, sources, holdout=20)), inputs, tmp_path / "out", tmp_path / "work")
     assert (result.by_source["validation"], result.by_source["train"], result.deficits) == ({"b": 20}, {"a": 10, "b": 80}, [])
 
