@@ -33,9 +33,9 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
             raise ValueError(f"{root} is a shard of the {root.parent.name} split, not the {split} split")
         files, split_dir = [root], root.parent
     else:
-        if root.name in SPLITS and root.name != split:
-            raise ValueError(f"{root} is the {root.name} split, not the {split} split")
         mixture = (root / split).is_dir() or (root / other).is_dir() or (root / MIXING_STOPPED).exists()
+        if not mixture and root.name in SPLITS and root.name != split:  # (a mixture may be named "validation")
+            raise ValueError(f"{root} is the {root.name} split, not the {split} split")
         split_dir = root / split if mixture else root
         files = sorted(split_dir.glob("part-*.parquet"))
     if split_dir.name in SPLITS and (split_dir.parent / MIXING_STOPPED).exists():
