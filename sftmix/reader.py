@@ -58,12 +58,18 @@ def training_shards(path: Path | str, split: str = "train") -> list[Path]:
 
 
 def _of_one_build(files: list[Path], other_split: list[Path]) -> None:
-    """ValueError when the shards (and a shard of the other split) carry different manifest hashes."""
-    builds: dict[bytes | None, Path] = {}
+    """ValueError when the shards (and a shard of the other split) carry different manifest hashes.
+    A file sftmix did not write (no hash) or cannot read is left to the reading, which names it."""
+    builds: dict[bytes, Path] = {}
     for shard in files + other_split:
-        builds.setdefault((pq.read_schema(shard).metadata or {}).get(b"manifest_hash"), shard)
+        try:
+            digest = (pq.read_schema(shard).metadata or {}).get(b"manifest_hash")
+        except (OSError, pa.ArrowException):
+            continue
+        if digest is not None:
+            builds.setdefault(digest, shard)
     if len(builds) > 1:
-        named = ", ".join(f"{shard} ({(digest or b'none').decode()})" for digest, shard in builds.items())
+        named = ", ".join(f"{shard} ({digest.decode()})" for digest, shard in builds.items())
         raise ValueError(f"shards of {len(builds)} builds side by side (manifest hashes differ: {named}): a copy over "
                          "an older mixture left its shards; copy the mixture again into an empty directory")
 
