@@ -160,10 +160,11 @@ class _Claims:
 
 def _names_a_model(claim: re.Match, written: str) -> bool:
     """Whether the name a self-claim ends in is a model's. One that is also an everyday word or a
-    person's first name is when it is written with its capital, not after a determiner ("I'm a
-    Gemini", "I'm your copilot"), not before a surname ("Claude Monet"), and not followed by what
-    the speaker is unless that is an AI ("I'm Kimi, a 17-year-old exchange student"; "Soy Llama, un
-    modelo de Meta" is a claim)."""
+    person's first name is when it is written with its capital and followed by a model word ("a
+    Gemini model") or, with no determiner before it, a product word ("Claude Instant"); otherwise
+    when it stands after no determiner ("I'm a Gemini", "I'm your copilot"), before no surname
+    ("Claude Monet"), and is not followed by what the speaker is unless that is an AI ("I'm Kimi, a
+    17-year-old exchange student"; "Soy Llama, un modelo de Meta" is a claim)."""
     name, text = claim["name"], claim.string
     if name not in COMMON_WORDS and name not in FIRST_NAMES:
         return True

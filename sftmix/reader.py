@@ -27,7 +27,7 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     root = Path(path).resolve()  # "." inside a split directory has no name to check
-    other = next(name for name in SPLITS if name != split)
+    other = _other_split(split)
     if root.is_file():
         if root.parent.name in SPLITS and root.parent.name != split:  # one shard of the other split's directory
             raise ValueError(f"{root} is a shard of the {root.parent.name} split, not the {split} split")
@@ -47,13 +47,17 @@ def shard_files(path: Path | str, split: str = "train") -> list[Path]:
     return files
 
 
+def _other_split(split: str) -> str:
+    return next(name for name in SPLITS if name != split)
+
+
 def training_shards(path: Path | str, split: str = "train") -> list[Path]:
     """`shard_files`, refused also when the split's shards (or the other split's) are of two builds,
     as a copy over an older mixture leaves them: rows read twice, holdout rows trained on."""
     files = shard_files(path, split)
     split_dir = files[0].parent
-    other = next(name for name in SPLITS if name != split)
-    _of_one_build(files, sorted((split_dir.parent / other).glob("part-*.parquet"))[:1] if split_dir.name in SPLITS else [])
+    other = split_dir.parent / _other_split(split)
+    _of_one_build(files, sorted(other.glob("part-*.parquet"))[:1] if split_dir.name in SPLITS else [])
     return files
 
 
