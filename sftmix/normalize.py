@@ -143,6 +143,8 @@ def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
     origin = {**info.origin, "row": key}
     if converted.key is not None:
         origin["key"] = converted.key
+    if clash := origin.keys() & converted.meta.keys():  # a converter's bug, not the row's: TowerBlocks' `split`
+        raise RuntimeError(f"{info.converter}: row metadata {sorted(clash)} would replace the provenance's own")
     origin.update(converted.meta)
     try:
         return make_record(messages=converted.messages, tools=converted.tools, source=info.key, licence=licence,

@@ -92,5 +92,7 @@ def convert(row: dict) -> Converted:
         if role is None:
             raise Drop("unknown_role", repr(turn["from"]))
         messages.append(message(role, turn["value"]))  # a null value becomes "" (empty-turn filter)
-    meta = {k: row.get(k) for k in ("dataset", "task", "lang", "split")}
+    # `split` is the split of the dataset the row was taken from ("dev" of Flores), not the Hub split
+    meta = {"dataset": row.get("dataset"), "task": row.get("task"), "lang": row.get("lang"),
+            "dataset_split": row.get("split")}
     return Converted(messages=messages, language=target_language(row.get("lang")), licence=licence, meta=meta)

@@ -37,7 +37,7 @@ def test_ultrachat_multi_turn(out):
         ("assistant", "Use spaced repetition flashcards."),
     ]
     assert conv.licence == "mit" and conv.language == "en" and conv.key is None
-    assert conv.meta == {"dataset": "ultrachat", "task": "general_purpose", "lang": "en", "split": "train"}
+    assert conv.meta == {"dataset": "ultrachat", "task": "general_purpose", "lang": "en", "dataset_split": "train"}
     assert all(m["tool_calls"] is None and m["name"] is None for m in conv.messages)
 
 
@@ -101,3 +101,30 @@ def test_unmapped_source_is_licence_unknown():
 )
 def test_target_language(lang, expected):
     assert target_language(lang) == expected
+
+
+def test_origin_keeps_the_hub_split_and_the_datasets_own(tmp_path):
+    # The raw `split` is the sub-dataset's ("dev" of Flores); it replaced the Hub split in `origin`.
+    import json
+
+    import pyarrow.parquet as pq
+
+    from sftmix.normalize import SourceInfo, normalize
+
+    info = SourceInfo(key="tower-blocks", converter="tower_blocks", licence=None, language=None,
+                      origin={"hub_id": "Unbabel/TowerBlocks-v0.2", "revision": "0c00a3a", "split": "train"})
+    normalize(info, [FIXTURE], tmp_path / "out.parquet", tmp_path / "rejected.parquet", apply_filters=False)
+    origins = [json.loads(text) for text in pq.read_table(tmp_path / "out.parquet")["origin"].to_pylist()]
+    assert {o["split"] for o in origins} == {"train"}
+    assert {o["dataset_split"] for o in origins} == {"train", "dev", "test"}
+
+
+def test_row_metadata_may_not_replace_the_provenance():
+    from sftmix.normalize import SourceInfo, _to_record
+    from sftmix.record import message
+
+    info = SourceInfo(key="tower-blocks", converter="tower_blocks", licence="mit", language="en",
+                      origin={"hub_id": "Unbabel/TowerBlocks-v0.2", "split": "train"})
+    row = Converted(messages=[message("user", "Hi"), message("assistant", "Hello")], meta={"split": "dev"})
+    with pytest.raises(RuntimeError, match=r"tower_blocks: row metadata \['split'\] would replace"):
+        _to_record(info, "f#0", row)
