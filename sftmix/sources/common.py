@@ -30,7 +30,7 @@ def iso639_1(value: str | None) -> str | None:
     """ISO 639-1 code for an ISO 639-3 code, a BCP-47 tag or an English language name.
 
     Returns the shortest standard code langcodes knows (`fil` stays `fil`: it has no 2-letter
-    code); None for empty, unknown or overlong values.
+    code; `tl`, `tgl` and "Tagalog" are `fil`); None for empty, unknown or overlong values.
     """
     text = value.strip() if value else ""
     return _iso639_1(text) if 0 < len(text) <= LONGEST_LANGUAGE_VALUE else None
@@ -41,9 +41,10 @@ def _iso639_1(text: str) -> str | None:
     try:
         if re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*", text):
             language = langcodes.Language.get(text.replace("_", "-"))
-        else:
-            language = langcodes.find(text)
-        # ISO 639-3 individual codes map to their macrolanguage's 2-letter code (arb -> ar, zsm -> ms)
+        else:  # a name's code is read as a code is: "Tagalog" finds `tl`, an alias of `fil`, as `tgl` is
+            language = langcodes.Language.get(langcodes.find(text).to_tag())
+        # CLDR's preferred individual languages take their macrolanguage's code (arb -> ar, zsm -> ms,
+        # cmn -> zh); other varieties keep their own (ary, arz, yue): a manifest names them to take them
         code = language.prefer_macrolanguage().language
     except (LookupError, ValueError):
         return None

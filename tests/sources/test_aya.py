@@ -48,6 +48,16 @@ def test_language_name_is_the_fallback_when_the_code_is_missing(results):
     assert out.meta == {"annotation_type": "original-annotations"}
 
 
+def test_a_language_name_gets_the_code_its_iso_639_3_code_gets():
+    from sftmix.sources.aya import convert
+
+    row = {"inputs": "Kumusta?", "targets": "Mabuti.", "annotation_type": "original-annotations"}
+    # the code gave `fil`, the name `tl`: one language under two labels
+    assert convert({**row, "language_code": "tgl", "language": "Tagalog"}).language == "fil"
+    assert convert({**row, "language_code": None, "language": "Tagalog"}).language == "fil"
+    assert convert({**row, "language_code": None, "language": "Moroccan Arabic"}).language == "ary"
+
+
 def test_a_value_longer_than_any_language_name_names_no_language():
     from sftmix.sources.aya import convert
 
