@@ -602,14 +602,14 @@ class LLMClient:
                 try:
                     completion = await self._send(session, body)
                 except _Retryable as error:
-                    last_error = f"{error.kind}: {self._redact(str(error))[:300]}"
+                    last_error = f"{error.kind}: {error}"
                     retry_after = error.retry_after
                 except _MalformedResponse as error:
-                    last_error = f"malformed_response: {self._redact(str(error))}"
+                    last_error = f"malformed_response: {error}"
                     if error.usage is not None:  # unusable, but paid for
                         self._account(error.usage)
                 except _ClientError as error:
-                    return self._failed(Failure(f"http_{error.status}", self._redact(str(error))[:300]))
+                    return self._failed(Failure(f"http_{error.status}", str(error)))
                 else:
                     self.stats.answered += 1
                     self._account(completion.usage)
@@ -642,9 +642,10 @@ class LLMClient:
         except TimeoutError:  # aiohttp's timeouts are TimeoutErrors
             raise _Retryable("APITimeoutError", f"no complete reply within {self.settings.timeout_s} s") from None
         except aiohttp.ClientError as error:  # refused, reset or dropped connections, cut-off bodies
-            raise _Retryable("APIConnectionError", f"{type(error).__name__}: {error}") from None
+            raise _Retryable("APIConnectionError", self._redact(f"{type(error).__name__}: {error}")[:300]) from None
         if status >= 300:
-            message = f"Error code: {status} - {raw.decode('utf-8', 'replace')[:300]}"
+            # redacted whole, then cut: a key cut at the end is no longer the key the redaction looks for
+            message = self._redact(f"Error code: {status} - {raw.decode('utf-8', 'replace')}")[:300]
             if status == 429:
                 raise _Retryable("RateLimitError", message, _seconds(retry_after))
             if status >= 500 or status in (408, 409):  # as the OpenAI SDK; a 503's Retry-After is waited for too
@@ -663,7 +664,7 @@ class LLMClient:
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
-            raise _MalformedResponse(f"{type(error).__name__}: {str(error)[:200]}", _paid(response)) from None
+            raise _MalformedResponse(self._redact(f"{type(error).__name__}: {error}")[:200], _paid(response)) from None
 
     async def _reserve_budget(self, most_usd: float) -> None:
         """With a budget: wait while the requests on their way could together spend what is left

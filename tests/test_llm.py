@@ -1304,6 +1304,24 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
     _assert_no_key_in([out, tmp_path / "gen.rejected.parquet", *cache_files(tmp_path / "cache")])
 
 
+def test_a_key_the_cut_of_an_error_text_ends_inside_is_redacted(tmp_path, monkeypatch):
+    """A key of no `sk-` shape (vLLM's `--api-key`, other providers) quoted near the 300th character of
+    an error body: the text was cut first, and the key's head no longer matched the key."""
+    key = "tgp_v1_" + "7f3a9c2e5b8d1f4a6c0e9b7d2a5f8c1e3b6d9a0f4c7e2b5d8a1f6c9e3b0d7a4f"
+    original = openai_server._error
+    # pads that put the cut at every 7th character of the key's 71 (the body's other fields stay the same)
+    pads = range(150, 300, 7)
+    for pad in pads:
+        monkeypatch.setattr(openai_server, "_error", lambda message, *args, pad=pad, **kwargs: original(
+            f"{'x' * pad} Incorrect API key provided: {key}.", *args, **kwargs))
+        faults = [Fault("server_error", status=401, count=None), Fault("server_error", status=503, count=None)]
+        with serve_openai(faults=faults[:1]) as unauthorised, serve_openai(faults=faults[1:]) as unavailable:
+            details = [failure.detail for srv in (unauthorised, unavailable)
+                       for failure in gather(make_client(srv, tmp_path, api_key=key, max_retries=0), ["Hi"])]
+        assert details[0].startswith("Error code: 401") and details[1].startswith("InternalServerError: Error code: 503")
+        assert all(key[:12] not in detail for detail in details), (pad, details)
+
+
 def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops(tmp_path, monkeypatch, capsys,
                                                                                 key_echoing_server):
     """A wrong key: every row is still a counted drop and the run ends (issue 4), one warning names
