@@ -63,7 +63,9 @@ def derivative_problem(input_licence: str | None, output_licence: str) -> str | 
     """Why rows under `output_licence` may not be derived from data under `input_licence`, or None.
 
     No-derivatives data yields nothing; non-commercial data only non-commercial rows; share-alike
-    data only rows under the same licence. Attribution-only licences (cc-by, odc-by) allow it.
+    and Llama-licensed data only rows under the same licence (the Llama licences bind what is made
+    from the material, and the use of its output to train other models). Attribution-only licences
+    (cc-by, odc-by) allow it.
     Here, on the record path, so that a change to it makes the generated records stale.
     """
     if input_licence is None:
@@ -76,6 +78,8 @@ def derivative_problem(input_licence: str | None, output_licence: str) -> str | 
         return f"non-commercial data cannot yield {output_licence} rows"
     if "-sa" in input_licence and input_licence != output_licence:
         return f"share-alike data must keep its licence, not become {output_licence}"
+    if input_licence.startswith("llama") and input_licence != output_licence:
+        return f"{input_licence} data must keep its licence, not become {output_licence}"
     return None
 
 

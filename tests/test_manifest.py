@@ -849,6 +849,10 @@ def test_attribution_only_inputs_may_feed_apache_generators():
     assert derivative_problem("cc-by-4.0", "apache-2.0") is None
     assert derivative_problem("odc-by", "apache-2.0") is None
     assert derivative_problem("cc-by-sa-4.0", "cc-by-sa-4.0") is None
+    # the Llama licences bind derivatives as share-alike ones do (they were let through as attribution-only)
+    assert derivative_problem("llama3", "apache-2.0") == "llama3 data must keep its licence, not become apache-2.0"
+    assert derivative_problem("llama2", "llama3") == "llama2 data must keep its licence, not become llama3"
+    assert derivative_problem("llama3", "llama3") is None
     # known ids that name no terms: nothing may be derived from them
     assert derivative_problem("unknown", "apache-2.0") == derivative_problem("other", "apache-2.0") == (
         "its licence is not known, so nothing says it may be")
