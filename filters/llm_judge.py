@@ -24,7 +24,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import get_filter_result
 
 from filters.base import Positive, RecordFilter
-from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_window
+from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_event_loop, stage_window
 
 JUDGE_TEMPLATE = Path(__file__).parent / "prompts" / "judge_absolute.txt"
 DEFAULT_RUBRIC = Path(__file__).parent / "prompts" / "rubric_default.txt"
@@ -130,12 +130,17 @@ class LLMJudgeFilter(RecordFilter):
             return self.grade(doc.metadata["record"])
 
         # Closed here, not when collected: the rows still in flight are cancelled before `run` closes the loop.
-        with contextlib.closing(in_order(self._event_loop(), grade, data, self.window)) as rows:
+        with contextlib.closing(in_order(self._loop, grade, data, self.window)) as rows:
             for doc, verdict in rows:
                 yield doc, *get_filter_result(self._result(doc, verdict))
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return self._result(doc, self._event_loop().run_until_complete(self.grade(doc.metadata["record"])))
+        """One row on its own (a stage calls `run`)."""
+        with stage_event_loop() as loop:
+            try:
+                return self._result(doc, loop.run_until_complete(self.grade(doc.metadata["record"])))
+            finally:
+                loop.run_until_complete(self.client.aclose())
 
     def _result(self, doc: Document, verdict: tuple[str, int] | Failure) -> bool | tuple[bool, str]:
         """The filter's answer for a row graded `verdict`; the score and feedback go into its origin,
@@ -151,16 +156,11 @@ class LLMJudgeFilter(RecordFilter):
         record["origin"] = json.dumps(origin, ensure_ascii=False)
         return True if score >= self.threshold else (False, "judge_below_threshold")
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop
-
     def run(self, data, rank: int = 0, world_size: int = 1):
-        try:
-            yield from super().run(data, rank, world_size)
-        finally:
-            if self._loop is not None:
+        # the loop of the generator before it, if any (`stage_event_loop`)
+        with stage_event_loop() as self._loop:
+            try:
+                yield from super().run(data, rank, world_size)
+            finally:
                 self._loop.run_until_complete(self.client.aclose())
-                self._loop.close()
                 self._loop = None

@@ -38,7 +38,7 @@ from typing import Annotated, Any, Callable, Iterable, Iterator
 
 from pydantic import Field
 
-from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_window
+from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_event_loop, stage_window
 from sftmix.record import derivative_problem
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
@@ -285,29 +285,28 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
         return result, site
 
     items = islice(module.items(records, ctx), limit)
-    loop = asyncio.new_event_loop()
-    rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
-    try:
-        for item, (result, site) in rows:
-            if first_failures is not None:
-                first_failures = first_failures + [site] if site else None
-                if first_failures and len(first_failures) == BROKEN_AFTER and len(set(first_failures)) == 1:
-                    raise GeneratorBroken(f"each of its first {BROKEN_AFTER} items raised {result.detail}: a fault "
-                                          "of the generator or of its settings, or replies it cannot read; "
-                                          "stopped before spending more")
-            if isinstance(result, Drop):
-                if result.raw is None:
-                    result.raw = item.payload  # what the generator was given: the rejected file's row
-                yield item.key, result
-                continue
-            for converted in result:
-                converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
-                converted.language = converted.language or item.language
-                yield item.key, converted
-    finally:
-        rows.close()  # cancels the rows still in flight while the loop can run them down
-        loop.run_until_complete(ctx.llm.aclose())
-        loop.close()
+    with stage_event_loop() as loop:
+        rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
+        try:
+            for item, (result, site) in rows:
+                if first_failures is not None:
+                    first_failures = first_failures + [site] if site else None
+                    if first_failures and len(first_failures) == BROKEN_AFTER and len(set(first_failures)) == 1:
+                        raise GeneratorBroken(f"each of its first {BROKEN_AFTER} items raised {result.detail}: a fault "
+                                              "of the generator or of its settings, or replies it cannot read; "
+                                              "stopped before spending more")
+                if isinstance(result, Drop):
+                    if result.raw is None:
+                        result.raw = item.payload  # what the generator was given: the rejected file's row
+                    yield item.key, result
+                    continue
+                for converted in result:
+                    converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
+                    converted.language = converted.language or item.language
+                    yield item.key, converted
+        finally:
+            rows.close()  # cancels the rows still in flight while the loop can run them down
+            loop.run_until_complete(ctx.llm.aclose())
 
 
 async def _generate(module, item: Item, ctx: Context) -> tuple[list[Converted] | Drop, str | None]:

@@ -27,9 +27,11 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from array import array
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
@@ -671,7 +673,7 @@ class LLMClient:
         (one goes at a time near the cap, as with a concurrency of 1), then refuse if it is spent.
         Without the wait, each of `concurrency` requests saw the cap unreached and all were sent: a
         $0.0002 cap spent $0.0016 at concurrency 16. Only this client's own answers are waited for:
-        another client of the step runs its requests in another event loop, paused meanwhile."""
+        another client's answers (a generator's judge) do not notify it."""
         if self.settings.budget_usd is None:
             return
         budget, spending = self.settings.budget_usd, self.spending
@@ -750,6 +752,29 @@ def stage_window(concurrency: int) -> int:
     connection. Answer times spread widely, and the oldest row holds back the rest; see
     bench/RESULTS.md for the ratios at 4 and 16 per connection."""
     return 16 * concurrency
+
+
+_stage_loops = threading.local()
+
+
+@contextmanager
+def stage_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """This thread's event loop for LLM stages, closed when its last user is done. A generated
+    source's generator and the judge after it share it: with a loop each, one ran while the other's
+    was paused, and the paused one's requests ran out their timeout (measured from when they were
+    sent) with the answers waiting unread: asked, and paid, again. In one loop each client's
+    requests go on while the other's caller waits."""
+    if not getattr(_stage_loops, "users", 0):
+        _stage_loops.loop = asyncio.new_event_loop()
+        _stage_loops.users = 0
+    _stage_loops.users += 1
+    try:
+        yield _stage_loops.loop
+    finally:
+        _stage_loops.users -= 1
+        if not _stage_loops.users:
+            _stage_loops.loop.close()
+            del _stage_loops.loop
 
 
 def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Result]], items: Iterable[Item],

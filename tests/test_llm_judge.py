@@ -501,6 +501,43 @@ def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_pat
     assert warning.startswith("warning: the LLM endpoint answered none of 3 requests (the last failure: ")
     assert warning.endswith(" (the judge's requests)")
 
+def test_a_generator_s_requests_go_on_while_its_judge_grades(tmp_path, monkeypatch, capsys):
+    """The generator and its judge ran an event loop each, one at a time: while the judge graded a
+    batch the rules before it had passed on (the language rule, 80 rows here), the generator's
+    requests in flight were paused past their timeout with the answers waiting, then asked, and
+    paid, again (2 × 100 requests expected; 32 more were sent)."""
+    from filters import base as rule_base
+    from sftmix import cli
+
+    monkeypatch.setattr(rule_base, "BATCH_ROWS", 80)
+    prompts = [make_record(messages=[message("user", f"Tell me a fun fact about the number {i}.")], tools=[],
+                           source="wildchat", licence="apache-2.0", language="en", origin={"row": i}) for i in range(100)]
+    write_records(tmp_path / "prompts.parquet", prompts)
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def respond(messages, body):
+        if "[RESULT]" in messages[-1]["content"]:
+            return "Feedback: Fine. [RESULT] 5"
+        return "A fun fact: two is the only even prime number, and every other prime is odd."
+
+    with serve_openai(responder=respond, delay=0.05) as srv:
+        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
+                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"threshold": 4}}}
+        manifest = _generated_manifest(tmp_path / "m.yaml", [responses])
+        data = yaml.safe_load(manifest.read_text())
+        # 80 rows graded 2 at a time take about 2 s: twice the timeout
+        data["llm"] = {"base_url": srv.base_url, "model": "served-model", "concurrency": 2, "timeout_s": 1,
+                       "max_retries": 2, "backoff_base_s": 0.01}
+        manifest.write_text(yaml.safe_dump(data))
+        assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
+                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        sent = srv.count()
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["generated"], summary["requests"], sent) == (100, 200, 200)
+
+
 def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_path, capsys):
     """The first source of the generator was taken: `--language en` ran as the ca source, with an
     unbounded target."""
