@@ -47,9 +47,10 @@ Where results can differ from IFEval (everything else is the same rule, on the s
   langdetect as IFEval does, but seeded (``DetectorFactory.seed = 0``, as ``filters.language``
   does); IFEval leaves it unseeded, so on borderline texts its own verdict varies between runs.
 - Keyword, spliter and postscript strings are regular expressions, as in IFEval (``keywords:
-  existence`` and ``keywords:frequency`` match substrings, case-insensitively, unless
-  ``verify(..., whole_words=True)``, which generated rows are held to; ``forbidden_words`` uses
-  ``\\b`` boundaries). The sampler only draws plain words. A postscript marker with an inline
+  existence`` and ``keywords:frequency`` match substrings, case-insensitively; ``forbidden_words``
+  uses ``\\b`` boundaries). ``verify(..., whole_words=True)``, which generated rows are held to,
+  matches all three as the whole word or its plural: "rivers" is "river" (found, counted, and
+  banned), "riverside" is not. The sampler only draws plain words. A postscript marker with an inline
   flag (``(?i)ps``) works here; IFEval's pattern puts it after ``\\s*``, which Python 3.11 refuses.
 - Placeholders, postscripts, bullets and titles are found in one pass over the response, not with
   IFEval's regexes, which retry a run of whitespace or of unclosed brackets from each of its
@@ -673,11 +674,19 @@ def _keywords_frequency_as_words(r, *, keyword, frequency, relation):
     return _compare(len(re.findall(_as_word(keyword), r, flags=re.IGNORECASE)), relation, frequency)
 
 
+def _forbidden_words_as_words(r, *, forbidden_words):
+    return not any(re.search(_as_word(w), r, flags=re.IGNORECASE) for w in forbidden_words)
+
+
 # IFEval finds keywords inside other words ("city" in "electricity", «agua» in "Nicaragua"): what a
 # reader asked for the word would not accept. Whole words (or their plurals) are as many or fewer,
 # so a response holding as words holds for IFEval too ("less than" is IFEval's check alone).
+# A forbidden word is banned in the same forms ("ciudades" breaks a ban on «ciudad», as it meets
+# keywords:existence for «ciudad»); those are more than IFEval's \b word\b, so a response free
+# of them is free for IFEval too.
 _AS_WORDS = {"keywords:existence": _keywords_existence_as_words,
-             "keywords:frequency": _keywords_frequency_as_words}
+             "keywords:frequency": _keywords_frequency_as_words,
+             "keywords:forbidden_words": _forbidden_words_as_words}
 
 
 def verify(response: str, constraints: list[dict], *, loose: bool = False, whole_words: bool = False) -> list[bool]:
@@ -1118,8 +1127,9 @@ def _coherent(picked: list[dict]) -> bool:
         return False
     if "no_comma" in k and "," in fixed:
         return False
+    # the ban as a generated row is held to it (verify(..., whole_words=True))
     banned = k.get("forbidden_words", {}).get("forbidden_words", [])
-    return not any(re.search(r"\b" + w + r"\b", fixed, flags=re.IGNORECASE) for w in banned)
+    return _forbidden_words_as_words(fixed, forbidden_words=banned)
 
 
 def sample_constraints(rng: random.Random, n: int, language: str = "en", *,

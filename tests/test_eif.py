@@ -473,3 +473,29 @@ def test_a_keyword_s_plural_is_the_word_asked_for():
     rivers = {"id": "keywords:frequency", "kwargs": {"keyword": "river", "frequency": 2, "relation": "at least"}}
     assert eif.verify("Two rivers meet here; the river is wide.", [rivers], whole_words=True) == [True]
     assert eif.verify("The riverside walk is by the river.", [rivers], whole_words=True) == [False]
+
+
+@pytest.mark.parametrize("language, word, answer", [
+    ("en", "river", "Rivers carry sediment from the mountains to the sea."),
+    ("es", "ciudad", "Las ciudades costeras tienen un clima más suave."),
+    ("ca", "ciutat", "Les ciutats mediterrànies tenen un clima suau."),
+])
+def test_a_forbidden_word_s_plural_breaks_the_ban(language, word, answer):
+    """Only existence and frequency took the plural as the word: an answer with "ciudades" met
+    keywords:existence for «ciudad» and passed a ban on it too, so eif_augmentation kept a row
+    that breaks the instruction in its own user turn."""
+    from generators.eif_augmentation import _failed
+
+    ban = c("keywords:forbidden_words", forbidden_words=[word, "zzz"])
+    assert word in describe(ban, language)
+    assert eif.verify(answer, [ban]) == [True]  # IFEval's verdict (\b word\b), unchanged
+    assert eif.verify(answer, [ban], whole_words=True) == [False] and _failed(answer, [ban]) == [ban]
+    assert eif.verify(answer, [c("keywords:existence", keywords=[word])], whole_words=True) == [True]
+    # a request to repeat verbatim that holds the plural cannot be drawn with the ban
+    assert not eif._coherent([ban, c("combination:repeat_prompt", prompt_to_repeat=answer)])
+    assert eif._coherent([ban, c("combination:repeat_prompt", prompt_to_repeat="Hola.")])
+
+
+def test_a_forbidden_word_inside_another_word_is_still_not_the_word():
+    ban = c("keywords:forbidden_words", forbidden_words=["cat", "dog"])
+    assert eif.verify("A category of concatenated hotdogs.", [ban], whole_words=True) == [True]
