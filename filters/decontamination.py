@@ -46,8 +46,10 @@ Benchmarks are local files in their released formats, detected per row:
   (the error says so).
 
 Config: `benchmarks: {name: path | [paths] | {paths: path | [paths], text_fields: [fields]}}`;
-paths may be globs (`bfcl/BFCL_v3_*.json`), relative ones are resolved against `root` (default:
-the working directory). Files are read on first use, not when the manifest is loaded.
+paths may be globs (`bfcl/BFCL_v3_*.json`; the directories one matches are not benchmark files and are
+left out), relative ones are resolved against `root` (default: the working directory). Files are
+read on first use, not when the manifest is loaded; `check_files` (run before a source's raw files
+are read) says first which path names no file, or which file's first row is in no format above.
 """
 
 from __future__ import annotations
@@ -323,10 +325,11 @@ class DecontaminationFilter(BatchRecordFilter):
         return self.root / path if self.root is not None and not path.is_absolute() else path
 
     def _matches(self, pattern: str) -> list[Path]:
-        """The files a benchmark path names now: a glob's matches, sorted, or the file (none if missing)."""
+        """The files a benchmark path names now: a glob's matching files, sorted (not its directories:
+        `bfcl/*` in BFCL's data directory also matches `possible_answer/`), or the file (none if missing)."""
         path = self._path(pattern)
         if _is_glob(pattern):
-            return sorted(Path(p) for p in glob.glob(str(path)))
+            return sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
         return [path] if path.is_file() else []
 
     def _files(self, name: str, patterns: list[str]) -> list[Path]:
@@ -334,16 +337,26 @@ class DecontaminationFilter(BatchRecordFilter):
         for pattern in patterns:
             matched = self._matches(pattern)
             if not matched:
+                path = self._path(pattern)
+                if not _is_glob(pattern) and path.is_dir():
+                    raise IsADirectoryError(f"benchmark {name!r}: {path} is a directory; name its files "
+                                            f"(a glob such as {path / '*'})")
                 problem = "no file matches" if _is_glob(pattern) else "no such file"
-                raise FileNotFoundError(f"benchmark {name!r}: {problem} {self._path(pattern)}")
+                raise FileNotFoundError(f"benchmark {name!r}: {problem} {path}")
             files.extend(matched)
         return files
 
     def check_files(self) -> None:
-        """FileNotFoundError naming the first benchmark path that names no file now: said before a
-        source is downloaded or its rows are paid for, not when the first row reaches the rule."""
-        for name, (patterns, _) in self.specs.items():
-            self._files(name, patterns)
+        """OSError naming the first benchmark path that names no file now, or ValueError naming the
+        first file whose first row is in no format read here (a broken first row included): said
+        before a source is downloaded or its rows are paid for, not when the first row reaches the
+        rule. Only the first rows are read (all of a JSON array): the index is built once, by the rule."""
+        for name, (patterns, text_fields) in self.specs.items():
+            for path in self._files(name, patterns):
+                try:
+                    next(prompts(path, text_fields), None)
+                except ValueError as error:
+                    raise ValueError(f"benchmark {name!r}: {error}") from None
 
     def benchmark_files(self) -> list[Path]:
         """Every file the benchmarks name now, as their paths name them (relative ones under `root`)."""

@@ -353,12 +353,13 @@ def _decontamination(manifest: Manifest, source: Source) -> DecontaminationFilte
 
 
 def check_benchmarks(manifest: Manifest, source: Source) -> None:
-    """BuildError naming a decontamination benchmark file of the source's rules that is missing."""
+    """BuildError naming a decontamination benchmark file of the source's rules that is missing, a
+    directory, or in a format the rule cannot read."""
     if (decontamination := _decontamination(manifest, source)) is None:
         return
     try:
         decontamination.check_files()
-    except FileNotFoundError as error:
+    except (OSError, ValueError) as error:
         raise BuildError(f"source {source.key!r}: {error}") from None
 
 

@@ -237,6 +237,30 @@ def test_benchmark_files_are_those_the_paths_name_now():
     assert step.benchmark_files() == [BENCH / "ifeval" / "input_data.jsonl"] + sorted((BENCH / "bfcl").glob("BFCL_v3_*.json"))
 
 
+def test_a_glob_keeps_the_files_and_the_check_names_a_directory_or_a_file_of_no_format(tmp_path):
+    """BFCL's `data/` holds `possible_answer/` and `multi_turn_func_doc/` beside the question files:
+    `bfcl/*` matched them, passed the check, and the filter stage (after the source's normalize stage)
+    stopped on a bare IsADirectoryError; a file of no format read here was found only there too."""
+    bfcl = tmp_path / "bfcl"
+    (bfcl / "possible_answer").mkdir(parents=True)
+    (bfcl / "multi_turn_func_doc").mkdir()
+    shutil.copy(BENCH / "bfcl" / "BFCL_v3_simple.json", bfcl)
+    (bfcl / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(
+        {"id": "simple_0", "ground_truth": [{"physics.boiling_point": {"altitude": [2400], "unit": ["celsius", ""]}}]}) + "\n")
+    (bfcl / "multi_turn_func_doc" / "gorilla_file_system.json").write_text(json.dumps(
+        {"name": "cat", "description": "Display the contents of a file.", "parameters": {"type": "dict"}}) + "\n")
+    step = DecontaminationFilter(benchmarks={"bfcl": "bfcl/*"}, root=str(tmp_path))
+    step.check_files()
+    assert step.benchmark_files() == [bfcl / "BFCL_v3_simple.json"]
+    assert step.index_stats()["bfcl"]["prompts"] == 3
+    with pytest.raises(IsADirectoryError, match=re.escape(f"benchmark 'bfcl': {bfcl / 'possible_answer'} is a directory; "
+                                                          f"name its files (a glob such as {bfcl / 'possible_answer' / '*'})")):
+        DecontaminationFilter(benchmarks={"bfcl": "bfcl/possible_answer"}, root=str(tmp_path)).check_files()
+    with pytest.raises(ValueError, match=re.escape(f"benchmark 'bfcl': {bfcl / 'possible_answer' / 'BFCL_v3_simple.json'}: "
+                                                   "unknown benchmark format (keys ['ground_truth', 'id'])")):
+        DecontaminationFilter(benchmarks={"bfcl": ["bfcl/*", "bfcl/possible_answer/*"]}, root=str(tmp_path)).check_files()
+
+
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_parquet_benchmark_is_a_configuration_error_naming_it(tmp_path, how):
     broken = tmp_path / "chat_test.parquet"

@@ -1003,13 +1003,25 @@ def test_decontamination_benchmarks_are_named_relative_to_the_manifest(tmp_path)
 
 
 
-def test_a_missing_benchmark_file_stops_a_source_before_its_raw_files_are_read(tmp_path):
+@pytest.mark.parametrize("fault", ["missing", "a directory", "of no format"])
+def test_a_missing_or_unreadable_benchmark_file_stops_a_source_before_its_raw_files_are_read(tmp_path, fault):
     """It was found when the first row reached the rule: after the source's download and normalize
-    stage (and a generated source's paid answers: `sftmix generate` exited 2 writing nothing)."""
+    stage (and a generated source's paid answers: `sftmix generate` exited 2 writing nothing); a
+    directory named, or a file no format is read from (BFCL's possible answers), was found there too."""
+    bench = tmp_path / "evals" / "input_data.jsonl"
+    if fault == "a directory":
+        bench.mkdir(parents=True)
+        expected = f"{bench} is a directory; name its files (a glob such as {bench}/*)"
+    elif fault == "of no format":
+        bench.parent.mkdir()
+        bench.write_text(json.dumps({"id": "simple_0", "ground_truth": []}) + "\n")
+        expected = f"{bench}: unknown benchmark format (keys ['ground_truth', 'id']); give `text_fields` for this benchmark"
+    else:
+        expected = f"no such file {bench}"
     src = {"key": "d", "converter": "dolly", "licence": "apache-2.0", "language": "en", "targets": "all",
            "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]},
            "filters": {"decontamination": {"benchmarks": {"ifeval": "evals/input_data.jsonl"}}}}
-    with pytest.raises(BuildError, match=f"^source 'd': benchmark 'ifeval': no such file {tmp_path}/evals/input_data.jsonl$"):
+    with pytest.raises(BuildError, match=f"^source 'd': benchmark 'ifeval': {re.escape(expected)}$"):
         build(load(_manifest(tmp_path, [src], holdout=0)), tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*.done.json"))  # no stage ran
 
