@@ -32,7 +32,7 @@ import time
 from array import array
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Awaitable, Callable, Iterable, Iterator, TypeVar
@@ -165,6 +165,9 @@ class LLMSettings:
     backoff_max_s: Annotated[float, Field(ge=0)] = 60.0
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     cache_dir: str = ".sftmix-llm-cache"
+    # a reasoning model served without a reasoning parser whose chat template opens `<think>` in
+    # the prompt: its replies start inside the thinking (`without_thinking`)
+    reply_starts_in_thinking: bool = False
     prices: Prices = field(default_factory=Prices)
 
     def __post_init__(self):
@@ -250,15 +253,17 @@ def api_key_from_env() -> str:
 _THINKING = re.compile(r"\s*<think>.*?</think>\s*", re.DOTALL)
 
 
-def without_thinking(content: str) -> str:
+def without_thinking(content: str, reply_starts_in_thinking: bool) -> str:
     """The reply in a reasoning model's content. Served without a reasoning parser (vLLM's
     `--reasoning-parser`), it writes its thinking first, where DeepSeek's API returns it apart
-    (`reasoning_content`): the reply follows a leading `<think>...</think>`, or, where the chat
-    template opens the block in the prompt (R1, QwQ), the last `</think>` of a reply with no `<think>`."""
+    (`reasoning_content`): the reply follows a leading `<think>...</think>`. Where the chat template
+    opens the block in the prompt (R1, QwQ; the `reply_starts_in_thinking` setting), the reply is what
+    follows the first `</think>`, as vLLM's parser splits it, and without one there is none. Only
+    where declared: any other model's answer may name the tag (code that strips R1's thinking)."""
+    if reply_starts_in_thinking:
+        return content.partition("</think>")[2].lstrip()
     if thinking := _THINKING.match(content):
         return content[thinking.end():]
-    if "</think>" in content and "<think>" not in content:
-        return content.rpartition("</think>")[2].lstrip()
     return content
 
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
@@ -376,7 +381,8 @@ class ResponseCache:
     """Append-only JSON Lines logs in `directory`, one per run that wrote (`responses-<pid>-<random>.jsonl`).
 
     Each line is `{"key": ..., "content", "finish_reason", "usage", "request"}`: the answer as the server
-    sent it (a reasoning model's thinking is cut as it is read, `without_thinking`) and what was asked,
+    sent it (the client cuts a reasoning model's thinking as it hands it on, `without_thinking`, by the
+    settings of the run that reads it) and what was asked,
     never the API key. A log and not a file per answer: creating a file cost 1.0 ms of CPU per
     answer where an append costs 3 µs (bench/llm.py's machine), and a large run would leave 10^5 to 10^6
     small files on a cluster's shared filesystem. A line cut off by a kill, or damaged in any way, is
@@ -429,9 +435,7 @@ class ResponseCache:
                 data = loads(handle.read(length))  # a damaged, deeply nested line: a JSONDecodeError
             if data["key"] != key:
                 raise ValueError("another key")
-            # stored as the server sent it: the thinking is cut as it is read, once
-            return Completion(without_thinking(data["content"]), data["finish_reason"], Usage(**data["usage"]),
-                              cached=True)
+            return Completion(data["content"], data["finish_reason"], Usage(**data["usage"]), cached=True)
         except (ValueError, OSError, KeyError, TypeError):
             return None  # a damaged entry (not UTF-8, not JSON, wrong shape) is asked again, not trusted
 
@@ -563,7 +567,7 @@ class LLMClient:
         cached = self.cache.get(key)
         if cached is not None and cached.finish_reason in FINISHED:  # an older cache's partial answers are asked again
             self.stats.cache_hits += 1
-            return cached
+            return self._reply(cached)
         if key in self._in_flight:  # the same request already on its way: share its answer, pay once
             self.stats.cache_hits += 1
             return await asyncio.shield(self._in_flight[key])
@@ -617,8 +621,7 @@ class LLMClient:
                     self._account(completion.usage)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
-                        # the answer as sent is kept, its thinking cut once as it is handed on (as from the cache)
-                        return replace(completion, content=without_thinking(completion.content))
+                        return self._reply(completion)
                     last_error = f"finish_reason={completion.finish_reason}"
                     if completion.finish_reason not in INTERRUPTED:
                         return self._failed(Failure("incomplete_generation", last_error))
@@ -628,6 +631,13 @@ class LLMClient:
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         return self._failed(Failure("llm_retries_exhausted", last_error))
+
+    def _reply(self, completion: Completion) -> Completion:
+        """The answer as handed on: the server's (as the cache keeps it, so the same cached answers
+        serve either `reply_starts_in_thinking`), its thinking cut once, here. `completion` is the
+        caller's own, just read or already written to the cache: cut in place, not copied."""
+        completion.content = without_thinking(completion.content, self.settings.reply_starts_in_thinking)
+        return completion
 
     def _failed(self, failure: Failure) -> Failure:
         self.stats.failures += 1

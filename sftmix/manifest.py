@@ -521,7 +521,7 @@ RUN_SETTINGS = {"executor", "output"}
 # Of the `llm:` settings, those that change answers; the others (concurrency, rate limits, timeouts,
 # retries, the budget and prices, the cache's place) say how a build asks, as the Dagster `llm`
 # resource does, and stages made under other values of them are current too.
-LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens")
+LLM_ANSWER_SETTINGS = ("base_url", "model", "temperature", "top_p", "max_tokens", "reply_starts_in_thinking")
 
 
 def settings_hash(manifest: Manifest) -> str:

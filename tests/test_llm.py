@@ -556,19 +556,49 @@ def test_a_reasoning_models_thinking_written_in_the_content_is_not_the_reply(tmp
     """An R1-style model served without a reasoning parser: the rows' answers began with its
     `<think>...</think>` block (what DeepSeek's API returns apart, as `reasoning_content`)."""
     replies = {"think": "<think>\nThe user wants a greeting. [RESULT] 1\n</think>\n\nHello there!",
-               "open": "<think> unfinished", "plain": "No <think>here</think>.",
-               # R1 or QwQ, whose chat template opens <think> in the prompt: the reply holds only its end
-               "unopened": "The user greets me; I should answer briefly.\n</think>\n\nHello! How can I help?"}
+               "open": "<think> unfinished", "plain": "No <think>here</think>."}
     with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
         client = make_client(srv, tmp_path)
 
         async def each():
             return [await client.complete(user(text)) for text in replies]
 
-        thought, unclosed, plain, unopened = run(client, each())
+        thought, unclosed, plain = run(client, each())
     assert thought.content == "Hello there!" and thought.usage.completion_tokens > 3
     assert unclosed.content == "<think> unfinished" and plain.content == "No <think>here</think>."
-    assert unopened.content == "Hello! How can I help?"
+
+
+# DeepSeek-V3's answer to how to keep R1's reply: it names the closing tag, and opens none
+STRIPS_R1 = ("To keep only the final answer of a DeepSeek-R1 reply, split on the closing tag:\n\n"
+             "```python\nfinal = reply.split(\"</think>\")[-1].strip()\n```\n\n"
+             "This works because the model ends its reasoning with that tag.")
+
+
+def test_an_answer_that_names_the_closing_tag_is_the_whole_answer(tmp_path):
+    """Every model's reply with a `</think>` and no `<think>` was cut to what followed the last one:
+    this answer became '")[-1].strip()' and a dangling fence, kept as a row. The cut is for
+    endpoints declared to reply from inside the thinking (`reply_starts_in_thinking`) only."""
+    with serve_openai(responder=lambda messages, body: STRIPS_R1) as srv:
+        first = run(client := make_client(srv, tmp_path), client.complete(user("strip R1's thinking?")))
+        again = run(client := make_client(srv, tmp_path), client.complete(user("strip R1's thinking?")))
+        assert srv.count() == 1
+    assert first.content == again.content == STRIPS_R1 and again.cached
+
+
+def test_a_reply_that_starts_in_thinking_is_what_follows_its_first_close(tmp_path):
+    """R1 or QwQ, whose chat template opens `<think>` in the prompt: the reply holds only its end.
+    The answer follows the first `</think>` (as vLLM's reasoning parser splits it), so an answer
+    naming the tag is kept whole; a reply without one is all thinking, no answer."""
+    replies = {"greet": "The user greets me; I should answer briefly.\n</think>\n\nHello! How can I help?",
+               "strip": "They want R1's answer alone.\n</think>\n\n" + STRIPS_R1,
+               "opened": "<think>Greet back.</think>\n\nHello!", "unfinished": "Still weighing how to greet"}
+    with serve_openai(responder=lambda messages, body: replies[messages[-1]["content"]]) as srv:
+        client = make_client(srv, tmp_path, reply_starts_in_thinking=True)
+
+        async def each():
+            return [(await client.complete(user(text))).content for text in replies]
+
+        assert run(client, each()) == ["Hello! How can I help?", STRIPS_R1, "Hello!", ""]
 
 
 def test_an_answer_from_the_cache_is_the_answer_first_handed_on(tmp_path):
@@ -587,18 +617,19 @@ def test_json_after_an_unopened_think_close_is_read_in_one_request(tmp_path):
     """It was not JSON: each row was asked 3 times, paid 3 times, then an `invalid_json` drop."""
     reply = 'The schema wants an integer answer; 2 + 2 is 4.\n</think>\n\n{"answer": 4}'
     with serve_openai(responder=lambda messages, body: reply) as srv:
-        client = make_client(srv, tmp_path)
+        client = make_client(srv, tmp_path, reply_starts_in_thinking=True)
         value, _ = run(client, client.complete_json(user("give json"), SCHEMA))
         assert value == {"answer": 4} and srv.count() == 1
 
 
-def test_thinking_cached_with_an_answer_is_taken_out_as_it_is_read(tmp_path):
-    """Answers cached before an unopened `</think>` was taken out hold the thinking: a rerun
-    served it from the cache as the reply."""
-    request = {"model": "m", "messages": user("hi")}
-    key = request_key("127.0.0.1", request)
-    ResponseCache(tmp_path / "cache").put(key, Completion("Greet back.\n</think>\n\nHello!", "stop", Usage(3, 5)), request)
-    assert ResponseCache(tmp_path / "cache").get(key).content == "Hello!"
+def test_a_cached_answer_is_kept_as_sent_and_cut_by_the_settings_that_read_it(tmp_path):
+    """Answers cached before an unopened `</think>` was taken out hold the thinking: a rerun served
+    it from the cache as the reply. Declaring the endpoint's replies afterwards asks nothing again."""
+    with serve_openai(responder=lambda messages, body: "Greet back.\n</think>\n\nHello!") as srv:
+        as_sent = run(client := make_client(srv, tmp_path), client.complete(user("hi")))
+        declared = run(client := make_client(srv, tmp_path, reply_starts_in_thinking=True), client.complete(user("hi")))
+        assert srv.count() == 1
+    assert as_sent.content == "Greet back.\n</think>\n\nHello!" and declared.content == "Hello!" and declared.cached
 
 
 # ----------------------------------------------------------------------------------------- complete_json

@@ -248,7 +248,8 @@ def test_the_hash_covers_what_decides_rows_not_where_they_run(tmp_path):
     asking = {"concurrency": 4, "budget_usd": 500.0, "timeout_s": 600, "max_retries": 9,
               "cache_dir": "/scratch/llm-cache", "requests_per_minute": 60, "prices": {"completion": 2.19}}
     assert hash_of("asking.yaml", yaml.safe_dump({**data, "llm": {**data["llm"], **asking}})) == reference
-    for answering in ({"model": "deepseek-reasoner"}, {"temperature": 0.2}, {"max_tokens": 512}):
+    for answering in ({"model": "deepseek-reasoner"}, {"temperature": 0.2}, {"max_tokens": 512},
+                      {"reply_starts_in_thinking": True}):
         assert hash_of("answering.yaml", yaml.safe_dump({**data, "llm": {**data["llm"], **answering}})) != reference
     for changed in ({**data, "seed": data.get("seed", 0) + 1}, {**data, "shard_rows": 1234},
                     {**data, "holdout": {**data["holdout"], "size": data["holdout"]["size"] + 1}}):
