@@ -50,7 +50,7 @@ def llm_metadata(stats: list[Stats]) -> dict:
 
 def llm_answered(context: AssetExecutionContext, key: AssetKey, stats: list[Stats]) -> AssetCheckResult:
     """Fails (not blocking: each row is a counted drop) when an endpoint of the stage (its
-    generator's, or its judge's) answered no request."""
+    generator's, or its judge's) answered no request, or refused the account part way."""
     problem = next(filter(None, (part.unanswered() for part in stats)), None)
     if problem:
         context.log.warning(problem)
@@ -59,7 +59,8 @@ def llm_answered(context: AssetExecutionContext, key: AssetKey, stats: list[Stat
 
 
 def _llm_answered_spec(key: AssetKey) -> AssetCheckSpec:
-    return AssetCheckSpec("llm_answered", asset=key, description="the LLM endpoint answered some requests")
+    return AssetCheckSpec("llm_answered", asset=key,
+                          description="the LLM endpoint answered some requests and did not refuse the account")
 
 
 def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:

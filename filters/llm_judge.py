@@ -24,7 +24,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import get_filter_result
 
 from filters.base import Positive, RecordFilter
-from sftmix.llm import BudgetExhausted, Failure, LLMClient, LLMSettings, in_order, stage_event_loop, stage_window
+from sftmix.llm import Failure, LLMClient, LLMSettings, RunStopped, in_order, stage_event_loop, stage_window
 
 JUDGE_TEMPLATE = Path(__file__).parent / "prompts" / "judge_absolute.txt"
 DEFAULT_RUBRIC = Path(__file__).parent / "prompts" / "rubric_default.txt"
@@ -107,8 +107,8 @@ class LLMJudgeFilter(RecordFilter):
         for _ in range(self.attempts):
             try:
                 reply = await self.client.complete(messages)
-            except BudgetExhausted as error:
-                return Failure("budget_exhausted", str(error))  # not graded; the rows already graded are kept
+            except RunStopped as error:  # the budget reached, the account refused
+                return Failure(error.reason, str(error))  # not graded; the rows already graded are kept
             if isinstance(reply, Failure):
                 return reply
             if reply.truncated:  # asked again it is cut again, and paid again

@@ -15,8 +15,8 @@ A generator module `generators/<name>.py` defines
 The runtime adds provenance (and a dropped item's payload as its row in the rejected file), runs
 items concurrently, a bounded number at a time (output order =
 item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
-reached, and feeds the results to the same record/filter/writer path as converters
-(`sftmix.normalize.run`).
+reached or the endpoint refuses the account (`sftmix.llm.RunStopped`), and feeds the results to
+the same record/filter/writer path as converters (`sftmix.normalize.run`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Annotated, Any, Callable, Iterable, Iterator
 
 from pydantic import Field
 
-from sftmix.llm import BudgetExhausted, Completion, Failure, LLMClient, in_order, stage_event_loop, stage_window
+from sftmix.llm import Completion, Failure, LLMClient, RunStopped, in_order, stage_event_loop, stage_window
 from sftmix.record import derivative_problem
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
@@ -270,19 +270,18 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
     """Run `module` over its items; yields (item key, Converted | Drop) in item order.
 
     Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
-    (`sftmix.llm.in_order`). Once an item meets the budget cap, the items not yet started
-    are dropped as `budget_exhausted` without running. Raises GeneratorBroken when each of the first
+    (`sftmix.llm.in_order`). Once the client stops sending (the budget cap reached: `budget_exhausted`;
+    the account refused: `llm_payment_required`, `llm_key_refused`), the items not yet started are
+    dropped with its reason without running. Raises GeneratorBroken when each of the first
     `BROKEN_AFTER` items raised at one line of the project's code."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
-    exhausted = False
     first_failures: list[str] | None = []  # where each of the first items failed, while all have
 
     async def run(item: Item) -> tuple[list[Converted] | Drop, str | None]:
-        nonlocal exhausted
-        result, site = (Drop("budget_exhausted"), None) if exhausted else await _generate(module, item, ctx)
-        exhausted = exhausted or (isinstance(result, Drop) and result.reason == "budget_exhausted")
-        return result, site
+        if (stop := ctx.llm.stopped()) is not None:
+            return Drop(stop.reason, str(stop)), None
+        return await _generate(module, item, ctx)
 
     items = islice(module.items(records, ctx), limit)
     with stage_event_loop() as loop:
@@ -315,8 +314,8 @@ async def _generate(module, item: Item, ctx: Context) -> tuple[list[Converted] |
         out = await module.generate(item, ctx)
     except Drop as drop:
         return drop, None
-    except BudgetExhausted as error:
-        return Drop("budget_exhausted", str(error)), None
+    except RunStopped as error:
+        return Drop(error.reason, str(error)), None
     except MALFORMED_ROW_ERRORS as error:
         # model output that breaks a generator's assumptions is a counted drop, not a crash (a reply
         # nested past the recursion limit raises RecursionError in json, jsonschema or repr); where

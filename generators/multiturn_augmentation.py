@@ -41,7 +41,7 @@ from generators.base import (LANGUAGE_NAMES, Context, Item, Positive, identity_l
                              top_ranked_per_language)
 from filters.language_id import detected_instead
 from generators.code_math import blank_code_and_math
-from sftmix.llm import BudgetExhausted, Failure
+from sftmix.llm import Failure, RunStopped
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
@@ -165,11 +165,11 @@ async def generate(item: Item, ctx: Context) -> list[Converted] | Drop:
         try:
             question = await _follow_up(ctx, turns, language, kind)
             answer = await _answer(ctx, turns + [message("user", question)], language)
-        except (Drop, BudgetExhausted) as failure:
+        except (Drop, RunStopped) as failure:
             if added == 0:
                 raise
-            # the budget reached keeps the turns made, paid for, as any other failure does
-            drop = failure if isinstance(failure, Drop) else Drop("budget_exhausted", str(failure))
+            # the budget reached (or the account refused) keeps the turns made, paid for, as any other failure does
+            drop = failure if isinstance(failure, Drop) else Drop(failure.reason, str(failure))
             stopped = f"{drop.reason}: {drop.detail}" if drop.detail else drop.reason
             break
         turns += [message("user", question), message("assistant", answer)]

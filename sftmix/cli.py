@@ -120,21 +120,22 @@ SUMMARY_LLM_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_token
 def _print_llm_summary(kept_key: str, counts: Counts, clients: dict) -> int:
     """Every LLM figure of the step's clients (name -> Stats) together on one line, then the
     contract's last line with exactly its keys; a warning for each client whose endpoint answered
-    nothing (a judge's answers cannot hide behind its generator's, as in a build's check). The exit
-    code: 1 when one did and no row was kept (a script going on to train read an empty file after
-    exit 0), else 0."""
+    nothing or refused the account (a judge's answers cannot hide behind its generator's, as in a
+    build's check). The exit code: 1 when one refused the account (the rows it left unasked are
+    drops a rerun would make: the output is not the source's), or answered nothing and no row was
+    kept (a script going on to train read an empty file after exit 0), else 0."""
     from sftmix.llm import Stats
 
     figures = Stats.total(list(clients.values())).summary()
     print("llm " + json.dumps(figures))
     print(json.dumps({kept_key: counts.kept, "dropped": dict(sorted(counts.dropped.items())),
                       **{k: figures[k] for k in SUMMARY_LLM_KEYS}}))
-    unanswered = False
+    failed = False
     for name, stats in clients.items():
         if problem := stats.unanswered():
             print(f"warning: {problem}" + (f" (the {name}'s requests)" if len(clients) > 1 else ""), file=sys.stderr)
-            unanswered = True
-    return int(unanswered and not counts.kept)
+            failed = failed or bool(stats.refused) or not counts.kept
+    return int(failed)
 
 
 def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):

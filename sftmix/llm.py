@@ -3,7 +3,9 @@
 - Concurrency limit (asyncio semaphore) and a requests/tokens-per-minute limiter.
 - Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
   dropped connections and malformed bodies, honouring `Retry-After`; other errors are per-request
-  failures, never fatal to a run.
+  failures, never fatal to a run, but for a refusal of the account itself (402, DeepSeek's
+  "Insufficient Balance"; 401 once the endpoint has answered: the key revoked), which stops new
+  requests as the budget cap does (`AccountRefused`).
 - Requests go out through aiohttp directly, not through the `openai` SDK: the SDK's request
   building (httpx models, URL parsing, an idempotency key from os.urandom, typed options) cost
   3.5 ms of CPU per request against 0.5 ms for the same POST through aiohttp (bench/llm.py's
@@ -63,8 +65,24 @@ class MissingAPIKey(Exception):
         super().__init__(problem or f"no LLM API key: set {KEY_VARIABLES[0]} (or {KEY_VARIABLES[1]})")
 
 
-class BudgetExhausted(Exception):
-    """The run reached its cost cap: no new requests are sent; finished work is kept."""
+class RunStopped(Exception):
+    """No new requests are sent for the rest of the run; finished work is kept, cached answers are
+    still served. `reason`: the drop reason of each row left unasked."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class BudgetExhausted(RunStopped):
+    """The run reached its cost cap."""
+
+    def __init__(self, message: str):
+        super().__init__("budget_exhausted", message)
+
+
+class AccountRefused(RunStopped):
+    """The endpoint refused the account, not one request: every request after it would be refused too."""
 
 
 # Settings are checked for type and range where they are made (the manifest's load, the Dagster
@@ -111,12 +129,19 @@ class Stats:
     failures: int = 0
     answered: int = 0  # requests the endpoint answered (cache hits not included)
     last_failure: str = ""  # `kind: detail` of the last request that failed for good
+    refused: str = ""  # `reason: detail` of the endpoint's refusal of the account (`AccountRefused`), if it came
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
 
     def unanswered(self) -> str | None:
-        """Why the endpoint looks unusable (a wrong key or URL, a dead server): requests were sent
-        and not one answered. Each row is still a counted drop; this names the common cause."""
+        """Why the endpoint left rows unanswered for a cause common to them all: it refused the
+        account part way (no balance left, the key revoked), or it looks unusable (a wrong key or
+        URL, a dead server): requests were sent and not one answered. Each row is still a counted
+        drop; this names the cause."""
+        if self.refused:
+            return (f"the LLM endpoint refused the account after {self.answered} answered requests ({self.refused}): "
+                    "no request was sent after it, and each row not yet asked is a counted drop; top up the balance "
+                    "or renew the API key, then run again (the answers so far are cached)")
         if self.requests and not self.answered:
             return (f"the LLM endpoint answered none of {self.requests} requests (the last failure: "
                     f"{self.last_failure}): check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and the API key")
@@ -130,13 +155,14 @@ class Stats:
     @classmethod
     def total(cls, parts: list["Stats"]) -> "Stats":
         """The stats of several clients of one step (a generator and its judge) as one: their sums,
-        and the last failure of the last part that had one."""
+        and the last failure and refusal of the last part that had one."""
         out = cls()
         for part in parts:
             for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd"):
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             out.usage.add(part.usage)
             out.last_failure = part.last_failure or out.last_failure
+            out.refused = part.refused or out.refused
         return out
 
 
@@ -522,6 +548,7 @@ class LLMClient:
         # cannot together spend past the cap.
         self._committed_requests = 0  # counted too: float sums leave residues
         self._answers: asyncio.Condition | None = None
+        self._refusal: Failure | None = None  # the endpoint's refusal of the account: no request is sent after it
 
     def __repr__(self) -> str:  # never the key
         return f"LLMClient(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
@@ -599,9 +626,10 @@ class LLMClient:
             retry_after = None
             async with self._semaphore:
                 # Checked with a slot in hand: requests queued behind the one that reached the cap
-                # are never sent; checked before the rate limits too, so they are not kept waiting
-                # for a rate slot (a minute each at one request a minute) only to be refused.
-                self._refuse_past_budget()
+                # (or was refused the account) are never sent; checked before the rate limits too, so
+                # they are not kept waiting for a rate slot (a minute each at one request a minute)
+                # only to be refused.
+                self._refuse_when_stopped()
                 await self._limiter.acquire(estimated_tokens)
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
@@ -615,6 +643,15 @@ class LLMClient:
                     if error.usage is not None:  # unusable, but paid for
                         self._account(error.usage)
                 except _ClientError as error:
+                    # 402: no balance left (DeepSeek). A 401 after answers: the key that worked was
+                    # revoked; before any, a wrong key or URL, as `Stats.unanswered` names it. Either
+                    # way every request after it is refused too: none is sent (403 is often one
+                    # request's content, and stays that row's failure).
+                    if error.status == 402 or (error.status == 401 and self.stats.answered):
+                        reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
+                        self._refusal = self._failed(Failure(reason, str(error)))
+                        self.stats.refused = self.stats.last_failure
+                        raise AccountRefused(reason, str(error))
                     return self._failed(Failure(f"http_{error.status}", str(error)))
                 else:
                     self.stats.answered += 1
@@ -690,7 +727,7 @@ class LLMClient:
         async with self._answers:
             await self._answers.wait_for(lambda: not self._committed_requests
                                          or spending.cost_usd + spending.committed_usd + most_usd <= budget)
-        self._refuse_past_budget()
+        self._refuse_when_stopped()
         spending.committed_usd += most_usd
         self._committed_requests += 1
 
@@ -702,10 +739,18 @@ class LLMClient:
         async with self._answers:
             self._answers.notify_all()
 
-    def _refuse_past_budget(self) -> None:
+    def stopped(self) -> RunStopped | None:
+        """Why no request may be sent any more (the account refused, the budget reached), or None."""
+        if self._refusal is not None:
+            return AccountRefused(self._refusal.reason, self._refusal.detail)
         spent = self.spending.cost_usd
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
-            raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
+            return BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
+        return None
+
+    def _refuse_when_stopped(self) -> None:
+        if (stop := self.stopped()) is not None:
+            raise stop
 
     def _account(self, usage: Usage) -> None:
         cost = self.settings.prices.cost(usage)

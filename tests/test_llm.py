@@ -7,6 +7,7 @@ are checked from both sides (what the client returns, what the server saw).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import importlib.util
 import json
@@ -26,6 +27,7 @@ from typing import Callable
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import openai_server
 from generators.base import BROKEN_AFTER
@@ -1303,7 +1305,7 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(generators, "get_generator", lambda name: _generator_module(6))
-    faults = [Fault("server_error", status=401, match="question 1", count=None),
+    faults = [Fault("server_error", status=403, match="question 1", count=None),
               Fault("server_error", status=400, match="question 2", count=None)]
     with serve_openai(faults=faults) as srv:
         monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
@@ -1311,7 +1313,7 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
         monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
         out = tmp_path / "gen.parquet"
         assert cli.main(["generate", "fineweb_edu_qa", "-o", str(out), "--language", "en"]) == 0
-        assert srv.count(401) == 1 and srv.count(400) == 1 and srv.count(200) == 4
+        assert srv.count(403) == 1 and srv.count(400) == 1 and srv.count(200) == 4
         assert KEY in json.dumps(openai_server._error("x", "y"))  # the server really quotes it
 
         # the retryable errors too, through the client directly (max_retries=1 keeps it quick)
@@ -1322,11 +1324,11 @@ def test_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, key_echoing_serv
         failures = gather(client, ["question 1", "question 2", "five hundred", "storm", "garbled"])
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
-    assert summary["dropped"].get("http_401") == 1 and summary["dropped"].get("http_400") == 1
+    assert summary["dropped"].get("http_403") == 1 and summary["dropped"].get("http_400") == 1
     rejected = pq.read_table(tmp_path / "gen.rejected.parquet").to_pylist()
     details = {r["reason"]: r["detail"] for r in rejected}
-    assert "***" in details["http_401"]  # the quoted key reached the rejected file's detail, redacted
-    assert [f.reason for f in failures] == ["http_401", "http_400"] + ["llm_retries_exhausted"] * 3
+    assert "***" in details["http_403"]  # the quoted key reached the rejected file's detail, redacted
+    assert [f.reason for f in failures] == ["http_403", "http_400"] + ["llm_retries_exhausted"] * 3
     for failure in failures:
         assert KEY not in failure.detail and "SECRET" not in failure.detail
     assert KEY not in captured.out and KEY not in captured.err
@@ -1398,6 +1400,79 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["kept"] == 0
 
 
+@contextlib.contextmanager
+def _account_refused_after(answers: int, status: int, reply: str = "An answer."):
+    """A server that answers `answers` requests, then refuses every request with `status`: the
+    account's balance spent (DeepSeek's 402 "Insufficient Balance"), its key revoked (401)."""
+    answered = []
+
+    def respond(messages, body):
+        answered.append(body)
+        if len(answered) == answers:
+            srv.faults.append(Fault("server_error", status=status, count=None))
+        return reply
+
+    with serve_openai(respond) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("status, reason, sent", [(402, "llm_payment_required", 4), (401, "llm_key_refused", 4),
+                                                  (403, "http_403", 10), (400, "http_400", 10)])
+def test_an_account_refused_part_way_stops_the_requests_as_the_budget_cap_does(tmp_path, status, reason, sent):
+    """Out of balance part way (DeepSeek's 402), or the key revoked (a 401 once it had answered): each
+    row left was still sent a request refused like the first and dropped as its own `http_402`. The
+    client now stops as at the budget cap; 403 (often one request's content) and 400 stay the row's."""
+    from generators.base import Context, stream
+
+    with _account_refused_after(3, status) as srv:
+        client = make_client(srv, tmp_path, concurrency=1)
+        out = list(stream(_echo_generator(), [], Context(llm=client, params={"n": 10})))
+        assert srv.count() == sent and srv.count(status) == sent - 3
+    rows = [row for _, row in out]
+    assert [isinstance(row, Converted) for row in rows] == [True] * 3 + [False] * 7
+    assert {(drop.reason, drop.detail.split(" - ")[0]) for drop in rows[3:]} == {(reason, f"Error code: {status}")}
+    if sent == 10:
+        assert not client.stats.refused and client.stats.unanswered() is None
+    else:
+        assert client.stats.refused.startswith(f"{reason}: Error code: {status} - ")
+        assert client.stats.unanswered().startswith("the LLM endpoint refused the account after 3 answered requests")
+
+
+def test_sftmix_judge_stops_at_a_refused_account_names_it_and_exits_1(tmp_path, monkeypatch, capsys,
+                                                                        key_echoing_server):
+    """The account emptied part way: `sftmix judge` asked every row left, each a counted `http_402`,
+    and exited 0 with nothing on stderr, as if the source were judged. Now: no request after the
+    402, one warning naming it (redacted), exit 1; a rerun once topped up pays only for the rest."""
+    from sftmix import cli
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "mixture": "m", "holdout": {"size": 0}, "licence_policy": {"allow": ["apache-2.0"]},
+        "sources": [{"key": "d", "converter": "dolly", "licence": "apache-2.0", "local": {"files": ["d.jsonl"]},
+                     "targets": "all"}],
+        "llm": {"concurrency": 1}}))
+    judge = ["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet"), "--manifest", str(manifest)]
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
+    _judge_input(tmp_path / "in.parquet", 6)
+    with _account_refused_after(2, 402, "Feedback: Fine. [RESULT] 5") as srv:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", srv.base_url)
+        assert cli.main(judge) == 1
+        assert srv.count() == 3
+        captured = capsys.readouterr()
+        srv.faults.clear()  # topped up
+        assert cli.main(judge) == 0
+        assert srv.count() == 3 + 4
+    summary = json.loads(captured.out.splitlines()[-1])
+    assert (summary["kept"], summary["dropped"]) == (2, {"llm_payment_required": 4})
+    [warning] = captured.err.splitlines()
+    assert re.fullmatch(r"warning: the LLM endpoint refused the account after 2 answered requests \(llm_payment_"
+                        r"required: Error code: 402 - .*Incorrect API key provided: \*\*\*.*\): no request was sent "
+                        r"after it, and each row not yet asked is a counted drop; .*", warning)
+    assert KEY not in captured.out + captured.err
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["kept"] == 6
+
+
 def test_a_cache_dir_given_on_the_command_line_wins_over_the_manifest_s(tmp_path, monkeypatch, capsys):
     """The manifest's `llm: {cache_dir}` was taken over an explicit `--cache-dir`: the answers went
     to (and were looked up in) a cache the command did not name."""
@@ -1427,7 +1502,7 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
     from sftmix import cli
 
     caplog.set_level(logging.DEBUG)
-    faults = [Fault("server_error", status=401, match="Question 1?", count=None),
+    faults = [Fault("server_error", status=403, match="Question 1?", count=None),
               Fault("server_error", status=400, match="Question 2?", count=None)]
     responder = lambda messages, body: "Feedback: Fine. [RESULT] 5"  # noqa: E731
     with serve_openai(responder=responder, faults=faults) as srv:
@@ -1436,7 +1511,7 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
         monkeypatch.setenv("SFTMIX_LLM_CACHE", str(tmp_path / "cache"))
         ids = _judge_input(tmp_path / "in.parquet", 4)
         assert cli.main(["judge", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.parquet")]) == 0
-        assert srv.count(401) == 1 and srv.count(400) == 1 and srv.count(200) == 2
+        assert srv.count(403) == 1 and srv.count(400) == 1 and srv.count(200) == 2
         assert KEY in json.dumps(openai_server._error("x", "y"))  # the server really echoes it
 
         # the same errors seen through the client directly, retryable ones included
@@ -1447,9 +1522,9 @@ def test_key_never_leaks_judge_cli(tmp_path, monkeypatch, caplog, capsys, key_ec
         failures = gather(client, ["Question 1?", "Question 2?", "five hundred", "storm"])
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
-    assert summary["kept"] == 2 and summary["dropped"] == {"http_400": 1, "http_401": 1}
+    assert summary["kept"] == 2 and summary["dropped"] == {"http_400": 1, "http_403": 1}
     assert "warning" not in captured.err  # the endpoint answered two of four: no endpoint-wide problem
-    assert [f.reason for f in failures] == ["http_401", "http_400", "llm_retries_exhausted", "llm_retries_exhausted"]
+    assert [f.reason for f in failures] == ["http_403", "http_400", "llm_retries_exhausted", "llm_retries_exhausted"]
     for failure in failures:
         assert KEY not in failure.detail and "SECRET" not in failure.detail
     assert "***" in failures[0].detail  # the echoed key was there, and was redacted
