@@ -1,8 +1,10 @@
 """Drop assistant turns that are canned AI boilerplate or blanket refusals.
 
 Phrases are matched case-insensitively in the assistant turns only, in the mixture's languages.
-Sources whose refusals are the point (When2Call's "cannot answer" rows) turn this rule off in the
-manifest. Extra phrases can be added per source with `extra_phrases`.
+Sources whose refusals are the point turn this rule off (When2Call's "cannot answer" rows), or only
+its blanket-apology check with `refusals: false` (fc_synthesis, whose no-tool-fits replies say "I'm
+sorry, but I can't help with that: my tools only...", still checked for "as an AI language model").
+Extra phrases can be added per source with `extra_phrases`.
 
 Phrases are lowercase regexes searched in the lowercased text (its typographic apostrophes made
 ASCII, `filters.base.folded`): a case-sensitive pattern lets `re`
@@ -84,7 +86,7 @@ def _spoken(text: str, at: int) -> bool:
 class BoilerplateFilter(RecordFilter):
     name = "boilerplate"
 
-    def __init__(self, extra_phrases: list[str] | None = None, **kwargs):
+    def __init__(self, extra_phrases: list[str] | None = None, refusals: bool = True, **kwargs):
         super().__init__(**kwargs)
         for phrase in extra_phrases or ():
             if phrase != phrase.lower():
@@ -108,16 +110,18 @@ class BoilerplateFilter(RecordFilter):
         # typographic apostrophes made ASCII, as in the text they are matched against (`folded`)
         extra = tuple(re.sub("[\u2019\u2018\u02bc]", "'", phrase) for phrase in extra_phrases or ())
         self.pattern = re.compile("|".join(PHRASES + extra))
-        self.refusals = re.compile("|".join(REFUSALS))
+        self.refusals = re.compile("|".join(REFUSALS)) if refusals else None
         self.asides = re.compile("|".join(ASIDES))
-        self.screen = LiteralScreen([required_literals(pattern.pattern) for pattern in (self.pattern, self.refusals, self.asides)])
+        self.screen = LiteralScreen([required_literals(pattern.pattern)
+                                     for pattern in (self.pattern, self.refusals, self.asides) if pattern is not None])
 
     def check(self, record, doc):
         for text in turn_texts(record, ("assistant",)):
             text = folded(text)
             if self.screen.may_match(text) and (
                     self.pattern.search(text)
-                    or any(not _spoken(text, refusal.start()) for refusal in self.refusals.finditer(text))
+                    or (self.refusals is not None
+                        and any(not _spoken(text, refusal.start()) for refusal in self.refusals.finditer(text)))
                     or any(_opens_aside(text, aside.start()) for aside in self.asides.finditer(text))):
                 return "boilerplate"
         return None

@@ -34,3 +34,9 @@ def get_generator(name: str):
     from generators.base import load
 
     return load(name)
+
+
+def filter_defaults(name: str) -> dict:
+    """Rule-filter settings the generator's rows need whatever the manifest says (its module's
+    `FILTER_DEFAULTS`, read as a converter's are: `sftmix.sources.filter_defaults`)."""
+    return dict(getattr(get_generator(name), "FILTER_DEFAULTS", {}))

@@ -9,6 +9,8 @@ A generator module `generators/<name>.py` defines
   conversations (language set) or a drop with a reason;
 - optionally `INPUT_RULES_OFF`: rules its inputs must not go through, since they drop what it reads
   (the manifest refuses an input with one of them on);
+- optionally `FILTER_DEFAULTS`: rule-filter settings its rows need whatever the manifest says, as a
+  converter's (`Source.rule_defaults`; fc_synthesis's no-tool-fits apologies are no blanket refusals);
 - optionally `languages(params, targets) -> Collection[str] | None`: the only languages it can write
   rows in with these params and targets (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.

@@ -32,6 +32,11 @@ with the validation error (up to `CALL_ATTEMPTS` asks). Output: canonical messag
 `call_0`, `call_1`... across the conversation; each tool turn has `tool_call_id` and `name`;
 `tools` on the Converted are the tools shown.
 
+Its rows skip the `boilerplate` rule's blanket-refusal check (`FILTER_DEFAULTS`; a source's own
+`filters:` can turn it back on): a `no_fit` reply is the apology its prompt asks for ("I'm sorry, but I
+can't help with bookings: my tools only..."), which that check dropped, every row of it paid for. Its
+canned-AI phrases ("as an AI language model") still drop a row of any variant.
+
 Drops:
 - `invalid_generated_call`: after the re-asks a call still names an unknown tool or has arguments
   that are not an object valid against the tool's JSON Schema (or are nested over
@@ -67,6 +72,7 @@ VARIANTS = ("single", "parallel", "multi_turn", "no_tool_fits")
 WEIGHTS = {"single": 4, "parallel": 2, "multi_turn": 2, "no_tool_fits": 2}
 PARAMS = {"include": list[Literal[VARIANTS]], "weights": dict[Literal[VARIANTS], Annotated[float, Field(ge=0)]],  # the `params:` it reads
           "languages": list[str], "max_tools": Positive, "distractors": Count}
+FILTER_DEFAULTS = {"boilerplate": {"refusals": False}}  # no_fit replies apologise (see the docstring)
 CALL_ATTEMPTS = 3
 MAX_TOOLS = 8
 DISTRACTORS = 2

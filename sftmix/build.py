@@ -39,7 +39,7 @@ from sftmix.plan import unmakeable
 from sftmix.reader import CARD, shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
 from sftmix.shards import write_text_whole
-from sftmix.sources import filter_defaults, shardable
+from sftmix.sources import shardable
 
 STAGES = ("normalized", "filtered")
 AUTO_BYTES_PER_WORKER = 64 * 2**20  # below this a worker process costs more than it saves
@@ -175,12 +175,12 @@ class Layout:
 def filter_config(manifest: Manifest, source: Source, layout: Layout | None = None,
                   llm_overrides: dict | None = None, spending: Spending | None = None,
                   judge_settings: Callable[[dict | None], LLMSettings] | None = None) -> dict:
-    """The source's rule-filter settings (`Manifest.filter_config`, with its format's defaults); an
+    """The source's rule-filter settings (`Manifest.filter_config`, with `Source.rule_defaults`); an
     enabled LLM judge gets the manifest's endpoint settings (then `llm_overrides`, as a generator
     does) and the build's response cache, or `judge_settings(its own llm)` (the CLI's), and spends
     with `spending` (its generator's, in a generated source). Without either, the judge is left
     to make its own client."""
-    config = manifest.filter_config(source, filter_defaults(source.converter_name))
+    config = manifest.filter_config(source, source.rule_defaults)
     judge = config.get("llm_judge", False)
     if judge is not False and (layout is not None or judge_settings is not None):
         judge = judge if isinstance(judge, dict) else {}
@@ -285,7 +285,7 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
         settings |= {"converter": source.converter_name, "raw": raw_settings(manifest, source)}
         if stage == "normalized":
             return settings
-    settings |= {"filters": manifest.rule_settings(source, filter_defaults(source.converter_name)),
+    settings |= {"filters": manifest.rule_settings(source, source.rule_defaults),
                  "identity": manifest.identity and manifest.identity.model_dump(mode="json")}
     if benchmarks := _benchmark_states(manifest, source):
         settings["benchmark_files"] = benchmarks

@@ -155,7 +155,7 @@ def _llm_settings(manifest, cache_dir: str | None, own: dict | None = None):
 
 
 def _generate(args) -> int:
-    from generators import GeneratorNotAvailable, get_generator
+    from generators import GeneratorNotAvailable, filter_defaults, get_generator
     from generators.base import Context, GeneratorBroken, generate
     from sftmix.build import BuildError, check_benchmarks, filter_config
     from sftmix.llm import LLMClient, api_key_from_env
@@ -187,9 +187,11 @@ def _generate(args) -> int:
     client = LLMClient(_llm_settings(manifest, args.cache_dir))
     context = Context(llm=client, targets=targets, params=source.generator.params if source else {},
                       identity=manifest.identity if manifest else None, seed=manifest.seed if manifest else 0)
-    # the source's judge, if any, asks the manifest's endpoint and spends from the generator's budget, as in a build
-    rules = filter_config(manifest, source, spending=client.spending,
-                          judge_settings=lambda own: _llm_settings(manifest, args.cache_dir, own)) if source else {}
+    # the source's judge, if any, asks the manifest's endpoint and spends from the generator's budget, as in a build;
+    # without a manifest, the generator's own rule defaults (as `normalize` takes its converter's)
+    rules = (filter_config(manifest, source, spending=client.spending,
+                           judge_settings=lambda own: _llm_settings(manifest, args.cache_dir, own))
+             if source else filter_defaults(args.generator))
     info = SourceInfo(key=source.key if source else args.generator, converter="openai_messages",
                       licence=(source.licence if source else None) or args.licence,
                       filters=rules, manifest_hash=manifest.hash if manifest else None)

@@ -198,8 +198,19 @@ class Source(_Strict):
     @property
     def converter_name(self) -> str:
         """The converter named, or openai_messages where none is: a mixture source's train shards
-        are records already, and a generator makes records (its rows get that format's rule defaults)."""
+        are records already, and a generator makes records."""
         return self.converter or "openai_messages"
+
+    @property
+    def rule_defaults(self) -> dict:
+        """The rule-filter settings the source's rows need whatever the manifest says (the
+        `format_defaults` of `Manifest.rule_settings`): its generator's `FILTER_DEFAULTS` (fc_synthesis's
+        no-tool-fits apologies), or else its converter's (When2Call's refusals)."""
+        if self.generator is not None:
+            from generators import filter_defaults as generator_defaults
+            return generator_defaults(self.generator.name)
+        from sftmix.sources import filter_defaults
+        return filter_defaults(self.converter_name)
 
     @property
     def is_input_only(self) -> bool:
@@ -343,7 +354,6 @@ class Manifest(_Strict):
     def _rules_dropping_what_it_reads(self, source: Source, origin: Source) -> list[str]:
         """The rules in the generator's `INPUT_RULES_OFF` that `origin`'s records pass through."""
         from generators import GeneratorNotAvailable, get_generator
-        from sftmix.sources import filter_defaults
 
         try:
             off = getattr(get_generator(source.generator.name), "INPUT_RULES_OFF", ())
@@ -352,7 +362,7 @@ class Manifest(_Strict):
         if not off:
             return []
         enabled = {rule.name for rule, _ in rule_filters.enabled_filters(
-            self.rule_settings(origin, filter_defaults(origin.converter_name)))}
+            self.rule_settings(origin, origin.rule_defaults))}
         return [name for name in off if name in enabled]
 
     # set by load(); not part of the YAML
@@ -379,10 +389,11 @@ class Manifest(_Strict):
 
     def rule_settings(self, source: Source, format_defaults: dict | None = None) -> dict:
         """The source's rule-filter settings as written: the manifest's for every source, then
-        `format_defaults` (what its raw format needs: When2Call's refusals are its lesson, WildChat's
-        rows are prompts), then the source's own. A setting for every source does not undo what one
-        format needs, and what a format only adjusts does not turn on a rule the manifest turned off
-        (WildChat's `role_order: {require_assistant: false}` switched a manifest-wide `false` back on)."""
+        `format_defaults` (what its raw format or generator needs, `Source.rule_defaults`: When2Call's
+        refusals are its lesson, WildChat's rows are prompts), then the source's own. A setting for
+        every source does not undo what one format needs, and what a format only adjusts does not
+        turn on a rule the manifest turned off (WildChat's `role_order: {require_assistant: false}`
+        switched a manifest-wide `false` back on)."""
         adjusting = {name: value for name, value in (format_defaults or {}).items() if self.filters.get(name) is not False}
         return rule_filters.merge_config(self.filters, adjusting, source.filters)
 

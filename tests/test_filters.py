@@ -969,6 +969,15 @@ class TestBoilerplate:
     def test_ordinary_answer_kept(self):
         assert verdict(self.f, rec(user("Explain photosynthesis."), assistant(NORMAL_ANSWER))) is None
 
+    def test_refusals_off_keeps_an_apology_and_drops_canned_ai_text(self):
+        # fc_synthesis's no-tool-fits replies: "I'm sorry, but I can't help with that: my tools only..."
+        f = BoilerplateFilter(refusals=False)
+        for text in ("I'm sorry, but I can't help with restaurant bookings: my tools only look up the weather.",
+                     "Lo siento, no puedo ayudarte con la reserva: mis herramientas solo consultan el tiempo."):
+            assert verdict(f, rec(user("Book me a table."), assistant(text))) is None
+        for text in ("As an AI language model, I can't book tables.", "Como modelo de lenguaje, no puedo reservar."):
+            assert verdict(f, rec(user("Book me a table."), assistant(text))) == "boilerplate"
+
     def test_extra_phrases(self):
         f = BoilerplateFilter(extra_phrases=[r"happy to help!"])
         assert verdict(f, rec(user(), assistant("Happy to help! Here it is."))) == "boilerplate"

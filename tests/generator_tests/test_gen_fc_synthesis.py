@@ -17,7 +17,9 @@ import pytest
 import generators.fc_synthesis as gen
 from generators.base import Context, generate, stream
 from openai_server import Reply, serve_openai
+from sftmix.build import filter_config, stage_settings
 from sftmix.llm import LLMClient, LLMSettings
+from sftmix.manifest import load
 from sftmix.normalize import SourceInfo, normalize, read_records
 from sftmix.record import message, tool_call
 from sftmix.sources.base import Drop
@@ -289,3 +291,40 @@ def test_call_checks_explain_the_problem():
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}], 2, 3) == "wrong_call_count"
     assert check([{"name": "get_weather", "arguments": {"city": "Vigo"}}],
                  earlier=frozenset({gen._signature("get_weather", {"city": "Vigo"})})) == "invalid_generated_call"
+
+
+def test_no_fit_apologies_pass_the_fc_manifests_rules_and_canned_ai_text_does_not(tmp_path, tool_records):
+    """A no_fit reply is the apology its prompt asks for ("I'm sorry, but I can't help with..."): with the
+    rules alia-40b-fc.yaml gives the source, the boilerplate rule's refusal check dropped every one, paid
+    for. Its canned-AI phrases still drop a row, and the setting is in the records' settings (staleness)."""
+    def apologetic(messages, body):
+        task = messages[1]["content"]
+        spanish = "in Spanish" in task
+        if "TASK: no_tool" in task and "(no_fit)" in task:
+            reply = ("Lo siento, no puedo ayudarte con la reserva de vuelos: mis herramientas solo consultan datos. "
+                     "Puedes comparar precios en las webs de las aerolíneas." if spanish else
+                     "I'm sorry, but I can't help with booking flights: the tools I have only look data up. "
+                     "You could compare prices on the airlines' websites.")
+            return json.dumps({"user": "Resérvame un vuelo a Roma." if spanish else "Book me a flight to Rome.",
+                               "assistant": reply}, ensure_ascii=False)
+        if "TASK: final_answer" in task:
+            return json.dumps({"answer": ("Como modelo de lenguaje, no tengo opiniones: " if spanish else
+                                          "As an AI language model, I have no opinions: ") + TEXT["English"]["answer"]})
+        return fake_deepseek(messages, body)
+
+    manifest = load(Path(__file__).resolve().parents[2] / "manifests" / "alia-40b-fc.yaml")
+    source = manifest.source("in-house-function-calling")
+    assert stage_settings(manifest, source, "filtered")["filters"]["boilerplate"] == {"refusals": False}
+    rules = {**filter_config(manifest, source), "decontamination": False}  # the evals are not in the repository
+    with serve_openai(apologetic) as server:
+        info = SourceInfo(key=source.key, converter="openai_messages", licence="apache-2.0", filters=rules)
+        generate(gen, tool_records, context(server, tmp_path / "cache"), info, tmp_path / "out.parquet",
+                 tmp_path / "rejected.parquet")
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    rejected = [json.loads(r["row"]) for r in pq.read_table(tmp_path / "rejected.parquet").to_pylist()
+                if r["stage"] == "boilerplate"]
+    assert Counter((json.loads(r["origin"])["mode"], r["language"]) for r in rows) == {
+        ("no_fit", "en"): 1, ("no_fit", "es"): 1, ("ask_missing", "en"): 1, ("ask_missing", "es"): 1}
+    # every tool-calling row, its answer canned (the answer fake_deepseek cuts off is canned here instead)
+    assert len(rejected) == 13 and all(r["messages"][-1]["content"].startswith(("As an AI", "Como modelo"))
+                                       for r in rejected)
