@@ -86,7 +86,7 @@ _DETECTABLE = {
     "af", "ar", "bg", "bn", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr",
     "gu", "he", "hi", "hr", "hu", "id", "it", "ja", "kn", "ko", "lt", "lv", "mk", "ml", "mr", "ne",
     "nl", "no", "pa", "pl", "pt", "ro", "ru", "sk", "sl", "so", "sq", "sv", "sw", "ta", "te", "th",
-    "tl", "tr", "uk", "ur", "vi", "zh",
+    "fil", "tr", "uk", "ur", "vi", "zh",  # Tagalog rows are `fil` (langdetect's `tl`)
 }
 
 

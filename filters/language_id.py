@@ -38,11 +38,12 @@ def detect_language(text: str, trials: int) -> tuple[str, float]:
     detector.n_trial = trials
     detector.append(text)
     best = detector.get_probabilities()[0]
-    return best.lang, best.prob
+    return _ROW_CODES.get(best.lang, best.lang), best.prob
 
 
-# CLD2 names these languages by their withdrawn ISO 639-1 codes; rows are labelled with today's.
-_CLD2_OLD_CODES = {"iw": "he", "jw": "jv"}
+# The detectors' codes of languages rows are labelled otherwise: CLD2's withdrawn ISO 639-1 codes,
+# and Tagalog's `tl`, which rows carry as `fil` (`sftmix.sources.common.iso639_1`).
+_ROW_CODES = {"iw": "he", "jw": "jv", "tl": "fil"}
 
 
 def cld2_languages(text: str) -> dict[str, int] | None:
@@ -55,7 +56,7 @@ def cld2_languages(text: str) -> dict[str, int] | None:
     for _, code, percent, _ in details:
         if code != "un":
             language = code.split("-")[0]  # zh-Hant: zh, as langdetect's zh-tw is
-            language = _CLD2_OLD_CODES.get(language, language)
+            language = _ROW_CODES.get(language, language)
             found[language] = found.get(language, 0) + percent
     return found or None
 

@@ -486,6 +486,19 @@ class TestLanguage:
     def test_spanish_answer_declared_spanish_kept(self):
         assert verdict(self.f, rec(user("¿Qué es la fotosíntesis?"), assistant(SPANISH), language="es")) is None
 
+    def test_tagalog_rows_are_judged_under_their_label(self):
+        """Rows in Tagalog are labelled `fil` (aya's `tgl`, WildChat's "Tagalog"), where the detectors
+        answer `tl`: a `fil` row was not judged at all, and English text under it was kept."""
+        tagalog = ("Ang potosintesis ay ang proseso kung saan ginagamit ng mga halaman ang liwanag ng araw upang "
+                   "gumawa ng pagkain mula sa tubig at carbon dioxide. Sa prosesong ito, naglalabas sila ng oxygen "
+                   "na kailangan natin upang huminga. Mahalaga ito sa buhay sa mundo dahil ang lahat ng hayop ay "
+                   "umaasa sa mga halaman para sa pagkain at hangin.")
+        assert verdict(self.f, rec(user("Ano ang potosintesis?"), assistant(tagalog), language="fil")) is None
+        english = ("Photosynthesis is the process by which plants use sunlight to make food from water and carbon "
+                   "dioxide. In this process they release the oxygen that we need to breathe, which is why it matters "
+                   "so much for life on Earth: every animal depends on plants for its food and for the air.")
+        assert verdict(self.f, rec(user("Ano ang potosintesis?"), assistant(english), language="fil")) == "language_mismatch"
+
     def test_short_text_trusted(self):
         assert verdict(self.f, rec(user("Hi"), assistant("Hola, ¿qué tal estás hoy?"), language="en")) is None
 
