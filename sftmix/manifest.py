@@ -38,9 +38,10 @@ def asset_prefix(source_key: str) -> str:
 def language_problem(language: str) -> str | None:
     """Why `language` cannot label rows (None when it can): rows are labelled with ISO 639-1 codes
     (639-3 where there is none, as `fil`), the codes targets are written in."""
-    if _LANGUAGE.match(language):
-        return None
     code = iso639_1(language)
+    if _LANGUAGE.match(language):
+        # `eng`, `tl`: a code of a language rows are labelled otherwise (`en`, `fil`) would select none of them
+        return None if code in (language, None) else f"language {language!r} labels no row: rows in it are labelled {code!r}"
     return f"language {language!r} is not an ISO 639-1 code" + (f" (did you mean {code!r}?)" if code else "")
 
 
@@ -158,6 +159,8 @@ class Source(_Strict):
             for language, count in value.items():
                 if language != ANY_LANGUAGE and not _LANGUAGE.match(language):
                     raise ValueError(f"target language {language!r} is not an ISO 639-1 code or '*'")
+                if language != ANY_LANGUAGE and (problem := language_problem(language)):
+                    raise ValueError(f"target {problem}")
                 if isinstance(count, int) and count < 0:
                     raise ValueError(f"target for {language!r} is negative")
             if ANY_LANGUAGE in value and len(value) > 1:

@@ -386,11 +386,21 @@ def test_not_a_mapping(tmp_path):
     ("english", "language 'english' is not an ISO 639-1 code (did you mean 'en'?)"),
     ("es-ES", "language 'es-ES' is not an ISO 639-1 code (did you mean 'es'?)"),
     ("Elvish", "language 'Elvish' is not an ISO 639-1 code"),
+    # codes of a language rows are labelled otherwise: its rows would stand apart from the others'
+    ("eng", "language 'eng' labels no row: rows in it are labelled 'en'"),
+    ("tl", "language 'tl' labels no row: rows in it are labelled 'fil'"),
 ])
 def test_a_source_language_that_is_not_a_code_is_a_manifest_error(tmp_path, value, problem):
     """Its rows would be labelled with it, and meet none of the targets, which are codes."""
     message = load_error(write(tmp_path, edited(_set("sources.0.language", value))))
     assert message.endswith(f"sources.0.language (source {BASE['sources'][0]['key']!r}): {problem}")
+
+
+@pytest.mark.parametrize("language, code", [("eng", "en"), ("spa", "es"), ("iw", "he"), ("tl", "fil")])
+def test_a_target_in_a_code_no_row_is_labelled_with_is_a_manifest_error(tmp_path, language, code):
+    """`targets: {eng: 100}` was accepted, and met by no row: Aya's English rows are labelled `en`."""
+    message = load_error(write(tmp_path, edited(_set("sources.0.targets", {language: 100}))))
+    assert message.endswith(f"target language {language!r} labels no row: rows in it are labelled {code!r}")
 
 
 def test_an_unknown_source_licence_names_the_known_ones(tmp_path):
