@@ -4,13 +4,20 @@
 as `name arguments`) straight from the filtered Parquet files, Arrow batch by Arrow batch, and runs
 datatrove's three minhash stages on it:
 
-1. `MinhashDedupSignature` (subclassed for speed only, see `RecordMinhashSignature`):
-   one signature per row over word 5-grams of the text normalized by datatrove's `simplify_text`
-   (lower case, punctuation and diacritics removed, whitespace collapsed; numbers are *kept*, so
-   "convert 255 0 0" and "convert 0 255 0" stay distinct), written per worker.
-2. `MinhashDedupBuckets`: rows whose signatures agree on a whole band (`rows_per_band` hashes) are
-   pairs; with 14 bands of 8 rows a pair of rows with Jaccard similarity 0.8 is found with p = 0.92,
-   0.9 with p > 0.99, 0.5 with p < 0.06.
+1. `MinhashDedupSignature` (subclassed, see `RecordMinhashSignature`): one signature per row
+   over word 5-grams of the text normalized by datatrove's `simplify_text` (lower case,
+   punctuation and diacritics removed, whitespace collapsed; numbers are *kept*, so
+   "convert 255 0 0" and "convert 0 255 0" stay distinct), written per worker. Each band holds
+   `rows_per_band` hashes of the whole text's shingles and `ASSISTANT_ROWS_PER_BAND` of the
+   assistant text's alone.
+2. `MinhashDedupBuckets`: rows whose signatures agree on a whole band are pairs: their whole texts
+   AND their assistant texts are near duplicates. With 14 bands of 8 + 4 rows a pair whose texts
+   (both) have Jaccard similarity 0.9 is found with p = 0.99, 0.8 with p = 0.63, 0.5 with p < 0.004;
+   a pair whose answers are equal is found as by the whole text alone (0.8: p = 0.92, 0.5: 0.05). The
+   assistant hashes keep different questions about one passage apart (reading-comprehension and
+   RAG rows: question, passage and answer in the text, the passage most of it; long-context QA: the
+   same document in every row): the passage made their whole texts near duplicates (5 questions
+   on a 120-word passage: 29% of the rows were dropped), their answers are not.
 3. `MinhashDedupCluster`: the pairs' connected components (`save_cluster_id`).
 
 The clusters are then resolved here, not by datatrove's arbitrary union-find root: each cluster keeps
@@ -18,13 +25,15 @@ the row of the earliest source (the order of `sources`, i.e. manifest order), th
 That makes the result independent of the number of workers and of the order of the files.
 
 A row whose text has fewer words than `ngram` gets no signature and is never a near duplicate (the
-exact-id dedup still applies to it). Rows whose id repeats (an exact duplicate) end up in the same
-cluster as the first copy; they are not reported here (mixing drops exact duplicates before).
+exact-id dedup still applies to it). An assistant text shorter than `ngram` words is one shingle
+(the empty text too): two short answers agree only when equal. Rows whose id repeats (an exact
+duplicate) end up in the same cluster as the first copy; they are not reported here (mixing drops
+exact duplicates before).
 
 Memory: one Arrow batch of text at a time, the signatures of one task while datatrove sorts them
-(`num_bands * (8 * rows_per_band + 4)` bytes per row, a band at a time, on disk in `work_dir`), and
-the clusters. A task takes about `SIGNATURE_TASK_ROWS` rows at most (there are more tasks than
-workers when the rows need it), so this does not grow with the rows.
+(`num_bands * (8 * (rows_per_band + ASSISTANT_ROWS_PER_BAND) + 4)` bytes per row, a band at a
+time, on disk in `work_dir`), and the clusters. A task takes about `SIGNATURE_TASK_ROWS` rows at
+most (there are more tasks than workers when the rows need it), so this does not grow with the rows.
 """
 
 from __future__ import annotations
@@ -59,6 +68,10 @@ SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
 # clusters are resolved against each task's ids, both a task at a time (about 130 bytes a row).
 SIGNATURE_TASK_ROWS = 500_000
 _IDS_SCHEMA = pa.schema([("id", pa.string()), ("order", pa.int32())])
+# Hashes of the assistant text in each band, after the whole text's `rows_per_band`: a band agrees
+# with probability J_whole^rows_per_band * J_assistant^4. Answers about one long document (J_whole
+# near 1) sharing 10% of their shingles are paired with p = 0.0014 (one hash: p = 0.77, two: 0.13).
+ASSISTANT_ROWS_PER_BAND = 4
 
 
 class WhitespaceTokenizer(WordTokenizer):
@@ -89,7 +102,9 @@ _SHIFT = np.uint64(61)
 
 
 class RecordMinhashSignature(MinhashDedupSignature):
-    """datatrove's signature step, with the same shingles and signatures computed faster.
+    """datatrove's signature step, with the same shingles and signatures computed faster, and the
+    last `ASSISTANT_ROWS_PER_BAND` hashes of each band over the shingles of the document's
+    `metadata["assistant"]` text (a text that is all assistant's is signed as datatrove signs it).
 
     - `simplify_text` skips its per-character diacritics pass on ASCII text (a no-op there) and its
       whitespace collapsing (the text is split on whitespace next: `\\s`, what it collapses, is
@@ -101,7 +116,7 @@ class RecordMinhashSignature(MinhashDedupSignature):
       files and must not change with a library version;
     - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`);
     - `run` writes the signature files `SIGNATURE_BATCH_ROWS` rows at a time.
-    Signatures, bands, sorting and file formats are datatrove's.
+    Hash functions, bands, sorting and file formats are datatrove's.
     """
 
     def __init__(self, *args, **kwargs):
@@ -109,6 +124,13 @@ class RecordMinhashSignature(MinhashDedupSignature):
         norm = dataclasses.replace(self.config.norm_config, norm_whitespace=False)
         self._norms = (dataclasses.replace(norm, norm_unicode_diacritics=False), norm)  # ASCII, other text
         self._signed_rows: dict[int, int] = {}  # rank -> documents signed, while `run` has datatrove sort them
+        # (indices, a, b) of the hash functions that sign the whole text (each band's first ones) and of
+        # those that sign the assistant text (its last ASSISTANT_ROWS_PER_BAND), sliced once
+        bands = np.arange(self.num_hashes).reshape(self.config.num_buckets, -1)
+        a, b = self.parameters
+        self._whole_functions, self._assistant_functions = (
+            (columns, a[:, columns], b[:, columns]) for columns in
+            (bands[:, :-ASSISTANT_ROWS_PER_BAND].ravel(), bands[:, -ASSISTANT_ROWS_PER_BAND:].ravel()))
 
     def words(self, text: str) -> list[str]:
         """The words of `simplify_text(text, norm_config)`, which datatrove's shingles are made of."""
@@ -117,20 +139,35 @@ class RecordMinhashSignature(MinhashDedupSignature):
     def get_shingles(self, text: str) -> np.ndarray:
         return _window_hashes(self.words(text), self.config.n_grams).reshape((-1, 1))
 
+    def assistant_shingles(self, text: str) -> np.ndarray:
+        """`get_shingles`, or when `text` has fewer than `n_grams` words, its words as one shingle:
+        "Paris." and "London." answering two questions about one passage differ."""
+        words = self.words(text) or [""]
+        return _window_hashes(words, min(self.config.n_grams, len(words))).reshape((-1, 1))
+
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         """datatrove's signature: per hash function (a, b), min((a * s + b) mod 2^64 mod (2^61 - 1))
         over the shingles s, as `num_buckets` lists (one `reshape`, where datatrove splits the array
         in 14 and converts each part). 134 -> 64 µs a bench text of 250 shingles."""
         return self._minima(shingles).reshape(self.config.num_buckets, -1).tolist()
 
-    def _minima(self, shingles: np.ndarray) -> np.ndarray:
-        """The signature as one array of `num_buckets * hashes_per_bucket` hashes."""
+    def _minima(self, shingles: np.ndarray, functions: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+        """The signature as one array of `num_buckets * hashes_per_bucket` hashes, or its hashes by
+        `functions` ((indices, a, b) of some hash functions)."""
         if self.config.hash_config.precision != 64:  # 32 bits: datatrove masks before the minimum
-            return np.array(super().get_signature(shingles), self.config.hash_config.np_dtype).reshape(-1)
-        a, b = self.parameters
+            minima = np.array(super().get_signature(shingles), self.config.hash_config.np_dtype).reshape(-1)
+            return minima if functions is None else minima[functions[0]]
+        _, a, b = functions or (None, *self.parameters)
         values = shingles * a
         values += b
         return _min_mod_mersenne(values)
+
+    def _document_minima(self, shingles: np.ndarray, assistant_text: str) -> np.ndarray:
+        """A document's signature: each band the whole text's hashes, then the assistant text's."""
+        bands = self.config.num_buckets
+        return np.concatenate((self._minima(shingles, self._whole_functions).reshape(bands, -1),
+                               self._minima(self.assistant_shingles(assistant_text),
+                                            self._assistant_functions).reshape(bands, -1)), axis=1).reshape(-1)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> None:
         """datatrove's run, with this rank's signature files written `SIGNATURE_BATCH_ROWS` rows at
@@ -176,7 +213,7 @@ class RecordMinhashSignature(MinhashDedupSignature):
             for doc in data:
                 shingles = self.get_shingles(doc.text)
                 if shingles.size != 0:
-                    minima.append(self._minima(shingles))
+                    minima.append(self._document_minima(shingles, doc.metadata["assistant"]))
                     indices.append(documents)
                     if len(indices) == SIGNATURE_BATCH_ROWS:
                         signed += write(minima, indices)
@@ -217,11 +254,13 @@ def _min_mod_mersenne(values: np.ndarray) -> np.ndarray:
 
 
 def minhash_config(threshold_bands: int = 14, rows_per_band: int = 8, ngram: int = 5) -> MinhashConfig:
-    """Bands x rows of 64-bit hashes over word n-grams; numbers kept (not normalized to 0).
+    """Bands x (rows + `ASSISTANT_ROWS_PER_BAND`) 64-bit hashes over word n-grams; numbers kept (not
+    normalized to 0).
 
     The hash function named here is not used by `RecordMinhashSignature` (it hashes words itself);
     sha1 because datatrove's xxhash wrapper passes str, which xxhash >= 4 rejects."""
-    return MinhashConfig(n_grams=ngram, num_buckets=threshold_bands, hashes_per_bucket=rows_per_band, seed=1,
+    return MinhashConfig(n_grams=ngram, num_buckets=threshold_bands,
+                         hashes_per_bucket=rows_per_band + ASSISTANT_ROWS_PER_BAND, seed=1,
                          norm_config=TextNormConfig(norm_numbers=False),
                          hash_config=HashConfig(precision=64, hash_fc="sha1"))
 
@@ -239,11 +278,13 @@ def _arguments_text(arguments: str | None) -> str:
     return _SORTED_KEYS(value) if isinstance(value, dict) else arguments
 
 
-def batch_texts(messages: pa.Array) -> list[str]:
-    """User + assistant text of each row of a `messages` column chunk (turns joined by newlines);
-    an assistant tool call contributes `name arguments`, the arguments' keys sorted."""
+def batch_texts(messages: pa.Array) -> list[tuple[str, str]]:
+    """(user + assistant text, assistant text) of each row of a `messages` column chunk (turns
+    joined by newlines); an assistant tool call contributes `name arguments`, the arguments' keys
+    sorted."""
     n = len(messages)
     parts: list[list[str]] = [[] for _ in range(n)]
+    assistant_parts: list[list[str]] = [[] for _ in range(n)]
     if n == 0:
         return []
     flat = pc.list_flatten(messages)
@@ -261,16 +302,20 @@ def batch_texts(messages: pa.Array) -> list[str]:
             for msg, name, args in zip(call_parents, names, arguments):
                 call_text.setdefault(msg, []).append(f"{name or ''} {_arguments_text(args)}")
     for index, (row, role, content) in enumerate(zip(parents, roles, contents)):
-        if role == "user" or role == "assistant":
+        if role == "user":
             if content:
                 parts[row].append(content)
-            if role == "assistant" and index in call_text:
-                parts[row].extend(call_text[index])
-    return ["\n".join(p) for p in parts]
+        elif role == "assistant":
+            turn = [content] if content else []
+            turn += call_text.get(index, ())
+            parts[row] += turn
+            assistant_parts[row] += turn
+    return [("\n".join(p), "\n".join(a)) for p, a in zip(parts, assistant_parts)]
 
 
 class RecordTextReader(PipelineStep):
-    """Documents (id, user + assistant text) from canonical-record Parquet files, read in Arrow batches.
+    """Documents (id, user + assistant text, `metadata["assistant"]`: the assistant text) from
+    canonical-record Parquet files, read in Arrow batches.
 
     Work is dealt round-robin by row group over all sources' files, so workers get similar shares
     whatever the file sizes. Task `rank` also writes `<ids_dir>/<rank>.parquet`: the id and source
@@ -314,8 +359,8 @@ class RecordTextReader(PipelineStep):
                     ids_writer.write_table(pa.table({"id": ids, "order": pa.array(np.full(len(ids), order, np.int32))},
                                                     schema=_IDS_SCHEMA))
                     self.stat_update("documents", value=batch.num_rows)  # once a batch: 0.7 µs a call
-                    for row_id, text in zip(ids.to_pylist(), batch_texts(batch.column("messages"))):
-                        yield Document(text=text, id=row_id)
+                    for row_id, (text, assistant) in zip(ids.to_pylist(), batch_texts(batch.column("messages"))):
+                        yield Document(text=text, id=row_id, metadata={"assistant": assistant})
 
 
 def _run_steps(pipeline: list[PipelineStep], tasks: int, workers: int, logging_dir: Path) -> None:

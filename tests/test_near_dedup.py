@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def test_text_is_user_and_assistant_turns_with_tool_calls():
                                 message("assistant", "It is 3 degrees.")],
                       tools=[], source="s", licence="mit", language="en", origin={})
     [value] = batch_texts(to_table([rec]).column("messages").chunk(0))
-    assert value == 'weather in Oslo?\nget_weather {"city": "Oslo"}\nIt is 3 degrees.'
+    assert value == ('weather in Oslo?\nget_weather {"city": "Oslo"}\nIt is 3 degrees.',
+                     'get_weather {"city": "Oslo"}\nIt is 3 degrees.')
 
 
 def test_a_call_s_arguments_are_compared_whatever_the_order_of_their_keys():
@@ -146,7 +148,7 @@ def test_a_call_s_arguments_are_compared_whatever_the_order_of_their_keys():
     def text(arguments):
         rec = make_record(messages=[message("user", "weather in Oslo?"), message("assistant", "", tool_calls=[
             tool_call("get_weather", arguments, "c0")])], tools=[], source="s", licence="mit", language="en", origin={})
-        [value] = batch_texts(to_table([rec]).column("messages").chunk(0))
+        [(value, _)] = batch_texts(to_table([rec]).column("messages").chunk(0))
         return value
 
     assert text({"unit": "celsius", "city": "Oslo", "at": {"z": 1, "a": 2}}) == text(
@@ -194,7 +196,8 @@ def test_signature_is_datatrove_signature():
 
 @pytest.mark.parametrize("precision", [64, 32])
 def test_signature_files_are_datatrove_files(precision, tmp_path):
-    """`run` writes a batch of rows at a time what datatrove writes row by row, then has it sort them."""
+    """`run` writes a batch of rows at a time what datatrove writes row by row, then has it sort them
+    (rows whose text is all assistant's: datatrove signs the whole text with every hash function)."""
     config = minhash_config()
     if precision == 32:
         config = dataclasses.replace(config, hash_config=dataclasses.replace(config.hash_config, precision=32))
@@ -204,7 +207,7 @@ def test_signature_files_are_datatrove_files(precision, tmp_path):
     runs = {}
     for kind in ("sftmix", "datatrove"):
         step = RecordMinhashSignature(str(tmp_path / kind), config=config, language=WhitespaceTokenizer())
-        documents = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
+        documents = (Document(text=t, id=str(i), metadata={"assistant": t}) for i, t in enumerate(texts))
         run = step.run if kind == "sftmix" else lambda data, rank: MinhashDedupSignature.run(step, data, rank)
         run(documents, rank=3)
         run(iter(()), rank=4)  # a task with no rows
@@ -216,3 +219,50 @@ def test_signature_files_are_datatrove_files(precision, tmp_path):
     assert len(names) == 28 and total == 2500
     signed = sum(len(t.split()) >= 5 for t in texts)
     assert len(contents[0]) == signed * (config.hashes_per_bucket * precision // 8 + 4) and not contents[-1]
+
+
+RAG_FIXTURE = Path(__file__).parent / "fixtures" / "rag_multilingual" / "train.jsonl"
+NORMANS = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in "
+           "France. They were descended from Norse raiders and pirates from Denmark, Iceland and Norway who, under "
+           "their leader Rollo, agreed to swear fealty to King Charles III of West Francia. Through generations of "
+           "assimilation and mixing with the native Frankish and Roman-Gaulish populations, their descendants would "
+           "gradually merge with the Carolingian-based cultures of West Francia. The distinct cultural and ethnic "
+           "identity of the Normans emerged initially in the first half of the 10th century, and it continued to "
+           "evolve over the succeeding centuries. The Norman dynasty had a major political, cultural and military "
+           "impact on medieval Europe and even the Near East, and the Normans were famed for their martial spirit "
+           "and eventually for their Catholic piety.")
+NORMANS_QUESTIONS = [
+    ("In what country is Normandy located?", "France",
+     "Normandy is a region located in France, named after the Normans who settled there."),
+    ("When were the Normans in Normandy?", "10th and 11th centuries",
+     "The Normans gave their name to Normandy during the 10th and 11th centuries."),
+    ("From which countries did the Norse originate?", "Denmark, Iceland and Norway",
+     "The Norse raiders and pirates who became the Normans came from Denmark, Iceland and Norway."),
+    ("Who was the Norse leader?", "Rollo",
+     "Their leader was Rollo, who agreed to swear fealty to King Charles III of West Francia."),
+    ("What were the Normans famed for?", "martial spirit",
+     "They were famous for their fighting spirit and, later on, for being devout Catholics."),
+]
+
+
+def test_different_questions_about_one_passage_are_not_near_duplicates(tmp_path):
+    """RAG_Multilingual (SQuAD, SQAC, CatalanQA: ~5 questions a paragraph) puts question + passage in
+    the user turn: the passage made the whole texts near duplicates and rows with different answers
+    were dropped. A near copy of a row still is one."""
+    from sftmix.raw import iter_raw_rows
+    from sftmix.sources import Converted, get_converter
+
+    template = json.loads(RAG_FIXTURE.read_text().splitlines()[2])  # the English row: the format's keys
+    rows = [{**template, "id": i, "instruction": question, "context": NORMANS, "response": answer, "extractive": span}
+            for i, (question, span, answer) in enumerate(NORMANS_QUESTIONS)]
+    # the same question and answer, a word of the passage edited
+    near_copy = {**rows[2], "id": 5, "context": NORMANS.replace("pirates", "seafarers")}
+    raw = tmp_path / "train.jsonl"
+    raw.write_text("".join(json.dumps(row) + "\n" for row in [*rows, near_copy]))
+    converted = [c for _, c in get_converter("rag_multilingual")(iter_raw_rows([raw]))]
+    assert all(isinstance(c, Converted) for c in converted)
+    records = [make_record(messages=c.messages, tools=[], source="rag", licence="cc-by-sa-4.0", language=c.language,
+                           origin={"row": f"train.jsonl#{i}"}) for i, c in enumerate(converted)]
+    files = [("rag", [write(tmp_path / "rag.parquet", records)])]
+    kept, copy = sorted([records[2]["id"], records[5]["id"]])
+    assert near_duplicates(files, tmp_path / "work") == {copy: (kept, "rag")}
