@@ -272,13 +272,15 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
     metadata = file_metadata(info.manifest_hash, [info.licence] if info.licence else [], source=info.key)
     sink = RejectedSink(rejected, info.key, counts, metadata)
     writer = AtomicParquetWriter(out, RECORDS_FILE_SCHEMA, metadata)
+    chain: list[Iterator] = []  # the stage's generators, source first
     try:
         source = _TimedSource(documents_of(sink, counts))
-        stream: Iterable[Document] = iter(source)
+        chain += [source.documents, iter(source)]
         steps = rule_filters.build_filters(filter_config) if filter_config is not None else []
         for step in steps:
             step.exclusion_writer = sink.for_stage(step.name)
-            stream = step.run(stream)
+            chain.append(step.run(chain[-1]))
+        stream: Iterable[Document] = chain[-1]
         setup = time.perf_counter() - started
         batch: list[dict] = []
         positions: list[int] = []
@@ -295,7 +297,15 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
         _write_records(writer, batch, positions)
         counts.kept = writer.rows
         counts.check()
-    except BaseException:
+    except BaseException as error:
+        # Stopped mid-stream, the generators keep their frames while the error is kept (a notebook's
+        # last error): closed now, downstream first, so that an LLM stage's requests in flight are
+        # cancelled, not run (and paid) by the next LLM stage's event loop (`sftmix.llm.stage_event_loop`).
+        for stage in reversed(chain):
+            try:
+                stage.close()
+            except Exception as cleanup:
+                error.add_note(f"while closing the stage: {cleanup!r}")
         writer.abort()
         sink.abort()
         raise

@@ -538,6 +538,53 @@ def test_a_generator_s_requests_go_on_while_its_judge_grades(tmp_path, monkeypat
     assert (summary["generated"], summary["requests"], sent) == (100, 200, 200)
 
 
+def test_a_failed_stage_s_requests_in_flight_are_not_sent_by_the_next_one(tmp_path, monkeypatch):
+    """A stage stopped by an error (a full disk) while the error is kept (a notebook's last error)
+    left its generator and judge suspended with rows in flight on the thread's event loop, which
+    the next LLM stage ran: 29 of the failed stage's requests were sent (and paid) during the next."""
+    from sftmix import cli, llm, normalize
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
+    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def respond(messages, body):
+        return "Feedback: Fine. [RESULT] 5" if "[RESULT]" in messages[-1]["content"] else "A fun fact about numbers."
+
+    def generate(srv, word: str, n: int) -> int:
+        directory = tmp_path / word
+        directory.mkdir()
+        write_records(directory / "prompts.parquet", [
+            make_record(messages=[message("user", f"Tell me a fun fact about the {word} {i}.")], tools=[], source="wildchat",
+                        licence="apache-2.0", language="en", origin={"row": i}) for i in range(n)])
+        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
+                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"threshold": 4}}}
+        manifest = _generated_manifest(directory / "m.yaml", [responses])
+        data = yaml.safe_load(manifest.read_text())
+        data["llm"] = {"base_url": srv.base_url, "model": "served-model", "concurrency": 2}
+        manifest.write_text(yaml.safe_dump(data))
+        return cli.main(["generate", "wildchat_responses", "--input", str(directory / "prompts.parquet"), "--manifest",
+                         str(manifest), "-o", str(directory / "g.parquet"), "--cache-dir", str(tmp_path / "cache")])
+
+    def sent(srv, word: str) -> int:
+        return sum(f"the {word} " in json.dumps(body) for body in srv.bodies)
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    with serve_openai(responder=respond, delay=0.01) as srv:
+        with monkeypatch.context() as failing:
+            failing.setattr(normalize, "WRITE_BATCH_ROWS", 10)
+            failing.setattr(normalize, "_write_records", full_disk)
+            with pytest.raises(OSError) as kept:  # kept, with its traceback and the stage's frames
+                generate(srv, "number", 300)
+        failed_stage = sent(srv, "number")
+        assert getattr(llm._stage_loops, "users", 0) == 0  # the stage's loop was closed
+        assert generate(srv, "planet", 20) == 0
+        assert sent(srv, "number") == failed_stage
+    assert kept.value.errno == 28
+
+
 def test_sftmix_generate_names_the_source_where_its_generator_makes_several(tmp_path, capsys):
     """The first source of the generator was taken: `--language en` ran as the ca source, with an
     unbounded target."""
