@@ -29,7 +29,8 @@ def _graphql(port: int, query: str) -> dict:
         f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    # a reload starts the code server again: over 10 s on a loaded 2-core machine (a full suite beside other jobs)
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
