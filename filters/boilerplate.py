@@ -21,8 +21,6 @@ from filters.literals import LiteralScreen, required_literals
 PHRASES = (
     # en
     r"as an ai(?: language)? model", r"as a large language model", r"i(?:'m| am) (?:just )?an ai(?: language model)?,? (?:and|so) (?:i )?(?:can(?:not|'t)|don't|do not)",
-    r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
-    r"i(?:'m| am) unable to (?:assist|help) with (?:this|that) request",
     # es, ca, pt, gl: "as a language model" is the canned aside when a "no puedo"/"no tengo" follows
     # in its sentence ("como un modelo de lenguaje entrenado por OpenAI, no puedo"), or with a comma
     # where an aside opens (`ASIDES`). (Bounded gaps: an unbounded one was quadratic on runs of newlines.)
@@ -54,6 +52,8 @@ ASIDES = (
 # (`_spoken`: "—Lo siento, no puedo ayudarte —dijo el guardia"); not "I can't help it" or "I can't
 # help but notice".
 REFUSALS = (
+    r"i can(?:not|'t) (?:fulfill|comply with) (?:this|that|your) request",
+    r"i(?:'m| am) unable to (?:assist|help) with (?:this|that) request",
     r"i(?:'m| am) sorry,? (?:but )?i can(?:not|'t) (?:assist|help(?! (?:but|it|myself|yourself)\b)|fulfill|comply)",
     r"sorry,? (?:but )?i can(?:not|'t) (?:assist|help(?! (?:but|it|myself|yourself)\b)|fulfill|comply)",
     r"lo siento,? (?:pero )?no puedo (?:ayudar|cumplir|atender)", r"(?:ho sento|em sap greu),? (?:però )?no puc (?:ajudar|complir)",

@@ -986,10 +986,14 @@ class TestBoilerplate:
         # fc_synthesis's no-tool-fits replies: "I'm sorry, but I can't help with that: my tools only..."
         f = BoilerplateFilter(refusals=False)
         for text in ("I'm sorry, but I can't help with restaurant bookings: my tools only look up the weather.",
-                     "Lo siento, no puedo ayudarte con la reserva: mis herramientas solo consultan el tiempo."):
+                     "Lo siento, no puedo ayudarte con la reserva: mis herramientas solo consultan el tiempo.",
+                     # these two were canned phrases, not refusals, and still dropped (review)
+                     "I'm sorry, but I'm unable to help with that request: my tools only look up the weather.",
+                     "Sorry, I can't fulfill that request with the tools I have."):
             assert verdict(f, rec(user("Book me a table."), assistant(text))) is None
         for text in ("As an AI language model, I can't book tables.", "Como modelo de lenguaje, no puedo reservar."):
             assert verdict(f, rec(user("Book me a table."), assistant(text))) == "boilerplate"
+        assert verdict(BoilerplateFilter(), rec(user("Book me a table."), assistant("I can't fulfill that request."))) == "boilerplate"
 
     def test_extra_phrases(self):
         f = BoilerplateFilter(extra_phrases=[r"happy to help!"])
