@@ -273,21 +273,17 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
 
     Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
     (`sftmix.llm.in_order`). Once the client stops sending (the budget cap reached: `budget_exhausted`;
-    the account refused: `llm_payment_required`, `llm_key_refused`), the items not yet started are
-    dropped with its reason without running. Raises GeneratorBroken when each of the first
+    the account refused: `llm_payment_required`, `llm_key_refused`), an item whose answers are not
+    all in the cache is dropped with its reason, at its first request not cached, without sending it. Raises GeneratorBroken when each of the first
     `BROKEN_AFTER` items raised at one line of the project's code."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
     first_failures: list[str] | None = []  # where each of the first items failed, while all have
 
-    async def run(item: Item) -> tuple[list[Converted] | Drop, str | None]:
-        if (stop := ctx.llm.stopped()) is not None:
-            return Drop(stop.reason, str(stop)), None
-        return await _generate(module, item, ctx)
-
     items = islice(module.items(records, ctx), limit)
     with stage_event_loop() as loop:
-        rows = in_order(loop, run, items, stage_window(ctx.llm.settings.concurrency) if window is None else window)
+        rows = in_order(loop, lambda item: _generate(module, item, ctx), items,
+                        stage_window(ctx.llm.settings.concurrency) if window is None else window)
         try:
             for item, (result, site) in rows:
                 if first_failures is not None:

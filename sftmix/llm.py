@@ -173,6 +173,9 @@ class Spending:
 
     cost_usd: float = 0.0
     committed_usd: float = 0.0
+    # an endpoint's refusal of the account (`AccountRefused`) in either client: the step sends no
+    # request after it (a judge refused, every row its generator paid for would be its drop)
+    refusal: Failure | None = None
 
 
 @pydantic_dataclass(frozen=True, config=_CHECKED)
@@ -548,7 +551,6 @@ class LLMClient:
         # cannot together spend past the cap.
         self._committed_requests = 0  # counted too: float sums leave residues
         self._answers: asyncio.Condition | None = None
-        self._refusal: Failure | None = None  # the endpoint's refusal of the account: no request is sent after it
 
     def __repr__(self) -> str:  # never the key
         return f"LLMClient(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
@@ -594,7 +596,7 @@ class LLMClient:
         cached = self.cache.get(key)
         if cached is not None and cached.finish_reason in FINISHED:  # an older cache's partial answers are asked again
             self.stats.cache_hits += 1
-            return self._reply(cached)
+            return self._reply(cached, body)
         if key in self._in_flight:  # the same request already on its way: share its answer, pay once
             self.stats.cache_hits += 1
             return await asyncio.shield(self._in_flight[key])
@@ -631,6 +633,7 @@ class LLMClient:
                 # only to be refused.
                 self._refuse_when_stopped()
                 await self._limiter.acquire(estimated_tokens)
+                self._refuse_when_stopped()  # stopped while it waited for a rate slot
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
                 try:
@@ -649,7 +652,7 @@ class LLMClient:
                     # request's content, and stays that row's failure).
                     if error.status == 402 or (error.status == 401 and self.stats.answered):
                         reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
-                        self._refusal = self._failed(Failure(reason, str(error)))
+                        self.spending.refusal = self._failed(Failure(reason, str(error)))
                         self.stats.refused = self.stats.last_failure
                         raise AccountRefused(reason, str(error))
                     return self._failed(Failure(f"http_{error.status}", str(error)))
@@ -658,7 +661,7 @@ class LLMClient:
                     self._account(completion.usage)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
-                        return self._reply(completion)
+                        return self._reply(completion, body)
                     last_error = f"finish_reason={completion.finish_reason}"
                     if completion.finish_reason not in INTERRUPTED:
                         return self._failed(Failure("incomplete_generation", last_error))
@@ -669,11 +672,15 @@ class LLMClient:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         return self._failed(Failure("llm_retries_exhausted", last_error))
 
-    def _reply(self, completion: Completion) -> Completion:
+    def _reply(self, completion: Completion, body: dict) -> Completion:
         """The answer as handed on: the server's (as the cache keeps it, so the same cached answers
         serve either `reply_starts_in_thinking`), its thinking cut once, here. `completion` is the
-        caller's own, just read or already written to the cache: cut in place, not copied."""
-        completion.content = without_thinking(completion.content, self.settings.reply_starts_in_thinking)
+        caller's own, just read or already written to the cache: cut in place, not copied. A JSON
+        mode reply with no `</think>` is the object alone: constrained decoding writes no thinking
+        (vLLM's guided decoding of R1 starts at the first token), where the cut left nothing."""
+        starts_in_thinking = self.settings.reply_starts_in_thinking and (
+            "response_format" not in body or "</think>" in completion.content)
+        completion.content = without_thinking(completion.content, starts_in_thinking)
         return completion
 
     def _failed(self, failure: Failure) -> Failure:
@@ -741,8 +748,8 @@ class LLMClient:
 
     def stopped(self) -> RunStopped | None:
         """Why no request may be sent any more (the account refused, the budget reached), or None."""
-        if self._refusal is not None:
-            return AccountRefused(self._refusal.reason, self._refusal.detail)
+        if (refusal := self.spending.refusal) is not None:
+            return AccountRefused(refusal.reason, refusal.detail)
         spent = self.spending.cost_usd
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
             return BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")

@@ -1438,6 +1438,41 @@ def test_an_account_refused_part_way_stops_the_requests_as_the_budget_cap_does(t
         assert client.stats.unanswered().startswith("the LLM endpoint refused the account after 3 answered requests")
 
 
+def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_served(tmp_path):
+    """The refusal was one client's: a judge refused on its own endpoint left its generator paying
+    for every row (each then the judge's drop), a generator refused left its judge sending a doomed
+    request a row. And a generator checked the stop before the cache: `budget_usd: 0`, the way to
+    rebuild from the cache alone, kept nothing."""
+    from generators.base import Context, stream
+    from sftmix.llm import Spending
+
+    with _account_refused_after(1, 402, "Feedback: Fine. [RESULT] 5") as judge_server, serve_openai() as generator_server:
+        client = make_client(generator_server, tmp_path, concurrency=1)
+        assert [isinstance(row, Converted) for _, row in stream(_echo_generator(), [], Context(llm=client, params={"n": 3}))] == [True] * 3
+        assert generator_server.count() == 3
+        spending = Spending()
+        judge = LLMClient(LLMSettings(base_url=judge_server.base_url, cache_dir=str(tmp_path / "judge-cache"),
+                                      concurrency=1), api_key=KEY, spending=spending)
+        assert [type(r).__name__ for r in gather(judge, ["grade 1", "grade 2"])] == ["Completion", "AccountRefused"]
+        generator = make_client(generator_server, tmp_path, concurrency=1, budget_usd=0)
+        generator.spending = spending
+        out = [row for _, row in stream(_echo_generator(), [], Context(llm=generator, params={"n": 5}))]
+        assert generator_server.count() == 3 and judge_server.count() == 2  # none sent after the refusal
+    # the 3 answers cached above are served at budget 0 and after the refusal; the 2 others are its drops
+    assert [isinstance(row, Converted) for row in out] == [True] * 3 + [False] * 2
+    assert {row.reason for row in out[3:]} == {"llm_payment_required"}
+
+
+def test_a_json_reply_of_a_model_that_replies_in_its_thinking_is_the_object_when_it_has_no_close(tmp_path):
+    """Constrained decoding (vLLM's guided JSON for R1) writes the object from the first token: the
+    cut at the first `</think>` made every JSON reply empty, asked again and paid until `invalid_json`."""
+    replies = iter(['{"answer": 4}', '<think>Two and two.</think>{"answer": 4}'])
+    with serve_openai(responder=lambda messages, body: next(replies)) as srv:
+        client = make_client(srv, tmp_path, reply_starts_in_thinking=True)
+        first, second = (run(client, client.complete_json(user(f"question {i}"), {"type": "object"})) for i in range(2))
+    assert first[0] == second[0] == {"answer": 4} and srv.count() == 2
+
+
 def test_sftmix_judge_stops_at_a_refused_account_names_it_and_exits_1(tmp_path, monkeypatch, capsys,
                                                                         key_echoing_server):
     """The account emptied part way: `sftmix judge` asked every row left, each a counted `http_402`,
