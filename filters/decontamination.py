@@ -350,13 +350,18 @@ class DecontaminationFilter(BatchRecordFilter):
         """OSError naming the first benchmark path that names no file now, or ValueError naming the
         first file whose first row is in no format read here (a broken first row included): said
         before a source is downloaded or its rows are paid for, not when the first row reaches the
-        rule. Only the first rows are read (all of a JSON array): the index is built once, by the rule."""
+        rule. Only the rows up to a file's first prompt are read (all of a JSON array): the index is
+        built once, by the rule. A benchmark none of whose files has a prompt (an empty file, a
+        misspelt `text_fields`) is the rule's error too, said here."""
         for name, (patterns, text_fields) in self.specs.items():
-            for path in self._files(name, patterns):
+            files, prompted = self._files(name, patterns), False
+            for path in files:
                 try:
-                    next(prompts(path, text_fields), None)
+                    prompted = next(prompts(path, text_fields), None) is not None or prompted
                 except ValueError as error:
                     raise ValueError(f"benchmark {name!r}: {error}") from None
+            if not prompted:
+                raise ValueError(f"benchmark {name!r}: no prompts in {', '.join(map(str, files))}")
 
     def benchmark_files(self) -> list[Path]:
         """Every file the benchmarks name now, as their paths name them (relative ones under `root`)."""

@@ -259,6 +259,12 @@ def test_a_glob_keeps_the_files_and_the_check_names_a_directory_or_a_file_of_no_
     with pytest.raises(ValueError, match=re.escape(f"benchmark 'bfcl': {bfcl / 'possible_answer' / 'BFCL_v3_simple.json'}: "
                                                    "unknown benchmark format (keys ['ground_truth', 'id'])")):
         DecontaminationFilter(benchmarks={"bfcl": ["bfcl/*", "bfcl/possible_answer/*"]}, root=str(tmp_path)).check_files()
+    # a benchmark of no prompt at all (a misspelt text field, an empty file) passed the check, and
+    # stopped the filter stage after the source's normalize stage (review)
+    (tmp_path / "empty.jsonl").write_text("")
+    for benchmark in ({"paths": "bfcl/*", "text_fields": ["questoin"]}, "empty.jsonl"):
+        with pytest.raises(ValueError, match=r"^benchmark 'b': no prompts in "):
+            DecontaminationFilter(benchmarks={"b": benchmark}, root=str(tmp_path)).check_files()
 
 
 @pytest.mark.parametrize("how", DAMAGES)
