@@ -48,7 +48,9 @@ def _iso639_1(text: str) -> str | None:
         code = language.prefer_macrolanguage().language
     except (LookupError, ValueError):
         return None
-    return code.lower() if code and code != "und" else None
+    code = code.lower() if code and code != "und" else None
+    # Bokmål (nb, nob) is labelled as Norwegian (no) is: one label, the one the detectors answer
+    return "no" if code == "nb" else code
 
 
 def last_boxed(text: str) -> str | None:

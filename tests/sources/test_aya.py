@@ -56,6 +56,9 @@ def test_a_language_name_gets_the_code_its_iso_639_3_code_gets():
     assert convert({**row, "language_code": "tgl", "language": "Tagalog"}).language == "fil"
     assert convert({**row, "language_code": None, "language": "Tagalog"}).language == "fil"
     assert convert({**row, "language_code": None, "language": "Moroccan Arabic"}).language == "ary"
+    # Bokmål as Norwegian: `nb` was a label no detector answers, so the language rule trusted it (review)
+    assert {convert({**row, "language_code": code, "language": name}).language
+            for code, name in [("nob", "Norwegian Bokmål"), (None, "Norwegian Bokmål"), (None, "Norwegian")]} == {"no"}
 
 
 def test_a_value_longer_than_any_language_name_names_no_language():
