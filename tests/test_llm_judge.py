@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import os
 import re
 import subprocess
@@ -578,6 +579,7 @@ def test_a_failed_stage_s_requests_in_flight_are_not_sent_by_the_next_one(tmp_pa
             failing.setattr(normalize, "_write_records", full_disk)
             with pytest.raises(OSError) as kept:  # kept, with its traceback and the stage's frames
                 generate(srv, "number", 300)
+        time.sleep(0.5)  # a request cancelled as it was written reaches the server a moment later
         failed_stage = sent(srv, "number")
         assert getattr(llm._stage_loops, "users", 0) == 0  # the stage's loop was closed
         assert generate(srv, "planet", 20) == 0
