@@ -50,8 +50,11 @@ Where results can differ from IFEval (everything else is the same rule, on the s
   existence`` and ``keywords:frequency`` match substrings, case-insensitively; ``forbidden_words``
   uses ``\\b`` boundaries). ``verify(..., whole_words=True)``, which generated rows are held to,
   matches all three as the whole word or its plural: "rivers" is "river" (found, counted, and
-  banned), "riverside" is not. The sampler only draws plain words. A postscript marker with an inline
-  flag (``(?i)ps``) works here; IFEval's pattern puts it after ``\\s*``, which Python 3.11 refuses.
+  banned), "riverside" is not. The plurals of the sampler's words that are not word + s/es
+  ("cities", «tradiciones», «cultures», «aigües») are the word too; IFEval's substring never finds
+  "city" in them, so they count against "less than" and a ban here, and meet no "at least" alone.
+  The sampler only draws plain words. A postscript marker with an inline flag (``(?i)ps``) works
+  here; IFEval's pattern puts it after ``\\s*``, which Python 3.11 refuses.
 - Placeholders, postscripts, bullets and titles are found in one pass over the response, not with
   IFEval's regexes, which retry a run of whitespace or of unclosed brackets from each of its
   characters (at 32,000 characters of ``[``, 6.5 s to count placeholders); each checker's docstring
@@ -661,9 +664,21 @@ def _loose_variants(response: str) -> list[str]:
     return [response, response.replace("*", ""), *cut, *(c.replace("*", "") for c in cut)]
 
 
+# Plurals that are not the word + s/es, by the ending they replace (the longest that fits: "aigua"
+# ends in "gua", not "a"), as the sampler's words take them (_KEYWORDS is closed; a test holds each
+# word's plural): city -> cities; Catalan cultura -> cultures, música -> músiques, aigua -> aigües,
+# camí -> camins, tradició -> tradicions; Spanish jardín -> jardines, tradición -> tradiciones. A
+# keyword comes without its language: a Spanish word in -a also takes the Catalan form, a non-word.
+_PLURAL_ENDINGS = {"y": "ies", "gua": "gües", "ca": "ques", "a": "es", "ón": "ones", "ín": "ines",
+                   "ó": "ons", "í": "ins"}
+_PLURAL_ENDING = re.compile(r"(?<![aeiou])y$|gua$|ca$|a$|ón$|ín$|ó$|í$", flags=re.IGNORECASE)
+
+
 def _as_word(keyword: str) -> str:
-    # its plural too ("rivers", "ciudades", "proyectos"): the inflected word is still the word asked for
-    return rf"\b(?:{keyword})(?:e?s)?\b"
+    # its plural too ("rivers", "ciudades", "cities"): the inflected word is still the word asked for
+    ending = _PLURAL_ENDING.search(keyword)
+    plural = f"|{keyword[:ending.start()]}{_PLURAL_ENDINGS[ending.group().lower()]}" if ending else ""
+    return rf"\b(?:(?:{keyword})(?:e?s)?{plural})\b"
 
 
 def _keywords_existence_as_words(r, *, keywords):
@@ -679,8 +694,9 @@ def _forbidden_words_as_words(r, *, forbidden_words):
 
 
 # IFEval finds keywords inside other words ("city" in "electricity", «agua» in "Nicaragua"): what a
-# reader asked for the word would not accept. Whole words (or their plurals) are as many or fewer,
-# so a response holding as words holds for IFEval too ("less than" is IFEval's check alone).
+# reader asked for the word would not accept. A response is held to IFEval's rule and to the whole
+# word or its plural, so it holds for IFEval too; a plural without the word in it ("cities") counts
+# here only: against "less than" (and a ban), never towards "at least" alone, which IFEval refuses.
 # A forbidden word is banned in the same forms ("ciudades" breaks a ban on «ciudad», as it meets
 # keywords:existence for «ciudad»); those are more than IFEval's \b word\b, so a response free
 # of them is free for IFEval too.

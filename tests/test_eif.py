@@ -499,3 +499,41 @@ def test_a_forbidden_word_s_plural_breaks_the_ban(language, word, answer):
 def test_a_forbidden_word_inside_another_word_is_still_not_the_word():
     ban = c("keywords:forbidden_words", forbidden_words=["cat", "dog"])
     assert eif.verify("A category of concatenated hotdogs.", [ban], whole_words=True) == [True]
+
+
+# Each sampler word's plural, in _KEYWORDS order.
+PLURALS = {
+    "en": """balances bridges cities communities cultures energies engines families futures gardens histories
+             journeys landscapes languages markets memories mountains musics natures opportunities problems
+             projects qualities rivers sciences seasons strategies systems traditions values villages waters
+             windows""".split(),
+    "es": """aguas calidades caminos ciencias ciudades comunidades culturas energías equilibrios equipos
+             estrategias familias futuros historias jardines lenguajes libros memorias mercados montañas
+             músicas naturalezas oportunidades paisajes problemas proyectos puentes tradiciones valores
+             ventanas viajes""".split(),
+    "ca": """aigües camins ciutats ciències comunitats cultures energies equilibris equips estratègies
+             famílies finestres futurs històries jardins llenguatges llibres memòries mercats muntanyes
+             músiques natures oportunitats paisatges ponts problemes projectes qualitats tradicions valors
+             viatges""".split(),
+}
+
+
+@pytest.mark.parametrize("language", sorted(PLURALS))
+def test_every_sampler_word_s_plural_is_the_word(language):
+    """Only word + s/es was the plural: "Cities grow fast" passed a ban on "city" (and «tradiciones»
+    one on «tradición», «cultures» one on «cultura»), so eif_augmentation kept rows breaking it."""
+    from generators.eif_augmentation import _failed
+
+    for word, plural in zip(eif._KEYWORDS[language], PLURALS[language], strict=True):
+        answer = f"{plural.capitalize()} change; {plural} last."
+        ban = c("keywords:forbidden_words", forbidden_words=[word, "zzz"])
+        assert eif.verify(answer, [ban]) == [True], word  # IFEval's verdict (\b word\b), unchanged
+        assert eif.verify(answer, [ban], whole_words=True) == [False] and _failed(answer, [ban]) == [ban], word
+        assert not eif._coherent([ban, c("combination:repeat_prompt", prompt_to_repeat=answer)]), word
+        twice = c("keywords:frequency", keyword=word, frequency=2, relation="less than")
+        assert eif.verify(answer, [twice], whole_words=True) == [False], word
+        # no other word of the vocabulary takes this plural as its own
+        others = [w for w in eif._KEYWORDS[language] if w != word]
+        assert eif.verify(answer, [c("keywords:forbidden_words", forbidden_words=others)], whole_words=True) == [True]
+    ban = c("keywords:forbidden_words", forbidden_words=["cat", "city"])
+    assert eif.verify("A category of electricity.", [ban], whole_words=True) == [True]
