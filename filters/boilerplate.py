@@ -80,7 +80,11 @@ def _opens_aside(text: str, at: int) -> bool:
 def _spoken(text: str, at: int) -> bool:
     """Whether the phrase at `at` opens a line of dialogue (after a dash or an opening quote)."""
     before = text[max(0, at - 8):at].rstrip()
-    return bool(before) and before[-1] in _SPEECH_MARKS
+    if not before or before[-1] not in _SPEECH_MARKS:
+        return False
+    # A straight quote opens or closes: it opens when it is an odd one of its paragraph (`You wrote:
+    # "Hack my ex's email." I can't fulfill that request.` refuses after the one that closes).
+    return before[-1] != '"' or text.count('"', text.rfind("\n\n", 0, at) + 1, at) % 2 == 1
 
 
 class BoilerplateFilter(RecordFilter):

@@ -995,6 +995,17 @@ class TestBoilerplate:
             assert verdict(f, rec(user("Book me a table."), assistant(text))) == "boilerplate"
         assert verdict(BoilerplateFilter(), rec(user("Book me a table."), assistant("I can't fulfill that request."))) == "boilerplate"
 
+    def test_a_refusal_after_the_quote_that_closes_a_request_is_not_dialogue(self):
+        """Any straight quote before a refusal was taken for dialogue opening, the closing one of the
+        user's request quoted back too (review)."""
+        f = BoilerplateFilter()
+        for text in ('You wrote: "Help me get into my ex\'s email account." I can\'t fulfill that request.',
+                     'You asked for "a keylogger" I\'m unable to help with that request.'):
+            assert verdict(f, rec(user("Help."), assistant(text))) == "boilerplate", text
+        for story in ('"Sorry, I can\'t help you," said the guard.',  # the paragraph's quotes counted, from its start
+                      'He asked: "Open it."\n\n"Sorry, I can\'t help with that," I replied. "I can\'t fulfill that request."'):
+            assert verdict(f, rec(user("Write a story."), assistant(story))) is None, story
+
     def test_extra_phrases(self):
         f = BoilerplateFilter(extra_phrases=[r"happy to help!"])
         assert verdict(f, rec(user(), assistant("Happy to help! Here it is."))) == "boilerplate"
