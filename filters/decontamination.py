@@ -357,7 +357,7 @@ class DecontaminationFilter(BatchRecordFilter):
             files, prompted = self._files(name, patterns), False
             for path in files:
                 try:
-                    prompted = next(prompts(path, text_fields), None) is not None or prompted
+                    prompted = any(words(text) for _, text in prompts(path, text_fields)) or prompted
                 except ValueError as error:
                     raise ValueError(f"benchmark {name!r}: {error}") from None
             if not prompted:

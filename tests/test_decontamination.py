@@ -262,7 +262,9 @@ def test_a_glob_keeps_the_files_and_the_check_names_a_directory_or_a_file_of_no_
     # a benchmark of no prompt at all (a misspelt text field, an empty file) passed the check, and
     # stopped the filter stage after the source's normalize stage (review)
     (tmp_path / "empty.jsonl").write_text("")
-    for benchmark in ({"paths": "bfcl/*", "text_fields": ["questoin"]}, "empty.jsonl"):
+    (tmp_path / "blank.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in ("", "  ", "?")))
+    for benchmark in ({"paths": "bfcl/*", "text_fields": ["questoin"]}, "empty.jsonl",
+                      {"paths": "blank.jsonl", "text_fields": ["question"]}):
         with pytest.raises(ValueError, match=r"^benchmark 'b': no prompts in "):
             DecontaminationFilter(benchmarks={"b": benchmark}, root=str(tmp_path)).check_files()
 
