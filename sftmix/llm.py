@@ -173,9 +173,11 @@ class Spending:
 
     cost_usd: float = 0.0
     committed_usd: float = 0.0
-    # an endpoint's refusal of the account (`AccountRefused`) in either client: the step sends no
-    # request after it (a judge refused, every row its generator paid for would be its drop)
+    # An endpoint's refusal of the account (`AccountRefused`), and that endpoint (`endpoint_key`):
+    # no client of the step asks it again, nor does the generator ask its own (the judge refused,
+    # every row after it would be the judge's drop); a judge asking another endpoint grades on.
     refusal: Failure | None = None
+    refused_host: str | None = None
 
 
 @pydantic_dataclass(frozen=True, config=_CHECKED)
@@ -536,6 +538,7 @@ class LLMClient:
     def __init__(self, settings: LLMSettings, api_key: str | None = None, spending: Spending | None = None):
         self.settings = settings
         self.spending = spending or Spending()  # shared with the step's other client, if any
+        self._owns_spending = spending is None  # a step's generator: its judge is given its spending
         self.host = endpoint_key(settings.base_url)
         self.cache = ResponseCache(settings.cache_dir)
         self.stats = Stats()
@@ -653,6 +656,7 @@ class LLMClient:
                     if error.status == 402 or (error.status == 401 and self.stats.answered):
                         reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
                         self.spending.refusal = self._failed(Failure(reason, str(error)))
+                        self.spending.refused_host = self.host
                         self.stats.refused = self.stats.last_failure
                         raise AccountRefused(reason, str(error))
                     return self._failed(Failure(f"http_{error.status}", str(error)))
@@ -748,7 +752,8 @@ class LLMClient:
 
     def stopped(self) -> RunStopped | None:
         """Why no request may be sent any more (the account refused, the budget reached), or None."""
-        if (refusal := self.spending.refusal) is not None:
+        refusal = self.spending.refusal
+        if refusal is not None and (self.spending.refused_host == self.host or self._owns_spending):
             return AccountRefused(refusal.reason, refusal.detail)
         spent = self.spending.cost_usd
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:

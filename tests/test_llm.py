@@ -1461,6 +1461,17 @@ def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_se
     # the 3 answers cached above are served at budget 0 and after the refusal; the 2 others are its drops
     assert [isinstance(row, Converted) for row in out] == [True] * 3 + [False] * 2
     assert {row.reason for row in out[3:]} == {"llm_payment_required"}
+    # the generator refused: a judge on another endpoint grades what was made (a review found its rows,
+    # paid for, dropped ungraded); one on the refused endpoint sends nothing
+    with _account_refused_after(1, 402) as generator_server, serve_openai(
+            responder=lambda messages, body: "Feedback: Fine. [RESULT] 5") as judge_server:
+        generator = make_client(generator_server, tmp_path, concurrency=1, cache_dir=str(tmp_path / "other"))
+        assert [type(r).__name__ for r in gather(generator, ["make 1", "make 2"])] == ["Completion", "AccountRefused"]
+        for server, answered in ((judge_server, "Completion"), (generator_server, "AccountRefused")):
+            judge = LLMClient(LLMSettings(base_url=server.base_url, cache_dir=str(tmp_path / "judged")), api_key=KEY,
+                              spending=generator.spending)
+            assert [type(r).__name__ for r in gather(judge, ["grade 1"])] == [answered]
+        assert (judge_server.count(), generator_server.count()) == (1, 2)
 
 
 def test_a_json_reply_of_a_model_that_replies_in_its_thinking_is_the_object_when_it_has_no_close(tmp_path):
