@@ -650,10 +650,11 @@ class LLMClient:
                         self._account(error.usage)
                 except _ClientError as error:
                     # 402: no balance left (DeepSeek). A 401 after answers: the key that worked was
-                    # revoked; before any, a wrong key or URL, as `Stats.unanswered` names it. Either
-                    # way every request after it is refused too: none is sent (403 is often one
+                    # revoked; before any, a wrong key or URL, as `Stats.unanswered` names it, and for
+                    # a generator's judge a refusal too (its generator would pay for rows it drops all).
+                    # Either way every request after it is refused too: none is sent (403 is often one
                     # request's content, and stays that row's failure).
-                    if error.status == 402 or (error.status == 401 and self.stats.answered):
+                    if error.status == 402 or (error.status == 401 and (self.stats.answered or not self._owns_spending)):
                         reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
                         self.spending.refusal = self._failed(Failure(reason, str(error)))
                         self.spending.refused_host = self.host

@@ -1472,6 +1472,15 @@ def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_se
                               spending=generator.spending)
             assert [type(r).__name__ for r in gather(judge, ["grade 1"])] == [answered]
         assert (judge_server.count(), generator_server.count()) == (1, 2)
+    # a generator's judge refused at its first request (a wrong key for its own endpoint): the generator
+    # paid for every row, each then the judge's `http_401` drop (review)
+    with serve_openai(faults=[Fault("server_error", status=401, count=None)]) as judge_server, serve_openai() as generator_server:
+        generator = make_client(generator_server, tmp_path, concurrency=1, cache_dir=str(tmp_path / "third"))
+        judge = LLMClient(LLMSettings(base_url=judge_server.base_url, cache_dir=str(tmp_path / "judged")), api_key=KEY,
+                          spending=generator.spending)
+        assert [type(r).__name__ for r in gather(judge, ["grade 1"])] == ["AccountRefused"]
+        assert [type(r).__name__ for r in gather(generator, ["make 1"])] == ["AccountRefused"]
+        assert generator_server.count() == 0 and judge.stats.refused.startswith("llm_key_refused: Error code: 401")
 
 
 def test_a_json_reply_of_a_model_that_replies_in_its_thinking_is_the_object_when_it_has_no_close(tmp_path):
