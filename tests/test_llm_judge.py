@@ -474,27 +474,41 @@ def test_sftmix_generate_gives_a_source_s_judge_the_manifest_s_endpoint_and_budg
 
 
 
-def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_path, monkeypatch, capsys):
-    """Only the generator's and the judge's stats summed were checked: the generator's answers hid a
-    judge whose own endpoint was dead (exit 0, nothing on stderr, every row an unexplained drop)."""
+def _generate_responses(directory: Path, monkeypatch, n: int, llm: dict, judge: dict, word: str = "number") -> int:
+    """`sftmix generate wildchat_responses` of `n` prompts ("Tell me a fun fact about the <word> <i>.")
+    in `directory`, under a manifest of one responses source judged with `judge`, asking with `llm`
+    (the key from the environment, the endpoint and model from the manifest alone); its exit code."""
     from sftmix import cli
 
-    prompts = [make_record(messages=[message("user", f"Tell me a fun fact about the number {i}.")], tools=[],
-                           source="wildchat", licence="apache-2.0", language="en", origin={"row": i}) for i in range(3)]
-    write_records(tmp_path / "prompts.parquet", prompts)
+    directory.mkdir(exist_ok=True)
+    write_records(directory / "prompts.parquet", [
+        make_record(messages=[message("user", f"Tell me a fun fact about the {word} {i}.")], tools=[], source="wildchat",
+                    licence="apache-2.0", language="en", origin={"row": i}) for i in range(n)])
     monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
     for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
         monkeypatch.delenv(variable, raising=False)
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
+                 "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": judge}}
+    manifest = _generated_manifest(directory / "m.yaml", [responses])
+    data = yaml.safe_load(manifest.read_text())
+    data["llm"] = {"model": "served-model", **llm}
+    manifest.write_text(yaml.safe_dump(data))
+    return cli.main(["generate", "wildchat_responses", "--input", str(directory / "prompts.parquet"), "--manifest",
+                     str(manifest), "-o", str(directory / "g.parquet"), "--cache-dir", str(directory.parent / "cache")])
+
+
+def _judged_or_fun_fact(messages, body) -> str:
+    if "[RESULT]" in messages[-1]["content"]:
+        return "Feedback: Fine. [RESULT] 5"
+    return "A fun fact: two is the only even prime number, and every other prime is odd."
+
+
+def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_path, monkeypatch, capsys):
+    """Only the generator's and the judge's stats summed were checked: the generator's answers hid a
+    judge whose own endpoint was dead (exit 0, nothing on stderr, every row an unexplained drop)."""
     dead = {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
     with serve_openai(responder=lambda messages, body: "A fun fact: it is the only even prime number.") as srv:
-        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
-                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"llm": dead}}}
-        manifest = _generated_manifest(tmp_path / "m.yaml", [responses])
-        data = yaml.safe_load(manifest.read_text())
-        data["llm"] = {"base_url": srv.base_url, "model": "served-model"}
-        manifest.write_text(yaml.safe_dump(data))
-        assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
-                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 1
+        assert _generate_responses(tmp_path / "g", monkeypatch, 3, {"base_url": srv.base_url}, {"llm": dead}) == 1
         assert srv.count() == 3
     out, err = capsys.readouterr()
     assert json.loads(out.splitlines()[-1])["dropped"] == {"llm_retries_exhausted": 3}
@@ -502,38 +516,19 @@ def test_sftmix_generate_warns_of_a_judge_whose_endpoint_answers_nothing(tmp_pat
     assert warning.startswith("warning: the LLM endpoint answered none of 3 requests (the last failure: ")
     assert warning.endswith(" (the judge's requests)")
 
+
 def test_a_generator_s_requests_go_on_while_its_judge_grades(tmp_path, monkeypatch, capsys):
     """The generator and its judge ran an event loop each, one at a time: while the judge graded a
     batch the rules before it had passed on (the language rule, 80 rows here), the generator's
     requests in flight were paused past their timeout with the answers waiting, then asked, and
     paid, again (2 × 100 requests expected; 32 more were sent)."""
     from filters import base as rule_base
-    from sftmix import cli
 
     monkeypatch.setattr(rule_base, "BATCH_ROWS", 80)
-    prompts = [make_record(messages=[message("user", f"Tell me a fun fact about the number {i}.")], tools=[],
-                           source="wildchat", licence="apache-2.0", language="en", origin={"row": i}) for i in range(100)]
-    write_records(tmp_path / "prompts.parquet", prompts)
-    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
-    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
-        monkeypatch.delenv(variable, raising=False)
-
-    def respond(messages, body):
-        if "[RESULT]" in messages[-1]["content"]:
-            return "Feedback: Fine. [RESULT] 5"
-        return "A fun fact: two is the only even prime number, and every other prime is odd."
-
-    with serve_openai(responder=respond, delay=0.05) as srv:
-        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
-                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"threshold": 4}}}
-        manifest = _generated_manifest(tmp_path / "m.yaml", [responses])
-        data = yaml.safe_load(manifest.read_text())
+    with serve_openai(responder=_judged_or_fun_fact, delay=0.05) as srv:
         # 80 rows graded 2 at a time take about 2 s: twice the timeout
-        data["llm"] = {"base_url": srv.base_url, "model": "served-model", "concurrency": 2, "timeout_s": 1,
-                       "max_retries": 2, "backoff_base_s": 0.01}
-        manifest.write_text(yaml.safe_dump(data))
-        assert cli.main(["generate", "wildchat_responses", "--input", str(tmp_path / "prompts.parquet"), "--manifest",
-                         str(manifest), "-o", str(tmp_path / "g.parquet"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        llm = {"base_url": srv.base_url, "concurrency": 2, "timeout_s": 1, "max_retries": 2, "backoff_base_s": 0.01}
+        assert _generate_responses(tmp_path / "g", monkeypatch, 100, llm, {"threshold": 4}) == 0
         sent = srv.count()
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (summary["generated"], summary["requests"], sent) == (100, 200, 200)
@@ -543,29 +538,7 @@ def test_a_failed_stage_s_requests_in_flight_are_not_sent_by_the_next_one(tmp_pa
     """A stage stopped by an error (a full disk) while the error is kept (a notebook's last error)
     left its generator and judge suspended with rows in flight on the thread's event loop, which
     the next LLM stage ran: 29 of the failed stage's requests were sent (and paid) during the next."""
-    from sftmix import cli, llm, normalize
-
-    monkeypatch.setenv("SFTMIX_LLM_API_KEY", KEY)
-    for variable in ("SFTMIX_LLM_BASE_URL", "SFTMIX_LLM_MODEL"):
-        monkeypatch.delenv(variable, raising=False)
-
-    def respond(messages, body):
-        return "Feedback: Fine. [RESULT] 5" if "[RESULT]" in messages[-1]["content"] else "A fun fact about numbers."
-
-    def generate(srv, word: str, n: int) -> int:
-        directory = tmp_path / word
-        directory.mkdir()
-        write_records(directory / "prompts.parquet", [
-            make_record(messages=[message("user", f"Tell me a fun fact about the {word} {i}.")], tools=[], source="wildchat",
-                        licence="apache-2.0", language="en", origin={"row": i}) for i in range(n)])
-        responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": []},
-                     "licence": "apache-2.0", "targets": {"en": "all"}, "filters": {"llm_judge": {"threshold": 4}}}
-        manifest = _generated_manifest(directory / "m.yaml", [responses])
-        data = yaml.safe_load(manifest.read_text())
-        data["llm"] = {"base_url": srv.base_url, "model": "served-model", "concurrency": 2}
-        manifest.write_text(yaml.safe_dump(data))
-        return cli.main(["generate", "wildchat_responses", "--input", str(directory / "prompts.parquet"), "--manifest",
-                         str(manifest), "-o", str(directory / "g.parquet"), "--cache-dir", str(tmp_path / "cache")])
+    from sftmix import llm, normalize
 
     def sent(srv, word: str) -> int:
         return sum(f"the {word} " in json.dumps(body) for body in srv.bodies)
@@ -573,16 +546,17 @@ def test_a_failed_stage_s_requests_in_flight_are_not_sent_by_the_next_one(tmp_pa
     def full_disk(*args):
         raise OSError(28, "No space left on device")
 
-    with serve_openai(responder=respond, delay=0.01) as srv:
+    with serve_openai(responder=_judged_or_fun_fact, delay=0.01) as srv:
+        settings = {"base_url": srv.base_url, "concurrency": 2}
         with monkeypatch.context() as failing:
             failing.setattr(normalize, "WRITE_BATCH_ROWS", 10)
             failing.setattr(normalize, "_write_records", full_disk)
             with pytest.raises(OSError) as kept:  # kept, with its traceback and the stage's frames
-                generate(srv, "number", 300)
+                _generate_responses(tmp_path / "number", monkeypatch, 300, settings, {"threshold": 4})
         time.sleep(0.5)  # a request cancelled as it was written reaches the server a moment later
         failed_stage = sent(srv, "number")
         assert getattr(llm._stage_loops, "users", 0) == 0  # the stage's loop was closed
-        assert generate(srv, "planet", 20) == 0
+        assert _generate_responses(tmp_path / "planet", monkeypatch, 20, settings, {"threshold": 4}, word="planet") == 0
         assert sent(srv, "number") == failed_stage
     assert kept.value.errno == 28
 
