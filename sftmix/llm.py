@@ -4,8 +4,8 @@
 - Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
   dropped connections and malformed bodies, honouring `Retry-After`; other errors are per-request
   failures, never fatal to a run, but for a refusal of the account itself (402, DeepSeek's
-  "Insufficient Balance"; 401 once the endpoint has answered: the key revoked), which stops new
-  requests as the budget cap does (`AccountRefused`).
+  "Insufficient Balance"; 401 once the endpoint has answered, the key revoked, or at a generator's
+  judge), which stops new requests as the budget cap does (`AccountRefused`).
 - Requests go out through aiohttp directly, not through the `openai` SDK: the SDK's request
   building (httpx models, URL parsing, an idempotency key from os.urandom, typed options) cost
   3.5 ms of CPU per request against 0.5 ms for the same POST through aiohttp (bench/llm.py's
