@@ -186,7 +186,8 @@ def filter_config(manifest: Manifest, source: Source, layout: Layout | None = No
         judge = judge if isinstance(judge, dict) else {}
         settings = (judge_settings(judge.get("llm")) if judge_settings is not None
                     else llm_settings(manifest, layout, llm_overrides, judge.get("llm")))
-        config["llm_judge"] = {**judge, "client": LLMClient(settings, spending=spending)}
+        config["llm_judge"] = {**judge, "client": LLMClient(settings, spending=spending,
+                                                            judges_generated_rows=spending is not None)}
     return config
 
 

@@ -535,10 +535,12 @@ class _ClientError(Exception):
 class LLMClient:
     """Async chat completions with cache, limits, retries and accounting. One per run."""
 
-    def __init__(self, settings: LLMSettings, api_key: str | None = None, spending: Spending | None = None):
+    def __init__(self, settings: LLMSettings, api_key: str | None = None, spending: Spending | None = None,
+                 judges_generated_rows: bool = False):
         self.settings = settings
         self.spending = spending or Spending()  # shared with the step's other client, if any
-        self._owns_spending = spending is None  # a step's generator: its judge is given its spending
+        # a generated source's judge: the generator before it stops on its refusal, it on its own endpoint's only
+        self._judges_generated_rows = judges_generated_rows
         self.host = endpoint_key(settings.base_url)
         self.cache = ResponseCache(settings.cache_dir)
         self.stats = Stats()
@@ -654,7 +656,7 @@ class LLMClient:
                     # a generator's judge a refusal too (its generator would pay for rows it drops all).
                     # Either way every request after it is refused too: none is sent (403 is often one
                     # request's content, and stays that row's failure).
-                    if error.status == 402 or (error.status == 401 and (self.stats.answered or not self._owns_spending)):
+                    if error.status == 402 or (error.status == 401 and (self.stats.answered or self._judges_generated_rows)):
                         reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
                         self.spending.refusal = self._failed(Failure(reason, str(error)))
                         self.spending.refused_host = self.host
@@ -754,7 +756,7 @@ class LLMClient:
     def stopped(self) -> RunStopped | None:
         """Why no request may be sent any more (the account refused, the budget reached), or None."""
         refusal = self.spending.refusal
-        if refusal is not None and (self.spending.refused_host == self.host or self._owns_spending):
+        if refusal is not None and (self.spending.refused_host == self.host or not self._judges_generated_rows):
             return AccountRefused(refusal.reason, refusal.detail)
         spent = self.spending.cost_usd
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:

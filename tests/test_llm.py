@@ -1452,7 +1452,8 @@ def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_se
         assert generator_server.count() == 3
         spending = Spending()
         judge = LLMClient(LLMSettings(base_url=judge_server.base_url, cache_dir=str(tmp_path / "judge-cache"),
-                                      concurrency=1), api_key=KEY, spending=spending)
+                                      concurrency=1), api_key=KEY, spending=spending,
+                      judges_generated_rows=True)
         assert [type(r).__name__ for r in gather(judge, ["grade 1", "grade 2"])] == ["Completion", "AccountRefused"]
         generator = make_client(generator_server, tmp_path, concurrency=1, budget_usd=0)
         generator.spending = spending
@@ -1469,7 +1470,7 @@ def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_se
         assert [type(r).__name__ for r in gather(generator, ["make 1", "make 2"])] == ["Completion", "AccountRefused"]
         for server, answered in ((judge_server, "Completion"), (generator_server, "AccountRefused")):
             judge = LLMClient(LLMSettings(base_url=server.base_url, cache_dir=str(tmp_path / "judged")), api_key=KEY,
-                              spending=generator.spending)
+                              spending=generator.spending, judges_generated_rows=True)
             assert [type(r).__name__ for r in gather(judge, ["grade 1"])] == [answered]
         assert (judge_server.count(), generator_server.count()) == (1, 2)
     # a generator's judge refused at its first request (a wrong key for its own endpoint): the generator
@@ -1477,7 +1478,7 @@ def test_a_refusal_stops_the_step_s_other_client_and_cached_answers_are_still_se
     with serve_openai(faults=[Fault("server_error", status=401, count=None)]) as judge_server, serve_openai() as generator_server:
         generator = make_client(generator_server, tmp_path, concurrency=1, cache_dir=str(tmp_path / "third"))
         judge = LLMClient(LLMSettings(base_url=judge_server.base_url, cache_dir=str(tmp_path / "judged")), api_key=KEY,
-                          spending=generator.spending)
+                          spending=generator.spending, judges_generated_rows=True)
         assert [type(r).__name__ for r in gather(judge, ["grade 1"])] == ["AccountRefused"]
         assert [type(r).__name__ for r in gather(generator, ["make 1"])] == ["AccountRefused"]
         assert generator_server.count() == 0 and judge.stats.refused.startswith("llm_key_refused: Error code: 401")
