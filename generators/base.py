@@ -23,7 +23,6 @@ the same record/filter/writer path as converters (`sftmix.normalize.run`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import heapq
 import importlib
@@ -274,8 +273,9 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
     Up to `window` items (default `sftmix.llm.stage_window`) are started and not yet yielded
     (`sftmix.llm.in_order`). Once the client stops sending (the budget cap reached: `budget_exhausted`;
     the account refused: `llm_payment_required`, `llm_key_refused`), an item whose answers are not
-    all in the cache is dropped with its reason, at its first request not cached, without sending it. Raises GeneratorBroken when each of the first
-    `BROKEN_AFTER` items raised at one line of the project's code."""
+    all in the cache is dropped with its reason, at its first request not cached, without sending
+    it. Raises GeneratorBroken when each of the first `BROKEN_AFTER` items raised at one line of the
+    project's code."""
     provenance = {"generator": module.__name__.rsplit(".", 1)[-1], "model": ctx.llm.settings.model,
                   "prompt_template_hash": template_hash(module.PROMPTS)}
     first_failures: list[str] | None = []  # where each of the first items failed, while all have

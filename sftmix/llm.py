@@ -753,19 +753,14 @@ class LLMClient:
         async with self._answers:
             self._answers.notify_all()
 
-    def stopped(self) -> RunStopped | None:
-        """Why no request may be sent any more (the account refused, the budget reached), or None."""
+    def _refuse_when_stopped(self) -> None:
+        """Raise why no request may be sent any more: the account refused, the budget reached."""
         refusal = self.spending.refusal
         if refusal is not None and (self.spending.refused_host == self.host or not self._judges_generated_rows):
-            return AccountRefused(refusal.reason, refusal.detail)
+            raise AccountRefused(refusal.reason, refusal.detail)
         spent = self.spending.cost_usd
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
-            return BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
-        return None
-
-    def _refuse_when_stopped(self) -> None:
-        if (stop := self.stopped()) is not None:
-            raise stop
+            raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
 
     def _account(self, usage: Usage) -> None:
         cost = self.settings.prices.cost(usage)
