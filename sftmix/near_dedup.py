@@ -7,33 +7,38 @@ datatrove's three minhash stages on it:
 1. `MinhashDedupSignature` (subclassed, see `RecordMinhashSignature`): one signature per row
    over word 5-grams of the text normalized by datatrove's `simplify_text` (lower case,
    punctuation and diacritics removed, whitespace collapsed; numbers are *kept*, so
-   "convert 255 0 0" and "convert 0 255 0" stay distinct), written per worker. Each band holds
-   `rows_per_band` hashes of the whole text's shingles and `ASSISTANT_ROWS_PER_BAND` of the
-   assistant text's alone.
-2. `MinhashDedupBuckets`: rows whose signatures agree on a whole band are pairs: their whole texts
-   AND their assistant texts are near duplicates. With 14 bands of 8 + 4 rows a pair whose texts
-   (both) have Jaccard similarity 0.9 is found with p = 0.99, 0.8 with p = 0.63, 0.5 with p < 0.004;
-   a pair whose answers are equal is found as by the whole text alone (0.8: p = 0.92, 0.5: 0.05). The
-   assistant hashes keep different questions about one passage apart (reading-comprehension and
-   RAG rows: question, passage and answer in the text, the passage most of it; long-context QA: the
-   same document in every row): the passage made their whole texts near duplicates (5 questions
-   on a 120-word passage: 29% of the rows were dropped), their answers are not.
+   "convert 255 0 0" and "convert 0 255 0" stay distinct), written per worker; and an answer
+   signature (`ANSWER_HASHES` hashes of the assistant text's word `ANSWER_NGRAM`-grams) per row.
+2. `MinhashDedupBuckets`: rows whose signatures agree on a whole band (`rows_per_band` hashes) are
+   pairs; with 14 bands of 8 rows a pair of rows with Jaccard similarity 0.8 is found with p = 0.92,
+   0.9 with p > 0.99, 0.5 with p < 0.06.
 3. `MinhashDedupCluster`: the pairs' connected components (`save_cluster_id`).
 
-The clusters are then resolved here, not by datatrove's arbitrary union-find root: each cluster keeps
-the row of the earliest source (the order of `sources`, i.e. manifest order), then the smallest id.
-That makes the result independent of the number of workers and of the order of the files.
+The clusters are then split and resolved here, not by datatrove's arbitrary union-find root. In
+each cluster, rows taken in keep order (the earliest source, i.e. manifest order, then the
+smallest id) go with the first kept row whose answers are like theirs, or are kept: as many
+assistant turns, and answer signatures that agree on at least `ANSWER_MATCHES` hashes (answers
+with Jaccard similarity about 0.25 or more). That keeps different questions about one passage
+apart (reading-comprehension and RAG rows: question, passage and answer in the text, the passage
+most of it; long-context QA: the same document in every row): the passage made their whole texts
+near duplicates (5 questions on a 120-word passage: 29% of the rows were dropped), their answers
+are not. It also keeps a conversation extended by turns (multi-turn augmentation) apart from its
+original, which it holds whole (of 300 with a 400-word answer and a 150-word turn added, 165 were
+dropped for their original). The answers are checked after clustering, not in the bands, so that
+a short answer edited is found as the whole text finds it (bands of whole-text and answer hashes
+together found 26% of the one-typo copies of 10-25-word answers, the whole text 80%). The result
+does not depend on the number of workers or the order of the files.
 
 A row whose text has fewer words than `ngram` gets no signature and is never a near duplicate (the
-exact-id dedup still applies to it). An assistant text shorter than `ngram` words is one shingle
-(the empty text too): two short answers agree only when equal. Rows whose id repeats (an exact
+exact-id dedup still applies to it). An answer shorter than `ANSWER_NGRAM` words is one shingle
+(the empty answer too): two such answers agree only when equal. Rows whose id repeats (an exact
 duplicate) end up in the same cluster as the first copy; they are not reported here (mixing drops
 exact duplicates before).
 
 Memory: one Arrow batch of text at a time, the signatures of one task while datatrove sorts them
-(`num_bands * (8 * (rows_per_band + ASSISTANT_ROWS_PER_BAND) + 4)` bytes per row, a band at a
-time, on disk in `work_dir`), and the clusters. A task takes about `SIGNATURE_TASK_ROWS` rows at
-most (there are more tasks than workers when the rows need it), so this does not grow with the rows.
+(`num_bands * (8 * rows_per_band + 4)` bytes per row, a band at a time, on disk in `work_dir`,
+with `4 * (1 + ANSWER_HASHES)` bytes a row of answers), and the clusters with their answers. A task takes about `SIGNATURE_TASK_ROWS` rows at most (there are more tasks than
+workers when the rows need it), so this does not grow with the rows.
 """
 
 from __future__ import annotations
@@ -68,10 +73,12 @@ SIGNATURE_BATCH_ROWS = 1024  # signatures packed and written together
 # clusters are resolved against each task's ids, both a task at a time (about 130 bytes a row).
 SIGNATURE_TASK_ROWS = 500_000
 _IDS_SCHEMA = pa.schema([("id", pa.string()), ("order", pa.int32())])
-# Hashes of the assistant text in each band, after the whole text's `rows_per_band`: a band agrees
-# with probability J_whole^rows_per_band * J_assistant^4. Answers about one long document (J_whole
-# near 1) sharing 10% of their shingles are paired with p = 0.0014 (one hash: p = 0.77, two: 0.13).
-ASSISTANT_ROWS_PER_BAND = 4
+# The answer check. Word 3-grams, not the whole text's 5-grams: a typo in a 10-word answer changes
+# 3 of its 8 trigrams (Jaccard 0.45) but 5 of its 6 five-grams (0.09). 8 of 32 hashes: answers of
+# Jaccard 0.45 stay together with p = 0.99, answers sharing a quoted phrase (0.1) with p = 0.01.
+ANSWER_HASHES = 32
+ANSWER_NGRAM = 3
+ANSWER_MATCHES = 8
 
 
 class WhitespaceTokenizer(WordTokenizer):
@@ -102,9 +109,11 @@ _SHIFT = np.uint64(61)
 
 
 class RecordMinhashSignature(MinhashDedupSignature):
-    """datatrove's signature step, with the same shingles and signatures computed faster, and the
-    last `ASSISTANT_ROWS_PER_BAND` hashes of each band over the shingles of the document's
-    `metadata["assistant"]` text (a text that is all assistant's is signed as datatrove signs it).
+    """datatrove's signature step, with the same shingles and signatures computed faster, that
+    also writes each document's answers to `<answers_dir>/<rank>.answers`, in document order: its
+    number of assistant turns (`metadata["turns"]`), then the answer signature of its assistant
+    text (`metadata["assistant"]`), `1 + ANSWER_HASHES` uint32 (zeros for a document with no
+    signature).
 
     - `simplify_text` skips its per-character diacritics pass on ASCII text (a no-op there) and its
       whitespace collapsing (the text is split on whitespace next: `\\s`, what it collapses, is
@@ -116,21 +125,18 @@ class RecordMinhashSignature(MinhashDedupSignature):
       files and must not change with a library version;
     - `get_signature` reduces modulo 2^61 - 1 with shifts and masks (`_min_mod_mersenne`);
     - `run` writes the signature files `SIGNATURE_BATCH_ROWS` rows at a time.
-    Hash functions, bands, sorting and file formats are datatrove's.
+    Signatures, bands, sorting and file formats are datatrove's.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, output_folder: str, answers_dir: str, **kwargs):
+        super().__init__(output_folder, **kwargs)
+        self.answers_dir = answers_dir
         norm = dataclasses.replace(self.config.norm_config, norm_whitespace=False)
         self._norms = (dataclasses.replace(norm, norm_unicode_diacritics=False), norm)  # ASCII, other text
         self._signed_rows: dict[int, int] = {}  # rank -> documents signed, while `run` has datatrove sort them
-        # (indices, a, b) of the hash functions that sign the whole text (each band's first ones) and of
-        # those that sign the assistant text (its last ASSISTANT_ROWS_PER_BAND), sliced once
-        bands = np.arange(self.num_hashes).reshape(self.config.num_buckets, -1)
-        a, b = self.parameters
-        self._whole_functions, self._assistant_functions = (
-            (columns, a[:, columns], b[:, columns]) for columns in
-            (bands[:, :-ASSISTANT_ROWS_PER_BAND].ravel(), bands[:, -ASSISTANT_ROWS_PER_BAND:].ravel()))
+        # the answer signature's hash functions (a, b), drawn apart from datatrove's
+        self._answer_functions = tuple(np.random.default_rng(self.config.seed).integers(
+            low, int(_MERSENNE), size=(1, ANSWER_HASHES), dtype=np.uint64) for low in (1, 0))
 
     def words(self, text: str) -> list[str]:
         """The words of `simplify_text(text, norm_config)`, which datatrove's shingles are made of."""
@@ -139,11 +145,14 @@ class RecordMinhashSignature(MinhashDedupSignature):
     def get_shingles(self, text: str) -> np.ndarray:
         return _window_hashes(self.words(text), self.config.n_grams).reshape((-1, 1))
 
-    def assistant_shingles(self, text: str) -> np.ndarray:
-        """`get_shingles`, or when `text` has fewer than `n_grams` words, its words as one shingle:
-        "Paris." and "London." answering two questions about one passage differ."""
+    def answer_signature(self, text: str) -> np.ndarray:
+        """`ANSWER_HASHES` min-hashes (their low 32 bits) of the word `ANSWER_NGRAM`-grams of `text`,
+        or when it has fewer words, of its words as one shingle: "Paris." and "London." answering
+        two questions about one passage differ."""
         words = self.words(text) or [""]
-        return _window_hashes(words, min(self.config.n_grams, len(words))).reshape((-1, 1))
+        values = _window_hashes(words, min(ANSWER_NGRAM, len(words))).reshape((-1, 1)) * self._answer_functions[0]
+        values += self._answer_functions[1]
+        return _min_mod_mersenne(values).astype(np.uint32)
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         """datatrove's signature: per hash function (a, b), min((a * s + b) mod 2^64 mod (2^61 - 1))
@@ -151,23 +160,14 @@ class RecordMinhashSignature(MinhashDedupSignature):
         in 14 and converts each part). 134 -> 64 µs a bench text of 250 shingles."""
         return self._minima(shingles).reshape(self.config.num_buckets, -1).tolist()
 
-    def _minima(self, shingles: np.ndarray, functions: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
-        """The signature as one array of `num_buckets * hashes_per_bucket` hashes, or its hashes by
-        `functions` ((indices, a, b) of some hash functions)."""
+    def _minima(self, shingles: np.ndarray) -> np.ndarray:
+        """The signature as one array of `num_buckets * hashes_per_bucket` hashes."""
         if self.config.hash_config.precision != 64:  # 32 bits: datatrove masks before the minimum
-            minima = np.array(super().get_signature(shingles), self.config.hash_config.np_dtype).reshape(-1)
-            return minima if functions is None else minima[functions[0]]
-        _, a, b = functions or (None, *self.parameters)
+            return np.array(super().get_signature(shingles), self.config.hash_config.np_dtype).reshape(-1)
+        a, b = self.parameters
         values = shingles * a
         values += b
         return _min_mod_mersenne(values)
-
-    def _document_minima(self, shingles: np.ndarray, assistant_text: str) -> np.ndarray:
-        """A document's signature: each band the whole text's hashes, then the assistant text's."""
-        bands = self.config.num_buckets
-        return np.concatenate((self._minima(shingles, self._whole_functions).reshape(bands, -1),
-                               self._minima(self.assistant_shingles(assistant_text),
-                                            self._assistant_functions).reshape(bands, -1)), axis=1).reshape(-1)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> None:
         """datatrove's run, with this rank's signature files written `SIGNATURE_BATCH_ROWS` rows at
@@ -190,16 +190,23 @@ class RecordMinhashSignature(MinhashDedupSignature):
     def _write_signatures(self, data: DocumentsPipeline, rank: int) -> int:
         """This rank's unsorted signature files, byte for byte datatrove's: per band, one record
         `<{hashes_per_bucket}{struct_format}I` (the band's hashes, then the document's index in the
-        stream) for each document that has shingles. Returns the number of those documents."""
+        stream) for each document that has shingles; and its answer signatures. Returns the number
+        of those documents."""
         config = self.config
         record = np.dtype([("hashes", f"<{config.hash_config.struct_format}", (config.hashes_per_bucket,)),
                            ("index", "<u4")])  # packed, as struct's "<" layout
+        unsigned = np.zeros(1 + ANSWER_HASHES, np.uint32)
+        answers_path = Path(self.answers_dir) / f"{rank:05d}.answers"
+        answers_path.parent.mkdir(parents=True, exist_ok=True)
         signed = documents = 0
         with contextlib.ExitStack() as stack:
             buckets = [stack.enter_context(self.output_folder.open(f"bucket_{band:03d}/{rank:05d}.minhash.sig", mode="wb"))
                        for band in range(config.num_buckets)]
+            answers_file = stack.enter_context(answers_path.open("wb"))
 
-            def write(minima: list[np.ndarray], indices: list[int]) -> int:
+            def write(minima: list[np.ndarray], indices: list[int], answers: list[np.ndarray]) -> int:
+                if answers:
+                    answers_file.write(np.stack(answers).astype("<u4", copy=False).tobytes())
                 if not indices:
                     return 0
                 records = np.empty((len(indices), config.num_buckets), record)
@@ -209,17 +216,20 @@ class RecordMinhashSignature(MinhashDedupSignature):
                     bucket.write(records[:, band].tobytes())
                 return len(indices)
 
-            minima, indices = [], []
+            minima, indices, answers = [], [], []
             for doc in data:
                 shingles = self.get_shingles(doc.text)
                 if shingles.size != 0:
-                    minima.append(self._document_minima(shingles, doc.metadata["assistant"]))
+                    minima.append(self._minima(shingles))
                     indices.append(documents)
-                    if len(indices) == SIGNATURE_BATCH_ROWS:
-                        signed += write(minima, indices)
-                        minima, indices = [], []
+                    answers.append(np.r_[np.uint32(doc.metadata["turns"]), self.answer_signature(doc.metadata["assistant"])])
+                else:
+                    answers.append(unsigned)
                 documents += 1
-            signed += write(minima, indices)
+                if len(answers) == SIGNATURE_BATCH_ROWS:
+                    signed += write(minima, indices, answers)
+                    minima, indices, answers = [], [], []
+            signed += write(minima, indices, answers)
         if documents:
             self.stat_update(StatHints.total, value=documents)
         return signed
@@ -254,13 +264,11 @@ def _min_mod_mersenne(values: np.ndarray) -> np.ndarray:
 
 
 def minhash_config(threshold_bands: int = 14, rows_per_band: int = 8, ngram: int = 5) -> MinhashConfig:
-    """Bands x (rows + `ASSISTANT_ROWS_PER_BAND`) 64-bit hashes over word n-grams; numbers kept (not
-    normalized to 0).
+    """Bands x rows of 64-bit hashes over word n-grams; numbers kept (not normalized to 0).
 
     The hash function named here is not used by `RecordMinhashSignature` (it hashes words itself);
     sha1 because datatrove's xxhash wrapper passes str, which xxhash >= 4 rejects."""
-    return MinhashConfig(n_grams=ngram, num_buckets=threshold_bands,
-                         hashes_per_bucket=rows_per_band + ASSISTANT_ROWS_PER_BAND, seed=1,
+    return MinhashConfig(n_grams=ngram, num_buckets=threshold_bands, hashes_per_bucket=rows_per_band, seed=1,
                          norm_config=TextNormConfig(norm_numbers=False),
                          hash_config=HashConfig(precision=64, hash_fc="sha1"))
 
@@ -278,13 +286,14 @@ def _arguments_text(arguments: str | None) -> str:
     return _SORTED_KEYS(value) if isinstance(value, dict) else arguments
 
 
-def batch_texts(messages: pa.Array) -> list[tuple[str, str]]:
-    """(user + assistant text, assistant text) of each row of a `messages` column chunk (turns
-    joined by newlines); an assistant tool call contributes `name arguments`, the arguments' keys
-    sorted."""
+def batch_texts(messages: pa.Array) -> list[tuple[str, str, int]]:
+    """(user + assistant text, assistant text, assistant turns) of each row of a `messages` column
+    chunk (turns joined by newlines); an assistant tool call contributes `name arguments`, the
+    arguments' keys sorted."""
     n = len(messages)
     parts: list[list[str]] = [[] for _ in range(n)]
     assistant_parts: list[list[str]] = [[] for _ in range(n)]
+    assistant_turns = [0] * n
     if n == 0:
         return []
     flat = pc.list_flatten(messages)
@@ -310,12 +319,13 @@ def batch_texts(messages: pa.Array) -> list[tuple[str, str]]:
             turn += call_text.get(index, ())
             parts[row] += turn
             assistant_parts[row] += turn
-    return [("\n".join(p), "\n".join(a)) for p, a in zip(parts, assistant_parts)]
+            assistant_turns[row] += 1
+    return [("\n".join(p), "\n".join(a), t) for p, a, t in zip(parts, assistant_parts, assistant_turns)]
 
 
 class RecordTextReader(PipelineStep):
-    """Documents (id, user + assistant text, `metadata["assistant"]`: the assistant text) from
-    canonical-record Parquet files, read in Arrow batches.
+    """Documents (id, user + assistant text, `metadata`: `assistant`, the assistant text, and
+    `turns`, its number of turns) from canonical-record Parquet files, read in Arrow batches.
 
     Work is dealt round-robin by row group over all sources' files, so workers get similar shares
     whatever the file sizes. Task `rank` also writes `<ids_dir>/<rank>.parquet`: the id and source
@@ -359,8 +369,8 @@ class RecordTextReader(PipelineStep):
                     ids_writer.write_table(pa.table({"id": ids, "order": pa.array(np.full(len(ids), order, np.int32))},
                                                     schema=_IDS_SCHEMA))
                     self.stat_update("documents", value=batch.num_rows)  # once a batch: 0.7 µs a call
-                    for row_id, (text, assistant) in zip(ids.to_pylist(), batch_texts(batch.column("messages"))):
-                        yield Document(text=text, id=row_id, metadata={"assistant": assistant})
+                    for row_id, (text, assistant, turns) in zip(ids.to_pylist(), batch_texts(batch.column("messages"))):
+                        yield Document(text=text, id=row_id, metadata={"assistant": assistant, "turns": turns})
 
 
 def _run_steps(pipeline: list[PipelineStep], tasks: int, workers: int, logging_dir: Path) -> None:
@@ -393,6 +403,38 @@ def _read_clusters(cluster_dir: Path) -> pl.DataFrame:
     return pl.concat(frames)
 
 
+def _alike(answers: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Whether rows' answers (assistant turns, answer signature) are alike: as many turns, and
+    `ANSWER_MATCHES` hashes or more in common. A conversation extended by turns (multi-turn
+    augmentation keeps the original's unchanged) is not a near copy of its original."""
+    return (answers[..., 0] == other[..., 0]) & ((answers[..., 1:] == other[..., 1:]).sum(axis=-1) >= ANSWER_MATCHES)
+
+
+def _kept_rows(clusters: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """For rows sorted by cluster, then in keep order, and their answers: the index of the row each
+    goes with (its own when it is kept). A cluster's first row is kept; each later row goes with
+    the first kept row of its cluster whose answers are like its own (`_alike`), or is kept. A
+    removed row's answer is then like its kept row's, not only like another removed row's."""
+    kept = np.arange(len(clusters))
+    starts = np.flatnonzero(np.r_[True, clusters[1:] != clusters[:-1]])
+    sizes = np.diff(np.r_[starts, len(clusters)])
+    pairs = starts[sizes == 2]  # most clusters: compared at once
+    alike = _alike(answers[pairs], answers[pairs + 1])
+    kept[pairs[alike] + 1] = pairs[alike]
+    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
+        leaders = np.empty(size, np.int64)  # the cluster's kept rows so far, and their answers
+        leader_answers = np.empty((size, answers.shape[1]), answers.dtype)
+        count = 0
+        for row in range(start, start + size):
+            alike = np.flatnonzero(_alike(leader_answers[:count], answers[row]))
+            if len(alike):
+                kept[row] = leaders[alike[0]]
+            else:
+                leaders[count], leader_answers[count] = row, answers[row]
+                count += 1
+    return kept
+
+
 def near_duplicates(
     sources: list[tuple[str, list[Path]]],
     work_dir: Path,
@@ -405,8 +447,8 @@ def near_duplicates(
     """Removed record id -> (kept record id, kept record's source) for every near-duplicate cluster.
 
     `sources` are (source key, Parquet files of the rows to compare: `id` and `messages`) in
-    manifest order; in each cluster the row of the earliest source is kept, then the smallest id.
-    The caller writes only the rows it may select (the mixing: its candidates after the licence and
+    manifest order; in each cluster the row of the earliest source is kept, then the smallest id,
+    and the rows whose answers are not like a kept row's are kept too (`_kept_rows`). The caller writes only the rows it may select (the mixing: its candidates after the licence and
     exact-id checks), so a row is never removed in favour of one that will not be selected anyway.
     `work_dir` holds the signatures while this runs (emptied first, intermediate files removed at
     the end).
@@ -417,7 +459,7 @@ def near_duplicates(
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     config = minhash_config(threshold_bands, rows_per_band, ngram)
-    dirs = {name: work_dir / name for name in ("ids", "signatures", "buckets", "clusters", "logs")}
+    dirs = {name: work_dir / name for name in ("ids", "signatures", "answers", "buckets", "clusters", "logs")}
     keys = [key for key, _ in sources]
     if len(set(keys)) != len(keys):
         raise ValueError("source keys must be unique")
@@ -429,7 +471,8 @@ def near_duplicates(
     # At least a task a worker, and enough that each holds about SIGNATURE_TASK_ROWS rows' signatures
     # and ids at most (row groups go round the tasks): memory then stays flat in the number of rows.
     tasks = max(1, min(len(units), max(workers, -(-sum(rows for *_, rows in units) // SIGNATURE_TASK_ROWS))))
-    signature = RecordMinhashSignature(str(dirs["signatures"]), config=config, language=WhitespaceTokenizer())
+    signature = RecordMinhashSignature(str(dirs["signatures"]), str(dirs["answers"]), config=config,
+                                       language=WhitespaceTokenizer())
     _run_steps([reader, signature],
                tasks, workers, dirs["logs"] / "signatures")
     _run_steps([MinhashDedupBuckets(str(dirs["signatures"]), str(dirs["buckets"]), config=config)],
@@ -447,13 +490,18 @@ def near_duplicates(
                 ids.with_columns(pl.col("doc").cast(pl.Int64)), on="doc", how="inner")
             if len(part) != int((clusters["rank"] == rank).sum()):
                 raise RuntimeError(f"minhash task {rank}: cluster rows do not match the documents it read")
-            members.append(part.select("cluster", "id", "order"))
-        table = pl.concat(members).sort("cluster", "order", "id")
-        keepers = table.group_by("cluster", maintain_order=True).first().rename({"id": "kept", "order": "kept_order"})
-        table = table.join(keepers, on="cluster").filter(pl.col("id") != pl.col("kept")).unique("id", keep="first")
-        for row_id, kept, kept_order in table.select("id", "kept", "kept_order").iter_rows():
-            removed[row_id] = (kept, keys[kept_order])
-    for name in ("signatures", "buckets", "clusters", "ids"):
+            members.append(part.select("cluster", "id", "order", "rank", "doc"))
+        table = pl.concat(members).sort("cluster", "order", "id").unique("id", keep="first", maintain_order=True)
+        answers = np.empty((len(table), 1 + ANSWER_HASHES), np.uint32)
+        ranks, docs = table["rank"].to_numpy(), table["doc"].to_numpy()
+        for rank in np.unique(ranks):
+            rows = np.flatnonzero(ranks == rank)
+            answers[rows] = np.fromfile(dirs["answers"] / f"{rank:05d}.answers", "<u4").reshape(-1, 1 + ANSWER_HASHES)[docs[rows]]
+        kept = _kept_rows(table["cluster"].to_numpy(), answers)
+        ids, orders = table["id"].to_list(), table["order"].to_list()
+        for row in np.flatnonzero(kept != np.arange(len(kept))).tolist():
+            removed[ids[row]] = (ids[kept[row]], keys[orders[kept[row]]])
+    for name in ("signatures", "answers", "buckets", "clusters", "ids"):
         shutil.rmtree(dirs[name], ignore_errors=True)
     return removed
 

@@ -15,8 +15,8 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 
-from sftmix.near_dedup import (RecordMinhashSignature, WhitespaceTokenizer, batch_texts, minhash_config,
-                               near_duplicates)
+from sftmix.near_dedup import (ANSWER_HASHES, RecordMinhashSignature, WhitespaceTokenizer, batch_texts,
+                               minhash_config, near_duplicates)
 from sftmix.record import make_record, message, to_table, tool_call
 
 WORDS = ("river mountain signal quiet lantern harbor copper meadow engine violet thunder pocket window garden "
@@ -127,7 +127,7 @@ def test_a_one_character_edit_of_chinese_text_is_a_near_duplicate(tmp_path):
     copy = record("b", CHINESE_QUESTION, CHINESE_ANSWER.replace("八百", "九百"))
     files = [("a", [write(tmp_path / "a.parquet", [original])]), ("b", [write(tmp_path / "b.parquet", [copy])])]
     assert near_duplicates(files, tmp_path / "work") == {copy["id"]: (original["id"], "a")}
-    signature = RecordMinhashSignature("unused", config=minhash_config(), language=WhitespaceTokenizer())
+    signature = RecordMinhashSignature("unused", "unused", config=minhash_config(), language=WhitespaceTokenizer())
     assert signature.words("上海的城市，Shanghai 交通") == ["上", "海", "的", "城", "市", "shanghai", "交", "通"]
 
 
@@ -139,7 +139,7 @@ def test_text_is_user_and_assistant_turns_with_tool_calls():
                       tools=[], source="s", licence="mit", language="en", origin={})
     [value] = batch_texts(to_table([rec]).column("messages").chunk(0))
     assert value == ('weather in Oslo?\nget_weather {"city": "Oslo"}\nIt is 3 degrees.',
-                     'get_weather {"city": "Oslo"}\nIt is 3 degrees.')
+                     'get_weather {"city": "Oslo"}\nIt is 3 degrees.', 2)
 
 
 def test_a_call_s_arguments_are_compared_whatever_the_order_of_their_keys():
@@ -148,7 +148,7 @@ def test_a_call_s_arguments_are_compared_whatever_the_order_of_their_keys():
     def text(arguments):
         rec = make_record(messages=[message("user", "weather in Oslo?"), message("assistant", "", tool_calls=[
             tool_call("get_weather", arguments, "c0")])], tools=[], source="s", licence="mit", language="en", origin={})
-        [(value, _)] = batch_texts(to_table([rec]).column("messages").chunk(0))
+        [(value, *_)] = batch_texts(to_table([rec]).column("messages").chunk(0))
         return value
 
     assert text({"unit": "celsius", "city": "Oslo", "at": {"z": 1, "a": 2}}) == text(
@@ -167,7 +167,7 @@ TEXT_PIECES = ["river", "Mañana", "CAFÉ", "e\u0301", "\u0301", "naïve", "Øre
 @pytest.mark.parametrize("norm", [minhash_config().norm_config, TextNormConfig()], ids=["manifest", "datatrove-default"])
 def test_shingle_words_are_those_of_datatrove_simplify_text(norm):
     config = dataclasses.replace(minhash_config(), norm_config=norm)
-    signature = RecordMinhashSignature("unused", config=config, language=WhitespaceTokenizer())
+    signature = RecordMinhashSignature("unused", "unused", config=config, language=WhitespaceTokenizer())
     rng = random.Random(3)
     texts = ["".join(rng.choice(TEXT_PIECES) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
     texts += ["plain ascii text, with punctuation!\tand  tabs\n", " \u0301 ", ""]
@@ -177,7 +177,7 @@ def test_shingle_words_are_those_of_datatrove_simplify_text(norm):
 
 
 def test_signature_is_datatrove_signature():
-    signature = RecordMinhashSignature("unused", config=minhash_config(), language=WhitespaceTokenizer())
+    signature = RecordMinhashSignature("unused", "unused", config=minhash_config(), language=WhitespaceTokenizer())
     a, b = (p.ravel().tolist() for p in signature.parameters)
     rng = np.random.default_rng(5)
     for size in (1, 7, 300):
@@ -196,8 +196,7 @@ def test_signature_is_datatrove_signature():
 
 @pytest.mark.parametrize("precision", [64, 32])
 def test_signature_files_are_datatrove_files(precision, tmp_path):
-    """`run` writes a batch of rows at a time what datatrove writes row by row, then has it sort them
-    (rows whose text is all assistant's: datatrove signs the whole text with every hash function)."""
+    """`run` writes a batch of rows at a time what datatrove writes row by row, then has it sort them."""
     config = minhash_config()
     if precision == 32:
         config = dataclasses.replace(config, hash_config=dataclasses.replace(config.hash_config, precision=32))
@@ -206,8 +205,9 @@ def test_signature_files_are_datatrove_files(precision, tmp_path):
     texts = [text(rng, rng.choice([0, 3, 4, 5, 40, 200])) for _ in range(2500)]
     runs = {}
     for kind in ("sftmix", "datatrove"):
-        step = RecordMinhashSignature(str(tmp_path / kind), config=config, language=WhitespaceTokenizer())
-        documents = (Document(text=t, id=str(i), metadata={"assistant": t}) for i, t in enumerate(texts))
+        step = RecordMinhashSignature(str(tmp_path / kind), str(tmp_path / "answers"), config=config,
+                                      language=WhitespaceTokenizer())
+        documents = (Document(text=t, id=str(i), metadata={"assistant": t, "turns": 1}) for i, t in enumerate(texts))
         run = step.run if kind == "sftmix" else lambda data, rank: MinhashDedupSignature.run(step, data, rank)
         run(documents, rank=3)
         run(iter(()), rank=4)  # a task with no rows
@@ -219,6 +219,10 @@ def test_signature_files_are_datatrove_files(precision, tmp_path):
     assert len(names) == 28 and total == 2500
     signed = sum(len(t.split()) >= 5 for t in texts)
     assert len(contents[0]) == signed * (config.hashes_per_bucket * precision // 8 + 4) and not contents[-1]
+    # every row's answers, in row order: its turns then its answer signature, zeros when it has no signature
+    answers = np.fromfile(tmp_path / "answers" / "00003.answers", "<u4").reshape(-1, 1 + ANSWER_HASHES)
+    assert len(answers) == 2500 and answers[:, 0].tolist() == [int(len(t.split()) >= 5) for t in texts]
+    assert not answers[answers[:, 0] == 0].any() and answers[answers[:, 0] == 1, 1:].all(axis=1).mean() > 0.99
 
 
 RAG_FIXTURE = Path(__file__).parent / "fixtures" / "rag_multilingual" / "train.jsonl"
@@ -266,3 +270,33 @@ def test_different_questions_about_one_passage_are_not_near_duplicates(tmp_path)
     files = [("rag", [write(tmp_path / "rag.parquet", records)])]
     kept, copy = sorted([records[2]["id"], records[5]["id"]])
     assert near_duplicates(files, tmp_path / "work") == {copy: (kept, "rag")}
+
+
+EXPLAIN_QUESTION = ("My grandmother keeps telling me that bread dough needs to rest before baking, but she never explains "
+                    "why. What actually happens to the dough while it sits on the counter for an hour?")
+EXPLAIN_ANSWER = "While it rests, yeast ferments the sugars and releases gas that makes the dough rise."
+
+
+def test_a_short_answer_with_a_typo_fixed_is_a_near_duplicate(tmp_path):
+    """One typo in a 15-word answer changes 5 of its 11 word 5-grams: with hashes of the answer's
+    5-grams in every band this copy was not found (the whole text alone finds it)."""
+    original = record("a", EXPLAIN_QUESTION, EXPLAIN_ANSWER.replace("releases", "relases"))
+    copy = record("b", EXPLAIN_QUESTION, EXPLAIN_ANSWER)
+    files = [("a", [write(tmp_path / "a.parquet", [original])]), ("b", [write(tmp_path / "b.parquet", [copy])])]
+    assert near_duplicates(files, tmp_path / "work") == {copy["id"]: (original["id"], "a")}
+
+
+def test_a_conversation_extended_by_a_turn_is_not_a_near_duplicate_of_its_original(tmp_path):
+    """Multi-turn augmentation keeps the original turns unchanged and adds one: the extended
+    conversation, paid for, was dropped as a near duplicate of its original."""
+    rng = random.Random(5)
+    answer = text(rng, 150)
+    original = record("oasst2", text(rng, 20), answer)
+    extended = make_record(messages=[*original["messages"], message("user", "And in short?"),
+                                     message("assistant", text(rng, 12))],
+                           tools=[], source="multiturn-augmentation", licence="apache-2.0", language="en", origin={})
+    near_copy = record("oasst2", original["messages"][0]["content"], answer.replace(".", "!"))
+    files = [("oasst2", [write(tmp_path / "a.parquet", [original, near_copy])]),
+             ("multiturn-augmentation", [write(tmp_path / "b.parquet", [extended])])]
+    kept, copy = sorted([original["id"], near_copy["id"]])
+    assert near_duplicates(files, tmp_path / "work") == {copy: (kept, "oasst2")}
