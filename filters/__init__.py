@@ -6,9 +6,11 @@ A manifest's `filters` mapping (mixture-wide, then per source) maps a filter nam
 
 from __future__ import annotations
 
+import inspect
 import typing
 from functools import cache
 
+from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from filters.base import RecordFilter
@@ -34,12 +36,17 @@ DEFAULT_ORDER: tuple[type[RecordFilter], ...] = (
 # Decontamination (cheap) goes before the judge (paid), so contaminated rows are never graded.
 OPT_IN: tuple[type[RecordFilter], ...] = (DecontaminationFilter, LLMJudgeFilter)
 FILTERS: dict[str, type[RecordFilter]] = {f.name: f for f in DEFAULT_ORDER + OPT_IN}
+# datatrove's own filter arguments, which a rule passes on with the Gopher thresholds it does not
+# name: the pipeline sets them (`build_filters`), a manifest may not.
+_PIPELINE_ARGUMENTS = frozenset(inspect.signature(BaseFilter.__init__).parameters) - {"self", "args", "kwargs"}
 
 
 def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
     """Later layers override earlier ones, key by key within a filter's keyword arguments.
 
-    Raises ValueError for an unknown filter or argument, so a manifest typo fails at load time.
+    Raises ValueError for an unknown filter or argument, or arguments that cannot go together (as
+    merged: a source's `min_chars` above the mixture's `max_chars`), so a manifest typo fails at
+    load time.
     """
     merged: dict[str, bool | dict] = {}
     for layer in layers:
@@ -47,17 +54,22 @@ def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
             if name not in FILTERS:
                 raise ValueError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
             if isinstance(value, dict):
+                if pipeline_arguments := sorted(set(value) & _PIPELINE_ARGUMENTS):
+                    raise ValueError(f"filter {name!r}: {', '.join(map(repr, pipeline_arguments))} is set by the "
+                                     "pipeline, not a rule setting")
                 value = _typed_arguments(name, value)
-                try:
-                    FILTERS[name](**value)  # constructing a rule is cheap and checks every argument
-                except TypeError as error:
-                    raise ValueError(f"filter {name!r}: {error}") from None
             elif not isinstance(value, bool):
                 raise ValueError(f"filter {name!r}: expected true, false or a mapping of arguments")
             if isinstance(value, dict) and isinstance(merged.get(name), dict):
                 merged[name] = {**merged[name], **value}
             else:
                 merged[name] = value
+    for name, value in merged.items():
+        if isinstance(value, dict):
+            try:  # constructing a rule is cheap and checks every argument, and how they go together (ValueError)
+                FILTERS[name](**value)
+            except TypeError as error:
+                raise ValueError(f"filter {name!r}: {error}") from None
     return merged
 
 

@@ -336,6 +336,10 @@ class Manifest(_Strict):
             raise ValueError(f"source keys {same} would name the same Dagster assets ({name}/...): rename one")
         allowed = set(self.licence_policy.get("allow", []))
         for source in self.sources:
+            try:  # each layer was checked alone; merged, a source's `min_chars` may pass the mixture's `max_chars`
+                self.rule_settings(source, source.rule_defaults)
+            except ValueError as error:
+                raise ValueError(f"source {source.key!r}: its filters with the mixture's: {error}") from None
             # An input-only source (feeding generators, never a training row) is outside the policy,
             # but what it derives from is checked: its rows become another generator's training rows.
             if not source.is_input_only and source.licence is not None and source.licence not in allowed:

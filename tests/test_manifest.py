@@ -470,6 +470,28 @@ def test_a_filter_argument_out_of_its_bounds_is_a_manifest_error(tmp_path, rule,
     assert load_error(write(tmp_path, edited(_set("filters", rule)))).endswith(f"filters: {problem}")
 
 
+@pytest.mark.parametrize("mixture_rule, source_rule, problem", [
+    ({}, {"language": {"sample_chars": 150}},  # min_chars stays 200: an English answer declared es was kept
+     "filter 'language': sample_chars (150) is below min_chars (200): no row would be judged"),
+    ({}, {"language": {"confusable": {"ca": ["spanish"]}}},
+     "filter 'language': confusable: 'spanish' is no language code langdetect answers (known: af, ar,"),
+    ({}, {"length": {"min_chars": 5000, "max_chars": 4000}},
+     "filter 'length': min_chars (5000) is above max_chars (4000): every row would be dropped"),
+    ({"length": {"max_chars": 4000}}, {"length": {"min_chars": 5000}},  # each layer alone is fine; merged, not
+     "filter 'length': min_chars (5000) is above max_chars (4000): every row would be dropped"),
+    ({}, {"length": {"batch_size": 64}}, "filter 'length': 'batch_size' is set by the pipeline, not a rule setting"),
+    ({}, {"repetition": {"exclusion_writer": "x"}},
+     "filter 'repetition': 'exclusion_writer' is set by the pipeline, not a rule setting"),
+], ids=["sample-below-min", "confusable-name", "min-above-max", "merged-min-above-max", "batch_size", "exclusion_writer"])
+def test_filter_arguments_that_cannot_go_together_are_a_manifest_error(tmp_path, mixture_rule, source_rule, problem):
+    """Each was accepted, and the rule then judged nothing, dropped every row, or took datatrove's own
+    arguments."""
+    message = load_error(write(tmp_path, edited(lambda data: (_set("filters", mixture_rule)(data),
+                                                               _set("sources.0.filters", source_rule)(data)))))
+    merged = "source 'alpha': its filters with the mixture's" if mixture_rule else "sources.0.filters (source 'alpha')"
+    assert f"{merged}: {problem}" in message
+
+
 def test_filter_arguments_reach_the_rules_as_their_types(tmp_path):
     from sftmix.build import filter_config
 
