@@ -58,6 +58,20 @@ def llm_answered(context: AssetExecutionContext, key: AssetKey, stats: list[Stat
                             severity=AssetCheckSeverity.ERROR, metadata={"problem": problem or ""})
 
 
+def rows_kept(context: AssetExecutionContext, key: AssetKey, source: Source, counts: Counts) -> AssetCheckResult:
+    """Fails (not blocking, as `rows_converted`: the drops are counted, and the other sources mix)
+    when the source's rules, or its generator, dropped every record it had."""
+    problem = build.unkept(source, counts)
+    if problem:
+        context.log.warning(problem)
+    return AssetCheckResult(check_name="rows_kept", asset_key=key, passed=problem is None,
+                            severity=AssetCheckSeverity.ERROR, metadata={"problem": problem or ""})
+
+
+def _rows_kept_spec(key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec("rows_kept", asset=key, description="its rules (and generator) kept some of its records")
+
+
 def _llm_answered_spec(key: AssetKey) -> AssetCheckSpec:
     return AssetCheckSpec("llm_answered", asset=key,
                           description="the LLM endpoint answered some requests and did not refuse the account")
@@ -74,14 +88,15 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         @asset(key=filtered_key, deps=inputs, group_name=group,
                description=f"{source.key}: synthetic ({source.generator.name})",
                code_version=build.stage_version(manifest, source, "filtered"),
-               check_specs=[_llm_answered_spec(filtered_key)])
+               check_specs=[_rows_kept_spec(filtered_key), _llm_answered_spec(filtered_key)])
         def generated(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
             m = sftmix.manifest_as_defined(manifest)
             counts, llm_stats = build.generate_source(m, m.source(source.key), sftmix.layout, llm.overrides())
             context.log.info(f"{source.key}: LLM {Stats.total(llm_stats).summary()}")
             metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
             metadata.update(llm_metadata(llm_stats))
-            return MaterializeResult(metadata=metadata, check_results=[llm_answered(context, filtered_key, llm_stats)])
+            return MaterializeResult(metadata=metadata, check_results=[rows_kept(context, filtered_key, m.source(source.key), counts),
+                                                                       llm_answered(context, filtered_key, llm_stats)])
 
         return [generated]
 
@@ -124,18 +139,12 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
     @asset(key=filtered_key, deps=[normalized], group_name=group,
            description=f"{source.key}: records that passed the rule filters",
            code_version=build.stage_version(manifest, source, "filtered"),
-           check_specs=[AssetCheckSpec("rows_kept", asset=filtered_key, description="the rules kept some of its records"),
-                        *([_llm_answered_spec(filtered_key)] if judged else [])])
+           check_specs=[_rows_kept_spec(filtered_key), *([_llm_answered_spec(filtered_key)] if judged else [])])
     def filtered(context: AssetExecutionContext, sftmix: SftmixResource, llm: LLMResource) -> MaterializeResult:
         m = sftmix.manifest_as_defined(manifest)
         counts, judge_stats = build.filter_source(m, m.source(source.key), sftmix.layout, llm_overrides=llm.overrides())
         metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
-        problem = build.unkept(m.source(source.key), counts)
-        if problem:
-            context.log.warning(problem)
-        # Not blocking, as `rows_converted`: the drops are counted, and the other sources mix.
-        checks = [AssetCheckResult(check_name="rows_kept", passed=problem is None, severity=AssetCheckSeverity.ERROR,
-                                   metadata={"problem": problem or ""})]
+        checks = [rows_kept(context, filtered_key, m.source(source.key), counts)]
         if judge_stats:
             metadata.update(llm_metadata(judge_stats))
             checks.append(llm_answered(context, filtered_key, judge_stats))

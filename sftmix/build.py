@@ -535,11 +535,13 @@ def unconverted(layout: Layout, source: Source, counts: Counts) -> str | None:
 
 def unkept(source: Source, counts: Counts) -> str | None:
     """Why a source that had records kept none: every one dropped by its rules (a `max_tokens: 8`
-    meant as 8k, a wrong `language:`); None otherwise. A cell taking `all` rows has no target to
-    fall short of, so nothing else said it."""
+    meant as 8k, a wrong `language:`), or for a generated source by its generator too; None
+    otherwise. A cell taking `all` rows has no target to fall short of, so nothing else said it."""
     if not counts.read or counts.kept:
         return None
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in counts.dropped.most_common(3))
+    if source.generator is not None:
+        return f"source {source.key!r}: all {counts.read:,} rows it generated or tried were dropped ({reasons})"
     return f"source {source.key!r}: the rules dropped all {counts.read:,} of its records ({reasons})"
 
 
@@ -739,21 +741,38 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
     return path
 
 
+def _inputs_first(sources: list[Source]) -> list[Source]:
+    """`sources` in manifest order, but each generated source after the sources it reads (Dagster
+    orders the assets so; a manifest may list a generator before its inputs)."""
+    by_key = {source.key: source for source in sources}
+    ordered: dict[str, Source] = {}
+
+    def place(source: Source) -> None:
+        if source.key not in ordered:
+            for key in source.generator.inputs if source.generator else ():
+                place(by_key[key])  # the manifest refuses unknown inputs
+            ordered[source.key] = source
+
+    for source in sources:
+        place(source)
+    return list(ordered.values())
+
+
 def build(manifest: Manifest, output: Path, hub_cache: Path | None = None, workers: int | None = None) -> mixing.MixResult:
     """Every stage in order, in this process (what `dagster asset materialize --select '*'` does)."""
     layout = Layout(Path(output), manifest.mixture)
     hub_cache = hub_cache or Path(output) / ".hf-cache"
-    for source in manifest.sources:  # manifest order puts generator inputs first
+    for source in _inputs_first(manifest.sources):
         if source.generator is not None:
-            _, llm_stats = generate_source(manifest, source, layout)
+            counts, llm_stats = generate_source(manifest, source, layout)
         else:
             files = raw_files(manifest, source, layout, hub_cache)
             problem = unconverted(layout, source, normalize_source(manifest, source, files, layout, workers))
             if problem:
                 log.warning(problem)
             counts, llm_stats = filter_source(manifest, source, layout, workers)
-            if problem := unkept(source, counts):
-                log.warning(problem)
+        if problem := unkept(source, counts):
+            log.warning(problem)
         for problem in filter(None, (stats.unanswered() for stats in llm_stats)):
             log.warning("source %r: %s", source.key, problem)
     result = mix(manifest, layout)

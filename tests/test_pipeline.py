@@ -426,6 +426,41 @@ def test_a_short_cell_fails_targets_met_and_a_source_of_no_rows_fails_rows_conve
                         checks[("tight/filtered", "rows_kept")].metadata["problem"].value)
 
 
+def test_a_generated_source_whose_rules_drop_every_row_fails_rows_kept(tmp_path, monkeypatch, caplog):
+    """Every answer paid for and dropped (`max_tokens: 8` meant as 8k): every check passed, and the
+    source was gone from the mixture."""
+    from openai_server import serve_openai
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    manifest = _manifest(tmp_path, [_wildchat_source(), _responses_source(filters={"length": {"max_tokens": 8}}),
+                                    _dolly_source()], holdout=0)
+    problem = r"source 'responses': all \d+ rows it generated or tried were dropped \(too_long_tokens \d+.*\)"
+    with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        result = build_definitions(str(manifest), str(tmp_path / "out")) \
+            .resolve_implicit_global_asset_job_def().execute_in_process(instance=DagsterInstance.ephemeral())
+        with caplog.at_level("WARNING", logger="sftmix"):
+            build(load(manifest), tmp_path / "in-process")
+    assert result.success  # not blocking, as for a converted source
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert [key for key, check in checks.items() if not check.passed] == [("responses/filtered", "rows_kept")]
+    assert re.fullmatch(problem, checks[("responses/filtered", "rows_kept")].metadata["problem"].value)
+    assert any(re.fullmatch(problem, message) for message in caplog.messages)
+
+
+def test_build_makes_a_generators_inputs_first_whatever_the_manifest_order(tmp_path, monkeypatch):
+    """`build` went in manifest order, and a generator listed before its input stopped on "its
+    filtered stage has not completed: build that source again"; Dagster orders the assets itself."""
+    from openai_server import serve_openai
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    manifest = load(_manifest(tmp_path, [_responses_source(), _dolly_source(), _wildchat_source()], holdout=0))
+    with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        result = build(manifest, tmp_path / "out")
+    assert result.by_source["train"]["responses"] > 0 and result.by_source["train"]["dolly"] > 0
+
+
 def test_rows_beyond_a_target_are_counted(tmp_path):
     """Every filtered row is in a split, in a rejected file or in a count: those a cell leaves
     unsampled were in none of them."""
@@ -1153,7 +1188,7 @@ def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeyp
                     if e.event_specific_data.materialization.asset_key.to_user_string() == "responses/filtered")
     assert metadata["llm_requests"].value == sent > 0 and metadata["rows_out"].value > 0
     assert [(e.check_name, e.passed) for e in result.get_asset_check_evaluations()
-            if e.asset_key.to_user_string() == "responses/filtered"] == [("llm_answered", True)]
+            if e.asset_key.to_user_string() == "responses/filtered"] == [("rows_kept", True), ("llm_answered", True)]
     assert key not in json.dumps({k: str(v.value) for k, v in metadata.items()})
     rows = list(sftmix.read_mixture(tmp_path / "out" / "mini", "train"))
     assert rows and all(r["source"] == "responses" and r["licence"] == "apache-2.0" for r in rows)
@@ -1235,7 +1270,8 @@ def test_a_generated_sources_judge_is_counted_checked_and_capped_with_its_genera
         sent = server.count()
     metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
                     if e.event_specific_data.materialization.asset_key.to_user_string() == "responses/filtered")
-    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key.to_user_string() == "responses/filtered"]
+    [check] = [c for c in result.get_asset_check_evaluations()
+               if (c.asset_key.to_user_string(), c.check_name) == ("responses/filtered", "llm_answered")]
     if case == "one endpoint":  # a generated answer and its grade
         assert (sent, metadata["llm_requests"].value, check.passed, metadata["rows_out"].value) == (2, 2, True, 1)
     elif case == "the judge's dead":
