@@ -2,7 +2,8 @@
 
 Below `min_chars` of text the detector is unreliable, so the declared language is trusted. Only
 the first `sample_chars` characters are examined: detection cost stays flat for long rows. Code
-blocks and LaTeX math are removed first (code reads as English, formulas as nothing reliable). The detector is seeded, so verdicts are
+(fenced blocks as CommonMark reads them, and ``` spans) and LaTeX math are removed first (code
+reads as English, formulas as nothing reliable). The detector is seeded, so verdicts are
 reproducible. Where langdetect cannot decide, CLD2 does (`filters.language_id.cld2_languages`):
 - rows declared Basque or Galician, which langdetect has no profile for;
 - rows langdetect finds in a language listed as `confusable` with the declared one (ca: es; es:
@@ -39,22 +40,36 @@ from filters.words import WordFinder
 # Portuguese solutions and langdetect called 3 of 8 Catalan or Spanish (a helper's set); without
 # it both said pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are
 # searched: an opener without its closer scanned to the end of the text (25 s for 10,000 `\(`).
-# Code is a ```span``` within a line, or a block from an opening fence (``` and at most a language
-# name, then the line's end) to a fence opening a later line, or to the end of the window when it
-# closes beyond it (bounded, a long block was left in: a Spanish answer with 17,000 characters of
-# code was dropped as not Spanish). A lone ``` in prose ("three backticks (```) on a line") opens
-# nothing: paired with a later fence it hid the text between, and a block's closing fence taken for
-# an opener hid the rest. The scan stays linear: a span ends its line, a block without its closer
-# ends the window.
-_NOT_PROSE = re.compile(r"```[^\n]*?```|```[\w+#.-]*[ \t]*\r?\n.*?(?:\n[ \t]*```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
+# Code is a ```span``` within a line, or a fenced block. A block is CommonMark's: a line opening
+# with 3 or more backticks or tildes and any info string, none with a backtick after backticks
+# ("``` python", "```js title=app.js", "~~~python": only ``` and a bare language name opened one,
+# and a Spanish answer around any other fence read as English), to a line of only the same
+# character, as many or more, or to the end of the window when it closes beyond it (bounded, a
+# long block was left in: a Spanish answer with 17,000 characters of code was dropped as not
+# Spanish). Any indentation goes: CommonMark allows 3 spaces, more in a list item, and 4 at the
+# top make an indented code block, code all the same. A block opening at the end of a line of
+# prose ("Aquí tienes: ```python") has ``` and at most a language name, and runs to the next line
+# opening with ```. A lone ``` in prose ("three backticks (```) on a line") opens nothing: paired
+# with a later fence it hid the text between, and a block's closing fence taken for an opener hid
+# the rest. The scan stays linear: a span ends its line, a block without its closer ends the
+# window, and a fence and its info string are taken whole (a line of 8,000 tildes, split every way
+# between the two, took 1.1 s).
+_NOT_PROSE = re.compile(r"```[^\n]*?```"
+                        r"|\n[ \t]*+(?:(?P<backticks>`{3,}+)[^`\n]*+(?=\n).*?(?:\n[ \t]*(?P=backticks)`*+[ \t]*+\r?(?=\n|\Z)|\Z)"
+                        r"|(?P<tildes>~{3,}+)[^\n]*+(?=\n).*?(?:\n[ \t]*(?P=tildes)~*+[ \t]*+\r?(?=\n|\Z)|\Z))"
+                        r"|```[\w+#.-]*[ \t]*\r?\n.*?(?:\n[ \t]*```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
                         r"|\\\(.{0,400}?\\\)|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
 
 
 def _prose(text: str) -> str:
     # The alternation has no literal prefix for `re` to skip ahead to: searched only where one of
-    # its first characters is (on a bench Toucan answer, 1.1 µs a row otherwise).
-    return _NOT_PROSE.sub(" ", text) if "`" in text or "$" in text or "\\" in text else text
+    # its first characters is (on a bench Toucan answer, 1.1 µs a row otherwise). A fenced block is
+    # found from the newline before its line, as `^` has no first character (the search took twice
+    # as long), so a text that may open with one gets a newline in front.
+    if "`" in text or "~" in text:
+        return _NOT_PROSE.sub(" ", "\n" + text)[1:]
+    return _NOT_PROSE.sub(" ", text) if "$" in text or "\\" in text else text
 
 
 _WORDS = WordFinder(r"[^\W\d_]", str.isalpha)

@@ -543,6 +543,23 @@ class TestLanguage:
         spanish = "Aquí tienes un ejemplo: ```python\n" + code + "```\n" + SPANISH
         assert verdict(self.f, rec(user("?"), assistant(spanish), language="es")) is None
 
+    @pytest.mark.parametrize("opener, closer", [
+        ("``` python", "```"), ("```python title=precio.py", "```"), ("~~~python", "~~~"),
+        ("````markdown\n```python", "```\n````"),  # a block showing a block: closed by a fence as long
+        ("   ```python", "   ```")])  # in a list item
+    @pytest.mark.parametrize("language", ["es", "ca"])
+    def test_a_code_block_is_left_out_whatever_its_fence(self, language, opener, closer):
+        """Only ``` and a bare language name opened a block: around any other fence CommonMark
+        allows, the code stayed in the sample and a Spanish or Catalan answer read as English (an audit's case)."""
+        intro = {"es": "Aquí tienes una función para calcular el precio con IVA:",
+                 "ca": "Aquí tens una funció per calcular el preu amb IVA:"}[language]
+        code = "".join(f"def precio_{i}(base, iva=0.21):\n    return round(base * (1 + iva), 2)  # price with tax\n"
+                       for i in range(12))
+        answer = f"{intro}\n\n{opener}\n{code}{closer}\n\n{OTHER_LANGUAGE_TEXTS[language]}"
+        assert verdict(self.f, rec(user("?"), assistant(answer), language=language)) is None
+        # the block ends at its closing fence: the prose after it is judged
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="en")) == "language_mismatch"
+
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
         declared English fell under `min_chars` and was trusted (the review: 7 of 8 kept)."""
