@@ -8,7 +8,9 @@ A JSON Lines line that is not JSON, or not UTF-8, is that line's drop (it keeps 
 rejected file), as is a JSON array item with an integer longer than Python reads (4,300 digits), and
 a Parquet row with a cell Python cannot hold (a string that is not UTF-8, a date past year 9999: its
 batch is then converted a row at a time); a file that cannot be read on (a broken JSON array, Parquet
-file or compressed stream) is a `RawInputError` naming it.
+file or compressed stream) is a `RawInputError` naming it. A file of nothing but whitespace holds
+no rows, as a Parquet file of 0 rows or a JSON `[]` (a source of no rows at all fails its
+`rows_converted` check).
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ def detect_format(path: Path) -> str:
                             "name the dataset's Hub id and revision instead")
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped:
-        raise RawInputError(f"input file is empty: {path}")
+        # JSON Lines of no rows, as a writer leaves a shard that got none (0 bytes, a gzip of
+        # nothing): refused, it stopped every other file of the source (a Hub glob cannot leave it out)
+        return "jsonl"
     if stripped.startswith(b"["):
         return "json"
     if stripped.startswith(b"{"):

@@ -130,6 +130,17 @@ def test_a_directory_given_as_an_input_is_named_as_one(tmp_path):
         list(raw.iter_raw_rows([tmp_path]))
 
 
+@pytest.mark.parametrize("empty", [b"", b"\n \r\n", gzip.compress(b"")], ids=["0 bytes", "whitespace", "gzip of nothing"])
+def test_a_json_lines_file_of_no_rows_is_read_as_none(tmp_path, empty):
+    """A writer leaves such a shard for a worker that got no rows: refused as empty, it stopped every
+    other file of its source, where a Parquet file of 0 rows or a JSON `[]` is read as none."""
+    rows = tmp_path / "train-0.jsonl"
+    rows.write_text('{"a": 1}\n{"a": 2}\n')
+    (tmp_path / "train-1.jsonl").write_bytes(empty)
+    assert list(raw.iter_raw_rows([rows, tmp_path / "train-1.jsonl"])) == [("train-0.jsonl#0", {"a": 1}),
+                                                                           ("train-0.jsonl#1", {"a": 2})]
+
+
 def test_a_git_lfs_pointer_and_compressed_parquet_are_named_as_such(tmp_path):
     pointer = tmp_path / "train-00000-of-00001.parquet"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1234\n")
