@@ -91,7 +91,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
     excluded = [[k, r, n] for k, reasons in result.excluded.items() for r, n in reasons.items()]
     if excluded:
         sections.append("## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason "
-                        "in `rejected/<source>.mixing-00000.parquet`; rows of untargeted languages (`language_not_targeted`) "
-                        "and rows beyond a cell's target (`beyond_target`) are only counted.\n\n"
+                        "in `rejected/<source>.mixing-00000.parquet`; rows of languages untargeted or of target 0 "
+                        "(`language_not_targeted`) and rows beyond a cell's target (`beyond_target`) are only counted.\n\n"
                         + _table(["source", "reason", "rows"], excluded))
     return "\n\n".join(sections) + "\n"

@@ -275,14 +275,16 @@ def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
 def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | None,
             rejects: _Rejects) -> tuple[dict[str, Counter], Counter, Counter, pl.DataFrame, list[Path]]:
     """Candidates of every partition: rows with an allowed licence, not repeated within their
-    source, in a targeted language; a conversation an earlier source also has is a candidate
-    marked `copy_of` it. Returns exclusion counts (source -> Counter), the rows per (source, cell)
-    that are the source's own and those that are copies, the ids of the copies, and, with
-    near-dedup on, one Parquet file of the own candidates' id + messages per source (what
+    source, in a language whose cell gives rows (`_giving`); a conversation an earlier source also
+    has is a candidate marked `copy_of` it. Returns exclusion counts (source -> Counter), the rows
+    per (source, cell) that are the source's own and those that are copies, the ids of the copies,
+    and, with near-dedup on, one Parquet file of the own candidates' id + messages per source (what
     `near_duplicates` reads)."""
     sources = _mixed(manifest)
     allowed = list(manifest.licence_policy.get("allow", []))
-    any_language = {c.source for c in cells(manifest) if c.language == ANY_LANGUAGE}
+    plan_cells = cells(manifest)
+    any_language = {c.source for c in plan_cells if c.language == ANY_LANGUAGE}
+    giving = _giving(plan_cells)
     excluded = {s.key: Counter() for s in sources}
     available: Counter = Counter()
     copies: Counter = Counter()
@@ -306,10 +308,13 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 frame = pl.from_arrow(rows.select(selection)).with_row_index("row")
                 dropped = [_dropped(frame.filter(~frame["licence"].is_in(allowed)), pl.lit("licence_not_allowed"))]
                 frame = frame.filter(frame["licence"].is_in(allowed))
-                if source.targets != "all" and ANY_LANGUAGE not in source.target_cells():
+                # A target of 0 gives no rows: its language is as untargeted as one the targets leave out.
+                languages = [language for key, language in giving if key == source.key]
+                if ANY_LANGUAGE not in languages:
                     # before the dedup: a copy labelled with an untargeted language would take its
-                    # conversation with it, the targeted copy dropped as its duplicate
-                    targeted = frame["language"].is_in(list(source.target_cells()))
+                    # conversation with it, the targeted copy dropped as its duplicate (a near
+                    # duplicate, as its cluster's representative, would take the cluster)
+                    targeted = frame["language"].is_in(languages)
                     counts["language_not_targeted"] += int((~targeted).sum())
                     frame = frame.filter(targeted)
                 # Of equal conversations the one with the smallest origin stays: a choice that does not

@@ -485,14 +485,12 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert f"| glaive | en | 1,000 | {deficit['train']} | {deficit['deficit']} |" in card
     # A holdout that no cell giving rows can fill: its deficit names the validation rows, not train
-    # ones. glaive's target of 0 gives none; the copy takes glaive's conversations into train, but
-    # only own rows go to the holdout (no earlier source can take them).
-    copy = {**glaive, "key": "copy", "targets": "all"}
-    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}, copy], holdout=1000)), tmp_path / "big")
+    # ones. (With a cell giving rows, it would take them all and leave train none: `EmptyTrainSplit`.)
+    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=1000)), tmp_path / "big")
     (holdout_short,) = result.deficits
     assert holdout_short == {"source": "*holdout*", "language": "*", "target": 1000, "validation": 0,
                              "deficit": 1000, "available": 0}
-    assert result.split_rows == {"train": _filtered_rows(tmp_path / "big", "copy"), "validation": 0}
+    assert result.split_rows == {"train": 0, "validation": 0}
     assert "| *holdout* | * | 1,000 | 0 | 1,000 |" in (tmp_path / "big" / "mini" / "README.md").read_text()
 
 
@@ -515,7 +513,13 @@ def test_the_holdout_keeps_its_size_before_a_cells_train_target(tmp_path):
     # a target of 0 gives no row, to train or to the holdout
     result = build(load(_manifest(tmp_path, _glaive_and_xlam({"en": 0}, "all"), holdout=3)), tmp_path / "out")
     assert result.by_source == {"train": {"xlam": rows["xlam"] - 3}, "validation": {"xlam": 3}}
-    assert result.excluded["glaive"] == {"beyond_target": rows["glaive"]}
+    assert result.excluded["glaive"] == {"language_not_targeted": rows["glaive"]}
+    # nor does it keep a later source's copies of its rows from the holdout: counted as copies glaive
+    # might take, they were no holdout rows, and the holdout fell short while they went to train
+    glaive, _ = _glaive_and_xlam({"en": 0}, "all")
+    copy = {**glaive, "key": "copy", "targets": "all"}
+    result = build(load(_manifest(tmp_path, [glaive, copy], holdout=3)), tmp_path / "out")
+    assert result.by_source == {"train": {"copy": rows["glaive"] - 3}, "validation": {"copy": 3}} and not result.deficits
 
 
 def test_a_rebuild_removes_the_temporaries_a_killed_run_left_in_the_mixture(tmp_path):
@@ -1372,9 +1376,11 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
 
 
 
-def test_a_copy_in_a_targeted_language_outlives_its_copy_in_an_untargeted_one(tmp_path):
+@pytest.mark.parametrize("targets", [{"ca": 100}, {"ca": 100, "oc": 0}], ids=["untargeted", "target_0"])
+def test_a_copy_in_a_targeted_language_outlives_its_copy_in_an_untargeted_one(tmp_path, targets):
     """The within-source dedup kept the copy with the smallest origin, an untargeted language's,
-    which the sample then left out: the conversation was in neither split."""
+    which the sample then left out: the conversation was in neither split. A language whose target
+    is 0 gives no rows either: its copy did the same."""
     translation = [{"role": "user", "content": "Tradueix al català: 'Bon dia a tothom, benvinguts a la reunió.'"},
                    {"role": "assistant", "content": "Bon dia a tothom, benvinguts a la reunió."}]
     rows = [{"messages": translation, "language": "oc"}, {"messages": translation, "language": "ca"},
@@ -1384,13 +1390,40 @@ def test_a_copy_in_a_targeted_language_outlives_its_copy_in_an_untargeted_one(tm
     raw = tmp_path / "s.jsonl"
     raw.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     source = {"key": "s", "converter": "openai_messages", "licence": "apache-2.0", "local": {"files": [str(raw)]},
-              "targets": {"ca": 100}, "filters": {"language": False}}
+              "targets": targets, "filters": {"language": False}}
     result = build(load(_manifest(tmp_path, [source], holdout=0)), tmp_path / "out")
     assert result.excluded["s"] == {"language_not_targeted": 1, "duplicate_within_source": 1}
     train = list(sftmix.read_mixture(tmp_path / "out" / "mini", "train"))
     assert sorted(json.loads(r["origin"])["row"] for r in train) == [f"s.jsonl#{row}" for row in (1, 3, 4, 5)]
     drops = pq.read_table(tmp_path / "out" / "mini" / "rejected" / "s.mixing-00000.parquet").to_pylist()
     assert [(d["reason"], d["key"]) for d in drops] == [("duplicate_within_source", "s.jsonl#2")]
+
+
+@pytest.mark.parametrize("targets", [{"ca": 100}, {"ca": 100, "oc": 0}], ids=["untargeted", "target_0"])
+def test_a_near_duplicate_in_an_untargeted_language_takes_no_cluster_with_it(tmp_path, targets):
+    """A source keeps the smallest id of a near-duplicate cluster: labelled with a language whose
+    target is 0, it was kept for a cell that gives no rows, and its cluster's targeted row dropped
+    as `near_duplicate_within_source`."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    answer = ("Per fer una bona escudella cal posar a bullir aigua amb sal, afegir-hi els ossos, la carn d'olla, "
+              "la gallina i la botifarra, i deixar-ho coure a foc lent durant tres hores. Després s'hi afegeixen "
+              "les patates, les pastanagues, la col, els cigrons i els naps, i es deixa coure mitja hora més. "
+              "El brou es cola i s'hi couen les galets, que se serveixen primer; la carn i les verdures, després.")
+    texts = [("Com es fa l'escudella?", answer), ("Com es fa l'escudella?", answer.replace("tres hores", "dues hores")),
+             ("Quant fan 2 més 2?", "Fan 4.")]
+    records = [make_record(messages=[message("user", question), message("assistant", reply)], tools=[], source="s",
+                           licence="apache-2.0", language="ca", origin={"row": f"s.jsonl#{row}"})
+               for row, (question, reply) in enumerate(texts)]
+    min(records[:2], key=lambda record: record["id"])["language"] = "oc"  # the cluster's representative
+    pq.write_table(to_table(records), tmp_path / "s.parquet")
+    source = {"key": "s", "local": {"files": ["s.jsonl"]}, "converter": "openai_messages", "licence": "apache-2.0",
+              "targets": targets}
+    manifest = load(_manifest(tmp_path, [source], holdout=0, near_dedup=NEAR_DEDUP))
+    result = mixing.build(manifest, {"s": [tmp_path / "s.parquet"]}, tmp_path / "out", tmp_path / "work")
+    assert result.excluded["s"] == {"language_not_targeted": 1}
+    assert result.by_language["train"] == {"ca": 2}
 
 def test_a_source_taken_out_of_the_manifest_leaves_no_rejected_file(tmp_path):
     """The published drops are those of the sources and stages the card lists; a file sftmix did
