@@ -2,12 +2,15 @@
 
 The synthetic data comes from DeepSeek and many sources from ChatGPT/Claude/Llama outputs; the
 trained model must only ever present itself with the manifest's identity card. Only
-self-references are matched ("I am ChatGPT", "developed by OpenAI", "soy un modelo creado por
-Anthropic", "ChatGPT naiz", "my knowledge cutoff"), so an answer that merely discusses ChatGPT or
-what a knowledge cutoff is is kept. A name that is also an everyday word or a person's first name
-(Bard, Gemini, Copilot, Claude, Kimi...) is a model's only as a proper noun on its own: "I am a
-bard", "I'm your copilot", "Soy un gran admirador de Claude Monet" and "I'm Kimi, a 17-year-old
-exchange student" are kept. The manifest's own name and developer are never flagged.
+self-references are matched ("I am ChatGPT", "developed by OpenAI", "created by the OpenAI team",
+"As an AI developed by OpenAI, I...", "a language model from OpenAI", "an OpenAI model", "soy un
+modelo creado por Anthropic", "ChatGPT naiz", "my knowledge cutoff", "my training cutoff"), so an
+answer that merely discusses ChatGPT or what a knowledge cutoff is is kept, and so is what the
+speaker's sentence says of something else ("I'm an AI, but Android was developed by Google"). A
+name that is also an everyday word or a person's first name (Bard, Gemini, Copilot, Claude,
+Kimi...) is a model's only as a proper noun on its own: "I am a bard", "I'm your copilot", "Soy un
+gran admirador de Claude Monet" and "I'm Kimi, a 17-year-old exchange student" are kept. The
+manifest's own name and developer are never flagged.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
 skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
@@ -64,14 +67,25 @@ _NOT_A_CLAIM = (r"not|non|não|never|nunca|mai|\w+ing|about|familiar|similar|lik
                 r"|semblant|semelhante|parecid[oa]|similar")
 # "no" negates in English, Spanish and Catalan; in Portuguese and Galician it is "in the" ("Sou um
 # modelo com base no GPT-4", "treinado no Brasil pela OpenAI"), and they negate with "não"/"non".
+# Their "com a" is "with the", not Catalan's "as a" (`_AS`).
 NO_IS_IN_THE = frozenset({"pt", "gl"})
-# First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por".
-# Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
-# Not negated right after the verb ("I'm not a model made by OpenAI") nor in the clause "made by"
-# ends ("I was never trained by", "soy ALIA y no fui entrenado por": `_Claims._negated`); a negation in an
-# earlier clause ("a model that can't browse the web, made by OpenAI") negates something else.
-_FIRST_PERSON = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am| was| have been)|\bsoy|\bfui|\bhe sido|\bsóc|\bvaig ser|\bhe estat|\bsou"
-                 r"|\beu son|\beu fun)\b(?!\s+(?:not|never)\b)")
+# First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por",
+# or an apposition the speaker's sentence opens with ("As an AI developed by OpenAI, I...", "Como
+# asistente creado por OpenAI, mi objetivo...": `_AS`). Galician's "son"/"fun" only with "eu": alone
+# they are also "they are" (es, gl) and the English "son". Not negated right after the verb ("I'm not a
+# model made by OpenAI") nor in the clause "made by" ends ("I was never trained by", "soy ALIA y no fui
+# entrenado por": `_Claims._negated`); a negation in an earlier clause ("a model that can't browse the
+# web, made by OpenAI") negates something else. Lowercase, as they are searched. `_Claims.first_person`
+# has no group and no lookbehind: either makes its `finditer`, at every position of a text, about
+# three times slower; `made_by` has them, matched only where a first person is.
+_I_AM = (r"\bi(?:'m| am| was| have been)|\bsoy|\bfui|\bhe sido|\bsóc|\bvaig ser|\bhe estat|\bsou|\beu son|\beu fun")
+_AS = r"\bas an?|\bcomo"
+_NOT_AFTER = r"\b(?!\s+(?:not|never)\b)"
+# "As a ... made by X" describes whatever the sentence goes on about ("As a model trained by OpenAI,
+# GPT-3 can...", "As a platform built by Microsoft, Azure..."): the speaker's only when a first person
+# opens what follows the comma (I, my, mi, jo, el meu, eu, no puedo...; Spanish and Catalan drop the "I").
+_I_THEN = (r"(?:i|my|me|yo|mi|mis|jo|em|el meu|la meva|els meus|eu|meu|minha|miña|o meu|a minha|a miña"
+           r"|(?:(?:no|non|não) )?(?:puedo|tengo|estoy|soy|puc|tinc|estic|sóc|posso|tenho|estou|sou|podo|teño))\b")
 # "I'm ... made by X" is the speaker's claim when what stands between says what the speaker is (an
 # AI, a model, an assistant...), or next to nothing ("I was originally trained by"): "He sido
 # usuario de Kotlin, un lenguaje desarrollado por Google" and "I'm going to use Flutter, a toolkit
@@ -84,18 +98,36 @@ _ASIDE = re.compile(r"^\s*(?:(?!(?:no|some|every|any)thing\b)\w+ing\b|(?:[\w'-]+
                     r"|glad|sorry|afraid|aware|sure|conscientes?|conscients?|like|unlike|similar|different"
                     r"|diferente?s?|distint[oa]?s?|compar\w*)\b)")
 _CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
+# A clause's own subject and verb ("TensorFlow was", "Android fue", "l'Android va ser"): what it made is
+# that subject, not the speaker, unless it is a relative pronoun ("a model that was trained by").
+_OWN_SUBJECT = re.compile(r"\b(?!(?:that|which|who|que|qui|quien|cual)\b)[\w'-]+\s+(?:was|were|is|are"
+                          r"|(?:has|have|had) been|fue|fueron|es|son|era|eran|ha sido|han sido|va ser|van ser|ha estat"
+                          r"|han estat|és|són|foi|foram|é)\b")
 _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
             r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
             r"|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
-# The speaker's own cutoff ("my", "I have", "as an AI with a", an echoed "Knowledge cutoff: 2023-10.
-# Current date"): "Every large language model has a knowledge cutoff", "GPT-4 Turbo (knowledge cutoff:
-# April 2023)" and "La fecha de corte de conocimiento de un modelo es..." explain the idea or another
-# model's (they were knowledge_cutoff drops). Each pattern opens with a letter, no "\b" or group, so
-# `re` skips ahead to the letters that can start one; a match inside a word ("taxono-my") is no
-# match (`IdentityFilter._states_a_cutoff`).
+# ... by the developer or a team of its: "created by the OpenAI team", "by a team of researchers at
+# Anthropic", "por el equipo de OpenAI", "per l'equip d'OpenAI".
+_BY_TEAM = (r"(?:(?:the|a|el|la|un|l'|o|um|uma)\s*)?(?:(?:[\w-]+\s+){0,2}?(?:team|engineers|researchers|developers"
+            r"|equipo|equip|equipa|equipe|ingenieros|investigadores|enginyers|investigadors|engenheiros|pesquisadores)\s+"
+            r"(?:[\w-]+\s+){0,2}?(?:at|of|from|de|del|d'|da|do)\s*)?")
+# Or what the speaker is, said with the developer: "a language model from OpenAI", "un modelo de lenguaje
+# de OpenAI", "un model d'IA d'OpenAI", "an OpenAI model", "Google's AI assistant" (but not "a Google AI
+# specialist": "Google AI" and "Meta AI" are developers' names).
+_KIND_NOUN = r"(?:model|assistant|chatbot|llm|modelo|asistente|assistent|assistente)"
+_KIND = (rf"\b(?:(?:(?:ai|ia|language) )?{_KIND_NOUN}|ai|ia)"
+         r"(?: (?:de |d')(?:lenguaje|llenguatge|linguagem|linguaxe|ia|ai))?\s+(?:from|by|de|del|d'|da|do)\s*")
+# The speaker's own cutoff ("my", also "my training cutoff", "I have", "as an AI with a", an echoed
+# "Knowledge cutoff: 2023-10. Current date"): "Every large language model has a knowledge cutoff",
+# "GPT-4 Turbo (knowledge cutoff: April 2023)" and "La fecha de corte de conocimiento de un modelo
+# es..." explain the idea or another model's (they were knowledge_cutoff drops). Each pattern opens
+# with a letter, no "\b" or group, so `re` skips ahead to the letters that can start one; a match
+# inside a word ("taxono-my") is no match (`IdentityFilter._states_a_cutoff`). "training cutoff" only
+# after "my": as a literal of the screen (`filters.literals`) "training" alone is common.
 _CUT = r"knowledge[- ]cut-?off"
-CUTOFF = (rf"my (?:[\w-]+ )?(?:\d{{4}} )?{_CUT}", rf"my training (?:data )?(?:has|have) an? {_CUT}", rf"i have an? (?:[\w-]+ ){{0,2}}?{_CUT}",
+CUTOFF = (rf"my (?:[\w-]+ )?(?:\d{{4}} )?(?:{_CUT}|training cut-?off)", rf"my training (?:data )?(?:has|have) an? {_CUT}",
+          rf"i have an? (?:[\w-]+ ){{0,2}}?{_CUT}",
           rf"as an ai (?:language )?(?:model )?with an? {_CUT}", rf"{_CUT}: [\w -]{{0,20}}\. current date",
           r"tengo una fecha de corte de conocimiento", r"ia con una fecha de corte de conocimiento",
           r"tinc una data de tall de coneixement", r"tenho uma data de corte de conhecimento",
@@ -123,9 +155,15 @@ class _Claims:
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning;
         # a group's "?P" is not, so the names are lowercased apart.
         self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{_alternation(models).lower()})\b")
-        made_by_developer = rf"(?:{_MADE_BY})\s+{_alternation(developers)}\b".lower()
-        self.first_person = re.compile(_FIRST_PERSON.lower())
-        self.made_by = re.compile(rf"{_FIRST_PERSON.lower()}(?P<gap>[^.!?:\n]{{0,60}}?){made_by_developer}")
+        as_ = _AS + (r"|\bcom a" if no_negates else "")
+        developer = _alternation(developers).lower()
+        relation = (rf"(?:(?P<made>{_MADE_BY})\s+{_BY_TEAM}|{_KIND}|(?={developer}(?:'s)?\s+(?:(?:ai|language) )?"
+                    rf"{_KIND_NOUN}\b)){developer}\b")
+        self.first_person = re.compile(rf"(?:{_I_AM}|{as_}){_NOT_AFTER}")
+        # matched where `first_person` is, which its lookbehinds may rule out ("no soy", "such as a
+        # model made by Google, I..." is no apposition)
+        self.made_by = re.compile(rf"{_NOT_NEGATED}(?:{_I_AM}|(?P<as>(?<!such ){as_})(?=[^.!?:\n,]{{0,60}},\s*{_I_THEN})){_NOT_AFTER}"
+                                  rf"(?P<gap>[^.!?:\n]{{0,60}}?){relation}(?(as)[^.!?:\n,]{{0,40}},)")
         self.negation = re.compile(rf"\b(?:{_NEGATIONS}{no})\b|n't\b")
         # Basque puts the verb last: "ChatGPT naiz", "Nire izena ChatGPT da", "OpenAI-k entrenatutako
         # adimen artifiziala naiz" (the noun right before "naiz": "Google-k garatutako Android
@@ -149,13 +187,13 @@ class _Claims:
         # from each first person in turn: "I'm sorry, but I'm an AI developed by OpenAI" is the second's claim
         for start in self.first_person.finditer(text):
             claim = self.made_by.match(text, start.start())
-            if claim and _of_the_speaker(claim["gap"]) and not self._negated(claim["gap"]):
+            if claim and _of_the_speaker(claim) and not self._negated(claim["gap"]):
                 return True
         return False
 
     def _negated(self, gap: str) -> bool:
         """Whether the clause that ends in "made by" holds a negation (`gap`: the words before it)."""
-        return self.negation.search(_CLAUSE_START.sub("", gap, count=1)) is not None
+        return self.negation.search(_last_clause(gap)) is not None
 
 
 def _names_a_model(claim: re.Match, written: str) -> bool:
@@ -183,9 +221,21 @@ def _names_a_model(claim: re.Match, written: str) -> bool:
     return described is None or _SPEAKER.search(described[1]) is not None
 
 
-def _of_the_speaker(gap: str) -> bool:
-    """Whether "made by" ends a claim about the speaker (`gap`: what stands between "I am" and it)."""
-    return (len(gap.split()) <= 2 or _SPEAKER.search(gap) is not None) and _ASIDE.search(gap) is None
+def _of_the_speaker(claim: re.Match) -> bool:
+    """Whether a `made_by` match ends in the speaker's developer: what stands between the first person
+    and the relation (`gap`) says what the speaker is, or next to nothing ("I was originally trained
+    by", "I am a large language model from"; after "As a", only where the relation says what it is:
+    not "As a toolkit developed by Google"); the gap opens with no aside, and its last clause has no
+    subject of its own ("..., but I can tell you Android was developed by Google")."""
+    gap = claim["gap"]
+    said = (_SPEAKER.search(gap) is not None
+            or (len(gap.split()) <= 2 and (claim["as"] is None or claim["made"] is None)))
+    return said and _ASIDE.search(gap) is None and _OWN_SUBJECT.search(_last_clause(gap)) is None
+
+
+def _last_clause(gap: str) -> str:
+    """The last clause of `gap`, the one the relation to the developer ends."""
+    return _CLAUSE_START.sub("", gap, count=1)
 
 
 class IdentityFilter(RecordFilter):

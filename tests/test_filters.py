@@ -1178,6 +1178,41 @@ class TestIdentity:
     def test_no_negates_only_where_it_means_not(self, language, text, reason):
         assert verdict(self.f, rec(user("Quem é você?"), assistant(text), language=language)) == reason
 
+    @pytest.mark.parametrize("language, text, reason", [
+        # an apposition the speaker's sentence opens with, a team of the developer's, what the speaker is
+        # said beside the developer, a training cutoff (an audit: all were kept)
+        ("en", "As an AI developed by OpenAI, I don't have personal opinions, but here are arguments on both sides.",
+         "identity_leak"),
+        ("en", "As a language model created by Anthropic, I'd suggest checking the official documentation.", "identity_leak"),
+        ("en", "Hello! I was created by the OpenAI team to help answer your questions.", "identity_leak"),
+        ("en", "Hi there! I'm an AI assistant created by a team of researchers at Anthropic.", "identity_leak"),
+        ("en", "I'm an OpenAI model, so I can't browse the web.", "identity_leak"),
+        ("en", "I am a language model from OpenAI.", "identity_leak"),
+        ("es", "Como asistente creado por OpenAI, mi objetivo es ayudarte.", "identity_leak"),
+        ("es", "Fui creado por el equipo de OpenAI para responder preguntas.", "identity_leak"),
+        ("es", "Soy un modelo de lenguaje de OpenAI.", "identity_leak"),
+        ("ca", "Vaig ser creat per l'equip d'OpenAI per respondre preguntes.", "identity_leak"),
+        ("ca", "Com a model de llenguatge desenvolupat per OpenAI, no puc opinar.", "identity_leak"),
+        ("pt", "Sou um assistente criado pela equipe da OpenAI.", "identity_leak"),
+        ("en", "As of my training cutoff in September 2021, the record was 9.58 seconds.", "knowledge_cutoff"),
+        ("en", "As of my last training cut-off in 2021, the CEO was John Smith.", "knowledge_cutoff"),
+        # "made by" of a clause's own subject (the audit: drops), "As a ..." of what the sentence goes on
+        # about, "from" after what is not the speaker, Portuguese "com a" (with the)
+        ("en", "I'm an AI language model, but I can tell you Android was developed by Google.", None),
+        ("en", "I am an assistant, and TensorFlow was created by Google.", None),
+        ("es", "Soy un asistente y Android fue desarrollado por Google.", None),
+        ("en", "I am a language model, so I can explain: Android was developed by a team at Google.", None),
+        ("en", "As a model trained by OpenAI, GPT-3 can write essays.", None),
+        ("en", "As an AI developed by OpenAI, ChatGPT is designed to answer questions.", None),
+        ("en", "As a platform built by Microsoft, Azure offers many services.", None),
+        ("es", "Como modelo creado por Google, BERT usa transformers.", None),
+        ("en", "I'm able to call an OpenAI model through the API.", None), ("en", "I'm a Google AI specialist.", None),
+        ("en", "I'm a fan of the AI assistant from Google.", None), ("es", "Soy usuario de un modelo de OpenAI.", None),
+        ("pt", "Com a IA desenvolvida pela Google, eu posso traduzir textos.", None),
+    ])
+    def test_claims_beside_the_developer(self, language, text, reason):
+        assert verdict(self.f, rec(user("Who are you?"), assistant(text), language=language)) == reason
+
     @pytest.mark.parametrize("text, reason", [
         ("ChatGPT naiz, OpenAI-k garatutako hizkuntza-eredu bat.", "identity_leak"),
         ("Nire izena ChatGPT da.", "identity_leak"), ("OpenAI-k entrenatutako adimen artifiziala naiz.", "identity_leak"),
