@@ -10,7 +10,8 @@ speaker's sentence says of something else ("I'm an AI, but Android was developed
 name that is also an everyday word or a person's first name (Bard, Gemini, Copilot, Claude,
 Kimi...) is a model's only as a proper noun on its own: "I am a bard", "I'm your copilot", "Soy un
 gran admirador de Claude Monet" and "I'm Kimi, a 17-year-old exchange student" are kept. The
-manifest's own name and developer are never flagged.
+manifest's own name and developer are never flagged, nor what starts with one ("Google DeepMind"
+when the developer is Google): `other_names`.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
 skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
@@ -142,21 +143,28 @@ CUTOFF = (rf"my (?:[\w-]+ )?(?:\d{{4}} )?(?:{_CUT}|training cut-?off)", rf"my tr
           r"nire azken eguneraketa(?:ren arabera| arte)")
 
 
-def _alternation(names) -> str:
-    return "(?:" + "|".join(names) + ")"
+def other_names(names, own) -> str:
+    """An alternation of the name patterns `names` that matches nowhere one of the `own` names (the
+    identity card's) stands: with the developer Google, not "Google" nor "Google DeepMind" of
+    "Google(?: DeepMind)?"; with the name GPT-4, not "GPT" of "GPT-4". The lists hold patterns, which
+    the card's names are not to be compared with."""
+    alternation = "(?:" + "|".join(names) + ")"
+    card = "|".join(re.escape(n) for n in own if n)
+    return rf"(?!(?:{card})(?!\w)){alternation}" if card else alternation
 
 
 class _Claims:
-    """The two claim patterns, for languages where "no" negates (`no_negates`) or not."""
+    """The claim patterns, for languages where "no" negates (`no_negates`) or not; `models` and
+    `developers` are alternations (`other_names`)."""
 
-    def __init__(self, models, developers, no_negates: bool):
+    def __init__(self, models: str, developers: str, no_negates: bool):
         no = "|no" if no_negates else ""
         filler = rf"(?:(?!(?:{_NOT_A_CLAIM}{no})\b)[\w'-]+[\s,]+){{0,6}}?"
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning;
         # a group's "?P" is not, so the names are lowercased apart.
-        self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{_alternation(models).lower()})\b")
+        self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{models.lower()})\b")
         as_ = _AS + (r"|\bcom a" if no_negates else "")
-        developer = _alternation(developers).lower()
+        developer = developers.lower()
         relation = (rf"(?:(?P<made>{_MADE_BY})\s+{_BY_TEAM}|{_KIND}|(?={developer}(?:'s)?\s+(?:(?:ai|language) )?"
                     rf"{_KIND_NOUN}\b)){developer}\b")
         self.first_person = re.compile(rf"(?:{_I_AM}|{as_}){_NOT_AFTER}")
@@ -170,10 +178,10 @@ class _Claims:
         # erabiltzen ari naiz" is "I am using..."), "OpenAI-k sortu ninduen". "Ez" ("eredua ez naiz",
         # "OpenAI-k ez nau sortu") breaks each pattern.
         self.basque_claim = re.compile(
-            rf"\b{_alternation(models)}\s+naiz\b|\bnire izena\s+{_alternation(models)}\b".lower())
+            rf"\b{models}\s+naiz\b|\bnire izena\s+{models}\b".lower())
         verb = r"(?:garatu|sortu|entrenatu|eraiki|diseinatu)"
         self.basque_made_by = re.compile(
-            rf"\b{_alternation(developers).lower()}(?:-?e?k)?\s+(?:\w+k\s+)?(?:{verb}\s+(?:nau|ninduen|naute|ninduten)\b"
+            rf"\b{developer}(?:-?e?k)?\s+(?:\w+k\s+)?(?:{verb}\s+(?:nau|ninduen|naute|ninduten)\b"
             rf"|{verb}\w*\s+(?:[\w-]+\s+){{0,2}}?(?:adimen artifiziala|(?:hizkuntza[- ])?eredua|laguntzailea|asistentea"
             r"|txatbota)(?:\s+bat)?\s+naiz\b)")
 
@@ -243,14 +251,13 @@ class IdentityFilter(RecordFilter):
 
     def __init__(self, name: str | None = None, developer: str | None = None, check_cutoff: bool = True, **kwargs):
         super().__init__(**kwargs)
-        own = {n.lower() for n in (name, developer) if n}
-        models = [m for m in OTHER_MODELS if m.lower() not in own]
-        developers = [d for d in OTHER_DEVELOPERS if d.lower() not in own]
+        own = [folded(n) for n in (name, developer) if n]
+        models, developers = other_names(OTHER_MODELS, own), other_names(OTHER_DEVELOPERS, own)
         self.claims = {no_negates: _Claims(models, developers, no_negates) for no_negates in (True, False)}
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
         # Both patterns end in a name: a text holding no name (and no literal of a cutoff phrase)
         # needs neither.
-        self.screen = LiteralScreen([required_literals(n.lower()) for n in models + developers]
+        self.screen = LiteralScreen([required_literals(n.lower()) for n in OTHER_MODELS + OTHER_DEVELOPERS]
                                     + ([required_literals(self.cutoff.pattern)] if self.cutoff else []))
 
     def claims_another_identity(self, written: str, language: str | None = None, text: str | None = None) -> bool:

@@ -146,11 +146,9 @@ def other_identity_pattern(identity) -> re.Pattern:
 
 @lru_cache(maxsize=8)
 def _other_pattern(name: str, developer: str) -> re.Pattern:
-    from filters.identity import OTHER_DEVELOPERS, OTHER_MODELS
+    from filters.identity import OTHER_DEVELOPERS, OTHER_MODELS, other_names
 
-    own = {name.lower(), developer.lower()}
-    names = [n for n in OTHER_MODELS + OTHER_DEVELOPERS if n.lower() not in own]
-    return re.compile(r"\b(?:" + "|".join(names) + r")\b")
+    return re.compile(rf"\b{other_names(OTHER_MODELS + OTHER_DEVELOPERS, (name, developer))}\b")
 
 
 def mentions_name(texts: list[str], name: str) -> bool:

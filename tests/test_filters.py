@@ -1231,6 +1231,22 @@ class TestIdentity:
         f = IdentityFilter(name="Claude", developer="Anthropic")
         assert verdict(f, rec(user("Who are you?"), assistant("I am Claude, developed by Anthropic."))) is None
 
+    @pytest.mark.parametrize("name, developer, text, reason", [
+        # a card's name or developer that the lists spell as a pattern (the audit: all were identity_leak drops)
+        ("Gemma", "Google", "I am Gemma, an open model developed by Google.", None),
+        ("Gemma", "Google", "I am Gemma, an open model developed by Google DeepMind.", None),
+        ("Qwen", "Alibaba Cloud", "I am Qwen, a large language model created by Alibaba Cloud.", None),
+        ("Llama", "Meta", "I'm Llama, an AI assistant built by Meta.", None),
+        ("GPT-4", "OpenAI", "I am GPT-4, a model made by OpenAI.", None),
+        # ... and the other names still are another's
+        ("Gemma", "Google", "I am Gemma, a model trained by OpenAI.", "identity_leak"),
+        ("Gemma", "Google", "I am Gemini, developed by Google.", "identity_leak"),
+        ("GPT-4", "OpenAI", "I am GPT-4o, a model made by OpenAI.", "identity_leak"),
+    ])
+    def test_own_name_spelled_as_a_pattern_is_not_flagged(self, name, developer, text, reason):
+        f = IdentityFilter(name=name, developer=developer)
+        assert verdict(f, rec(user("Who are you?"), assistant(text))) == reason
+
     def test_identity_in_user_turn_kept(self):
         assert verdict(self.f, rec(user("I am ChatGPT's biggest fan."), assistant("Nice!"))) is None
 

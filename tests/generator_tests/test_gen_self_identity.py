@@ -180,6 +180,16 @@ def test_the_language_of_a_short_conversation(language, user, assistant, read):
     assert gen.read_as(turns, CARD, language) == read
 
 
+@pytest.mark.parametrize("name, developer, text, other", [
+    ("Gemma", "Google", "I'm Gemma, an open model developed by Google.", None),  # the lists spell "Google(?: DeepMind)?"
+    ("GPT-4", "OpenAI", "I am GPT-4, a model made by OpenAI.", None),
+    ("Gemma", "Google", "I'm Gemma, not Gemini.", "Gemini"),
+])
+def test_the_cards_own_names_are_not_another_identity(name, developer, text, other):
+    leak = gen.other_identity_pattern(Identity(name=name, developer=developer)).search(text)
+    assert (leak and leak.group(0)) == other
+
+
 def test_no_identity_card_drops_everything(tmp_path):
     with serve_openai(responder) as server:
         results = list(stream(gen, [], context(server, tmp_path, identity=None, targets={"es": 2})))
