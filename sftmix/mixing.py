@@ -35,7 +35,7 @@ import json
 import resource
 import shutil
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -73,7 +73,7 @@ SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writ
 # row is taken only if no earlier source takes that conversation (`_choose`).
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
                               ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string())])
-# a partition's rows `_choose` took, with what `_shard_licences` needs of them
+# a partition's rows `_choose` took, with what `_shard_footers` needs of them
 CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank", pa.uint64()), ("licence", pa.string())])
 
 
@@ -550,12 +550,21 @@ def _mixed_partitions(partitions: _Partitions, sources: list[Source]) -> Iterato
         release_unused()  # here too: the allocator keeps freed memory per thread, and this may run in another
 
 
-def _shard_licences(partitions: _Partitions, sources: list[Source], shard_rows: int) -> dict[str, list[list[str]]]:
-    """Per split, the licences of each shard's rows, known before the shards are written (their
-    Parquet metadata is written first): rows go out as `_mixed_partitions` orders them, partition by
-    partition and by rank within one (a stable sort, as there), and a shard is every `shard_rows`."""
+def _shard_footers(partitions: _Partitions, sources: list[Source], manifest: Manifest) -> dict[str, list[dict[bytes, bytes]]]:
+    """Per split, the Parquet metadata of each shard, known before the shards are written (their
+    metadata is written first): rows go out as `_mixed_partitions` orders them, partition by
+    partition and by rank within one (a stable sort, as there), and a shard is every `shard_rows`.
+
+    Besides the licences of its own rows, a shard names the mixing that wrote it: `split_shards`,
+    the number of shards of its split, and `rows_digest`, of both splits' rows (their ranks, which
+    their ids make, in order). A reader tells by them the shards of two mixings of one manifest
+    apart (a raw file changed between them), which a copy over an older mixture leaves side by
+    side. The ranks of a split are hashed as one stream: the digest does not depend on the
+    partitions, so not on the number of threads."""
+    shard_rows = manifest.shard_rows
     before = Counter()  # rows of each split in earlier partitions
     licences: dict[str, dict[int, set[str]]] = {split: {} for split in SPLITS}
+    ranks = {split: hashlib.sha256() for split in SPLITS}
     for part in range(partitions.count):
         chosen = [pl.from_arrow(table) for order in range(len(sources))
                   if (table := partitions.read("chosen", order, part, ["split", "rank", "licence"])) is not None]
@@ -567,8 +576,15 @@ def _shard_licences(partitions: _Partitions, sources: list[Source], shard_rows: 
             shards = rows.select(shard=(pl.int_range(pl.len()) + before[split]) // shard_rows, licence="licence").unique()
             for shard, licence in shards.iter_rows():
                 licences[split].setdefault(shard, set()).add(licence)
+            ranks[split].update(rows["rank"].to_numpy().tobytes())
             before[split] += len(rows)
-    return {split: [sorted(by_shard[i]) for i in range(len(by_shard))] for split, by_shard in licences.items()}
+    rows_digest = hashlib.sha256(b"".join(ranks[split].digest() for split in SPLITS)).hexdigest()[:16]
+    footers = {}
+    for split, by_shard in licences.items():
+        shards = [sorted(by_shard[i]) for i in range(len(by_shard))] or [[]]  # an empty split is one shard of no rows
+        footers[split] = [file_metadata(manifest.hash, shard, mixture=manifest.mixture, rows_digest=rows_digest,
+                                        split_shards=len(shards)) for shard in shards]
+    return footers
 
 
 _END = object()  # the end of a prefetched iterator
@@ -591,9 +607,8 @@ class _SplitWriter:
     the rows. Row groups are compressed and written by `pool` (one thread, so in order), while the
     caller cuts the next ones; at most `WRITES_AHEAD` wait for it."""
 
-    def __init__(self, directory: Path, shard_rows: int, metadata: Callable[[int], dict[bytes, bytes]],
-                 pool: ThreadPoolExecutor):
-        self.directory, self.shard_rows, self.metadata, self.pool = directory, shard_rows, metadata, pool
+    def __init__(self, directory: Path, shard_rows: int, footers: list[dict[bytes, bytes]], pool: ThreadPoolExecutor):
+        self.directory, self.shard_rows, self.footers, self.pool = directory, shard_rows, footers, pool
         self.files: list[Path] = []
         self._writer: AtomicParquetWriter | None = None
         self._rows_in_shard = 0
@@ -621,7 +636,7 @@ class _SplitWriter:
         self._pending, self._pending_rows = [rest], rest.num_rows
         if self._writer is None:
             self._writer = AtomicParquetWriter(self.directory / f"part-{len(self.files):05d}.parquet", SCHEMA,
-                                               self.metadata(len(self.files)))
+                                               self.footers[len(self.files)])
         self._submit(self._writer.write, table.slice(0, rows).combine_chunks())
         self._rows_in_shard += rows
         if self._rows_in_shard >= self.shard_rows:
@@ -638,7 +653,7 @@ class _SplitWriter:
         while self._writes:
             self._writes.popleft().result()
         if not self.files:  # an empty split is still a readable split
-            AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.metadata(0)).close()
+            AtomicParquetWriter(self.directory / "part-00000.parquet", SCHEMA, self.footers[0]).close()
             self.files.append(self.directory / "part-00000.parquet")
         return self.files
 
@@ -711,7 +726,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
             if unsampled := had - shares[key][0] - n_train:
                 excluded[cell.source]["beyond_target"] += unsampled
         deficits += holdout_deficit
-        licences = _shard_licences(partitions, sources, manifest.shard_rows)
+        footers = _shard_footers(partitions, sources, manifest)
         staging = {split: out_dir / f".{split}.staging" for split in SPLITS}
         for directory in staging.values():
             shutil.rmtree(directory, ignore_errors=True)
@@ -723,11 +738,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # closing: on an error, the prefetch thread is joined before `work_dir` is removed under it.
         with (ThreadPoolExecutor(1, thread_name_prefix="sftmix-shards") as shard_pool,
               closing(_prefetched(_mixed_partitions(partitions, sources))) as mixed):
-            writers = {split: _SplitWriter(
-                staging[split], manifest.shard_rows, pool=shard_pool,
-                metadata=lambda shard, split=split: file_metadata(
-                    manifest.hash, licences[split][shard] if shard < len(licences[split]) else [], mixture=manifest.mixture))
-                for split in SPLITS}
+            writers = {split: _SplitWriter(staging[split], manifest.shard_rows, footers[split], shard_pool)
+                       for split in SPLITS}
             for rows, in_rank_order in mixed:
                 for split, indices in in_rank_order.items():
                     for start in range(0, len(indices), ROW_GROUP_ROWS):  # copies of a row group at a time

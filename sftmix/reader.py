@@ -52,30 +52,56 @@ def _other_split(split: str) -> str:
 
 
 def training_shards(path: Path | str, split: str = "train") -> list[Path]:
-    """`shard_files`, refused also when the split's shards (or the other split's) are of two builds,
-    as a copy over an older mixture leaves them: rows read twice, holdout rows trained on."""
+    """`shard_files`, refused also when the split's shards (or the other split's) are of two
+    builds, as a copy over an older mixture leaves them (rows read twice, holdout rows trained
+    on), or a split directory lacks some of its build's shards."""
     files = shard_files(path, split)
     split_dir = files[0].parent
     other = split_dir.parent / _other_split(split)
-    _of_one_build(files, sorted(other.glob("part-*.parquet"))[:1] if split_dir.name in SPLITS else [])
+    whole_split = Path(path).resolve() != files[0]
+    _of_one_build(files, sorted(other.glob("part-*.parquet"))[:1] if split_dir.name in SPLITS else [], whole_split)
     return files
 
 
-def _of_one_build(files: list[Path], other_split: list[Path]) -> None:
-    """ValueError when the shards (and a shard of the other split) carry different manifest hashes.
-    A file sftmix did not write (no hash) or cannot read is left to the reading, which names it."""
-    builds: dict[bytes, Path] = {}
-    for shard in files + other_split:
+def _of_one_build(files: list[Path], other_split: list[Path], whole_split: bool) -> None:
+    """ValueError when the shards (and a shard of the other split) are of different builds: their
+    manifest hash or their rows digest differ (the rows digest tells apart two builds of one
+    manifest, a raw file or the code changed between them); or, for a `whole_split`, when its
+    shards are not those its build wrote (`split_shards` of them).
+    A file sftmix did not write (no hash) or cannot read is left to the reading, which names it; a
+    shard of an sftmix that wrote no rows digest has none to compare."""
+    builds: dict[tuple[bytes, bytes | None], list[Path]] = {}
+    split_shards = None
+    for index, shard in enumerate(files + other_split):
         try:
-            digest = (pq.read_schema(shard).metadata or {}).get(b"manifest_hash")
+            footer = pq.read_schema(shard).metadata or {}
         except (OSError, pa.ArrowException):
             continue
-        if digest is not None:
-            builds.setdefault(digest, shard)
+        if b"manifest_hash" in footer:
+            builds.setdefault((footer[b"manifest_hash"], footer.get(b"rows_digest")), []).append(shard)
+            if index < len(files) and b"split_shards" in footer:  # (the other split's shard counts its own)
+                split_shards = int(footer[b"split_shards"])
     if len(builds) > 1:
-        named = ", ".join(f"{shard} ({digest.decode()})" for digest, shard in builds.items())
-        raise ValueError(f"shards of {len(builds)} builds side by side (manifest hashes differ: {named}): a copy over "
-                         "an older mixture left its shards; copy the mixture again into an empty directory")
+        named = "; ".join(f"{_names_of(shards)} (manifest hash {manifest_hash.decode()}, rows digest "
+                          f"{rows_digest.decode() if rows_digest else 'none'})"
+                          for (manifest_hash, rows_digest), shards in builds.items())
+        raise ValueError(f"shards of {len(builds)} builds side by side: {named}. A copy over an older mixture left "
+                         "its shards; copy the mixture again into an empty directory")
+    if whole_split and split_shards is not None:
+        split_dir = files[0].parent
+        written = {split_dir / f"part-{i:05d}.parquet" for i in range(split_shards)}
+        missing, stray = sorted(written - set(files)), [shard for shard in files if shard not in written]
+        if missing or stray:
+            raise ValueError(f"{split_dir} is not the {split_shards} shards its build wrote"
+                             + (f"; missing: {_names_of(missing)}" if missing else "")
+                             + (f"; not of it: {_names_of(stray)}" if stray else "")
+                             + ": copy the mixture again into an empty directory")
+
+
+def _names_of(shards: list[Path], most: int = 4) -> str:
+    """`split/part-NNNNN.parquet` of the first `most` shards, and how many more."""
+    named = ", ".join(f"{shard.parent.name}/{shard.name}" for shard in shards[:most])
+    return named + (f" and {len(shards) - most} more" if len(shards) > most else "")
 
 
 def read_mixture(

@@ -2248,6 +2248,47 @@ def test_the_command_line_build_forks_each_step_from_a_server_with_the_pipeline_
     assert train.equals(_table(tmp_path / "in-process" / "mini", "train"))
 
 
+def test_the_readers_refuse_shards_a_copy_over_a_build_of_the_same_manifest_left(tmp_path):
+    """A training job's audit: a manifest built again after its raw file shrank, copied over the
+    first build's copy (cp -r, rsync without --delete), left the first build's extra train shards,
+    which carry the same manifest hash: they were read too (110 train rows where stats.json says
+    40), the holdout's rows among them."""
+    rows = json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text())
+    many = [dict(row, chat=row["chat"].replace("USER: ", f"USER: ({i}) ", 1)) for i in range(24) for row in rows]
+    raw = tmp_path / "glaive.json"
+    raw.write_text(json.dumps(many))
+    manifest = _manifest(tmp_path, [_glaive_source(local={"files": [str(raw)]})], holdout=10, shard_rows=20)
+    out, published = tmp_path / "out", tmp_path / "published"
+    build(load(manifest), out)
+    shutil.copytree(out / "mini", published)
+    raw.write_text(json.dumps(many[:128]))
+    rebuilt = build(load(manifest), out)
+    shutil.copytree(out / "mini", published, dirs_exist_ok=True)
+    shards = sorted((published / "train").glob("part-*.parquet"))
+    kept = len(list((out / "mini" / "train").glob("part-*.parquet")))
+    assert len(shards) > kept == 2
+    strays = ", ".join(f"train/{shard.name}" for shard in shards[kept:kept + 4])
+    for read in (lambda: list(sftmix.read_mixture(published)), lambda: sftmix.to_hf_dataset(published, "train")):
+        with pytest.raises(ValueError, match=r"^shards of 2 builds side by side: .*; " + re.escape(strays)):
+            read()
+    with pytest.raises(ValueError, match=rf"^shards of 2 builds side by side: train/{shards[-1].name} .*; validation/"):
+        list(sftmix.read_mixture(shards[-1]))  # a stray shard read alone: not of the holdout's build
+    # copied again into an empty directory: the rows stats.json counts
+    shutil.rmtree(published)
+    shutil.copytree(out / "mini", published)
+    assert len(list(sftmix.read_mixture(published))) == rebuilt.split_rows["train"] == 38
+    # a split directory that is not the shards its build wrote: one is missing, or a file beside them
+    shutil.copy(published / "train" / "part-00001.parquet", published / "train" / "part-00001 (copy).parquet")
+    with pytest.raises(ValueError, match=r"train is not the 2 shards its build wrote; not of it: "
+                                         r"train/part-00001 \(copy\)\.parquet: copy the mixture again"):
+        list(sftmix.read_mixture(published))
+    (published / "train" / "part-00001.parquet").unlink()
+    with pytest.raises(ValueError, match=r"train is not the 2 shards its build wrote; missing: train/part-00001\.parquet; "
+                                         r"not of it: train/part-00001 \(copy\)\.parquet"):
+        list(sftmix.read_mixture(published / "train"))
+    assert len(list(sftmix.read_mixture(published / "train" / "part-00000.parquet"))) == 20  # a shard is read as itself
+
+
 def test_the_readers_refuse_shards_of_two_builds_a_relative_other_split_and_name_a_missing_split(
         sample_build, tmp_path, monkeypatch):
     """A training job's audit: a copy over an older mixture left its shards (rows read twice,
@@ -2262,7 +2303,8 @@ def test_the_readers_refuse_shards_of_two_builds_a_relative_other_split_and_name
     pq.write_table(older.replace_schema_metadata({**older.schema.metadata, b"manifest_hash": b"0123456789abcdef"}),
                    copy / "train" / "part-00099.parquet")
     for read in (lambda: list(sftmix.read_mixture(copy, "train")), lambda: sftmix.to_hf_dataset(copy, "train")):
-        with pytest.raises(ValueError, match=r"^shards of 2 builds side by side \(manifest hashes differ: .*0123456789abcdef"):
+        with pytest.raises(ValueError, match=r"^shards of 2 builds side by side: .*; train/part-00099\.parquet "
+                                             r"\(manifest hash 0123456789abcdef, "):
             read()
     (copy / "train" / "part-00099.parquet").unlink()
     assert len(list(sftmix.read_mixture(copy, "train"))) == pq.read_table(mixture_dir / "train").num_rows
