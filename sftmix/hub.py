@@ -3,11 +3,16 @@
 `HF_ENDPOINT` is read at *call* time and passed as `endpoint=` (huggingface_hub only reads it once, at import,
 into `constants.ENDPOINT`). `HF_TOKEN` is left to huggingface_hub, which reads it per request; it is never
 logged or stored here.
+
+Every failure is one HubError line naming repo, revision and file(s); those that running again can get past
+(a connection cut, a Xet storage outage) say so. hf_xet, which downloads the files the Hub stores in Xet
+(most LFS files), retries on its own and then raises a bare RuntimeError.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
 
 from huggingface_hub import get_cached_repo_tree, snapshot_download
@@ -102,9 +107,21 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
         raise HubError(f"{where}: HTTP {status} while downloading {wanted}{hint}") from err
     except hub_http.TransportError as err:  # a connection cut or timed out after huggingface_hub's retries
         raise HubError(f"{where}: download of {wanted} interrupted ({_first_line(err)}); run again to resume") from err
+    except RuntimeError as err:
+        if not _raised_by_hf_xet(err):
+            raise
+        raise HubError(f"{where}: download of {wanted} from Xet storage interrupted ({_first_line(err)}); "
+                       "run again to resume") from err
     except (LocalEntryNotFoundError, CachedRepoTreeNotFoundError, HFValidationError, OSError, ValueError) as err:
         raise HubError(f"{where}: cannot download {wanted} ({_first_line(err)})") from err
     return snapshot, sizes
+
+
+def _raised_by_hf_xet(err: RuntimeError) -> bool:
+    """hf_xet's errors come from its compiled code, so the innermost Python frame is the call into it in
+    huggingface_hub's xet_get."""
+    *_, (frame, _) = traceback.walk_tb(err.__traceback__)
+    return frame.f_code.co_name == "xet_get"
 
 
 def _first_line(err: Exception) -> str:

@@ -5,17 +5,22 @@
 
 Repo spec keys: `files` (dict repo-path -> bytes/str/Path, or a directory to walk), optional `sha`
 (40-hex commit; default derived from the content), `refs` (extra tag/branch name -> sha; `main` always
-points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in) and
-`cut` (repo paths whose GET sends half the body it announces, then closes the connection).
+points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in),
+`cut` (repo paths whose GET sends half the body it announces, then closes the connection) and
+`xet` (True: every file is advertised as stored in Xet, as the Hub does LFS files, with this server under
+/cas as the Xet storage; that storage answers 503 to every request, since this fake cannot serve Xet's
+chunks, so only a Xet outage can be tested, and hf_xet's retries are set with HF_XET_CLIENT_RETRY_*).
 
 Endpoints (dataset repos only), as huggingface_hub 2.4.0 calls them:
   GET  /api/datasets/{repo}/revision/{rev}     repo_info; snapshot_download calls it only when rev is not a sha
   GET  /api/datasets/{repo}/tree/{rev}[/dir]   list_repo_tree(recursive=True): the file listing (one page)
   HEAD /datasets/{repo}/resolve/{rev}/{path}   file metadata: X-Repo-Commit, ETag, Content-Length
   GET  /datasets/{repo}/resolve/{rev}/{path}   file content
+  GET  /api/datasets/{repo}/xet-read-token/{rev}  Xet storage URL and token (`xet` repos)
+  *    /cas/...                                    Xet storage: 503
 Errors carry `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) because
-huggingface_hub maps errors by that header, not by status. No Xet headers/fields (X-Xet-Hash, xetHash)
-are ever sent, so the hf_xet download path cannot be taken.
+huggingface_hub maps errors by that header, not by status. Without `xet`, no Xet headers/fields
+(X-Xet-Hash, xetHash) are sent, so the hf_xet download path is not taken.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +66,7 @@ def _load_repo(spec: dict) -> dict:
     sha = spec.get("sha") or hashlib.sha1(
         b"".join(p.encode() + _git_blob_sha(d).encode() for p, d in sorted(blobs.items()))).hexdigest()
     return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token"),
-            "cut": set(spec.get("cut", ()))}
+            "cut": set(spec.get("cut", ())), "xet": bool(spec.get("xet"))}
 
 
 def repo_sha(spec: dict) -> str:
@@ -99,7 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         with self.lock:
             self.requests[(method, path)] += 1
-        m = re.match(r"^/api/datasets/(.+?)/(revision|tree)/([^/]+)(?:/(.*))?$", path) or re.match(
+        if path.startswith("/cas/"):
+            return self._error(503, "", "Service Unavailable")
+        m = re.match(r"^/api/datasets/(.+?)/(revision|tree|xet-read-token)/([^/]+)(?:/(.*))?$", path) or re.match(
             r"^/datasets/(.+?)/(resolve)/([^/]+)/(.+)$", path)
         if not m or (m[2] != "resolve" and method != "GET"):
             return self._error(404, "NotFound", f"no such endpoint: {method} {path}")
@@ -113,6 +121,13 @@ class _Handler(BaseHTTPRequestHandler):
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         blobs = repo["blobs"]
+        if kind == "xet-read-token":
+            if not repo["xet"]:
+                return self._error(404, "NotFound", f"{repo_id} is not stored in Xet")
+            cas, token, expires = f"http://{self.headers['Host']}/cas", "xet-test-token", int(time.time()) + 3600
+            return self._send(200, json.dumps({"casUrl": cas, "accessToken": token, "exp": expires}).encode(),
+                              {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token,
+                               "X-Xet-Token-Expiration": str(expires)})
         if kind == "revision":
             info = {"id": repo_id, "sha": sha, "private": False, "gated": bool(repo["token"]),
                     "siblings": [{"rfilename": p} for p in sorted(blobs)]}
@@ -125,14 +140,21 @@ class _Handler(BaseHTTPRequestHandler):
                     parts = p.split("/")
                     dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
                     entries.append({"type": "file", "oid": _git_blob_sha(blobs[p]), "size": len(blobs[p]), "path": p})
+                    if repo["xet"]:  # as the Hub lists an LFS file stored in Xet
+                        sha256 = hashlib.sha256(blobs[p]).hexdigest()
+                        entries[-1] |= {"lfs": {"oid": sha256, "size": len(blobs[p]), "pointerSize": 134},
+                                        "xetHash": sha256}
             entries += [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
                         for d in sorted(dirs) if d.startswith(prefix)]
             return self._send(200, json.dumps(entries).encode())
         if rest not in blobs:  # resolve
             return self._error(404, "EntryNotFound", f"{rest} does not exist on {rev}", {"X-Repo-Commit": sha})
         data = blobs[rest]
-        return self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"',
-                                      "Accept-Ranges": "bytes"}, ctype="application/octet-stream", cut=rest in repo["cut"])
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"', "Accept-Ranges": "bytes"}
+        if repo["xet"]:
+            token_url = f"http://{self.headers['Host']}/api/datasets/{repo_id}/xet-read-token/{sha}"
+            headers |= {"X-Xet-Hash": hashlib.sha256(data).hexdigest(), "X-Xet-Refresh-Route": token_url}
+        return self._send(200, data, headers, ctype="application/octet-stream", cut=rest in repo["cut"])
 
     def do_GET(self):
         self._route("GET")

@@ -3,12 +3,13 @@
 HF_ENDPOINT: huggingface_hub copies it into `constants.ENDPOINT` once, at import, so setting the env var in a
 test would not reach it. download_source instead reads HF_ENDPOINT at call time and passes it as `endpoint=`,
 so monkeypatch.setenv is enough and no subprocess is needed. Likewise HF_HUB_DISABLE_XET / HF_HUB_OFFLINE are
-import-time constants, so they are patched on `huggingface_hub.constants` (the fake server also never
-advertises Xet, so the hf_xet path is unreachable either way).
+import-time constants, so they are patched on `huggingface_hub.constants` (the fake server advertises Xet
+only for a repo given `xet`, and its Xet storage only ever fails).
 """
 
 import pytest
 from huggingface_hub import constants
+from huggingface_hub.utils import _xet
 
 from hub_server import serve_hub
 from sftmix.hub import HubError, download_source
@@ -33,7 +34,8 @@ def hub(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     repos = {REPO: {"sha": SHA, "files": FILES, "refs": {"v1.0": SHA}},
              "acme/flaky": {"sha": SHA, "files": FILES, "cut": ["data/test-00000-of-00001.parquet"]},
-             "acme/gated": {"sha": SHA, "files": FILES, "token": "hf_secret_test_token"}}
+             "acme/gated": {"sha": SHA, "files": FILES, "token": "hf_secret_test_token"},
+             "acme/xet": {"sha": SHA, "files": FILES, "xet": True}}
     with serve_hub(repos) as url:
         monkeypatch.setenv("HF_ENDPOINT", url)
         yield url
@@ -110,3 +112,17 @@ def test_a_download_cut_off_is_one_line_naming_the_file(hub, tmp_path):
         download_source("acme/flaky", SHA, ["data/test-*.parquet"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and "acme/flaky" in message and SHA in message and "data/test-*.parquet" in message
+
+
+def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkeypatch):
+    # The Hub serves LFS files through Xet, downloaded by hf_xet, whose errors are not huggingface_hub's.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")  # hf_xet retries for minutes by default
+    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_DURATION", "1s")
+    monkeypatch.setattr(_xet, "_GLOBAL_XET_HOLDER", _xet.XetSessionHolder())  # a session made with these settings
+    with pytest.raises(HubError, match="interrupted") as exc:
+        download_source("acme/xet", SHA, ["data/train-*.parquet"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "acme/xet" in message and SHA in message
+    assert "data/train-*.parquet" in message and "run again to resume" in message
+    assert hub.count("GET", "/xet-read-token/") == 1 and hub.count("GET", "/cas/")  # the hf_xet path was taken
