@@ -5,15 +5,19 @@ into `constants.ENDPOINT`). `HF_TOKEN` is left to huggingface_hub, which reads i
 logged or stored here.
 
 Every failure is one HubError line naming repo, revision and file(s); those that running again can get past
-(a connection cut, a Xet storage outage) say so. hf_xet, which downloads the files the Hub stores in Xet
-(most LFS files), retries on its own and then raises a bare RuntimeError.
+(a connection cut, a server error that lasted, a Xet storage outage) say so. huggingface_hub tries a file's
+content GET again on 408/429 only, so a 5xx answer is tried again here, `SERVER_ERROR_WAITS` apart: the
+files already downloaded stay in the cache and a new try fetches only the others. hf_xet, which downloads
+the files the Hub stores in Xet (most LFS files), retries on its own and then raises a bare RuntimeError.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from huggingface_hub import get_cached_repo_tree, snapshot_download
 from huggingface_hub.errors import (
@@ -29,6 +33,7 @@ from huggingface_hub.utils import filter_repo_objects
 from huggingface_hub.utils import httpx as hub_http  # the HTTP client huggingface_hub raises from
 
 UNPINNED_REVISIONS = {"", "main", "master"}
+SERVER_ERROR_WAITS = (1, 2, 4)  # seconds before each new try after a 5xx answer
 
 
 class HubError(Exception):
@@ -81,7 +86,7 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     at `revision`. Each failure becomes a one-line HubError."""
     wanted = ", ".join(files)
     try:
-        snapshot = snapshot_download(
+        snapshot = _snapshot_download(
             hub_id,
             repo_type=repo_type,
             revision=revision,
@@ -102,9 +107,10 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
         raise HubError(f"{where}: repo not found or private (files: {wanted}); check the id, or set HF_TOKEN "
                        "to a token with access") from err
     except HfHubHTTPError as err:
-        status = getattr(getattr(err, "response", None), "status_code", "?")
-        hint = "; set HF_TOKEN and accept the terms" if status in (401, 403) else ""
-        raise HubError(f"{where}: HTTP {status} while downloading {wanted}{hint}") from err
+        status, file = err.response.status_code, _file_in(str(err.response.url), wanted)
+        hint = ("; set HF_TOKEN and accept the terms" if status in (401, 403) else
+                f" (a server error, {len(SERVER_ERROR_WAITS) + 1} tries); run again to resume" if status >= 500 else "")
+        raise HubError(f"{where}: HTTP {status} while downloading {file}{hint}") from err
     except hub_http.TransportError as err:  # a connection cut or timed out after huggingface_hub's retries
         raise HubError(f"{where}: download of {wanted} interrupted ({_first_line(err)}); run again to resume") from err
     except RuntimeError as err:
@@ -117,11 +123,29 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     return snapshot, sizes
 
 
+def _snapshot_download(*args, **kwargs) -> str:
+    """snapshot_download, tried again after a 5xx answer, once per wait in SERVER_ERROR_WAITS."""
+    waits = iter(SERVER_ERROR_WAITS)
+    while True:
+        try:
+            return snapshot_download(*args, **kwargs)
+        except HfHubHTTPError as err:
+            if err.response.status_code < 500 or (wait := next(waits, None)) is None:
+                raise
+        time.sleep(wait)
+
+
 def _raised_by_hf_xet(err: RuntimeError) -> bool:
     """hf_xet's errors come from its compiled code, so the innermost Python frame is the call into it in
     huggingface_hub's xet_get."""
     *_, (frame, _) = traceback.walk_tb(err.__traceback__)
     return frame.f_code.co_name == "xet_get"
+
+
+def _file_in(url: str, wanted: str) -> str:
+    """The repo file a /resolve/ URL names; `wanted` for any other URL (the listing's, a CDN's)."""
+    _, resolve, rest = urlsplit(url).path.partition("/resolve/")
+    return unquote(rest.partition("/")[2]) if resolve else wanted
 
 
 def _first_line(err: Exception) -> str:

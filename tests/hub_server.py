@@ -6,7 +6,8 @@
 Repo spec keys: `files` (dict repo-path -> bytes/str/Path, or a directory to walk), optional `sha`
 (40-hex commit; default derived from the content), `refs` (extra tag/branch name -> sha; `main` always
 points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in),
-`cut` (repo paths whose GET sends half the body it announces, then closes the connection) and
+`cut` (repo paths whose GET sends half the body it announces, then closes the connection),
+`unavailable` (repo path -> how many of its first content GETs answer 503) and
 `xet` (True: every file is advertised as stored in Xet, as the Hub does LFS files, with this server under
 /cas as the Xet storage; that storage answers 503 to every request, since this fake cannot serve Xet's
 chunks, so only a Xet outage can be tested, and hf_xet's retries are set with HF_XET_CLIENT_RETRY_*).
@@ -66,7 +67,8 @@ def _load_repo(spec: dict) -> dict:
     sha = spec.get("sha") or hashlib.sha1(
         b"".join(p.encode() + _git_blob_sha(d).encode() for p, d in sorted(blobs.items()))).hexdigest()
     return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token"),
-            "cut": set(spec.get("cut", ())), "xet": bool(spec.get("xet"))}
+            "cut": set(spec.get("cut", ())), "unavailable": dict(spec.get("unavailable", {})),
+            "xet": bool(spec.get("xet"))}
 
 
 def repo_sha(spec: dict) -> str:
@@ -149,6 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, json.dumps(entries).encode())
         if rest not in blobs:  # resolve
             return self._error(404, "EntryNotFound", f"{rest} does not exist on {rev}", {"X-Repo-Commit": sha})
+        if method == "GET" and repo["unavailable"].get(rest):
+            with self.lock:
+                repo["unavailable"][rest] -= 1
+            return self._error(503, "", "Service Unavailable")
         data = blobs[rest]
         headers = {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"', "Accept-Ranges": "bytes"}
         if repo["xet"]:

@@ -35,6 +35,8 @@ def hub(monkeypatch):
     repos = {REPO: {"sha": SHA, "files": FILES, "refs": {"v1.0": SHA}},
              "acme/flaky": {"sha": SHA, "files": FILES, "cut": ["data/test-00000-of-00001.parquet"]},
              "acme/gated": {"sha": SHA, "files": FILES, "token": "hf_secret_test_token"},
+             "acme/busy": {"sha": SHA, "files": FILES, "unavailable": {"data/test-00000-of-00001.parquet": 1,
+                                                                       "LICENSE": 99}},
              "acme/xet": {"sha": SHA, "files": FILES, "xet": True}}
     with serve_hub(repos) as url:
         monkeypatch.setenv("HF_ENDPOINT", url)
@@ -112,6 +114,24 @@ def test_a_download_cut_off_is_one_line_naming_the_file(hub, tmp_path):
         download_source("acme/flaky", SHA, ["data/test-*.parquet"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and "acme/flaky" in message and SHA in message and "data/test-*.parquet" in message
+
+
+def test_a_server_error_on_a_file_is_tried_again(hub, tmp_path):
+    paths = download_source("acme/busy", SHA, ["data/*.parquet", "README.md"], tmp_path)
+    names = ["data/test-00000-of-00001.parquet", "data/train-00000-of-00002.parquet",
+             "data/train-00001-of-00002.parquet", "README.md"]
+    assert [p.read_bytes() for p in paths] == [FILES[name] for name in names]
+    assert hub.count("GET", "/resolve/") == 5  # the file answered 503 and then 200; the others, kept, once
+
+
+def test_a_server_error_that_lasts_is_one_line_naming_the_file(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr("sftmix.hub.SERVER_ERROR_WAITS", (0, 0))
+    with pytest.raises(HubError, match="HTTP 503") as exc:
+        download_source("acme/busy", SHA, ["README.md", "LICENSE"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "acme/busy" in message and SHA in message
+    assert "while downloading LICENSE" in message and "run again to resume" in message
+    assert hub.count("GET", "/resolve/") == 1 + 3  # README.md once, LICENSE on each of the 3 tries
 
 
 def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkeypatch):
