@@ -220,7 +220,7 @@ def _records_as_documents(files: list[Path], sink: RejectedSink, counts: Counts,
         counts.read += 1
         # A file not written by sftmix may hold nulls, or an origin a rule's verdict cannot be written into.
         if not stage_parts and (problem := _record_problem(record)):
-            sink.reject("read", "malformed_record", record, detail=problem, key=str(position))
+            sink.reject("read", "malformed_record", record, detail=problem, key=str(position), licence=record["licence"])
             continue
         document = record_document(record)
         document.metadata["position"] = position
@@ -270,7 +270,7 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
     started = time.perf_counter()
     counts = Counts()
     metadata = file_metadata(info.manifest_hash, [info.licence] if info.licence else [], source=info.key)
-    sink = RejectedSink(rejected, info.key, counts, metadata)
+    sink = RejectedSink(rejected, info.key, counts, info.manifest_hash, info.licence)
     writer = AtomicParquetWriter(out, RECORDS_FILE_SCHEMA, metadata)
     chain: list[Iterator] = []  # the stage's generators, source first
     try:

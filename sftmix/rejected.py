@@ -3,6 +3,11 @@
 It is handed to datatrove filters as their `exclusion_writer` (they call `write(doc, rank)` and
 set `doc.metadata["filter_reason"]`) and used directly by the reader and converter stages, so
 every drop of every stage lands in the same place and the same counts.
+
+Its footer's `licences` are those of the rows it holds, as a shard's are (`RejectedWriter`), so
+that a rejected file too can be passed on or left out by its footer alone: a row is under the
+source's licence where the manifest names one, else under its own (a record's), else `unknown`
+(a raw row of a source whose rows carry their licence, dropped before its licence was read).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import pyarrow as pa
 
 from sftmix.counts import Counts
 from sftmix.record import dumps
-from sftmix.shards import AtomicParquetWriter
+from sftmix.shards import AtomicParquetWriter, file_metadata
 
 REJECTED_SCHEMA = pa.schema(
     [
@@ -43,6 +48,9 @@ def rejected_files(directory: Path | str, source: str, stage: str) -> list[Path]
     return sorted(Path(directory).glob(f"{source}.{stage}-*.parquet"))
 
 
+# A rejected row's licence in the footer when none was read (a raw row of a source whose rows carry
+# their own): `record.KNOWN_LICENCES` has it for data of no known licence, which a filter leaves out.
+UNKNOWN_LICENCE = "unknown"
 # What the rejected file holds for a row nested too deeply for JSON's encoder; its key names it in the raw file.
 TOO_DEEP_ROW = json.dumps("(not stored: the row is nested too deeply to encode)")
 
@@ -67,14 +75,28 @@ def _text(value: str) -> str:
     return value
 
 
+class RejectedWriter(AtomicParquetWriter):
+    """`source`'s rejected file; its footer (`file_metadata`, as the shards') names the licences of
+    its rows, gathered in `licences` as they are written: known only then."""
+
+    def __init__(self, path: Path | str, source: str, manifest_hash: str | None):
+        self.licences: set[str] = set()
+        super().__init__(path, REJECTED_SCHEMA, footer=lambda: file_metadata(manifest_hash, self.licences, source=source))
+
+
 class RejectedSink:
-    def __init__(self, path: Path | str, source: str, counts: Counts, metadata: dict[bytes, bytes] | None = None):
-        self.writer = AtomicParquetWriter(path, REJECTED_SCHEMA, metadata)
-        self.source, self.counts = source, counts
+    """`licence`: the source's, as the manifest names it (None: its rows carry their own)."""
+
+    def __init__(self, path: Path | str, source: str, counts: Counts, manifest_hash: str | None, licence: str | None):
+        self.writer = RejectedWriter(path, source, manifest_hash)
+        self.source, self.counts, self.licence = source, counts, licence
         self.buffer: list[dict] = []
 
-    def reject(self, stage: str, reason: str, row, *, detail: str = "", key: str = "", record_id: str | None = None) -> None:
+    def reject(self, stage: str, reason: str, row, *, detail: str = "", key: str = "", record_id: str | None = None,
+               licence: str | None = None) -> None:
+        """`licence`: the row's own, where it is a record (the source's licence, if any, comes first)."""
         self.counts.drop(reason)
+        self.writer.licences.add(self.licence or licence or UNKNOWN_LICENCE)
         self.buffer.append(
             {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}
@@ -113,4 +135,5 @@ class _StageWriter:
         record = doc.metadata["record"]
         key = str(json.loads(record["origin"]).get("row", ""))  # the raw row key, as convert-stage drops have it
         self.sink.reject(self.stage, doc.metadata.get("filter_reason", self.stage), record,
-                         detail=doc.metadata.get("filter_detail", ""), key=key, record_id=record["id"])
+                         detail=doc.metadata.get("filter_detail", ""), key=key, record_id=record["id"],
+                         licence=record["licence"])

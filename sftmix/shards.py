@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def parquet_rows(path: Path | str) -> int:
         return pq.ParquetFile(path).metadata.num_rows
 
 
-def file_metadata(manifest_hash: str | None, licences: list[str] | None = None, **extra: str) -> dict[bytes, bytes]:
+def file_metadata(manifest_hash: str | None, licences: Collection[str] | None = None, **extra: str) -> dict[bytes, bytes]:
     meta = {"sftmix_version": __version__, "manifest_hash": manifest_hash or "", "licences": json.dumps(sorted(licences or []))}
     meta.update(extra)
     return {k.encode(): str(v).encode() for k, v in meta.items()}
@@ -95,14 +95,21 @@ def write_text_whole(path: Path, text: str) -> None:
 
 
 class AtomicParquetWriter:
-    """One Parquet file, fed record batches; renamed into place by `close()`, removed by `abort()`."""
+    """One Parquet file, fed record batches; renamed into place by `close()`, removed by `abort()`.
 
-    def __init__(self, path: Path | str, schema: pa.Schema, metadata: dict[bytes, bytes] | None = None):
+    `footer` gives metadata known only once the rows are written (a rejected file's licences), at
+    `close()`, instead of `metadata`. Arrow stores its schema, with the metadata known when the file
+    opens, in the footer, and readers take that over the footer's own: with `footer` it is not
+    stored, so only for a schema Parquet's own types restore (plain strings: `REJECTED_SCHEMA`)."""
+
+    def __init__(self, path: Path | str, schema: pa.Schema, metadata: dict[bytes, bytes] | None = None,
+                 footer: Callable[[], dict[bytes, bytes]] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temporary_beside(self.path)
         self.schema = schema.with_metadata({**(schema.metadata or {}), **(metadata or {})})
-        self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.footer = footer
+        self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd", store_schema=footer is None)
         self.rows = 0
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
@@ -116,6 +123,8 @@ class AtomicParquetWriter:
             self.write(pa.Table.from_pylist(rows, schema=self.schema))
 
     def close(self) -> Path:
+        if self.footer is not None:
+            self._writer.add_key_value_metadata(self.footer())
         self._writer.close()
         os.replace(self.tmp, self.path)
         return self.path

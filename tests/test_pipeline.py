@@ -1352,7 +1352,8 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     # rows that carry their own licence, one the policy refuses
     canonical = tmp_path / "canonical.jsonl"
     lines = (FIXTURES / "openai_messages" / "data.jsonl").read_text().splitlines()[:2]
-    canonical.write_text("".join(json.dumps({**json.loads(line), "licence": "cc-by-nc-4.0"}) + "\n" for line in lines))
+    # and a line that is not JSON: dropped before its licence is read
+    canonical.write_text("".join(json.dumps({**json.loads(line), "licence": "cc-by-nc-4.0"}) + "\n" for line in lines) + "{\n")
     sources.append({"key": "nc", "converter": "openai_messages", "local": {"files": [str(canonical)]}, "targets": "all"})
     result = build(load(_manifest(tmp_path, sources, holdout=0)), tmp_path / "out")
     kept = {r["id"]: r for r in sftmix.read_mixture(tmp_path / "out" / "mini", "train")}
@@ -1371,6 +1372,14 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     assert all(d["key"].startswith("changed.json#") and d["id"] in kept for d in rejected["twice"])
     assert [d["reason"] for d in rejected["nc"]] == ["licence_not_allowed"] * 2 and rejected["first"] == []
     assert len(rejected["second"]) == result.by_source["train"]["first"] > 0
+    # each footer names the licences of the rows its file holds, as a shard's does: a filter by
+    # footer passed on nc's refused cc-by-nc-4.0 rows under `[]`
+    footers = {path.name: (json.loads(pq.read_schema(path).metadata[b"licences"]), pq.read_metadata(path).num_rows)
+               for path in (tmp_path / "out" / "mini" / "rejected").glob("*.parquet")}
+    assert {name: footer for name, footer in footers.items() if name.startswith(("nc.", "first.mixing"))} == {
+        "nc.mixing-00000.parquet": (["cc-by-nc-4.0"], 2), "nc.normalized-00000.parquet": (["unknown"], 1),
+        "nc.filtered-00000.parquet": ([], 0), "first.mixing-00000.parquet": ([], 0)}
+    assert footers["second.mixing-00000.parquet"] == (["apache-2.0"], len(rejected["second"]))
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert "## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason" in card
 
