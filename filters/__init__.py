@@ -41,12 +41,13 @@ FILTERS: dict[str, type[RecordFilter]] = {f.name: f for f in DEFAULT_ORDER + OPT
 _PIPELINE_ARGUMENTS = frozenset(inspect.signature(BaseFilter.__init__).parameters) - {"self", "args", "kwargs"}
 
 
-def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
+def merge_config(*layers: dict | None, complete: bool = True) -> dict[str, bool | dict]:
     """Later layers override earlier ones, key by key within a filter's keyword arguments.
 
-    Raises ValueError for an unknown filter or argument, or arguments that cannot go together (as
-    merged: a source's `min_chars` above the mixture's `max_chars`), so a manifest typo fails at
-    load time.
+    Raises ValueError for an unknown filter or argument, so a manifest typo fails at load time, and
+    when the layers are `complete` (all of a source's), for arguments that cannot go together
+    (`RecordFilter.conflicts`: a source's `min_chars` above the mixture's `max_chars`). One layer
+    of several is not complete: another may give what it lacks.
     """
     merged: dict[str, bool | dict] = {}
     for layer in layers:
@@ -66,10 +67,12 @@ def merge_config(*layers: dict | None) -> dict[str, bool | dict]:
                 merged[name] = value
     for name, value in merged.items():
         if isinstance(value, dict):
-            try:  # constructing a rule is cheap and checks every argument, and how they go together (ValueError)
+            try:  # constructing a rule is cheap and checks every argument
                 FILTERS[name](**value)
             except TypeError as error:
                 raise ValueError(f"filter {name!r}: {error}") from None
+            if complete and (problem := FILTERS[name].conflicts(value)):
+                raise ValueError(f"filter {name!r}: {problem}")
     return merged
 
 

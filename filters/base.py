@@ -14,6 +14,7 @@ its own way.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections import Counter
 from pathlib import Path
@@ -46,6 +47,18 @@ class RecordFilter(BaseFilter):
 
     def check(self, record: dict, doc: Document) -> str | None:
         raise NotImplementedError
+
+    @classmethod
+    def conflicts(cls, arguments: dict) -> str | None:
+        """Why the rule's arguments, all of a source's layers merged (`filters.merge_config`), cannot
+        go together; None when they can. Not the constructor's to say: it also checks one layer alone,
+        whose missing arguments another layer may give."""
+        return None
+
+    @classmethod
+    def argument(cls, arguments: dict, name: str):
+        """`arguments[name]`, or the constructor's default for it."""
+        return arguments[name] if name in arguments else inspect.signature(cls.__init__).parameters[name].default
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         reason = self.check(doc.metadata["record"], doc)

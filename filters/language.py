@@ -111,8 +111,6 @@ class LanguageFilter(BatchRecordFilter):
     def __init__(self, min_chars: Count = 200, sample_chars: Positive = 500, min_probability: Share = 0.0,
                  confusable: dict[str, list[str]] | None = None, quick_accept: Share = 0.1, trials: Positive = 3, **kwargs):
         super().__init__(**kwargs)
-        if sample_chars < min_chars:
-            raise ValueError(f"filter {self.name!r}: sample_chars ({sample_chars}) is below min_chars ({min_chars}): no row would be judged")
         confusable = confusable if confusable is not None else {"ca": ["es"], "es": ["ca"]}
         unknown = sorted({code for declared, found in confusable.items() for code in (declared, *found)} - _DETECTABLE)
         if unknown:
@@ -121,6 +119,13 @@ class LanguageFilter(BatchRecordFilter):
         self.min_chars, self.sample_chars, self.quick_accept, self.trials = min_chars, sample_chars, quick_accept, trials
         self.min_probability = min_probability
         self.confusable = confusable
+
+    @classmethod
+    def conflicts(cls, arguments: dict) -> str | None:
+        min_chars, sample_chars = cls.argument(arguments, "min_chars"), cls.argument(arguments, "sample_chars")
+        if sample_chars < min_chars:
+            return f"sample_chars ({sample_chars}) is below min_chars ({min_chars}): no row would be judged"
+        return None
 
     def reasons(self, docs):
         judged = []  # (index, declared language, sample) of the rows the rule judges

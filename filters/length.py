@@ -25,10 +25,15 @@ class LengthFilter(RecordFilter):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if max_chars is not None and min_chars > max_chars:
-            raise ValueError(f"filter {self.name!r}: min_chars ({min_chars}) is above max_chars ({max_chars}): every row would be dropped")
         self.min_chars, self.max_chars = min_chars, max_chars
         self.max_tokens, self.chars_per_token = max_tokens, chars_per_token
+
+    @classmethod
+    def conflicts(cls, arguments: dict) -> str | None:
+        min_chars, max_chars = cls.argument(arguments, "min_chars"), cls.argument(arguments, "max_chars")
+        if max_chars is not None and min_chars > max_chars:
+            return f"min_chars ({min_chars}) is above max_chars ({max_chars}): every row would be dropped"
+        return None
 
     def check(self, record, doc):
         chars = sum(len(m["content"] or "") for m in record["messages"])

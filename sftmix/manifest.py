@@ -170,7 +170,7 @@ class Source(_Strict):
     @field_validator("filters")
     @classmethod
     def _filters(cls, value):
-        rule_filters.merge_config(value)  # raises on unknown filter names
+        rule_filters.merge_config(value, complete=False)  # raises on unknown filter names; `_consistent` merges
         return value
 
     @model_validator(mode="after")
@@ -307,7 +307,7 @@ class Manifest(_Strict):
     @field_validator("filters")
     @classmethod
     def _filters(cls, value):
-        rule_filters.merge_config(value)
+        rule_filters.merge_config(value, complete=False)
         return value
 
     @field_validator("llm")
@@ -334,12 +334,14 @@ class Manifest(_Strict):
         if clashes:
             name, same = clashes[0]
             raise ValueError(f"source keys {same} would name the same Dagster assets ({name}/...): rename one")
+        if cycle := _generator_cycle(self.sources):
+            raise ValueError(f"generator sources read each other in a circle: {' -> '.join(cycle)}")
         allowed = set(self.licence_policy.get("allow", []))
         for source in self.sources:
             try:  # each layer was checked alone; merged, a source's `min_chars` may pass the mixture's `max_chars`
                 self.rule_settings(source, source.rule_defaults)
             except ValueError as error:
-                raise ValueError(f"source {source.key!r}: its filters with the mixture's: {error}") from None
+                raise ValueError(f"source {source.key!r}: its filters (the mixture's, then its own): {error}") from None
             # An input-only source (feeding generators, never a training row) is outside the policy,
             # but what it derives from is checked: its rows become another generator's training rows.
             if not source.is_input_only and source.licence is not None and source.licence not in allowed:
@@ -416,6 +418,26 @@ class Manifest(_Strict):
             identity = config.get("identity") if isinstance(config.get("identity"), dict) else {}
             config["identity"] = {"name": self.identity.name, "developer": self.identity.developer, **identity}
         return config
+
+
+def _generator_cycle(sources: list[Source]) -> list[str]:
+    """Keys of generated sources that read each other in a circle (the first key again at the end),
+    or none: no order makes their inputs first."""
+    inputs = {source.key: source.generator.inputs for source in sources if source.generator is not None}
+    done: set[str] = set()
+
+    def visit(key: str, path: list[str]) -> list[str]:
+        if key in path:
+            return path[path.index(key):] + [key]
+        if key in done or key not in inputs:
+            return []
+        for read in inputs[key]:
+            if cycle := visit(read, path + [key]):
+                return cycle
+        done.add(key)
+        return []
+
+    return next(filter(None, (visit(key, []) for key in inputs)), [])
 
 
 def _field_path(location: tuple, data: dict) -> str:

@@ -35,6 +35,8 @@ from sftmix.shards import parquet_batches
 from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
+_NEVER_EMPTY = {".parquet", ".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd"}  # file suffixes
+UTF8_BOM = b"\xef\xbb\xbf"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 BATCH_ROWS = 1024
 # Compressed files by their first bytes, as the Hub holds JSON Lines (`.jsonl.gz`, `.zst`, `.bz2`, `.xz`)
@@ -94,10 +96,13 @@ def detect_format(path: Path) -> str:
     if head.startswith(LFS_POINTER):
         raise RawInputError(f"{path} is a Git LFS pointer, not the data: fetch the file (`git lfs pull`) or "
                             "name the dataset's Hub id and revision instead")
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    stripped = head.lstrip(UTF8_BOM + b" \t\r\n")
     if not stripped:
         # JSON Lines of no rows, as a writer leaves a shard that got none (0 bytes, a gzip of
-        # nothing): refused, it stopped every other file of the source (a Hub glob cannot leave it out)
+        # nothing): refused, it stopped every other file of the source (a Hub glob cannot leave it
+        # out). A Parquet file or a compressed stream is never 0 bytes: that is a failed copy.
+        if path.stat().st_size == 0 and path.suffix.lower() in _NEVER_EMPTY:
+            raise RawInputError(f"{path}: 0 bytes, which no {path.suffix} file is (a copy or download that failed?)")
         return "jsonl"
     if stripped.startswith(b"["):
         return "json"
@@ -299,7 +304,7 @@ def _decoded_items(path: Path) -> Iterator:
 def _jsonl_rows(path: Path, mine) -> Iterator[object]:
     with _open(path) as handle:
         for line in handle:
-            if not line.strip():
+            if not line.strip() or (line.startswith(UTF8_BOM) and not line[3:].strip()):
                 continue
             if not mine(1):
                 yield ELSEWHERE  # another worker's line: not decoded

@@ -488,8 +488,36 @@ def test_filter_arguments_that_cannot_go_together_are_a_manifest_error(tmp_path,
     arguments."""
     message = load_error(write(tmp_path, edited(lambda data: (_set("filters", mixture_rule)(data),
                                                                _set("sources.0.filters", source_rule)(data)))))
-    merged = "source 'alpha': its filters with the mixture's" if mixture_rule else "sources.0.filters (source 'alpha')"
-    assert f"{merged}: {problem}" in message
+    # one argument's problem is its layer's; arguments that do not go together, the merged settings'
+    where = ("sources.0.filters (source 'alpha')" if "confusable" in problem or "set by the pipeline" in problem
+             else "source 'alpha': its filters (the mixture's, then its own)")
+    assert f"{where}: {problem}" in message
+
+
+@pytest.mark.parametrize("mixture_rule, source_rule", [
+    ({"language": {"sample_chars": 1000}}, {"language": {"min_chars": 600}}),
+    ({"language": {"min_chars": 100}}, {"language": {"sample_chars": 150}}),
+    ({"length": {"min_chars": 5000}}, {"length": {"max_chars": 8000}}),
+], ids=["source-min-under-mixture-sample", "source-sample-over-mixture-min", "mixture-min-under-source-max"])
+def test_filter_arguments_that_go_together_once_layered_load(tmp_path, mixture_rule, source_rule):
+    """Each layer checked alone against the rule's defaults (sample_chars 500, min_chars 200) was refused (review)."""
+    manifest = load(write(tmp_path, edited(lambda data: (_set("filters", mixture_rule)(data),
+                                                         _set("sources.0.filters", source_rule)(data)))))
+    (rule, mixture_arguments), = mixture_rule.items()
+    assert manifest.rule_settings(manifest.sources[0])[rule] == {**mixture_arguments, **source_rule[rule]}
+
+
+@pytest.mark.parametrize("reads, cycle", [
+    ({"a": ["b"], "b": ["a"]}, "a -> b -> a"),
+    ({"a": ["a"]}, "a -> a"),
+    ({"a": ["alpha", "b"], "b": ["c"], "c": ["a"]}, "a -> b -> c -> a"),
+], ids=["two", "itself", "three"])
+def test_generators_reading_each_other_in_a_circle_are_a_manifest_error(tmp_path, reads, cycle):
+    """Such a manifest loaded, and the build (and the Dagster definitions) died on a RecursionError (review)."""
+    generated = [{"key": key, "generator": {"name": "wildchat_responses", "inputs": inputs}, "licence": "cc-by-4.0",
+                  "targets": {"en": "all"}} for key, inputs in reads.items()]
+    message = load_error(write(tmp_path, edited(lambda data: data["sources"].extend(generated))))
+    assert message.endswith(f"generator sources read each other in a circle: {cycle}")
 
 
 def test_filter_arguments_reach_the_rules_as_their_types(tmp_path):

@@ -130,7 +130,8 @@ def test_a_directory_given_as_an_input_is_named_as_one(tmp_path):
         list(raw.iter_raw_rows([tmp_path]))
 
 
-@pytest.mark.parametrize("empty", [b"", b"\n \r\n", gzip.compress(b"")], ids=["0 bytes", "whitespace", "gzip of nothing"])
+@pytest.mark.parametrize("empty", [b"", b"\n \r\n", b"\xef\xbb\xbf\n \r\n", gzip.compress(b"")],
+                         ids=["0 bytes", "whitespace", "byte order mark", "gzip of nothing"])
 def test_a_json_lines_file_of_no_rows_is_read_as_none(tmp_path, empty):
     """A writer leaves such a shard for a worker that got no rows: refused as empty, it stopped every
     other file of its source, where a Parquet file of 0 rows or a JSON `[]` is read as none."""
@@ -139,6 +140,15 @@ def test_a_json_lines_file_of_no_rows_is_read_as_none(tmp_path, empty):
     (tmp_path / "train-1.jsonl").write_bytes(empty)
     assert list(raw.iter_raw_rows([rows, tmp_path / "train-1.jsonl"])) == [("train-0.jsonl#0", {"a": 1}),
                                                                            ("train-0.jsonl#1", {"a": 2})]
+
+
+@pytest.mark.parametrize("name", ["train-00001.parquet", "train-1.jsonl.gz", "train-1.jsonl.zst"])
+def test_a_parquet_or_compressed_file_of_0_bytes_is_an_error_naming_it(tmp_path, name):
+    """No such file is 0 bytes (a gzip of nothing is 20): it is a copy or download that failed, and
+    its rows are not to be read as none (review)."""
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(raw.RawInputError, match=re.escape(f"{tmp_path / name}: 0 bytes, which no ")):
+        list(raw.iter_raw_rows([tmp_path / name]))
 
 
 def test_a_git_lfs_pointer_and_compressed_parquet_are_named_as_such(tmp_path):
