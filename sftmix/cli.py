@@ -40,7 +40,8 @@ def _normalize(args) -> int:
     print(f"wrote {counts.kept} records to {out}; {sum(counts.dropped.values())} drops to {rejected}", file=sys.stderr)
     # where the time went (as the Dagster asset shows it); stdout's last line keeps its contract shape
     print("seconds by step: " + ", ".join(f"{step} {s:.2f}" for step, s in counts.seconds.items()), file=sys.stderr)
-    problem = nothing_converted(counts, args.converter, [rejected])
+    problem = (nothing_converted(counts, args.converter, [rejected])
+               or (not counts.read and f"{', '.join(map(str, args.inputs))}: no rows to read (empty files)"))
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     _print_summary(counts)

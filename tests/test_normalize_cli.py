@@ -138,12 +138,15 @@ def test_missing_second_input_writes_nothing(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_empty_input(tmp_path):
+def test_empty_input_is_no_rows_with_a_warning(tmp_path):
+    """A file of no rows is read as none (a build's other files go on); alone, it is worth a warning."""
     empty = tmp_path / "empty.json"
     empty.write_text("")
     done = sftmix("normalize", "glaive", empty, "-o", tmp_path / "OUT.parquet", cwd=tmp_path)
-    _assert_clean_failure(done, tmp_path, "empty.json")
-    assert leftovers(tmp_path) == ["empty.json"]
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert f"warning: {empty}: no rows to read (empty files)" in done.stderr.splitlines()
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"read": 0, "kept": 0, "dropped": {}}
+    assert pq.read_metadata(tmp_path / "OUT.parquet").num_rows == 0
 
 
 def _broken_array(tmp_path: Path) -> Path:
