@@ -21,6 +21,9 @@ from json.encoder import c_make_encoder
 from typing import Any, Callable
 
 JSON_SPACE = " \t\n\r"  # what json skips between tokens
+# What a text json's decoder raises RecursionError on is (past Python's recursion limit, some 1,000
+# levels): the one meaning of "too deep" for every JSON a row is read from
+NESTED_TOO_DEEPLY = "nested too deeply to decode"
 _DEFAULT_DECODER = json.JSONDecoder()
 
 
@@ -65,7 +68,7 @@ def loads(text: str, decoder: json.JSONDecoder = _DEFAULT_DECODER) -> Any:
                     return value
         return json.loads(text) if decoder is _DEFAULT_DECODER else decoder.decode(text)
     except RecursionError:
-        raise json.JSONDecodeError("nested too deeply to decode", text if isinstance(text, str) else "", 0) from None
+        raise json.JSONDecodeError(NESTED_TOO_DEEPLY, text if isinstance(text, str) else "", 0) from None
     except ValueError as error:
         if (problem := too_long_integer(error)) is None:  # json's own error, or the decoder's hooks' (NaN refused)
             raise

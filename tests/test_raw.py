@@ -358,3 +358,61 @@ def test_a_parquet_cell_python_cannot_hold_is_its_row_s_drop(tmp_path):
     assert bad_time.raw == {key: value for key, value in expected[1200].items() if key != "when"}
     shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
     assert _comparable(sorted(shares[0] + shares[1], key=lambda item: int(item[0].split("#")[1]))) == _comparable(got)
+
+
+DEEP = "[" * 3_000 + '"a ]} \\"[ string"' + "]" * 3_000  # past json's ~1,000 levels; brackets and a quote in a string
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+@pytest.mark.parametrize("layout", ["jsonl", "json array", "json array, json's decoder"])
+def test_an_item_nested_too_deeply_is_its_row_s_drop_as_a_json_line_is(tmp_path, monkeypatch, layout, chunk):
+    """json's decoder raised a bare RecursionError on it, which nothing caught (the stage stopped
+    with a traceback naming no file); ijson read it as a row, in memory growing with the square of
+    its depth (20,000 levels: 1 GB). Row 1100 has it: in the second of the blocks two workers take
+    turns at; a chunk of 7 characters cuts it many times, in its string too."""
+    monkeypatch.setattr(raw, "ARRAY_CHUNK_CHARS", chunk)
+    rows = [f'{{"a": {i}, "s": "x"}}' for i in range(2100)]
+    rows[1100] = f'{{"a": 1100, "deep": {DEEP}, "s": "x"}}'
+    if layout == "json array, json's decoder":
+        rows[5] = '{"a": 5, "s": NaN}'  # ijson refuses NaN: json's decoder reads the file from row 5
+    path = tmp_path / ("rows.jsonl" if layout == "jsonl" else "rows.json")
+    path.write_text("\n".join(rows) + "\n" if layout == "jsonl" else "[" + ",\n ".join(rows) + "]")
+    given_to_ijson, items = [], raw.ijson.items
+
+    class Recorded:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, size):
+            given_to_ijson.append(self.handle.read(size))
+            return given_to_ijson[-1]
+
+    monkeypatch.setattr(raw.ijson, "items", lambda handle, *args, **kwargs: items(Recorded(handle), *args, **kwargs))
+    got = list(raw.iter_raw_rows([path]))
+    assert [key for key, _ in got] == [f"{path.name}#{i}" for i in range(2100)]
+    drop = got[1100][1]
+    assert isinstance(drop, Drop) and drop.reason == "malformed_json"
+    assert drop.detail.startswith("nested too deeply to decode")
+    assert drop.raw == rows[1100]
+    others = rows[:1100] + rows[1101:]
+    assert json.dumps([row for _, row in got[:1100] + got[1101:]]) == json.dumps([json.loads(row) for row in others])
+    assert b"[" * 1_000 not in b"".join(given_to_ijson)  # ijson never held it
+    shares = [list(raw.iter_raw_rows([path], rank, 2)) for rank in (0, 1)]
+    assert _comparable(sorted(shares[0] + shares[1], key=lambda item: int(item[0].split("#")[1]))) == _comparable(got)
+    if layout != "jsonl":  # a fault after it is still the file's, named with the row
+        path.write_text(path.read_text()[:-1] + ', {"b": tru}]')
+        with pytest.raises(raw.RawInputError, match=re.escape(f"{path}: broken JSON array after row 2099: ")):
+            list(raw.iter_raw_rows([path]))
+
+
+@pytest.mark.parametrize("past_ijson_s", [False, True])
+def test_items_holding_many_brackets_are_read_whole(tmp_path, monkeypatch, past_ijson_s):
+    """Every item holds PIECE_OPENERS "[" or "{" bytes, half in a string, which ijson reads whole, or
+    more than IJSON_MAX_OPENERS, which json's decoder reads: the same rows."""
+    openers = raw.IJSON_MAX_OPENERS + 1 if past_ijson_s else raw.PIECE_OPENERS - 2  # with the row's and the list's
+    rows = [{"i": i, "list": [{"n": [n]} for n in range(openers // 4)], "s": "{[" * (openers // 4)} for i in range(300)]
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(rows))
+    if not past_ijson_s:
+        monkeypatch.setattr(raw, "_decoded_items", None)  # ijson alone
+    assert [row for _, row in raw.iter_raw_rows([path])] == rows
