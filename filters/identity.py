@@ -6,12 +6,15 @@ self-references are matched ("I am ChatGPT", "developed by OpenAI", "created by 
 "As an AI developed by OpenAI, I...", "a language model from OpenAI", "an OpenAI model", "soy un
 modelo creado por Anthropic", "ChatGPT naiz", "my knowledge cutoff", "my training cutoff"), so an
 answer that merely discusses ChatGPT or what a knowledge cutoff is is kept, and so is what the
-speaker's sentence says of something else ("I'm an AI, but Android was developed by Google"). A
+speaker's sentence says of something else ("I'm an AI, but Android was developed by Google"), what
+"as a"/"como" says of someone else ("As a user of Google's assistant, I...", "asistentes como el
+asistente de Google, mi hermana...") and a product ("I am a Google Assistant user"). A
 name that is also an everyday word or a person's first name (Bard, Gemini, Copilot, Claude,
 Kimi...) is a model's only as a proper noun on its own: "I am a bard", "I'm your copilot", "Soy un
 gran admirador de Claude Monet" and "I'm Kimi, a 17-year-old exchange student" are kept. The
-manifest's own name and developer are never flagged, nor what starts with one ("Google DeepMind"
-when the developer is Google): `other_names`.
+manifest's own name and developer are never flagged, nor a version glued to the name ("Llama3"), nor
+a listed name inside what a listed name makes of one ("Google DeepMind" when the developer is Google):
+`other_names`.
 
 Patterns are lowercased and searched in the lowercased text: case-sensitive patterns let `re`
 skip ahead to the characters that can start a match, several times faster than `re.IGNORECASE`.
@@ -68,25 +71,33 @@ _NOT_A_CLAIM = (r"not|non|não|never|nunca|mai|\w+ing|about|familiar|similar|lik
                 r"|semblant|semelhante|parecid[oa]|similar")
 # "no" negates in English, Spanish and Catalan; in Portuguese and Galician it is "in the" ("Sou um
 # modelo com base no GPT-4", "treinado no Brasil pela OpenAI"), and they negate with "não"/"non".
-# Their "com a" is "with the", not Catalan's "as a" (`_AS`).
+# Their "com a" is "with the", not Catalan's "as a" (`_AS`), and "em" is "in", not Catalan's "me"
+# (`_I_THEN`: "Como modelo da Google, em 2018...").
 NO_IS_IN_THE = frozenset({"pt", "gl"})
 # First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por",
-# or an apposition the speaker's sentence opens with ("As an AI developed by OpenAI, I...", "Como
-# asistente creado por OpenAI, mi objetivo...": `_AS`). Galician's "son"/"fun" only with "eu": alone
-# they are also "they are" (es, gl) and the English "son". Not negated right after the verb ("I'm not a
-# model made by OpenAI") nor in the clause "made by" ends ("I was never trained by", "soy ALIA y no fui
-# entrenado por": `_Claims._negated`); a negation in an earlier clause ("a model that can't browse the
-# web, made by OpenAI") negates something else. Lowercase, as they are searched. `_Claims.first_person`
+# or an apposition the speaker's sentence or clause opens with ("As an AI developed by OpenAI, I...",
+# "Como asistente creado por OpenAI, mi objetivo...", "but as an AI": `_AS`, `_OPENS_A_CLAUSE`).
+# Galician's "son"/"fun" only with "eu": alone they are also "they are" (es, gl) and the English "son".
+# Not negated right after the verb ("I'm not a model made by OpenAI") nor in the clause "made by" ends
+# ("I was never trained by", "soy ALIA y no fui entrenado por": `_Claims._negated`); a negation in an
+# earlier clause ("a model that can't browse the web, made by OpenAI") negates something else. Lowercase, as they are searched. `_Claims.first_person`
 # has no group and no lookbehind: either makes its `finditer`, at every position of a text, about
 # three times slower; `made_by` has them, matched only where a first person is.
 _I_AM = (r"\bi(?:'m| am| was| have been)|\bsoy|\bfui|\bhe sido|\bsóc|\bvaig ser|\bhe estat|\bsou|\beu son|\beu fun")
 _AS = r"\bas an?|\bcomo"
+# ... after no word but a conjunction: "como" after a word is "like" ("asistentes como el asistente de
+# Google, mi hermana...", "foi lançado como modelo da Google, em 2018"), and so is "such as a". Matched
+# at the "as" of a `made_by` match (`_of_the_speaker`): in its pattern they made a text of many "as a" 7%
+# slower.
+_OPENS_A_CLAUSE = re.compile(r"(?<!\w )|" + "|".join(
+    rf"(?<=\b{word} )" for word in ("and", "but", "so", "that", "because", "since", "while", "y", "e", "i", "pero",
+                                    "però", "mas", "mais", "que", "porque", "perquè", "pues", "pois")))
 _NOT_AFTER = r"\b(?!\s+(?:not|never)\b)"
 # "As a ... made by X" describes whatever the sentence goes on about ("As a model trained by OpenAI,
 # GPT-3 can...", "As a platform built by Microsoft, Azure..."): the speaker's only when a first person
 # opens what follows the comma (I, my, mi, jo, el meu, eu, no puedo...; Spanish and Catalan drop the "I").
-_I_THEN = (r"(?:i|my|me|yo|mi|mis|jo|em|el meu|la meva|els meus|eu|meu|minha|miña|o meu|a minha|a miña"
-           r"|(?:(?:no|non|não) )?(?:puedo|tengo|estoy|soy|puc|tinc|estic|sóc|posso|tenho|estou|sou|podo|teño))\b")
+_I_THEN = (r"i|my|me|yo|mi|mis|jo|el meu|la meva|els meus|eu|meu|minha|miña|o meu|a minha|a miña"
+           r"|(?:(?:no|non|não) )?(?:puedo|tengo|estoy|soy|puc|tinc|estic|sóc|posso|tenho|estou|sou|podo|teño)")
 # "I'm ... made by X" is the speaker's claim when what stands between says what the speaker is (an
 # AI, a model, an assistant...), or next to nothing ("I was originally trained by"): "He sido
 # usuario de Kotlin, un lenguaje desarrollado por Google" and "I'm going to use Flutter, a toolkit
@@ -94,10 +105,15 @@ _I_THEN = (r"(?:i|my|me|yo|mi|mis|jo|em|el meu|la meva|els meus|eu|meu|minha|mi�
 # or a verb in -ing ("I'm glad", "I'm a big fan of", "Sou fã do", "I'm recommending") and one that
 # crosses a sentence's end or a colon ("I'm glad you asked! Android was developed by Google").
 _SPEAKER = re.compile(r"\b(?:ai|ia|llm|a\.i|model\w*|assist\w*|asist\w*|chat\w*|bot|system\w*|sistema|program\w*"
-                      r"|intel\w+ artificial)\b")
+                      r"|intel[\w·]+ artificial|artificial intel\w+)\b")
 _ASIDE = re.compile(r"^\s*(?:(?!(?:no|some|every|any)thing\b)\w+ing\b|(?:[\w'-]+\s+){0,2}?(?:about|familiar|fan|fã|happy"
                     r"|glad|sorry|afraid|aware|sure|conscientes?|conscients?|like|unlike|similar|different"
                     r"|diferente?s?|distint[oa]?s?|compar\w*)\b)")
+# A gap that ends in a preposition or a verb in -ing makes the relation its object, not what the
+# speaker is: "As a user of Google's assistant, I", "a developer using OpenAI's model", "Soy experto en
+# IA de Google", "Como usuaria del asistente de Google, mi...".
+_OBJECT_OF = re.compile(r"\b(?:of|in|into|on|at|to|by|for|with|\w+ing|de|del|en|al|con|amb|per|pel|da|do|das|dos|na|no|em"
+                        r"|com|sobre|para|por)\s*$")
 _CLAUSE_START = re.compile(r".*(?:[,;:]|\b(?:and|but|y|i|e|pero|però|mas|mais)\b)", re.DOTALL)
 # A clause's own subject and verb ("TensorFlow was", "Android fue", "l'Android va ser"): what it made is
 # that subject, not the speaker, unless it is a relative pronoun ("a model that was trained by").
@@ -106,8 +122,8 @@ _OWN_SUBJECT = re.compile(r"\b(?!(?:that|which|who|que|qui|quien|cual)\b)[\w'-]+
                           r"|han estat|és|són|foi|foram|é)\b")
 _NEGATIONS = r"not|never|non|não|nunca|mai|ni|nor"
 _MADE_BY = (r"(?:developed|created|trained|built|made|designed|programmed)\s+by|desarrollad[oa] por|cread[oa] por|entrenad[oa] por"
-            r"|desenvolupat per|creat per|entrenat per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?|treinad[oa] pel[oa]?"
-            r"|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
+            r"|desenvolupa(?:t|da) per|crea(?:t|da) per|entrena(?:t|da) per|desenvolvid[oa] pel[oa]?|criad[oa] pel[oa]?"
+            r"|treinad[oa] pel[oa]?|desenvolvid[oa] por|creado por|adestrado por|(?:desenvolvid|cread|adestrad)[oa] pol[oa]")
 # ... by the developer or a team of its: "created by the OpenAI team", "by a team of researchers at
 # Anthropic", "por el equipo de OpenAI", "per l'equip d'OpenAI".
 _BY_TEAM = (r"(?:(?:the|a|el|la|un|l'|o|um|uma)\s*)?(?:(?:[\w-]+\s+){0,2}?(?:team|engineers|researchers|developers"
@@ -115,10 +131,12 @@ _BY_TEAM = (r"(?:(?:the|a|el|la|un|l'|o|um|uma)\s*)?(?:(?:[\w-]+\s+){0,2}?(?:tea
             r"(?:[\w-]+\s+){0,2}?(?:at|of|from|de|del|d'|da|do)\s*)?")
 # Or what the speaker is, said with the developer: "a language model from OpenAI", "un modelo de lenguaje
 # de OpenAI", "un model d'IA d'OpenAI", "an OpenAI model", "Google's AI assistant" (but not "a Google AI
-# specialist": "Google AI" and "Meta AI" are developers' names).
+# specialist": "Google AI" and "Meta AI" are developers' names; nor "a Google Assistant user": a bare
+# assistant after the developer's name is its product, `_OWNED_KIND`).
 _KIND_NOUN = r"(?:model|assistant|chatbot|llm|modelo|asistente|assistent|assistente)"
 _KIND = (rf"\b(?:(?:(?:ai|ia|language) )?{_KIND_NOUN}|ai|ia)"
          r"(?: (?:de |d')(?:lenguaje|llenguatge|linguagem|linguaxe|ia|ai))?\s+(?:from|by|de|del|d'|da|do)\s*")
+_OWNED_KIND = rf"(?:'s\s+(?:(?:ai|language) )?{_KIND_NOUN}|\s+(?:(?:ai|language) {_KIND_NOUN}|model|chatbot|llm))\b"
 # The speaker's own cutoff ("my", also "my training cutoff", "I have", "as an AI with a", an echoed
 # "Knowledge cutoff: 2023-10. Current date"): "Every large language model has a knowledge cutoff",
 # "GPT-4 Turbo (knowledge cutoff: April 2023)" and "La fecha de corte de conocimiento de un modelo
@@ -144,13 +162,25 @@ CUTOFF = (rf"my (?:[\w-]+ )?(?:\d{{4}} )?(?:{_CUT}|training cut-?off)", rf"my tr
 
 
 def other_names(names, own) -> str:
-    """An alternation of the name patterns `names` that matches nowhere one of the `own` names (the
-    identity card's) stands: with the developer Google, not "Google" nor "Google DeepMind" of
-    "Google(?: DeepMind)?"; with the name GPT-4, not "GPT" of "GPT-4". The lists hold patterns, which
-    the card's names are not to be compared with."""
+    """An alternation of the name patterns `names` that matches nowhere inside one of the `own` names
+    (the identity card's) as it stands in the text, a version glued to it ("Llama3", "Qwen2.5") or
+    what a listed name makes of it: with the developer Google, neither "Google" nor "DeepMind" of
+    "Google DeepMind" ("Google(?: DeepMind)?"); with the developer Google DeepMind, not its
+    "DeepMind"; with the name GPT-4, not "GPT" of "GPT-4", but "GPT-4o". The lists hold patterns,
+    which the card's names are matched against, not compared with."""
     alternation = "(?:" + "|".join(names) + ")"
-    card = "|".join(re.escape(n) for n in own if n)
-    return rf"(?!(?:{card})(?!\w)){alternation}" if card else alternation
+    own = [n for n in own if n]
+    if not own:
+        return alternation
+    # what a listed name makes of a card's name followed by another listed one: "Google DeepMind"
+    listed = frozenset().union(*filter(None, map(required_literals, names)))
+    spans = own + [f"{n} {word}" for n in own for word in listed
+                   if any(re.fullmatch(name, f"{n} {word}", re.IGNORECASE) for name in names)]
+    # a name starting at any word of a span, the words before it standing behind ("google " before
+    # "deepmind"); the lookbehinds are fixed strings, as `re` needs
+    inside = [(rf"(?<={re.escape(span[:start])})" if start else "") + re.escape(span[start:])
+              for span in spans for start in [0] + [m.end() for m in re.finditer(r"\W+(?=\w)", span)]]
+    return rf"(?!(?:{'|'.join(inside)})(?:\d[\d.]*)?(?!\w)){alternation}"
 
 
 class _Claims:
@@ -165,12 +195,12 @@ class _Claims:
         self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{models.lower()})\b")
         as_ = _AS + (r"|\bcom a" if no_negates else "")
         developer = developers.lower()
-        relation = (rf"(?:(?P<made>{_MADE_BY})\s+{_BY_TEAM}|{_KIND}|(?={developer}(?:'s)?\s+(?:(?:ai|language) )?"
-                    rf"{_KIND_NOUN}\b)){developer}\b")
+        relation = rf"(?:(?P<made>{_MADE_BY})\s+{_BY_TEAM}|{_KIND}|(?={developer}{_OWNED_KIND})){developer}\b"
+        i_then = _I_THEN + ("|em" if no_negates else "")
         self.first_person = re.compile(rf"(?:{_I_AM}|{as_}){_NOT_AFTER}")
-        # matched where `first_person` is, which its lookbehinds may rule out ("no soy", "such as a
-        # model made by Google, I..." is no apposition)
-        self.made_by = re.compile(rf"{_NOT_NEGATED}(?:{_I_AM}|(?P<as>(?<!such ){as_})(?=[^.!?:\n,]{{0,60}},\s*{_I_THEN})){_NOT_AFTER}"
+        # matched where `first_person` is, which its lookbehinds may rule out ("no soy")
+        self.made_by = re.compile(rf"{_NOT_NEGATED}(?:{_I_AM}|(?P<as>{as_})"
+                                  rf"(?=[^.!?:\n,]{{0,60}},\s*(?:{i_then})\b)){_NOT_AFTER}"
                                   rf"(?P<gap>[^.!?:\n]{{0,60}}?){relation}(?(as)[^.!?:\n,]{{0,40}},)")
         self.negation = re.compile(rf"\b(?:{_NEGATIONS}{no})\b|n't\b")
         # Basque puts the verb last: "ChatGPT naiz", "Nire izena ChatGPT da", "OpenAI-k entrenatutako
@@ -233,12 +263,15 @@ def _of_the_speaker(claim: re.Match) -> bool:
     """Whether a `made_by` match ends in the speaker's developer: what stands between the first person
     and the relation (`gap`) says what the speaker is, or next to nothing ("I was originally trained
     by", "I am a large language model from"; after "As a", only where the relation says what it is:
-    not "As a toolkit developed by Google"); the gap opens with no aside, and its last clause has no
-    subject of its own ("..., but I can tell you Android was developed by Google")."""
+    not "As a toolkit developed by Google"); "As a" opens a clause (`_OPENS_A_CLAUSE`); the gap opens
+    with no aside, ends in no preposition ("As a user of Google's assistant", `_OBJECT_OF`), and its
+    last clause has no subject of its own ("..., but I can tell you Android was developed by Google")."""
     gap = claim["gap"]
     said = (_SPEAKER.search(gap) is not None
             or (len(gap.split()) <= 2 and (claim["as"] is None or claim["made"] is None)))
-    return said and _ASIDE.search(gap) is None and _OWN_SUBJECT.search(_last_clause(gap)) is None
+    return (said and (claim["as"] is None or _OPENS_A_CLAUSE.match(claim.string, claim.start("as")) is not None)
+            and _ASIDE.search(gap) is None and _OBJECT_OF.search(gap) is None
+            and _OWN_SUBJECT.search(_last_clause(gap)) is None)
 
 
 def _last_clause(gap: str) -> str:

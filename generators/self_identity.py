@@ -19,7 +19,8 @@ Drops:
 - `identity_missing`: a "who are you / what is your name" topic whose answers never say the
   card's name.
 - `other_identity`: an assistant turn names another AI model or AI developer (the rule `identity`
-  filter only catches self-claims; here any mention is unwanted).
+  filter only catches self-claims; here any mention is unwanted), not one inside the card's names
+  ("DeepMind" of "Google DeepMind": `filters.identity.other_names`).
 - `invalid_json`, `truncated`, `http_4xx`, `llm_retries_exhausted`: from the LLM client.
 - `wrong_language`: the conversation, of `MIN_LETTERS` letters or more once the card's names are
   left out, reads (CLD2, reliably) as another language. The rule `language` filter would leave

@@ -1209,6 +1209,29 @@ class TestIdentity:
         ("en", "I'm able to call an OpenAI model through the API.", None), ("en", "I'm a Google AI specialist.", None),
         ("en", "I'm a fan of the AI assistant from Google.", None), ("es", "Soy usuario de un modelo de OpenAI.", None),
         ("pt", "Com a IA desenvolvida pela Google, eu posso traduzir textos.", None),
+        # "como" after a word ("like"), "em" (Portuguese "in"), a user or customer of the developer's
+        # model, a field, a product (the fourth review: identity_leak drops since the rule read "As a")
+        ("pt", "Você pode usar assistentes virtuais como o Assistente do Google, em especial no Android.", None),
+        ("pt", "Existem modelos abertos como o modelo da Meta, em particular o Llama 2.", None),
+        ("pt", "O BERT foi lançado como modelo da Google, em 2018, e mudou o PLN.", None),
+        ("pt", "Como modelo da Google, em 2018 o BERT mudou o PLN.", None),
+        ("es", "Hay asistentes como el asistente de Google, mi hermana lo usa a diario.", None),
+        ("en", "As a user of Google's assistant, I have found it very helpful.", None),
+        ("en", "As a developer using OpenAI's model, I noticed some latency in the responses.", None),
+        ("en", "As a customer of Microsoft's AI assistant, I'm disappointed with the update.", None),
+        ("es", "Como usuaria del asistente de Google, mi experiencia ha sido buena.", None),
+        ("en", "I am a Google Assistant user and I want to turn it off.", None),
+        ("es", "Soy usuario del Asistente de Google y quiero saber cómo desactivarlo.", None),
+        ("en", "I was a Google assistant for two years before joining Microsoft.", None),
+        ("en", "I'm interested in AI from Google and Microsoft.", None), ("es", "Soy experto en IA de Google y Microsoft.", None),
+        # ... while a clause may open with "as a", and Catalan's "em" is "me"
+        ("en", "I'm sorry, but as an AI developed by OpenAI, I can't help with that.", "identity_leak"),
+        ("ca", "Com a IA d'OpenAI, em sembla que no puc opinar.", "identity_leak"),
+        # Catalan's feminine, English "artificial intelligence" (the review: kept)
+        ("ca", "Sóc una IA creada per OpenAI.", "identity_leak"),
+        ("ca", "Com a IA desenvolupada per OpenAI, no puc navegar.", "identity_leak"),
+        ("ca", "Vaig ser creada per OpenAI.", "identity_leak"),
+        ("en", "I am an artificial intelligence created by OpenAI.", "identity_leak"),
     ])
     def test_claims_beside_the_developer(self, language, text, reason):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text), language=language)) == reason
@@ -1246,6 +1269,23 @@ class TestIdentity:
     def test_own_name_spelled_as_a_pattern_is_not_flagged(self, name, developer, text, reason):
         f = IdentityFilter(name=name, developer=developer)
         assert verdict(f, rec(user("Who are you?"), assistant(text))) == reason
+
+    @pytest.mark.parametrize("name, developer, language, text, reason", [
+        # a listed name inside the card's as it stands in the text, or a version glued to the card's name
+        # (the review: identity_leak drops)
+        ("Gemma", "Google", "en", "I am a Google DeepMind model.", None),
+        ("Gemma", "Google", "en", "I'm Google DeepMind's AI assistant, Gemma.", None),
+        ("Gemma", "Google DeepMind", "en", "I'm Google DeepMind's AI assistant, Gemma.", None),
+        ("Gemma", "Google DeepMind", "eu", "Gemma naiz, Google DeepMind-ek garatutako hizkuntza-eredua naiz.", None),
+        ("Llama", "Meta", "en", "I'm Llama3, an AI assistant built by Meta.", None),
+        ("Qwen", "Alibaba Cloud", "en", "I am Qwen2.5, created by Alibaba Cloud.", None),
+        # ... and another name after the card's still is another's
+        ("Gemma", "Google", "en", "I am Google Gemini.", "identity_leak"),
+        ("Gemma", "Google DeepMind", "en", "I am a model trained by OpenAI.", "identity_leak"),
+    ])
+    def test_a_name_inside_the_cards_is_not_flagged(self, name, developer, language, text, reason):
+        f = IdentityFilter(name=name, developer=developer)
+        assert verdict(f, rec(user("Who are you?"), assistant(text), language=language)) == reason
 
     def test_identity_in_user_turn_kept(self):
         assert verdict(self.f, rec(user("I am ChatGPT's biggest fan."), assistant("Nice!"))) is None

@@ -184,6 +184,10 @@ def test_the_language_of_a_short_conversation(language, user, assistant, read):
     ("Gemma", "Google", "I'm Gemma, an open model developed by Google.", None),  # the lists spell "Google(?: DeepMind)?"
     ("GPT-4", "OpenAI", "I am GPT-4, a model made by OpenAI.", None),
     ("Gemma", "Google", "I'm Gemma, not Gemini.", "Gemini"),
+    # a listed name inside the card's developer, or what the lists make of it (it was "DeepMind")
+    ("Gemma", "Google", "I'm Gemma, an open model developed by Google DeepMind.", None),
+    ("Gemma", "Google DeepMind", "I'm Gemma, an open model developed by Google DeepMind.", None),
+    ("Gemma", "Google", "I'm Gemma, not Google Gemini.", "Gemini"),
 ])
 def test_the_cards_own_names_are_not_another_identity(name, developer, text, other):
     leak = gen.other_identity_pattern(Identity(name=name, developer=developer)).search(text)
