@@ -1,4 +1,10 @@
-"""Per-source assets: raw -> normalized -> filtered. Thin: each calls one `sftmix.build` stage."""
+"""Per-source assets: raw -> normalized -> filtered. Thin: each calls one `sftmix.build` stage.
+
+The normalized and filtered assets report a data version: a digest of the records the stage wrote
+(`sftmix.build.records_digest`). Dagster's own, derived from the code version and the inputs', does
+not change when an LLM stage answers otherwise with both unchanged (refused part way, then run again
+once topped up), and the mixture mixed from its earlier rows showed as fresh.
+"""
 
 from dagster import (
     AssetCheckResult,
@@ -7,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -41,6 +48,11 @@ def filtered_metadata(manifest: Manifest, source: Source, counts: Counts, paths:
     if (report := build.decontamination_report(manifest, source, counts)) is not None:
         metadata["decontamination"] = MetadataValue.json(report)
     return metadata
+
+
+def records_version(layout: build.Layout, key: str, stage: str) -> DataVersion:
+    """The data version of a source's records after `stage`, as its done file has it."""
+    return DataVersion(layout.read_done(key, stage)["records"])
 
 
 def llm_metadata(stats: list[Stats]) -> dict:
@@ -96,7 +108,8 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
             metadata = filtered_metadata(m, m.source(source.key), counts, sftmix.layout.records(source.key, "filtered"))
             metadata.update(llm_metadata(llm_stats))
             return MaterializeResult(metadata=metadata, check_results=[rows_kept(context, filtered_key, m.source(source.key), counts),
-                                                                       llm_answered(context, filtered_key, llm_stats)])
+                                                                       llm_answered(context, filtered_key, llm_stats)],
+                                     data_version=records_version(sftmix.layout, source.key, "filtered"))
 
         return [generated]
 
@@ -131,7 +144,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         check = AssetCheckResult(check_name="rows_converted", passed=problem is None, severity=AssetCheckSeverity.ERROR,
                                  metadata={"problem": problem or ""})
         return MaterializeResult(metadata=counts_metadata(counts, sftmix.layout.records(s.key, "normalized")),
-                                 check_results=[check])
+                                 check_results=[check], data_version=records_version(sftmix.layout, s.key, "normalized"))
 
     filtered_key = AssetKey([prefix, "filtered"])
     judged = build.filter_config(manifest, source).get("llm_judge", False) is not False
@@ -148,6 +161,7 @@ def source_assets(manifest: Manifest, source: Source) -> list[AssetsDefinition]:
         if judge_stats:
             metadata.update(llm_metadata(judge_stats))
             checks.append(llm_answered(context, filtered_key, judge_stats))
-        return MaterializeResult(metadata=metadata, check_results=checks)
+        return MaterializeResult(metadata=metadata, check_results=checks,
+                                 data_version=records_version(sftmix.layout, source.key, "filtered"))
 
     return [raw, normalized, filtered]

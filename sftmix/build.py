@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
 from sftmix.plan import unmakeable
 from sftmix.reader import CARD, shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
-from sftmix.shards import write_text_whole
+from sftmix.shards import parquet_batches, write_text_whole
 from sftmix.sources import shardable
 
 STAGES = ("normalized", "filtered")
@@ -110,8 +111,9 @@ class Layout:
         return self.mixture_dir / "rejected"
 
     def done_file(self, key: str, stage: str) -> Path:
-        """Written last, when a source's stage has completed: its counts, its parts and the settings
-        its records were made with (`stage_settings`); removed when the stage starts again."""
+        """Written last, when a source's stage has completed: its counts, its parts, a digest of its
+        records (`records_digest`) and the settings they were made with (`stage_settings`); removed
+        when the stage starts again."""
         return self.work_dir / stage / f"{key}.done.json"
 
     @contextmanager
@@ -495,9 +497,27 @@ def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: d
     it ran leaves the records stale."""
     path = layout.done_file(key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
+    parts = layout.records(key, stage)
     # whole or not at all: a later stage reads it as the stage's completion
-    write_text_whole(path, json.dumps({"counts": counts.saved(), "parts": [p.name for p in layout.records(key, stage)],
-                                       "settings": settings}))
+    write_text_whole(path, json.dumps({"counts": counts.saved(), "parts": [p.name for p in parts],
+                                       "records": records_digest(parts), "settings": settings}))
+
+
+def records_digest(parts: list[Path]) -> str:
+    """A short digest of a stage's records: their ids in the order of their positions, so the same
+    records give the same digest whatever the number of workers that wrote them (only those two
+    columns are read). Settings do not say which rows an LLM stage made: one refused part way, or
+    over its budget, and run again once topped up, answers otherwise with settings and inputs unchanged."""
+    digest = hashlib.sha256()
+    rows = max(64, 2**16 // max(1, len(parts)))  # one batch of each part is held: a Slurm stage writes hundreds
+    for position, record_id in heapq.merge(*(_positioned_ids(part, rows) for part in parts)):
+        digest.update(b"%d %s\n" % (position, record_id.encode()))
+    return digest.hexdigest()[:16]
+
+
+def _positioned_ids(part: Path, rows: int) -> Iterator[tuple[int, str]]:
+    for batch in parquet_batches(part, batch_size=rows, columns=["position", "id"]):
+        yield from zip(batch.column("position").to_pylist(), batch.column("id").to_pylist())
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:

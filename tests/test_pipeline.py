@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from huggingface_hub import constants
 import sftmix
 from damaged_parquet import DAMAGES, damage
 from hub_server import serve_hub
+from assets.mixture import MIXTURE
 from assets.sources import asset_prefix
 from sftmix.reader import column_counts
 import pipelines.definitions
@@ -744,6 +746,10 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     saved = json.loads((filtered / "g.done.json").read_text())["counts"]["seconds"]
     assert len(per_worker) == 2 and saved.keys() == per_worker[0].keys() >= {"read", "tool_calls", "write", "total"}
     assert all(saved[step] == pytest.approx(sum(w[step] for w in per_worker), abs=0.002) for step in saved)
+    # the records' digest (the stages' Dagster data version) too
+    for stage in ("normalized", "filtered"):
+        digests = {Layout(tmp_path / w, "mini").read_done("g", stage)["records"] for w in ("w1", "w2")}
+        assert len(digests) == 1
     for split in ("train", "validation"):
         files_one = sorted((tmp_path / "w1" / "mini" / split).glob("*.parquet"))
         files_two = sorted((tmp_path / "w2" / "mini" / split).glob("*.parquet"))
@@ -1223,6 +1229,42 @@ def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_
     assert sorted(m.split(":")[0] for m in caplog.messages if problem.search(m)) == ["source 'g'", "source 'responses'"]
 
 
+def test_an_llm_source_materialized_again_with_other_rows_makes_the_mixture_stale(tmp_path, monkeypatch):
+    """Its data version was Dagster's, derived from its code version and its inputs', which a step's
+    budget (or a refused account topped up) leaves as they were: materialized again alone, without
+    the budget, `responses/filtered` held more rows than the mixture had taken, which showed fresh."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
+    from openai_server import serve_openai
+
+    from pipelines.resources import LLMResource
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    path = _manifest(tmp_path, [_wildchat_prompts(tmp_path, 4), _responses_source(), _dolly_source()], holdout=0,
+                     licence_policy={"allow": ["apache-2.0", "odc-by"]})
+    defs = build_definitions(str(path), str(tmp_path / "out"))
+    job = defs.resolve_implicit_global_asset_job_def()
+    instance = DagsterInstance.ephemeral()
+
+    def materialize(*keys: str, **resources):
+        subset = job.get_subset(asset_selection={AssetKey(key.split("/")) for key in keys}) if keys else job
+        assert subset.execute_in_process(instance=instance, resources=resources).success
+
+    def mixture_status() -> tuple[str, list[str]]:
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        return (resolver.get_status(MIXTURE).value, [cause.reason for cause in resolver.get_stale_causes(MIXTURE)])
+
+    with serve_openai(lambda messages, body: "Here is a short and direct answer to your request.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        materialize(llm=LLMResource(concurrency=1, budget_usd=1e-9))
+        assert _filtered_rows(tmp_path / "out", "responses") == 1 and mixture_status() == ("FRESH", [])
+        materialize("dolly/normalized", "dolly/filtered")  # the same records again: nothing to mix again
+        assert mixture_status() == ("FRESH", [])
+        materialize("responses/filtered")
+    assert _filtered_rows(tmp_path / "out", "responses") == 4
+    assert mixture_status() == ("STALE", ["has a new dependency data version"])
+
+
 def test_the_llm_resource_sets_the_judges_budget_too(tmp_path, monkeypatch):
     """The judge's client was made from the manifest alone: the resource's budget did not cap it."""
     from openai_server import serve_openai
@@ -1562,6 +1604,18 @@ def test_records_of_a_source_taken_out_of_the_manifest_are_reported_with_their_s
 def _wildchat_source(**changes) -> dict:
     return {"key": "wildchat", "converter": "wildchat", "licence": "odc-by", "targets": {},
             "local": {"files": [str(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")]}, **changes}
+
+
+def _wildchat_prompts(tmp_path: Path, n: int) -> dict:
+    """`_wildchat_source` of `n` English prompts, each a row of its fixture with another prompt and hash."""
+    table = pq.read_table(FIXTURES / "wildchat" / "train-00000-of-00014.parquet")
+    row = table.slice(0, 1).to_pylist()[0]
+    rows = [{**row, "conversation_hash": f"h{i}", "conversation": [
+        {**row["conversation"][0], "content": f"Write a short poem about the number {i} and the sea."},
+        *row["conversation"][1:]]} for i in range(n)]
+    path = tmp_path / "wildchat-prompts.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    return _wildchat_source(local={"files": [str(path)]})
 
 
 def _responses_source(**changes) -> dict:
