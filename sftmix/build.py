@@ -112,7 +112,7 @@ class Layout:
 
     def done_file(self, key: str, stage: str) -> Path:
         """Written last, when a source's stage has completed: its counts, its parts, a digest of its
-        records (`records_digest`) and the settings they were made with (`stage_settings`); removed
+        records (`records_digest`) and the settings they were made with (`built_settings`); removed
         when the stage starts again."""
         return self.work_dir / stage / f"{key}.done.json"
 
@@ -303,6 +303,22 @@ def stage_settings(manifest: Manifest, source: Source, stage: str) -> dict:
     return settings
 
 
+def built_settings(manifest: Manifest, source: Source, stage: str, layout: Layout) -> dict:
+    """`stage_settings`, and what only the output tells: for a source sampling another mixture, which
+    rows that mixture's shards hold (the `rows_digest` of their footer; None before it is mixed). A
+    generated or judged source of it rebuilt with its settings unchanged (once a refused account is
+    topped up) changes them, and the rows sampled from its earlier shards would be mixed again."""
+    settings = stage_settings(manifest, source, stage)
+    if source.mixture is not None:
+        other = Layout(layout.root, load(manifest.resolve(source.mixture.manifest)).mixture)
+        try:
+            footer = pq.read_schema(shard_files(other.mixture_dir, "train")[0]).metadata
+        except (FileNotFoundError, ValueError):  # not mixed, or its mixing stopped part way (`_mixture_shards`)
+            footer = {}
+        settings["raw"]["rows_digest"] = footer[b"rows_digest"].decode() if b"rows_digest" in footer else None
+    return settings
+
+
 def _stage_code(manifest: Manifest, source: Source, stage: str) -> dict:
     """The code that makes the source's records after `stage`, as digests (`sftmix.code_digests`):
     the record path, its converter or generator (with its prompt templates and the LLM client), and
@@ -397,12 +413,12 @@ def stage_version(manifest: Manifest, source: Source, stage: str) -> str:
 
 
 def _parts_problem(manifest: Manifest, source: Source, stage: str, done: dict | None,
-                   parts: list[Path]) -> str | None:
+                   parts: list[Path], layout: Layout) -> str | None:
     """Why a source's records after `stage` (its done file `done`, its `parts`) cannot be used now
     (None: they can)."""
     if done is None:
         return f"its {stage} stage has not completed"
-    now = stage_settings(manifest, source, stage)
+    now = built_settings(manifest, source, stage, layout)
     gone = [name for name, state in ((now.get("raw") or {}).get("file_states") or {}).items() if state is None]
     if gone:  # its settings say "-> null"; building again cannot read them either
         return (f"its raw file(s) {', '.join(map(str, map(manifest.resolve, gone)))} no longer exist (put them "
@@ -438,7 +454,7 @@ def completed_records(manifest: Manifest, sources: list[Source], layout: Layout,
         parts = {key: [layout.stage_dir(key, stage) / name for name in (saved["parts"] if saved else [])]
                  for key, saved in done.items()}
         problems = [f"source {s.key!r}: {problem}" for s in sources
-                    if (problem := _parts_problem(manifest, s, stage, done[s.key], parts[s.key]))]
+                    if (problem := _parts_problem(manifest, s, stage, done[s.key], parts[s.key], layout))]
         if problems:
             again = "that source again (its" if len(problems) == 1 else "those sources again (their"
             raise BuildError(f"{'; '.join(problems)}: build {again} assets, or the whole manifest)")
@@ -476,7 +492,7 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
                 manifest, [manifest.source(key) for key in source.generator.inputs], layout, "filtered"))
         except BuildError as error:
             raise BuildError(f"source {source.key!r} ({source.generator.name}) reads: {error}") from None
-        settings = stage_settings(manifest, source, "filtered")
+        settings = built_settings(manifest, source, "filtered", layout)
         held.enter_context(layout.rewriting(source.key, "filtered"))
         # each input's records in the order of its raw rows, whatever the workers that made them
         records = (record for parts in inputs.values() for record in records_in_order(parts))
@@ -536,7 +552,7 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
                      workers: int | None = None) -> Counts:
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
-    settings = stage_settings(manifest, source, "normalized")
+    settings = built_settings(manifest, source, "normalized", layout)
     with layout.rewriting(source.key, "normalized"):
         counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
         _save_done(layout, source.key, "normalized", counts, settings)
@@ -580,7 +596,7 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: i
             raise BuildError(f"source {source.key!r} (llm_judge): {error}") from None
     with completed_records(manifest, [source], layout, "normalized") as normalized, \
             layout.rewriting(source.key, "filtered"):
-        settings = stage_settings(manifest, source, "filtered")
+        settings = built_settings(manifest, source, "filtered", layout)
         inputs = normalized[source.key]
         step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
                          str(layout.rejected_dir))

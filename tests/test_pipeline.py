@@ -706,6 +706,41 @@ def test_a_mixture_rebuilt_from_a_changed_raw_file_makes_the_rows_sampled_from_i
         sftmix.build.raw_files(load(outer), load(outer).sources[0], Layout(out, "outer"), out / ".hf-cache")
 
 
+def test_a_mixture_rebuilt_with_other_generated_rows_makes_the_rows_sampled_from_it_stale(tmp_path, monkeypatch):
+    """A generated source refused (402) after 2 answers gave the inner mixture 2 rows; rebuilt once
+    topped up, more. Its manifest and its sources' settings were as before, and the outer mixing
+    alone (the README's way to learn what needs building again) published its sample of the 2 again."""
+    from openai_server import Fault, serve_openai
+
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    inner = _manifest(tmp_path, [_wildchat_prompts(tmp_path, 10), _responses_source()], holdout=0,
+                      licence_policy={"allow": ["apache-2.0", "odc-by"]})
+    outer = tmp_path / "outer.yaml"
+    outer.write_text(yaml.safe_dump({"mixture": "outer", "seed": 3, "holdout": {"size": 0},
+                                     "licence_policy": {"allow": ["apache-2.0"]},
+                                     "sources": [{"key": "of-inner", "mixture": {"manifest": str(inner)}, "targets": "all"}]}))
+    out = tmp_path / "out"
+
+    def respond(messages, body):
+        if server.count() == 2:  # the account runs dry: every later request is refused
+            server.faults.append(Fault("server_error", status=402, count=None))
+        return "Here is a short and direct answer to your request."
+
+    with serve_openai(respond) as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        build(load(inner), out)
+        assert build(load(outer), out).split_rows["train"] == 2
+        server.faults.clear()  # topped up
+        rows = build(load(inner), out).split_rows["train"]
+        assert rows == 10
+        with pytest.raises(BuildError, match=r"^source 'of-inner': its filtered records were made with other settings "
+                                             r"than .*outer.yaml has now \(raw\.rows_digest: \"\w+\" -> \"\w+\"\): "):
+            mix(load(outer), Layout(out, "outer"))
+        assert build(load(outer), out).split_rows["train"] == rows
+        build(load(inner), out)  # the same rows again (its answers are cached): nothing to build again
+    assert mix(load(outer), Layout(out, "outer")).split_rows["train"] == rows
+
+
 def test_synthetic_source_without_api_key_fails_fast_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("SFTMIX_LLM_API_KEY", raising=False)
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
