@@ -2,9 +2,10 @@
 
 Below `min_chars` of text the detector is unreliable, so the declared language is trusted. Only
 the first `sample_chars` characters are examined: detection cost stays flat for long rows. Code
-(fenced blocks as CommonMark reads them, and ``` spans) and LaTeX math are removed first (code
-reads as English, formulas as nothing reliable). The detector is seeded, so verdicts are
-reproducible. Where langdetect cannot decide, CLD2 does (`filters.language_id.cld2_languages`):
+(``` spans, and blocks fenced with backticks or tildes much as CommonMark reads them: see
+`_NOT_PROSE`) and LaTeX math are removed first (code reads as English, formulas as nothing
+reliable). The detector is seeded, so verdicts are reproducible. Where langdetect cannot decide,
+CLD2 does (`filters.language_id.cld2_languages`):
 - rows declared Basque or Galician, which langdetect has no profile for;
 - rows langdetect finds in a language listed as `confusable` with the declared one (ca: es; es:
   ca). Only languages langdetect answers with belong there: it has no Galician profile, so
@@ -34,42 +35,99 @@ from filters.batch_words import CHUNK_BYTES, chunks_of_bytes, word_rows
 from filters.language_id import cld2_languages, detect_language
 from filters.words import WordFinder
 
-# Code blocks and LaTeX math ($$...$$, \[...\], \(...\), and $...$ as pandoc reads it: no space
-# inside either dollar, no digit after the closing one, so "$25 y los pantalones cuestan $40" is
-# prose): neither is the row's language. With the math left in, CLD2 had no reliable verdict on
-# Portuguese solutions and langdetect called 3 of 8 Catalan or Spanish (a helper's set); without
-# it both said pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are
-# searched: an opener without its closer scanned to the end of the text (25 s for 10,000 `\(`).
-# Code is a ```span``` within a line, or a fenced block. A block is CommonMark's: a line opening
-# with 3 or more backticks or tildes and any info string, none with a backtick after backticks
-# ("``` python", "```js title=app.js", "~~~python": only ``` and a bare language name opened one,
-# and a Spanish answer around any other fence read as English), to a line of only the same
-# character, as many or more, or to the end of the window when it closes beyond it (bounded, a
-# long block was left in: a Spanish answer with 17,000 characters of code was dropped as not
-# Spanish). Any indentation goes: CommonMark allows 3 spaces, more in a list item, and 4 at the
-# top make an indented code block, code all the same. A block opening at the end of a line of
-# prose ("Aquí tienes: ```python") has ``` and at most a language name, and runs to the next line
-# opening with ```. A lone ``` in prose ("three backticks (```) on a line") opens nothing: paired
-# with a later fence it hid the text between, and a block's closing fence taken for an opener hid
-# the rest. The scan stays linear: a span ends its line, a block without its closer ends the
-# window, and a fence and its info string are taken whole (a line of 8,000 tildes, split every way
-# between the two, took 1.1 s).
-_NOT_PROSE = re.compile(r"```[^\n]*?```"
-                        r"|\n[ \t]*+(?:(?P<backticks>`{3,}+)[^`\n]*+(?=\n).*?(?:\n[ \t]*(?P=backticks)`*+[ \t]*+\r?(?=\n|\Z)|\Z)"
-                        r"|(?P<tildes>~{3,}+)[^\n]*+(?=\n).*?(?:\n[ \t]*(?P=tildes)~*+[ \t]*+\r?(?=\n|\Z)|\Z))"
-                        r"|```[\w+#.-]*[ \t]*\r?\n.*?(?:\n[ \t]*```|\Z)|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
+# Code and LaTeX math ($$...$$, \[...\], \(...\), and $...$ as pandoc reads it: no space inside
+# either dollar, no digit after the closing one, so "$25 y los pantalones cuestan $40" is prose):
+# neither is the row's language. With the math left in, CLD2 had no reliable verdict on Portuguese
+# solutions and langdetect called 3 of 8 Catalan or Spanish (a helper's set); without it both said
+# pt. Each span is bounded and only the text's first `PROSE_WINDOW` samples are searched: an opener
+# without its closer scanned to the end of the text (25 s for 10,000 `\(`).
+# Code is a ```span``` within a line, or a fenced block. A fence line is 3 or more backticks or
+# tildes after any indentation, and any info string, none with a backtick after backticks ("```
+# python", "```js title=app.js", "~~~python": only ``` and a bare language name opened a block, and
+# a Spanish answer around any other fence read as English). Its block ends with the next fence line
+# of the same character, as many or more, with nothing but whitespace after them. A block opening at
+# the end of a line of prose ("Aquí tienes: ```python") has ``` and at most a language name, and
+# ends with the next fence line of backticks, whatever follows them. A block whose closing line does
+# not come runs to the end of the window if the window cut the text, as that line may lie beyond it
+# (a Spanish answer with 17,000 characters of code was dropped as not Spanish); in a text the window
+# holds whole it is no block, and its line is searched as prose, where ``` and a language name
+# ending it open a block as above ("~~~" as a scene break, or a line opening with ``` and going on
+# in prose, hid the rest of a story). So a lone ``` in prose ("three backticks (```) on a line")
+# opens nothing, nor does a closing fence taken for an opener (both hid the rest). Code and math are
+# taken in the order the text has them: a block is not searched for math, and a fence line within
+# $$...$$ is math. Not all of CommonMark: a backtick fence in a block quote ("> ```") opens a block
+# as one at the end of a line of prose does, and a fence indented 4 spaces or more is one all the
+# same (CommonMark reads an indented code block there, or after a paragraph the paragraph's next
+# line). The scan stays linear: a span ends its line, a fence and its info string are taken whole (a
+# line of 8,000 tildes, split every way between the two, took 1.1 s), and whether a block's closing
+# line comes is known from the text's fence lines before it is looked for (1,300 fences without one,
+# each looked for to the end, took 96 ms).
+_FENCE_LINE = re.compile(r"\n[ \t]*+(?P<fence>`{3,}+(?![^\n]*`)|~{3,}+)(?P<info>[^\n]*+)")
+_NOT_PROSE = re.compile(_FENCE_LINE.pattern + r"|```[^\n]*?```|```(?P<opening>[\w+#.-]*+[ \t]*+\r?(?=\n))"
+                        r"|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
                         r"|\\\(.{0,400}?\\\)|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
 
 
-def _prose(text: str) -> str:
-    # The alternation has no literal prefix for `re` to skip ahead to: searched only where one of
-    # its first characters is (on a bench Toucan answer, 1.1 µs a row otherwise). A fenced block is
-    # found from the newline before its line, as `^` has no first character (the search took twice
-    # as long), so a text that may open with one gets a newline in front.
-    if "`" in text or "~" in text:
-        return _NOT_PROSE.sub(" ", "\n" + text)[1:]
-    return _NOT_PROSE.sub(" ", text) if "$" in text or "\\" in text else text
+def _closes(fence_line: re.Match, opener: re.Match) -> bool:
+    """Whether `fence_line` ends the block `opener` (a fence line, or ``` ending a line of prose) opens."""
+    fence, opening = fence_line["fence"], opener["fence"] or "```"
+    return fence[0] == opening[0] and (opener["opening"] is not None or
+                                       len(fence) >= len(opening) and not fence_line["info"].strip())
+
+
+def _not_prose(text: str, cut: bool) -> list[tuple[int, int]]:
+    """Where `text`, opening with a newline, has code or math: each piece's (start, end), in order."""
+    fences = list(_FENCE_LINE.finditer(text))
+    # whether a line closing a fence's block comes after it: the longest fence of its character
+    # with nothing after it, further on
+    closed = [False] * len(fences)
+    longest = {"`": 0, "~": 0}
+    for i in reversed(range(len(fences))):
+        fence = fences[i]["fence"]
+        closed[i] = longest[fence[0]] >= len(fence)
+        if not fences[i]["info"].strip():
+            longest[fence[0]] = max(longest[fence[0]], len(fence))
+    last_backticks = max((line.start() for line in fences if line["fence"][0] == "`"), default=-1)
+    pieces, start, i = [], 0, 0  # fences[i]: the first fence line from `start` on
+    while mark := _NOT_PROSE.search(text, start):
+        start = mark.end()
+        if not mark["fence"] and mark["opening"] is None:
+            pieces.append(mark.span())  # a ```span``` or math
+            continue
+        while i < len(fences) and fences[i].start() < mark.start():
+            i += 1
+        if mark["fence"] and closed[i] or mark["opening"] is not None and mark.start() < last_backticks:
+            i += bool(mark["fence"])
+            while not _closes(fences[i], mark):
+                i += 1
+            start = fences[i].end()
+            pieces.append((mark.start(), start))
+        elif cut:
+            pieces.append((mark.start(), len(text)))
+            break
+        else:
+            start = mark.start() + 1  # prose: what the fence line holds is searched as such
+    return pieces
+
+
+def _prose(text: str, window: int) -> str:
+    """The first `window` characters of `text` without their code and math."""
+    # The pattern has no literal prefix for `re` to skip ahead to: searched only where the text has
+    # what it looks for (on a bench Toucan answer, 1.1 µs a row otherwise), a backtick before three
+    # (`in` finds one character several times faster). Math alone is searched with the code's
+    # pattern all the same: with only its 2 first characters `re` tries each in turn at every
+    # position, with 4 it looks them up in a table (an 8 KB text with prices took 1.4 times as long).
+    # A fence line is found from the newline before it, as `^` has no first character (the search
+    # took twice as long), so a text that may have code gets a newline in front.
+    sample = text[:window]
+    if "`" in sample and "```" in sample or "~" in sample and "~~~" in sample:
+        sample, end, kept = "\n" + sample, 0, []
+        for start, stop in _not_prose(sample, len(text) > window):
+            kept.append(sample[end:start])
+            end = stop
+        return " ".join([*kept, sample[end:]])[1:]
+    return _NOT_PROSE.sub(" ", sample) if "$" in sample or "\\" in sample else sample
 
 
 _WORDS = WordFinder(r"[^\W\d_]", str.isalpha)
@@ -133,7 +191,7 @@ class LanguageFilter(BatchRecordFilter):
             declared = doc.metadata["record"]["language"]
             if declared not in _DETECTABLE and declared not in _CLD2_ONLY:
                 continue
-            sample = _prose(doc.text[: PROSE_WINDOW * self.sample_chars])[: self.sample_chars]
+            sample = _prose(doc.text, PROSE_WINDOW * self.sample_chars)[: self.sample_chars]
             if len(sample.strip()) >= self.min_chars:
                 judged.append((i, declared, sample))
         reasons = [None] * len(docs)

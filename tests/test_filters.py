@@ -25,7 +25,7 @@ from filters.dedup import ExactDedupFilter
 from filters.empty_turns import EmptyTurnsFilter
 from filters.reserved_markup import ReservedMarkupFilter
 from filters.identity import IdentityFilter
-from filters.language import LanguageFilter
+from filters.language import PROSE_WINDOW, LanguageFilter
 from filters.length import LengthFilter
 from filters.repetition import RepetitionFilter, _lines_or_paragraphs_may_repeat
 from filters.role_order import RoleOrderFilter
@@ -559,6 +559,32 @@ class TestLanguage:
         assert verdict(self.f, rec(user("?"), assistant(answer), language=language)) is None
         # the block ends at its closing fence: the prose after it is judged
         assert verdict(self.f, rec(user("?"), assistant(answer), language="en")) == "language_mismatch"
+
+    @pytest.mark.parametrize("layout", [
+        "El consejo\n~~~\n{english}",  # a scene break after the title
+        "~~~ Capítulo 1 ~~~\n{english}",  # a chapter heading
+        "``` opens a code block in Markdown, the council's new website says.\n{english}",
+    ])
+    def test_a_fence_without_its_closing_line_is_prose_in_a_whole_text(self, layout):
+        """A line of tildes, or one opening with ``` and going on in prose, opened a block that,
+        never closed, ran to the end of the text: the English after it was not judged, and a row
+        declared Spanish was kept (the review)."""
+        text = layout.format(english=OTHER_LANGUAGE_TEXTS["en"])
+        assert verdict(self.f, rec(user("?"), assistant(text), language="es")) == "language_mismatch"
+
+    def test_a_translation_after_a_scene_break_is_judged(self):
+        # the source, a "~~~" line and the translation: only the English source was judged, and dropped
+        source = "Translate into Spanish: " + OTHER_LANGUAGE_TEXTS["en"][:180]  # long enough to be judged alone
+        answer = f"{source}\n\n~~~\n\n{SPANISH}"
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="es")) is None
+
+    def test_a_block_the_window_cuts_is_left_out_whatever_its_fence(self):
+        # its closing line may lie past the window: the code in it is still no prose
+        code = "".join(f"def precio_{i}(base, iva=0.21):\n    return round(base * (1 + iva), 2)  # price with tax\n"
+                       for i in range(200))
+        answer = f"Aquí tienes el programa:\n\n~~~python\n{code}~~~\n\n{SPANISH}"
+        assert len(answer) > PROSE_WINDOW * self.f.sample_chars
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="es")) is None
 
     def test_prices_are_prose_not_math(self):
         """Taken for inline math, the text between two prices went, and a short Spanish answer
