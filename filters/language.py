@@ -50,9 +50,10 @@ from filters.words import WordFinder
 # ends with the next fence line of backticks, whatever follows them. A block whose closing line does
 # not come runs to the end of the window if the window cut the text, as that line may lie beyond it
 # (a Spanish answer with 17,000 characters of code was dropped as not Spanish); in a text the window
-# holds whole it is no block, and its line is searched as prose, where ``` and a language name
-# ending it open a block as above ("~~~" as a scene break, or a line opening with ``` and going on
-# in prose, hid the rest of a story). So a lone ``` in prose ("three backticks (```) on a line")
+# holds whole it is no block, unless its info string is a bare language name ("```python": an answer
+# cut in its code), and its line is searched as prose, where ``` and a language name ending it open
+# a block as above ("~~~" as a scene break, or a line opening with ``` and going on in prose, hid
+# the rest of a story). So a lone ``` in prose ("three backticks (```) on a line")
 # opens nothing, nor does a closing fence taken for an opener (both hid the rest). Code and math are
 # taken in the order the text has them: a block is not searched for math, and a fence line within
 # $$...$$ is math. Not all of CommonMark: a backtick fence in a block quote ("> ```") opens a block
@@ -67,6 +68,7 @@ _NOT_PROSE = re.compile(_FENCE_LINE.pattern + r"|```[^\n]*?```|```(?P<opening>[\
                         r"|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
                         r"|\\\(.{0,400}?\\\)|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
+_LANGUAGE_NAME = re.compile(r"[\w+#.-]+")  # a fence's info string that opens code, closed or not
 
 
 def _closes(fence_line: re.Match, opener: re.Match) -> bool:
@@ -103,7 +105,7 @@ def _not_prose(text: str, cut: bool) -> list[tuple[int, int]]:
                 i += 1
             start = fences[i].end()
             pieces.append((mark.start(), start))
-        elif cut:
+        elif cut or _LANGUAGE_NAME.fullmatch((mark["info"] if mark["fence"] else mark["opening"]).strip()):
             pieces.append((mark.start(), len(text)))
             break
         else:

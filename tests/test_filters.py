@@ -572,6 +572,15 @@ class TestLanguage:
         text = layout.format(english=OTHER_LANGUAGE_TEXTS["en"])
         assert verdict(self.f, rec(user("?"), assistant(text), language="es")) == "language_mismatch"
 
+    @pytest.mark.parametrize("fence", ["```python", "~~~python", "``` python"])
+    def test_an_answer_cut_in_its_code_is_judged_on_its_prose(self, fence):
+        # a fence naming a language opens code even when its closing line never comes (max_tokens)
+        code = "".join(f"def area_{i}(radius):\n    return 3.14159 * radius ** 2  # the area of the circle\n"
+                       for i in range(12))
+        answer = f"Aquí tienes el programa que calcula el área de cada círculo:\n\n{fence}\n{code}"
+        assert len(answer) < PROSE_WINDOW * self.f.sample_chars
+        assert verdict(self.f, rec(user("?"), assistant(answer), language="es")) is None  # its prose: too short to judge
+
     def test_a_translation_after_a_scene_break_is_judged(self):
         # the source, a "~~~" line and the translation: only the English source was judged, and dropped
         source = "Translate into Spanish: " + OTHER_LANGUAGE_TEXTS["en"][:180]  # long enough to be judged alone
