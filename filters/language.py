@@ -50,10 +50,11 @@ from filters.words import WordFinder
 # ends with the next fence line of backticks, whatever follows them. A block whose closing line does
 # not come runs to the end of the window if the window cut the text, as that line may lie beyond it
 # (a Spanish answer with 17,000 characters of code was dropped as not Spanish); in a text the window
-# holds whole it is no block, unless its info string is a bare language name ("```python": an answer
-# cut in its code), and its line is searched as prose, where ``` and a language name ending it open
-# a block as above ("~~~" as a scene break, or a line opening with ``` and going on in prose, hid
-# the rest of a story). So a lone ``` in prose ("three backticks (```) on a line")
+# holds whole it is no block, unless it names a language or, for backticks, nothing ("```python",
+# "```": an answer cut in its code or output), and its line is searched as prose, where ``` and a
+# language name ending it open a block as above ("~~~" as a scene break, "~~~ Prólogo", or a line
+# opening with ``` and going on in prose, hid the rest of a story). A tilde fence naming no
+# language is prose even where the window cut the text (`_opens_code`). So a lone ``` in prose ("three backticks (```) on a line")
 # opens nothing, nor does a closing fence taken for an opener (both hid the rest). Code and math are
 # taken in the order the text has them: a block is not searched for math, and a fence line within
 # $$...$$ is math. Not all of CommonMark: a backtick fence in a block quote ("> ```") opens a block
@@ -68,7 +69,21 @@ _NOT_PROSE = re.compile(_FENCE_LINE.pattern + r"|```[^\n]*?```|```(?P<opening>[\
                         r"|\$\$.{0,4000}?\$\$|\\\[.{0,4000}?\\\]"
                         r"|\\\(.{0,400}?\\\)|\$(?=[^\s$])[^$\n]{0,400}?(?<=\S)\$(?!\d)", re.DOTALL)
 PROSE_WINDOW = 16  # samples
-_LANGUAGE_NAME = re.compile(r"[\w+#.-]+")  # a fence's info string that opens code, closed or not
+# A fence's info string that opens code, closed or not: a language name ("python", "c++", "r"), in
+# ASCII, maybe with attributes ("bash title=out.sh", "{.python}"); not a word of prose ("~~~
+# Prólogo", "~~~ I").
+_CODE_INFO = re.compile(r"(?:[a-z]|[A-Za-z][A-Za-z0-9_+#.-]+)(?:[ \t]+[\w-]+=\S*)*|\{[^}\n]*\}")
+
+
+def _opens_code(opener: re.Match, cut: bool) -> bool:
+    """Whether a fence whose closing line does not come opens code all the same (to the window's
+    end): a backtick fence naming a language or nothing ("```", an answer cut in its output), or
+    any when the window cut the text (its closing line may lie beyond); a tilde fence only when it
+    names a language, cut or not ("~~~" is a scene break far more often than a cut block)."""
+    info = (opener["info"] if opener["fence"] else opener["opening"]).strip()
+    if opener["fence"] and opener["fence"][0] == "~":
+        return bool(_CODE_INFO.fullmatch(info))
+    return cut or not info or bool(_CODE_INFO.fullmatch(info))
 
 
 def _closes(fence_line: re.Match, opener: re.Match) -> bool:
@@ -105,7 +120,7 @@ def _not_prose(text: str, cut: bool) -> list[tuple[int, int]]:
                 i += 1
             start = fences[i].end()
             pieces.append((mark.start(), start))
-        elif cut or _LANGUAGE_NAME.fullmatch((mark["info"] if mark["fence"] else mark["opening"]).strip()):
+        elif _opens_code(mark, cut):
             pieces.append((mark.start(), len(text)))
             break
         else:

@@ -563,6 +563,7 @@ class TestLanguage:
     @pytest.mark.parametrize("layout", [
         "El consejo\n~~~\n{english}",  # a scene break after the title
         "~~~ Capítulo 1 ~~~\n{english}",  # a chapter heading
+        "~~~ Prólogo\n{english}", "~~~ I\n{english}",  # one word, which names no language (review)
         "``` opens a code block in Markdown, the council's new website says.\n{english}",
     ])
     def test_a_fence_without_its_closing_line_is_prose_in_a_whole_text(self, layout):
@@ -572,7 +573,7 @@ class TestLanguage:
         text = layout.format(english=OTHER_LANGUAGE_TEXTS["en"])
         assert verdict(self.f, rec(user("?"), assistant(text), language="es")) == "language_mismatch"
 
-    @pytest.mark.parametrize("fence", ["```python", "~~~python", "``` python"])
+    @pytest.mark.parametrize("fence", ["```python", "~~~python", "``` python", "```", "```bash title=out.sh"])
     def test_an_answer_cut_in_its_code_is_judged_on_its_prose(self, fence):
         # a fence naming a language opens code even when its closing line never comes (max_tokens)
         code = "".join(f"def area_{i}(radius):\n    return 3.14159 * radius ** 2  # the area of the circle\n"
@@ -580,6 +581,12 @@ class TestLanguage:
         answer = f"Aquí tienes el programa que calcula el área de cada círculo:\n\n{fence}\n{code}"
         assert len(answer) < PROSE_WINDOW * self.f.sample_chars
         assert verdict(self.f, rec(user("?"), assistant(answer), language="es")) is None  # its prose: too short to judge
+
+    def test_a_scene_break_in_a_story_longer_than_the_window_is_prose(self):
+        # cut by the window, a bare "~~~" still hid the rest of it (review)
+        story = "El consejo\n~~~\n" + "\n\n".join([OTHER_LANGUAGE_TEXTS["en"]] * 40)
+        assert len(story) > PROSE_WINDOW * self.f.sample_chars
+        assert verdict(self.f, rec(user("?"), assistant(story), language="es")) == "language_mismatch"
 
     def test_a_translation_after_a_scene_break_is_judged(self):
         # the source, a "~~~" line and the translation: only the English source was judged, and dropped
