@@ -267,7 +267,7 @@ def _of_the_speaker(claim: re.Match) -> bool:
     with no aside, ends in no preposition ("As a user of Google's assistant", `_OBJECT_OF`), and its
     last clause has no subject of its own ("..., but I can tell you Android was developed by Google")."""
     gap = claim["gap"]
-    said = (_SPEAKER.search(gap) is not None
+    said = ((claim["made"] is not None and _SPEAKER.search(gap) is not None)
             or (len(gap.split()) <= 2 and (claim["as"] is None or claim["made"] is None)))
     return (said and (claim["as"] is None or _OPENS_A_CLAUSE.match(claim.string, claim.start("as")) is not None)
             and _ASIDE.search(gap) is None and _OBJECT_OF.search(gap) is None

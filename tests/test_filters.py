@@ -1274,6 +1274,16 @@ class TestIdentity:
         ("ca", "Com a IA desenvolupada per OpenAI, no puc navegar.", "identity_leak"),
         ("ca", "Vaig ser creada per OpenAI.", "identity_leak"),
         ("en", "I am an artificial intelligence created by OpenAI.", "identity_leak"),
+        # a human speaker whose role or topic is AI, beside "the model from X": a speaker word in the
+        # gap counts for "made by" only (the third review: 192 of 752 such mentions were drops)
+        ("en", "I'm an AI researcher and I rely on the assistant from Google for scheduling.", None),
+        ("en", "I am an AI engineer with experience fine-tuning the model from Meta, Llama 2, for support.", None),
+        ("es", "Soy programador y uso el modelo de OpenAI para revisar código.", None),
+        ("ca", "Sóc programador i faig servir el model d'OpenAI per revisar codi.", None),
+        ("pt", "Sou pesquisador de IA e uso o modelo da OpenAI.", None),
+        ("en", "As a result, my AI team switched to the model from Google, which was cheaper.", None),
+        ("es", "Como investigador de IA, mi opinión sobre el modelo de OpenAI es clara, aunque discutible.", None),
+        ("en", "I am a large language model from OpenAI.", "identity_leak"),
     ])
     def test_claims_beside_the_developer(self, language, text, reason):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text), language=language)) == reason
