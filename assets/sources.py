@@ -3,8 +3,12 @@
 The normalized and filtered assets report a data version: a digest of the records the stage wrote
 (`sftmix.build.records_digest`). Dagster's own, derived from the code version and the inputs', does
 not change when an LLM stage answers otherwise with both unchanged (refused part way, then run again
-once topped up), and the mixture mixed from its earlier rows showed as fresh.
+once topped up), and the mixture mixed from its earlier rows showed as fresh. The version holds the
+stage's settings too (`records_version`).
 """
+
+import hashlib
+import json
 
 from dagster import (
     AssetCheckResult,
@@ -51,8 +55,13 @@ def filtered_metadata(manifest: Manifest, source: Source, counts: Counts, paths:
 
 
 def records_version(layout: build.Layout, key: str, stage: str) -> DataVersion:
-    """The data version of a source's records after `stage`, as its done file has it."""
-    return DataVersion(layout.read_done(key, stage)["records"])
+    """The data version of a source's records after `stage`: its done file's records digest and the
+    settings they were made with. The settings too: the mixing holds a source's settings
+    (`stats.json`), so records made again alike with other settings (a raw file rewritten in place,
+    a rule's code edited) leave the mixture stale, as sftmix's own checks have it."""
+    done = layout.read_done(key, stage)
+    return DataVersion(hashlib.sha256(json.dumps([done["records"], done["settings"]], sort_keys=True).encode())
+                       .hexdigest()[:16])
 
 
 def llm_metadata(stats: list[Stats]) -> dict:

@@ -519,21 +519,26 @@ def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: d
                                        "records": records_digest(parts), "settings": settings}))
 
 
+# What a record holds beside its id (a hash of its messages and tools): a judge's scores in
+# `origin`, a converter's labels
+_DIGESTED = ["position", "id", "origin", "language", "licence"]
+
+
 def records_digest(parts: list[Path]) -> str:
-    """A short digest of a stage's records: their ids in the order of their positions, so the same
-    records give the same digest whatever the number of workers that wrote them (only those two
-    columns are read). Settings do not say which rows an LLM stage made: one refused part way, or
-    over its budget, and run again once topped up, answers otherwise with settings and inputs unchanged."""
+    """A short digest of a stage's records: their ids, origins, languages and licences in the order
+    of their positions, so the same records give the same digest whatever the number of workers that
+    wrote them. Settings do not say which rows an LLM stage made: one refused part way, or over its
+    budget, and run again once topped up, answers otherwise with settings and inputs unchanged."""
     digest = hashlib.sha256()
     rows = max(64, 2**16 // max(1, len(parts)))  # one batch of each part is held: a Slurm stage writes hundreds
-    for position, record_id in heapq.merge(*(_positioned_ids(part, rows) for part in parts)):
-        digest.update(b"%d %s\n" % (position, record_id.encode()))
+    for position, *fields in heapq.merge(*(_positioned_rows(part, rows) for part in parts)):
+        digest.update(b"%d %s\n" % (position, "\t".join(fields).encode()))
     return digest.hexdigest()[:16]
 
 
-def _positioned_ids(part: Path, rows: int) -> Iterator[tuple[int, str]]:
-    for batch in parquet_batches(part, batch_size=rows, columns=["position", "id"]):
-        yield from zip(batch.column("position").to_pylist(), batch.column("id").to_pylist())
+def _positioned_rows(part: Path, rows: int) -> Iterator[tuple]:
+    for batch in parquet_batches(part, batch_size=rows, columns=_DIGESTED):
+        yield from zip(*(batch.column(name).to_pylist() for name in _DIGESTED))
 
 
 def executor_config(manifest: Manifest, files: list[Path], workers: int | None = None) -> ExecutorConfig:

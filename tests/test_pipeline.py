@@ -1264,6 +1264,30 @@ def test_an_endpoint_that_answers_nothing_fails_the_llm_check_and_is_logged(tmp_
     assert sorted(m.split(":")[0] for m in caplog.messages if problem.search(m)) == ["source 'g'", "source 'responses'"]
 
 
+def test_a_stage_s_data_version_holds_its_records_content_and_its_settings(tmp_path):
+    """The records' ids alone made the version (review): a judge's other scores in `origin`, or other
+    settings making the same rows, left the mixture fresh though its shards or its checks were stale."""
+    import assets.sources
+
+    manifest = load(_manifest(tmp_path, [_glaive_source()]))
+    layout = Layout(tmp_path / "out", "mini")
+    normalize_source(manifest, manifest.sources[0], [Path(_glaive_source()["local"]["files"][0])], layout)
+    parts = layout.records("g", "normalized")
+    before = (sftmix.build.records_digest(parts), assets.sources.records_version(layout, "g", "normalized"))
+    table = pq.read_table(parts[0])
+    origins = table.column("origin").to_pylist()
+    pq.write_table(table.set_column(table.schema.get_field_index("origin"), "origin",
+                                    pa.array([origins[0].replace("}", ', "score": 5}', 1)] + origins[1:])),
+                   parts[0])
+    assert sftmix.build.records_digest(parts) != before[0]
+    pq.write_table(table, parts[0])  # the records as written, their settings other
+    done_file = layout.done_file("g", "normalized")
+    done = json.loads(done_file.read_text())
+    done_file.write_text(json.dumps({**done, "settings": {**done["settings"], "edited": True}}))
+    assert sftmix.build.records_digest(parts) == before[0]
+    assert assets.sources.records_version(layout, "g", "normalized") != before[1]
+
+
 def test_an_llm_source_materialized_again_with_other_rows_makes_the_mixture_stale(tmp_path, monkeypatch):
     """Its data version was Dagster's, derived from its code version and its inputs', which a step's
     budget (or a refused account topped up) leaves as they were: materialized again alone, without
