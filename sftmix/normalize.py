@@ -105,13 +105,17 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
     for key, result in stream:
         counts.read += 1
         if isinstance(result, Drop):
-            sink.reject(stage, result.reason, result.raw, detail=result.detail, key=str(key))
+            # a generator's drop holds its input, a record under its own licence
+            own = result.raw.get("licence") if stage == "generate" and isinstance(result.raw, dict) else None
+            sink.reject(stage, result.reason, result.raw, detail=result.detail, key=str(key),
+                        licence=own if isinstance(own, str) else None)
             continue
         record = _to_record(info, str(key), result)
         if isinstance(record, Drop):  # kept as converted: the value at fault may be in tools or meta
             # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
-            sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key))
+            sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
+                        licence=result.licence and result.licence.lower())
             continue
         document = record_document(record)
         if position is None:

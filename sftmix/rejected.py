@@ -6,8 +6,10 @@ every drop of every stage lands in the same place and the same counts.
 
 Its footer's `licences` are those of the rows it holds, as a shard's are (`RejectedWriter`), so
 that a rejected file too can be passed on or left out by its footer alone: a row is under the
-source's licence where the manifest names one, else under its own (a record's), else `unknown`
-(a raw row of a source whose rows carry their licence, dropped before its licence was read).
+source's licence where the manifest names one and under its own where it names one (a record,
+a generator's input record dropped unasked, a row whose licence conflicts with the manifest's),
+else `unknown` (a raw row of a source whose rows carry their licence, dropped before its licence
+was read).
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ class RejectedSink:
 
     def reject(self, stage: str, reason: str, row, *, detail: str = "", key: str = "", record_id: str | None = None,
                licence: str | None = None) -> None:
-        """`licence`: the row's own, where it is a record (the source's licence, if any, comes first)."""
+        """`licence`: the row's own, where it names one (a record, or a row whose licence conflicts
+        with the manifest's, a generator's input record dropped unasked): the footer names it beside
+        the source's."""
         self.counts.drop(reason)
-        self.writer.licences.add(self.licence or licence or UNKNOWN_LICENCE)
+        self.writer.licences.update(filter(None, (self.licence, licence)) if self.licence or licence
+                                    else (UNKNOWN_LICENCE,))
         self.buffer.append(
             {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}

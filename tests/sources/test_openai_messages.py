@@ -277,6 +277,9 @@ def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelle
         "said-nothing": "cc-by-sa-4.0", "said-the-same": "cc-by-sa-4.0"}
     drop, = pq.read_table(tmp_path / "o.rejected.parquet").to_pylist()
     assert drop["detail"] == "the row says apache-2.0, the manifest cc-by-sa-4.0"
+    # the rejected file's footer names the licence the row says too (it named the manifest's alone: review)
+    footer = pq.read_schema(tmp_path / "o.rejected.parquet").metadata[b"licences"]
+    assert json.loads(footer) == ["apache-2.0", "cc-by-sa-4.0"]
 
 
 def test_a_row_licence_no_one_knows_is_dropped(tmp_path):
