@@ -860,6 +860,29 @@ def test_budget_through_generator_stream(tmp_path):
     assert [r.messages[1]["content"] for _, r in rerun] == [f"echo: question {i}" for i in range(6)]
 
 
+def test_inputs_left_unasked_are_kept_under_their_own_licence(tmp_path):
+    """Past the budget, each input record a generator did not ask about is a drop holding the record:
+    its rejected file's footer named the generated source's licence alone (review)."""
+    from generators.base import Context, Item, generate
+    from sftmix.normalize import SourceInfo
+    from sftmix.record import make_record
+
+    module = _echo_generator()
+    module.items = lambda records, ctx: (Item(key=r["id"], payload=r["messages"][0]["content"], language="en")
+                                         if i == 0 else Item(key=r["id"], payload=r, language="en")
+                                         for i, r in enumerate(records))
+    inputs = [make_record(messages=[message("user", f"Question {i} about rivers?"), message("assistant", f"Answer {i}.")],
+                          tools=[], source="wiki_qa", licence="cc-by-4.0", language="en", origin={"row": i})
+              for i in range(3)]
+    rejected = tmp_path / "gen.generated-00000.parquet"
+    with serve_openai() as srv:
+        ctx = Context(llm=make_client(srv, tmp_path, budget_usd=1e-9, concurrency=1), targets={"en": "all"})
+        generate(module, inputs, ctx, SourceInfo(key="gen", converter="gen", licence="apache-2.0", manifest_hash="x"),
+                 tmp_path / "gen.parquet", rejected)
+    assert pq.read_table(rejected).column("reason").to_pylist() == ["budget_exhausted"] * 2
+    assert json.loads(pq.read_schema(rejected).metadata[b"licences"]) == ["apache-2.0", "cc-by-4.0"]
+
+
 def test_budget_through_generator_stream_default_window(tmp_path):
     from generators.base import Context, stream
 
