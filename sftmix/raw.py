@@ -38,7 +38,6 @@ from sftmix.sources.base import Drop
 
 PARQUET_MAGIC = b"PAR1"
 _NEVER_EMPTY = {".parquet", ".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd"}  # file suffixes
-UTF8_BOM = b"\xef\xbb\xbf"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 BATCH_ROWS = 1024
 # Compressed files by their first bytes, as the Hub holds JSON Lines (`.jsonl.gz`, `.zst`, `.bz2`, `.xz`)
@@ -98,7 +97,7 @@ def detect_format(path: Path) -> str:
     if head.startswith(LFS_POINTER):
         raise RawInputError(f"{path} is a Git LFS pointer, not the data: fetch the file (`git lfs pull`) or "
                             "name the dataset's Hub id and revision instead")
-    stripped = head.lstrip(UTF8_BOM + b" \t\r\n")
+    stripped = head.lstrip(codecs.BOM_UTF8 + b" \t\r\n")
     if not stripped:
         # JSON Lines of no rows, as a writer leaves a shard that got none (0 bytes, a gzip of
         # nothing): refused, it stopped every other file of the source (a Hub glob cannot leave it
@@ -394,7 +393,7 @@ def _decoded_items(path: Path) -> Iterator:
 def _jsonl_rows(path: Path, mine) -> Iterator[object]:
     with _open(path) as handle:
         for line in handle:
-            if not line.strip() or (line.startswith(UTF8_BOM) and not line[3:].strip()):
+            if not line.strip() or (line.startswith(codecs.BOM_UTF8) and not line[3:].strip()):
                 continue
             if not mine(1):
                 yield ELSEWHERE  # another worker's line: not decoded

@@ -100,8 +100,7 @@ class RejectedSink:
         with the manifest's, a generator's input record dropped unasked): the footer names it beside
         the source's."""
         self.counts.drop(reason)
-        self.writer.licences.update(filter(None, (self.licence, licence)) if self.licence or licence
-                                    else (UNKNOWN_LICENCE,))
+        self.writer.licences.update([name for name in (self.licence, licence) if name] or [UNKNOWN_LICENCE])
         self.buffer.append(
             {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}
