@@ -124,11 +124,20 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
 
 
 def _snapshot_download(*args, **kwargs) -> str:
-    """snapshot_download, tried again after a 5xx answer, once per wait in SERVER_ERROR_WAITS."""
+    """snapshot_download, tried again after a 5xx answer, once per wait in SERVER_ERROR_WAITS.
+
+    A request that failed while huggingface_hub located the files (the listing, a file's HEAD) comes
+    wrapped in LocalEntryNotFoundError, whose message blames the user's connection even for a Hub
+    answering 503; the request's own error is raised instead, so it is tried again and named."""
     waits = iter(SERVER_ERROR_WAITS)
     while True:
         try:
-            return snapshot_download(*args, **kwargs)
+            try:
+                return snapshot_download(*args, **kwargs)
+            except LocalEntryNotFoundError as err:
+                if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
+                    raise err.__cause__
+                raise
         except HfHubHTTPError as err:
             if err.response.status_code < 500 or (wait := next(waits, None)) is None:
                 raise

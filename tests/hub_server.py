@@ -7,7 +7,8 @@ Repo spec keys: `files` (dict repo-path -> bytes/str/Path, or a directory to wal
 (40-hex commit; default derived from the content), `refs` (extra tag/branch name -> sha; `main` always
 points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <token>` gets in),
 `cut` (repo paths whose GET sends half the body it announces, then closes the connection),
-`unavailable` (repo path -> how many of its first content GETs answer 503) and
+`unavailable` (repo path -> how many of its first content GETs answer 503), `unavailable_heads` (the same
+for its HEADs) and
 `xet` (True: every file is advertised as stored in Xet, as the Hub does LFS files, with this server under
 /cas as the Xet storage; that storage answers 503 to every request, since this fake cannot serve Xet's
 chunks, so only a Xet outage can be tested, and hf_xet's retries are set with HF_XET_CLIENT_RETRY_*).
@@ -68,7 +69,7 @@ def _load_repo(spec: dict) -> dict:
         b"".join(p.encode() + _git_blob_sha(d).encode() for p, d in sorted(blobs.items()))).hexdigest()
     return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token"),
             "cut": set(spec.get("cut", ())), "unavailable": dict(spec.get("unavailable", {})),
-            "xet": bool(spec.get("xet"))}
+            "unavailable_heads": dict(spec.get("unavailable_heads", {})), "xet": bool(spec.get("xet"))}
 
 
 def repo_sha(spec: dict) -> str:
@@ -151,9 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, json.dumps(entries).encode())
         if rest not in blobs:  # resolve
             return self._error(404, "EntryNotFound", f"{rest} does not exist on {rev}", {"X-Repo-Commit": sha})
-        if method == "GET" and repo["unavailable"].get(rest):
+        unavailable = repo["unavailable" if method == "GET" else "unavailable_heads"]
+        if unavailable.get(rest):
             with self.lock:
-                repo["unavailable"][rest] -= 1
+                unavailable[rest] -= 1
             return self._error(503, "", "Service Unavailable")
         data = blobs[rest]
         headers = {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"', "Accept-Ranges": "bytes"}

@@ -7,8 +7,11 @@ import-time constants, so they are patched on `huggingface_hub.constants` (the f
 only for a repo given `xet`, and its Xet storage only ever fails).
 """
 
+from types import SimpleNamespace
+
 import pytest
 from huggingface_hub import constants
+from huggingface_hub.utils import _http as hf_http
 from huggingface_hub.utils import _xet
 
 from hub_server import serve_hub
@@ -37,7 +40,9 @@ def hub(monkeypatch):
              "acme/gated": {"sha": SHA, "files": FILES, "token": "hf_secret_test_token"},
              "acme/busy": {"sha": SHA, "files": FILES, "unavailable": {"data/test-00000-of-00001.parquet": 1,
                                                                        "LICENSE": 99}},
-             "acme/xet": {"sha": SHA, "files": FILES, "xet": True}}
+             "acme/xet": {"sha": SHA, "files": FILES, "xet": True},
+             # huggingface_hub sends a HEAD 7 times in one snapshot_download: the 8th is the first of a new try.
+             "acme/busy-heads": {"sha": SHA, "files": FILES, "unavailable_heads": {"README.md": 7, "LICENSE": 99}}}
     with serve_hub(repos) as url:
         monkeypatch.setenv("HF_ENDPOINT", url)
         yield url
@@ -132,6 +137,22 @@ def test_a_server_error_that_lasts_is_one_line_naming_the_file(hub, tmp_path, mo
     assert "\n" not in message and "acme/busy" in message and SHA in message
     assert "while downloading LICENSE" in message and "run again to resume" in message
     assert hub.count("GET", "/resolve/") == 1 + 3  # README.md once, LICENSE on each of the 3 tries
+
+
+def test_a_server_error_on_a_files_head_is_tried_again(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))  # its own waits, 1 to 8 s
+    [path] = download_source("acme/busy-heads", SHA, ["README.md"], tmp_path)
+    assert path.read_bytes() == FILES["README.md"] and hub.count("HEAD", "/README.md") == 8
+
+
+def test_a_server_error_on_a_files_head_that_lasts_is_named_not_blamed_on_the_connection(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr("sftmix.hub.SERVER_ERROR_WAITS", (0, 0))
+    with pytest.raises(HubError, match="HTTP 503") as exc:
+        download_source("acme/busy-heads", SHA, ["LICENSE"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
+    assert "connection" not in message and hub.count("HEAD", "/LICENSE") == 3 * 7
 
 
 def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkeypatch):
