@@ -41,7 +41,9 @@ def language_problem(language: str) -> str | None:
     code = iso639_1(language)
     if _LANGUAGE.match(language):
         # `eng`, `tl`: a code of a language rows are labelled otherwise (`en`, `fil`) would select none of them
-        return None if code in (language, None) else f"language {language!r} labels no row: rows in it are labelled {code!r}"
+        if code is None:
+            return f"language {language!r} is not a language code (ISO 639-1, or 639-3 where there is none)"
+        return None if code == language else f"language {language!r} labels no row: rows in it are labelled {code!r}"
     return f"language {language!r} is not an ISO 639-1 code" + (f" (did you mean {code!r}?)" if code else "")
 
 

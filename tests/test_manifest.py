@@ -389,6 +389,8 @@ def test_not_a_mapping(tmp_path):
     # codes of a language rows are labelled otherwise: its rows would stand apart from the others'
     ("eng", "language 'eng' labels no row: rows in it are labelled 'en'"),
     ("tl", "language 'tl' labels no row: rows in it are labelled 'fil'"),
+    # two or three letters that name no language: no row would be labelled with them
+    ("jp", "language 'jp' is not a language code (ISO 639-1, or 639-3 where there is none)"),
 ])
 def test_a_source_language_that_is_not_a_code_is_a_manifest_error(tmp_path, value, problem):
     """Its rows would be labelled with it, and meet none of the targets, which are codes."""
@@ -401,6 +403,14 @@ def test_a_target_in_a_code_no_row_is_labelled_with_is_a_manifest_error(tmp_path
     """`targets: {eng: 100}` was accepted, and met by no row: Aya's English rows are labelled `en`."""
     message = load_error(write(tmp_path, edited(_set("sources.0.targets", {language: 100}))))
     assert message.endswith(f"target language {language!r} labels no row: rows in it are labelled {code!r}")
+
+
+@pytest.mark.parametrize("language", ["jp", "dk", "sp"])
+def test_a_target_in_a_code_of_no_language_is_a_manifest_error(tmp_path, language):
+    """`targets: {jp: 100}` (Japanese is `ja`) planned cleanly and, after the build, was a deficit of
+    100 rows, the Japanese rows dropped as `language_not_targeted`."""
+    message = load_error(write(tmp_path, edited(_set("sources.0.targets", {language: 100}))))
+    assert message.endswith(f"target language {language!r} is not a language code (ISO 639-1, or 639-3 where there is none)")
 
 
 def test_an_unknown_source_licence_names_the_known_ones(tmp_path):

@@ -48,7 +48,8 @@ def _iso639_1(text: str) -> str | None:
         code = language.prefer_macrolanguage().language
     except (LookupError, ValueError):
         return None
-    code = code.lower() if code and code != "und" else None
+    # langcodes parses any 2-3 letters as a code: "jp", "dk" and "sp" (ja, da, es) label no language
+    code = code.lower() if code and code != "und" and langcodes.tag_is_valid(code) else None
     # Bokmål (nb, nob) is labelled as Norwegian (no) is: one label, the one the detectors answer
     return "no" if code == "nb" else code
 
