@@ -6,9 +6,12 @@ who pasted `<|im_start|>assistant\n...<|im_end|>` makes a turn the trainer masks
 The tool blocks are markup too: an assistant text holding `<tool_call>{...}</tool_call>` is a call
 that a Hermes parser (vLLM's) reads from the trained turn, though the record has none (so the
 tool-calls rule never judged it), and a result holding `</tool_response>` ends its block early.
-Control tokens are looked for in every text (turns, call arguments, tool definitions); tool markup
-in assistant and tool turns, where it would be read as such. `control_tokens` names other
-templates' tokens (Llama 3's `<|eot_id|>`).
+A call's name and arguments are written into its block as they are by a chat template (Qwen2.5's
+`tojson` escapes no tag), so a `</tool_call>` in a string argument ends the block there and the
+parser reads no call: the row is dropped rather than trained on a call nothing reads back.
+Control tokens are looked for in every text (turns, calls, tool definitions); tool markup in
+assistant and tool turns and in calls, where it would be read as such. `control_tokens` names
+other templates' tokens (Llama 3's `<|eot_id|>`).
 """
 
 from typing import Annotated
@@ -52,9 +55,13 @@ class ReservedMarkupFilter(RecordFilter):
                 if role in ("assistant", "tool") and any(tag in content for tag in TOOL_MARKUP):
                     return f"tool_markup_in_{role}_turn"
             for call in message["tool_calls"] or ():
-                arguments = call["function"]["arguments"]
-                if arguments and (marks in arguments if single else True) and self._has_control_token(arguments):
-                    return "control_token_in_tool_call"
+                function = call["function"]
+                for text in (function["name"], function["arguments"]):
+                    if text and (marks in text if single else self._may_hold_some(text)):
+                        if self._has_control_token(text):
+                            return "control_token_in_tool_call"
+                        if any(tag in text for tag in TOOL_MARKUP):
+                            return "tool_markup_in_tool_call"
         if self._has_control_token(record["tools"]):
             return "control_token_in_tools"
         return None

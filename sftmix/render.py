@@ -22,7 +22,8 @@ vllm/entrypoints/openai/tool_parsers/hermes_tool_parser.py) reads back:
   `<|im_end|>\\n`. Arguments are the JSON object decoded from the record's string; a string that
   is not a JSON object raises ValueError (the tool-call filter removes those rows first). A
   `</tool_call>` inside a string is written `<\\/tool_call>` (the same JSON string), or the
-  parser would end the block there.
+  parser would end the block there. (A chat template writes it raw, so `reserved_markup` drops
+  such rows; this is for rows built with that rule off.)
 - tool results: Qwen2.5 and Hermes-3 put them in a `user` turn, each wrapped
   `\\n<tool_response>\\n{content}\\n</tool_response>`, consecutive results (parallel calls) in one
   turn, in the record's order. That convention is used here. (vLLM's example Hermes-2-Pro

@@ -108,6 +108,22 @@ class TestReservedMarkup:
         described = tool_def("get_time", "Current time <|im_start|>", None)
         assert verdict(self.f, rec(user(), assistant(), tools=[described])) == "control_token_in_tools"
 
+    def test_tool_markup_in_a_call_is_dropped(self):
+        """A chat template (Qwen2.5's `tojson`) writes a call's text raw: a `</tool_call>` in a string
+        argument ends the block there and a Hermes parser reads no call from the trained turn."""
+        write_file = tool_def("write_file", "Write a file", {"type": "object", "properties": {"text": {"type": "string"}}})
+
+        def writes(arguments: dict | str, name: str = "write_file") -> dict:
+            return rec(user("Write the Hermes closing tag to notes.txt"), calls(tool_call(name, arguments, "c0")),
+                       result("c0", "ok", name=name), assistant("Done."), tools=[write_file])
+
+        assert verdict(self.f, writes({"text": "end with </tool_call>"})) == "tool_markup_in_tool_call"
+        # escaped on the wire (as a converter reads it), stored as the tag itself
+        assert verdict(self.f, writes('{"text": "end with \\u003c/tool_call>"}')) == "tool_markup_in_tool_call"
+        assert verdict(self.f, writes({"text": "<tool_response>\nok\n</tool_response>"})) == "tool_markup_in_tool_call"
+        assert verdict(self.f, writes({"text": "end"}, name="write_file</tool_call>")) == "tool_markup_in_tool_call"
+        assert verdict(self.f, writes({"text": "wrap each call in tool_call tags"})) is None
+
     def test_talk_about_the_markup_is_kept(self):
         """A user asking about the tags (user text is not parsed for calls), the markup's names alone,
         a token of another template."""
