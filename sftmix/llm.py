@@ -2,10 +2,11 @@
 
 - Concurrency limit (asyncio semaphore) and a requests/tokens-per-minute limiter.
 - Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
-  dropped connections and malformed bodies, honouring `Retry-After`; other errors are per-request
-  failures, never fatal to a run, but for a refusal of the account itself (402, DeepSeek's
-  "Insufficient Balance"; 401 once the endpoint has answered, the key revoked, or at a generator's
-  judge), which stops new requests as the budget cap does (`AccountRefused`).
+  dropped connections and malformed bodies, honouring `Retry-After` (a 429's pauses every request);
+  other errors are per-request failures, never fatal to a run, but for a refusal of the account
+  itself (402, DeepSeek's "Insufficient Balance"; 401 once the endpoint has answered, the key
+  revoked, or at a generator's judge), which stops new requests as the budget cap does
+  (`AccountRefused`).
 - Requests go out through aiohttp directly, not through the `openai` SDK: the SDK's request
   building (httpx models, URL parsing, an idempotency key from os.urandom, typed options) cost
   3.5 ms of CPU per request against 0.5 ms for the same POST through aiohttp (bench/llm.py's
@@ -556,6 +557,9 @@ class LLMClient:
         # cannot together spend past the cap.
         self._committed_requests = 0  # counted too: float sums leave residues
         self._answers: asyncio.Condition | None = None
+        # No request goes out before this (time.monotonic()): a 429's Retry-After (or backoff) pauses
+        # every request, not only the one it came to; the others kept firing into the limit.
+        self._paused_until = 0.0
 
     def __repr__(self) -> str:  # never the key
         return f"LLMClient(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
@@ -629,8 +633,11 @@ class LLMClient:
         most_usd = ((estimated_tokens - body["max_tokens"]) * prices.prompt_cache_miss
                     + body["max_tokens"] * prices.completion) / 1e6
         last_error = ""
-        for attempt in range(self.settings.max_retries + 1):
-            retry_after = None
+        attempt = 0  # tries that failed and count against max_retries
+        rate_limits = 0  # this row's 429s
+        answered_before = self.stats.answered  # the endpoint's answers when this row's previous try went out (or it began)
+        while True:
+            retry_after, rate_limited = None, False
             async with self._semaphore:
                 # Checked with a slot in hand: requests queued behind the one that reached the cap
                 # (or was refused the account) are never sent; checked before the rate limits too, so
@@ -638,14 +645,21 @@ class LLMClient:
                 # only to be refused.
                 self._refuse_when_stopped()
                 await self._limiter.acquire(estimated_tokens)
-                self._refuse_when_stopped()  # stopped while it waited for a rate slot
+                while (pause := self._paused_until - time.monotonic()) > 0:  # moved on by 429s while it waits
+                    await asyncio.sleep(pause)
+                self._refuse_when_stopped()  # stopped while it waited for a rate slot or the pause
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
+                answered_at_send = self.stats.answered
                 try:
                     completion = await self._send(session, body)
                 except _Retryable as error:
                     last_error = f"{error.kind}: {error}"
                     retry_after = error.retry_after
+                    rate_limited = error.kind == "RateLimitError"
+                    if rate_limited:
+                        self._paused_until = max(self._paused_until,
+                                                 time.monotonic() + self._backoff(attempt, retry_after))
                 except _MalformedResponse as error:
                     last_error = f"malformed_response: {error}"
                     if error.usage is not None:  # unusable, but paid for
@@ -674,10 +688,20 @@ class LLMClient:
                         return self._failed(Failure("incomplete_generation", last_error))
                 finally:
                     await self._release_budget(most_usd)
-            if attempt < self.settings.max_retries:
-                self.stats.retries += 1
+            rate_limits += rate_limited
+            # A 429 while the endpoint answered others since this row's previous try is the endpoint
+            # busy, not failing: the row waits its turn without using a try, up to `concurrency` turns
+            # a try (at most `concurrency` requests go out a pause: an endpoint answering one of them
+            # a pause answers a row in `concurrency` tries on average). An endpoint answering none counts.
+            counted = not (rate_limited and self.stats.answered > answered_before
+                           and rate_limits <= self.settings.concurrency * (self.settings.max_retries + 1))
+            answered_before = answered_at_send
+            if counted and attempt == self.settings.max_retries:
+                return self._failed(Failure("llm_retries_exhausted", last_error))
+            self.stats.retries += 1
+            if not rate_limited:  # a 429's wait is the pause, which every request waits out
                 await asyncio.sleep(self._backoff(attempt, retry_after))
-        return self._failed(Failure("llm_retries_exhausted", last_error))
+            attempt += counted
 
     def _reply(self, completion: Completion, body: dict) -> Completion:
         """The answer as handed on: the server's (as the cache keeps it, so the same cached answers

@@ -2,7 +2,8 @@
 
 In-process:
 
-    with serve_openai(responder=echo, faults=[Fault("rate_limit", count=2)], delay=0.0) as srv:
+    with serve_openai(responder=echo, faults=[Fault("rate_limit", count=2)], delay=0.0,
+                      rate_limit=RateLimit(requests=4, per_s=1.0)) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0)
         ...
         srv.count(429), srv.max_concurrent, srv.bodies, srv.auth_headers
@@ -23,8 +24,10 @@ Request handling, in order:
   2. Body must be a JSON object with `model` (non-empty str) and `messages` (non-empty list of objects with
      a str `role`; `content` str, list of {"type": "text", "text": ...} parts, or null); `response_format`,
      if given, must have type text/json_object/json_schema. Otherwise 400 invalid_request_error.
-  3. The first fault rule (in list order) that matches and still has firings left for this body fires.
-  4. `delay` seconds pass (server-wide), then the responder's reply is sent as a ChatCompletion.
+  3. With a `rate_limit`, a request past its `requests` in the last `per_s` seconds is answered 429 with
+     `Retry-After: <per_s>`, as a gateway limiting the account's request rate does (it takes no slot).
+  4. The first fault rule (in list order) that matches and still has firings left for this body fires.
+  5. `delay` seconds pass (server-wide), then the responder's reply is sent as a ChatCompletion.
 
 ServerHandle.requests: RequestRecord(path, body_hash, status) per POST in arrival order; status is None while in
 flight, set just before the response is written (so it is final once the client has the response), 0 when no
@@ -77,7 +80,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator, Mapping
 
 __all__ = [
-    "Reply", "Fault", "RequestRecord", "ServerHandle", "serve_openai",
+    "Reply", "Fault", "RateLimit", "RequestRecord", "ServerHandle", "serve_openai",
     "echo", "json_responder", "scripted", "count_tokens", "last_user_message",
 ]
 
@@ -201,6 +204,14 @@ def _as_fault(f: Fault | Mapping) -> Fault:
     return f if isinstance(f, Fault) else Fault(**f)
 
 
+@dataclass
+class RateLimit:
+    """At most `requests` requests in any `per_s` seconds (a sliding window); the rest are refused 429."""
+
+    requests: int
+    per_s: float = 1.0
+
+
 RequestRecord = namedtuple("RequestRecord", "path body_hash status")
 RequestRecord.__doc__ = "One request: status is None while in flight and 0 when no response was sent."
 
@@ -210,10 +221,12 @@ RequestRecord.__doc__ = "One request: status is None while in flight and 0 when 
 class ServerHandle:
     """Live view of a running server. All lists are in arrival order and safe to read from any thread."""
 
-    def __init__(self, responder: Responder, faults, delay: float):
+    def __init__(self, responder: Responder, faults, delay: float, rate_limit: RateLimit | None = None):
         self.responder = responder
         self.faults: list[Fault] = [_as_fault(f) for f in (faults or [])]
         self.delay = float(delay)
+        self.rate_limit = rate_limit
+        self._admitted: list[float] = []  # when the requests within the rate limit's window came
         self.base_url = ""  # set once listening
         self.port = 0
         self.request_log: str | None = None
@@ -307,6 +320,18 @@ class ServerHandle:
             line = json.dumps({"path": rec.path, "hash": rec.body_hash, "status": status, "body": body})
             with self._lock, open(self.request_log, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+
+    def _admit(self) -> bool:
+        """Whether the rate limit lets one more request in now (and counts it if so)."""
+        if self.rate_limit is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._admitted = [t for t in self._admitted if now - t < self.rate_limit.per_s]
+            if len(self._admitted) >= self.rate_limit.requests:
+                return False
+            self._admitted.append(now)
+            return True
 
     def _take_fault(self, body_hash: str, last_user: str) -> Fault | None:
         with self._lock:
@@ -429,6 +454,12 @@ class _Handler(BaseHTTPRequestHandler):
             st._finish(self._idx, 0)  # no-op unless no response was sent
             self._idx = None
 
+    def _rate_limited(self, retry_after: float) -> int:
+        text = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+        self._send_json(429, _error("Rate limit reached for requests. Please try again later.",
+                                    "requests", "rate_limit_exceeded"), headers={"Retry-After": text})
+        return 429
+
     def _chat(self, body: Any, body_hash: str) -> int:
         st = self.state
         auth = self.headers.get("Authorization") or ""
@@ -440,17 +471,15 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             self._send_json(400, _error(problem, "invalid_request_error", "invalid_request"))
             return 400
+        if not st._admit():
+            return self._rate_limited(st.rate_limit.per_s)
         messages = body["messages"]
         last_user = last_user_message(messages)
         fault = st._take_fault(body_hash, last_user)
 
         if fault is not None:
             if fault.kind == "rate_limit":
-                ra = 1 if fault.retry_after is None else fault.retry_after
-                ra_text = str(int(ra)) if float(ra).is_integer() else str(ra)
-                self._send_json(429, _error("Rate limit reached for requests. Please try again later.",
-                                            "requests", "rate_limit_exceeded"), headers={"Retry-After": ra_text})
-                return 429
+                return self._rate_limited(1 if fault.retry_after is None else fault.retry_after)
             if fault.kind == "server_error":
                 code = fault.status or 500
                 headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
@@ -528,8 +557,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _start(responder: Responder | None, faults, delay: float, port: int = 0) -> ServerHandle:
-    state = ServerHandle(responder or echo, faults, delay)
+def _start(responder: Responder | None, faults, delay: float, port: int = 0,
+           rate_limit: RateLimit | None = None) -> ServerHandle:
+    state = ServerHandle(responder or echo, faults, delay, rate_limit)
     handler = type("_BoundHandler", (_Handler,), {"state": state})
     server = _Server(("127.0.0.1", port), handler)
     state._server = server
@@ -543,9 +573,9 @@ def _start(responder: Responder | None, faults, delay: float, port: int = 0) -> 
 
 @contextlib.contextmanager
 def serve_openai(responder: Responder | None = None, faults: list[Fault | dict] | None = None,
-                 delay: float = 0.0) -> Iterator[ServerHandle]:
+                 delay: float = 0.0, rate_limit: RateLimit | None = None) -> Iterator[ServerHandle]:
     """Run the server in a daemon thread for the duration of the `with` block."""
-    handle = _start(responder, faults, delay)
+    handle = _start(responder, faults, delay, rate_limit=rate_limit)
     try:
         yield handle
     finally:

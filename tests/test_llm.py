@@ -32,7 +32,7 @@ import yaml
 import openai_server
 from generators.base import BROKEN_AFTER
 import sftmix.llm as llm_module
-from openai_server import Fault, Reply, count_tokens, json_responder, serve_openai
+from openai_server import Fault, RateLimit, Reply, count_tokens, json_responder, serve_openai
 from own_process import stdout_of
 from sftmix.llm import (BudgetExhausted, Completion, Failure, LLMClient, LLMSettings, MissingAPIKey, Prices,
                         ResponseCache, Usage, api_key_from_env, request_key)
@@ -1013,6 +1013,38 @@ def test_rate_limit_storm_loses_and_duplicates_nothing(tmp_path):
     assert [r.content for r in results] == [f"echo: {t}" for t in texts]
     assert client.stats.retries == 100 and client.stats.failures == 0
     assert len(cache_entries(tmp_path / "cache")) == 50
+
+
+def test_a_sustained_rate_limit_pauses_every_request_and_loses_no_row(tmp_path):
+    """An endpoint answering 4 requests a window and 429 `Retry-After` past them: each 429 used one of
+    its row's 7 tries while the other requests kept firing through the pause, and a third of the
+    rows were `llm_retries_exhausted` drops of a server that answers them all, slower."""
+    window = 0.1
+    with serve_openai(rate_limit=RateLimit(requests=4, per_s=window)) as srv:
+        client = make_client(srv, tmp_path, concurrency=16)
+        texts = [f"row {i}" for i in range(64)]
+        start = time.monotonic()
+        results = gather(client, texts)
+        elapsed = time.monotonic() - start
+        refused = srv.count(429)
+    assert [getattr(r, "content", r) for r in results] == [f"echo: {t}" for t in texts]
+    # after a 429 no request goes out for its Retry-After (a window): each pause, at most the 16 that
+    # go out when it ends and one a connection an answer frees are refused
+    assert refused <= 16 * (elapsed / window + 1) + len(texts), (refused, elapsed)
+    assert client.stats.failures == 0
+
+
+def test_a_row_refused_while_the_others_are_answered_ends_after_its_allowance(tmp_path):
+    """A 429 while the endpoint answers other rows uses none of the row's tries, `concurrency` times a
+    try at most: a row the endpoint refuses for ever is still a drop."""
+    texts = [f"row {i}" for i in range(31)]
+    texts[10] = "never"  # rows before it are answered before it is asked
+    with serve_openai(faults=[Fault("rate_limit", match="never", count=None, retry_after=0.01)], delay=0.01) as srv:
+        client = make_client(srv, tmp_path, concurrency=2, max_retries=0)
+        results = gather(client, texts)
+        assert srv.count(429) == 3  # two (concurrency 2 x 1 try) that count as no try, then its one try
+    assert isinstance(results[10], Failure) and results[10].reason == "llm_retries_exhausted"
+    assert [r.content for i, r in enumerate(results) if i != 10] == [f"echo: {t}" for t in texts if t != "never"]
 
 
 # -------------------------------------------------------------------------------------- rate limiter

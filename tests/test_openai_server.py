@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from openai_server import Fault, Reply, count_tokens, echo, json_responder, scripted, serve_openai
+from openai_server import Fault, RateLimit, Reply, count_tokens, echo, json_responder, scripted, serve_openai
 
 MSGS = [{"role": "system", "content": "You are a strict judge."}, {"role": "user", "content": "Rate this: hello"}]
 
@@ -129,6 +129,18 @@ def test_client_retries_consume_the_count():
         assert ask(c).choices[0].finish_reason == "stop"
         assert [s for _, _, s in srv.requests] == [429, 429, 200]
         assert len({h for _, h, _ in srv.requests}) == 1
+
+
+def test_rate_limit_of_requests_per_window():
+    with serve_openai(rate_limit=RateLimit(requests=2, per_s=0.5)) as srv:
+        c = client(srv)
+        ask(c, "one"), ask(c, "two")
+        with pytest.raises(openai.RateLimitError) as ei:
+            ask(c, "three")
+        assert ei.value.response.headers["retry-after"] == "0.5" and ei.value.code == "rate_limit_exceeded"
+        time.sleep(0.5)  # the window has passed: the refused request took no slot
+        assert ask(c, "three").choices[0].message.content == "echo: three"
+        assert [s for _, _, s in srv.requests] == [200, 200, 429, 200]
 
 
 @pytest.mark.parametrize("status", [500, 503])
