@@ -4,9 +4,9 @@
 - Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
   dropped connections and malformed bodies, honouring `Retry-After` (a 429's pauses every request);
   other errors are per-request failures, never fatal to a run, but for a refusal of the account
-  itself (402, DeepSeek's "Insufficient Balance"; 401 once the endpoint has answered, the key
-  revoked, or at a generator's judge), which stops new requests as the budget cap does
-  (`AccountRefused`).
+  itself (402, DeepSeek's "Insufficient Balance", and OpenAI's 429 `insufficient_quota`; 401 once the
+  endpoint has answered, the key revoked, or at a generator's judge), which stops new requests as the
+  budget cap does (`AccountRefused`).
 - Requests go out through aiohttp directly, not through the `openai` SDK: the SDK's request
   building (httpx models, URL parsing, an idempotency key from os.urandom, typed options) cost
   3.5 ms of CPU per request against 0.5 ms for the same POST through aiohttp (bench/llm.py's
@@ -526,11 +526,12 @@ class _Retryable(Exception):
 
 
 class _ClientError(Exception):
-    """Any other status but 2xx (4xx but 429; 3xx, as redirects are not followed): asking again will not help."""
+    """Any other status but 2xx (4xx but a rate limit's 429; 3xx, as redirects are not followed):
+    asking again will not help. `out_of_credit`: the account has no credit left (`_out_of_credit`)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, out_of_credit: bool = False):
         super().__init__(message)
-        self.status = status
+        self.status, self.out_of_credit = status, out_of_credit
 
 
 class LLMClient:
@@ -665,13 +666,14 @@ class LLMClient:
                     if error.usage is not None:  # unusable, but paid for
                         self._account(error.usage)
                 except _ClientError as error:
-                    # 402: no balance left (DeepSeek). A 401 after answers: the key that worked was
-                    # revoked; before any, a wrong key or URL, as `Stats.unanswered` names it, and for
-                    # a generator's judge a refusal too (its generator would pay for rows it drops all).
+                    # No credit left (DeepSeek's 402; OpenAI's 429 or 400 that says so, `_out_of_credit`).
+                    # A 401 after answers: the key that worked was revoked; before any, a wrong key or
+                    # URL, as `Stats.unanswered` names it, and for a generator's judge a refusal too
+                    # (its generator would pay for rows it drops all).
                     # Either way every request after it is refused too: none is sent (403 is often one
                     # request's content, and stays that row's failure).
-                    if error.status == 402 or (error.status == 401 and (self.stats.answered or self._judges_generated_rows)):
-                        reason = "llm_payment_required" if error.status == 402 else "llm_key_refused"
+                    if error.out_of_credit or (error.status == 401 and (self.stats.answered or self._judges_generated_rows)):
+                        reason = "llm_payment_required" if error.out_of_credit else "llm_key_refused"
                         self.spending.refusal = self._failed(Failure(reason, str(error)))
                         self.spending.refused_host = self.host
                         self.stats.refused = self.stats.last_failure
@@ -733,11 +735,12 @@ class LLMClient:
         if status >= 300:
             # redacted whole, then cut: a key cut at the end is no longer the key the redaction looks for
             message = self._redact(f"Error code: {status} - {raw.decode('utf-8', 'replace')}")[:300]
-            if status == 429:
+            out_of_credit = status == 402 or 400 <= status < 500 and _out_of_credit(raw)
+            if status == 429 and not out_of_credit:
                 raise _Retryable("RateLimitError", message, _seconds(retry_after))
             if status >= 500 or status in (408, 409):  # as the OpenAI SDK; a 503's Retry-After is waited for too
                 raise _Retryable("InternalServerError" if status >= 500 else "APIStatusError", message, _seconds(retry_after))
-            raise _ClientError(status, message)
+            raise _ClientError(status, message, out_of_credit)
         response = None
         try:
             response = json.loads(raw)
@@ -900,6 +903,21 @@ class _MalformedResponse(Exception):
     def __init__(self, message: str, usage: Usage | None = None):
         super().__init__(message)
         self.usage = usage
+
+
+# OpenAI's `error.code` or `error.type` for an account out of credit (429 `insufficient_quota`), with
+# no active billing (429 `billing_not_active`), or at its spending cap (400 `billing_hard_limit_reached`):
+# every request after it is refused the same, as after DeepSeek's 402, and waiting does not help.
+OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_not_active", "billing_hard_limit_reached"})
+
+
+def _out_of_credit(raw: bytes) -> bool:
+    """Whether an error body says the account has no credit left (`OUT_OF_CREDIT`)."""
+    try:
+        error = loads(raw.decode("utf-8", "replace"))["error"]
+        return not OUT_OF_CREDIT.isdisjoint((error.get("code"), error.get("type")))
+    except (ValueError, LookupError, TypeError, AttributeError):  # no error object of OpenAI's shape
+        return False
 
 
 def _seconds(retry_after: str | None) -> float | None:

@@ -49,8 +49,8 @@ Faults (`Fault` or an equivalent dict): `count` firings per distinct request bod
 canonical JSON body), then that body goes through; retries of the same request thus see the count go down.
 `count=None` fires forever. Kinds:
   rate_limit       429, header `Retry-After: <retry_after>` (default 1) (+ OpenAI-style error JSON)
-  server_error     `status` (default 500; 502/503, 408/409 fine) with error JSON, and `Retry-After` when
-                   `retry_after` is given
+  server_error     `status` (default 500; 502/503, 408/409 fine) with error JSON (`text` if given), and
+                   `Retry-After` when `retry_after` is given
   slow             sleeps `seconds` (default 5.0) before answering normally (close() cuts the sleep short)
   malformed        200, application/json, body = `text` if given else the first half of the real JSON
   drop_connection  closes the socket without any response (client sees a disconnect)
@@ -190,7 +190,7 @@ class Fault:
     status: int | None = None         # server_error: 500 (default), 502, 503...
     retry_after: float | None = None  # Retry-After header (seconds): rate_limit's (default 1), server_error's
     seconds: float = 5.0              # slow: server-side sleep before answering
-    text: str | None = None           # bad_verdict / truncated content, malformed raw body
+    text: str | None = None           # bad_verdict / truncated content, malformed / server_error raw body
 
     def __post_init__(self):
         if self.kind not in FAULT_KINDS:
@@ -484,7 +484,8 @@ class _Handler(BaseHTTPRequestHandler):
                 code = fault.status or 500
                 headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 self._send_json(code, _error("The server had an error while processing your request.",
-                                             "server_error", None), headers=headers)
+                                             "server_error", None),
+                                raw=None if fault.text is None else fault.text.encode(), headers=headers)
                 return code
             if fault.kind == "drop_connection":
                 st._finish(self._idx, 0)

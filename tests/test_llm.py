@@ -1456,30 +1456,51 @@ def test_an_endpoint_that_answers_nothing_is_named_once_beside_the_per_row_drops
 
 
 @contextlib.contextmanager
-def _account_refused_after(answers: int, status: int, reply: str = "An answer."):
-    """A server that answers `answers` requests, then refuses every request with `status`: the
-    account's balance spent (DeepSeek's 402 "Insufficient Balance"), its key revoked (401)."""
+def _account_refused_after(answers: int, status: int, reply: str = "An answer.", error: str | None = None):
+    """A server that answers `answers` requests, then refuses every request with `status` (and the
+    body `error`): the account's balance spent (DeepSeek's 402 "Insufficient Balance", OpenAI's 429
+    `insufficient_quota`), its key revoked (401)."""
     answered = []
 
     def respond(messages, body):
         answered.append(body)
         if len(answered) == answers:
-            srv.faults.append(Fault("server_error", status=status, count=None))
+            srv.faults.append(Fault("server_error", status=status, count=None, text=error))
         return reply
 
     with serve_openai(respond) as srv:
         yield srv
 
 
-@pytest.mark.parametrize("status, reason, sent", [(402, "llm_payment_required", 4), (401, "llm_key_refused", 4),
-                                                  (403, "http_403", 10), (400, "http_400", 10)])
-def test_an_account_refused_part_way_stops_the_requests_as_the_budget_cap_does(tmp_path, status, reason, sent):
-    """Out of balance part way (DeepSeek's 402), or the key revoked (a 401 once it had answered): each
-    row left was still sent a request refused like the first and dropped as its own `http_402`. The
-    client now stops as at the budget cap; 403 (often one request's content) and 400 stay the row's."""
+def openai_error(message: str, type_: str, code: str | None) -> str:
+    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+# OpenAI's bodies for an account out of credit, its billing inactive (as sent: with and without a
+# code), its spending cap reached (a 400 from the images endpoint)
+OPENAI_QUOTA = openai_error("You exceeded your current quota, please check your plan and billing details.",
+                            "insufficient_quota", "insufficient_quota")
+OPENAI_BILLING_INACTIVE = "Your account is not active, please check your billing details on our website."
+
+
+@pytest.mark.parametrize("status, error, reason, sent", [
+    (402, None, "llm_payment_required", 4), (401, None, "llm_key_refused", 4),
+    (429, OPENAI_QUOTA, "llm_payment_required", 4),
+    (429, openai_error(OPENAI_BILLING_INACTIVE, "billing_not_active", "billing_not_active"), "llm_payment_required", 4),
+    (429, openai_error(OPENAI_BILLING_INACTIVE, "billing_not_active", None), "llm_payment_required", 4),
+    (400, openai_error("Billing hard limit has been reached", "invalid_request_error", "billing_hard_limit_reached"),
+     "llm_payment_required", 4),
+    (403, None, "http_403", 10), (400, None, "http_400", 10)],
+    ids=["402", "401", "429-insufficient_quota", "429-billing_not_active", "429-billing_not_active-no-code",
+         "400-billing_hard_limit_reached", "403", "400"])
+def test_an_account_refused_part_way_stops_the_requests_as_the_budget_cap_does(tmp_path, status, error, reason, sent):
+    """Out of balance part way (DeepSeek's 402; OpenAI's 429 `insufficient_quota`), or the key revoked
+    (a 401 once it had answered): each row left was still sent a request refused like the first and
+    dropped as its own `http_402`, or for a 429 asked again max_retries times. The client now stops
+    as at the budget cap; 403 (often one request's content) and 400 stay the row's."""
     from generators.base import Context, stream
 
-    with _account_refused_after(3, status) as srv:
+    with _account_refused_after(3, status, error=error) as srv:
         client = make_client(srv, tmp_path, concurrency=1)
         out = list(stream(_echo_generator(), [], Context(llm=client, params={"n": 10})))
         assert srv.count() == sent and srv.count(status) == sent - 3
