@@ -16,7 +16,7 @@
   parameters); a finished request is never paid twice, across crashes and kills: each answer is one
   append to the run's own log, and a torn line is no answer.
 - Token and cost accounting (prompt, completion, DeepSeek's prompt-cache-hit tokens) with a budget
-  cap that stops new requests cleanly.
+  cap that stops new requests cleanly; an answer with no `usage` is counted at the most it could cost.
 - The API key comes from the environment only and is never written, logged or put in an error.
 """
 
@@ -133,6 +133,7 @@ class Stats:
     refused: str = ""  # `reason: detail` of the endpoint's refusal of the account (`AccountRefused`), if it came
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    estimated_cost_answers: int = 0  # answers whose reply reported no usage: in cost_usd at the most they could cost
 
     def unanswered(self) -> str | None:
         """Why the endpoint left rows unanswered for a cause common to them all: it refused the
@@ -151,7 +152,8 @@ class Stats:
     def summary(self) -> dict:
         return {"requests": self.requests, "cache_hits": self.cache_hits, "prompt_tokens": self.usage.prompt_tokens,
                 "completion_tokens": self.usage.completion_tokens,
-                "prompt_cache_hit_tokens": self.usage.prompt_cache_hit_tokens, "cost_usd": round(self.cost_usd, 6)}
+                "prompt_cache_hit_tokens": self.usage.prompt_cache_hit_tokens, "cost_usd": round(self.cost_usd, 6),
+                "estimated_cost_answers": self.estimated_cost_answers}
 
     @classmethod
     def total(cls, parts: list["Stats"]) -> "Stats":
@@ -159,7 +161,7 @@ class Stats:
         and the last failure and refusal of the last part that had one."""
         out = cls()
         for part in parts:
-            for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd"):
+            for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd", "estimated_cost_answers"):
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             out.usage.add(part.usage)
             out.last_failure = part.last_failure or out.last_failure
@@ -681,7 +683,7 @@ class LLMClient:
                     return self._failed(Failure(f"http_{error.status}", str(error)))
                 else:
                     self.stats.answered += 1
-                    self._account(completion.usage)
+                    self._account(completion.usage, most_usd)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
                         return self._reply(completion, body)
@@ -789,8 +791,18 @@ class LLMClient:
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
             raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
 
-    def _account(self, usage: Usage) -> None:
+    def _account(self, usage: Usage, most_usd: float | None = None) -> None:
+        """Count what a reply cost. An answer that reports no tokens (a gateway that drops `usage`) is
+        counted at `most_usd`, the most its request could cost: at $0 the budget cap never stopped a
+        run and the reported cost was $0."""
         cost = self.settings.prices.cost(usage)
+        if most_usd is not None and not (usage.prompt_tokens or usage.completion_tokens):
+            cost = most_usd
+            self.stats.estimated_cost_answers += 1
+            if self.stats.estimated_cost_answers == 1:
+                log.warning("the LLM endpoint %s answered with no usage: each such answer is counted at the most it "
+                            "could cost (its prompt uncached, max_tokens written), so the cost is an upper estimate "
+                            "(estimated_cost_answers counts them)", self.host)
         self.stats.usage.add(usage)
         self.stats.cost_usd += cost
         self.spending.cost_usd += cost

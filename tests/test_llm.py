@@ -112,7 +112,7 @@ def test_completion_usage_and_cost(tmp_path, prices):
     if prices.completion == 4.0:
         assert stats.cost_usd == pytest.approx((20 + 24 + 6 + 10 + 28) / 1e6, abs=0, rel=1e-15)
     assert stats.summary() == {"requests": 2, "cache_hits": 0, "prompt_tokens": 21, "completion_tokens": 13,
-                               "prompt_cache_hit_tokens": 6, "cost_usd": round(cost, 6)}
+                               "prompt_cache_hit_tokens": 6, "cost_usd": round(cost, 6), "estimated_cost_answers": 0}
     # what went over the wire: the settings' sampling parameters and the bearer key
     body = srv.bodies[0]
     assert body == {"model": "deepseek-chat", "messages": user("Rate this: hello"), "temperature": 0.0,
@@ -145,6 +145,31 @@ def test_openai_style_usage_is_read(tmp_path):
     assert openai_reply == Completion("from openai", "stop", Usage(12, 3, 8))
     assert bare_reply == Completion("no usage here", "stop", Usage(0, 0, 0))
     assert client.stats.usage == Usage(12, 3, 8) and client.stats.retries == 0
+
+def test_an_answer_without_usage_is_counted_at_the_most_it_could_cost(tmp_path, caplog):
+    """A gateway that sends no `usage`: each answer was counted at $0, so the reported cost was $0 and
+    `budget_usd` stopped nothing (50 answers paid under a $0.0001 cap). Each is now counted at the
+    most it could cost (its prompt uncached, `max_tokens` written), with one warning for the run."""
+    faults = [Fault("malformed", count=None, text=chat_completion_body("an answer", None))]
+    prices = Prices()
+    with serve_openai(faults=faults) as srv, caplog.at_level(logging.WARNING, logger="sftmix.llm"):
+        client = make_client(srv, tmp_path, max_tokens=1000)
+        replies = gather(client, ["one", "two", "three"])
+        assert [reply.content for reply in replies] == ["an answer"] * 3
+        # at least the completion's every token, at most with a prompt of 3 tokens per byte sent
+        most_tokens = 1000 * prices.completion / 1e6
+        prompt_bytes = len((SYSTEM["content"] + "three").encode())
+        assert 3 * most_tokens < client.stats.cost_usd < 3 * (most_tokens + prompt_bytes * prices.prompt_cache_miss / 1e6)
+        assert client.stats.usage == Usage() and client.stats.summary()["estimated_cost_answers"] == 3
+        [warning] = caplog.records
+        assert "no usage" in warning.message and "upper estimate" in warning.message
+
+        budgeted = make_client(srv, tmp_path / "budgeted", max_tokens=1000, concurrency=4, budget_usd=0.0001)
+        results = gather(budgeted, [f"row {i}" for i in range(10)])
+        assert srv.count() == 3 + 1
+    assert [type(result) for result in results] == [Completion] + [BudgetExhausted] * 9
+    assert budgeted.stats.cost_usd > 0.0001
+
 
 def test_cache_same_request_twice_is_one_http_request(tmp_path):
     with serve_openai() as srv:
