@@ -300,8 +300,12 @@ def without_thinking(content: str, reply_starts_in_thinking: bool) -> str:
         return content[thinking.end():]
     return content
 
+# The finish_reason the client gives a refusal: a natural stop with no content, as OpenAI-compatible
+# servers send one (OpenAI with its text in `message.refusal`). The model's answer, the same when asked
+# again: cached, and its row's `model_refused` drop.
+REFUSAL = "refusal"
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
-FINISHED = frozenset({"stop", "length", "tool_calls", "function_call"})
+FINISHED = frozenset({"stop", "length", "tool_calls", "function_call", REFUSAL})
 # The server stopped the answer part way for a reason of its own (DeepSeek: "the inference system's
 # resources ran out"): asked again, as a 503 would be. Any other reason (e.g. "content_filter") is an
 # `incomplete_generation`; neither is cached.
@@ -707,12 +711,15 @@ class LLMClient:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
             attempt += counted
 
-    def _reply(self, completion: Completion, body: dict) -> Completion:
+    def _reply(self, completion: Completion, body: dict) -> Completion | Failure:
         """The answer as handed on: the server's (as the cache keeps it, so the same cached answers
         serve either `reply_starts_in_thinking`), its thinking cut once, here. `completion` is the
         caller's own, just read or already written to the cache: cut in place, not copied. A JSON
         mode reply with no `</think>` is the object alone: constrained decoding writes no thinking
-        (vLLM's guided decoding of R1 starts at the first token), where the cut left nothing."""
+        (vLLM's guided decoding of R1 starts at the first token), where the cut left nothing.
+        A refusal is a Failure, so every caller drops its row with the reason."""
+        if completion.finish_reason == REFUSAL:
+            return Failure("model_refused", completion.content[:200] or "no content, finish_reason=stop")
         starts_in_thinking = self.settings.reply_starts_in_thinking and (
             "response_format" not in body or "</think>" in completion.content)
         completion.content = without_thinking(completion.content, starts_in_thinking)
@@ -747,9 +754,11 @@ class LLMClient:
         try:
             response = json.loads(raw)
             choice = response["choices"][0]
-            content = choice["message"]["content"]
+            content, refusal = choice["message"]["content"], choice["message"].get("refusal")
             finish_reason = "stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason")
-            if content is None and finish_reason and finish_reason != "stop":
+            if content is None and (finish_reason == "stop" or isinstance(refusal, str) and refusal):
+                content, finish_reason = refusal if isinstance(refusal, str) else "", REFUSAL
+            elif content is None and finish_reason and finish_reason != "stop":
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
             if not isinstance(content, str):
                 raise ValueError("no message content")

@@ -144,6 +144,7 @@ class Reply:
     content: str | None = ""
     finish_reason: str = "stop"
     reasoning_content: str | None = None  # DeepSeek-reasoner style extra field on the message, if set
+    refusal: str | None = None  # OpenAI's refusal text on the message (with `content` None), if set
 
 
 Responder = Callable[[list, dict], "str | Reply"]
@@ -522,11 +523,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         token_counts = [count_tokens(_content_text(m.get("content"))) for m in messages]
         prompt_tokens = sum(token_counts)
-        completion_tokens = count_tokens(content) + count_tokens(reply.reasoning_content)
+        completion_tokens = count_tokens(content) + count_tokens(reply.reasoning_content) + count_tokens(reply.refusal)
         hit = st._cache_hit(messages, token_counts)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reply.reasoning_content is not None:
             message["reasoning_content"] = reply.reasoning_content
+        if reply.refusal is not None:
+            message["refusal"] = reply.refusal
         created = int(time.time())
         resp = {
             "id": f"chatcmpl-{body_hash[:12]}{created:x}",

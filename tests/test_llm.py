@@ -332,16 +332,40 @@ def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reas
         assert srv.count() == 1 and client.stats.cache_hits == 1
 
 
-@pytest.mark.parametrize("finish_reason", ["eos", ""])
-def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path, finish_reason):
-    """A stop synonym (or an empty reason) with `content: null` was an empty answer, cached: the
-    row's drop for good."""
-    replies = iter([Reply(None, finish_reason=finish_reason), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
+def test_no_content_and_no_finish_reason_is_asked_again_not_cached_as_empty(tmp_path):
+    """An empty finish_reason with `content: null` was an empty answer, cached: the row's drop for
+    good. (With a natural stop it is the model's refusal, below.)"""
+    replies = iter([Reply(None, finish_reason=""), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
     with serve_openai(lambda messages, body: next(replies)) as srv:
         client = make_client(srv, tmp_path)
         reply = run(client, client.complete(user("judge this")))
         assert srv.count() == 2
     assert isinstance(reply, Completion) and reply.content == "Feedback: fine. [RESULT] 5"
+
+
+@pytest.mark.parametrize("reply", [Reply(None, finish_reason="stop"), Reply(None, finish_reason="eos"),
+                                   Reply(None, finish_reason="stop", refusal="I'm sorry, I can't assist with that.")],
+                         ids=["stop", "eos", "openai-refusal"])
+def test_a_refusal_is_one_paid_answer_cached_and_its_row_a_model_refused_drop(tmp_path, reply):
+    """`content: null` with a natural stop, as OpenAI-compatible servers send a refusal (OpenAI adds
+    `message.refusal`), was read as a malformed body: asked max_retries + 1 times, each paid, never
+    cached, the row an `llm_retries_exhausted` drop that `Stats.unanswered` blamed on the URL; and
+    all of it again on every rerun."""
+    from generators.base import Context, stream
+
+    with serve_openai(lambda messages, body: reply) as srv:
+        client = make_client(srv, tmp_path)
+        out = list(stream(_echo_generator(), [], Context(llm=client, params={"n": 1})))
+        assert srv.count() == 1
+        rerun = make_client(srv, tmp_path)
+        again = run(rerun, rerun.complete([{"role": "user", "content": "question 0"}]))
+        assert srv.count() == 1 and rerun.stats.cache_hits == 1
+    [(_, drop)] = out
+    assert isinstance(drop, Drop) and drop.reason == "model_refused"
+    assert drop.detail == (reply.refusal or "no content, finish_reason=stop")
+    assert isinstance(again, Failure) and (again.reason, again.detail) == (drop.reason, drop.detail)
+    stats = client.stats
+    assert (stats.answered, stats.retries) == (1, 0) and stats.cost_usd > 0 and stats.unanswered() is None
 
 
 def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):
@@ -359,7 +383,7 @@ def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp
 def test_an_unusable_reply_that_was_paid_for_counts_in_the_cost(tmp_path):
     """A 200 with `usage` but no content was asked again, and its tokens never counted: the budget
     undercounted what the endpoint billed."""
-    broken = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}],
+    broken = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": None}],
                          "usage": {"prompt_tokens": 1000, "completion_tokens": 500}})
     with serve_openai(faults=[Fault("malformed", count=1, text=broken)]) as srv:
         client = make_client(srv, tmp_path)
