@@ -88,40 +88,68 @@ def _tool_call_block(call: dict) -> str:
             raise ValueError(f"tool call {call['function']['name']!r}: arguments hold half a surrogate pair") from None
     # A closing tag inside a string would end the block for the Hermes parser (vLLM's regex), which
     # then reads no call at all: JSON's `\/` escape writes the same string without it.
-    return f"\n<tool_call>\n{body.replace(TOOL_CALL_END, ESCAPED_TOOL_CALL_END)}\n</tool_call>"
+    return f"<tool_call>\n{body.replace(TOOL_CALL_END, ESCAPED_TOOL_CALL_END)}\n</tool_call>"
 
 
-def to_chatml(record: dict) -> str:
-    """The ChatML training text of one canonical record (see module docstring)."""
+# What an assistant turn opens with, and the generation prompt: the model is given it, never writes it.
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+
+
+def chatml_segments(record: dict, *, generation_prompt: bool = False) -> list[tuple[str, bool]]:
+    """`to_chatml`'s text of a record in consecutive `(text, trained)` pieces, untrained and trained
+    in turn. Trained: each assistant turn's own output (content, `<tool_call>` blocks, the closing
+    `<|im_end|>\\n`); the rest, each `<|im_start|>assistant\\n` included, is prompt, as LLaMA-Factory
+    splits a Qwen turn. The pieces are axolotl `input_output` segments as they are; one piece per
+    stretch, so a tokenizer fed piece by piece cuts only where a turn starts or ends.
+
+    `generation_prompt=True` ends the text with `<|im_start|>assistant\\n` (untrained), as a chat
+    template's `add_generation_prompt`: for a holdout row, pass it without its last assistant turn.
+    A conversation ending with an assistant turn then raises ValueError: the prompt would hold the
+    answer."""
     messages = record["messages"]
-    parts = []
+    if generation_prompt and messages and messages[-1]["role"] == "assistant":
+        raise ValueError("generation prompt after an assistant turn: drop that turn (messages[:-1]) to prompt for it")
+    segments: list[tuple[str, bool]] = []
+    prompt = []  # text since the last assistant output: one untrained piece
     tools_block = _tools_block(record.get("tools") or "")
     start = 0
     if tools_block:
         system = ""
         if messages and messages[0]["role"] == "system":
             system, start = messages[0]["content"] or "", 1
-        parts.append(f"<|im_start|>system\n{system}\n\n{tools_block}<|im_end|>\n" if system
-                     else f"<|im_start|>system\n{tools_block}<|im_end|>\n")
+        prompt.append(f"<|im_start|>system\n{system}\n\n{tools_block}<|im_end|>\n" if system
+                      else f"<|im_start|>system\n{tools_block}<|im_end|>\n")
     i = start
     while i < len(messages):
         msg = messages[i]
         role, content = msg["role"], msg["content"] or ""
         if role == "tool":  # this result and the ones right after it share one user turn
-            parts.append("<|im_start|>user")
+            prompt.append("<|im_start|>user")
             while i < len(messages) and messages[i]["role"] == "tool":
-                parts.append(f"\n<tool_response>\n{messages[i]['content'] or ''}\n</tool_response>")
+                prompt.append(f"\n<tool_response>\n{messages[i]['content'] or ''}\n</tool_response>")
                 i += 1
-            parts.append("<|im_end|>\n")
+            prompt.append("<|im_end|>\n")
             continue
-        if role == "assistant" and msg.get("tool_calls"):
-            parts.append("<|im_start|>assistant" + (f"\n{content}" if content else ""))
-            parts.extend(_tool_call_block(call) for call in msg["tool_calls"])
-            parts.append("<|im_end|>\n")
+        if role == "assistant":
+            prompt.append(ASSISTANT_HEADER)
+            segments.append(("".join(prompt), False))
+            prompt.clear()
+            blocks = [content] if content else []
+            blocks.extend(_tool_call_block(call) for call in msg.get("tool_calls") or ())
+            segments.append(("\n".join(blocks) + "<|im_end|>\n", True))
         else:
-            parts.append(f"<|im_start|>{role}\n{content}<|im_end|>\n")
+            prompt.append(f"<|im_start|>{role}\n{content}<|im_end|>\n")
         i += 1
-    return "".join(parts)
+    if generation_prompt:
+        prompt.append(ASSISTANT_HEADER)
+    if prompt:
+        segments.append(("".join(prompt), False))
+    return segments
+
+
+def to_chatml(record: dict) -> str:
+    """The ChatML training text of one canonical record (see module docstring)."""
+    return "".join(text for text, _ in chatml_segments(record))
 
 
 def chat_template_inputs(record: dict) -> tuple[list[dict], list[dict]]:

@@ -1,10 +1,15 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from sftmix.raw import iter_raw_rows
 from sftmix.record import make_record, message, tool_call, tool_def
-from sftmix.render import chat_template_inputs, parse_hermes_tool_calls, to_chatml
+from sftmix.render import chat_template_inputs, chatml_segments, parse_hermes_tool_calls, to_chatml
+from sftmix.sources import get_converter
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 WEATHER = tool_def(
     "get_weather",
@@ -196,3 +201,69 @@ def test_chat_template_inputs_hold_the_calls_to_chatml_writes(rec):
 def test_a_call_the_json_reader_refuses_is_no_call():
     """vLLM's parser catches any exception here; an integer of over 4,300 digits raised ValueError."""
     assert parse_hermes_tool_calls('<tool_call>\n{"name": "f", "arguments": {"n": ' + "9" * 5000 + '}}\n</tool_call>') == []
+
+
+# A shard's row as written (system prompt, two parallel calls, their results), and Dolci's multi-turn
+# row through its converter (four assistant turns: a call, an answer, two parallel calls, an answer).
+STORED = json.loads((FIXTURES / "openai_messages" / "data.jsonl").read_text().splitlines()[0])
+DOLCI_FILE = FIXTURES / "dolci_tool_use" / "train-00000-of-00006.parquet"
+_dolci = dict(get_converter("dolci_tool_use")(iter_raw_rows([DOLCI_FILE])))[f"{DOLCI_FILE.name}#3"]
+DOLCI = make_record(messages=_dolci.messages, tools=_dolci.tools, source="dolci", licence="odc-by", language="ca", origin={})
+RECORDS = [STORED, DOLCI, SINGLE, PARALLEL, NON_ASCII]
+RECORD_IDS = ["stored_row", "dolci_multi_turn", "single", "parallel_with_content", "non_ascii"]
+
+
+def trained_spans(segments) -> list[tuple[int, int]]:
+    spans, at = [], 0
+    for text, trained in segments:
+        if trained:
+            spans.append((at, at + len(text)))
+        at += len(text)
+    return spans
+
+
+@pytest.mark.parametrize("rec", RECORDS, ids=RECORD_IDS)
+def test_segments_are_the_chatml_text_with_each_assistant_output_trained(rec):
+    """Trained: from after `<|im_start|>assistant\\n` to after its `<|im_end|>\\n`, character for character."""
+    segments = chatml_segments(rec)
+    text = to_chatml(rec)
+    assert "".join(piece for piece, _ in segments) == text
+    turns = list(re.finditer(r"<\|im_start\|>assistant\n(.*?<\|im_end\|>\n)", text, re.S))
+    assert len(turns) == sum(m["role"] == "assistant" for m in rec["messages"])
+    assert trained_spans(segments) == [turn.span(1) for turn in turns]
+    # untrained and trained in turn, none empty: a tokenizer fed piece by piece cuts only at turn edges
+    assert [trained for _, trained in segments] == [i % 2 == 1 for i in range(len(segments))]
+    assert all(piece for piece, _ in segments)
+
+
+def test_a_stored_rows_prompt_calls_and_results_are_not_trained_and_its_calls_and_answer_are():
+    segments = chatml_segments(STORED)
+    assert [trained for _, trained in segments] == [False, True, False, True]
+    assert segments[0][0].startswith("<|im_start|>system\nEts un assistent útil.\n\n# Tools\n")
+    assert segments[0][0].endswith("<|im_start|>user\nQuin temps fa a Girona i a Lleida?<|im_end|>\n<|im_start|>assistant\n")
+    assert segments[1][0] == (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Girona"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lleida"}}\n</tool_call><|im_end|>\n'
+    )
+    assert segments[2][0] == (
+        '<|im_start|>user\n<tool_response>\n{"temp": 18}\n</tool_response>\n'
+        '<tool_response>\n{"temp": 21}\n</tool_response><|im_end|>\n<|im_start|>assistant\n'
+    )
+    assert segments[3][0] == "A Girona fa 18 °C i a Lleida 21 °C.<|im_end|>\n"
+    # text before the calls is trained with them, in the same piece
+    assert chatml_segments(PARALLEL)[1][0].startswith("Ho consulto.\n<tool_call>\n")
+
+
+@pytest.mark.parametrize("rec", RECORDS, ids=RECORD_IDS)
+def test_the_generation_prompt_of_a_row_without_its_last_answer_is_the_text_before_that_answer(rec):
+    """What a model is prompted with on the holdout is what it was trained to continue."""
+    *before, (last_answer, trained) = chatml_segments(rec)
+    prompt = chatml_segments({**rec, "messages": rec["messages"][:-1]}, generation_prompt=True)
+    assert trained and prompt == before
+    assert prompt[-1] == (prompt[-1][0], False) and prompt[-1][0].endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert "".join(piece for piece, _ in prompt) + last_answer == to_chatml(rec)
+
+
+def test_a_generation_prompt_after_an_answer_is_refused():
+    with pytest.raises(ValueError, match=r"drop that turn \(messages\[:-1\]\)"):
+        chatml_segments(STORED, generation_prompt=True)
