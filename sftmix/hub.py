@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from huggingface_hub import get_cached_repo_tree, snapshot_download
+from huggingface_hub import constants, get_cached_repo_tree, snapshot_download
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
     GatedRepoError,
@@ -111,6 +111,9 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
         hint = ("; set HF_TOKEN and accept the terms" if status in (401, 403) else
                 f" (a server error, {len(SERVER_ERROR_WAITS) + 1} tries); run again to resume" if status >= 500 else "")
         raise HubError(f"{where}: HTTP {status} while downloading {file}{hint}") from err
+    except hub_http.ConnectError as err:  # after huggingface_hub's retries: a wrong HF_ENDPOINT, a proxy, no network
+        raise HubError(f"{where}: cannot reach the Hub at {endpoint or constants.ENDPOINT} to download {wanted} "
+                       f"({_first_line(err)}); check HF_ENDPOINT and the network") from err
     except hub_http.TransportError as err:  # a connection cut or timed out after huggingface_hub's retries
         raise HubError(f"{where}: download of {wanted} interrupted ({_first_line(err)}); run again to resume") from err
     except RuntimeError as err:
@@ -128,13 +131,15 @@ def _snapshot_download(*args, **kwargs) -> str:
 
     A request that failed while huggingface_hub located the files (the listing, a file's HEAD) comes
     wrapped in LocalEntryNotFoundError, whose message blames the user's connection even for a Hub
-    answering 503; the request's own error is raised instead, so it is tried again and named."""
+    answering 503, or, when a damaged file is downloaded again, in ValueError ("Force download
+    failed due to the above error"): the request's own error is raised instead, so it is tried again
+    and named."""
     waits = iter(SERVER_ERROR_WAITS)
     while True:
         try:
             try:
                 return snapshot_download(*args, **kwargs)
-            except LocalEntryNotFoundError as err:
+            except (LocalEntryNotFoundError, ValueError) as err:
                 if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
                     raise err.__cause__
                 raise

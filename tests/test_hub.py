@@ -7,6 +7,7 @@ import-time constants, so they are patched on `huggingface_hub.constants` (the f
 only for a repo given `xet`, and its Xet storage only ever fails).
 """
 
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -112,6 +113,35 @@ def test_a_cached_file_cut_short_is_downloaded_again(hub, tmp_path):
     (again,) = download_source(REPO, SHA, ["LICENSE"], tmp_path)
     assert again == path and again.read_bytes() == FILES["LICENSE"]
     assert hub.count("GET", "/resolve/") == 2
+
+
+def test_a_server_error_while_a_damaged_file_is_downloaded_again_is_tried_again_and_named(hub, tmp_path, monkeypatch):
+    (path,) = download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    with open(path.resolve(), "r+b") as blob:
+        blob.truncate(3)
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr("sftmix.hub.SERVER_ERROR_WAITS", (0, 0))
+    # The same repo from a Hub whose HEADs answer 503 (the cache is by repo, not by endpoint)
+    with serve_hub({REPO: {"sha": SHA, "files": FILES, "unavailable_heads": {"LICENSE": 99}}}) as busy:
+        monkeypatch.setenv("HF_ENDPOINT", busy)
+        with pytest.raises(HubError, match="HTTP 503") as exc:
+            download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    message = str(exc.value)  # it was "cannot download LICENSE (Force download failed due to the above error.)"
+    assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
+    assert busy.count("HEAD", "/LICENSE") == 3  # once a try: tried again here
+
+
+def test_a_hub_that_cannot_be_reached_is_named(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(HubError) as exc:
+        download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    message = str(exc.value)  # not "interrupted ...; run again to resume"
+    assert "\n" not in message and f"cannot reach the Hub at {endpoint} to download LICENSE" in message
+    assert message.endswith("check HF_ENDPOINT and the network")
 
 
 def test_a_download_cut_off_is_one_line_naming_the_file(hub, tmp_path):
