@@ -4,7 +4,8 @@ A generator module `generators/<name>.py` defines
 - `PROMPTS`: names of its prompt templates (`generators/prompts/<name>.txt`, `string.Template`
   syntax: `$document`, `${language_name}`); their hash goes into every row's provenance;
 - `items(records, ctx) -> Iterator[Item]`: what to work on, from its input records (documents,
-  prompts, conversations) or from the context alone (self-identity); deterministic from the seed;
+  prompts, conversations) or from the context alone (self-identity), each naming the licences of
+  the records it was built from (`Item.licences`); deterministic from the seed;
 - `async generate(item, ctx) -> list[Converted] | Drop`: LLM calls through `ctx.llm`, returning
   conversations (language set) or a drop with a reason;
 - optionally `INPUT_RULES_OFF`: rules its inputs must not go through, since they drop what it reads
@@ -14,8 +15,8 @@ A generator module `generators/<name>.py` defines
 - optionally `languages(params, targets) -> Collection[str] | None`: the only languages it can write
   rows in with these params and targets (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.
-The runtime adds provenance (and a dropped item's payload as its row in the rejected file), runs
-items concurrently, a bounded number at a time (output order =
+The runtime adds provenance (and a dropped item's payload as its row in the rejected file, under
+its `Item.licences`), runs items concurrently, a bounded number at a time (output order =
 item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
 reached or the endpoint refuses the account (`sftmix.llm.RunStopped`), and feeds the results to
 the same record/filter/writer path as converters (`sftmix.normalize.run`).
@@ -84,6 +85,9 @@ class Item:
     key: str  # the seed row's id (or a synthetic key): provenance and ordering
     payload: Any
     language: str | None = None  # the language the generated row will be in
+    # the licences of the input records it was built from: a drop's row (the payload) holds their
+    # text, so the rejected file's footer names them beside the generator's
+    licences: tuple[str, ...] = ()
 
 
 @dataclass
@@ -214,7 +218,7 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
         seen.add(record["id"])
         quota = ctx.wanted(language)
         if quota is None:
-            yield Item(key=record["id"], payload=record, language=language)
+            yield Item(key=record["id"], payload=record, language=language, licences=(record["licence"],))
             continue
         if quota <= 0:
             continue
@@ -228,7 +232,7 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
         on_input_read()
     chosen = sorted(((index, record) for heap in heaps.values() for _, index, record in heap), key=lambda e: e[0])
     for _, record in chosen:
-        yield Item(key=record["id"], payload=record, language=record["language"])
+        yield Item(key=record["id"], payload=record, language=record["language"], licences=(record["licence"],))
 
 
 def identity_line(ctx: Context) -> str:
@@ -295,6 +299,7 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
                 if isinstance(result, Drop):
                     if result.raw is None:
                         result.raw = item.payload  # what the generator was given: the rejected file's row
+                    result.licences = item.licences
                     yield item.key, result
                     continue
                 for converted in result:

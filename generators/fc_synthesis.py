@@ -165,7 +165,8 @@ def items(records, ctx: Context) -> Iterator[Item]:
             continue
         seen.add(digest)
         rank = hash_rank(ctx.seed, "fc_synthesis", digest)
-        entry = (-rank, digest, record.get("source") or "", record.get("id") or "", zlib.compress(dumps(tools).encode()))
+        entry = (-rank, digest, record.get("source") or "", record.get("id") or "", zlib.compress(dumps(tools).encode()),
+                 record["licence"])
         heap = heaps.setdefault(entry[2], [])
         if total is None or len(heap) < total:
             heapq.heappush(heap, entry)
@@ -180,7 +181,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
     languages = _language_sequence(quotas, ctx.seed) if not drawn else None
     enabled = _variants(params)
     for j in range(count):
-        _, digest, source, record_id, packed = selected[j % len(selected)]
+        _, digest, source, record_id, packed, licence = selected[j % len(selected)]
         round_ = j // len(selected)
         key = f"fc:{digest}" + (f":{round_}" if round_ else "")
         rng = ctx.rng(key)
@@ -191,6 +192,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if len(tools) > max_tools:
             tools = [tools[i] for i in sorted(rng.sample(range(len(tools)), max_tools))]
         names = {t["function"]["name"] for t in tools}
+        licences = {licence}  # the tool set's and its distractors' records'
         for _ in range(rng.randint(0, int(params.get("distractors", DISTRACTORS))) if len(selected) > 1 else 0):
             other = selected[rng.randrange(len(selected))]
             if other[1] == digest:
@@ -199,12 +201,13 @@ def items(records, ctx: Context) -> Iterator[Item]:
             if candidate["function"]["name"] not in names:
                 names.add(candidate["function"]["name"])
                 tools.append(candidate)
+                licences.add(other[5])
         rng.shuffle(tools)
         payload = {"tools": tools, "variant": variant, "tool_source": source, "tool_record": record_id,
                    "persona": rng.choice(PERSONAS), "variation": round_ + 1,
                    "calls": rng.choice((2, 2, 3)) if variant == "parallel" else 1,
                    "mode": _no_tool_mode(tools, rng) if variant == "no_tool_fits" else None}
-        yield Item(key=key, payload=payload, language=language)
+        yield Item(key=key, payload=payload, language=language, licences=tuple(sorted(licences)))
 
 
 def _variants(params: dict) -> dict[str, float]:

@@ -132,7 +132,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         quotas.take(language)
         payload = {"document": _clip(text.strip(), max_chars), "key": origin.get("key"), "url": origin.get("url"),
                    "int_score": origin.get("int_score"), "score": origin.get("score")}
-        yield Item(key=key, payload=payload, language=language)
+        yield Item(key=key, payload=payload, language=language, licences=(record["licence"],))
         if quotas.full():
             return  # every language has its documents: read no further input
 

@@ -100,7 +100,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
             continue
         language = quotas.draw(ctx.rng(f"{NAME}:language:{key}"))
         quotas.take(language)
-        yield Item(key=key, language=language, payload={
+        yield Item(key=key, language=language, licences=(record["licence"],), payload={
             "document": text.strip(), "key": origin.get("key"), "url": origin.get("url"), "tokens": tokens})
         if quotas.full():
             return  # every language has its documents: read no further input

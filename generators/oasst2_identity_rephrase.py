@@ -118,7 +118,8 @@ def items(records, ctx: Context) -> Iterator[Item]:
         wanted = ctx.wanted(cell)
         ranked = sorted(matches[cell], key=lambda entry: entry[0])
         for _, record, strength in ranked if wanted is None else ranked[:wanted]:
-            yield Item(key=record["id"], language=record["language"], payload={"record": record, "strength": strength})
+            yield Item(key=record["id"], language=record["language"], payload={"record": record, "strength": strength},
+                       licences=(record["licence"],))
 
 
 def _conversation(messages: list[dict]) -> str:

@@ -89,11 +89,11 @@ def items(records, ctx: Context) -> Iterator[Item]:
         origin = record_origin(record)
         problem = _problem(text, origin, params, seen)
         if problem is not None:
-            yield Item(key=key, language=language, payload={"drop": problem, "prompt": text})
+            yield Item(key=key, language=language, payload={"drop": problem, "prompt": text}, licences=(record["licence"],))
             continue
         if left[cell] is not None:
             left[cell] -= 1
-        yield Item(key=key, language=language, payload={
+        yield Item(key=key, language=language, licences=(record["licence"],), payload={
             "prompt": text.strip(), "key": origin.get("key"), "conversation_hash": origin.get("conversation_hash"),
             "original_model": origin.get("model")})
         if full():

@@ -105,17 +105,14 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
     for key, result in stream:
         counts.read += 1
         if isinstance(result, Drop):
-            # a generator's drop holds its input, a record under its own licence
-            own = result.raw.get("licence") if stage == "generate" and isinstance(result.raw, dict) else None
-            sink.reject(stage, result.reason, result.raw, detail=result.detail, key=str(key),
-                        licence=own if isinstance(own, str) else None)
+            sink.reject(stage, result.reason, result.raw, detail=result.detail, key=str(key), licences=result.licences)
             continue
         record = _to_record(info, str(key), result)
         if isinstance(record, Drop):  # kept as converted: the value at fault may be in tools or meta
             # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
-                        licence=result.licence and result.licence.lower())
+                        licences=[result.licence.lower()] if result.licence else ())
             continue
         document = record_document(record)
         if position is None:
@@ -224,7 +221,8 @@ def _records_as_documents(files: list[Path], sink: RejectedSink, counts: Counts,
         counts.read += 1
         # A file not written by sftmix may hold nulls, or an origin a rule's verdict cannot be written into.
         if not stage_parts and (problem := _record_problem(record)):
-            sink.reject("read", "malformed_record", record, detail=problem, key=str(position), licence=record["licence"])
+            sink.reject("read", "malformed_record", record, detail=problem, key=str(position),
+                        licences=[record["licence"]])
             continue
         document = record_document(record)
         document.metadata["position"] = position

@@ -7,7 +7,7 @@ every drop of every stage lands in the same place and the same counts.
 Its footer's `licences` are those of the rows it holds, as a shard's are (`RejectedWriter`), so
 that a rejected file too can be passed on or left out by its footer alone: a row is under the
 source's licence where the manifest names one and under its own where it names one (a record,
-a generator's input record dropped unasked, a row whose licence conflicts with the manifest's),
+a generator's dropped item: its input records', a row whose licence conflicts with the manifest's),
 else `unknown` (a raw row of a source whose rows carry their licence, dropped before its licence
 was read).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 
@@ -95,12 +96,12 @@ class RejectedSink:
         self.buffer: list[dict] = []
 
     def reject(self, stage: str, reason: str, row, *, detail: str = "", key: str = "", record_id: str | None = None,
-               licence: str | None = None) -> None:
-        """`licence`: the row's own, where it names one (a record, or a row whose licence conflicts
-        with the manifest's, a generator's input record dropped unasked): the footer names it beside
-        the source's."""
+               licences: Iterable[str] = ()) -> None:
+        """`licences`: the row's own, where it names them (a record, a row whose licence conflicts
+        with the manifest's, a generator's dropped item: its input records'): the footer names them
+        beside the source's."""
         self.counts.drop(reason)
-        self.writer.licences.update([name for name in (self.licence, licence) if name] or [UNKNOWN_LICENCE])
+        self.writer.licences.update([name for name in (self.licence, *licences) if name] or [UNKNOWN_LICENCE])
         self.buffer.append(
             {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}
@@ -140,4 +141,4 @@ class _StageWriter:
         key = str(json.loads(record["origin"]).get("row", ""))  # the raw row key, as convert-stage drops have it
         self.sink.reject(self.stage, doc.metadata.get("filter_reason", self.stage), record,
                          detail=doc.metadata.get("filter_detail", ""), key=key, record_id=record["id"],
-                         licence=record["licence"])
+                         licences=[record["licence"]])

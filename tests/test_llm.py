@@ -917,8 +917,8 @@ def test_inputs_left_unasked_are_kept_under_their_own_licence(tmp_path):
     from sftmix.record import make_record
 
     module = _echo_generator()
-    module.items = lambda records, ctx: (Item(key=r["id"], payload=r["messages"][0]["content"], language="en")
-                                         if i == 0 else Item(key=r["id"], payload=r, language="en")
+    module.items = lambda records, ctx: (Item(key=r["id"], payload=r["messages"][0]["content"] if i == 0 else r,
+                                              language="en", licences=(r["licence"],))
                                          for i, r in enumerate(records))
     inputs = [make_record(messages=[message("user", f"Question {i} about rivers?"), message("assistant", f"Answer {i}.")],
                           tools=[], source="wiki_qa", licence="cc-by-4.0", language="en", origin={"row": i})

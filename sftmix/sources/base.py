@@ -30,6 +30,7 @@ class Drop(Exception):
         self.reason = reason
         self.detail = detail
         self.raw = None  # the raw row, attached by the stream so rejected output can show it
+        self.licences: tuple[str, ...] = ()  # those of the text `raw` holds, where known (a generator's inputs)
 
     @classmethod
     def malformed_row(cls, error: Exception) -> "Drop":

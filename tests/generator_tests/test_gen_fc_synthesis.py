@@ -28,6 +28,7 @@ from sftmix.sources.base import Drop
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SOURCES = {"xlam": "xlam/xlam_function_calling_60k.json", "toolace": "toolace/data.json",
            "toucan": "toucan/train-00000-of-00003.parquet"}
+LICENCES = {"xlam": "cc-by-4.0", "toolace": "apache-2.0", "toucan": "apache-2.0"}  # as alia-40b-fc.yaml names them
 PARAMS = {"include": ["parallel", "multi_turn", "no_tool_fits"], "languages": ["en", "es"]}
 TEXT = {
     "English": {"user": "Could you help me with this, please? I need it for a report I'm writing this afternoon.",
@@ -120,9 +121,15 @@ def tool_records(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tools")
     records = []
     for name, path in SOURCES.items():
-        normalize(SourceInfo(key=name, converter=name, licence="apache-2.0"), [FIXTURES / path], tmp / f"{name}.parquet", tmp / f"{name}.rej.parquet")
+        normalize(SourceInfo(key=name, converter=name, licence=LICENCES[name]), [FIXTURES / path], tmp / f"{name}.parquet",
+                  tmp / f"{name}.rej.parquet")
         records += read_records([tmp / f"{name}.parquet"])
     return records
+
+
+def tool_licences(records) -> dict[str, str]:
+    """Tool name -> the licence of the record defining it (no name is in two sources' fixtures)."""
+    return {t["function"]["name"]: r["licence"] for r in records for t in gen.usable_tools(r["tools"])}
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,11 @@ def test_items_sample_tool_sets_evenly_and_deterministically(tool_records):
     for item in many:
         names = [t["function"]["name"] for t in item.payload["tools"]]
         assert len(names) == len(set(names)) and len(names) <= gen.MAX_TOOLS + gen.DISTRACTORS
+    # an item names the licences of the records its tools come from, its distractors' too: a drop's row holds them
+    licence_of = tool_licences(tool_records)
+    for item in many:
+        assert item.licences == tuple(sorted({licence_of[t["function"]["name"]] for t in item.payload["tools"]}))
+    assert any(item.licences == ("apache-2.0", "cc-by-4.0") for item in many)
 
 
 def _check_row(row):
@@ -240,6 +252,13 @@ def test_generate_through_rule_filters_to_parquet(tmp_path, tool_records, cache_
     assert Counter(json.loads(r["origin"])["variant"] for r in rows) == {**EXPECTED_VARIANTS, "parallel": 2}
     assert rows and all(json.loads(r["tools"]) for r in rows)
     assert {r["licence"] for r in rows} == {"apache-2.0"} and {r["language"] for r in rows} <= {"en", "es"}
+    # the dropped items' rows hold tool definitions of xlam (cc-by-4.0): the footer names the licences of their
+    # records beside the generator's (it named the generator's alone)
+    licence_of = tool_licences(tool_records)
+    dropped = {licence_of[t["function"]["name"]] for r in rejected if r["stage"] == "generate"
+               for t in json.loads(r["row"])["tools"]}
+    assert "cc-by-4.0" in dropped
+    assert json.loads(pq.read_schema(tmp_path / "rejected.parquet").metadata[b"licences"]) == ["apache-2.0", "cc-by-4.0"]
 
 
 def test_call_checks_explain_the_problem():

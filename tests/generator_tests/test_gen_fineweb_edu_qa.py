@@ -232,7 +232,7 @@ def test_conversation_layout(records, tmp_path):
 
 
 def test_languages_are_assigned_by_hash_within_quotas(tmp_path):
-    docs = [{"id": f"doc{i}", "messages": [{"role": "user", "content": f"Document {i}. " + FILLER * 2}],
+    docs = [{"id": f"doc{i}", "licence": "odc-by", "messages": [{"role": "user", "content": f"Document {i}. " + FILLER * 2}],
              "origin": json.dumps({"int_score": 4 + i % 2})} for i in range(500)]
     pulled = []
 
@@ -275,3 +275,5 @@ def test_generate_writes_rows_through_the_rule_filters(records, tmp_path):
     mismatch = next(r for r in rejected if r["reason"] == "language_mismatch")
     assert mismatch["stage"] == "language" and "transpiration" in mismatch["row"]
     assert next(r for r in rejected if r["reason"] == "invalid_json")["detail"].startswith("generation:")
+    # the document drops hold FineWeb-Edu text: the footer names its licence (it named the generator's alone: review)
+    assert json.loads(pq.read_schema(tmp_path / "rejected.parquet").metadata[b"licences"]) == ["apache-2.0", "odc-by"]
