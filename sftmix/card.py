@@ -6,8 +6,9 @@ import yaml
 
 from sftmix import __version__
 from sftmix.counts import Counts
-from sftmix.manifest import Manifest
+from sftmix.manifest import ANY_LANGUAGE, Manifest
 from sftmix.mixing import SPLITS, MixResult
+from sftmix.plan import cells
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -16,11 +17,34 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _split_table(title: str, breakdown: dict[str, dict[str, int]], also: set[str] = frozenset()) -> str:
-    """Rows per split of each key, and of the keys in `also` that gave none."""
+def _split_table(title: str, breakdown: dict[str, dict[str, int]], also: set[str] = frozenset(),
+                 licences: dict[str, dict[str, dict[str, int]]] | None = None) -> str:
+    """Rows per split of each key, and of the keys in `also` that gave none; with `licences` (split ->
+    key -> licence -> rows), the licences each key's rows carry."""
     keys = sorted({k for split in SPLITS for k in breakdown.get(split, {})} | also)
     rows = [[k, *(breakdown.get(s, {}).get(k, 0) for s in SPLITS)] for k in keys]
-    return _table([title, *SPLITS], rows)
+    if licences is None:
+        return _table([title, *SPLITS], rows)
+    carried = [", ".join(sorted({lic for s in SPLITS for lic in licences.get(s, {}).get(k, {})})) for k in keys]
+    return _table([title, *SPLITS, "licences"], [[*row, lics] for row, lics in zip(rows, carried)])
+
+
+def _cell_table(manifest: Manifest, by_cell: dict[str, dict[str, dict[str, int]]]) -> str:
+    """Rows per split of each source x language, and of the manifest's cells that gave none, beside
+    the cell's target (`all`: every row it has). A source's one target over all its languages (`*`)
+    is beside each of its languages, marked `(*)`."""
+    targets = {(c.source, c.language): "all" if c.target is None else f"{c.target:,}" for c in cells(manifest)}
+    found = {(source, language) for split in SPLITS for source, languages in by_cell.get(split, {}).items()
+             for language in languages}
+    with_rows = {source for source, _ in found}
+    keys = found | {(source, language) for source, language in targets
+                    if language != ANY_LANGUAGE or source not in with_rows}
+    # the manifest is the one mixed (`build.write_card`): a language with rows has a target, or its source one over all
+    target = lambda source, language: targets.get((source, language)) or f"{targets[(source, ANY_LANGUAGE)]} (*)"
+    rows = [[source, language, *(by_cell.get(s, {}).get(source, {}).get(language, 0) for s in SPLITS),
+             target(source, language)]
+            for source, language in sorted(keys, key=lambda k: (k[0], k[1] == ANY_LANGUAGE, k[1]))]
+    return _table(["source", "language", *SPLITS, "target"], rows)
 
 
 # The Hub's size categories (`datasets`' utils/resources/size_categories.json), by their upper bounds
@@ -73,7 +97,10 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "Both splits hold every source's rows in one order, by sha256 of the seed, the mixture's name and "
         "the row's id, so "
         "they read as a mix of the sources rather than one source after another.",
-        "## Rows by source\n\n" + _split_table("source", result.by_source, mixed),
+        "## Rows by source\n\n" + _split_table("source", result.by_source, mixed, result.by_source_licence),
+        "## Rows by source × language\n\n`target`: the manifest's target for the cell's train rows (`all`: every "
+        "row it has; `(*)`: the source's one target over all its languages).\n\n"
+        + _cell_table(manifest, result.by_cell),
         "## Rows by language\n\n" + _split_table("language", result.by_language),
         "## Rows by licence\n\n" + _split_table("licence", result.by_licence),
         "## Intake per source\n\n" + ("A source marked as generator input only is read for the generators that "

@@ -99,6 +99,10 @@ class MixResult:
     # the settings of the records mixed (`sftmix.build.mixed_sources_digest`): not in the shards,
     # which the same manifest and raw bytes make byte-identical, whatever the files' times
     mixed_sources: str = ""
+    # split -> source -> language -> rows (the cells the targets are set in), and split -> source ->
+    # licence -> rows; None in the stats.json of an sftmix that did not count them
+    by_cell: dict[str, dict[str, dict[str, int]]] | None = None
+    by_source_licence: dict[str, dict[str, dict[str, int]]] | None = None
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -666,6 +670,14 @@ def _breakdown(counts: Counter) -> dict[str, dict[str, int]]:
     return out
 
 
+def _breakdown_by_source(counts: Counter) -> dict[str, dict[str, dict[str, int]]]:
+    """(split, (source, value)) -> rows as split -> source -> value -> rows, sources and values sorted."""
+    out: dict[str, dict[str, dict[str, int]]] = {split: {} for split in SPLITS}
+    for (split, (source, value)), n in sorted(counts.items(), key=lambda item: item[0][1]):
+        out[split].setdefault(source, {})[value] = n
+    return out
+
+
 def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, dict[str, int]]:
     """Non-zero exclusion counts per source, reasons in the order the rows meet them."""
     keys = [s.key for s in _mixed(manifest)]
@@ -702,8 +714,10 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         if near_dedup:
             members = _near_duplicate_members(manifest, partitions, text_files, work_dir / "near_dedup", available, copies)
         shares, holdout_deficit = _shares(manifest, available, copies)
-        # What the splits hold, by source, language and licence (the breakdowns of the result)
+        # What the splits hold, by source, language, licence, source x language and source x licence
+        # (the breakdowns of the result)
         by = {column: Counter() for column in ("source", "language", "licence")}
+        by_cell, by_source_licence = Counter(), Counter()  # (split, (source, language | licence)) -> rows
         tally = _Tally(excluded, rejects)
         train, held = Counter(), Counter()  # rows of each (source, cell) in train and in the holdout
         for order, chosen in _choose(partitions, sources, shares, copied, members, tally):
@@ -712,6 +726,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
                 by["source"][(split, key)] += n
                 by["language"][(split, language)] += n
                 by["licence"][(split, licence)] += n
+                by_cell[(split, (key, language))] += n
+                by_source_licence[(split, (key, licence))] += n
                 (train if split == "train" else held)[(key, cell)] += n
         _refuse_empty_train(manifest, train, held)
         deficits = []
@@ -774,6 +790,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         by_source=_breakdown(by["source"]),
         by_language=_breakdown(by["language"]),
         by_licence=_breakdown(by["licence"]),
+        by_cell=_breakdown_by_source(by_cell),
+        by_source_licence=_breakdown_by_source(by_source_licence),
         deficits=deficits,
         excluded=_exclusions(manifest, excluded),
         files=files,

@@ -496,6 +496,64 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     assert "| *holdout* | * | 1,000 | 0 | 1,000 |" in (tmp_path / "big" / "mini" / "README.md").read_text()
 
 
+
+def _card_table(card: str, title: str) -> list[list[str]]:
+    """The rows of the card's table under `## <title>`, each cell's text."""
+    section = card.split(f"\n## {title}\n\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")][1:]  # after the header
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_card_and_stats_count_rows_by_source_x_language_and_name_each_sources_licences(tmp_path):
+    """The card and stats.json counted rows by source, by language and by licence apart: the source
+    x language cells the targets are set in, and the licences a source's rows carry (tower-blocks:
+    several), were only in the shards (helper audit)."""
+    from sftmix.build import mixed_result, write_card
+
+    tower = {"key": "tower-blocks", "converter": "tower_blocks", "targets": {"en": "all", "es": 1, "pt": "all", "ca": 5},
+             "local": {"files": [str(FIXTURES / "tower_blocks" / "train-00000-of-00004.parquet")]}}
+    aya = {"key": "aya", "converter": "aya", "licence": "apache-2.0", "targets": "all",
+           "local": {"files": [str(FIXTURES / "aya" / "train-00000-of-00001.parquet")]}}
+    glaive = {"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en", "targets": {"*": 3},
+              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}}
+    path = _manifest(tmp_path, [tower, aya, glaive],
+                     licence_policy={"allow": ["apache-2.0", "cc-by-4.0", "cc-by-sa-4.0", "mit"]})
+    layout = Layout(tmp_path / "out", "mini")
+    build(load(path), tmp_path / "out")
+    rows = {split: _table(layout.mixture_dir, split).select(["source", "language", "licence"]).to_pylist()
+            for split in ("train", "validation")}
+
+    def in_shards(column: str) -> dict[str, dict[str, dict[str, int]]]:  # split -> source -> value -> rows
+        return {split: {source: dict(Counter(r[column] for r in split_rows if r["source"] == source))
+                        for source in {r["source"] for r in split_rows}} for split, split_rows in rows.items()}
+
+    cells, licences = in_shards("language"), in_shards("licence")
+    assert len(cells["train"]["aya"]) > 1 and len(licences["train"]["tower-blocks"]) > 1 and rows["validation"]
+    stats = json.loads((layout.mixture_dir / "stats.json").read_text())
+    assert stats["by_cell"] == cells and stats["by_source_licence"] == licences
+
+    card = (layout.mixture_dir / "README.md").read_text()
+    # a cell of no rows is there with its target; a source's one target over all its languages beside each
+    targets = {("tower-blocks", "en"): "all", ("tower-blocks", "es"): "1", ("tower-blocks", "pt"): "all",
+               ("tower-blocks", "ca"): "5"}
+    expected = {(source, language): [cells["train"].get(source, {}).get(language, 0),
+                                     cells["validation"].get(source, {}).get(language, 0),
+                                     targets.get((source, language)) or {"aya": "all (*)", "glaive": "3 (*)"}[source]]
+                for source, language in targets.keys() | {(s, l) for split in cells.values() for s in split for l in split[s]}}
+    assert ("tower-blocks", "ca") not in {(s, l) for split in cells.values() for s in split for l in split[s]}
+    assert {(source, language): [int(train), int(validation), target] for source, language, train, validation, target
+            in _card_table(card, "Rows by source × language")} == expected
+    assert {source: carried for source, _, _, carried in _card_table(card, "Rows by source")} == {
+        source: ", ".join(sorted({lic for split in licences.values() for lic in split.get(source, {})}))
+        for source in ("tower-blocks", "aya", "glaive")}
+
+    # a stats.json of an sftmix that did not count them: no card of empty cells
+    stats_path = layout.mixture_dir / "stats.json"
+    stats_path.write_text(json.dumps({k: v for k, v in stats.items() if k not in ("by_cell", "by_source_licence")}))
+    with pytest.raises(BuildError, match=r"its stats.json was written by an sftmix that did not count its rows by "
+                                         r"source x language and source x licence: mix it again first$"):
+        write_card(load(path), layout, mixed_result(layout))
+
 def _glaive_and_xlam(glaive_target, xlam_target) -> list[dict]:
     return [{"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en", "targets": glaive_target,
              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}},
@@ -1205,8 +1263,8 @@ def test_a_generated_sources_drops_reach_stats_and_the_card(tmp_path, monkeypatc
     assert f"| responses | generated | contaminated:ifeval | {dropped['contaminated:ifeval']:,} |" in card
     made = Layout(tmp_path / "out", "mini").read_counts("responses", "filtered").read
     assert made >= 3 and f"| responses | {made} |  | 0 |" in card  # intake: made, nothing converted, none kept
-    # a mixed source of no rows is in "Rows by source" with zeros (it was missing from every split table)
-    assert re.search(r"## Rows by source\n\n(\|.*\n)*\| responses \| 0 \| 0 \|\n", card)
+    # a mixed source of no rows is in "Rows by source" with zeros and no licence (it was missing from every split table)
+    assert re.search(r"## Rows by source\n\n(\|.*\n)*\| responses \| 0 \| 0 \|  \|\n", card)
 
 
 def test_synthetic_asset_materializes_through_the_llm_resource(tmp_path, monkeypatch):
