@@ -555,6 +555,8 @@ def executor_config(manifest: Manifest, files: list[Path], workers: int | None =
 
 def normalize_source(manifest: Manifest, source: Source, files: list[Path], layout: Layout,
                      workers: int | None = None) -> Counts:
+    if problem := unmakeable(source):
+        log.warning(problem)
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
     settings = built_settings(manifest, source, "normalized", layout)

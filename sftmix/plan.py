@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sftmix.manifest import ANY_LANGUAGE, Manifest, Source
+from sftmix.sources import sets_row_language
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,23 @@ def cells(manifest: Manifest) -> list[Cell]:
 
 
 def unmakeable(source: Source) -> str | None:
-    """What of a generated source's targets its generator cannot write (a language outside its
-    `languages(params, targets)`, or a `"*"` target where that names none), or None: each such cell
-    would end the build as a deficit, after the rest was paid for."""
+    """What of a source's targets none of its rows can meet, or None: each such cell would end the
+    build as a deficit, after the rest was paid for. A generator writes only the languages of its
+    `languages(params, targets)` (none for a `"*"` target where that names none); a converter that
+    gives rows no language of their own labels each with the source's `language:`."""
+    if source.generator is not None:
+        return _ungenerable(source)
+    if source.converter is None or source.language is None or sets_row_language(source.converter):
+        return None  # rows carry their language, or have it detected
+    cells = _unmet(source.target_cells(), [source.language])
+    return cells and (f"source {source.key!r}: no row can be converted for its targets {cells}: converter "
+                      f"{source.converter!r} gives rows no language of their own: each is labelled "
+                      f"{source.language} (the source's `language:`)")
+
+
+def _ungenerable(source: Source) -> str | None:
     from generators import GeneratorNotAvailable, get_generator
 
-    if source.generator is None:
-        return None
     try:
         declared = getattr(get_generator(source.generator.name), "languages", None)
     except GeneratorNotAvailable:  # building it stops, naming it
@@ -55,13 +66,18 @@ def unmakeable(source: Source) -> str | None:
     writable = declared(source.generator.params, targets) if declared else None
     if writable is None:
         return None
-    missing = [(lang, n) for lang, n in targets.items()
-               if n != 0 and lang not in writable and (lang != ANY_LANGUAGE or not writable)]  # a target of 0 wants none
-    if not missing:
+    cells = _unmet(targets, writable)
+    if not cells:
         return None
-    cells = ", ".join(f"{lang} ({n:,})" if isinstance(n, int) else f"{lang} (all)" for lang, n in missing)
     writes = f"writes only {', '.join(writable)}" if writable else "names no language to write with these params"
     return f"source {source.key!r}: no row can be generated for its targets {cells}: generator {source.generator.name!r} {writes}"
+
+
+def _unmet(targets: dict[str, int | str], writable: list[str]) -> str | None:
+    """The cells of `targets` in none of the `writable` languages, as the warnings name them, or None."""
+    missing = [(lang, n) for lang, n in targets.items()
+               if n != 0 and lang not in writable and (lang != ANY_LANGUAGE or not writable)]  # a target of 0 wants none
+    return ", ".join(f"{lang} ({n:,})" if isinstance(n, int) else f"{lang} (all)" for lang, n in missing) or None
 
 
 def summary(manifest: Manifest) -> dict:

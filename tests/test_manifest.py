@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from datatrove.data import Document
@@ -25,7 +26,8 @@ from generators import get_generator, implemented
 from sftmix.build import filter_config
 from sftmix.manifest import ManifestError, load
 from sftmix.record import make_record, message
-from sftmix.sources import filter_defaults
+from sftmix.normalize import SourceInfo, normalize
+from sftmix.sources import available, filter_defaults, sets_row_language
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCT = ROOT / "manifests" / "alia-40b-instruct.yaml"
@@ -675,6 +677,36 @@ def test_a_translation_star_target_without_target_languages_is_named_by_plan(tmp
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ([f"warning: source 'translated': no row can be generated for its targets {cells}: "
                          "generator 'translation' names no language to write with these params"] if cells else [])
+
+
+@pytest.mark.parametrize("converter, language, warning", [
+    ("dolly", "en", "source 'fixed': no row can be converted for its targets ca (3), eu (all): "
+                    "converter 'dolly' gives rows no language of their own: each is labelled en (the source's `language:`)"),
+    ("aya", "en", None),  # its rows name their own language; `language:` is for those that do not
+    ("dolly", None, None),  # each row's language is detected
+], ids=["fixed-language", "row-language", "detected-language"])
+def test_a_target_in_a_language_no_converted_row_is_labelled_is_named_by_plan(tmp_path, converter, language, warning):
+    # `sftmix plan` printed the `ca` target of an `en` dolly source silently; the build ended it a deficit
+    source = {"key": "fixed", "local": {"files": ["fixed.jsonl"]}, "converter": converter, "licence": "apache-2.0",
+              "targets": {"ca": 3, "en": 2, "es": 0, "eu": "all"}}  # a target of 0 wants no row
+    if language:
+        source["language"] = language
+    done = sftmix("plan", str(write(tmp_path, edited(lambda d: d["sources"].append(source)), "ok.yaml")))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ([f"warning: {warning}"] if warning else [])
+
+
+@pytest.mark.parametrize("converter", [name for name in available() if not sets_row_language(name)])
+def test_a_converter_not_setting_row_languages_labels_every_row_with_the_sources_language(converter, tmp_path):
+    # what `plan.unmakeable` says of its targets in other languages: were it to label rows itself
+    # without `ROW_LANGUAGE`, the rows it labels would be named as ones no row can meet
+    files = sorted(path for path in (ROOT / "tests" / "fixtures" / converter).rglob("*")
+                   if path.suffix in {".json", ".jsonl", ".parquet"})
+    info = SourceInfo(key="k", converter=converter, licence="apache-2.0", language="eu")
+    counts = normalize(info, files, tmp_path / "out.parquet", tmp_path / "rejected.parquet", apply_filters=False)
+    languages = pq.read_table(tmp_path / "out.parquet", columns=["language"]).column("language").to_pylist()
+    assert counts.kept and set(languages) == {"eu"}
 
 
 @pytest.mark.parametrize("edit, expected", [

@@ -2319,6 +2319,20 @@ def test_a_generated_target_in_a_language_the_generator_cannot_write_is_named_fi
                                "generator 'eif_augmentation' writes only en, es, ca"]
 
 
+def test_a_target_in_a_language_no_converted_row_is_labelled_is_named_when_the_source_is_converted(tmp_path, caplog):
+    # dolly's rows carry no language: every one is labelled the source's `language:`, and none meets a `ca` target
+    dolly = {"key": "dolly", "converter": "dolly", "licence": "apache-2.0", "language": "en", "targets": {"ca": 3, "en": 2},
+             "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}}
+    manifest = load(_manifest(tmp_path, [dolly], holdout=0))
+    layout = Layout(tmp_path / "out", "mini")
+    with caplog.at_level("WARNING", logger="sftmix"):
+        normalize_source(manifest, manifest.sources[0], [Path(dolly["local"]["files"][0])], layout)
+    assert caplog.messages == ["source 'dolly': no row can be converted for its targets ca (3): converter 'dolly' "
+                               "gives rows no language of their own: each is labelled en (the source's `language:`)"]
+    languages = Counter(r["language"] for r in records_in_order(layout.records("dolly", "normalized")))
+    assert set(languages) == {"en"} and languages["en"] > 0
+
+
 def test_a_mixture_sampling_another_with_the_same_seed_takes_a_proportional_sample(tmp_path):
     """A row keeps its id in every mixture, and ranks were sha256(seed:id): the FC mixture, which
     samples the instruct one with the same seed, took the instruct cells' lowest ranks again, so

@@ -8,7 +8,7 @@ from functools import cache
 
 from sftmix.sources.base import Converted, Drop, RawRow, per_row
 
-__all__ = ["DEFAULT_LANGUAGES", "DEFAULT_LICENCES", "ROW_LICENSED", "Converted", "Drop", "RawRow", "available", "filter_defaults", "get_converter", "per_row", "shardable"]
+__all__ = ["DEFAULT_LANGUAGES", "DEFAULT_LICENCES", "ROW_LICENSED", "Converted", "Drop", "RawRow", "available", "filter_defaults", "get_converter", "per_row", "sets_row_language", "shardable"]
 
 _NOT_CONVERTERS = {"base", "common"}
 
@@ -52,6 +52,13 @@ def shardable(name: str) -> bool:
     from several raw rows (`convert_stream`, e.g. oasst2's message trees)."""
     get_converter(name)
     return not hasattr(importlib.import_module(f"sftmix.sources.{name}"), "convert_stream")
+
+
+def sets_row_language(name: str) -> bool:
+    """Whether the converter gives rows a language of their own (a module's `ROW_LANGUAGE`): every
+    row of another is labelled with its source's `language:`, or detected where that names none."""
+    get_converter(name)
+    return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ROW_LANGUAGE", False)
 
 
 def get_converter(name: str):

@@ -22,6 +22,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1, text_column
 
+ROW_LANGUAGE = True  # an optional `language` column
+
 
 def convert(row: dict) -> Converted:
     if "instruction" not in row or "output" not in row:

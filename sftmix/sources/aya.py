@@ -20,6 +20,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # `language_code`, else `language`
+
 
 def convert(row: dict) -> Converted:
     prompt, completion = row["inputs"], row["targets"]

@@ -8,7 +8,9 @@ A converter module `sftmix/sources/<name>.py` defines either
 The module's file name is the converter name used by the CLI and the manifests. A module may set
 `FILTER_DEFAULTS` (rule-filter config, e.g. `{"role_order": {"require_assistant": False}}` for
 prompt-only rows); a source's own `filters:` in a manifest override it, the manifest's `filters:`
-for every source do not.
+for every source do not. A module whose rows carry their own language (`Converted.language`) sets
+`ROW_LANGUAGE = True`: rows of the others all get the source's `language:`, so `sftmix plan` names a
+target in any other language as one no row can meet.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # the `language` column
+
 FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # documents only: QA comes from a generator
 
 META_FIELDS = ("score", "int_score", "url", "dump", "token_count")

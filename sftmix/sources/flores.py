@@ -34,6 +34,8 @@ from sftmix.record import message
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop, RawRow
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # each pair's target language
+
 LANGUAGES = ("ca", "en", "es", "eu", "gl", "pt")
 
 # Per target language: three prompt templates and the source-language names in the form they need.

@@ -43,6 +43,8 @@ from sftmix.record import message
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop, RawRow
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # the root message's `lang`
+
 ROLES = {"prompter": "user", "assistant": "assistant"}
 
 

@@ -26,6 +26,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1, text_column
 
+ROW_LANGUAGE = True  # the `lang` column
+
 LANGUAGES = {"ca", "es", "en"}
 
 

@@ -36,6 +36,8 @@ from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column, trim_unanswered
 
+ROW_LANGUAGE = True  # an optional `language` column
+
 TAGS = {
     "human": "user", "user": "user",
     "gpt": "assistant", "assistant": "assistant",

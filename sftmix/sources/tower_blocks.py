@@ -30,6 +30,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # the `lang` column (a pair's target)
+
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 # (keyword in the normalized `dataset` value, source on the card, licence or None, where verified)

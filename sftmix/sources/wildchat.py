@@ -30,6 +30,8 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1
 
+ROW_LANGUAGE = True  # the prompt's `language`, else the conversation's
+
 FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # prompts only: responses come from a generator
 
 
