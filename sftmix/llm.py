@@ -2,7 +2,8 @@
 
 - Concurrency limit (asyncio semaphore) and a requests/tokens-per-minute limiter.
 - Retries with exponential backoff and full jitter on 429, 5xx, 408, 409 (as the SDK), timeouts,
-  dropped connections and malformed bodies, honouring `Retry-After` (a 429's pauses every request);
+  dropped connections and malformed bodies, honouring `Retry-After` (a 429 that has one, or that
+  comes while the endpoint answers other rows, pauses every request);
   other errors are per-request failures, never fatal to a run, but for a refusal of the account
   itself (402, DeepSeek's "Insufficient Balance", and OpenAI's 429 `insufficient_quota`; 401 once the
   endpoint has answered, the key revoked, or at a generator's judge), which stops new requests as the
@@ -344,18 +345,22 @@ class _RateLimiter:
         self.events: list[tuple[float, int]] = []
         self.lock = asyncio.Lock()
 
-    async def acquire(self, tokens: int) -> None:
+    async def acquire(self, tokens: int, paused: Callable[[], bool]) -> bool:
+        """Take a slot for a request sent now, once the window has one; False, and no slot taken, when
+        `paused()` by then: the slot is stamped when the request goes out, not before a pause."""
         if self.rpm is None and self.tpm is None:
-            return
+            return not paused()
         async with self.lock:
             while True:
+                if paused():
+                    return False
                 now = time.monotonic()
                 self.events = [(t, n) for t, n in self.events if now - t < 60.0]
                 requests_ok = self.rpm is None or len(self.events) < self.rpm
                 tokens_ok = self.tpm is None or sum(n for _, n in self.events) + tokens <= self.tpm or not self.events
                 if requests_ok and tokens_ok:
                     self.events.append((now, tokens))
-                    return
+                    return True
                 await asyncio.sleep(max(0.01, 60.0 - (now - self.events[0][0])))
 
 
@@ -564,8 +569,9 @@ class LLMClient:
         # cannot together spend past the cap.
         self._committed_requests = 0  # counted too: float sums leave residues
         self._answers: asyncio.Condition | None = None
-        # No request goes out before this (time.monotonic()): a 429's Retry-After (or backoff) pauses
-        # every request, not only the one it came to; the others kept firing into the limit.
+        # No request goes out before this (time.monotonic()): a 429 with a Retry-After, or one while the
+        # endpoint answers other rows (it is busy), pauses every request, not only the one it came to;
+        # the others kept firing into the limit.
         self._paused_until = 0.0
 
     def __repr__(self) -> str:  # never the key
@@ -644,17 +650,19 @@ class LLMClient:
         rate_limits = 0  # this row's 429s
         answered_before = self.stats.answered  # the endpoint's answers when this row's previous try went out (or it began)
         while True:
-            retry_after, rate_limited = None, False
+            retry_after, rate_limited, paused_all = None, False, False
+            # The pause is waited out without a concurrency slot: the slots stay for requests that can go.
+            while (pause := self._paused_until - time.monotonic()) > 0:  # moved on by 429s while it waits
+                await asyncio.sleep(pause)
             async with self._semaphore:
                 # Checked with a slot in hand: requests queued behind the one that reached the cap
                 # (or was refused the account) are never sent; checked before the rate limits too, so
                 # they are not kept waiting for a rate slot (a minute each at one request a minute)
                 # only to be refused.
                 self._refuse_when_stopped()
-                await self._limiter.acquire(estimated_tokens)
-                while (pause := self._paused_until - time.monotonic()) > 0:  # moved on by 429s while it waits
-                    await asyncio.sleep(pause)
-                self._refuse_when_stopped()  # stopped while it waited for a rate slot or the pause
+                if not await self._limiter.acquire(estimated_tokens, self._paused):
+                    continue  # paused again while it waited for the slot or a rate slot: not sent, no try used
+                self._refuse_when_stopped()  # stopped while it waited for a rate slot
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
                 answered_at_send = self.stats.answered
@@ -664,7 +672,11 @@ class LLMClient:
                     last_error = f"{error.kind}: {error}"
                     retry_after = error.retry_after
                     rate_limited = error.kind == "RateLimitError"
-                    if rate_limited:
+                    # The endpoint's limit (a Retry-After; or busy, answering others since this row's
+                    # previous try) pauses every request. Any other 429 waits its row's own backoff: a
+                    # pause of the longest backoff of any row held every row of a failing endpoint ~10x longer.
+                    paused_all = rate_limited and (retry_after is not None or self.stats.answered > answered_before)
+                    if paused_all:
                         self._paused_until = max(self._paused_until,
                                                  time.monotonic() + self._backoff(attempt, retry_after))
                 except _MalformedResponse as error:
@@ -707,7 +719,7 @@ class LLMClient:
             if counted and attempt == self.settings.max_retries:
                 return self._failed(Failure("llm_retries_exhausted", last_error))
             self.stats.retries += 1
-            if not rate_limited:  # a 429's wait is the pause, which every request waits out
+            if not paused_all:  # a pause is waited out at the top of the loop
                 await asyncio.sleep(self._backoff(attempt, retry_after))
             attempt += counted
 
@@ -815,6 +827,9 @@ class LLMClient:
         self.stats.usage.add(usage)
         self.stats.cost_usd += cost
         self.spending.cost_usd += cost
+
+    def _paused(self) -> bool:
+        return self._paused_until > time.monotonic()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** attempt)

@@ -1096,6 +1096,24 @@ def test_a_row_refused_while_the_others_are_answered_ends_after_its_allowance(tm
     assert [r.content for i, r in enumerate(results) if i != 10] == [f"echo: {t}" for t in texts if t != "never"]
 
 
+def test_a_429_without_retry_after_from_an_endpoint_answering_none_waits_its_own_rows_backoff(tmp_path, monkeypatch):
+    """An endpoint refusing every request 429 with no Retry-After (OpenAI's body, no header): each row
+    sleeps its own backoff, holding no concurrency slot. Each such 429 paused every row for its
+    backoff, and `concurrency` requests went out a pause: ~10x longer to drop the rows."""
+    monkeypatch.setattr(llm_module, "random", types.SimpleNamespace(uniform=lambda low, high: high))  # no jitter
+    body = json.dumps({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": None,
+                                 "code": "rate_limit_exceeded"}})
+    with serve_openai(faults=[Fault("server_error", status=429, count=None, text=body)]) as srv:
+        client = make_client(srv, tmp_path, concurrency=4, max_retries=2, backoff_base_s=0.05)
+        start = time.monotonic()
+        results = gather(client, [f"row {i}" for i in range(48)])
+        elapsed = time.monotonic() - start
+        assert srv.count(429) == srv.count() == 48 * 3
+    assert {r.reason for r in results} == {"llm_retries_exhausted"}
+    # every row's waits (0.05 + 0.1 s) at once; paused together, 144 requests 4 a pause took >= 36 x 0.05 s
+    assert elapsed < 1.0, elapsed
+
+
 # -------------------------------------------------------------------------------------- rate limiter
 
 WARP = 60.0  # one limiter minute = one real second
@@ -1132,6 +1150,19 @@ def test_tokens_per_minute_limiter_slows_requests(tmp_path, warped_clock):
         elapsed = time.monotonic() - start
     assert all(isinstance(r, Completion) for r in results)
     assert 1.0 * 0.95 <= elapsed < 4
+
+
+def test_requests_per_minute_limit_holds_across_a_pause(tmp_path, warped_clock):
+    """A 429's Retry-After pauses the requests: their rate slots are taken when they go out after it,
+    not before. Taken before the pause, they went out with the next minute's: past the endpoint's limit."""
+    texts = ["first"] + [f"row {i}" for i in range(1, 6)]
+    # the endpoint allows 4 requests in any 45 s (its window shorter than a minute for the sends' jitter)
+    with serve_openai(faults=[Fault("rate_limit", match="first", count=1, retry_after=50)],
+                      rate_limit=RateLimit(requests=4, per_s=45 / WARP)) as srv:
+        client = make_client(srv, tmp_path, concurrency=2, requests_per_minute=4)
+        results = gather(client, texts)
+        assert srv.count(429) == 1 and srv.count(200) == 6  # only the fault's: the endpoint's limit never reached
+    assert [r.content for r in results] == [f"echo: {t}" for t in texts]
 
 
 def test_no_limiter_is_not_slow(tmp_path, warped_clock):
