@@ -7,7 +7,8 @@ is strict; an unparsable verdict is asked again (with a reminder of the format) 
 times, then the row is dropped as `judge_unparsable`; a verdict cut at `max_tokens` is not asked
 again (it would be cut again) but dropped as `judge_truncated`. Each such drop keeps why in its
 detail (the reply's end, the server's error). Score and feedback are kept in the row's `origin`
-under `scores.llm_judge`; rows below `threshold` are dropped as `judge_below_threshold`.
+under `scores.llm_judge`; rows below `threshold` are dropped as `judge_below_threshold`, and rows
+the judge refuses to grade (OpenAI's `message.refusal`) as `judge_refused`.
 
 It is a datatrove filter like the rule filters; rows are graded concurrently, up to `window`
 (default `sftmix.llm.stage_window`) at a time, and leave in order. It costs money, so it is never
@@ -110,7 +111,8 @@ class LLMJudgeFilter(RecordFilter):
             except RunStopped as error:  # the budget reached, the account refused
                 return Failure(error.reason, str(error))  # not graded; the rows already graded are kept
             if isinstance(reply, Failure):
-                return reply
+                # the judge's refusal is named as the judge's, apart from its generator's in one count
+                return Failure("judge_refused", reply.detail) if reply.reason == "model_refused" else reply
             if reply.truncated:  # asked again it is cut again, and paid again
                 return Failure("judge_truncated", f"finish_reason=length at max_tokens {self.client.settings.max_tokens}")
             verdict = parse_verdict(reply.content)

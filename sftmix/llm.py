@@ -301,9 +301,9 @@ def without_thinking(content: str, reply_starts_in_thinking: bool) -> str:
         return content[thinking.end():]
     return content
 
-# The finish_reason the client gives a refusal: a natural stop with no content, as OpenAI-compatible
-# servers send one (OpenAI with its text in `message.refusal`). The model's answer, the same when asked
-# again: cached, and its row's `model_refused` drop.
+# The finish_reason the client gives a refusal: no content but a `message.refusal` text, as OpenAI
+# sends one. The model's answer, the same when asked again: cached, and its row's `model_refused` drop.
+# (No content and no refusal is no answer: asked again, and an `empty_reply` drop if every try gave one.)
 REFUSAL = "refusal"
 # finish_reason of an answer the model ended itself ("length": cut at max_tokens, its callers' drop).
 FINISHED = frozenset({"stop", "length", "tool_calls", "function_call", REFUSAL})
@@ -642,15 +642,15 @@ class LLMClient:
         # 0.6); characters / 4 undercounted a Chinese prompt 2.4x, and the budget cap with it
         estimated_tokens = sum(len(str(m.get("content") or "").encode("utf-8", "replace")) for m in messages) // 3 \
             + body["max_tokens"]
-        prices = self.settings.prices  # a request's most: its prompt uncached, and every token it may write
-        most_usd = ((estimated_tokens - body["max_tokens"]) * prices.prompt_cache_miss
-                    + body["max_tokens"] * prices.completion) / 1e6
+        most = Usage(estimated_tokens - body["max_tokens"], body["max_tokens"])  # its prompt uncached, every token it may write
+        most_usd = self.settings.prices.cost(most)
         last_error = ""
         attempt = 0  # tries that failed and count against max_retries
         rate_limits = 0  # this row's 429s
         answered_before = self.stats.answered  # the endpoint's answers when this row's previous try went out (or it began)
         while True:
             retry_after, rate_limited, paused_all = None, False, False
+            exhausted = "llm_retries_exhausted"  # the row's drop if this try was its last
             # The pause is waited out without a concurrency slot: the slots stay for requests that can go.
             while (pause := self._paused_until - time.monotonic()) > 0:  # moved on by 429s while it waits
                 await asyncio.sleep(pause)
@@ -680,7 +680,7 @@ class LLMClient:
                         self._paused_until = max(self._paused_until,
                                                  time.monotonic() + self._backoff(attempt, retry_after))
                 except _MalformedResponse as error:
-                    last_error = f"malformed_response: {error}"
+                    last_error, exhausted = f"malformed_response: {error}", error.reason
                     if error.usage is not None:  # unusable, but paid for
                         self._account(error.usage)
                 except _ClientError as error:
@@ -699,7 +699,7 @@ class LLMClient:
                     return self._failed(Failure(f"http_{error.status}", str(error)))
                 else:
                     self.stats.answered += 1
-                    self._account(completion.usage, most_usd)
+                    self._account(completion.usage, most)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
                         return self._reply(completion, body)
@@ -717,7 +717,7 @@ class LLMClient:
                            and rate_limits <= self.settings.concurrency * (self.settings.max_retries + 1))
             answered_before = answered_at_send
             if counted and attempt == self.settings.max_retries:
-                return self._failed(Failure("llm_retries_exhausted", last_error))
+                return self._failed(Failure(exhausted, last_error))
             self.stats.retries += 1
             if not paused_all:  # a pause is waited out at the top of the loop
                 await asyncio.sleep(self._backoff(attempt, retry_after))
@@ -731,7 +731,7 @@ class LLMClient:
         (vLLM's guided decoding of R1 starts at the first token), where the cut left nothing.
         A refusal is a Failure, so every caller drops its row with the reason."""
         if completion.finish_reason == REFUSAL:
-            return Failure("model_refused", completion.content[:200] or "no content, finish_reason=stop")
+            return Failure("model_refused", completion.content[:200])
         starts_in_thinking = self.settings.reply_starts_in_thinking and (
             "response_format" not in body or "</think>" in completion.content)
         completion.content = without_thinking(completion.content, starts_in_thinking)
@@ -766,16 +766,27 @@ class LLMClient:
         try:
             response = json.loads(raw)
             choice = response["choices"][0]
-            content, refusal = choice["message"]["content"], choice["message"].get("refusal")
+            message = choice["message"]
+            content, refusal = message["content"], message.get("refusal")
             finish_reason = "stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason")
-            if content is None and (finish_reason == "stop" or isinstance(refusal, str) and refusal):
-                content, finish_reason = refusal if isinstance(refusal, str) else "", REFUSAL
+            if content is None and isinstance(refusal, str) and refusal and not message.get("tool_calls"):
+                content, finish_reason = refusal, REFUSAL
             elif content is None and finish_reason and finish_reason != "stop":
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
+            if content is None and finish_reason == "stop":
+                # Not a refusal, which says so: a one-off empty answer (asked again), or a server that puts
+                # every answer elsewhere, as vLLM's reasoning parser does when the model does not think.
+                elsewhere = next((f for f in ("reasoning_content", "reasoning") if message.get(f)), None)
+                raise _MalformedResponse(
+                    f"no content, finish_reason {choice.get('finish_reason')}"
+                    + (f", the text in message.{elsewhere}: check the server's reasoning parser" if elsewhere else ""),
+                    _paid(response), reason="empty_reply")
             if not isinstance(content, str):
                 raise ValueError("no message content")
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
             return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
+        except _MalformedResponse:
+            raise
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
             raise _MalformedResponse(self._redact(f"{type(error).__name__}: {error}")[:200], _paid(response)) from None
 
@@ -812,18 +823,21 @@ class LLMClient:
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
             raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
 
-    def _account(self, usage: Usage, most_usd: float | None = None) -> None:
-        """Count what a reply cost. An answer that reports no tokens (a gateway that drops `usage`) is
-        counted at `most_usd`, the most its request could cost: at $0 the budget cap never stopped a
-        run and the reported cost was $0."""
-        cost = self.settings.prices.cost(usage)
-        if most_usd is not None and not (usage.prompt_tokens or usage.completion_tokens):
-            cost = most_usd
+    def _account(self, usage: Usage, most: Usage | None = None) -> None:
+        """Count what a reply cost. An answer that reports no prompt or no completion tokens (a gateway
+        that drops `usage`, or a part of it) is counted with `most`'s figure in their place, the most its
+        request could use: at $0 the budget cap never stopped a run and the reported cost was $0."""
+        charged = usage
+        if most is not None and not (usage.prompt_tokens and usage.completion_tokens):
+            charged = Usage(usage.prompt_tokens or most.prompt_tokens, usage.completion_tokens or most.completion_tokens,
+                            usage.prompt_cache_hit_tokens)
             self.stats.estimated_cost_answers += 1
             if self.stats.estimated_cost_answers == 1:
-                log.warning("the LLM endpoint %s answered with no usage: each such answer is counted at the most it "
-                            "could cost (its prompt uncached, max_tokens written), so the cost is an upper estimate "
+                log.warning("the LLM endpoint %s answered with no usage, or no prompt or completion tokens in it: each "
+                            "such answer is counted with the most its request could use in place of the missing figure "
+                            "(its prompt uncached, max_tokens written), so the cost is an upper estimate "
                             "(estimated_cost_answers counts them)", self.host)
+        cost = self.settings.prices.cost(charged)
         self.stats.usage.add(usage)
         self.stats.cost_usd += cost
         self.spending.cost_usd += cost
@@ -934,11 +948,12 @@ def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Re
 
 
 class _MalformedResponse(Exception):
-    """A 200 that is no usable chat completion; `usage`: what it says it cost, when it says so readably."""
+    """A 200 that is no usable chat completion; `usage`: what it says it cost, when it says so readably;
+    `reason`: its row's drop when every try gave one."""
 
-    def __init__(self, message: str, usage: Usage | None = None):
+    def __init__(self, message: str, usage: Usage | None = None, reason: str = "llm_retries_exhausted"):
         super().__init__(message)
-        self.usage = usage
+        self.usage, self.reason = usage, reason
 
 
 # OpenAI's `error.code` or `error.type` for an account out of credit (429 `insufficient_quota`), with

@@ -171,6 +171,21 @@ def test_an_answer_without_usage_is_counted_at_the_most_it_could_cost(tmp_path, 
     assert budgeted.stats.cost_usd > 0.0001
 
 
+@pytest.mark.parametrize("usage", [{"prompt_tokens": 900}, {"completion_tokens": 5}])
+def test_an_answer_with_part_of_its_usage_is_counted_with_the_most_for_the_missing_part(tmp_path, usage):
+    """A usage of `{"prompt_tokens": 900}` was charged for the prompt alone, its completion at $0."""
+    prices = Prices()
+    with serve_openai(faults=[Fault("malformed", count=None, text=chat_completion_body("an answer", usage))]) as srv:
+        client = make_client(srv, tmp_path, max_tokens=1000)
+        [reply] = gather(client, ["one"])
+    assert reply.content == "an answer" and client.stats.estimated_cost_answers == 1
+    prompt_most = len((SYSTEM["content"] + "one").encode()) // 3
+    expected = (usage.get("prompt_tokens", prompt_most) * prices.prompt_cache_miss
+                + usage.get("completion_tokens", 1000) * prices.completion) / 1e6
+    assert client.stats.cost_usd == pytest.approx(expected)
+    assert client.stats.usage == Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))  # as reported
+
+
 def test_cache_same_request_twice_is_one_http_request(tmp_path):
     with serve_openai() as srv:
         client = make_client(srv, tmp_path)
@@ -332,10 +347,12 @@ def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reas
         assert srv.count() == 1 and client.stats.cache_hits == 1
 
 
-def test_no_content_and_no_finish_reason_is_asked_again_not_cached_as_empty(tmp_path):
-    """An empty finish_reason with `content: null` was an empty answer, cached: the row's drop for
-    good. (With a natural stop it is the model's refusal, below.)"""
-    replies = iter([Reply(None, finish_reason=""), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
+@pytest.mark.parametrize("finish_reason", ["stop", "eos", ""])
+def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path, finish_reason):
+    """A stop (or an empty reason) with `content: null` and no refusal text is no answer: a one-off
+    empty reply (Gemini's are known), asked again. Cached, as a refusal or as empty, it was the row's
+    drop for good."""
+    replies = iter([Reply(None, finish_reason=finish_reason), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
     with serve_openai(lambda messages, body: next(replies)) as srv:
         client = make_client(srv, tmp_path)
         reply = run(client, client.complete(user("judge this")))
@@ -343,16 +360,13 @@ def test_no_content_and_no_finish_reason_is_asked_again_not_cached_as_empty(tmp_
     assert isinstance(reply, Completion) and reply.content == "Feedback: fine. [RESULT] 5"
 
 
-@pytest.mark.parametrize("reply", [Reply(None, finish_reason="stop"), Reply(None, finish_reason="eos"),
-                                   Reply(None, finish_reason="stop", refusal="I'm sorry, I can't assist with that.")],
-                         ids=["stop", "eos", "openai-refusal"])
-def test_a_refusal_is_one_paid_answer_cached_and_its_row_a_model_refused_drop(tmp_path, reply):
-    """`content: null` with a natural stop, as OpenAI-compatible servers send a refusal (OpenAI adds
-    `message.refusal`), was read as a malformed body: asked max_retries + 1 times, each paid, never
-    cached, the row an `llm_retries_exhausted` drop that `Stats.unanswered` blamed on the URL; and
-    all of it again on every rerun."""
+def test_a_refusal_is_one_paid_answer_cached_and_its_row_a_model_refused_drop(tmp_path):
+    """`content: null` with OpenAI's `message.refusal` was read as a malformed body: asked
+    max_retries + 1 times, each paid, never cached, the row an `llm_retries_exhausted` drop that
+    `Stats.unanswered` blamed on the URL; and all of it again on every rerun."""
     from generators.base import Context, stream
 
+    reply = Reply(None, finish_reason="stop", refusal="I'm sorry, I can't assist with that.")
     with serve_openai(lambda messages, body: reply) as srv:
         client = make_client(srv, tmp_path)
         out = list(stream(_echo_generator(), [], Context(llm=client, params={"n": 1})))
@@ -362,10 +376,27 @@ def test_a_refusal_is_one_paid_answer_cached_and_its_row_a_model_refused_drop(tm
         assert srv.count() == 1 and rerun.stats.cache_hits == 1
     [(_, drop)] = out
     assert isinstance(drop, Drop) and drop.reason == "model_refused"
-    assert drop.detail == (reply.refusal or "no content, finish_reason=stop")
+    assert drop.detail == reply.refusal
     assert isinstance(again, Failure) and (again.reason, again.detail) == (drop.reason, drop.detail)
     stats = client.stats
     assert (stats.answered, stats.retries) == (1, 0) and stats.cost_usd > 0 and stats.unanswered() is None
+
+
+@pytest.mark.parametrize("reasoning", [None, "The user wants a haiku. Here it is: ..."])
+def test_no_content_on_every_try_is_an_empty_reply_drop_naming_where_the_text_went(tmp_path, reasoning):
+    """vLLM with a reasoning parser on a model that does not think puts every answer in
+    `reasoning_content`, with `content: null` and a stop. The row is asked again (it may be a
+    one-off), and when every try gave no content it is an `empty_reply` drop, not a refusal or a
+    malformed body, and the run's warning names where the text went."""
+    with serve_openai(lambda messages, body: Reply(None, finish_reason="stop", reasoning_content=reasoning)) as srv:
+        client = make_client(srv, tmp_path, max_retries=2)
+        failure = run(client, client.complete(user("write a haiku")))
+        assert srv.count() == 3
+    assert isinstance(failure, Failure) and failure.reason == "empty_reply"
+    assert failure.detail.startswith("malformed_response: no content, finish_reason stop")
+    assert ("message.reasoning_content: check the server's reasoning parser" in failure.detail) == bool(reasoning)
+    assert client.stats.cost_usd > 0  # each empty reply reported its usage, and was paid
+    assert "empty_reply" in client.stats.unanswered()
 
 
 def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):

@@ -19,7 +19,7 @@ import yaml
 
 import filters as rule_filters
 from filters.llm_judge import LLMJudgeFilter, judge_prompt, parse_verdict
-from openai_server import Fault, count_tokens, serve_openai
+from openai_server import Fault, Reply, count_tokens, serve_openai
 from own_process import stdout_of
 from sftmix.llm import Failure, LLMClient, LLMSettings, Prices
 from sftmix.normalize import SourceInfo, filter_records
@@ -202,6 +202,17 @@ def test_a_row_the_judge_could_not_grade_keeps_why_in_its_rejected_row(tmp_path)
         _, _, rejected = run_judge(tmp_path, [record(2, "junk")], judge_client(srv, tmp_path), attempts=1)
     assert rejected[0]["reason"] == "judge_unparsable"
     assert rejected[0]["detail"] == "Feedback: The response is hard to assess; I would rather not commit to a number."
+
+
+def test_a_row_the_judge_refuses_to_grade_is_the_judges_refusal(tmp_path):
+    """It was `model_refused`, the reason a generator's refusal to write has: in a generated source
+    with a judge both fell in one count."""
+    refusal = "I'm sorry, I can't help with grading this."
+    with serve_openai(responder=lambda messages, body: Reply(None, refusal=refusal)) as srv:
+        counts, kept, rejected = run_judge(tmp_path, [record(1, "5")], judge_client(srv, tmp_path))
+        assert srv.count() == 1
+    assert dict(counts.dropped) == {"judge_refused": 1} and not kept
+    assert rejected[0]["detail"] == refusal
 
 
 def test_grade_scores_and_request_counts(tmp_path):
