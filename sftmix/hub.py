@@ -112,8 +112,13 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
                 f" (a server error, {len(SERVER_ERROR_WAITS) + 1} tries); run again to resume" if status >= 500 else "")
         raise HubError(f"{where}: HTTP {status} while downloading {file}{hint}") from err
     except hub_http.ConnectError as err:  # after huggingface_hub's retries: a wrong HF_ENDPOINT, a proxy, no network
-        raise HubError(f"{where}: cannot reach the Hub at {endpoint or constants.ENDPOINT} to download {wanted} "
-                       f"({_first_line(err)}); check HF_ENDPOINT and the network") from err
+        hub, host = endpoint or constants.ENDPOINT, _host_of(err)
+        if host in (None, urlsplit(hub).netloc):
+            unreachable, check = f"the Hub at {hub}", "HF_ENDPOINT and the network"
+        else:  # the Hub answered and sent the file's content from its storage host, which a firewall may block
+            unreachable, check = f"{host}, where the Hub sends it,", "the network"
+        raise HubError(f"{where}: cannot reach {unreachable} to download {wanted} ({_first_line(err)}); check {check}, "
+                       "then run again (the files downloaded are kept)") from err
     except hub_http.TransportError as err:  # a connection cut or timed out after huggingface_hub's retries
         raise HubError(f"{where}: download of {wanted} interrupted ({_first_line(err)}); run again to resume") from err
     except RuntimeError as err:
@@ -154,6 +159,14 @@ def _raised_by_hf_xet(err: RuntimeError) -> bool:
     huggingface_hub's xet_get."""
     *_, (frame, _) = traceback.walk_tb(err.__traceback__)
     return frame.f_code.co_name == "xet_get"
+
+
+def _host_of(err: hub_http.TransportError) -> str | None:
+    """The host a failed request went to; None when the error carries no request."""
+    try:
+        return err.request.url.netloc.decode()
+    except RuntimeError:  # httpx raises it for an error raised outside a request
+        return None
 
 
 def _file_in(url: str, wanted: str) -> str:

@@ -15,6 +15,7 @@ from huggingface_hub import constants
 from huggingface_hub.utils import _http as hf_http
 from huggingface_hub.utils import _xet
 
+import hub_server
 from hub_server import serve_hub
 from sftmix.hub import HubError, download_source
 
@@ -141,7 +142,34 @@ def test_a_hub_that_cannot_be_reached_is_named(hub, tmp_path, monkeypatch):
         download_source(REPO, SHA, ["LICENSE"], tmp_path)
     message = str(exc.value)  # not "interrupted ...; run again to resume"
     assert "\n" not in message and f"cannot reach the Hub at {endpoint} to download LICENSE" in message
-    assert message.endswith("check HF_ENDPOINT and the network")
+    assert message.endswith("check HF_ENDPOINT and the network, then run again (the files downloaded are kept)")
+
+
+def test_a_storage_host_that_cannot_be_reached_is_named_not_the_hub(tmp_path, monkeypatch):
+    """The Hub answers, then sends a file's content from its storage host, which a firewall may block:
+    HF_ENDPOINT is not what to check."""
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        storage = f"127.0.0.1:{unused.getsockname()[1]}"
+    answer = hub_server._Handler._route
+
+    def to_storage(handler, method):
+        if method == "GET" and "/resolve/" in handler.path:  # as the Hub redirects an LFS file to its CDN
+            handler.send_response(302)
+            handler.send_header("Location", f"http://{storage}/lfs/blob")
+            handler.send_header("Content-Length", "0")
+            return handler.end_headers()
+        return answer(handler, method)
+
+    monkeypatch.setattr(hub_server._Handler, "_route", to_storage)
+    with serve_hub({REPO: {"sha": SHA, "files": FILES}}) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        with pytest.raises(HubError) as exc:
+            download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    message = str(exc.value)
+    assert f"cannot reach {storage}, where the Hub sends it, to download LICENSE" in message
+    assert "HF_ENDPOINT" not in message and "then run again" in message
 
 
 def test_a_download_cut_off_is_one_line_naming_the_file(hub, tmp_path):
