@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 from contextlib import ExitStack, contextmanager
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -763,8 +764,9 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
     (the card would pair its targets and licences with the older mixture's counts), or when the
     splits and `result` (stats.json) are not all of one mixing: one that was stopped after putting
     its train split in place leaves the validation split and stats.json of the one before (the
-    mixing's marker says so; without it, as an sftmix before the marker left them, their hashes), or
-    when stats.json is an earlier sftmix's, without the counts by source x language and licence."""
+    mixing's marker says so; without it, as an sftmix before the marker left them, their hashes). A
+    stats.json of an earlier sftmix, without the counts by source x language and licence, has them
+    counted from the shards."""
     with layout.hold(*layout.mixture_lock):
         if (layout.mixture_dir / mixing.MIXING_STOPPED).exists():
             raise BuildError(f"{layout.mixture_dir}: its last mixing was stopped part way, so its splits, rejected files "
@@ -780,9 +782,9 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
             if hash_ != manifest.hash:
                 raise BuildError(f"{layout.mixture_dir}: its {part} is of another mixing (hash {hash_}) than its train "
                                  f"split (hash {manifest.hash}), which was stopped part way: mix it again first")
-        if None in (result.by_cell, result.by_source_licence):
-            raise BuildError(f"{layout.mixture_dir}: its stats.json was written by an sftmix that did not count its rows by "
-                             "source x language and source x licence: mix it again first")
+        if None in (result.by_cell, result.by_source_licence):  # a stats.json of an sftmix that did not count them
+            by_cell, by_source_licence = mixing.counted_in_shards(layout.mixture_dir)
+            result = dataclasses.replace(result, by_cell=by_cell, by_source_licence=by_source_licence)
         path = layout.mixture_dir / CARD
         write_text_whole(path, card.render(manifest, result))  # a stopped write leaves the card as it was
     return path

@@ -678,6 +678,19 @@ def _breakdown_by_source(counts: Counter) -> dict[str, dict[str, dict[str, int]]
     return out
 
 
+def counted_in_shards(mixture_dir: Path) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, dict[str, int]]]]:
+    """`MixResult.by_cell` and `by_source_licence` counted from a mixture's shards: a stats.json written
+    before they were recorded lacks them, and its mixture is still the one its shards hold."""
+    by_cell, by_source_licence = Counter(), Counter()
+    for split in SPLITS:
+        files = [str(path) for path in sorted((mixture_dir / split).glob("part-*.parquet"))]
+        table = pq.ParquetDataset(files).read(columns=["source", "language", "licence"]) if files else None
+        for column, counts in (("language", by_cell), ("licence", by_source_licence)):
+            for row in (table.group_by(["source", column]).aggregate([([], "count_all")]).to_pylist() if files else ()):
+                counts[(split, (row["source"], row[column]))] += row["count_all"]
+    return _breakdown_by_source(by_cell), _breakdown_by_source(by_source_licence)
+
+
 def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, dict[str, int]]:
     """Non-zero exclusion counts per source, reasons in the order the rows meet them."""
     keys = [s.key for s in _mixed(manifest)]
