@@ -72,7 +72,8 @@ def with_sftmix(converter: str, raw: Path, out_dir: Path, workers: int, rules: b
     info = SourceInfo(key=converter, converter=converter, licence=DEFAULT_LICENCES[converter],
                       language=DEFAULT_LANGUAGES.get(converter, "en"), filters=setting)
     step = StageStep("normalized", info, [str(raw)], str(out_dir / "parts"), str(out_dir / "rejected"))
-    return run_stage(step, ExecutorConfig(workers=workers)).summary()
+    counts, _ = run_stage(step, ExecutorConfig(workers=workers))
+    return counts.summary()
 
 
 def with_build(converter: str, raw: Path, out_dir: Path, workers: int) -> dict:

@@ -504,17 +504,17 @@ def generate_source(manifest: Manifest, source: Source, layout: Layout,
                               rejected_file(layout.rejected_dir, source.key, "generated"))
         except GeneratorBroken as error:
             raise BuildError(f"source {source.key!r} ({source.generator.name}): {error}") from error
-        _save_done(layout, source.key, "filtered", counts, settings)
+        # written in this process alone, into the directory `rewriting` emptied
+        _save_done(layout, source.key, "filtered", counts, layout.records(source.key, "filtered"), settings)
     judge = info.filters.get("llm_judge", False)
     return counts, [client.stats] + ([judge["client"].stats] if judge is not False else [])
 
 
-def _save_done(layout: Layout, key: str, stage: str, counts: Counts, settings: dict) -> None:
-    """`settings` as they were when the stage began to read: a raw or benchmark file rewritten while
-    it ran leaves the records stale."""
+def _save_done(layout: Layout, key: str, stage: str, counts: Counts, parts: list[Path], settings: dict) -> None:
+    """`parts`: those the stage's own tasks wrote. `settings` as they were when the stage began to
+    read: a raw or benchmark file rewritten while it ran leaves the records stale."""
     path = layout.done_file(key, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    parts = layout.records(key, stage)
     # whole or not at all: a later stage reads it as the stage's completion
     write_text_whole(path, json.dumps({"counts": counts.saved(), "parts": [p.name for p in parts],
                                        "records": records_digest(parts), "settings": settings}))
@@ -562,8 +562,9 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
     settings = built_settings(manifest, source, "normalized", layout)
     with layout.rewriting(source.key, "normalized"):
-        counts = run_stage(step, executor_config(manifest, files, workers), shardable=shardable(step.info.converter))
-        _save_done(layout, source.key, "normalized", counts, settings)
+        counts, parts = run_stage(step, executor_config(manifest, files, workers),
+                                  shardable=shardable(step.info.converter))
+        _save_done(layout, source.key, "normalized", counts, parts, settings)
     return counts
 
 
@@ -610,8 +611,8 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: i
                          str(layout.rejected_dir))
         # The judge's client is shared with this process to report its stats: the judge runs here.
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
-        counts = run_stage(step, config)
-        _save_done(layout, source.key, "filtered", counts, settings)
+        counts, parts = run_stage(step, config)
+        _save_done(layout, source.key, "filtered", counts, parts, settings)
     return counts, ([judge["client"].stats] if judge is not False else [])
 
 

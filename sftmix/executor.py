@@ -5,6 +5,9 @@ A stage (normalize raw files, or filter records) is one datatrove `PipelineStep`
 and writes `part-<rank>.parquet`, its own rejected file and its counts. On one machine each task
 runs as datatrove's local executor runs it, in a process of its own that the stage watches
 (`_run_local_ranks`); datatrove's Ray and Slurm executors run the very same step on a cluster.
+Each run of a stage has a token of its own, in the stage directory and in each of its tasks: a task
+of an earlier run still running (a Slurm job outlives the build that submitted it) writes nothing
+there, and counts that are not the run's are not its tasks' (`_own_counts`).
 The parts are merged by the mixing step, which orders rows by content hash, and by a generator's
 input, which reads them in the order of their raw rows (`sftmix.normalize.records_in_order`), so
 the output does not depend on the number of workers.
@@ -21,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,6 +34,7 @@ from datatrove.pipeline.base import PipelineStep
 from sftmix.counts import Counts
 from sftmix.normalize import SourceInfo, filter_records, normalize
 from sftmix.rejected import rejected_file, rejected_files
+from sftmix.shards import write_text_whole
 
 EXECUTORS = ("local", "ray", "slurm")
 LOCAL_START_METHOD = "forkserver"  # datatrove's default: workers never inherit the caller's threads
@@ -37,6 +42,7 @@ SLURM_POLL_SECONDS = 30
 # The SlurmPipelineExecutor arguments the stage runner sets itself, in the order `_executor` passes
 # them; a manifest's `slurm:` options give the others (checked by `slurm_options_problem`).
 SLURM_SET_BY_SFTMIX = ("pipeline", "tasks", "logging_dir", "skip_completed", "job_name", "job_id_retriever")
+RUN_TOKEN_FILE = ".run-token"  # in a stage directory: the token of the run writing it
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ class ExecutorConfig:
 
 
 class StageStep(PipelineStep):
-    """One source's stage; task `rank` writes `<out_dir>/part-<rank>.parquet` and its counts."""
+    """One source's stage; task `rank` writes `<out_dir>/part-<rank>.parquet` and its counts, with
+    `run_token` (set by `run_stage`), while the stage directory is still its run's."""
 
     name = "sftmix stage"
     type = "sftmix"
@@ -57,9 +64,11 @@ class StageStep(PipelineStep):
         super().__init__()
         self.stage, self.info, self.inputs = stage, info, inputs
         self.out_dir, self.rejected_dir, self.apply_filters = out_dir, rejected_dir, apply_filters
+        self.run_token: str | None = None
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        out = Path(self.out_dir) / f"part-{rank:05d}.parquet"
+        self._check_run_is_current(rank)
+        out = _part_file(Path(self.out_dir), rank)
         rejected = rejected_file(self.rejected_dir, self.info.key, self.stage, rank)
         # A stage allocates dicts and lists for every row, and each of the collector's full passes
         # walked every object the imports made (70 ms each: 12 µs a row on glaive): they are
@@ -79,8 +88,37 @@ class StageStep(PipelineStep):
         for reason, n in counts.dropped.items():
             self.stat_update(f"dropped_{reason}", value=n)
         self.stat_update("kept", value=counts.kept)
-        (Path(self.out_dir) / f".counts-{rank:05d}.json").write_text(json.dumps(counts.saved()))
+        self._check_run_is_current(rank)
+        # whole: a Slurm stage reads the counts while its tasks run
+        write_text_whole(_counts_file(Path(self.out_dir), rank),
+                         json.dumps({"run": self.run_token, "counts": counts.saved()}))
         yield from ()
+
+    def _check_run_is_current(self, rank: int) -> None:
+        """Stops a task of a run that a later run of the stage replaced (it deleted and made the
+        stage directory again), before it writes there. A part whose file it opened before that is
+        in the deleted directory: it cannot be renamed into the new one."""
+        token_file = Path(self.out_dir) / RUN_TOKEN_FILE
+        if (token_file.read_text() if token_file.is_file() else None) != self.run_token:
+            raise RuntimeError(f"{self.info.key}: task {rank} of the {self.stage} stage belongs to a run of the stage "
+                               "that a later run replaced: it writes nothing")
+
+
+def _part_file(out_dir: Path, rank: int) -> Path:
+    return out_dir / f"part-{rank:05d}.parquet"
+
+
+def _counts_file(out_dir: Path, rank: int) -> Path:
+    return out_dir / f".counts-{rank:05d}.json"
+
+
+def _own_counts(out_dir: Path, rank: int, run_token: str) -> Counts | None:
+    """Task `rank`'s counts if this run's task wrote them, else None (not yet, or another run's)."""
+    path = _counts_file(out_dir, rank)
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return Counts.from_saved(saved["counts"]) if saved.get("run") == run_token else None
 
 
 class SlurmJobIds:
@@ -183,25 +221,43 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
 
     Slurm jobs outlive this call: logs go beside the parts (a shared filesystem). A task that fails
     writes no counts; once the array has left the queue, that is an error naming the logs, not a
-    wait until the deadline.
+    wait until the deadline. Stopped in any way (Ctrl-C, a terminated run, the deadline, a failed
+    task), the stage cancels every job it submitted: left running, they ran on past the build.
     """
     logging_dir = out_dir / ".datatrove-logs"
     executor = _executor(config, step, tasks, str(logging_dir))
-    executor.run()
     launched = executor.job_id_retriever.launched
-    job_ids = launched[:launched.index(executor.job_id) + 1]  # the arrays; after them, datatrove's stats merge
-    deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
-    while True:
-        queued = _slurm_jobs_queued(job_ids)  # asked before counting: a task may finish in between
-        missing = [rank for rank in range(tasks) if not (out_dir / f".counts-{rank:05d}.json").is_file()]
-        if not missing:
-            return
-        if queued is False:
-            raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(job_ids)} of the {step.stage} stage ended without "
-                               f"task(s) {', '.join(map(str, missing))}; their logs are in {logging_dir / 'slurm_logs'}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
-        time.sleep(SLURM_POLL_SECONDS)
+    try:
+        executor.run()
+        job_ids = launched[:launched.index(executor.job_id) + 1]  # the arrays; after them, datatrove's stats merge
+        deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
+        while True:
+            queued = _slurm_jobs_queued(job_ids)  # asked before counting: a task may finish in between
+            missing = [rank for rank in range(tasks) if _own_counts(out_dir, rank, step.run_token) is None]
+            if not missing:
+                return
+            if queued is False:
+                raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(job_ids)} of the {step.stage} stage ended "
+                                   f"without task(s) {', '.join(map(str, missing))}; their logs are in "
+                                   f"{logging_dir / 'slurm_logs'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
+            time.sleep(SLURM_POLL_SECONDS)
+    except BaseException as error:
+        if launched:
+            _cancel_slurm_jobs(launched, error)
+        raise
+
+
+def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:
+    """scancel the jobs; where that fails, a note on `error`, the stage's own error, which it raises."""
+    try:
+        result = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=120)
+        failure = f"exit code {result.returncode}: {result.stderr.strip()[:500]}" if result.returncode else None
+    except (OSError, subprocess.TimeoutExpired) as cancel_error:
+        failure = f"{type(cancel_error).__name__}: {cancel_error}"
+    if failure:
+        error.add_note(f"scancel {' '.join(job_ids)} failed ({failure}): those jobs may still be running")
 
 
 def _run_local_ranks(executor, step: StageStep, tasks: int) -> None:
@@ -306,12 +362,15 @@ def _run_rank(executor, rank: int, sender, locks: list[int]) -> None:
         sender.close()
 
 
-def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True) -> Counts:
+def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True) -> tuple[Counts, list[Path]]:
     """Run `step` as `config.workers` tasks (one in this process when there is a single local task)
-    and return the merged counts. Stale parts of an earlier run are removed first."""
+    and return the merged counts and the parts of its tasks, in the order of their ranks. Stale
+    parts of an earlier run are removed first; a part another run writes beside them is not one."""
     out_dir = Path(step.out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
+    step.run_token = uuid.uuid4().hex
+    (out_dir / RUN_TOKEN_FILE).write_text(step.run_token)
     for stale in rejected_files(step.rejected_dir, step.info.key, step.stage):
         stale.unlink()
     tasks = config.workers if shardable else 1
@@ -328,13 +387,12 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
             _run_local_ranks(_executor(config, step, tasks, logging_dir), step, tasks)
     total = Counts()
     for rank in range(tasks):
-        path = out_dir / f".counts-{rank:05d}.json"
-        if not path.is_file():
+        counts = _own_counts(out_dir, rank, step.run_token)
+        if counts is None:
             raise RuntimeError(f"{step.info.key}: task {rank} of the {step.stage} stage did not finish"
                                + _task_failure(out_dir / ".datatrove-logs" / "logs" / f"task_{rank:05d}.log"))
-        data = json.loads(path.read_text())
-        total.add(Counts.from_saved(data))
-    return total
+        total.add(counts)
+    return total, [_part_file(out_dir, rank) for rank in range(tasks)]
 
 
 _RAISED = re.compile(r"^[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*$", re.MULTILINE)

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -87,10 +88,10 @@ def test_auto_workers_on_ray_count_the_clusters_cpus_not_this_machines(tmp_path,
 
 @pytest.fixture
 def slurm(tmp_path, monkeypatch):
-    """sbatch, srun, squeue and scontrol on PATH, played by tests/slurm_standin; yields its state folder."""
+    """sbatch, srun, squeue, scancel and scontrol on PATH, played by tests/slurm_standin; yields its state folder."""
     bin_dir, state = tmp_path / "slurm-bin", tmp_path / "slurm-state"
     bin_dir.mkdir()
-    for command in ("sbatch", "srun", "squeue", "scontrol"):
+    for command in ("sbatch", "srun", "squeue", "scancel", "scontrol"):
         (bin_dir / command).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SLURM_STANDIN}" {command} "$@"\n')
         (bin_dir / command).chmod(0o755)
     # datatrove's task command (launch_pickled_pipeline) lives beside this interpreter
@@ -132,11 +133,83 @@ def test_slurm_waits_for_every_job_array_when_they_run_in_parallel(tmp_path, slu
     monkeypatch.setenv("SLURM_STANDIN_SLOW_JOB", "1:3")
     config = ExecutorConfig(kind="slurm", workers=2, slurm={**SLURM_OPTIONS, "max_array_size": 1,
                                                             "max_array_launch_parallel": True, "wait_hours": 0.1})
-    counts = run_stage(step, config)
+    counts, parts = run_stage(step, config)
     arrays = [path for path in slurm.glob("job-*/script.sh") if "launch_pickled_pipeline" in path.read_text()]
     assert len(arrays) == 2 and all("#SBATCH --array=0-0" in path.read_text() for path in arrays)  # one per task
     assert counts.read == 150 * len(json.loads((FIXTURES / "glaive" / "glaive-function-calling-v2.json").read_text()))
-    assert sorted(p.name for p in (tmp_path / "parts").glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
+    assert sorted((tmp_path / "parts").glob("part-*.parquet")) == parts == [
+        tmp_path / "parts" / "part-00000.parquet", tmp_path / "parts" / "part-00001.parquet"]
+
+
+def _held_stage(tmp_path: Path, monkeypatch, stop: str) -> tuple[StageStep, ExecutorConfig]:
+    """A stage of two tasks whose array waits 20 s in the queue, and the build stopped meanwhile:
+    by Ctrl-C as it waits, or by the wait's deadline."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")],
+                     str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    monkeypatch.setenv("SLURM_STANDIN_SLOW_JOB", "1:20")
+    if stop == "ctrl-c":
+        def interrupted(job_ids):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(executor, "_slurm_jobs_queued", interrupted)
+    return step, ExecutorConfig(kind="slurm", workers=2, slurm={**SLURM_OPTIONS, "wait_hours": 0.0005})
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "deadline"])
+def test_a_stopped_slurm_stage_cancels_its_jobs(tmp_path, slurm, monkeypatch, stop):
+    """Left running, a stopped build's tasks wrote their rows into the next run of the stage."""
+    step, config = _held_stage(tmp_path, monkeypatch, stop)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else RuntimeError):
+        run_stage(step, config)
+    assert sorted(path.parent.name for path in slurm.glob("job-*/runner")) == ["job-1", "job-2"]  # array, stats merge
+    assert not list(slurm.glob("job-*/queued"))  # the array, held for 20 s, did not end by itself
+
+
+def test_a_failed_scancel_leaves_the_stages_own_error(tmp_path, slurm, monkeypatch):
+    scancel = tmp_path / "slurm-bin" / "scancel"
+    scancel.write_text("#!/bin/sh\necho 'scancel: error: Kill job error on job id 1: Access denied' >&2\nexit 1\n")
+    step, config = _held_stage(tmp_path, monkeypatch, "deadline")
+    with pytest.raises(RuntimeError, match="did not finish in time") as raised:
+        run_stage(step, config)
+    assert raised.value.__notes__ == [
+        "scancel 1 2 failed (exit code 1: scancel: error: Kill job error on job id 1: Access denied): "
+        "those jobs may still be running"]
+    subprocess.run([sys.executable, str(SLURM_STANDIN), "scancel", "1", "2"], check=True)  # not left to the fixture's wait
+
+
+@pytest.mark.parametrize("earlier_task", ["starts", "ends"])
+def test_a_task_of_an_earlier_run_is_not_counted_as_the_next_runs(tmp_path, slurm, monkeypatch, earlier_task):
+    """A stopped run's task that nothing cancelled (its build was killed) starts, or ends, while the
+    next run of the stage (its language corrected: en -> es) waits for its own task: the next run
+    keeps its own task's rows, not the earlier run's."""
+    def step(language: str) -> StageStep:
+        info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language=language)
+        return StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")],
+                         str(tmp_path / "parts"), str(tmp_path / "rejected"), apply_filters=False)
+
+    earlier = step("en")
+    run_stage(earlier, ExecutorConfig())
+    ended = {name: (tmp_path / "parts" / name).read_bytes() for name in ("part-00000.parquet", ".counts-00000.json")}
+    refused, queued = [], executor._slurm_jobs_queued
+
+    def earlier_task_meanwhile(job_ids):
+        if earlier_task == "starts" and not refused:
+            with pytest.raises(RuntimeError) as raised:
+                list(earlier.run(None, 0, 1))
+            refused.append(str(raised.value))
+        elif earlier_task == "ends" and ended:
+            for name in list(ended):
+                (tmp_path / "parts" / name).write_bytes(ended.pop(name))
+        return queued(job_ids)
+
+    monkeypatch.setattr(executor, "_slurm_jobs_queued", earlier_task_meanwhile)
+    monkeypatch.setenv("SLURM_STANDIN_SLOW_JOB", "1:2")  # the next run's own task waits in the queue
+    run_stage(step("es"), ExecutorConfig(kind="slurm", workers=1, slurm=SLURM_OPTIONS))
+    languages = pq.read_table(tmp_path / "parts" / "part-00000.parquet", columns=["language"])["language"]
+    assert set(languages.to_pylist()) == {"es"}
+    if earlier_task == "starts":
+        assert refused == ["g: task 0 of the normalized stage belongs to a run of the stage that a later run "
+                           "replaced: it writes nothing"]
 
 
 def test_a_stage_hides_the_imported_objects_from_the_collector_only_while_it_runs(tmp_path, monkeypatch):
@@ -244,7 +317,7 @@ def test_a_task_s_end_and_its_pipe_seen_in_one_wait_end_the_stage_normally(tmp_p
     monkeypatch.setattr(multiprocess.connection, "wait", late_wait)
     info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
     step = StageStep("normalized", info, [str(_grown_glaive(tmp_path))], str(tmp_path / "parts"), str(tmp_path / "rejected"))
-    counts = run_stage(step, ExecutorConfig(workers=2))
+    counts, _ = run_stage(step, ExecutorConfig(workers=2))
     assert counts.read > 0 and counts.kept > 0
 
 

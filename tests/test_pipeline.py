@@ -836,7 +836,7 @@ def test_shards_are_byte_identical_with_one_or_two_workers(tmp_path):
     assert one.excluded["g"]["duplicate_within_source"] == two.excluded["g"]["duplicate_within_source"] > 0
     # the stage's seconds by step are each worker's, summed
     filtered = tmp_path / "w2" / ".sftmix-work" / "mini" / "filtered"
-    per_worker = [json.loads(p.read_text())["seconds"] for p in sorted((filtered / "g").glob(".counts-*.json"))]
+    per_worker = [json.loads(p.read_text())["counts"]["seconds"] for p in sorted((filtered / "g").glob(".counts-*.json"))]
     saved = json.loads((filtered / "g.done.json").read_text())["counts"]["seconds"]
     assert len(per_worker) == 2 and saved.keys() == per_worker[0].keys() >= {"read", "tool_calls", "write", "total"}
     assert all(saved[step] == pytest.approx(sum(w[step] for w in per_worker), abs=0.002) for step in saved)
@@ -2115,9 +2115,9 @@ def test_a_raw_file_rewritten_while_a_stage_runs_leaves_its_records_stale(tmp_pa
     normalize_source(manifest, manifest.sources[0], [raw], layout)
 
     def rewritten_meanwhile(step, config, **options):
-        counts = run_stage(step, config, **options)
+        ran = run_stage(step, config, **options)
         raw.write_text(json.dumps(rows[1:]))  # another job finishing its write
-        return counts
+        return ran
 
     monkeypatch.setattr(sftmix.build, "run_stage", rewritten_meanwhile)
     {"normalized": lambda: normalize_source(manifest, manifest.sources[0], [raw], layout),
@@ -2145,6 +2145,23 @@ def test_a_damaged_done_file_is_named(tmp_path, text):
     with pytest.raises(BuildError, match=f"^{re.escape(str(layout.done_file('g', 'filtered')))} is not a done file as "
                                          r"sftmix writes it \(\w+: .*\): build source 'g' again$"):
         mix(manifest, layout)
+
+
+def test_a_done_file_names_the_parts_of_its_own_runs_tasks_only(tmp_path, monkeypatch):
+    """A part another run's task wrote beside this run's (a Slurm task of a killed build, which ran
+    as two tasks) is no part of this run's records."""
+    manifest, layout = load(_manifest(tmp_path, [_glaive_source()])), Layout(tmp_path / "out", "mini")
+    run_stage = sftmix.build.run_stage
+
+    def earlier_runs_task_ends(step, config, **options):
+        ran = run_stage(step, config, **options)
+        shutil.copy(Path(step.out_dir) / "part-00000.parquet", Path(step.out_dir) / "part-00001.parquet")
+        return ran
+
+    monkeypatch.setattr(sftmix.build, "run_stage", earlier_runs_task_ends)
+    build(manifest, tmp_path / "out")
+    for stage in ("normalized", "filtered"):
+        assert layout.read_done("g", stage)["parts"] == ["part-00000.parquet"]
 
 
 @pytest.mark.parametrize("stage", ["normalized", "filtered"])

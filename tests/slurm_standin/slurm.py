@@ -1,18 +1,20 @@
-"""A stand-in for the Slurm commands datatrove's SlurmPipelineExecutor calls (sbatch, srun,
-scontrol, squeue), so the Slurm path runs for real on a machine without Slurm.
+"""A stand-in for the Slurm commands datatrove's SlurmPipelineExecutor and sftmix call (sbatch, srun,
+scontrol, squeue, scancel), so the Slurm path runs for real on a machine without Slurm.
 
 `sbatch` queues the script and returns at once, as Slurm does; a detached runner then runs each
 array task with the environment Slurm gives it (`SLURM_ARRAY_TASK_ID`, `SLURM_JOB_ID`, the
 `--export`ed variables), logs to the `--output` pattern, and honours `--dependency=afterok:`.
 `squeue` lists a job while it is queued or running, and refuses its id afterwards, like Slurm
-once a finished job is purged. State lives in `$SLURM_STANDIN_STATE`; `$SLURM_STANDIN_SLOW_JOB`
-(`<job id>:<seconds>`) holds one job back, as a busy partition would.
+once a finished job is purged. `scancel` ends a job's tasks (SIGTERM) and takes it off the queue.
+State lives in `$SLURM_STANDIN_STATE`; `$SLURM_STANDIN_SLOW_JOB` (`<job id>:<seconds>`) holds one
+job back, as a busy partition would.
 
     python slurm.py <command> [arguments...]
 """
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,8 +37,9 @@ def sbatch(args: list[str]) -> None:
     kept = job_dir / "script.sh"
     kept.write_text(Path(script).read_text())  # sbatch copies the script: the caller deletes its file
     (job_dir / "queued").touch()
-    subprocess.Popen([sys.executable, __file__, "run-job", job_id, *options], start_new_session=True,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner = subprocess.Popen([sys.executable, __file__, "run-job", job_id, *options], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (job_dir / "runner").write_text(str(runner.pid))  # its process group: the job's tasks, for scancel
     print(f"Submitted batch job {job_id}")
 
 
@@ -82,6 +85,19 @@ def squeue(args: list[str]) -> None:
     print(job_id)
 
 
+def scancel(args: list[str]) -> None:
+    for job_id in args:
+        job_dir = STATE / f"job-{job_id}"
+        if not (job_dir / "queued").exists():
+            continue
+        try:
+            os.killpg(int((job_dir / "runner").read_text()), signal.SIGTERM)
+        except ProcessLookupError:  # ended meanwhile
+            pass
+        (job_dir / "failed").touch()  # a job depending on it with afterok never runs
+        (job_dir / "queued").unlink(missing_ok=True)
+
+
 def scontrol(args: list[str]) -> None:
     if args[:2] == ["show", "hostnames"]:
         print(args[2])
@@ -92,4 +108,4 @@ if __name__ == "__main__":
     if command == "run-job":
         run_job(rest[0], rest[1:])
     else:
-        {"sbatch": sbatch, "srun": srun, "squeue": squeue, "scontrol": scontrol}[command](rest)
+        {"sbatch": sbatch, "srun": srun, "squeue": squeue, "scancel": scancel, "scontrol": scontrol}[command](rest)
