@@ -43,6 +43,9 @@ SLURM_POLL_SECONDS = 30
 # them; a manifest's `slurm:` options give the others (checked by `slurm_options_problem`).
 SLURM_SET_BY_SFTMIX = ("pipeline", "tasks", "logging_dir", "skip_completed", "job_name", "job_id_retriever")
 RUN_TOKEN_FILE = ".run-token"  # in a stage directory: the token of the run writing it
+# What the shell (and sbatch, reading its #SBATCH lines) splits or reads in a word: datatrove writes
+# the paths of its job script unquoted (the task's and the stats merge's command lines, --output).
+SHELL_SPECIAL = re.compile(r"""[\s'"\\$`;&|<>()*?\[]""")
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,20 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
     fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, f"sftmix-{step.info.key}", job_ids),
                      strict=True))
     return SlurmPipelineExecutor(**fixed, **options)
+
+
+def _slurm_paths_problem(config: ExecutorConfig, out_dir: Path) -> str | None:
+    """Why a path datatrove writes into the Slurm job script cannot be there, or None. Quoting it
+    would take rewriting datatrove's script: it builds the task's command line itself."""
+    options = config.slurm or {}
+    paths = {"the stage directory (under the build's output)": str(out_dir.absolute()),
+             "slurm_logs_folder": options.get("slurm_logs_folder"), "venv_path": options.get("venv_path")}
+    for what, path in paths.items():
+        if path and (special := SHELL_SPECIAL.search(path)):
+            return (f"{what} {path!r} holds {special[0]!r}: datatrove writes it unquoted into its Slurm job script, "
+                    "where the shell would split or read it, and every task would fail; choose a path without "
+                    "whitespace or any of ' \" \\ $ ` ; & | < > ( ) * ? [")
+    return None
 
 
 def _slurm_jobs_queued(job_ids: list[str]) -> bool | None:
@@ -367,6 +384,8 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
     and return the merged counts and the parts of its tasks, in the order of their ranks. Stale
     parts of an earlier run are removed first; a part another run writes beside them is not one."""
     out_dir = Path(step.out_dir)
+    if config.kind == "slurm" and (problem := _slurm_paths_problem(config, out_dir)):
+        raise RuntimeError(f"{step.info.key}: {problem}")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     step.run_token = uuid.uuid4().hex

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,6 +124,25 @@ def test_a_failed_slurm_task_is_an_error_naming_its_logs_not_a_wait(tmp_path, sl
         run_stage(step, config)
     logs = Path(str(raised.value).rsplit(" ", 1)[1])
     assert "missing.json" in "".join(log.read_text() for log in logs.glob("*.out"))
+
+
+@pytest.mark.parametrize("spaced", ["the stage directory (under the build's output)", "slurm_logs_folder"])
+def test_a_slurm_stage_refuses_a_path_its_job_script_cannot_hold_before_submitting(tmp_path, slurm, spaced):
+    """datatrove writes the paths into its job script unquoted: under "My Data" every task failed."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    parts, logs = tmp_path / "data" / "parts", tmp_path / "My Data" / "logs"
+    options = {**SLURM_OPTIONS, "wait_hours": 0.02}
+    if spaced == "slurm_logs_folder":
+        options["slurm_logs_folder"] = str(logs)
+    else:
+        parts = tmp_path / "My Data" / "parts"
+    step = StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")], str(parts),
+                     str(tmp_path / "rejected"))
+    named = logs if spaced == "slurm_logs_folder" else parts
+    with pytest.raises(RuntimeError, match=f"^g: {re.escape(spaced)} '{re.escape(str(named))}' holds ' ': datatrove "
+                                           "writes it unquoted into its Slurm job script"):
+        run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm=options))
+    assert not list(slurm.glob("job-*"))
 
 
 def test_slurm_waits_for_every_job_array_when_they_run_in_parallel(tmp_path, slurm, monkeypatch):
