@@ -256,7 +256,7 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
             if queued is False:
                 raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(job_ids)} of the {step.stage} stage ended "
                                    f"without task(s) {', '.join(map(str, missing))}; their logs are in "
-                                   f"{logging_dir / 'slurm_logs'}")
+                                   f"{executor.slurm_logs_folder}")  # datatrove's, or the manifest's
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
             time.sleep(SLURM_POLL_SECONDS)

@@ -115,14 +115,18 @@ def test_slurm_job_arrays_of_two_tasks_write_the_local_executors_shards(tmp_path
     _assert_same_output_as_local(tmp_path, raw, "slurm", on_slurm)
 
 
-def test_a_failed_slurm_task_is_an_error_naming_its_logs_not_a_wait(tmp_path, slurm):
+@pytest.mark.parametrize("logs_folder", [None, "my-slurm-logs"])  # datatrove's, or the manifest's slurm_logs_folder
+def test_a_failed_slurm_task_is_an_error_naming_its_logs_not_a_wait(tmp_path, slurm, logs_folder):
     info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
     step = StageStep("normalized", info, [str(tmp_path / "missing.json")], str(tmp_path / "parts"),
                      str(tmp_path / "rejected"))
-    config = ExecutorConfig(kind="slurm", workers=2, slurm={**SLURM_OPTIONS, "wait_hours": 0.02})
+    options = {**SLURM_OPTIONS, "wait_hours": 0.02}
+    if logs_folder:
+        options["slurm_logs_folder"] = str(tmp_path / logs_folder)
     with pytest.raises(RuntimeError, match=r"ended without task\(s\) 0, 1; their logs are in ") as raised:
-        run_stage(step, config)
+        run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm=options))
     logs = Path(str(raised.value).rsplit(" ", 1)[1])
+    assert logs == (tmp_path / logs_folder if logs_folder else tmp_path / "parts" / ".datatrove-logs" / "slurm_logs")
     assert "missing.json" in "".join(log.read_text() for log in logs.glob("*.out"))
 
 
