@@ -46,8 +46,9 @@ def merge_config(*layers: dict | None, complete: bool = True) -> dict[str, bool 
 
     Raises ValueError for an unknown filter or argument, so a manifest typo fails at load time, and
     when the layers are `complete` (all of a source's), for arguments that cannot go together
-    (`RecordFilter.conflicts`: a source's `min_chars` above the mixture's `max_chars`). One layer
-    of several is not complete: another may give what it lacks.
+    (`RecordFilter.conflicts`: a source's `min_chars` above the mixture's `max_chars`) or a
+    `RecordFilter.required` one missing (`decontamination: true` without `benchmarks`). One layer of
+    several is not complete: another may give what it lacks.
     """
     merged: dict[str, bool | dict] = {}
     for layer in layers:
@@ -66,12 +67,15 @@ def merge_config(*layers: dict | None, complete: bool = True) -> dict[str, bool 
             else:
                 merged[name] = value
     for name, value in merged.items():
-        if isinstance(value, dict):
+        arguments = value if isinstance(value, dict) else {}
+        if value is False or not complete and any(argument not in arguments for argument in FILTERS[name].required):
+            continue  # a layer leaving a required argument to another is checked with the others, merged
+        if isinstance(value, dict) or FILTERS[name].required:
             try:  # constructing a rule is cheap and checks every argument
-                FILTERS[name](**value)
+                FILTERS[name](**arguments)
             except TypeError as error:
                 raise ValueError(f"filter {name!r}: {error}") from None
-            if complete and (problem := FILTERS[name].conflicts(value)):
+            if complete and (problem := FILTERS[name].conflicts(arguments)):
                 raise ValueError(f"filter {name!r}: {problem}")
     return merged
 

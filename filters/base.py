@@ -40,6 +40,9 @@ class RecordFilter(BaseFilter):
 
     name = "record_filter"
     data_files: tuple[Path, ...] = ()
+    # Arguments the rule cannot run without: one layer of a source's settings may leave them to
+    # another (the mixture's `benchmarks`, a source's own `roles`), so only merged layers must give them.
+    required: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

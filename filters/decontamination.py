@@ -300,6 +300,7 @@ def _is_glob(pattern: str) -> bool:
 
 class DecontaminationFilter(BatchRecordFilter):
     name = "decontamination"
+    required = ("benchmarks",)
 
     def __init__(self, benchmarks: dict[str, Any] | None = None, ngram: int = 13, min_prompt_words: int = 8,
                  max_prompts_per_ngram: int | None = 10, roles: list[str] | tuple[str, ...] = ("user", "assistant"),

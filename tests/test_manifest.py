@@ -494,7 +494,11 @@ def test_a_filter_argument_out_of_its_bounds_is_a_manifest_error(tmp_path, rule,
     ({}, {"length": {"batch_size": 64}}, "filter 'length': 'batch_size' is set by the pipeline, not a rule setting"),
     ({}, {"repetition": {"exclusion_writer": "x"}},
      "filter 'repetition': 'exclusion_writer' is set by the pipeline, not a rule setting"),
-], ids=["sample-below-min", "confusable-name", "min-above-max", "merged-min-above-max", "batch_size", "exclusion_writer"])
+    # loaded, then every build stopped at its filter stage
+    ({"decontamination": True}, {}, "decontamination needs `benchmarks`: {name: path | [paths] | {paths, text_fields}}"),
+    ({}, {"decontamination": {"roles": ["user"]}}, "decontamination needs `benchmarks`"),
+], ids=["sample-below-min", "confusable-name", "min-above-max", "merged-min-above-max", "batch_size", "exclusion_writer",
+        "decontamination-true-without-benchmarks", "decontamination-roles-without-benchmarks"])
 def test_filter_arguments_that_cannot_go_together_are_a_manifest_error(tmp_path, mixture_rule, source_rule, problem):
     """Each was accepted, and the rule then judged nothing, dropped every row, or took datatrove's own
     arguments."""
@@ -510,7 +514,12 @@ def test_filter_arguments_that_cannot_go_together_are_a_manifest_error(tmp_path,
     ({"language": {"sample_chars": 1000}}, {"language": {"min_chars": 600}}),
     ({"language": {"min_chars": 100}}, {"language": {"sample_chars": 150}}),
     ({"length": {"min_chars": 5000}}, {"length": {"max_chars": 8000}}),
-], ids=["source-min-under-mixture-sample", "source-sample-over-mixture-min", "mixture-min-under-source-max"])
+    # the mixture's benchmarks, checked in the source's user turns only: the source's layer was refused
+    # alone ("decontamination needs `benchmarks`")
+    ({"decontamination": {"benchmarks": {"ifeval": str(ROOT / "tests/fixtures/benchmarks/ifeval/input_data.jsonl")}}},
+     {"decontamination": {"roles": ["user"]}}),
+], ids=["source-min-under-mixture-sample", "source-sample-over-mixture-min", "mixture-min-under-source-max",
+        "source-roles-of-mixture-benchmarks"])
 def test_filter_arguments_that_go_together_once_layered_load(tmp_path, mixture_rule, source_rule):
     """Each layer checked alone against the rule's defaults (sample_chars 500, min_chars 200) was refused (review)."""
     manifest = load(write(tmp_path, edited(lambda data: (_set("filters", mixture_rule)(data),
