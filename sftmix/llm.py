@@ -36,7 +36,7 @@ import time
 from array import array
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Awaitable, Callable, Iterable, Iterator, TypeVar
@@ -146,6 +146,9 @@ class Stats:
                     "no request was sent after it, and each row not yet asked is a counted drop; top up the balance "
                     "or renew the API key, then run again (the answers so far are cached)")
         if self.requests and not self.answered:
+            if self.last_failure.startswith("empty_reply"):  # it replied, each time with no text
+                return (f"the LLM endpoint gave no text in any of {self.requests} replies (the last: {self.last_failure}): "
+                        "check the server's model and its reasoning parser")
             return (f"the LLM endpoint answered none of {self.requests} requests (the last failure: "
                     f"{self.last_failure}): check SFTMIX_LLM_BASE_URL, SFTMIX_LLM_MODEL and the API key")
         return None
@@ -323,6 +326,8 @@ class Completion:
     finish_reason: str
     usage: Usage
     cached: bool = False
+    # the `Usage` figures the reply left out; not cached, as a cached answer costs nothing
+    unreported: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def truncated(self) -> bool:
@@ -699,7 +704,7 @@ class LLMClient:
                     return self._failed(Failure(f"http_{error.status}", str(error)))
                 else:
                     self.stats.answered += 1
-                    self._account(completion.usage, most)
+                    self._account(completion.usage, most, completion.unreported)
                     if completion.finish_reason in FINISHED:
                         self.cache.put(key, completion, {"host": self.host, **body})  # an append: no need for a thread
                         return self._reply(completion, body)
@@ -769,11 +774,11 @@ class LLMClient:
             message = choice["message"]
             content, refusal = message["content"], message.get("refusal")
             finish_reason = "stop" if choice.get("finish_reason") in STOP_SYNONYMS else choice.get("finish_reason")
-            if content is None and isinstance(refusal, str) and refusal and not message.get("tool_calls"):
+            if not content and isinstance(refusal, str) and refusal and not message.get("tool_calls"):
                 content, finish_reason = refusal, REFUSAL
             elif content is None and finish_reason and finish_reason != "stop":
                 content = ""  # cut off while thinking ("length"), or filtered ("content_filter"): an answer, paid for
-            if content is None and finish_reason == "stop":
+            if not content and (finish_reason or "stop") == "stop":  # null, or "" as llama.cpp and SGLang send it
                 # Not a refusal, which says so: a one-off empty answer (asked again), or a server that puts
                 # every answer elsewhere, as vLLM's reasoning parser does when the model does not think.
                 elsewhere = next((f for f in ("reasoning_content", "reasoning") if message.get(f)), None)
@@ -784,7 +789,8 @@ class LLMClient:
             if not isinstance(content, str):
                 raise ValueError("no message content")
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
-            return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response))
+            return Completion(content=content, finish_reason=finish_reason or "stop", usage=_usage(response),
+                              unreported=_unreported(response))
         except _MalformedResponse:
             raise
         except Exception as error:  # any shape other than a chat completion: a bad body, worth asking again
@@ -823,14 +829,14 @@ class LLMClient:
         if self.settings.budget_usd is not None and spent >= self.settings.budget_usd:
             raise BudgetExhausted(f"budget of ${self.settings.budget_usd} reached (spent ${spent:.4f})")
 
-    def _account(self, usage: Usage, most: Usage | None = None) -> None:
-        """Count what a reply cost. An answer that reports no prompt or no completion tokens (a gateway
-        that drops `usage`, or a part of it) is counted with `most`'s figure in their place, the most its
-        request could use: at $0 the budget cap never stopped a run and the reported cost was $0."""
+    def _account(self, usage: Usage, most: Usage | None = None, unreported: tuple[str, ...] = ()) -> None:
+        """Count what a reply cost. An answer whose reply left out its prompt or completion tokens (a
+        gateway that drops `usage`, or a part of it: `unreported`) is counted with `most`'s figure in
+        their place, the most its request could use: at $0 the budget cap never stopped a run and the
+        reported cost was $0. A figure reported as 0 is 0."""
         charged = usage
-        if most is not None and not (usage.prompt_tokens and usage.completion_tokens):
-            charged = Usage(usage.prompt_tokens or most.prompt_tokens, usage.completion_tokens or most.completion_tokens,
-                            usage.prompt_cache_hit_tokens)
+        if most is not None and unreported:
+            charged = replace(usage, **{figure: getattr(most, figure) for figure in unreported})
             self.stats.estimated_cost_answers += 1
             if self.stats.estimated_cost_answers == 1:
                 log.warning("the LLM endpoint %s answered with no usage, or no prompt or completion tokens in it: each "
@@ -989,6 +995,12 @@ def _usage(response: dict) -> Usage:
     usage = response.get("usage") or {}
     hit = usage.get("prompt_cache_hit_tokens") or (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     return Usage(_token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")), _token_count(hit))
+
+
+def _unreported(response: dict) -> tuple[str, ...]:
+    """The token counts a chat completion's `usage` leaves out (or has as null)."""
+    usage = response.get("usage") or {}
+    return tuple(figure for figure in ("prompt_tokens", "completion_tokens") if usage.get(figure) is None)
 
 
 def _paid(response) -> Usage | None:

@@ -171,19 +171,31 @@ def test_an_answer_without_usage_is_counted_at_the_most_it_could_cost(tmp_path, 
     assert budgeted.stats.cost_usd > 0.0001
 
 
-@pytest.mark.parametrize("usage", [{"prompt_tokens": 900}, {"completion_tokens": 5}])
+@pytest.mark.parametrize("usage", [{"prompt_tokens": 900}, {"completion_tokens": 5},
+                                   {"prompt_tokens": 900, "completion_tokens": None}])
 def test_an_answer_with_part_of_its_usage_is_counted_with_the_most_for_the_missing_part(tmp_path, usage):
     """A usage of `{"prompt_tokens": 900}` was charged for the prompt alone, its completion at $0."""
+    usage_given = {figure: n for figure, n in usage.items() if n is not None}
     prices = Prices()
     with serve_openai(faults=[Fault("malformed", count=None, text=chat_completion_body("an answer", usage))]) as srv:
         client = make_client(srv, tmp_path, max_tokens=1000)
         [reply] = gather(client, ["one"])
     assert reply.content == "an answer" and client.stats.estimated_cost_answers == 1
     prompt_most = len((SYSTEM["content"] + "one").encode()) // 3
-    expected = (usage.get("prompt_tokens", prompt_most) * prices.prompt_cache_miss
-                + usage.get("completion_tokens", 1000) * prices.completion) / 1e6
+    expected = (usage_given.get("prompt_tokens", prompt_most) * prices.prompt_cache_miss
+                + usage_given.get("completion_tokens", 1000) * prices.completion) / 1e6
     assert client.stats.cost_usd == pytest.approx(expected)
-    assert client.stats.usage == Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))  # as reported
+    assert client.stats.usage == Usage(usage_given.get("prompt_tokens", 0), usage_given.get("completion_tokens", 0))
+
+
+def test_an_answer_reporting_no_completion_tokens_is_charged_for_none(tmp_path):
+    """A reported 0 was taken for a missing figure: charged max_tokens, ~2000x its cost."""
+    usage = {"prompt_tokens": 7, "completion_tokens": 0}
+    with serve_openai(faults=[Fault("malformed", count=None, text=chat_completion_body("ok", usage))]) as srv:
+        client = make_client(srv, tmp_path, max_tokens=1000)
+        gather(client, ["one"])
+    assert client.stats.estimated_cost_answers == 0
+    assert client.stats.cost_usd == pytest.approx(7 * Prices().prompt_cache_miss / 1e6)
 
 
 def test_cache_same_request_twice_is_one_http_request(tmp_path):
@@ -347,12 +359,13 @@ def test_other_servers_names_for_a_natural_stop_are_a_stop(tmp_path, finish_reas
         assert srv.count() == 1 and client.stats.cache_hits == 1
 
 
+@pytest.mark.parametrize("content", [None, ""])
 @pytest.mark.parametrize("finish_reason", ["stop", "eos", ""])
-def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path, finish_reason):
+def test_no_content_with_a_natural_stop_is_asked_again_not_cached_as_empty(tmp_path, finish_reason, content):
     """A stop (or an empty reason) with `content: null` and no refusal text is no answer: a one-off
     empty reply (Gemini's are known), asked again. Cached, as a refusal or as empty, it was the row's
     drop for good."""
-    replies = iter([Reply(None, finish_reason=finish_reason), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
+    replies = iter([Reply(content, finish_reason=finish_reason), Reply("Feedback: fine. [RESULT] 5", finish_reason="eos")])
     with serve_openai(lambda messages, body: next(replies)) as srv:
         client = make_client(srv, tmp_path)
         reply = run(client, client.complete(user("judge this")))
@@ -382,13 +395,14 @@ def test_a_refusal_is_one_paid_answer_cached_and_its_row_a_model_refused_drop(tm
     assert (stats.answered, stats.retries) == (1, 0) and stats.cost_usd > 0 and stats.unanswered() is None
 
 
+@pytest.mark.parametrize("content", [None, ""])
 @pytest.mark.parametrize("reasoning", [None, "The user wants a haiku. Here it is: ..."])
-def test_no_content_on_every_try_is_an_empty_reply_drop_naming_where_the_text_went(tmp_path, reasoning):
+def test_no_content_on_every_try_is_an_empty_reply_drop_naming_where_the_text_went(tmp_path, reasoning, content):
     """vLLM with a reasoning parser on a model that does not think puts every answer in
     `reasoning_content`, with `content: null` and a stop. The row is asked again (it may be a
     one-off), and when every try gave no content it is an `empty_reply` drop, not a refusal or a
     malformed body, and the run's warning names where the text went."""
-    with serve_openai(lambda messages, body: Reply(None, finish_reason="stop", reasoning_content=reasoning)) as srv:
+    with serve_openai(lambda messages, body: Reply(content, finish_reason="stop", reasoning_content=reasoning)) as srv:
         client = make_client(srv, tmp_path, max_retries=2)
         failure = run(client, client.complete(user("write a haiku")))
         assert srv.count() == 3
@@ -396,7 +410,7 @@ def test_no_content_on_every_try_is_an_empty_reply_drop_naming_where_the_text_we
     assert failure.detail.startswith("malformed_response: no content, finish_reason stop")
     assert ("message.reasoning_content: check the server's reasoning parser" in failure.detail) == bool(reasoning)
     assert client.stats.cost_usd > 0  # each empty reply reported its usage, and was paid
-    assert "empty_reply" in client.stats.unanswered()
+    assert client.stats.unanswered().startswith("the LLM endpoint gave no text in any of 3 replies (the last: empty_reply")
 
 
 def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):
