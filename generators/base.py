@@ -15,11 +15,12 @@ A generator module `generators/<name>.py` defines
 - optionally `languages(params, targets) -> Collection[str] | None`: the only languages it can write
   rows in with these params and targets (None: any), so a target in another language is named before a build
   (`sftmix.plan.unmakeable`), not found short after it.
-The runtime adds provenance (and a dropped item's payload as its row in the rejected file, under
-its `Item.licences`), runs items concurrently, a bounded number at a time (output order =
-item order, so reruns are identical; `sftmix.llm.in_order`), stops cleanly when the budget is
-reached or the endpoint refuses the account (`sftmix.llm.RunStopped`), and feeds the results to
-the same record/filter/writer path as converters (`sftmix.normalize.run`).
+The runtime adds provenance (with `input_licences`, the item's `Item.licences`, where it has any;
+and a dropped item's payload as its row in the rejected file, under its `Item.licences`), runs
+items concurrently, a bounded number at a time (output order = item order, so reruns are
+identical; `sftmix.llm.in_order`), stops cleanly when the budget is reached or the endpoint
+refuses the account (`sftmix.llm.RunStopped`), and feeds the results to the same
+record/filter/writer path as converters (`sftmix.normalize.run`).
 """
 
 from __future__ import annotations
@@ -302,8 +303,11 @@ def stream(module, records: Iterable[dict], ctx: Context, *, limit: int | None =
                     result.licences = item.licences
                     yield item.key, result
                     continue
+                # the licences of the text the rows hold besides the generator's (a document quoted
+                # verbatim): a later stage's rejected file names them in its footer
+                inputs = {"input_licences": sorted(set(item.licences))} if item.licences else {}
                 for converted in result:
-                    converted.meta = {**provenance, "seed_id": item.key, **converted.meta}
+                    converted.meta = {**provenance, "seed_id": item.key, **inputs, **converted.meta}
                     converted.language = converted.language or item.language
                     yield item.key, converted
         finally:

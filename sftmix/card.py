@@ -86,6 +86,12 @@ def render(manifest: Manifest, result: MixResult) -> str:
                  (stages["filtered"].read if key in generated and stages.get("filtered") else "", "")),
                (stages["filtered"].kept if stages.get("filtered") else "")] for key, stages in stage_counts.items()]
     mixed = {source.key for source in manifest.sources if not source.is_input_only}
+    # Not in the licences column, which is what filtering on `licence` gives: a generated row is
+    # under its source's licence, and names its inputs' in its origin
+    inputs_named = (f"Rows of generated sources ({', '.join(f'`{key}`' for key in sorted(generated & mixed))}) are "
+                    "under the licence the manifest gives their source; each names in `origin.input_licences` the "
+                    "licences of the records it was built from (a document it quotes, a prompt it answers). "
+                    if generated & mixed else "")
     sections = [
         "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---",
         f"# {manifest.mixture}\n\n{manifest.description}\n\nBuilt by sftmix {__version__} from manifest "
@@ -94,6 +100,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "Each row: `id` (content hash), `source`, `licence`, `language`, `messages` (OpenAI chat format with "
         "`tool_calls`), `tools` (JSON string of OpenAI tool definitions), `origin` (provenance JSON). "
         "Rows keep the licence of the dataset they come from; filter on `licence` to use a subset. "
+        + inputs_named +
         "Both splits hold every source's rows in one order, by sha256 of the seed, the mixture's name and "
         "the row's id, so "
         "they read as a mix of the sources rather than one source after another.",

@@ -211,14 +211,16 @@ class _Partitions:
 class _Rejects:
     """Rows the mixing drops for what they are (a licence the policy refuses, an exact or near
     duplicate), one rejected file per source as the stages write them: `<source>.mixing-00000.parquet`,
-    each row the record as JSON, the footer naming their licences. Rows only left unsampled
-    (`language_not_targeted`, beyond a target) are counted, not copied: they are most of a
-    multilingual source, and nothing is wrong with them."""
+    each row the record as JSON, the footer naming their licences (a generated row's `input_licences`
+    too). Rows only left unsampled (`language_not_targeted`, beyond a target) are counted, not
+    copied: they are most of a multilingual source, and nothing is wrong with them."""
 
     def __init__(self, directory: Path | None, manifest: Manifest, partitions: "_Partitions"):
         self.partitions = partitions
         self.writers = {} if directory is None else {
             s.key: RejectedWriter(rejected_file(directory, s.key, "mixing"), s.key, manifest.hash) for s in _mixed(manifest)}
+        # the sources whose rows may name input licences (a converter's never do): their origins are read
+        self.naming_inputs = {s.key for s in _mixed(manifest) if s.generator is not None or s.mixture is not None}
 
     def write(self, source: str, order: int, part: int, dropped: pl.DataFrame) -> None:
         """Drop partition `part`'s rows of `source` at `dropped["row"]`, for `dropped["reason"]`."""
@@ -227,6 +229,9 @@ class _Rejects:
             return
         records = pl.from_arrow(self.partitions.read("rows", order, part, SCHEMA.names).take(dropped["row"].to_arrow()))
         writer.licences.update(records["licence"].unique())
+        if source in self.naming_inputs:  # a generated row holds its inputs' text too: under their licences as well
+            for names in records["origin"].str.json_path_match("$.input_licences").drop_nulls().unique():
+                writer.licences.update(json.loads(names))  # a JSON list of names (`normalize._record_problem`)
         # Encoded by polars, 13 times faster than a row at a time in Python (2.8 against 35 µs a Toucan row)
         writer.write(records.select(
             source=pl.lit(source), stage=pl.lit("mixing"), reason=dropped["reason"],

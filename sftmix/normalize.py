@@ -111,8 +111,10 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
         if isinstance(record, Drop):  # kept as converted: the value at fault may be in tools or meta
             # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
+            # a generated row holds its inputs' text too: under their licences as well (`generators.base.stream`)
+            licences = [result.licence.lower()] if result.licence else []
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
-                        licences=[result.licence.lower()] if result.licence else ())
+                        licences=licences + result.meta.get("input_licences", []))
             continue
         document = record_document(record)
         if position is None:
@@ -231,17 +233,22 @@ def _records_as_documents(files: list[Path], sink: RejectedSink, counts: Counts,
 
 def _record_problem(record: dict) -> str | None:
     """Why a row of a file of records is none (None when it is one): a column or a message null, an
-    origin that is not a JSON object (the judge writes its score into it, a rejected row is keyed by its `row`)."""
+    origin that is not a JSON object (the judge writes its score into it, a rejected row is keyed by its `row`)
+    or whose `input_licences` is not a list of names (a rejected file's footer takes them in)."""
     if nulls := [name for name in COLUMNS if record[name] is None]:
         return f"null {', '.join(nulls)}"
     if None in record["messages"]:
         return "a null message"
     try:
-        if isinstance(json.loads(record["origin"]), dict):
-            return None
+        origin = json.loads(record["origin"])
     except ValueError:
-        pass
-    return f"origin {record['origin']!r:.80} is not a JSON object"
+        origin = None
+    if not isinstance(origin, dict):
+        return f"origin {record['origin']!r:.80} is not a JSON object"
+    names = origin.get("input_licences", [])
+    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+        return f"origin input_licences {names!r:.80} is not a list of licence names"
+    return None
 
 
 class _TimedSource:

@@ -7,9 +7,9 @@ every drop of every stage lands in the same place and the same counts.
 Its footer's `licences` are those of the rows it holds, as a shard's are (`RejectedWriter`), so
 that a rejected file too can be passed on or left out by its footer alone: a row is under the
 source's licence where the manifest names one and under its own where it names one (a record,
-a generator's dropped item: its input records', a row whose licence conflicts with the manifest's),
-else `unknown` (a raw row of a source whose rows carry their licence, dropped before its licence
-was read).
+and a generated one under those of its `origin.input_licences` too; a generator's dropped item:
+its input records'; a row whose licence conflicts with the manifest's), else `unknown` (a raw row
+of a source whose rows carry their licence, dropped before its licence was read).
 """
 
 from __future__ import annotations
@@ -138,7 +138,9 @@ class _StageWriter:
 
     def write(self, doc, rank: int = 0) -> None:
         record = doc.metadata["record"]
-        key = str(json.loads(record["origin"]).get("row", ""))  # the raw row key, as convert-stage drops have it
+        origin = json.loads(record["origin"])
+        key = str(origin.get("row", ""))  # the raw row key, as convert-stage drops have it
+        # a generated row holds its inputs' text too (a document quoted verbatim): under their licences as well
         self.sink.reject(self.stage, doc.metadata.get("filter_reason", self.stage), record,
                          detail=doc.metadata.get("filter_detail", ""), key=key, record_id=record["id"],
-                         licences=[record["licence"]])
+                         licences=[record["licence"], *origin.get("input_licences", ())])

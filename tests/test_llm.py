@@ -977,6 +977,32 @@ def test_inputs_left_unasked_are_kept_under_their_own_licence(tmp_path):
     assert json.loads(pq.read_schema(rejected).metadata[b"licences"]) == ["apache-2.0", "cc-by-4.0"]
 
 
+def test_a_generated_row_refused_as_a_record_is_filed_under_its_inputs_licences_too(tmp_path):
+    """A generated conversation that cannot become a record (half a surrogate pair) holds its input's
+    text: its rejected file's footer named the generated source's licence alone (review)."""
+    from generators.base import Context, Item, generate
+    from sftmix.normalize import SourceInfo
+    from sftmix.record import make_record
+
+    module = _echo_generator()
+    module.items = lambda records, ctx: (Item(key=r["id"], payload=r["messages"][0]["content"], language="en",
+                                              licences=(r["licence"],)) for r in records)
+
+    async def quote_broken(item, ctx):
+        return [Converted(messages=[message("user", item.payload + " \ud83d"), message("assistant", "A river.")])]
+
+    module.generate = quote_broken
+    inputs = [make_record(messages=[message("user", "Question about rivers?"), message("assistant", "Answer.")],
+                          tools=[], source="wiki_qa", licence="cc-by-4.0", language="en", origin={"row": 0})]
+    rejected = tmp_path / "gen.generated-00000.parquet"
+    with serve_openai() as srv:
+        ctx = Context(llm=make_client(srv, tmp_path), targets={"en": "all"})
+        generate(module, inputs, ctx, SourceInfo(key="gen", converter="gen", licence="apache-2.0", manifest_hash="x"),
+                 tmp_path / "gen.parquet", rejected)
+    assert pq.read_table(rejected).column("reason").to_pylist() == ["invalid_unicode"]
+    assert json.loads(pq.read_schema(rejected).metadata[b"licences"]) == ["apache-2.0", "cc-by-4.0"]
+
+
 def test_budget_through_generator_stream_default_window(tmp_path):
     from generators.base import Context, stream
 

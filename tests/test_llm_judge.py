@@ -367,13 +367,14 @@ def test_sftmix_judge_cli_summary_and_cached_rerun(tmp_path):
 def test_rows_of_a_file_with_a_null_or_a_malformed_origin_are_drops_not_a_crash(tmp_path):
     """The file's schema was records', nulls allowed: `sftmix judge` paid for every verdict, then
     stopped with a traceback writing a score (or a drop) into an origin that was no JSON object."""
-    records = [record(i, "5") for i in range(5)]
+    records = [record(i, "5") for i in range(6)]
     table = to_table(records)
-    origins = [records[0]["origin"], None, "", "[]", records[4]["origin"]]
+    # the last: a footer takes a generated row's input licences in, a name at a time
+    origins = [records[0]["origin"], None, "", "[]", records[4]["origin"], '{"input_licences": "odc-by"}']
     table = table.set_column(table.schema.get_field_index("origin"), "origin", pa.array(origins, pa.string()))
-    languages = pa.array(["en", "en", "en", "en", None], pa.string())
+    languages = pa.array(["en", "en", "en", "en", None, "en"], pa.string())
     table = table.set_column(table.schema.get_field_index("language"), "language", languages)
-    null_message = to_table([record(5, "5")])  # a rule read its turns: TypeError
+    null_message = to_table([record(6, "5")])  # a rule read its turns: TypeError
     messages = null_message.column("messages").to_pylist()
     null_message = null_message.set_column(null_message.schema.get_field_index("messages"), "messages",
                                            pa.array([[messages[0][0], None, messages[0][2]]], table.schema.field("messages").type))
@@ -382,11 +383,12 @@ def test_rows_of_a_file_with_a_null_or_a_malformed_origin_are_drops_not_a_crash(
     with serve_openai(responder=judge_responder) as srv:
         summary = sftmix_judge(srv, tmp_path, str(tmp_path / "in.parquet"), "-o", "out.parquet")
         assert srv.count() == 1  # only the sound row is graded
-    assert (summary["kept"], summary["dropped"]) == (1, {"malformed_record": 5})
+    assert (summary["kept"], summary["dropped"]) == (1, {"malformed_record": 6})
     drops = pq.read_table(tmp_path / "out.rejected.parquet").to_pylist()
     assert [(d["key"], d["detail"]) for d in drops] == [
         ("1", "null origin"), ("2", "origin '' is not a JSON object"), ("3", "origin '[]' is not a JSON object"),
-        ("4", "null language"), ("5", "a null message")]
+        ("4", "null language"), ("5", "origin input_licences 'odc-by' is not a list of licence names"),
+        ("6", "a null message")]
 
 @pytest.mark.parametrize("command", [["judge"], ["generate", "self_identity"]])
 def test_credentials_in_the_endpoints_url_are_a_one_line_error_that_does_not_quote_them(tmp_path, command):

@@ -1264,6 +1264,9 @@ def test_a_generated_sources_drops_reach_stats_and_the_card(tmp_path, monkeypatc
     assert f"| responses | generated | contaminated:ifeval | {dropped['contaminated:ifeval']:,} |" in card
     made = Layout(tmp_path / "out", "mini").read_counts("responses", "filtered").read
     assert made >= 3 and f"| responses | {made} |  | 0 |" in card  # intake: made, nothing converted, none kept
+    # its rows are under its own licence, and name their inputs' (the "Rows by source" licences are the rows' own)
+    assert ("Rows of generated sources (`responses`) are under the licence the manifest gives their source; each names "
+            "in `origin.input_licences` the licences of the records it was built from") in card
     # a mixed source of no rows is in "Rows by source" with zeros and no licence (it was missing from every split table)
     assert re.search(r"## Rows by source\n\n(\|.*\n)*\| responses \| 0 \| 0 \|  \|\n", card)
 
@@ -1543,6 +1546,30 @@ def test_rows_the_mixing_drops_are_kept_in_rejected_with_their_reasons(tmp_path)
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert "## Rows not selected\n\nDuplicates and licences the policy refuses are kept with their reason" in card
 
+
+
+def test_a_generated_row_the_mixing_drops_is_filed_under_its_inputs_licences_too(tmp_path):
+    """A generated row quoting an odc-by document, dropped as a copy: the mixing's rejected file named
+    the generated source's licence alone (review)."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    quoted = [message("user", "Document: A delta forms where a river drops its sediment.\n\nWhere does a delta form?"),
+              message("assistant", "Where a river enters slower water and drops its sediment.")]
+    records = [make_record(messages=messages, tools=[], source="qa", licence="apache-2.0", language="en",
+                           origin={"row": str(row), "generator": "long_context_qa", "input_licences": ["odc-by"]})
+               for row, messages in enumerate([quoted, quoted, [message("user", "Hi?"), message("assistant", "Hello.")]])]
+    pq.write_table(to_table(records), tmp_path / "qa.parquet")
+    source = {"key": "qa", "generator": {"name": "long_context_qa", "inputs": ["docs"]}, "licence": "apache-2.0",
+              "targets": "all"}
+    docs = {"key": "docs", "converter": "fineweb_edu", "licence": "odc-by", "targets": {},
+            "local": {"files": [str(FIXTURES / "fineweb_edu" / "000_00000.parquet")]}}
+    manifest = load(_manifest(tmp_path, [docs, source], holdout=0, licence_policy={"allow": ["apache-2.0", "odc-by"]}))
+    result = mixing.build(manifest, {"qa": [tmp_path / "qa.parquet"]}, tmp_path / "out", tmp_path / "work",
+                          rejected_dir=tmp_path / "rejected")
+    assert result.excluded["qa"] == {"duplicate_within_source": 1}
+    path = tmp_path / "rejected" / "qa.mixing-00000.parquet"
+    assert json.loads(pq.read_schema(path).metadata[b"licences"]) == ["apache-2.0", "odc-by"]
 
 
 @pytest.mark.parametrize("targets", [{"ca": 100}, {"ca": 100, "oc": 0}], ids=["untargeted", "target_0"])

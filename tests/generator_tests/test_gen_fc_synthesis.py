@@ -259,6 +259,11 @@ def test_generate_through_rule_filters_to_parquet(tmp_path, tool_records, cache_
                for t in json.loads(r["row"])["tools"]}
     assert "cc-by-4.0" in dropped
     assert json.loads(pq.read_schema(tmp_path / "rejected.parquet").metadata[b"licences"]) == ["apache-2.0", "cc-by-4.0"]
+    # a row names the licences of the records its tools come from, distractors' too: it holds their definitions
+    for row in rows:
+        tools = {licence_of[t["function"]["name"]] for t in json.loads(row["tools"])}
+        assert json.loads(row["origin"])["input_licences"] == sorted(tools)
+    assert any(len(json.loads(row["origin"])["input_licences"]) == 2 for row in rows)
 
 
 def test_call_checks_explain_the_problem():

@@ -187,3 +187,19 @@ def test_generate_writes_rows_through_the_rule_filters(tmp_path):
     assert row["language"] == "ca" and row["licence"] == "apache-2.0" and len(row["messages"][0]["content"]) > 8000
     origin = json.loads(row["origin"])
     assert origin["generator"] == "long_context_qa" and origin["url"] == "https://example.org/rivers"
+    # the row quotes its FineWeb-Edu document verbatim: it names the document's licence beside its own
+    assert origin["input_licences"] == ["odc-by"]
+
+
+def test_a_generated_row_a_rule_drops_is_filed_under_its_documents_licence_too(tmp_path):
+    """The deltas row holds its odc-by document verbatim and the language rule drops it (its question
+    is English in a Catalan row): the rejected file's footer named the generator's licence alone (review)."""
+    deltas = [r for r in RECORDS if json.loads(r["origin"])["key"] == "<urn:uuid:deltas>"]
+    with serve_openai(deepseek) as server:
+        ctx = context(server, tmp_path, {"ca": 10})
+        info = SourceInfo(key="long-context-qa", converter="openai_messages", licence="apache-2.0", filters={})
+        base.generate(long_context_qa, deltas, ctx, info, tmp_path / "out.parquet", tmp_path / "rejected.parquet")
+    [drop] = pq.read_table(tmp_path / "rejected.parquet").to_pylist()
+    assert (drop["stage"], drop["reason"]) == ("language", "language_mismatch")
+    assert DELTAS.strip() in json.loads(drop["row"])["messages"][0]["content"]
+    assert json.loads(pq.read_schema(tmp_path / "rejected.parquet").metadata[b"licences"]) == ["apache-2.0", "odc-by"]
