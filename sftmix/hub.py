@@ -113,7 +113,7 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
         raise HubError(f"{where}: HTTP {status} while downloading {file}{hint}") from err
     except hub_http.ConnectError as err:  # after huggingface_hub's retries: a wrong HF_ENDPOINT, a proxy, no network
         hub, host = endpoint or constants.ENDPOINT, _host_of(err)
-        if host in (None, urlsplit(hub).netloc):
+        if host in (None, hub_http.URL(hub).netloc.decode()):  # as httpx writes it: lowercase, no default port
             unreachable, check = f"the Hub at {hub}", "HF_ENDPOINT and the network"
         else:  # the Hub answered and sent the file's content from its storage host, which a firewall may block
             unreachable, check = f"{host}, where the Hub sends it,", "the network"

@@ -132,11 +132,12 @@ def test_a_server_error_while_a_damaged_file_is_downloaded_again_is_tried_again_
     assert busy.count("HEAD", "/LICENSE") == 3  # once a try: tried again here
 
 
-def test_a_hub_that_cannot_be_reached_is_named(hub, tmp_path, monkeypatch):
+@pytest.mark.parametrize("host", ["127.0.0.1", "LocalHost"])  # (httpx names the request's host lowercased)
+def test_a_hub_that_cannot_be_reached_is_named(hub, tmp_path, monkeypatch, host):
     monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
     with socket.socket() as unused:  # a port nothing listens on
         unused.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        endpoint = f"http://{host}:{unused.getsockname()[1]}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     with pytest.raises(HubError) as exc:
         download_source(REPO, SHA, ["LICENSE"], tmp_path)
