@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +46,8 @@ SLURM_SET_BY_SFTMIX = ("pipeline", "tasks", "logging_dir", "skip_completed", "jo
 RUN_TOKEN_FILE = ".run-token"  # in a stage directory: the token of the run writing it
 # What the shell (and sbatch, reading its #SBATCH lines) splits or reads in a word: datatrove writes
 # the paths of its job script unquoted (the task's and the stats merge's command lines, --output).
-SHELL_SPECIAL = re.compile(r"""[\s'"\\$`;&|<>()*?\[]""")
+# Braces expand ({a,b} is two paths); sbatch reads %x, %u... in --output as its own patterns.
+SHELL_SPECIAL = re.compile(r"""[\s'"\\$`;&|<>()*?\[{}%]""")
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,17 @@ class StageStep(PipelineStep):
         # frozen out of its sight for the stage, and handed back after it.
         gc.collect()
         gc.freeze()
+        # checked again just before the part and the rejected file are put in place: the rejected
+        # directory is not made anew by a later run, so a task that began before it would replace its files
+        still_current = partial(self._check_run_is_current, rank)
         try:
             with self.track_time(unit="task"):  # datatrove's logs then show the task's runtime
                 if self.stage == "normalized":
                     counts = normalize(self.info, self.inputs, out, rejected, apply_filters=self.apply_filters,
-                                       rank=rank, world_size=world_size)
+                                       rank=rank, world_size=world_size, before_publishing=still_current)
                 else:
                     counts = filter_records(self.info, self.inputs, out, rejected, rank=rank, world_size=world_size,
-                                            stage_parts=True)
+                                            stage_parts=True, before_publishing=still_current)
         finally:
             gc.unfreeze()
         for reason, n in counts.dropped.items():
@@ -210,7 +215,7 @@ def _slurm_paths_problem(config: ExecutorConfig, out_dir: Path) -> str | None:
         if path and (special := SHELL_SPECIAL.search(path)):
             return (f"{what} {path!r} holds {special[0]!r}: datatrove writes it unquoted into its Slurm job script, "
                     "where the shell would split or read it, and every task would fail; choose a path without "
-                    "whitespace or any of ' \" \\ $ ` ; & | < > ( ) * ? [")
+                    "whitespace or any of ' \" \\ $ ` ; & | < > ( ) * ? [ { } %")
     return None
 
 
@@ -269,8 +274,21 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
 def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:
     """scancel the jobs; where that fails, a note on `error`, the stage's own error, which it raises."""
     try:
-        result = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=120)
-        failure = f"exit code {result.returncode}: {result.stderr.strip()[:500]}" if result.returncode else None
+        # its own session, and waited for through further interrupts (Dagster forwards a terminal's
+        # Ctrl-C to its step a second time): subprocess.run killed scancel at the second one
+        process = subprocess.Popen(["scancel", *job_ids], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _, stderr = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            except BaseException as again:  # another interrupt: let scancel finish
+                error.add_note(f"interrupted again ({type(again).__name__}) while cancelling: waited for scancel")
+        failure = f"exit code {process.returncode}: {stderr.strip()[:500]}" if process.returncode else None
     except (OSError, subprocess.TimeoutExpired) as cancel_error:
         failure = f"{type(cancel_error).__name__}: {cancel_error}"
     if failure:

@@ -268,10 +268,11 @@ class _TimedSource:
 
 
 def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, filter_config: dict | None,
-        source_step: str) -> Counts:
+        source_step: str, before_publishing: Callable[[], None] | None = None) -> Counts:
     """Drive documents through the filters (None: none) into `out`; drops go to `rejected`.
 
-    Both files appear only when the whole source went through; on any error neither does. The
+    Both files appear only when the whole source went through; on any error neither does, nor when
+    `before_publishing`, called just before they are put in place, raises. The
     counts' `seconds` say where the time went: `setup` (the rules built, the files opened),
     `source_step` (making the documents), each rule by name, `write` (the kept rows written, the
     files closed) and `total`, their sum.
@@ -306,6 +307,8 @@ def run(documents_of, info: SourceInfo, out: Path | str, rejected: Path | str, f
         _write_records(writer, batch, positions)
         counts.kept = writer.rows
         counts.check()
+        if before_publishing is not None:
+            before_publishing()
     except BaseException as error:
         # Stopped mid-stream, the generators keep their frames while the error is kept (a notebook's
         # last error): closed now, downstream first, so that an LLM stage's requests in flight are
@@ -346,7 +349,7 @@ def _seconds_by_step(setup: float, source_step: str, source_seconds: float, step
 
 def normalize(
     info: SourceInfo, inputs: Iterable[Path | str], out: Path | str, rejected: Path | str, *, apply_filters: bool = True,
-    rank: int = 0, world_size: int = 1,
+    rank: int = 0, world_size: int = 1, before_publishing: Callable[[], None] | None = None,
 ) -> Counts:
     """Convert one source's raw files into canonical records, with the rule filters unless told not to.
 
@@ -356,18 +359,20 @@ def normalize(
     last_read = _LastRead()
     return run(lambda sink, counts: documents(info, _raw_stream(info, files, sink, counts, rank, world_size, last_read),
                                               sink, counts, position=lambda: last_read.position),
-               info, out, rejected, (info.filters or {}) if apply_filters else None, source_step="read_convert")
+               info, out, rejected, (info.filters or {}) if apply_filters else None, source_step="read_convert",
+               before_publishing=before_publishing)
 
 
 def filter_records(info: SourceInfo, inputs: Iterable[Path | str], out: Path | str, rejected: Path | str,
-                   rank: int = 0, world_size: int = 1, *, stage_parts: bool = False) -> Counts:
+                   rank: int = 0, world_size: int = 1, *, stage_parts: bool = False,
+                   before_publishing: Callable[[], None] | None = None) -> Counts:
     """Apply the rule filters to canonical records (the `filtered` stage after `normalized`, with
     `stage_parts`: its inputs are the normalized stage's parts; otherwise any files of records, such
     as a file given to `sftmix judge`, whose own `position` column, if any, means nothing here).
     With `world_size` > 1, to worker `rank`'s share: of each part's batches, or of the files, whole."""
     files = [Path(p) for p in inputs]
     return run(lambda sink, counts: _records_as_documents(files, sink, counts, rank, world_size, stage_parts), info,
-               out, rejected, info.filters or {}, source_step="read")
+               out, rejected, info.filters or {}, source_step="read", before_publishing=before_publishing)
 
 
 def nothing_converted(counts: Counts, converter: str, rejected: Iterable[Path | str]) -> str | None:

@@ -20,6 +20,7 @@ from sftmix.build import Layout, build, executor_config
 from sftmix.executor import ExecutorConfig, StageStep, run_stage
 from sftmix.manifest import load
 from sftmix.normalize import SourceInfo
+from sftmix.rejected import rejected_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SLURM_STANDIN = Path(__file__).resolve().parent / "slurm_standin" / "slurm.py"
@@ -149,6 +150,13 @@ def test_a_slurm_stage_refuses_a_path_its_job_script_cannot_hold_before_submitti
     assert not list(slurm.glob("job-*"))
 
 
+@pytest.mark.parametrize("folder, character", [("run-{a,b}", "{"), ("logs-%x", "%")])
+def test_a_slurm_path_the_shell_expands_or_sbatch_reads_is_refused(tmp_path, folder, character):
+    """`{a,b}` is two paths to the shell (every task failed); `%x` in --output is sbatch's job name."""
+    problem = executor._slurm_paths_problem(ExecutorConfig(kind="slurm", slurm=SLURM_OPTIONS), tmp_path / folder / "parts")
+    assert problem and f"holds {character!r}: datatrove writes it unquoted" in problem
+
+
 def test_slurm_waits_for_every_job_array_when_they_run_in_parallel(tmp_path, slurm, monkeypatch):
     """Two tasks in arrays of one, launched together: the first array still runs after the last ends."""
     raw = _grown_glaive(tmp_path)
@@ -234,6 +242,33 @@ def test_a_task_of_an_earlier_run_is_not_counted_as_the_next_runs(tmp_path, slur
     if earlier_task == "starts":
         assert refused == ["g: task 0 of the normalized stage belongs to a run of the stage that a later run "
                            "replaced: it writes nothing"]
+
+
+def test_a_task_whose_run_was_replaced_while_it_ran_puts_no_file_in_place(tmp_path, monkeypatch):
+    """A task of a stopped run that passed its first check just before the next run made the stage
+    directory anew put its part there and, the rejected directory being the same, replaced the next
+    run's rejected file with its own (review)."""
+    def step(language: str) -> StageStep:
+        info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language=language)
+        return StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")],
+                         str(tmp_path / "parts"), str(tmp_path / "rejected"), apply_filters=False)
+
+    earlier, later = step("en"), step("es")
+    run_stage(earlier, ExecutorConfig())
+    run_stage(later, ExecutorConfig())  # the next run, with a token of its own in the stage directory
+    published = [tmp_path / "parts" / "part-00000.parquet", rejected_file(tmp_path / "rejected", "g", "normalized", 0)]
+    before = [(path.stat().st_ino, path.read_bytes()) for path in published]
+    check, checked = executor.StageStep._check_run_is_current, []
+
+    def passed_at_its_start(task, rank):  # it began before the next run made the directory anew
+        checked.append(rank)
+        if len(checked) > 1:
+            check(task, rank)
+
+    monkeypatch.setattr(executor.StageStep, "_check_run_is_current", passed_at_its_start)
+    with pytest.raises(RuntimeError, match="belongs to a run of the stage that a later run replaced"):
+        list(earlier.run(None, 0, 1))
+    assert [(path.stat().st_ino, path.read_bytes()) for path in published] == before
 
 
 def test_a_stage_hides_the_imported_objects_from_the_collector_only_while_it_runs(tmp_path, monkeypatch):
