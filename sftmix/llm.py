@@ -135,6 +135,7 @@ class Stats:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     estimated_cost_answers: int = 0  # answers whose reply reported no usage: in cost_usd at the most they could cost
+    empty_replies: int = 0  # replies with no text and no refusal (each asked again)
 
     def unanswered(self) -> str | None:
         """Why the endpoint left rows unanswered for a cause common to them all: it refused the
@@ -146,7 +147,7 @@ class Stats:
                     "no request was sent after it, and each row not yet asked is a counted drop; top up the balance "
                     "or renew the API key, then run again (the answers so far are cached)")
         if self.requests and not self.answered:
-            if self.last_failure.startswith("empty_reply"):  # it replied, each time with no text
+            if self.empty_replies == self.requests:  # it replied, each time with no text
                 return (f"the LLM endpoint gave no text in any of {self.requests} replies (the last: {self.last_failure}): "
                         "check the server's model and its reasoning parser")
             return (f"the LLM endpoint answered none of {self.requests} requests (the last failure: "
@@ -165,7 +166,8 @@ class Stats:
         and the last failure and refusal of the last part that had one."""
         out = cls()
         for part in parts:
-            for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd", "estimated_cost_answers"):
+            for name in ("requests", "cache_hits", "retries", "failures", "answered", "cost_usd", "estimated_cost_answers",
+                         "empty_replies"):
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             out.usage.add(part.usage)
             out.last_failure = part.last_failure or out.last_failure
@@ -621,7 +623,9 @@ class LLMClient:
         body = self._body(messages, json_mode, max_tokens)
         key = request_key(self.host, body)
         cached = self.cache.get(key)
-        if cached is not None and cached.finish_reason in FINISHED:  # an older cache's partial answers are asked again
+        # An older cache's partial answers are asked again, and its empty ones ("" with a natural stop,
+        # or as a refusal): since then no answer (`empty_reply`).
+        if cached is not None and cached.finish_reason in FINISHED and (cached.content or cached.finish_reason == "length"):
             self.stats.cache_hits += 1
             return self._reply(cached, body)
         if key in self._in_flight:  # the same request already on its way: share its answer, pay once
@@ -652,10 +656,10 @@ class LLMClient:
         last_error = ""
         attempt = 0  # tries that failed and count against max_retries
         rate_limits = 0  # this row's 429s
+        sent = empty_replies = 0  # this row's requests, and its replies with no text
         answered_before = self.stats.answered  # the endpoint's answers when this row's previous try went out (or it began)
         while True:
             retry_after, rate_limited, paused_all = None, False, False
-            exhausted = "llm_retries_exhausted"  # the row's drop if this try was its last
             # The pause is waited out without a concurrency slot: the slots stay for requests that can go.
             while (pause := self._paused_until - time.monotonic()) > 0:  # moved on by 429s while it waits
                 await asyncio.sleep(pause)
@@ -670,6 +674,7 @@ class LLMClient:
                 self._refuse_when_stopped()  # stopped while it waited for a rate slot
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
+                sent += 1
                 answered_at_send = self.stats.answered
                 try:
                     completion = await self._send(session, body)
@@ -685,9 +690,11 @@ class LLMClient:
                         self._paused_until = max(self._paused_until,
                                                  time.monotonic() + self._backoff(attempt, retry_after))
                 except _MalformedResponse as error:
-                    last_error, exhausted = f"malformed_response: {error}", error.reason
+                    last_error = f"malformed_response: {error}"
+                    empty_replies += error.empty
+                    self.stats.empty_replies += error.empty
                     if error.usage is not None:  # unusable, but paid for
-                        self._account(error.usage)
+                        self._account(error.usage, most, error.unreported)
                 except _ClientError as error:
                     # No credit left (DeepSeek's 402; OpenAI's 429 or 400 that says so, `_out_of_credit`).
                     # A 401 after answers: the key that worked was revoked; before any, a wrong key or
@@ -722,7 +729,8 @@ class LLMClient:
                            and rate_limits <= self.settings.concurrency * (self.settings.max_retries + 1))
             answered_before = answered_at_send
             if counted and attempt == self.settings.max_retries:
-                return self._failed(Failure(exhausted, last_error))
+                # every try a reply with no text: `empty_reply`, not the endpoint failing
+                return self._failed(Failure("empty_reply" if empty_replies == sent else "llm_retries_exhausted", last_error))
             self.stats.retries += 1
             if not paused_all:  # a pause is waited out at the top of the loop
                 await asyncio.sleep(self._backoff(attempt, retry_after))
@@ -785,7 +793,7 @@ class LLMClient:
                 raise _MalformedResponse(
                     f"no content, finish_reason {choice.get('finish_reason')}"
                     + (f", the text in message.{elsewhere}: check the server's reasoning parser" if elsewhere else ""),
-                    _paid(response), reason="empty_reply")
+                    _usage(response), empty=True, unreported=_unreported(response))
             if not isinstance(content, str):
                 raise ValueError("no message content")
             content.encode("utf-8")  # a lone surrogate (a `\ud800` escape) can be neither cached nor written to Parquet
@@ -954,12 +962,12 @@ def in_order(loop: asyncio.AbstractEventLoop, run: Callable[[Item], Awaitable[Re
 
 
 class _MalformedResponse(Exception):
-    """A 200 that is no usable chat completion; `usage`: what it says it cost, when it says so readably;
-    `reason`: its row's drop when every try gave one."""
+    """A 200 that is no usable chat completion; `usage`: what it says it cost, when it says so readably."""
 
-    def __init__(self, message: str, usage: Usage | None = None, reason: str = "llm_retries_exhausted"):
+    def __init__(self, message: str, usage: Usage | None = None, empty: bool = False, unreported: tuple[str, ...] = ()):
         super().__init__(message)
-        self.usage, self.reason = usage, reason
+        # `empty`: a completion with no text (and no refusal); `unreported`: as `Completion.unreported`, for it
+        self.usage, self.empty, self.unreported = usage, empty, unreported
 
 
 # OpenAI's `error.code` or `error.type` for an account out of credit (429 `insufficient_quota`), with

@@ -413,6 +413,44 @@ def test_no_content_on_every_try_is_an_empty_reply_drop_naming_where_the_text_we
     assert client.stats.unanswered().startswith("the LLM endpoint gave no text in any of 3 replies (the last: empty_reply")
 
 
+def test_a_row_whose_tries_were_not_all_empty_replies_is_no_empty_reply_drop(tmp_path):
+    """Two server errors and then one empty reply were an `empty_reply` drop, and the run was said to
+    have replied with no text every time (review)."""
+    with serve_openai(lambda messages, body: Reply(None, finish_reason="stop"),
+                      faults=[Fault("server_error", status=500, count=2)]) as srv:
+        client = make_client(srv, tmp_path, max_retries=2)
+        failure = run(client, client.complete(user("write a haiku")))
+        assert srv.count() == 3
+    assert isinstance(failure, Failure) and failure.reason == "llm_retries_exhausted"
+    assert "check SFTMIX_LLM_BASE_URL" in client.stats.unanswered()
+
+
+def test_empty_replies_without_usage_count_against_the_budget(tmp_path):
+    """Each was counted at $0: a gateway that drops usage and replies empty was asked max_retries + 1
+    times a row with the budget stopping nothing (review)."""
+    body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]})
+    with serve_openai(faults=[Fault("malformed", count=None, text=body)]) as srv:
+        client = make_client(srv, tmp_path, max_tokens=1000, max_retries=2, budget_usd=0.005)
+        results = gather(client, [f"row {i}" for i in range(30)])
+        sent = srv.count()
+    assert client.stats.estimated_cost_answers == sent and client.stats.cost_usd > 0
+    assert sent < 30 and any(isinstance(result, BudgetExhausted) for result in results)
+
+
+def test_an_empty_answer_cached_by_an_earlier_sftmix_is_asked_again(tmp_path):
+    """Cached as an answer ("" with a stop) or as a refusal, it was served for good."""
+    with serve_openai(lambda messages, body: Reply("the answer")) as srv:
+        client = make_client(srv, tmp_path)
+        body = client._body(user("question"), False, None)
+        for finish_reason in ("stop", "refusal"):
+            client.cache.put(request_key(client.host, body), Completion("", finish_reason, Usage(1, 1)),
+                             {"host": client.host, **body})
+            reply = run(client, client.complete(user("question")))
+            assert isinstance(reply, Completion) and reply.content == "the answer"
+            client = make_client(srv, tmp_path / finish_reason)
+
+
 def test_a_filtered_answer_without_content_is_one_paid_incomplete_generation(tmp_path):
     """`content: null` with finish_reason "content_filter" was read as a malformed body: asked 7
     times, each paid, and counted as no answer and no cost."""
