@@ -42,7 +42,8 @@ _PIPELINE_ARGUMENTS = frozenset(inspect.signature(BaseFilter.__init__).parameter
 
 
 def merge_config(*layers: dict | None, complete: bool = True) -> dict[str, bool | dict]:
-    """Later layers override earlier ones, key by key within a filter's keyword arguments.
+    """Later layers override earlier ones, key by key within a filter's keyword arguments; `true`
+    keeps the arguments an earlier layer gave, `false` turns the rule off.
 
     Raises ValueError for an unknown filter or argument, so a manifest typo fails at load time, and
     when the layers are `complete` (all of a source's), for arguments that cannot go together
@@ -62,8 +63,10 @@ def merge_config(*layers: dict | None, complete: bool = True) -> dict[str, bool 
                 value = _typed_arguments(name, value)
             elif not isinstance(value, bool):
                 raise ValueError(f"filter {name!r}: expected true, false or a mapping of arguments")
-            if isinstance(value, dict) and isinstance(merged.get(name), dict):
-                merged[name] = {**merged[name], **value}
+            if isinstance(merged.get(name), dict) and value is not False:
+                # `true` turns the rule on with the earlier layers' arguments: it reset them (a source's
+                # `decontamination: true` lost the mixture's benchmarks)
+                merged[name] = {**merged[name], **value} if isinstance(value, dict) else merged[name]
             else:
                 merged[name] = value
     for name, value in merged.items():

@@ -141,6 +141,14 @@ def record_origin(record: dict) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def record_licences(record: dict) -> tuple[str, ...]:
+    """The licences of a record's text, sorted: its own, and for a generated record those of the
+    records it was built from (`origin.input_licences`): a generator reading another's rows reads
+    their inputs' text too (FineWeb-Edu's odc-by documents in fineweb_edu_qa's questions)."""
+    inputs = record_origin(record).get("input_licences")
+    return tuple(sorted({record["licence"], *(inputs if isinstance(inputs, list) else ())}))
+
+
 def first_user_text(record: dict, *, first_turn_only: bool = False) -> str | None:
     """Text of the first user turn with string content; None when there is none.
 
@@ -219,7 +227,7 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
         seen.add(record["id"])
         quota = ctx.wanted(language)
         if quota is None:
-            yield Item(key=record["id"], payload=record, language=language, licences=(record["licence"],))
+            yield Item(key=record["id"], payload=record, language=language, licences=record_licences(record))
             continue
         if quota <= 0:
             continue
@@ -233,7 +241,7 @@ def top_ranked_per_language(records: Iterable[dict], ctx: Context, name: str, us
         on_input_read()
     chosen = sorted(((index, record) for heap in heaps.values() for _, index, record in heap), key=lambda e: e[0])
     for _, record in chosen:
-        yield Item(key=record["id"], payload=record, language=record["language"], licences=(record["licence"],))
+        yield Item(key=record["id"], payload=record, language=record["language"], licences=record_licences(record))
 
 
 def identity_line(ctx: Context) -> str:

@@ -60,7 +60,7 @@ from typing import Annotated, Iterator, Literal
 from pydantic import Field
 
 from filters.tool_calls import validator_for
-from generators.base import LANGUAGE_NAMES, Context, Count, Item, Positive, hash_rank, prompt
+from generators.base import LANGUAGE_NAMES, Context, Count, Item, Positive, hash_rank, prompt, record_licences
 from sftmix.jsontext import loads
 from sftmix.llm import Failure
 from sftmix.record import dumps, message, tool_call, tool_def
@@ -166,7 +166,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         seen.add(digest)
         rank = hash_rank(ctx.seed, "fc_synthesis", digest)
         entry = (-rank, digest, record.get("source") or "", record.get("id") or "", zlib.compress(dumps(tools).encode()),
-                 record["licence"])
+                 record_licences(record))
         heap = heaps.setdefault(entry[2], [])
         if total is None or len(heap) < total:
             heapq.heappush(heap, entry)
@@ -181,7 +181,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
     languages = _language_sequence(quotas, ctx.seed) if not drawn else None
     enabled = _variants(params)
     for j in range(count):
-        _, digest, source, record_id, packed, licence = selected[j % len(selected)]
+        _, digest, source, record_id, packed, tool_licences = selected[j % len(selected)]
         round_ = j // len(selected)
         key = f"fc:{digest}" + (f":{round_}" if round_ else "")
         rng = ctx.rng(key)
@@ -192,7 +192,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if len(tools) > max_tools:
             tools = [tools[i] for i in sorted(rng.sample(range(len(tools)), max_tools))]
         names = {t["function"]["name"] for t in tools}
-        licences = {licence}  # the tool set's and its distractors' records'
+        licences = set(tool_licences)  # the tool set's and its distractors' records'
         for _ in range(rng.randint(0, int(params.get("distractors", DISTRACTORS))) if len(selected) > 1 else 0):
             other = selected[rng.randrange(len(selected))]
             if other[1] == digest:
@@ -201,7 +201,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
             if candidate["function"]["name"] not in names:
                 names.add(candidate["function"]["name"])
                 tools.append(candidate)
-                licences.add(other[5])
+                licences.update(other[5])
         rng.shuffle(tools)
         payload = {"tools": tools, "variant": variant, "tool_source": source, "tool_record": record_id,
                    "persona": rng.choice(PERSONAS), "variation": round_ + 1,

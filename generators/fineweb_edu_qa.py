@@ -40,7 +40,7 @@ import math
 from typing import Iterator, Literal
 
 from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, LanguageQuotas, Positive, Ratio, Score,
-                             first_user_text, hash_fraction, prompt, record_origin)
+                             first_user_text, hash_fraction, prompt, record_licences, record_origin)
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -132,7 +132,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         quotas.take(language)
         payload = {"document": _clip(text.strip(), max_chars), "key": origin.get("key"), "url": origin.get("url"),
                    "int_score": origin.get("int_score"), "score": origin.get("score")}
-        yield Item(key=key, payload=payload, language=language, licences=(record["licence"],))
+        yield Item(key=key, payload=payload, language=language, licences=record_licences(record))
         if quotas.full():
             return  # every language has its documents: read no further input
 

@@ -35,7 +35,7 @@ import re
 from typing import Iterator
 
 from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, LanguageQuotas, Positive, Ratio, Score,
-                             first_user_text, hash_fraction, prompt, record_origin)
+                             first_user_text, hash_fraction, prompt, record_licences, record_origin)
 from sftmix.llm import Failure
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -100,7 +100,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
             continue
         language = quotas.draw(ctx.rng(f"{NAME}:language:{key}"))
         quotas.take(language)
-        yield Item(key=key, language=language, licences=(record["licence"],), payload={
+        yield Item(key=key, language=language, licences=record_licences(record), payload={
             "document": text.strip(), "key": origin.get("key"), "url": origin.get("url"), "tokens": tokens})
         if quotas.full():
             return  # every language has its documents: read no further input

@@ -30,7 +30,7 @@ import json
 import re
 from typing import Iterator
 
-from generators.base import Context, Item, prompt, seeded_hash
+from generators.base import Context, Item, prompt, record_licences, seeded_hash
 from generators.self_identity import card_text, language_name, mentions_name
 from sftmix.llm import Failure
 from sftmix.record import message
@@ -119,7 +119,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         ranked = sorted(matches[cell], key=lambda entry: entry[0])
         for _, record, strength in ranked if wanted is None else ranked[:wanted]:
             yield Item(key=record["id"], language=record["language"], payload={"record": record, "strength": strength},
-                       licences=(record["licence"],))
+                       licences=record_licences(record))
 
 
 def _conversation(messages: list[dict]) -> str:

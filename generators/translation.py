@@ -45,8 +45,8 @@ from collections import Counter
 from typing import Iterator
 
 from filters.language_id import detected_instead
-from generators.base import (LANGUAGE_NAMES, Context, GeneratorBroken, Item, Positive, hash_rank, prompt, record_origin,
-                             reply_text)
+from generators.base import (LANGUAGE_NAMES, Context, GeneratorBroken, Item, Positive, hash_rank, prompt,
+                             record_licences, record_origin, reply_text)
 from generators.code_math import blank_code_and_math
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -115,7 +115,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
     if not languages:
         return
     max_chars = int(ctx.params.get("max_source_chars", 10000))
-    pool: list[tuple[int, int, dict, str]] = []  # (rank, input order, payload, the record's licence)
+    pool: list[tuple[int, int, dict, tuple[str, ...]]] = []  # (rank, input order, payload, the record's licences)
     seen: set[str] = set()
     skipped: Counter = Counter()
     for index, record in enumerate(records):
@@ -127,7 +127,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if isinstance(payload, str):
             skipped[payload] += 1
             continue
-        pool.append((hash_rank(ctx.seed, NAME, record["id"]), index, payload, record["licence"]))
+        pool.append((hash_rank(ctx.seed, NAME, record["id"]), index, payload, record_licences(record)))
     if skipped:
         log.info("%s: %d rows eligible, skipped %s", NAME, len(pool), dict(skipped))
     if not pool:
@@ -144,10 +144,10 @@ def items(records, ctx: Context) -> Iterator[Item]:
             assigned.setdefault((offset + step) % size, []).append(language)
         offset += take
     for position in sorted(assigned, key=lambda p: pool[p][1]):
-        _, _, payload, licence = pool[position]
+        _, _, payload, licences = pool[position]
         for language in assigned[position]:
             if language != payload["language"]:
-                yield Item(key=f"{payload['id']}:{language}", payload=payload, language=language, licences=(licence,))
+                yield Item(key=f"{payload['id']}:{language}", payload=payload, language=language, licences=licences)
 
 
 # ----------------------------------------------------------------------------------------- checks

@@ -32,7 +32,7 @@ import hashlib
 from typing import Iterator
 
 from generators.base import (LANGUAGE_NAMES, Context, Count, Fraction, Item, Positive, first_user_text, hash_fraction,
-                             prompt, record_origin, reply_text)
+                             prompt, record_licences, record_origin, reply_text)
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 
@@ -89,11 +89,11 @@ def items(records, ctx: Context) -> Iterator[Item]:
         origin = record_origin(record)
         problem = _problem(text, origin, params, seen)
         if problem is not None:
-            yield Item(key=key, language=language, payload={"drop": problem, "prompt": text}, licences=(record["licence"],))
+            yield Item(key=key, language=language, payload={"drop": problem, "prompt": text}, licences=record_licences(record))
             continue
         if left[cell] is not None:
             left[cell] -= 1
-        yield Item(key=key, language=language, licences=(record["licence"],), payload={
+        yield Item(key=key, language=language, licences=record_licences(record), payload={
             "prompt": text.strip(), "key": origin.get("key"), "conversation_hash": origin.get("conversation_hash"),
             "original_model": origin.get("model")})
         if full():

@@ -528,6 +528,18 @@ def test_filter_arguments_that_go_together_once_layered_load(tmp_path, mixture_r
     assert manifest.rule_settings(manifest.sources[0])[rule] == {**mixture_arguments, **source_rule[rule]}
 
 
+@pytest.mark.parametrize("rule, arguments", [
+    ("decontamination", {"benchmarks": {"ifeval": str(ROOT / "tests/fixtures/benchmarks/ifeval/input_data.jsonl")}}),
+    ("length", {"max_tokens": 32768}),
+])
+def test_a_source_turning_a_rule_on_keeps_the_mixtures_arguments(tmp_path, rule, arguments):
+    """`true` reset them: a source's `decontamination: true` was refused for want of the benchmarks the
+    mixture names, and `length: true` dropped the mixture's max_tokens (review)."""
+    manifest = load(write(tmp_path, edited(lambda data: (_set("filters", {rule: arguments})(data),
+                                                         _set("sources.0.filters", {rule: True})(data)))))
+    assert manifest.rule_settings(manifest.sources[0])[rule] == arguments
+
+
 @pytest.mark.parametrize("reads, cycle", [
     ({"a": ["b"], "b": ["a"]}, "a -> b -> a"),
     ({"a": ["a"]}, "a -> a"),

@@ -181,6 +181,15 @@ def test_items_and_planned_turns_are_deterministic(records, tmp_path):
     assert planned == {1, 2}
 
 
+def test_an_item_of_a_generated_record_names_its_inputs_licences_too(records, tmp_path):
+    """alia-40b-instruct extends fineweb-edu_qa's apache-2.0 rows, whose questions hold FineWeb-Edu's
+    odc-by text (`origin.input_licences`): their items named apache-2.0 alone."""
+    llm = LLMClient(LLMSettings(cache_dir=str(tmp_path / "none")), api_key="sk-test")
+    record = {**records[0], "origin": json.dumps({**json.loads(records[0]["origin"]), "input_licences": ["odc-by"]})}
+    [item] = [i for i in mt.items(iter([record]), Context(llm=llm, targets={"*": "all"})) if i.key == record["id"]]
+    assert item.licences == tuple(sorted({record["licence"], "odc-by"}))
+
+
 def test_generate_to_parquet(records, tmp_path):
     info = SourceInfo(key="multiturn-augmentation", converter="openai_messages", licence="apache-2.0", filters={})
     with serve_openai(responder) as server:
