@@ -70,11 +70,14 @@ WRITES_AHEAD = 8  # row groups cut but not yet written: what the shard writer's 
 SPILL_SCHEMA = SCHEMA.append(pa.field("rank", pa.uint64(), nullable=False))
 SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # lz4: the spill writes many small batches
 # `copy_of`: an earlier source (manifest order) has the same conversation among its candidates; the
-# row is taken only if no earlier source takes that conversation (`_choose`).
+# row is taken only if no earlier source takes that conversation (`_choose`). `input_licences`: a
+# generated row's `origin.input_licences`, null for a row that names none (`_naming_inputs`).
 CANDIDATE_SCHEMA = pa.schema([("row", pa.uint32()), ("id", pa.string()), ("rank", pa.uint64()), ("cell", pa.string()),
-                              ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string())])
+                              ("language", pa.string()), ("licence", pa.string()), ("copy_of", pa.string()),
+                              ("input_licences", pa.list_(pa.string()))])
 # a partition's rows `_choose` took, with what `_shard_footers` needs of them
-CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank", pa.uint64()), ("licence", pa.string())])
+CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank", pa.uint64()), ("licence", pa.string()),
+                           ("input_licences", pa.list_(pa.string()))])
 
 
 class EmptyTrainSplit(ValueError):
@@ -219,8 +222,7 @@ class _Rejects:
         self.partitions = partitions
         self.writers = {} if directory is None else {
             s.key: RejectedWriter(rejected_file(directory, s.key, "mixing"), s.key, manifest.hash) for s in _mixed(manifest)}
-        # the sources whose rows may name input licences (a converter's never do): their origins are read
-        self.naming_inputs = {s.key for s in _mixed(manifest) if s.generator is not None or s.mixture is not None}
+        self.naming_inputs = _naming_inputs(manifest)
 
     def write(self, source: str, order: int, part: int, dropped: pl.DataFrame) -> None:
         """Drop partition `part`'s rows of `source` at `dropped["row"]`, for `dropped["reason"]`."""
@@ -276,6 +278,11 @@ def _mixed(manifest: Manifest) -> list[Source]:
     return [s for s in manifest.sources if not s.is_input_only]
 
 
+def _naming_inputs(manifest: Manifest) -> set[str]:
+    """The sources whose rows may name input licences (a converter's never do): only their origins are read for them."""
+    return {s.key for s in _mixed(manifest) if s.generator is not None or s.mixture is not None}
+
+
 def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     """What `_Rejects` needs of dropped rows: where they are in the partition, their order, why."""
     return rows.select("row", "rank", "origin", reason=reason)
@@ -294,6 +301,7 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
     plan_cells = cells(manifest)
     any_language = {c.source for c in plan_cells if c.language == ANY_LANGUAGE}
     giving = _giving(plan_cells)
+    naming_inputs = _naming_inputs(manifest)
     excluded = {s.key: Counter() for s in sources}
     available: Counter = Counter()
     copies: Counter = Counter()
@@ -339,7 +347,10 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 seen = pl.concat([seen, frame.filter(own).select("id", pl.lit(source.key).alias("kept_in"))])
                 copied.append(frame.filter(~own).select("id"))
                 frame = frame.with_columns(
-                    pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"))
+                    pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"),
+                    # a JSON list of names (`normalize._record_problem`), for the footer of the shard a row goes to
+                    input_licences=pl.col("origin").str.json_path_match("$.input_licences").str.json_decode(pl.List(pl.String))
+                    if source.key in naming_inputs else pl.lit(None, pl.List(pl.String)))
                 for cell, is_own, n in frame.group_by("cell", own.alias("own")).len().iter_rows():
                     (available if is_own else copies)[(source.key, cell)] += n
                 partitions.write("candidates", order, part,
@@ -564,7 +575,8 @@ def _shard_footers(partitions: _Partitions, sources: list[Source], manifest: Man
     metadata is written first): rows go out as `_mixed_partitions` orders them, partition by
     partition and by rank within one (a stable sort, as there), and a shard is every `shard_rows`.
 
-    Besides the licences of its own rows, a shard names the mixing that wrote it: `split_shards`,
+    Besides the licences of its own rows (and of the inputs its generated rows hold: their text is
+    in the shard too), a shard names the mixing that wrote it: `split_shards`,
     the number of shards of its split, and `rows_digest`, of both splits' rows (their ranks, which
     their ids make, in order). A reader tells by them the shards of two mixings of one manifest
     apart (a raw file changed between them), which a copy over an older mixture leaves side by
@@ -576,13 +588,16 @@ def _shard_footers(partitions: _Partitions, sources: list[Source], manifest: Man
     ranks = {split: hashlib.sha256() for split in SPLITS}
     for part in range(partitions.count):
         chosen = [pl.from_arrow(table) for order in range(len(sources))
-                  if (table := partitions.read("chosen", order, part, ["split", "rank", "licence"])) is not None]
+                  if (table := partitions.read("chosen", order, part, ["split", "rank", "licence", "input_licences"]))
+                  is not None]
         if not chosen:
             continue
         frame = pl.concat(chosen).sort("rank", maintain_order=True)
         for split in SPLITS:
-            rows = frame.filter(pl.col("split") == split)
-            shards = rows.select(shard=(pl.int_range(pl.len()) + before[split]) // shard_rows, licence="licence").unique()
+            rows = frame.filter(pl.col("split") == split).with_columns(
+                shard=(pl.int_range(pl.len()) + before[split]) // shard_rows)
+            shards = pl.concat([rows.select("shard", "licence"),
+                                rows.select("shard", licence="input_licences").explode("licence").drop_nulls()]).unique()
             for shard, licence in shards.iter_rows():
                 licences[split].setdefault(shard, set()).add(licence)
             ranks[split].update(rows["rank"].to_numpy().tobytes())

@@ -1572,6 +1572,43 @@ def test_a_generated_row_the_mixing_drops_is_filed_under_its_inputs_licences_too
     assert json.loads(pq.read_schema(path).metadata[b"licences"]) == ["apache-2.0", "odc-by"]
 
 
+def test_a_shard_names_the_input_licences_of_the_generated_rows_it_holds(tmp_path):
+    """A shard holding a generated row that quotes an odc-by document named the generated source's
+    licence alone, where a rejected file holding the same row named odc-by too: a shard passed on by
+    its footer carried odc-by text unnamed (review6). A converted source's shards name its own."""
+    from sftmix import mixing
+    from sftmix.record import make_record, message, to_table
+
+    quoted = [message("user", "Document: A delta forms where a river drops its sediment.\n\nWhere does a delta form?"),
+              message("assistant", "Where a river enters slower water and drops its sediment.")]
+    greeting = [message("user", "Hi?"), message("assistant", "Hello.")]
+    generated = [make_record(messages=quoted, tools=[], source="qa", licence="apache-2.0", language="en",
+                             origin={"row": "0", "generator": "long_context_qa", "input_licences": ["odc-by"]}),
+                 make_record(messages=greeting, tools=[], source="qa", licence="apache-2.0", language="en",
+                             origin={"row": "1", "generator": "long_context_qa"})]
+    converted = [make_record(messages=[message("user", "Name a primary colour."), message("assistant", "Red.")],
+                             tools=[], source="dolly", licence="cc-by-4.0", language="en", origin={"row": "dolly.jsonl#0"})]
+    pq.write_table(to_table(generated), tmp_path / "qa.parquet")
+    pq.write_table(to_table(converted), tmp_path / "dolly.parquet")
+    docs = {"key": "docs", "converter": "fineweb_edu", "licence": "odc-by", "targets": {},
+            "local": {"files": [str(FIXTURES / "fineweb_edu" / "000_00000.parquet")]}}
+    qa = {"key": "qa", "generator": {"name": "long_context_qa", "inputs": ["docs"]}, "licence": "apache-2.0",
+          "targets": "all"}
+    dolly = {"key": "dolly", "converter": "dolly", "licence": "cc-by-4.0", "targets": "all",
+             "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}}
+    manifest = load(_manifest(tmp_path, [docs, qa, dolly], holdout=0, shard_rows=1,
+                              licence_policy={"allow": ["apache-2.0", "cc-by-4.0", "odc-by"]}))
+    mixing.build(manifest, {"qa": [tmp_path / "qa.parquet"], "dolly": [tmp_path / "dolly.parquet"]},
+                 tmp_path / "out", tmp_path / "work")
+    named = []  # one row a shard: (its source, its input licences, the shard's footer)
+    for shard in sorted((tmp_path / "out" / "train").glob("part-*.parquet")):
+        [row] = pq.read_table(shard).to_pylist()
+        named.append((row["source"], json.loads(row["origin"]).get("input_licences"),
+                      json.loads(pq.read_schema(shard).metadata[b"licences"])))
+    assert sorted(named, key=repr) == sorted([("qa", ["odc-by"], ["apache-2.0", "odc-by"]), ("qa", None, ["apache-2.0"]),
+                                              ("dolly", None, ["cc-by-4.0"])], key=repr)
+
+
 @pytest.mark.parametrize("targets", [{"ca": 100}, {"ca": 100, "oc": 0}], ids=["untargeted", "target_0"])
 def test_a_copy_in_a_targeted_language_outlives_its_copy_in_an_untargeted_one(tmp_path, targets):
     """The within-source dedup kept the copy with the smallest origin, an untargeted language's,
