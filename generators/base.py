@@ -146,7 +146,8 @@ def record_licences(record: dict) -> tuple[str, ...]:
     records it was built from (`origin.input_licences`): a generator reading another's rows reads
     their inputs' text too (FineWeb-Edu's odc-by documents in fineweb_edu_qa's questions)."""
     inputs = record_origin(record).get("input_licences")
-    return tuple(sorted({record["licence"], *(inputs if isinstance(inputs, list) else ())}))
+    inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+    return tuple(sorted({record["licence"], *(name for name in inputs if isinstance(name, str))}))
 
 
 def first_user_text(record: dict, *, first_turn_only: bool = False) -> str | None:

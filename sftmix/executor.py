@@ -40,6 +40,7 @@ from sftmix.shards import write_text_whole
 EXECUTORS = ("local", "ray", "slurm")
 LOCAL_START_METHOD = "forkserver"  # datatrove's default: workers never inherit the caller's threads
 SLURM_POLL_SECONDS = 30
+SCANCEL_SECONDS = 120  # the most a stopped stage waits for scancel
 # The SlurmPipelineExecutor arguments the stage runner sets itself, in the order `_executor` passes
 # them; a manifest's `slurm:` options give the others (checked by `slurm_options_problem`).
 SLURM_SET_BY_SFTMIX = ("pipeline", "tasks", "logging_dir", "skip_completed", "job_name", "job_id_retriever")
@@ -278,16 +279,21 @@ def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:
         # Ctrl-C to its step a second time): subprocess.run killed scancel at the second one
         process = subprocess.Popen(["scancel", *job_ids], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True, start_new_session=True)
-        deadline = time.monotonic() + 120
+        deadline, interrupted = time.monotonic() + SCANCEL_SECONDS, None
         while True:
+            if (left := deadline - time.monotonic()) <= 0:  # interrupts may come faster than any wait
+                process.kill()
+                raise subprocess.TimeoutExpired(process.args, SCANCEL_SECONDS)
             try:
-                _, stderr = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                _, stderr = process.communicate(timeout=left)
                 break
             except subprocess.TimeoutExpired:
                 process.kill()
-                raise
+                raise subprocess.TimeoutExpired(process.args, SCANCEL_SECONDS) from None
             except BaseException as again:  # another interrupt: let scancel finish
-                error.add_note(f"interrupted again ({type(again).__name__}) while cancelling: waited for scancel")
+                interrupted = type(again).__name__
+        if interrupted:
+            error.add_note(f"interrupted again ({interrupted}) while cancelling: waited for scancel")
         failure = f"exit code {process.returncode}: {stderr.strip()[:500]}" if process.returncode else None
     except (OSError, subprocess.TimeoutExpired) as cancel_error:
         failure = f"{type(cancel_error).__name__}: {cancel_error}"

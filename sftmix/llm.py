@@ -624,8 +624,9 @@ class LLMClient:
         key = request_key(self.host, body)
         cached = self.cache.get(key)
         # An older cache's partial answers are asked again, and its empty ones ("" with a natural stop,
-        # or as a refusal): since then no answer (`empty_reply`).
-        if cached is not None and cached.finish_reason in FINISHED and (cached.content or cached.finish_reason == "length"):
+        # or as a refusal): since then no answer (`empty_reply`), never cached.
+        if cached is not None and cached.finish_reason in FINISHED and (
+                cached.content or cached.finish_reason not in ("stop", REFUSAL)):
             self.stats.cache_hits += 1
             return self._reply(cached, body)
         if key in self._in_flight:  # the same request already on its way: share its answer, pay once
@@ -656,7 +657,7 @@ class LLMClient:
         last_error = ""
         attempt = 0  # tries that failed and count against max_retries
         rate_limits = 0  # this row's 429s
-        sent = empty_replies = 0  # this row's requests, and its replies with no text
+        all_empty = True  # every try of the row that counted was a reply with no text
         answered_before = self.stats.answered  # the endpoint's answers when this row's previous try went out (or it began)
         while True:
             retry_after, rate_limited, paused_all = None, False, False
@@ -674,7 +675,7 @@ class LLMClient:
                 self._refuse_when_stopped()  # stopped while it waited for a rate slot
                 await self._reserve_budget(most_usd)
                 self.stats.requests += 1
-                sent += 1
+                empty = False
                 answered_at_send = self.stats.answered
                 try:
                     completion = await self._send(session, body)
@@ -690,8 +691,7 @@ class LLMClient:
                         self._paused_until = max(self._paused_until,
                                                  time.monotonic() + self._backoff(attempt, retry_after))
                 except _MalformedResponse as error:
-                    last_error = f"malformed_response: {error}"
-                    empty_replies += error.empty
+                    last_error, empty = f"malformed_response: {error}", error.empty
                     self.stats.empty_replies += error.empty
                     if error.usage is not None:  # unusable, but paid for
                         self._account(error.usage, most, error.unreported)
@@ -728,9 +728,10 @@ class LLMClient:
             counted = not (rate_limited and self.stats.answered > answered_before
                            and rate_limits <= self.settings.concurrency * (self.settings.max_retries + 1))
             answered_before = answered_at_send
+            all_empty = all_empty and (empty or not counted)
             if counted and attempt == self.settings.max_retries:
                 # every try a reply with no text: `empty_reply`, not the endpoint failing
-                return self._failed(Failure("empty_reply" if empty_replies == sent else "llm_retries_exhausted", last_error))
+                return self._failed(Failure("empty_reply" if all_empty else "llm_retries_exhausted", last_error))
             self.stats.retries += 1
             if not paused_all:  # a pause is waited out at the top of the loop
                 await asyncio.sleep(self._backoff(attempt, retry_after))

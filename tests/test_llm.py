@@ -425,6 +425,32 @@ def test_a_row_whose_tries_were_not_all_empty_replies_is_no_empty_reply_drop(tmp
     assert "check SFTMIX_LLM_BASE_URL" in client.stats.unanswered()
 
 
+def test_a_row_whose_counted_tries_were_all_empty_replies_is_an_empty_reply_drop_after_a_free_429(tmp_path):
+    """A 429 while the endpoint answers other rows uses no try: it made the row's empty replies an
+    `llm_retries_exhausted` drop (review)."""
+    def responder(messages, body):
+        return Reply(None) if "X" in messages[-1]["content"] else "fine"
+
+    with serve_openai(responder, faults=[Fault("rate_limit", match="X", count=1, retry_after=0.01)]) as srv:
+        client = make_client(srv, tmp_path, max_retries=2, concurrency=1)
+        results = gather(client, ["a", "b", "X"])
+    assert isinstance(results[2], Failure) and results[2].reason == "empty_reply"
+    assert client.stats.empty_replies == 3
+
+
+def test_a_cached_answer_of_tool_calls_without_text_is_served_from_the_cache(tmp_path):
+    """Only an empty answer with a natural stop (or as a refusal) is asked again: one of tool calls
+    with no text was paid for again on every run (review)."""
+    with serve_openai(lambda messages, body: Reply("never asked")) as srv:
+        client = make_client(srv, tmp_path)
+        body = client._body(user("question"), False, None)
+        client.cache.put(request_key(client.host, body), Completion("", "tool_calls", Usage(1, 1)),
+                         {"host": client.host, **body})
+        reply = run(client, client.complete(user("question")))
+        assert srv.count() == 0
+    assert isinstance(reply, Completion) and reply.finish_reason == "tool_calls" and client.stats.cache_hits == 1
+
+
 def test_empty_replies_without_usage_count_against_the_budget(tmp_path):
     """Each was counted at $0: a gateway that drops usage and replies empty was asked max_retries + 1
     times a row with the budget stopping nothing (review)."""
