@@ -29,11 +29,14 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
   canonical ids);
   anything else goes through `to_json_schema`.
 - Optional: `language` (any code or name; ISO 639-1 kept), `licence` (per-row, as canonical
-  rows carry it), `source` and `origin` (kept in meta for provenance), `id` (the key only: ids
+  rows carry it), `source` and `origin` (kept in meta for provenance, a generated row's `input_licences`
+  lifted out of it), `id` (the key only: ids
   are recomputed from content).
 """
 
 from __future__ import annotations
+
+import json
 
 from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
@@ -55,6 +58,17 @@ def _tool(tool) -> dict:
     elif "$schema" in parameters:  # every tool is read as draft 7, as `to_json_schema` leaves it out
         parameters = {key: value for key, value in parameters.items() if key != "$schema"}
     return tool_def(tool["name"], tool.get("description"), parameters)
+
+
+def _input_licences(origin: str | None) -> list[str] | None:
+    """The `input_licences` of a canonical row's `origin` (a generated row's, in another mixture's
+    shards): the text it holds is under them too, so a remix and its rejected files name them."""
+    try:
+        names = json.loads(origin).get("input_licences") if origin else None
+    except (ValueError, AttributeError):  # not JSON, or not an object: no provenance to read
+        return None
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return sorted({name for name in names if isinstance(name, str)}) or None
 
 
 def _content(value) -> str:
@@ -141,6 +155,8 @@ def convert(row: dict) -> Converted:
         raise Drop("no_assistant_turn")
     language, licence, key = row.get("language"), row.get("licence"), row.get("id")
     meta = {k: row[k] for k in ("source", "origin") if isinstance(row.get(k), str) and row[k]}
+    if inputs := _input_licences(meta.get("origin")):  # a generated row's, as the rows' own provenance names them
+        meta["input_licences"] = inputs
     return Converted(
         messages=messages,
         tools=tools,

@@ -293,3 +293,20 @@ def test_a_row_licence_no_one_knows_is_dropped(tmp_path):
     counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
     assert counts.summary() == {"read": 2, "kept": 1, "dropped": {"licence_unknown": 1}}
     assert [r["licence"] for r in pq.read_table(tmp_path / "o.parquet").to_pylist()] == ["mit"]
+
+
+def test_a_generated_rows_input_licences_are_lifted_out_of_its_origin():
+    """A remix reads another mixture's rows: their `origin` was kept whole, as a string, so the
+    generated rows' `input_licences` sat one level down, where no shard or rejected footer of the
+    remix read them (a remix of wildchat_responses rows named apache-2.0 alone, not the odc-by
+    prompts they hold)."""
+    convert = get_converter("openai_messages")
+    row = make_record(messages=[message("user", "Hi?"), message("assistant", "Hello.")], tools=[], source="responses",
+                      licence="apache-2.0", language="en",
+                      origin={"generator": "wildchat_responses", "input_licences": ["odc-by"]})
+    [(_, converted)] = convert([("shard.parquet#0", row)])
+    assert converted.meta["input_licences"] == ["odc-by"] and json.loads(converted.meta["origin"])["input_licences"]
+    for origin in ({"generator": "self_identity"}, "not json", [1, 2], {"input_licences": [3, None]}):
+        plain = {**row, "origin": origin if isinstance(origin, str) else json.dumps(origin)}
+        [(_, converted)] = convert([("shard.parquet#0", plain)])
+        assert "input_licences" not in converted.meta
