@@ -39,8 +39,11 @@ def _cell_table(manifest: Manifest, by_cell: dict[str, dict[str, dict[str, int]]
     with_rows = {source for source, _ in found}
     keys = found | {(source, language) for source, language in targets
                     if language != ANY_LANGUAGE or source not in with_rows}
-    # the manifest is the one mixed (`build.write_card`): a language with rows has a target, or its source one over all
-    target = lambda source, language: targets.get((source, language)) or f"{targets[(source, ANY_LANGUAGE)]} (*)"
+
+    def target(source: str, language: str) -> str:
+        # the manifest is the one mixed (`build.write_card`): a language with rows has a target, or its source one over all
+        return targets.get((source, language)) or f"{targets[(source, ANY_LANGUAGE)]} (*)"
+
     rows = [[source, language, *(by_cell.get(s, {}).get(source, {}).get(language, 0) for s in SPLITS),
              target(source, language)]
             for source, language in sorted(keys, key=lambda k: (k[0], k[1] == ANY_LANGUAGE, k[1]))]
