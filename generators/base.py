@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import importlib
-import json
 import math
 import random
 import traceback
@@ -41,6 +40,7 @@ from typing import Annotated, Any, Callable, Iterable, Iterator
 
 from pydantic import Field
 
+from sftmix.jsontext import loads
 from sftmix.llm import Completion, Failure, LLMClient, RunStopped, in_order, stage_event_loop, stage_window
 from sftmix.record import derivative_problem
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
@@ -135,7 +135,7 @@ def record_origin(record: dict) -> dict:
     if isinstance(value, dict):
         return value
     try:
-        parsed = json.loads(value or "{}")
+        parsed = loads(value or "{}")  # depth-safe: a deep origin is no object, not a RecursionError
     except (TypeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}

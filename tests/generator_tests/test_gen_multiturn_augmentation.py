@@ -188,6 +188,10 @@ def test_an_item_of_a_generated_record_names_its_inputs_licences_too(records, tm
     record = {**records[0], "origin": json.dumps({**json.loads(records[0]["origin"]), "input_licences": ["odc-by"]})}
     [item] = [i for i in mt.items(iter([record]), Context(llm=llm, targets={"*": "all"})) if i.key == record["id"]]
     assert item.licences == tuple(sorted({record["licence"], "odc-by"}))
+    # an origin nested past json's recursion limit (an openai_messages source keeps a raw row's as given)
+    deep = {**records[0], "origin": '{"a":' * 5000 + "1" + "}" * 5000}
+    [item] = [i for i in mt.items(iter([deep]), Context(llm=llm, targets={"*": "all"})) if i.key == deep["id"]]
+    assert item.licences == (deep["licence"],)
 
 
 def test_generate_to_parquet(records, tmp_path):
