@@ -455,7 +455,9 @@ class ResponseCache:
         if self._places is None:
             self._places = _Places()
             keys, places, lengths = array("Q"), array("Q"), array("I")
-            for path in sorted(self.directory.glob("*.jsonl")):
+            # oldest log first, so that of two answers to one request the later written is taken (a log's
+            # name is its run's pid: by name, an old run's log could shadow the answer that replaced it)
+            for path in sorted(self.directory.glob("*.jsonl"), key=lambda log: (log.stat().st_mtime_ns, log.name)):
                 self._logs.append(path)
                 log_bits = (len(self._logs) - 1) << _Places.OFFSET_BITS
                 offset = 0
