@@ -428,7 +428,8 @@ class _Places:
 
 
 class ResponseCache:
-    """Append-only JSON Lines logs in `directory`, one per run that wrote (`responses-<pid>-<random>.jsonl`).
+    """Append-only JSON Lines logs in `directory`, one per run that wrote
+    (`responses-t<time made, ns>-<pid>-<random>.jsonl`; of two answers to one request, the later run's is served).
 
     Each line is `{"key": ..., "content", "finish_reason", "usage", "request"}`: the answer as the server
     sent it (the client cuts a reasoning model's thinking as it hands it on, `without_thinking`, by the
@@ -455,9 +456,10 @@ class ResponseCache:
         if self._places is None:
             self._places = _Places()
             keys, places, lengths = array("Q"), array("Q"), array("I")
-            # oldest log first, so that of two answers to one request the later written is taken (a log's
-            # name is its run's pid: by name, an old run's log could shadow the answer that replaced it)
-            for path in sorted(self.directory.glob("*.jsonl"), key=lambda log: (log.stat().st_mtime_ns, log.name)):
+            # by name, which starts with the time its log was made: of two answers to one request, a later
+            # run's is taken (an older sftmix named its logs by pid, which can sort after a later run's;
+            # modification times do not survive a copy of the cache)
+            for path in sorted(self.directory.glob("*.jsonl")):
                 self._logs.append(path)
                 log_bits = (len(self._logs) - 1) << _Places.OFFSET_BITS
                 offset = 0
@@ -499,7 +501,8 @@ class ResponseCache:
         if self._log_fd is None:
             if self._log_number is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                self._logs.append(self.directory / f"responses-{os.getpid()}-{os.urandom(4).hex()}.jsonl")
+                # "t" sorts after the digits an older sftmix's names start with; 19 digits of ns until 2286
+                self._logs.append(self.directory / f"responses-t{time.time_ns()}-{os.getpid()}-{os.urandom(4).hex()}.jsonl")
                 self._log_number = len(self._logs) - 1
             self._log_fd = os.open(self._logs[self._log_number], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._log_size = os.fstat(self._log_fd).st_size

@@ -438,19 +438,20 @@ def test_a_row_whose_counted_tries_were_all_empty_replies_is_an_empty_reply_drop
     assert client.stats.empty_replies == 3
 
 
-def test_of_two_cached_answers_to_one_request_the_later_written_is_served(tmp_path):
-    """Logs were read in the order of their names, which are their runs' pids: an earlier run's empty
-    answer, asked again and answered, came back on the next run whenever its log's name sorted after
-    the new one's (review)."""
+def test_of_two_cached_answers_to_one_request_the_later_runs_is_served(tmp_path):
+    """Logs were named by their runs' pids and read in that order: an earlier run's empty answer, asked
+    again and answered, came back on the next run whenever its log's name sorted after the new one's
+    (review). Names start with the time a log was made; an older sftmix's (by pid) sort first."""
     cache_dir, key = tmp_path / "cache", request_key("127.0.0.1:1", {"q": 1})
-    old, new = ResponseCache(cache_dir), ResponseCache(cache_dir)
-    old.put(key, Completion("", "stop", Usage(1, 1)), {"q": 1})
-    new.put(key, Completion("the answer", "stop", Usage(1, 1)), {"q": 1})
-    [first, second] = sorted(cache_dir.glob("*.jsonl"), key=lambda log: log.read_text().count("the answer"))
-    first.rename(cache_dir / "responses-99999-ffffffff.jsonl")  # the old run's log sorts last by name
-    os.utime(cache_dir / "responses-99999-ffffffff.jsonl", ns=(10**18, 10**18))
-    os.utime(second, ns=(2 * 10**18, 2 * 10**18))
-    assert ResponseCache(cache_dir).get(key).content == "the answer"
+    ResponseCache(cache_dir).put(key, Completion("", "stop", Usage(1, 1)), {"q": 1})
+    [old] = cache_dir.glob("*.jsonl")
+    old.rename(cache_dir / "responses-99999-ffffffff.jsonl")  # as an older sftmix named it: sorts after any pid
+    ResponseCache(cache_dir).put(key, Completion("the answer", "stop", Usage(1, 1)), {"q": 1})
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for log in sorted(cache_dir.glob("*.jsonl"), reverse=True):  # a copy without times, the newest log first
+        (copy / log.name).write_bytes(log.read_bytes())
+    assert ResponseCache(cache_dir).get(key).content == ResponseCache(copy).get(key).content == "the answer"
 
 
 def test_a_cached_answer_of_tool_calls_without_text_is_served_from_the_cache(tmp_path):
@@ -1275,7 +1276,7 @@ def warped_clock(monkeypatch):
     real_asyncio = asyncio
     fake_asyncio = types.SimpleNamespace(**{k: getattr(asyncio, k) for k in dir(asyncio) if not k.startswith("__")})
     fake_asyncio.sleep = lambda seconds, *a, **kw: real_asyncio.sleep(seconds / WARP, *a, **kw)
-    monkeypatch.setattr(llm_module, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() * WARP))
+    monkeypatch.setattr(llm_module, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() * WARP, time_ns=time.time_ns))
     monkeypatch.setattr(llm_module, "asyncio", fake_asyncio)
 
 
