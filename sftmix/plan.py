@@ -47,12 +47,18 @@ def unmakeable(source: Source) -> str | None:
     gives rows no language of their own labels each with the source's `language:`."""
     if source.generator is not None:
         return _ungenerable(source)
-    if source.converter is None or source.language is None or sets_row_language(source.converter):
+    own_language = source.converter and sets_row_language(source.converter)
+    if source.converter is None or source.language is None or own_language is True:
         return None  # rows carry their language, or have it detected
     cells = _unmet(source.target_cells(), [source.language])
-    return cells and (f"source {source.key!r}: no row can be converted for its targets {cells}: converter "
-                      f"{source.converter!r} gives rows no language of their own: each is labelled "
-                      f"{source.language} (the source's `language:`)")
+    if not cells:
+        return None
+    if own_language == "where_given":  # the plan cannot know whether the raw rows carry one
+        return (f"source {source.key!r}: only rows that carry their own language can meet its targets {cells}: "
+                f"converter {source.converter!r} labels a row without one {source.language} (the source's `language:`)")
+    return (f"source {source.key!r}: no row can be converted for its targets {cells}: converter "
+            f"{source.converter!r} gives rows no language of their own: each is labelled "
+            f"{source.language} (the source's `language:`)")
 
 
 def _ungenerable(source: Source) -> str | None:

@@ -705,7 +705,10 @@ def test_a_translation_star_target_without_target_languages_is_named_by_plan(tmp
                     "converter 'dolly' gives rows no language of their own: each is labelled en (the source's `language:`)"),
     ("aya", "en", None),  # its rows name their own language; `language:` is for those that do not
     ("dolly", None, None),  # each row's language is detected
-], ids=["fixed-language", "row-language", "detected-language"])
+    # alpaca rows name theirs only in an optional column (tatsu-lab/alpaca has none): planned silently (review)
+    ("alpaca", "en", "source 'fixed': only rows that carry their own language can meet its targets ca (3), eu (all): "
+                     "converter 'alpaca' labels a row without one en (the source's `language:`)"),
+], ids=["fixed-language", "row-language", "detected-language", "language-where-given"])
 def test_a_target_in_a_language_no_converted_row_is_labelled_is_named_by_plan(tmp_path, converter, language, warning):
     # `sftmix plan` printed the `ca` target of an `en` dolly source silently; the build ended it a deficit
     source = {"key": "fixed", "local": {"files": ["fixed.jsonl"]}, "converter": converter, "licence": "apache-2.0",

@@ -54,9 +54,10 @@ def shardable(name: str) -> bool:
     return not hasattr(importlib.import_module(f"sftmix.sources.{name}"), "convert_stream")
 
 
-def sets_row_language(name: str) -> bool:
-    """Whether the converter gives rows a language of their own (a module's `ROW_LANGUAGE`): every
-    row of another is labelled with its source's `language:`, or detected where that names none."""
+def sets_row_language(name: str) -> bool | str:
+    """Whether the converter gives rows a language of their own (a module's `ROW_LANGUAGE`): True, or
+    "where_given" where the raw rows may lack it; every row of another (and a row lacking it) is
+    labelled with its source's `language:`, or detected where that names none."""
     get_converter(name)
     return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ROW_LANGUAGE", False)
 

@@ -22,7 +22,7 @@ from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import iso639_1, text_column
 
-ROW_LANGUAGE = True  # an optional `language` column
+ROW_LANGUAGE = "where_given"  # an optional `language` column: rows without it get the source's `language:`
 
 
 def convert(row: dict) -> Converted:

@@ -9,8 +9,9 @@ The module's file name is the converter name used by the CLI and the manifests. 
 `FILTER_DEFAULTS` (rule-filter config, e.g. `{"role_order": {"require_assistant": False}}` for
 prompt-only rows); a source's own `filters:` in a manifest override it, the manifest's `filters:`
 for every source do not. A module whose rows carry their own language (`Converted.language`) sets
-`ROW_LANGUAGE = True`: rows of the others all get the source's `language:`, so `sftmix plan` names a
-target in any other language as one no row can meet.
+`ROW_LANGUAGE = True` (`"where_given"` when the raw rows may lack it): rows of the others all get the
+source's `language:`, so `sftmix plan` names a target in any other language as one no row can meet
+(or, where given, as one only rows carrying their language can).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column
 
-ROW_LANGUAGE = True  # an optional `language` field
+ROW_LANGUAGE = "where_given"  # an optional `language` field: rows without it get the source's `language:`
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
 

@@ -36,7 +36,7 @@ from sftmix.record import dumps, message, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column, trim_unanswered
 
-ROW_LANGUAGE = True  # an optional `language` column
+ROW_LANGUAGE = "where_given"  # an optional `language` column: rows without it get the source's `language:`
 
 TAGS = {
     "human": "user", "user": "user",
