@@ -42,7 +42,7 @@ from pydantic import Field
 
 from sftmix.jsontext import loads
 from sftmix.llm import Completion, Failure, LLMClient, RunStopped, in_order, stage_event_loop, stage_window
-from sftmix.record import derivative_problem
+from sftmix.record import derivative_problem, input_licences
 from sftmix.sources.base import MALFORMED_ROW_ERRORS, Converted, Drop
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -145,9 +145,7 @@ def record_licences(record: dict) -> tuple[str, ...]:
     """The licences of a record's text, sorted: its own, and for a generated record those of the
     records it was built from (`origin.input_licences`): a generator reading another's rows reads
     their inputs' text too (FineWeb-Edu's odc-by documents in fineweb_edu_qa's questions)."""
-    inputs = record_origin(record).get("input_licences")
-    inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
-    return tuple(sorted({record["licence"], *(name for name in inputs if isinstance(name, str))}))
+    return tuple(sorted({record["licence"], *input_licences(record_origin(record))}))
 
 
 def first_user_text(record: dict, *, first_turn_only: bool = False) -> str | None:

@@ -17,7 +17,8 @@
   parameters); a finished request is never paid twice, across crashes and kills: each answer is one
   append to the run's own log, and a torn line is no answer.
 - Token and cost accounting (prompt, completion, DeepSeek's prompt-cache-hit tokens) with a budget
-  cap that stops new requests cleanly; an answer with no `usage` is counted at the most it could cost.
+  cap that stops new requests cleanly; a reply that leaves out its prompt or completion tokens is
+  counted with the most its request could use in their place.
 - The API key comes from the environment only and is never written, logged or put in an error.
 """
 

@@ -59,6 +59,14 @@ def licence_problem(licence: str) -> str | None:
     return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
 
 
+def input_licences(origin: dict) -> list[str]:
+    """The licence names in a row's `origin.input_licences` (a generated row's inputs'), sorted: one
+    name given alone is read as one, and what is not a name is left out."""
+    names = origin.get("input_licences")
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return sorted({name for name in names if isinstance(name, str)})
+
+
 def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:
     """Why rows under `output_licence` may not be derived from data under `input_licence`, or None.
 

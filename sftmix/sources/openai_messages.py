@@ -37,7 +37,7 @@ and its `OpenAIDatasetConverter` read it; JSON array, JSON Lines or Parquet):
 from __future__ import annotations
 
 from sftmix.jsontext import loads
-from sftmix.record import dumps, message, tool_def
+from sftmix.record import dumps, input_licences, message, tool_def
 from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column
 
@@ -63,11 +63,9 @@ def _input_licences(origin: str | None) -> list[str] | None:
     """The `input_licences` of a canonical row's `origin` (a generated row's, in another mixture's
     shards): the text it holds is under them too, so a remix and its rejected files name them."""
     try:
-        names = loads(origin).get("input_licences") if origin else None
+        return (input_licences(loads(origin)) or None) if origin else None
     except (ValueError, AttributeError):  # not JSON (or nested past the decoder's depth), or not an object
         return None
-    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
-    return sorted({name for name in names if isinstance(name, str)}) or None
 
 
 def _content(value) -> str:
