@@ -6,20 +6,26 @@ logged or stored here.
 
 Every failure is one HubError line naming repo, revision and file(s); those that running again can get past
 (a connection cut, a server error that lasted, a Xet storage outage) say so. huggingface_hub tries a file's
-content GET again on 408/429 only, so a 5xx answer is tried again here, `SERVER_ERROR_WAITS` apart: the
-files already downloaded stay in the cache and a new try fetches only the others. hf_xet, which downloads
-the files the Hub stores in Xet (most LFS files), retries on its own and then raises a bare RuntimeError.
+content GET again on 408/429 only, so a 5xx answer to it is tried again here, `SERVER_ERROR_WAITS` apart:
+the files already downloaded stay in the cache and a new try fetches only the others. The file listing and
+a file's HEAD huggingface_hub tries again itself, 6 requests 1, 2, 4, 8 and 8 s apart, so they are not tried
+again here: a Hub that is down (5xx, or refusing connections) stops a download after 23 s of waits (7 s when
+only file contents fail), plus each request's own time. hf_xet, which downloads the files the Hub stores in
+Xet (most LFS files), retries on its own and then raises a bare RuntimeError whose message carries the
+storage's HTTP status as reqwest writes it ("HTTP status client error (403 Forbidden)").
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import traceback
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from huggingface_hub import constants, get_cached_repo_tree, snapshot_download
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
     GatedRepoError,
@@ -33,7 +39,8 @@ from huggingface_hub.utils import filter_repo_objects
 from huggingface_hub.utils import httpx as hub_http  # the HTTP client huggingface_hub raises from
 
 UNPINNED_REVISIONS = {"", "main", "master"}
-SERVER_ERROR_WAITS = (1, 2, 4)  # seconds before each new try after a 5xx answer
+SERVER_ERROR_WAITS = (1, 2, 4)  # seconds before each new try after a 5xx answer to a file's content GET
+XET_HTTP_STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})")  # reqwest's Error Display
 
 
 class HubError(Exception):
@@ -87,7 +94,7 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     wanted = ", ".join(files)
     try:
         snapshot = _snapshot_download(
-            hub_id,
+            repo_id=hub_id,
             repo_type=repo_type,
             revision=revision,
             cache_dir=cache_dir,
@@ -109,7 +116,7 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     except HfHubHTTPError as err:
         status, file = err.response.status_code, _file_in(str(err.response.url), wanted)
         hint = ("; set HF_TOKEN and accept the terms" if status in (401, 403) else
-                f" (a server error, {len(SERVER_ERROR_WAITS) + 1} tries); run again to resume" if status >= 500 else "")
+                " (a server error that lasted through the retries); run again to resume" if status >= 500 else "")
         raise HubError(f"{where}: HTTP {status} while downloading {file}{hint}") from err
     except hub_http.ConnectError as err:  # after huggingface_hub's retries: a wrong HF_ENDPOINT, a proxy, no network
         hub, host = endpoint or constants.ENDPOINT, _host_of(err)
@@ -124,6 +131,13 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     except RuntimeError as err:
         if not _raised_by_hf_xet(err):
             raise
+        status = int(found[1]) if (found := XET_HTTP_STATUS.search(str(err))) else None
+        if status in (401, 403):
+            raise HubError(f"{where}: Xet storage refused access to {wanted} (HTTP {status}); set HF_TOKEN to a "
+                           "token that can read the repo (and accept its terms if it is gated)") from err
+        if status == 404:
+            raise HubError(f"{where}: Xet storage has no content for {wanted} (HTTP 404); check that the revision "
+                           "and files exist on the Hub") from err
         raise HubError(f"{where}: download of {wanted} from Xet storage interrupted ({_first_line(err)}); "
                        "run again to resume") from err
     except (LocalEntryNotFoundError, CachedRepoTreeNotFoundError, HFValidationError, OSError, ValueError) as err:
@@ -131,27 +145,45 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
     return snapshot, sizes
 
 
-def _snapshot_download(*args, **kwargs) -> str:
-    """snapshot_download, tried again after a 5xx answer, once per wait in SERVER_ERROR_WAITS.
+def _snapshot_download(**kwargs) -> str:
+    """snapshot_download, tried again after a 5xx answer to a file's content GET or to the HEAD of a damaged
+    file downloaded again (which huggingface_hub does not try again), once per wait in SERVER_ERROR_WAITS.
+    The waits start over after a try that added a file to the cache: on a long download each sporadic
+    error costs one wait, and only a Hub that keeps failing without delivering a file stops it.
 
     A request that failed while huggingface_hub located the files (the listing, a file's HEAD) comes
     wrapped in LocalEntryNotFoundError, whose message blames the user's connection even for a Hub
     answering 503, or, when a damaged file is downloaded again, in ValueError ("Force download
-    failed due to the above error"): the request's own error is raised instead, so it is tried again
-    and named."""
-    waits = iter(SERVER_ERROR_WAITS)
+    failed due to the above error"): the request's own error is raised instead, so it is named."""
+    blobs = Path(kwargs["cache_dir"], repo_folder_name(repo_id=kwargs["repo_id"], repo_type=kwargs["repo_type"]),
+                 "blobs")
+    waits, cached = iter(SERVER_ERROR_WAITS), _files_in(blobs)
     while True:
         try:
-            try:
-                return snapshot_download(*args, **kwargs)
-            except (LocalEntryNotFoundError, ValueError) as err:
-                if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
-                    raise err.__cause__
+            return snapshot_download(**kwargs)
+        except LocalEntryNotFoundError as err:  # huggingface_hub tried the listing or HEAD again already
+            if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
+                raise err.__cause__
+            raise
+        except ValueError as err:
+            if not isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
                 raise
+            error = err.__cause__
         except HfHubHTTPError as err:
-            if err.response.status_code < 500 or (wait := next(waits, None)) is None:
-                raise
+            error = err
+        if not isinstance(error, HfHubHTTPError) or error.response.status_code < 500:
+            raise error
+        if (now := _files_in(blobs)) > cached:
+            waits, cached = iter(SERVER_ERROR_WAITS), now
+        if (wait := next(waits, None)) is None:
+            raise error
         time.sleep(wait)
+
+
+def _files_in(blobs: Path) -> int:
+    """Number of files complete in a repo's cache (huggingface_hub's blobs folder; `.incomplete` while a
+    download runs)."""
+    return sum(not blob.name.endswith(".incomplete") for blob in blobs.glob("*"))
 
 
 def _raised_by_hf_xet(err: RuntimeError) -> bool:

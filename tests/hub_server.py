@@ -10,8 +10,9 @@ points at `sha`), `token` (makes the repo gated: only `Authorization: Bearer <to
 `unavailable` (repo path -> how many of its first content GETs answer 503), `unavailable_heads` (the same
 for its HEADs) and
 `xet` (True: every file is advertised as stored in Xet, as the Hub does LFS files, with this server under
-/cas as the Xet storage; that storage answers 503 to every request, since this fake cannot serve Xet's
-chunks, so only a Xet outage can be tested, and hf_xet's retries are set with HF_XET_CLIENT_RETRY_*).
+/cas/{repo} as the Xet storage; that storage answers 503 to every request, or `xet_status` if given (401, 403,
+404), since this fake cannot serve Xet's chunks, so only its failures can be tested, and hf_xet's retries
+are set with HF_XET_CLIENT_RETRY_*).
 
 Endpoints (dataset repos only), as huggingface_hub 2.4.0 calls them:
   GET  /api/datasets/{repo}/revision/{rev}     repo_info; snapshot_download calls it only when rev is not a sha
@@ -19,7 +20,7 @@ Endpoints (dataset repos only), as huggingface_hub 2.4.0 calls them:
   HEAD /datasets/{repo}/resolve/{rev}/{path}   file metadata: X-Repo-Commit, ETag, Content-Length
   GET  /datasets/{repo}/resolve/{rev}/{path}   file content
   GET  /api/datasets/{repo}/xet-read-token/{rev}  Xet storage URL and token (`xet` repos)
-  *    /cas/...                                    Xet storage: 503
+  *    /cas/{repo}/...                             Xet storage: 503 (or the repo's `xet_status`)
 Errors carry `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) because
 huggingface_hub maps errors by that header, not by status. Without `xet`, no Xet headers/fields
 (X-Xet-Hash, xetHash) are sent, so the hf_xet download path is not taken.
@@ -69,7 +70,8 @@ def _load_repo(spec: dict) -> dict:
         b"".join(p.encode() + _git_blob_sha(d).encode() for p, d in sorted(blobs.items()))).hexdigest()
     return {"sha": sha, "refs": {"main": sha, **spec.get("refs", {})}, "blobs": blobs, "token": spec.get("token"),
             "cut": set(spec.get("cut", ())), "unavailable": dict(spec.get("unavailable", {})),
-            "unavailable_heads": dict(spec.get("unavailable_heads", {})), "xet": bool(spec.get("xet"))}
+            "unavailable_heads": dict(spec.get("unavailable_heads", {})), "xet": bool(spec.get("xet")),
+            "xet_status": spec.get("xet_status", 503)}
 
 
 def repo_sha(spec: dict) -> str:
@@ -108,8 +110,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         with self.lock:
             self.requests[(method, path)] += 1
-        if path.startswith("/cas/"):
-            return self._error(503, "", "Service Unavailable")
+        if path.startswith("/cas/"):  # /cas/{repo}/...: the repo's Xet storage
+            status = next((repo["xet_status"] for repo_id, repo in self.repos.items()
+                           if path.startswith(f"/cas/{repo_id}/")), 404)
+            return self._error(status, "", f"Xet storage answers {status}")
         m = re.match(r"^/api/datasets/(.+?)/(revision|tree|xet-read-token)/([^/]+)(?:/(.*))?$", path) or re.match(
             r"^/datasets/(.+?)/(resolve)/([^/]+)/(.+)$", path)
         if not m or (m[2] != "resolve" and method != "GET"):
@@ -127,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "xet-read-token":
             if not repo["xet"]:
                 return self._error(404, "NotFound", f"{repo_id} is not stored in Xet")
-            cas, token, expires = f"http://{self.headers['Host']}/cas", "xet-test-token", int(time.time()) + 3600
+            cas, token = f"http://{self.headers['Host']}/cas/{repo_id}", "xet-test-token"
+            expires = int(time.time()) + 3600
             return self._send(200, json.dumps({"casUrl": cas, "accessToken": token, "exp": expires}).encode(),
                               {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token,
                                "X-Xet-Token-Expiration": str(expires)})

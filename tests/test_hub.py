@@ -8,10 +8,11 @@ only for a repo given `xet`, and its Xet storage only ever fails).
 """
 
 import socket
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
-from huggingface_hub import constants
+from huggingface_hub import constants, snapshot_download
 from huggingface_hub.utils import _http as hf_http
 from huggingface_hub.utils import _xet
 
@@ -43,8 +44,9 @@ def hub(monkeypatch):
              "acme/busy": {"sha": SHA, "files": FILES, "unavailable": {"data/test-00000-of-00001.parquet": 1,
                                                                        "LICENSE": 99}},
              "acme/xet": {"sha": SHA, "files": FILES, "xet": True},
-             # huggingface_hub sends a HEAD 7 times in one snapshot_download: the 8th is the first of a new try.
-             "acme/busy-heads": {"sha": SHA, "files": FILES, "unavailable_heads": {"README.md": 7, "LICENSE": 99}}}
+             **{f"acme/xet-{status}": {"sha": SHA, "files": FILES, "xet": True, "xet_status": status}
+                for status in (401, 403, 404)},
+             "acme/busy-heads": {"sha": SHA, "files": FILES, "unavailable_heads": {"LICENSE": 99}}}
     with serve_hub(repos) as url:
         monkeypatch.setenv("HF_ENDPOINT", url)
         yield url
@@ -198,20 +200,55 @@ def test_a_server_error_that_lasts_is_one_line_naming_the_file(hub, tmp_path, mo
     assert hub.count("GET", "/resolve/") == 1 + 3  # README.md once, LICENSE on each of the 3 tries
 
 
-def test_a_server_error_on_a_files_head_is_tried_again(hub, tmp_path, monkeypatch):
-    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))  # its own waits, 1 to 8 s
-    [path] = download_source("acme/busy-heads", SHA, ["README.md"], tmp_path)
-    assert path.read_bytes() == FILES["README.md"] and hub.count("HEAD", "/README.md") == 8
+def test_a_server_error_on_many_files_each_passing_when_tried_again_does_not_stop_a_long_download(
+        hub, tmp_path, monkeypatch):
+    """Each try that adds files to the cache starts the waits over: sporadic errors on a long download, each
+    recovered, are not summed into one budget (it stopped at the 4th: 'HTTP 503 while downloading
+    data/012.parquet')."""
+    waited = []
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
+    # One file at a time (huggingface_hub runs 8), so which files each try reaches before its error is fixed
+    monkeypatch.setattr("sftmix.hub.snapshot_download", partial(snapshot_download, max_workers=1))
+    files = {f"data/{i:03}.parquet": b"PAR1 %d" % i for i in range(20)}
+    sporadic = [f"data/{i:03}.parquet" for i in (0, 4, 8, 12, 16)]
+    with serve_hub({REPO: {"sha": SHA, "files": files, "unavailable": dict.fromkeys(sporadic, 1)}}) as busy:
+        monkeypatch.setenv("HF_ENDPOINT", busy)
+        paths = download_source(REPO, SHA, ["data/*.parquet"], tmp_path)
+    assert [p.read_bytes() for p in paths] == list(files.values())
+    assert [busy.count("GET", name) for name in sporadic] == [2] * 5  # each 503 once, then 200
+    assert waited == [1] * 5
+
+
+def test_a_hub_that_is_down_stops_a_download_after_huggingface_hubs_own_retries(hub, tmp_path, monkeypatch):
+    """huggingface_hub tries the listing 6 times, 1, 2, 4, 8 and 8 s apart: those 23 s are not repeated here
+    (4 tries of them and 1 + 2 + 4 s between them took 99 s, 24 requests)."""
+    waited = []
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=waited.append))
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
+
+    def down(handler, method):
+        with handler.lock:
+            handler.requests[(method, handler.path)] += 1
+        handler._error(503, "", "Service Unavailable")
+
+    monkeypatch.setattr(hub_server._Handler, "_route", down)
+    with pytest.raises(HubError, match="HTTP 503") as exc:
+        download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
+    assert waited == [1, 2, 4, 8, 8] and sum(hub.requests.values()) == 6
 
 
 def test_a_server_error_on_a_files_head_that_lasts_is_named_not_blamed_on_the_connection(hub, tmp_path, monkeypatch):
-    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda seconds: None))
-    monkeypatch.setattr("sftmix.hub.SERVER_ERROR_WAITS", (0, 0))
+    waited = []
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=waited.append))
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
     with pytest.raises(HubError, match="HTTP 503") as exc:
         download_source("acme/busy-heads", SHA, ["LICENSE"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
-    assert "connection" not in message and hub.count("HEAD", "/LICENSE") == 3 * 7
+    # huggingface_hub's HEAD, then its 6 with backoff; not tried again here (it was 3 * 7 HEADs, 99 s)
+    assert "connection" not in message and hub.count("HEAD", "/LICENSE") == 7 and sum(waited) == 23
 
 
 def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkeypatch):
@@ -225,4 +262,23 @@ def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkey
     message = str(exc.value)
     assert "\n" not in message and "acme/xet" in message and SHA in message
     assert "data/train-*.parquet" in message and "run again to resume" in message
-    assert hub.count("GET", "/xet-read-token/") == 1 and hub.count("GET", "/cas/")  # the hf_xet path was taken
+    assert hub.count("GET", "/xet-read-token/") == 1 and hub.count("GET", "/cas/acme/xet/")  # the hf_xet path was taken
+
+
+@pytest.mark.parametrize(("status", "says"), [
+    (401, "Xet storage refused access to data/train-*.parquet (HTTP 401); set HF_TOKEN"),
+    (403, "Xet storage refused access to data/train-*.parquet (HTTP 403); set HF_TOKEN"),
+    (404, "Xet storage has no content for data/train-*.parquet (HTTP 404); check that the revision and files")])
+def test_a_xet_storage_refusal_names_the_token_or_the_missing_file_not_an_interruption(
+        hub, tmp_path, monkeypatch, status, says):
+    # hf_xet raises a bare RuntimeError for these too, "... HTTP status client error (403 Forbidden), domain: ..."
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_DURATION", "1s")
+    monkeypatch.setattr(_xet, "_GLOBAL_XET_HOLDER", _xet.XetSessionHolder())
+    with pytest.raises(HubError) as exc:
+        download_source(f"acme/xet-{status}", SHA, ["data/train-*.parquet"], tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and f"acme/xet-{status}" in message and says in message
+    assert "interrupted" not in message and "run again" not in message
+    assert hub.count("GET", f"/cas/acme/xet-{status}/")  # the hf_xet path was taken
