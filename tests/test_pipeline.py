@@ -149,7 +149,7 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     splits = {f["split"]: f["path"] for f in header["configs"][0]["data_files"]}
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
-    assert header["size_categories"] == ["n<1K"]  # the sample's 119 rows; the Hub searches and filters by it
+    assert header["size_categories"] == ["n<1K"]  # the sample's 118 rows; the Hub searches and filters by it
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
     assert "in one order, by sha256 of the seed, the mixture's name and the row's id" in text
 

@@ -22,9 +22,11 @@ Mapping decisions:
   written solution ending in \\boxed{}. The target model (ALIA-40b-instruct) is not a reasoning
   model and its chat template has no thinking channel; open-r1's own Mixture-of-Thoughts keeps
   the traces only because it trains reasoning models. The trace length is kept in meta.
-- The selected generation is found by matching the assistant content in `generations`; its
-  finish reason, completeness flag and correctness flags then decide drops. A trace with no
-  </think> is dropped whether or not it is found (the cap cut it inside the reasoning).
+- The selected generation is found by matching the assistant content in `generations` (up to
+  surrounding whitespace, which the kept solution is stripped of anyway); its finish reason,
+  completeness flag and correctness flags then decide drops. Content that is no generation, or a
+  generation with neither a Math-Verify nor a judge verdict, is `unverified_answer`: nothing says
+  its answer is right, and keeping it would let the correctness checks pass it unseen.
 - `answer` (reference) and the last \\boxed{...} of the kept solution go to meta, so the later
   translation step can check that a translated solution keeps the same final answer.
 """
@@ -59,7 +61,9 @@ def convert(row: dict) -> Converted:
         raise Drop("empty_turn", "empty assistant message")
 
     generations = row.get("generations") or []
-    index = generations.index(content) if content in generations else None
+    selected = content.strip()
+    index = next((i for i, text in enumerate(generations) if isinstance(text, str) and text.strip() == selected),
+                 None)
     if _at(row.get("finish_reasons"), index) == "length":
         raise Drop("truncated", f"generation {index} stopped at the length cap")
     if _at(row.get("is_reasoning_complete"), index) is False:
@@ -69,6 +73,9 @@ def convert(row: dict) -> Converted:
     # generation the Llama judge failed through)
     if False in (verified, judged) and True not in (verified, judged):
         raise Drop("incorrect_answer", f"generation {index}: Math-Verify {verified}, judge {judged}")
+    if verified is None and judged is None:
+        raise Drop("unverified_answer", f"generation {index} has no verdict" if index is not None
+                   else f"the assistant text is not among the {len(generations)} generations")
 
     if content.count(_CLOSE) != 1 or content.count(_OPEN) > 1:
         raise Drop("incomplete_reasoning", f"{content.count(_CLOSE)} </think> tags")

@@ -37,6 +37,9 @@ def openr1(problem, solution, uuid):
                                "boxed": boxed, "source": "olympiads", "problem_type": "Algebra"})
 
 
+ODD_SUM = openr1("Sum the first 20 odd numbers modulo 7.",
+                 "The sum of the first $n$ odd numbers is $n^2$, so the sum is $400$, and $400 = 57 \\cdot 7 + 1$.\n\n"
+                 "Answer: $\\boxed{1}$", "u-odd-sum")
 PRIME = openr1("Is 97 a prime number? Answer yes or no.",
                "We check divisibility by the primes up to $\\sqrt{97} < 10$: none of $2, 3, 5, 7$ divides $97$, "
                "so it is prime.\n\n$\\boxed{\\text{Yes}}$", "u-prime")
@@ -103,7 +106,7 @@ def context(llm, targets, seed=0, **kw):
 
 
 def test_translations_checks_and_drops(fixture_records, tmp_path):
-    records = fixture_records + [PRIME, ROOTS, NO_BOX, LONG]
+    records = fixture_records + [ODD_SUM, PRIME, ROOTS, NO_BOX, LONG]
     with serve_openai(translator(SPANISH), faults=[Fault("rate_limit", match="Find $x$", count=1, retry_after=0)]) as server:
         llm = client(server, tmp_path)
         results = list(stream(translation, records, context(llm, {"es": "all"})))
@@ -115,15 +118,15 @@ def test_translations_checks_and_drops(fixture_records, tmp_path):
         assert server.count() == 7 and rerun.stats.cache_hits == 6 and rerun.stats.requests == 0
     assert first["requests"] == 7 and first["cache_hits"] == 0
     keys = [key for key, _ in results]
-    assert keys == [f"{r['id']}:es" for r in fixture_records + [PRIME, ROOTS]]  # input order
+    assert keys == [f"{r['id']}:es" for r in fixture_records + [ODD_SUM, PRIME, ROOTS]]  # input order
     outcome = {key.split(":")[0]: (result.reason if hasattr(result, "reason") else "kept") for key, result in results}
     ids = [r["id"] for r in fixture_records]
     assert outcome == {ids[0]: "kept", ids[1]: "malformed_translation", ids[2]: "truncated",
-                       ids[3]: "wrong_language", PRIME["id"]: "final_answer_changed", ROOTS["id"]: "latex_changed"}
+                       ODD_SUM["id"]: "wrong_language", PRIME["id"]: "final_answer_changed", ROOTS["id"]: "latex_changed"}
     drops = {key.split(":")[0]: r.detail for key, r in results if outcome[key.split(":")[0]] != "kept"}
     assert drops[PRIME["id"]] == "'\\\\text{Yes}' -> '\\\\text{Sí}'"
     assert drops[ROOTS["id"]] == "solution: '$' 2 -> 6"
-    assert drops[ids[3]] == "reads as en, wanted es"
+    assert drops[ODD_SUM["id"]] == "reads as en, wanted es"
 
     kept = results[0][1]
     assert kept.language == "es" and kept.key == "6a1c2f0e-0000-4000-8000-000000000001"

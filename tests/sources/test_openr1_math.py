@@ -25,24 +25,26 @@ def test_drops_and_reasons(results):
         key(3): ("missing_messages", "messages is null or empty"),
         key(4): ("incomplete_reasoning", "generation 0 is_reasoning_complete=false"),
         key(5): ("incorrect_answer", "generation 0: Math-Verify False, judge False"),
-        key(7): ("incomplete_reasoning", "0 </think> tags"),
+        key(7): ("unverified_answer", "the assistant text is not among the 2 generations"),
         key(8): ("missing_final_answer", "nothing after </think>"),
+        key(9): ("unverified_answer", "the assistant text is not among the 0 generations"),
         key(10): ("malformed_row", "roles ['user']"),
     }
 
 
-@pytest.mark.parametrize("verified, judged, kept", [
-    ([], [False, True], False),  # no Math-Verify verdict, the judge's False: it was kept
-    ([None], [False], False), ([False], [], False), ([False], [True], True), ([True], [False], True), ([], [], True),
+@pytest.mark.parametrize("verified, judged, reason", [
+    ([], [False, True], "incorrect_answer"),  # no Math-Verify verdict, the judge's False: it was kept
+    ([None], [False], "incorrect_answer"), ([False], [], "incorrect_answer"), ([False], [True], None),
+    ([True], [False], None), ([], [], "unverified_answer"), (None, None, "unverified_answer"),
 ])
-def test_a_generation_is_dropped_when_a_verdict_it_has_fails_it_and_none_passes_it(verified, judged, kept):
+def test_a_generation_is_dropped_unless_a_verdict_passes_it_and_none_fails_it_alone(verified, judged, reason):
     content = "<think>3 + 1 = 3.</think>So the answer is $\\boxed{3}$."
     row = {"problem": "What is 3 + 1?", "answer": "4", "uuid": "u", "messages": [
         {"role": "user", "content": "What is 3 + 1?"}, {"role": "assistant", "content": content}],
            "generations": [content, "<think>4</think>$\\boxed{4}$"], "finish_reasons": ["stop", "stop"],
            "is_reasoning_complete": [True, True], "correctness_math_verify": verified, "correctness_llama": judged}
     [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
-    assert isinstance(out, Drop) is not kept and (kept or out.reason == "incorrect_answer")
+    assert (out.reason if isinstance(out, Drop) else None) == reason
 
 
 def test_reasoning_is_removed_and_solution_kept(results):
@@ -86,10 +88,28 @@ def test_llama_judge_rescues_a_math_verify_failure(results):
     assert out.messages[0]["content"].endswith("(A) 5 (B) 5.5 (C) 6 (D) 7.5 (E) 12")
 
 
-def test_null_generation_lists_fall_back_to_the_text_checks(results):
-    out = results[key(9)]
-    assert "generation_index" not in out.meta
-    assert out.meta["correctness_count"] == 0
-    assert out.meta["boxed"] == "1"
-    assert out.messages[1]["content"].startswith("The sum of the first $n$ odd numbers is $n^2$")
-    assert out.messages[1]["content"].endswith("Answer: $\\boxed{1}$")
+# Shaped like the real row 0 of config `default` (datasets-server first-rows): finish_reasons and
+# correctness_llama null, Math-Verify verdicts only.
+WRONG = "<think>\n2x = 14, so x = 7.\n</think>\n\nSo $x = \\boxed{7}$."
+RIGHT = "<think>\n2x = 8, so x = 4.\n</think>\n\nSo $x = \\boxed{4}$."
+
+
+@pytest.mark.parametrize("assistant, dropped", [
+    (RIGHT, None),
+    (WRONG, ("incorrect_answer", "generation 0: Math-Verify False, judge None")),
+    (WRONG + "\n", ("incorrect_answer", "generation 0: Math-Verify False, judge None")),  # was kept unverified
+    ("\n" + RIGHT, None),
+    (RIGHT.replace("x = 4", "x = 5").replace("{4}", "{5}"),  # no generation: was kept unverified
+     ("unverified_answer", "the assistant text is not among the 2 generations")),
+])
+def test_the_assistant_text_is_judged_by_its_own_generation_or_dropped_unverified(assistant, dropped):
+    row = {"problem": "Find $x$ if $2x+3=11$.", "solution": "$x=4$", "answer": "4", "problem_type": "Algebra",
+           "question_type": "math-word-problem", "source": "olympiads", "uuid": "u", "is_reasoning_complete": [True, True],
+           "generations": [WRONG, RIGHT], "correctness_math_verify": [False, True], "correctness_llama": None,
+           "finish_reasons": None, "correctness_count": 1,
+           "messages": [{"content": "Find $x$ if $2x+3=11$.", "role": "user"}, {"content": assistant, "role": "assistant"}]}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    if dropped:
+        assert (out.reason, out.detail) == dropped
+    else:
+        assert out.meta["generation_index"] == 1 and out.messages[1]["content"] == "So $x = \\boxed{4}$."
