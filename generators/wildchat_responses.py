@@ -2,7 +2,7 @@
 
 Input: records of the `wildchat` converter (the FIRST user turn alone; `language` from WildChat's
 label; `origin` JSON with `conversation_hash`, `model`, `turn`, `key`). The converter already
-dropped `toxic` and `redacted` conversations; the flags are checked again here if the origin
+dropped prompts flagged `toxic` or `redacted`; the flags are checked again here if the origin
 carries them (another converter or an older intermediate file).
 
 Selection (`items`): records in a target language (any language for a `"*"` target), optionally a

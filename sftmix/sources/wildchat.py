@@ -17,9 +17,11 @@ Quirks: some conversations start with an empty user input (card, "Empty User Inp
 
 Mapping: the record is the FIRST user turn alone (one user message, no assistant turn): the
 generator answers first-turn prompts, later turns depend on the original model's replies, which
-are not training data. Rows flagged `toxic` or `redacted` are dropped. Country, state, hashed IP
-and headers are personal data and never leave this module. Key: `conversation_hash|timestamp|
-first turn_identifier`, since the hash alone is not unique.
+are not training data. The prompt is dropped when its own turn is flagged `toxic` (OpenAI Moderation
+or Detoxify) or `redacted` (PII anonymised: its text holds placeholders); the row's flags are any
+turn's, and a later turn's or a reply's says nothing of the prompt. Country, state, hashed IP and
+headers are personal data and never leave this module. Key: `conversation_hash|timestamp|first
+turn_identifier`, since the hash alone is not unique.
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ def _timestamp(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+FLAGS = {"toxic": "flagged by OpenAI Moderation or Detoxify", "redacted": "PII was detected and anonymised"}
+
+
 def convert(row: dict) -> Converted:
-    if row.get("toxic"):
-        raise Drop("toxic", "flagged by OpenAI Moderation or Detoxify")
-    if row.get("redacted"):
-        raise Drop("redacted", "PII was detected and anonymised in this conversation")
     conversation = row["conversation"]
     if not conversation:
         raise Drop("empty_conversation", "no turns")
     first_user = next((turn for turn in conversation if turn["role"] == "user"), None)
     if first_user is None:
         raise Drop("empty_conversation", "no user turn")
+    for flag, meaning in FLAGS.items():
+        if first_user.get(flag):
+            raise Drop(flag, f"{meaning} in the first user turn")
+        if row.get(flag) and not any(turn.get(flag) for turn in conversation):  # no turn says where: trust the row
+            raise Drop(flag, f"{meaning} in this conversation, no turn flagged")
     prompt = first_user["content"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise Drop("empty_turn", "first user turn is empty")

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sftmix.raw import iter_raw_rows
@@ -107,3 +109,44 @@ def test_assistant_first_or_missing_role_is_handled():
     broken = dict(row, conversation=[{"content": "hi"}])
     [(_, no_role)] = list(convert([("x#1", broken)]))
     assert no_role.reason == "malformed_row"
+
+
+def _flagged(tmp_path, flags):
+    """The fixture's two-round Spanish conversation (row 1) with `flags` {turn index: flag} set on those turns
+    and on the row, as WildChat sets them (the row's are any turn's), read back from Parquet in its schema."""
+    table = pq.read_table(FIXTURE)
+    row = table.to_pylist()[1]
+    for at, flag in flags.items():
+        row["conversation"][at][flag] = row[flag] = True
+        if flag == "redacted":
+            row["conversation"][at]["content"] = "Mi correo es <PRESIDIO_ANONYMIZED_EMAIL_ADDRESS>, escríbeme ahí."
+        else:
+            row["openai_moderation"][at]["flagged"] = row["openai_moderation"][at]["categories"]["harassment"] = True
+    path = tmp_path / "train-00000-of-00014.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=table.schema), path)
+    [(_, result)] = list(get_converter("wildchat")(iter_raw_rows([path])))
+    return result
+
+
+@pytest.mark.parametrize("flags", [{2: "redacted"}, {2: "toxic"}, {1: "redacted"}, {3: "toxic"},
+                                   {2: "toxic", 3: "redacted"}])
+def test_a_flag_on_a_turn_the_record_does_not_hold_keeps_the_first_prompt(tmp_path, flags):
+    """The row's `toxic` and `redacted` are any turn's: a PII address anonymised in the second prompt, or a
+    toxic later turn (WildChat-1M-Full's layout), dropped a clean first prompt, the only text kept."""
+    result = _flagged(tmp_path, flags)
+    assert isinstance(result, Converted), result
+    assert result.messages == [message("user", "¿Cuál es la diferencia entre «ser» y «estar»?")]
+
+
+@pytest.mark.parametrize("flag", ["toxic", "redacted"])
+def test_a_flag_on_the_first_prompt_drops_it(tmp_path, flag):
+    result = _flagged(tmp_path, {0: flag, 2: "redacted"})
+    assert isinstance(result, Drop) and result.reason == flag and "first user turn" in result.detail
+
+
+@pytest.mark.parametrize("flag", ["toxic", "redacted"])
+def test_a_row_flag_no_turn_carries_drops_the_row(tmp_path, flag):
+    """Per-turn flags are what the card says the row's summarise; where no turn has it, the row's is trusted."""
+    row = pq.read_table(FIXTURE).to_pylist()[1] | {flag: True}
+    [(_, result)] = list(get_converter("wildchat")([("x#0", row)]))
+    assert isinstance(result, Drop) and result.reason == flag and "no turn flagged" in result.detail
