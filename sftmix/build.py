@@ -766,8 +766,8 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
     splits and `result` (stats.json) are not all of one mixing: one that was stopped after putting
     its train split in place leaves the validation split and stats.json of the one before (the
     mixing's marker says so; without it, as an sftmix before the marker left them, their hashes). A
-    stats.json of an earlier sftmix, without the counts by source x language and licence, has them
-    counted from the shards."""
+    stats.json of an earlier sftmix, without the counts by source x language and licence or by input
+    licence, has them counted from the shards."""
     with layout.hold(*layout.mixture_lock):
         if (layout.mixture_dir / mixing.MIXING_STOPPED).exists():
             raise BuildError(f"{layout.mixture_dir}: its last mixing was stopped part way, so its splits, rejected files "
@@ -783,9 +783,8 @@ def write_card(manifest: Manifest, layout: Layout, result: mixing.MixResult) -> 
             if hash_ != manifest.hash:
                 raise BuildError(f"{layout.mixture_dir}: its {part} is of another mixing (hash {hash_}) than its train "
                                  f"split (hash {manifest.hash}), which was stopped part way: mix it again first")
-        if None in (result.by_cell, result.by_source_licence):  # a stats.json of an sftmix that did not count them
-            by_cell, by_source_licence = mixing.counted_in_shards(layout.mixture_dir)
-            result = dataclasses.replace(result, by_cell=by_cell, by_source_licence=by_source_licence)
+        if None in (result.by_cell, result.by_source_licence, result.by_input_licence):  # an sftmix's that did not count them
+            result = dataclasses.replace(result, **mixing.counted_in_shards(layout.mixture_dir))
         path = layout.mixture_dir / CARD
         write_text_whole(path, card.render(manifest, result))  # a stopped write leaves the card as it was
     return path

@@ -9,6 +9,7 @@ from sftmix.counts import Counts
 from sftmix.manifest import ANY_LANGUAGE, Manifest
 from sftmix.mixing import SPLITS, MixResult
 from sftmix.plan import cells
+from sftmix.record import NOT_ON_HUB, hub_licence
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -61,12 +62,47 @@ def size_category(rows: int) -> str:
     return next((name for name, bound in _SIZE_CATEGORIES if rows < bound), "n>1T")
 
 
+def _other_named(licences: list[str]) -> str | None:
+    """The one licence the Hub has no id for among `licences`, when there is one and sftmix knows its
+    text: the header names it in `license_name` and `license_link` (a header takes one)."""
+    other = [licence for licence in licences if hub_licence(licence) == "other"]
+    return other[0] if len(other) == 1 and other[0] in NOT_ON_HUB else None
+
+
+def _licence_header(licences: list[str]) -> dict:
+    """The header's `license:` of data under `licences`: their Hub ids, and for `other`, where it can,
+    the `license_name` and `license_link` the Hub's dataset card spec asks for (hub-docs datasetcard.md)."""
+    ids = sorted({hub_licence(licence) for licence in licences})
+    named = _other_named(licences)
+    return {"license": ids if len(ids) != 1 else ids[0],
+            **({"license_name": named, "license_link": NOT_ON_HUB[named]} if named else {})}
+
+
+def _licence_section(licences: list[str], result: MixResult, as_input: dict[str, dict[str, int]]) -> str:
+    """Rows by licence, as the rows carry it and as generated rows name it among their inputs'."""
+    inputs_named = any(as_input.get(split) for split in SPLITS)
+    columns = ["licence", *SPLITS, *(f"{split} (input licence)" for split in SPLITS if inputs_named), "Hub id"]
+    rows = [[lic, *(result.by_licence.get(s, {}).get(lic, 0) for s in SPLITS),
+             *(as_input.get(s, {}).get(lic, 0) for s in SPLITS if inputs_named), hub_licence(lic)] for lic in licences]
+    other = [lic for lic in licences if hub_licence(lic) == "other"]
+    unnamed = (f" The Hub has no id for {', '.join(f'`{lic}`' for lic in other)}: the header's `other` stands for "
+               "them, and names no `license_name` or `license_link`, which take one licence of known text."
+               if other and not _other_named(licences) else "")
+    inputs = ("`(input licence)`: rows that name it in `origin.input_licences`, generated from data under it, whose "
+              "text they hold; a licence of only these rows is an *input licence*. " if inputs_named else "")
+    return ("## Rows by licence\n\n`licence`: as the rows carry it (filter on it). " + inputs + "The header's "
+            "`license:` lists them all, by the Hugging Face Hub's ids (`Hub id`; `other`: a licence the Hub has no id "
+            "for)." + unnamed + "\n\n" + _table(columns, rows))
+
+
 def render(manifest: Manifest, result: MixResult) -> str:
     stage_counts = {key: {stage: saved and Counts.from_saved(saved) for stage, saved in stages.items()}
                     for key, stages in result.intake.items()}
-    licences = sorted({lic for split in SPLITS for lic in result.by_licence.get(split, {})})
+    # the rows' own licences and their inputs' (`origin.input_licences`): a generated row holds its inputs' text
+    as_input = result.by_input_licence
+    licences = sorted({lic for counts in (result.by_licence, as_input) for split in SPLITS for lic in counts.get(split, {})})
     header = {
-        "license": licences if len(licences) != 1 else licences[0],
+        **_licence_header(licences),
         "language": sorted({lang for split in SPLITS for lang in result.by_language.get(split, {}) if lang != "*"}),
         "tags": ["sft", "chat", "function-calling", "sftmix"],
         "size_categories": [size_category(sum(result.split_rows.get(split, 0) for split in SPLITS))],
@@ -112,7 +148,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "row it has; `(*)`: the source's one target over all its languages).\n\n"
         + _cell_table(manifest, result.by_cell),
         "## Rows by language\n\n" + _split_table("language", result.by_language),
-        "## Rows by licence\n\n" + _split_table("licence", result.by_licence),
+        _licence_section(licences, result, as_input),
         "## Intake per source\n\n" + ("A source marked as generator input only is read for the generators that "
                                        "take it; none of its rows is in either split.\n\n" if input_only & stage_counts.keys()
                                        else "") + _table(["source", "read", "converted", "after filters"], intake),

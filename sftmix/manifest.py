@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
-from sftmix.record import KNOWN_LICENCES, derivative_problem, licence_problem
+from sftmix.record import derivative_problem, licence_problem
 from sftmix.sources import ROW_LICENSED
 from sftmix.sources import available as available_converters
 from sftmix.sources.common import iso639_1
@@ -302,8 +302,8 @@ class Manifest(_Strict):
     @classmethod
     def _policy(cls, value):
         for licence in value.get("allow", []):
-            if licence not in KNOWN_LICENCES:
-                raise ValueError(f"unknown licence {licence!r} in policy")
+            if problem := licence_problem(licence):
+                raise ValueError(problem)
         return value
 
     @field_validator("filters")

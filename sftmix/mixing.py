@@ -80,6 +80,16 @@ CHOSEN_SCHEMA = pa.schema([("row", pa.uint32()), ("split", pa.string()), ("rank"
                            ("input_licences", pa.list_(pa.string()))])
 
 
+# a row's `origin.input_licences`, a JSON list of names (`normalize._record_problem`); null where it names none
+_INPUT_LICENCES = pl.col("origin").str.json_path_match("$.input_licences").str.json_decode(pl.List(pl.String))
+
+
+def _input_licence_counts(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """(split, licence, rows) of `rows`' input licences (their `input_licences` column)."""
+    return (rows.select("split", licence=pl.col("input_licences").list.unique()).explode("licence").drop_nulls()
+            .group_by("split", "licence").len())
+
+
 class EmptyTrainSplit(ValueError):
     """The cells with a train target would give train no row: the holdout takes every row they
     have (the manifest's `holdout.size` must be smaller), or they have none."""
@@ -106,6 +116,9 @@ class MixResult:
     # licence -> rows; None in the stats.json of an sftmix that did not count them
     by_cell: dict[str, dict[str, dict[str, int]]] | None = None
     by_source_licence: dict[str, dict[str, dict[str, int]]] | None = None
+    # split -> licence -> rows naming it in `origin.input_licences` (generated rows' inputs', whose
+    # text they hold: the card lists them beside the rows' own); None as above
+    by_input_licence: dict[str, dict[str, int]] | None = None
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -349,8 +362,7 @@ def _decide(manifest: Manifest, partitions: _Partitions, near_dedup_dir: Path | 
                 frame = frame.with_columns(
                     pl.lit(ANY_LANGUAGE).alias("cell") if source.key in any_language else pl.col("language").alias("cell"),
                     # a JSON list of names (`normalize._record_problem`), for the footer of the shard a row goes to
-                    input_licences=pl.col("origin").str.json_path_match("$.input_licences").str.json_decode(pl.List(pl.String))
-                    if source.key in naming_inputs else pl.lit(None, pl.List(pl.String)))
+                    input_licences=_INPUT_LICENCES if source.key in naming_inputs else pl.lit(None, pl.List(pl.String)))
                 for cell, is_own, n in frame.group_by("cell", own.alias("own")).len().iter_rows():
                     (available if is_own else copies)[(source.key, cell)] += n
                 partitions.write("candidates", order, part,
@@ -476,7 +488,7 @@ def _refuse_empty_train(manifest: Manifest, train: Counter, held: Counter) -> No
 def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied: pl.DataFrame,
             members: list[pl.DataFrame], tally: _Tally) -> Iterator[tuple[int, pl.DataFrame]]:
     """Source by source in manifest order, partition by partition in rank order: (source order,
-    chosen rows in rank order: row, split, cell, language, licence), each also written as the
+    chosen rows in rank order: row, split, cell, language, licence, input_licences), each also written as the
     partition's `chosen` file. A source's sample is decided after every earlier source's: a
     conversation an earlier source took is dropped as `duplicate_of:<that source>`, a row of a
     near-duplicate cluster an earlier source took a member of as `near_duplicate_of:<that
@@ -529,7 +541,7 @@ def _choose(partitions: _Partitions, sources: list[Source], shares: dict, copied
                 clusters_here.append(chosen.join(source_members, on="id", how="inner").select(
                     "cluster", kept_in=pl.lit(source.key), kept_id="id"))
             partitions.write("chosen", order, part, chosen.select(CHOSEN_SCHEMA.names).to_arrow().cast(CHOSEN_SCHEMA))
-            yield order, chosen.select("row", "split", "cell", "language", "licence")
+            yield order, chosen.select("row", "split", "cell", "language", "licence", "input_licences")
         # a source's own takings do not drop its rows: they join the earlier sources' once it is done
         kept = pl.concat([kept, *kept_here])
         clusters = pl.concat([clusters, *clusters_here])
@@ -698,17 +710,24 @@ def _breakdown_by_source(counts: Counter) -> dict[str, dict[str, dict[str, int]]
     return out
 
 
-def counted_in_shards(mixture_dir: Path) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, dict[str, int]]]]:
-    """`MixResult.by_cell` and `by_source_licence` counted from a mixture's shards: a stats.json written
-    before they were recorded lacks them, and its mixture is still the one its shards hold."""
-    by_cell, by_source_licence = Counter(), Counter()
+def counted_in_shards(mixture_dir: Path) -> dict[str, dict]:
+    """`MixResult.by_cell`, `by_source_licence` and `by_input_licence` counted from a mixture's shards: a
+    stats.json written before they were recorded lacks them, and its mixture is still the one its shards hold."""
+    by_cell, by_source_licence, by_input_licence = Counter(), Counter(), Counter()
     for split in SPLITS:
         files = [str(path) for path in sorted((mixture_dir / split).glob("part-*.parquet"))]
-        table = pq.ParquetDataset(files).read(columns=["source", "language", "licence"]) if files else None
+        if not files:
+            continue
+        shards = pl.scan_parquet(files)
         for column, counts in (("language", by_cell), ("licence", by_source_licence)):
-            for row in (table.group_by(["source", column]).aggregate([([], "count_all")]).to_pylist() if files else ()):
-                counts[(split, (row["source"], row[column]))] += row["count_all"]
-    return _breakdown_by_source(by_cell), _breakdown_by_source(by_source_licence)
+            for source, value, n in shards.group_by("source", column).len().collect().iter_rows():
+                counts[(split, (source, value))] += n
+        # streamed: a split's origins are read a batch at a time, not held whole
+        inputs = _input_licence_counts(shards.select(split=pl.lit(split), input_licences=_INPUT_LICENCES))
+        for _, licence, n in inputs.collect(engine="streaming").iter_rows():
+            by_input_licence[(split, licence)] += n
+    return {"by_cell": _breakdown_by_source(by_cell), "by_source_licence": _breakdown_by_source(by_source_licence),
+            "by_input_licence": _breakdown(by_input_licence)}
 
 
 def _exclusions(manifest: Manifest, excluded: dict[str, Counter]) -> dict[str, dict[str, int]]:
@@ -751,6 +770,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         # (the breakdowns of the result)
         by = {column: Counter() for column in ("source", "language", "licence")}
         by_cell, by_source_licence = Counter(), Counter()  # (split, (source, language | licence)) -> rows
+        by_input_licence = Counter()  # (split, licence) -> rows naming it in `origin.input_licences`
         tally = _Tally(excluded, rejects)
         train, held = Counter(), Counter()  # rows of each (source, cell) in train and in the holdout
         for order, chosen in _choose(partitions, sources, shares, copied, members, tally):
@@ -762,6 +782,8 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
                 by_cell[(split, (key, language))] += n
                 by_source_licence[(split, (key, licence))] += n
                 (train if split == "train" else held)[(key, cell)] += n
+            for split, licence, n in _input_licence_counts(chosen).iter_rows():
+                by_input_licence[(split, licence)] += n
         _refuse_empty_train(manifest, train, held)
         deficits = []
         for cell in cells(manifest):
@@ -825,6 +847,7 @@ def build(manifest: Manifest, inputs: dict[str, list[Path]], out_dir: Path, work
         by_licence=_breakdown(by["licence"]),
         by_cell=_breakdown_by_source(by_cell),
         by_source_licence=_breakdown_by_source(by_source_licence),
+        by_input_licence=_breakdown(by_input_licence),
         deficits=deficits,
         excluded=_exclusions(manifest, excluded),
         files=files,

@@ -19,13 +19,21 @@ from sftmix.jsontext import STRICT_DECODER, encoder, loads
 
 ROLES = ("system", "user", "assistant", "tool")
 # Licence ids we know (lower-case SPDX style). A policy, a source or a row naming anything else is an
-# error or a drop, so a typo can never silently let a row through or shut a source out.
+# error or a drop, so a typo can never silently let a row through or shut a source out. Each is the
+# Hugging Face Hub's id of the licence (hub-docs docs/hub/repositories-licenses.md, the list the Hub
+# checks a card's `license:` against), so the dataset card names the rows' licences as they do; but
+# for those in `NOT_ON_HUB`, of which the card gives the name and text (`license: other`).
+NOT_ON_HUB = {"cc-by-sa-2.0": "https://creativecommons.org/licenses/by-sa/2.0/"}  # licence -> its text
 KNOWN_LICENCES = frozenset({
-    "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-2.0",
+    "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0",
     "cc-by-sa-3.0", "cc-by-sa-4.0",
-    "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "odc-by-1.0", "pddl", "llama2", "llama3",
-    "other", "unknown",
+    "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "pddl", "llama2", "llama3",
+    "other", "unknown", *NOT_ON_HUB,
 })
+# Other spellings (SPDX's) of a licence the Hub has an id for. A row's is read as the Hub's id; a
+# manifest, a policy or a reader naming one is refused, naming the id: with two spellings of one
+# licence, a policy allowing one refused the rows of the other, and a filter on one missed them.
+HUB_SPELLINGS = {"odc-by-1.0": "odc-by"}
 
 FUNCTION_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 TOOL_CALL_TYPE = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", FUNCTION_TYPE)])
@@ -56,7 +64,16 @@ COLUMNS = tuple(SCHEMA.names)
 def licence_problem(licence: str) -> str | None:
     """Why `licence` cannot label rows (None when it can): the manifest's, `sftmix normalize`'s and
     a row's own licence's check."""
+    if licence in HUB_SPELLINGS:
+        return f"licence {licence!r} is spelt {HUB_SPELLINGS[licence]!r} (the Hugging Face Hub's id of it)"
     return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
+
+
+def hub_licence(licence: str) -> str:
+    """The Hub's id of `licence` for a card's `license:`: `other` for one it has none for (named in
+    `NOT_ON_HUB`, or not one sftmix knows: an input licence another mixture's row names)."""
+    licence = HUB_SPELLINGS.get(licence, licence)
+    return licence if licence in KNOWN_LICENCES and licence not in NOT_ON_HUB else "other"
 
 
 def input_licences(origin: dict) -> list[str]:

@@ -419,7 +419,15 @@ def test_an_unknown_source_licence_names_the_known_ones(tmp_path):
     message = load_error(write(tmp_path, edited(_set("sources.0.licence", "cc-by-9.0"))))
     assert message.endswith("unknown licence 'cc-by-9.0'; known: apache-2.0, bsd-3-clause, cc-by-2.0, cc-by-3.0, cc-by-4.0, "
                             "cc-by-nc-4.0, cc-by-nc-nd-4.0, cc-by-nc-sa-4.0, cc-by-sa-2.0, cc-by-sa-3.0, cc-by-sa-4.0, "
-                            "cc0-1.0, llama2, llama3, mit, odc-by, odc-by-1.0, other, pddl, unknown")
+                            "cc0-1.0, llama2, llama3, mit, odc-by, other, pddl, unknown")
+
+
+@pytest.mark.parametrize("field", ["sources.0.licence", "licence_policy.allow"])
+def test_another_spelling_of_a_hub_licence_id_is_refused_naming_the_id(tmp_path, field):
+    """`odc-by-1.0` was a licence of its own: a policy allowing `odc-by` refused its rows, a filter on
+    `odc-by` missed them, and the card's header named it, which is no Hub id."""
+    message = load_error(write(tmp_path, edited(_set(field, "odc-by-1.0" if field.startswith("sources") else ["odc-by-1.0"]))))
+    assert message.endswith("licence 'odc-by-1.0' is spelt 'odc-by' (the Hugging Face Hub's id of it)")
 
 
 def test_unknown_filter_name_is_a_manifest_error(tmp_path):

@@ -555,6 +555,80 @@ def test_card_and_stats_count_rows_by_source_x_language_and_name_each_sources_li
     write_card(load(path), layout, mixed_result(layout))
     assert (layout.mixture_dir / "README.md").read_text() == card
 
+
+# The Hugging Face Hub's licence ids: hub-docs docs/hub/repositories-licenses.md (its "region
+# licenses" table, 2026-08), the list the Hub checks a card's `license:` against ("\"license\" must
+# be one of [...]", huggingface_hub#4218)
+HUB_LICENCES = frozenset({
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
+    "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0",
+    "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0", "cdla-permissive-1.0",
+    "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0",
+    "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research", "intel-research",
+    "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openmdw-1.0", "openmdw-1.1",
+    "openrail++", "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr",
+    "deepfloyd-if-license", "fair-noncommercial-research-license", "llama2", "llama3", "llama3.1", "llama3.2",
+    "llama3.3", "llama4", "grok2-community", "gemma", "unknown", "other",
+})
+
+
+def test_every_licence_rows_carry_is_the_hubs_id_or_named_on_the_card():
+    """`cc-by-sa-2.0` and `odc-by-1.0` went into the card's `license:` as the rows carried them: the
+    Hub has no such ids, and refuses a card that names one."""
+    from sftmix.record import HUB_SPELLINGS, KNOWN_LICENCES, NOT_ON_HUB, hub_licence
+
+    assert KNOWN_LICENCES - NOT_ON_HUB.keys() <= HUB_LICENCES and not NOT_ON_HUB.keys() & HUB_LICENCES
+    assert set(HUB_SPELLINGS.values()) <= KNOWN_LICENCES - NOT_ON_HUB.keys() and not HUB_SPELLINGS.keys() & KNOWN_LICENCES
+    assert {hub_licence(licence) for licence in KNOWN_LICENCES | HUB_SPELLINGS.keys() | {"gpl-9"}} <= HUB_LICENCES
+    assert (hub_licence("odc-by-1.0"), hub_licence("cc-by-sa-2.0"), hub_licence("gpl-9")) == ("odc-by", "other", "other")
+
+
+def test_the_cards_licences_are_the_hubs_ids_with_the_input_licences_of_generated_rows(tmp_path, monkeypatch):
+    """The card's `license:` named the rows' own licences only: rows generated from data under another
+    licence (fineweb_edu_qa's, from odc-by FineWeb-Edu documents), which the shards' footers name, were
+    not there; and a licence the Hub has no id for went in as the rows spell it, with no `license_name`
+    and `license_link`, which the Hub's card spec asks of `license: other`."""
+    from openai_server import serve_openai
+
+    from sftmix.build import mixed_result, write_card
+
+    prompts = {"key": "prompts", "converter": "dolly", "licence": "cc-by-4.0", "language": "en", "targets": {},
+               "local": {"files": [str(FIXTURES / "dolly" / "databricks-dolly-15k.jsonl")]}}
+    responses = {"key": "responses", "generator": {"name": "wildchat_responses", "inputs": ["prompts"]},
+                 "licence": "apache-2.0", "targets": {"en": 4}, "filters": {"language": False}}
+    path = _manifest(tmp_path, [prompts, responses, _glaive_source(licence="cc-by-sa-2.0", targets={"*": 3})],
+                     licence_policy={"allow": ["apache-2.0", "cc-by-sa-2.0"]})
+    monkeypatch.setenv("SFTMIX_LLM_API_KEY", "sk-test")
+    with serve_openai(lambda messages, body: "Here is a careful answer to that question.") as server:
+        monkeypatch.setenv("SFTMIX_LLM_BASE_URL", server.base_url)
+        build(load(path), tmp_path / "out")
+    layout = Layout(tmp_path / "out", "mini")
+    inputs_named = {split: Counter(licence for row in _table(layout.mixture_dir, split)["origin"].to_pylist()
+                                   for licence in json.loads(row).get("input_licences", []))
+                    for split in ("train", "validation")}
+    assert inputs_named["train"]["cc-by-4.0"] > 0 and set(inputs_named["train"]) == {"cc-by-4.0"}
+    stats = json.loads((layout.mixture_dir / "stats.json").read_text())
+    assert stats["by_input_licence"] == {split: dict(counts) for split, counts in inputs_named.items()}
+
+    card = (layout.mixture_dir / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    # the rows' apache-2.0, their inputs' cc-by-4.0, and cc-by-sa-2.0 (no Hub id) as `other`, named
+    assert header["license"] == ["apache-2.0", "cc-by-4.0", "other"] and set(header["license"]) <= HUB_LICENCES
+    assert (header["license_name"], header["license_link"]) == ("cc-by-sa-2.0", "https://creativecommons.org/licenses/by-sa/2.0/")
+    assert "a licence of only these rows is an *input licence*" in card
+    own = {split: Counter(_table(layout.mixture_dir, split)["licence"].to_pylist()) for split in ("train", "validation")}
+    assert _card_table(card, "Rows by licence") == [
+        [licence, *(str(counts[licence]) for counts in (*own.values(), *inputs_named.values())), hub_id]
+        for licence, hub_id in (("apache-2.0", "apache-2.0"), ("cc-by-4.0", "cc-by-4.0"), ("cc-by-sa-2.0", "other"))]
+
+    # a stats.json of an sftmix that did not count them: counted from the shards
+    (layout.mixture_dir / "stats.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "by_input_licence"}))
+    write_card(load(path), layout, mixed_result(layout))
+    assert (layout.mixture_dir / "README.md").read_text() == card
+
+
 def _glaive_and_xlam(glaive_target, xlam_target) -> list[dict]:
     return [{"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en", "targets": glaive_target,
              "local": {"files": [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")]}},

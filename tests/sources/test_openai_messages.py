@@ -282,6 +282,21 @@ def test_a_row_naming_another_licence_than_the_manifest_is_dropped_not_relabelle
     assert json.loads(footer) == ["apache-2.0", "cc-by-sa-4.0"]
 
 
+def test_a_row_spelling_a_licence_as_spdx_does_carries_the_hubs_id(tmp_path):
+    """A row saying `ODC-By-1.0` (SPDX's id) under a source declared `odc-by` (the Hub's, which the
+    manifest must use) was dropped as a licence conflict; with no licence declared, it kept a
+    spelling no policy naming `odc-by` allowed."""
+    row = {"messages": [{"role": "user", "content": "What is ODC-By?"}, {"role": "assistant", "content": "A licence."}],
+           "licence": "ODC-By-1.0"}
+    raw = tmp_path / "data.jsonl"
+    raw.write_text(json.dumps(row) + "\n")
+    for declared in ("odc-by", None):
+        info = SourceInfo(key="o", converter="openai_messages", licence=declared, language="en")
+        counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+        assert counts.summary() == {"read": 1, "kept": 1, "dropped": {}}
+        assert pq.read_table(tmp_path / "o.parquet")["licence"].to_pylist() == ["odc-by"]
+
+
 def test_a_row_licence_no_one_knows_is_dropped(tmp_path):
     """With no licence in the manifest, a row's own "Proprietary" was stored, and a generator could
     derive apache-2.0 rows from it: `derivative_problem` judges known licences only."""
