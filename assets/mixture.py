@@ -36,7 +36,9 @@ def _split_ids(path, split):
 
 
 def mixture_assets(manifest: Manifest):
-    deps = [AssetKey([asset_prefix(s.key), "filtered"]) for s in manifest.sources if not s.is_input_only]
+    # every source's: the mixing reads those feeding generators only too (their intake, for the card),
+    # and no generator orders them before it when none reads them
+    deps = [AssetKey([asset_prefix(s.key), "filtered"]) for s in manifest.sources]
 
     @multi_asset(
         specs=[

@@ -222,6 +222,13 @@ class Source(_Strict):
         """`targets: {}`: the source feeds generators and puts no rows of its own in the mixture."""
         return self.targets == {}
 
+    @property
+    def gives_no_answers(self) -> bool:
+        """Its format's rows end without an assistant turn (`role_order: {require_assistant: false}` in its
+        `rule_defaults`: WildChat's prompts, FineWeb-Edu's documents): a generator's input, not training rows."""
+        role_order = self.rule_defaults.get("role_order")
+        return isinstance(role_order, dict) and role_order.get("require_assistant") is False
+
     def target_cells(self) -> dict[str, int | str]:
         return {ANY_LANGUAGE: "all"} if self.targets == "all" else dict(self.targets)
 
@@ -348,6 +355,12 @@ class Manifest(_Strict):
             # but what it derives from is checked: its rows become another generator's training rows.
             if not source.is_input_only and source.licence is not None and source.licence not in allowed:
                 raise ValueError(f"source {source.key!r} has licence {source.licence!r}, not allowed by licence_policy")
+            # Under an assistant-only loss such a row trains nothing; on the whole text, it teaches a bare
+            # prompt or document as a chat.
+            if not source.is_input_only and source.gives_no_answers:
+                maker = f"generator {source.generator.name!r}" if source.generator else f"converter {source.converter_name!r}"
+                raise ValueError(f"source {source.key!r}: {maker} gives rows with no assistant turn (generator "
+                                 "input), which train nothing: set `targets: {}` to read it for generators only")
             for name in source.generator.inputs if source.generator else ():
                 if name not in keys:
                     raise ValueError(f"generator source {source.key!r} reads unknown source {name!r}")

@@ -837,6 +837,33 @@ def test_llm_settings_of_the_right_types_load(tmp_path):
     assert load(write(tmp_path, edited(lambda data: data.update(llm=settings)))).llm == settings
 
 
+@pytest.mark.parametrize("converter, rows", [("fineweb_edu", "000_00000.parquet"), ("wildchat", "train.parquet")])
+@pytest.mark.parametrize("targets", ["all", {"en": 5}, {"*": 0}])
+def test_a_source_of_prompts_or_documents_is_generator_input_only(tmp_path, converter, rows, targets):
+    """The sample mixed FineWeb-Edu documents and WildChat prompts (`targets: all`), one user turn each:
+    12 of its 119 rows trained nothing under an assistant-only loss, and a bare document as a chat on
+    the whole text. Their converters turn off `role_order`'s final assistant turn for the generators
+    that read them, so no rule dropped them; `targets: {}` is how a manifest feeds generators only."""
+    def manifest(targets, role_order=None):
+        source = {"key": "docs", "local": {"files": [rows]}, "converter": converter, "licence": "odc-by",
+                  "targets": targets}
+        return edited(lambda data: (data["licence_policy"]["allow"].append("odc-by"), data["sources"].append(source),
+                                    role_order is not None and data.update(filters={"role_order": role_order})))
+
+    message = load_error(write(tmp_path, manifest(targets)))
+    assert message.endswith(f": source 'docs': converter {converter!r} gives rows with no assistant turn "
+                            "(generator input), which train nothing: set `targets: {}` to read it for generators only")
+    assert "targets: {}" in load_error(write(tmp_path, manifest(targets, role_order=False)))  # the rule off for every source
+    assert load(write(tmp_path, manifest({}), "ok.yaml")).source("docs").is_input_only
+
+
+def test_the_bundled_manifests_read_prompts_and_documents_for_generators_only():
+    answerless = {path.name: {s.key: s.is_input_only for s in load(path).sources if s.gives_no_answers}
+                  for path in sorted((ROOT / "manifests").glob("*.yaml"))}
+    assert answerless == {"alia-40b-fc.yaml": {}, "alia-40b-instruct.yaml": {"fineweb-edu": True, "wildchat": True},
+                          "sample.yaml": {"wildchat": True, "fineweb-edu": True}}
+
+
 def test_a_generator_feeding_only_other_generators_is_checked_as_one_that_feeds_the_mixture(tmp_path):
     """`targets: {}` put a generator outside every check: a no-derivatives source could reach the
     mixture through it, and an input it does not have stopped the build with a traceback."""
@@ -1007,7 +1034,7 @@ def test_a_setting_for_every_source_does_not_undo_what_a_format_needs(tmp_path):
             {"key": "w2c", "local": {"files": ["x.jsonl"]}, "converter": "when2call", "licence": "cc-by-4.0",
              "language": "en", "targets": "all"},
             {"key": "prompts", "local": {"files": ["y.jsonl"]}, "converter": "wildchat", "licence": "odc-by",
-             "language": "en", "targets": "all", "filters": {"length": {"max_chars": 9000}}},
+             "language": "en", "targets": {}, "filters": {"length": {"max_chars": 9000}}},
             {"key": "w2c-strict", "local": {"files": ["x.jsonl"]}, "converter": "when2call", "licence": "cc-by-4.0",
              "language": "en", "targets": "all", "filters": {"boilerplate": {"extra_phrases": ["no puedo"]}}},
         ],
@@ -1027,7 +1054,7 @@ def test_a_format_s_adjustment_does_not_turn_on_a_rule_the_manifest_turned_off(t
     def enabled(source_filters: dict) -> set[str]:
         manifest = load(write(tmp_path, edited(lambda d: (d.update(filters={"role_order": False}), d["sources"].append(
             {"key": "chats", "local": {"files": ["w.parquet"]}, "converter": "wildchat", "licence": "apache-2.0",
-             "targets": {"en": 5}, "filters": source_filters}))), "ok.yaml"))
+             "targets": {}, "filters": source_filters}))), "ok.yaml"))
         source = manifest.source("chats")
         return {rule.name for rule, _ in rule_filters.enabled_filters(manifest.rule_settings(source, filter_defaults("wildchat")))}
 

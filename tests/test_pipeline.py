@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance
 from huggingface_hub import constants
 
 import sftmix
@@ -71,8 +71,17 @@ def test_sample_build_writes_train_holdout_rejected_and_card(sample_build):
     assert train.schema.remove_metadata().equals(SCHEMA.remove_metadata())
     allowed = set(manifest.licence_policy["allow"])
     assert set(train["licence"].to_pylist()) <= allowed and None not in train["licence"].to_pylist()
-    # every source of the sample manifest reaches the train split
-    assert set(train["source"].to_pylist()) == {s.key for s in manifest.sources}
+    # every mixed source of the sample manifest reaches the train split; its prompts and documents
+    # (WildChat, FineWeb-Edu: generator input only) reach neither, but are read, filtered and on the card
+    inputs_only = {"wildchat", "fineweb-edu"}
+    assert {s.key for s in manifest.sources if s.is_input_only} == inputs_only
+    assert set(train["source"].to_pylist()) == {s.key for s in manifest.sources} - inputs_only
+    # a row with no assistant turn trains nothing (the sample mixed 12 user-only rows of them)
+    for split in (train, validation):
+        assert all(any(m["role"] == "assistant" for m in messages) for messages in split["messages"].to_pylist())
+    card = (mixture_dir / "README.md").read_text()
+    assert all(re.search(rf"^\| {key} \(generator input only\) \| \d+ \| [1-9]\d* \| [1-9]\d* \|$", card, re.M)
+               for key in inputs_only)
     # rejected rows are kept, with their reasons, for every source
     rejected = list((mixture_dir / "rejected").glob("*.parquet"))
     reasons = {r for f in rejected for r in pq.read_table(f, columns=["reason"])["reason"].to_pylist()}
@@ -131,6 +140,22 @@ def test_asset_checks_pass_and_metadata_reports_counts(sample_build):
     assert list(normalized["seconds_by_step"].value) == ["setup", "read_convert", "write", "total"]
 
 
+def test_the_mixture_s_upstream_holds_every_source_it_reads(tmp_path):
+    """The mixing reads the filtered records of a source feeding generators only too (its intake, for
+    the card), but the asset graph put only the mixed sources' before it: `--select '*mixture'` left
+    out the sample's WildChat and FineWeb-Edu, which no generator there reads, and the mixing stopped
+    on their missing records; with every step at once (Dagster runs them in parallel) it could start
+    while they were still being filtered."""
+    defs = build_definitions(str(_manifest(tmp_path, [_glaive_source(key="h"), _glaive_source(targets={})], holdout=0)),
+                             str(tmp_path / "out"))
+    graph = defs.resolve_asset_graph()
+    assert graph.get(AssetKey("mixture")).parent_keys == {AssetKey(["h", "filtered"]), AssetKey(["g", "filtered"])}
+    upstream = AssetSelection.assets("mixture").required_multi_asset_neighbors().upstream().resolve(graph)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=upstream)
+    assert job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False).success
+    assert json.loads((tmp_path / "out" / "mini" / "stats.json").read_text())["intake"]["g"]["filtered"]["kept"] > 0
+
+
 def test_size_categories_are_the_hub_s():
     import datasets
 
@@ -149,7 +174,7 @@ def test_dataset_card_has_hf_header_with_both_splits(sample_build):
     splits = {f["split"]: f["path"] for f in header["configs"][0]["data_files"]}
     assert splits == {"train": "train/*.parquet", "validation": "validation/*.parquet"}
     assert "cc-by-nc-4.0" in header["license"]
-    assert header["size_categories"] == ["n<1K"]  # the sample's 118 rows; the Hub searches and filters by it
+    assert header["size_categories"] == ["n<1K"]  # the sample's 106 rows; the Hub searches and filters by it
     assert "## Drops by reason" in text and "unparsable_tool_call" in text
     assert "in one order, by sha256 of the seed, the mixture's name and the row's id" in text
 
