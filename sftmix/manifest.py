@@ -11,11 +11,12 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
@@ -27,6 +28,8 @@ from sftmix.sources.common import iso639_1
 ANY_LANGUAGE = "*"  # a target over every language of the source (the card gives no split)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+# A cell's target: rows to take, or every row the cell has
+_TARGET = TypeAdapter(Annotated[int, Field(ge=0)] | Literal["all"], config=ConfigDict(strict=True))
 
 
 def asset_prefix(source_key: str) -> str:
@@ -154,17 +157,42 @@ class Source(_Strict):
             raise ValueError(problem)
         return value
 
+    @field_validator("targets", mode="wrap")
+    @classmethod
+    def _target_values(cls, value, handler):
+        """A wrong target is named with its language and what a target may be: the union's own error
+        was a path through its types (`targets.dict[str,union[int,literal['all']]].en.int`), whether
+        the value was `'1,000'`, `true` or `'All'`."""
+        if not isinstance(value, dict):
+            if value != "all":
+                raise PydanticCustomError(
+                    "targets", "targets is all (every row of the source) or a mapping of languages to targets, "
+                    "as {en: 1000, ca: all}; got {got}", {"got": _shown(value)})
+            return handler(value)
+        for language, count in value.items():
+            if not isinstance(language, str):  # YAML 1.1 reads an unquoted `no` (Norwegian) as false
+                raise PydanticCustomError(
+                    "target_language", "target language {got} is not a language code: write it as text, quoted "
+                    "where YAML reads it otherwise ('no', not no)", {"got": _shown(language)})
+            try:
+                _TARGET.validate_python(count)
+            except ValidationError:
+                raise PydanticCustomError(
+                    "target", "the target for {language} is {got}: a target is a whole number of rows, 0 or more, "
+                    "written as plain digits (1000), or all{hint}", {
+                        "language": repr(language), "got": _shown(count),
+                        "hint": f" (did you mean {meant}?)" if (meant := _meant_target(count)) is not None else ""}) from None
+        return handler(value)
+
     @field_validator("targets")
     @classmethod
     def _targets(cls, value):
         if isinstance(value, dict):
-            for language, count in value.items():
+            for language in value:
                 if language != ANY_LANGUAGE and not _LANGUAGE.match(language):
                     raise ValueError(f"target language {language!r} is not an ISO 639-1 code or '*'")
                 if language != ANY_LANGUAGE and (problem := language_problem(language)):
                     raise ValueError(f"target {problem}")
-                if isinstance(count, int) and count < 0:
-                    raise ValueError(f"target for {language!r} is negative")
             if ANY_LANGUAGE in value and len(value) > 1:
                 raise ValueError("a '*' target covers every language and cannot be combined with others")
         return value
@@ -231,6 +259,26 @@ class Source(_Strict):
 
     def target_cells(self) -> dict[str, int | str]:
         return {ANY_LANGUAGE: "all"} if self.targets == "all" else dict(self.targets)
+
+
+def _shown(value) -> str:
+    """`value` as a message names it: text told from a number, as YAML's quotes told it."""
+    return f"the text {json.dumps(value, ensure_ascii=False)}" if isinstance(value, str) else \
+        json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _meant_target(value) -> int | str | None:
+    """The target a wrong one most likely means: `'1,000'`, `'1e3'` and `1000.0` mean 1000, `All` all."""
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return "all"
+        try:
+            value = float(value.replace(",", "").replace("_", ""))
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
 
 
 class Holdout(_Strict):
@@ -345,6 +393,12 @@ class Manifest(_Strict):
             raise ValueError(f"source keys {same} would name the same Dagster assets ({name}/...): rename one")
         if cycle := _generator_cycle(self.sources):
             raise ValueError(f"generator sources read each other in a circle: {' -> '.join(cycle)}")
+        # The holdout is drawn from the cells that give rows (`mixing._shares`): with none, the build
+        # ran every stage and wrote an empty validation split, logged only as a deficit.
+        if self.holdout.size and all(n == 0 for s in self.sources for n in s.target_cells().values()):
+            raise ValueError(f"holdout.size is {self.holdout.size:,}, but no source gives a row to hold out (every "
+                             "target is 0, or {}: an input of generators only): set holdout.size: 0, or give a "
+                             "source a target above 0")
         allowed = set(self.licence_policy.get("allow", []))
         for source in self.sources:
             try:  # each layer was checked alone; merged, a source's `min_chars` may pass the mixture's `max_chars`

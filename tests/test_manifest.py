@@ -328,9 +328,6 @@ def _set(path: str, value):
                  id="bad-target-language"),
     pytest.param(_set("sources.0.targets", {"*": 5, "en": 3}), ["sources.0.targets", "'alpha'", "*"],
                  id="star-mixed-with-language"),
-    pytest.param(_set("sources.0.targets", {"en": -1}), ["sources.0.targets", "negative"], id="negative-target"),
-    pytest.param(_set("sources.0.targets", {"en": True}), ["sources.0.targets", "en", "valid integer"], id="yes-as-target"),
-    pytest.param(_set("sources.0.targets", {"en": "300"}), ["sources.0.targets", "en", "valid integer"], id="quoted-target"),
     pytest.param(_set("holdout.size", "10"), ["holdout.size", "valid integer"], id="quoted-holdout"),
     pytest.param(_set("sources.1.hub.revision", "main"), ["sources.1.hub.revision", "main"], id="unpinned-revision"),
     pytest.param(_set("sources.0.converter", None), ["sources.0", "converter"], id="local-without-converter"),
@@ -398,6 +395,62 @@ def test_a_source_language_that_is_not_a_code_is_a_manifest_error(tmp_path, valu
     """Its rows would be labelled with it, and meet none of the targets, which are codes."""
     message = load_error(write(tmp_path, edited(_set("sources.0.language", value))))
     assert message.endswith(f"sources.0.language (source {BASE['sources'][0]['key']!r}): {problem}")
+
+
+TARGET_IS = "a target is a whole number of rows, 0 or more, written as plain digits (1000), or all"
+TARGETS_ARE = "targets is all (every row of the source) or a mapping of languages to targets, as {en: 1000, ca: all}"
+
+
+@pytest.mark.parametrize("written, problem", [
+    ("{en: '1,000'}", f"the target for 'en' is the text \"1,000\": {TARGET_IS} (did you mean 1000?)"),
+    ("{en: '1000'}", f"the target for 'en' is the text \"1000\": {TARGET_IS} (did you mean 1000?)"),
+    ("{en: 1e3}", f"the target for 'en' is the text \"1e3\": {TARGET_IS} (did you mean 1000?)"),  # YAML 1.1: text
+    ("{en: 1000.0}", f"the target for 'en' is 1000.0: {TARGET_IS} (did you mean 1000?)"),
+    ("{en: 300, es: -5}", f"the target for 'es' is -5: {TARGET_IS}"),
+    ("{en: 0.5}", f"the target for 'en' is 0.5: {TARGET_IS}"),
+    ("{en: yes}", f"the target for 'en' is true: {TARGET_IS}"),  # was a target of 1 row before strict types
+    ("{en: }", f"the target for 'en' is null: {TARGET_IS}"),
+    ("{en: All}", f"the target for 'en' is the text \"All\": {TARGET_IS} (did you mean all?)"),
+    ("{en: [1000]}", f"the target for 'en' is [1000]: {TARGET_IS}"),
+    ("{no: 500}", "target language false is not a language code: write it as text, quoted where YAML reads it "
+                  "otherwise ('no', not no)"),
+    ("All", f"{TARGETS_ARE}; got the text \"All\""),
+    ("1000", f"{TARGETS_ARE}; got 1000"),
+    ("[en, es]", f"{TARGETS_ARE}; got [\"en\", \"es\"]"),
+    ("null", f"{TARGETS_ARE}; got null"),
+])
+def test_a_wrong_target_is_named_with_its_source_language_and_what_a_target_may_be(tmp_path, written, problem):
+    """`targets: {en: '1,000'}`, like every other wrong value, was refused as pydantic's path through
+    the type's union: `sources.0.targets.dict[str,union[int,literal['all']]].en.int (source 'alpha'):
+    Input should be a valid integer (and 2 more)`."""
+    targets = yaml.safe_load(written)  # as the manifest's YAML reads what was written
+    message = load_error(write(tmp_path, edited(_set("sources.0.targets", targets))))
+    assert message.endswith(f": sources.0.targets (source 'alpha'): {problem}")
+
+
+@pytest.mark.parametrize("written, targets", [
+    ("{en: 1000, ca: all, es: 0}", {"en": 1000, "ca": "all", "es": 0}), ("{en: 1_000}", {"en": 1000}),
+    ("{'*': 5}", {"*": 5}), ("all", "all"), ("{}", {})])
+def test_a_target_written_as_a_target_loads_as_written(tmp_path, written, targets):
+    manifest = load(write(tmp_path, edited(_set("sources.0.targets", yaml.safe_load(written))), "ok.yaml"))
+    assert manifest.sources[0].targets == targets
+
+
+@pytest.mark.parametrize("alpha, beta", [({"en": 0}, {"*": 0}), ({}, {}), ({"en": 0, "es": 0}, {})])
+def test_a_holdout_no_source_gives_rows_to_is_a_manifest_error(tmp_path, alpha, beta):
+    """The holdout is drawn from the cells that give rows: with none, the build ran every stage and
+    wrote an empty validation split, its shortfall a deficit in the log and on the card."""
+    data = edited(lambda d: (d["sources"][0].update(targets=alpha), d["sources"][1].update(targets=beta)))
+    path = write(tmp_path, data)
+    message = load_error(path)
+    problem = ("<root>: holdout.size is 10, but no source gives a row to hold out (every target is 0, or {}: an "
+               "input of generators only): set holdout.size: 0, or give a source a target above 0")
+    assert message == f"{path}: {problem}"
+    done = sftmix("plan", str(path))  # said by the plan, before any stage runs
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"sftmix: error: {message}\n")
+    load(write(tmp_path, {**data, "holdout": {"size": 0}}, "no-holdout.yaml"))
+    data["sources"][1]["targets"] = "all"  # a cell taking every row it has may give the holdout
+    load(write(tmp_path, data, "one-giving.yaml"))
 
 
 @pytest.mark.parametrize("language, code", [("eng", "en"), ("spa", "es"), ("iw", "he"), ("tl", "fil")])

@@ -512,8 +512,11 @@ def test_shortfall_is_reported_as_deficit_not_hidden(tmp_path):
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert f"| glaive | en | 1,000 | {deficit['train']} | {deficit['deficit']} |" in card
     # A holdout that no cell giving rows can fill: its deficit names the validation rows, not train
-    # ones. (With a cell giving rows, it would take them all and leave train none: `EmptyTrainSplit`.)
-    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=1000)), tmp_path / "big")
+    # ones. (With a cell giving rows, it would take them all and leave train none: `EmptyTrainSplit`;
+    # with none, the manifest is refused at load, so its holdout is set here.)
+    manifest = load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=0))
+    manifest.holdout.size = 1000
+    result = build(manifest, tmp_path / "big")
     (holdout_short,) = result.deficits
     assert holdout_short == {"source": "*holdout*", "language": "*", "target": 1000, "validation": 0,
                              "deficit": 1000, "available": 0}
@@ -738,7 +741,7 @@ def test_a_holdout_that_would_leave_train_empty_stops_the_mixing_and_keeps_the_l
     result = build(load(_manifest(tmp_path, [glaive], holdout=rows - 1)), tmp_path / "out")
     assert result.split_rows == {"train": 1, "validation": rows - 1}
     # with no cell wanting train rows there is nothing to refuse
-    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=rows)), tmp_path / "out")
+    result = build(load(_manifest(tmp_path, [{**glaive, "targets": {"en": 0}}], holdout=0)), tmp_path / "out")
     assert result.split_rows == {"train": 0, "validation": 0}
 
 
