@@ -55,6 +55,7 @@ from sftmix.reader import CARD, MIXING_STOPPED, SPLITS
 from sftmix.record import SCHEMA
 from sftmix.rejected import REJECTED_SCHEMA, RejectedWriter, rejected_file
 from sftmix.shards import AtomicParquetWriter, file_metadata, parquet_batches, parquet_rows, write_text_whole
+from sftmix.sources import carries_input_licences
 
 STATS = "stats.json"  # the mixing's counts, beside its splits: what the card is written from
 # `MIXING_STOPPED` is in the mixture directory while a mixing puts its splits, rejected files and
@@ -292,8 +293,10 @@ def _mixed(manifest: Manifest) -> list[Source]:
 
 
 def _naming_inputs(manifest: Manifest) -> set[str]:
-    """The sources whose rows may name input licences (a converter's never do): only their origins are read for them."""
-    return {s.key for s in _mixed(manifest) if s.generator is not None or s.mixture is not None}
+    """The sources whose rows may name input licences (generated rows, and sftmix rows re-read: another
+    mixture's, or files of them through a converter that keeps them): only their origins are read for them."""
+    return {s.key for s in _mixed(manifest)
+            if s.generator is not None or s.mixture is not None or carries_input_licences(s.converter_name)}
 
 
 def _dropped(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:

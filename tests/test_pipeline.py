@@ -2697,3 +2697,25 @@ def test_the_readers_refuse_shards_of_two_builds_a_relative_other_split_and_name
     (copy / MIXING_STOPPED).write_text("")
     with pytest.raises(ValueError, match=r"its last mixing was stopped part way"):
         list(sftmix.read_mixture(copy, "validation"))
+
+
+def test_rows_of_another_mixture_read_as_files_keep_naming_their_input_licences(tmp_path):
+    """Another mixture's shards read through `openai_messages` (local files, not a `mixture:` source):
+    the converter keeps a generated row's `origin.input_licences`, but the mixing read them only for
+    generator and mixture sources, so the shard footer and the card named apache-2.0 alone for a row
+    quoting odc-by text."""
+    from sftmix.record import make_record, message, to_table
+
+    quoted = [message("user", "Document: A delta forms where a river drops its sediment.\n\nWhere does a delta form?"),
+              message("assistant", "Where a river enters slower water and drops its sediment.")]
+    rows = [make_record(messages=quoted, tools=[], source="qa", licence="apache-2.0", language="en",
+                        origin={"row": "0", "generator": "long_context_qa", "input_licences": ["odc-by"]})]
+    pq.write_table(to_table(rows), tmp_path / "other-mixture.parquet")
+    source = {"key": "remix", "converter": "openai_messages", "licence": "apache-2.0", "targets": "all",
+              "local": {"files": [str(tmp_path / "other-mixture.parquet")]}}
+    result = build(load(_manifest(tmp_path, [source], holdout=0)), tmp_path / "out")
+    [shard] = (tmp_path / "out" / "mini" / "train").glob("part-*.parquet")
+    assert json.loads(pq.read_schema(shard).metadata[b"licences"]) == ["apache-2.0", "odc-by"]
+    assert result.by_input_licence == {"train": {"odc-by": 1}, "validation": {}}
+    header = yaml.safe_load((tmp_path / "out" / "mini" / "README.md").read_text().split("---")[1])
+    assert header["license"] == ["apache-2.0", "odc-by"]

@@ -42,6 +42,7 @@ from sftmix.sources.base import Converted, Drop
 from sftmix.sources.common import call_from_dict, iso639_1, to_json_schema, tools_column
 
 ROW_LANGUAGE = "where_given"  # an optional `language` field: rows without it get the source's `language:`
+INPUT_LICENCES = True  # a re-read generated row's, lifted out of its origin
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
 
