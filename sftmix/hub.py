@@ -5,14 +5,16 @@ into `constants.ENDPOINT`). `HF_TOKEN` is left to huggingface_hub, which reads i
 logged or stored here.
 
 Every failure is one HubError line naming repo, revision and file(s); those that running again can get past
-(a connection cut, a server error that lasted, a Xet storage outage) say so. huggingface_hub tries a file's
-content GET again on 408/429 only, so a 5xx answer to it is tried again here, `SERVER_ERROR_WAITS` apart:
-the files already downloaded stay in the cache and a new try fetches only the others. The file listing and
-a file's HEAD huggingface_hub tries again itself, 6 requests 1, 2, 4, 8 and 8 s apart, so they are not tried
-again here: a Hub that is down (5xx, or refusing connections) stops a download after 23 s of waits (7 s when
-only file contents fail), plus each request's own time. hf_xet, which downloads the files the Hub stores in
-Xet (most LFS files), retries on its own and then raises a bare RuntimeError whose message carries the
-storage's HTTP status as reqwest writes it ("HTTP status client error (403 Forbidden)").
+(a connection cut, a server error that lasted, a Xet storage outage or expired storage token) say so. A 5xx
+answer to any request of a download (a tag's lookup, the file listing, a file's HEAD or content GET) is tried
+again here, `SERVER_ERROR_WAITS` apart: the files already downloaded stay in the cache and a new try fetches
+only the others. huggingface_hub tries some of these requests again itself, on 408, 429, 500, 502, 503 and
+504 only: the listing in 6 requests and a file's HEAD in 7 (one, then 6), 1, 2, 4, 8 and 8 s apart (each
+wait the server's Retry-After + 1 s instead when it sends one); a tag's lookup not at all, a content GET on
+408/429 only. So a Hub answering 503 to everything stops a download after 4 x 23 + 1 + 2 + 4 = 99 s of waits,
+plus each request's own time. hf_xet, which downloads the files the Hub stores in Xet (most LFS files),
+retries on its own and then raises a bare RuntimeError whose message carries the storage's HTTP status as
+reqwest writes it ("HTTP status client error (403 Forbidden)").
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from huggingface_hub.utils import filter_repo_objects
 from huggingface_hub.utils import httpx as hub_http  # the HTTP client huggingface_hub raises from
 
 UNPINNED_REVISIONS = {"", "main", "master"}
-SERVER_ERROR_WAITS = (1, 2, 4)  # seconds before each new try after a 5xx answer to a file's content GET
+SERVER_ERROR_WAITS = (1, 2, 4)  # seconds before each new try after a 5xx answer
 XET_HTTP_STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})")  # reqwest's Error Display
 
 
@@ -132,13 +134,12 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
         if not _raised_by_hf_xet(err):
             raise
         status = int(found[1]) if (found := XET_HTTP_STATUS.search(str(err))) else None
-        if status in (401, 403):
-            raise HubError(f"{where}: Xet storage refused access to {wanted} (HTTP {status}); set HF_TOKEN to a "
-                           "token that can read the repo (and accept its terms if it is gated)") from err
-        if status == 404:
-            raise HubError(f"{where}: Xet storage has no content for {wanted} (HTTP 404); check that the revision "
-                           "and files exist on the Hub") from err
-        raise HubError(f"{where}: download of {wanted} from Xet storage interrupted ({_first_line(err)}); "
+        if status in (401, 403):  # the storage token hf_xet got from the Hub, expired or not good for the files
+            raise HubError(f"{where}: Xet storage refused access (HTTP {status}) while downloading {wanted}; running "
+                           "again fetches a fresh storage token (an expired one is refused), and a gated or private "
+                           "repo needs HF_TOKEN set to a token with access") from err
+        detail = f"HTTP {status}: {_first_line(err)}" if status else _first_line(err)
+        raise HubError(f"{where}: download of {wanted} from Xet storage interrupted ({detail}); "
                        "run again to resume") from err
     except (LocalEntryNotFoundError, CachedRepoTreeNotFoundError, HFValidationError, OSError, ValueError) as err:
         raise HubError(f"{where}: cannot download {wanted} ({_first_line(err)})") from err
@@ -146,44 +147,44 @@ def _snapshot(hub_id: str, revision: str, repo_type: str, files: list[str], cach
 
 
 def _snapshot_download(**kwargs) -> str:
-    """snapshot_download, tried again after a 5xx answer to a file's content GET or to the HEAD of a damaged
-    file downloaded again (which huggingface_hub does not try again), once per wait in SERVER_ERROR_WAITS.
-    The waits start over after a try that added a file to the cache: on a long download each sporadic
-    error costs one wait, and only a Hub that keeps failing without delivering a file stops it.
+    """snapshot_download, tried again after a 5xx answer to any of its requests, once per wait in
+    SERVER_ERROR_WAITS. The waits start over after a try that added files of the revision to its snapshot
+    folder: on a long download each sporadic error costs one wait, and only a Hub that keeps failing without
+    delivering a file stops it. The blobs folder would not do: every revision and process downloading the repo
+    into this cache adds to it.
 
-    A request that failed while huggingface_hub located the files (the listing, a file's HEAD) comes
-    wrapped in LocalEntryNotFoundError, whose message blames the user's connection even for a Hub
-    answering 503, or, when a damaged file is downloaded again, in ValueError ("Force download
-    failed due to the above error"): the request's own error is raised instead, so it is named."""
-    blobs = Path(kwargs["cache_dir"], repo_folder_name(repo_id=kwargs["repo_id"], repo_type=kwargs["repo_type"]),
-                 "blobs")
-    waits, cached = iter(SERVER_ERROR_WAITS), _files_in(blobs)
+    A request that failed while huggingface_hub located the files (a tag's lookup, the listing, a file's HEAD)
+    comes wrapped in LocalEntryNotFoundError, whose message blames the user's connection even for a Hub
+    answering 503, or, when a damaged file is downloaded again, in ValueError ("Force download failed due
+    to the above error"): the request's own error is raised instead, so it is tried again and named."""
+    storage = Path(kwargs["cache_dir"], repo_folder_name(repo_id=kwargs["repo_id"], repo_type=kwargs["repo_type"]))
+    revision = kwargs["revision"] or constants.DEFAULT_REVISION
+    waits, cached = iter(SERVER_ERROR_WAITS), _snapshot_files(storage, revision)
     while True:
         try:
-            return snapshot_download(**kwargs)
-        except LocalEntryNotFoundError as err:  # huggingface_hub tried the listing or HEAD again already
-            if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
-                raise err.__cause__
-            raise
-        except ValueError as err:
-            if not isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
+            try:
+                return snapshot_download(**kwargs)
+            except (LocalEntryNotFoundError, ValueError) as err:
+                if isinstance(err.__cause__, (HfHubHTTPError, hub_http.TransportError)):
+                    raise err.__cause__
                 raise
-            error = err.__cause__
         except HfHubHTTPError as err:
-            error = err
-        if not isinstance(error, HfHubHTTPError) or error.response.status_code < 500:
-            raise error
-        if (now := _files_in(blobs)) > cached:
-            waits, cached = iter(SERVER_ERROR_WAITS), now
-        if (wait := next(waits, None)) is None:
-            raise error
+            if err.response.status_code < 500:
+                raise
+            if (now := _snapshot_files(storage, revision)) > cached:
+                waits, cached = iter(SERVER_ERROR_WAITS), now
+            if (wait := next(waits, None)) is None:
+                raise
         time.sleep(wait)
 
 
-def _files_in(blobs: Path) -> int:
-    """Number of files complete in a repo's cache (huggingface_hub's blobs folder; `.incomplete` while a
-    download runs)."""
-    return sum(not blob.name.endswith(".incomplete") for blob in blobs.glob("*"))
+def _snapshot_files(storage: Path, revision: str) -> int:
+    """Number of files of `revision` in a repo's cache folder: its snapshot folder holds a file once it is
+    complete. A tag's commit is the one snapshot_download recorded in refs/ when it looked the tag up; before
+    that, 0."""
+    ref = storage / "refs" / revision
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    return sum(path.is_file() for path in (storage / "snapshots" / commit).rglob("*"))
 
 
 def _raised_by_hf_xet(err: RuntimeError) -> bool:

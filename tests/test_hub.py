@@ -10,6 +10,7 @@ only for a repo given `xet`, and its Xet storage only ever fails).
 import socket
 from functools import partial
 from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from huggingface_hub import constants, snapshot_download
@@ -52,6 +53,24 @@ def hub(monkeypatch):
         yield url
 
 
+def fail_first(monkeypatch, status, times=1, method=None, part=""):
+    """The fake Hub answers `status` to its first `times` requests of `method` (any method: None) whose path
+    holds `part`, whichever endpoint they are for."""
+    answer, left = hub_server._Handler._route, [times]
+
+    def failing(handler, called):
+        with handler.lock:
+            fails = left[0] > 0 and method in (None, called) and part in handler.path
+            left[0] -= fails
+        if not fails:
+            return answer(handler, called)
+        with handler.lock:
+            handler.requests[(called, unquote(urlsplit(handler.path).path))] += 1
+        return handler._error(status, "", f"HTTP {status}")
+
+    monkeypatch.setattr(hub_server._Handler, "_route", failing)
+
+
 def test_download_glob_and_file_then_cached(hub, tmp_path):
     paths = download_source(REPO, SHA, ["data/train-*.parquet", "LICENSE"], tmp_path)
     assert [p.name for p in paths] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet", "LICENSE"]
@@ -72,6 +91,17 @@ def test_tag_revision_resolves_to_sha(hub, tmp_path):
     (p,) = download_source(REPO, "v1.0", ["README.md"], tmp_path)
     assert p.read_bytes() == FILES["README.md"] and SHA in str(p)
     assert hub.count("GET", f"/api/datasets/{REPO}/revision/v1.0") == 1
+
+
+def test_a_server_error_on_a_tags_lookup_is_tried_again(hub, tmp_path, monkeypatch):
+    """huggingface_hub looks a tag up (repo_info) without trying again: the 503 was the build's HubError."""
+    waited = []
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=waited.append))
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
+    fail_first(monkeypatch, 503, method="GET", part="/revision/v1.0")
+    (p,) = download_source(REPO, "v1.0", ["LICENSE"], tmp_path)
+    assert p.read_bytes() == FILES["LICENSE"] and SHA in str(p)
+    assert hub.count("GET", f"/api/datasets/{REPO}/revision/v1.0") == 2 and waited == [1]
 
 
 def test_unknown_revision(hub, tmp_path):
@@ -219,24 +249,55 @@ def test_a_server_error_on_many_files_each_passing_when_tried_again_does_not_sto
     assert waited == [1] * 5
 
 
-def test_a_hub_that_is_down_stops_a_download_after_huggingface_hubs_own_retries(hub, tmp_path, monkeypatch):
-    """huggingface_hub tries the listing 6 times, 1, 2, 4, 8 and 8 s apart: those 23 s are not repeated here
-    (4 tries of them and 1 + 2 + 4 s between them took 99 s, 24 requests)."""
+@pytest.mark.parametrize(("method", "part"), [("GET", "/tree/"), ("HEAD", "/LICENSE")])
+def test_a_server_error_huggingface_hub_does_not_try_again_on_the_listing_or_a_head_is_tried_again(
+        hub, tmp_path, monkeypatch, method, part):
+    """huggingface_hub tries the listing and a HEAD again on 500, 502, 503 and 504 only: a 520 (a CDN's
+    'unknown error') was the build's HubError."""
     waited = []
     monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=waited.append))
     monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
+    fail_first(monkeypatch, 520, method=method, part=part)
+    (p,) = download_source(REPO, SHA, ["LICENSE"], tmp_path)
+    assert p.read_bytes() == FILES["LICENSE"]
+    assert hub.count(method, part) == 2 and waited == [1]
 
-    def down(handler, method):
-        with handler.lock:
-            handler.requests[(method, handler.path)] += 1
-        handler._error(503, "", "Service Unavailable")
 
-    monkeypatch.setattr(hub_server._Handler, "_route", down)
+def test_files_another_download_adds_for_another_revision_do_not_start_the_waits_over(hub, tmp_path, monkeypatch):
+    """The cache's blobs folder is shared by every revision and process downloading the repo (two manifest
+    entries of one repo, the multiprocess executor): counted there, another download's files started the waits
+    over after every try and a lasting 503 did not stop the build."""
+    storage, other_revision = tmp_path / "datasets--acme--busy", "f" * 40
+    waited = []
+
+    def another_download_adds_a_file(seconds):
+        waited.append(seconds)
+        blob = storage / "blobs" / f"{len(waited):040x}"
+        link = storage / "snapshots" / other_revision / "data" / f"{len(waited)}.parquet"
+        for folder in (blob.parent, link.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(b"PAR1")
+        link.symlink_to(blob)
+
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=another_download_adds_a_file))
+    with pytest.raises(HubError, match="HTTP 503 while downloading LICENSE"):
+        download_source("acme/busy", SHA, ["LICENSE"], tmp_path)
+    assert waited == [1, 2, 4] and hub.count("GET", "/LICENSE") == 4
+
+
+def test_a_hub_that_is_down_stops_a_download_after_huggingface_hubs_retries_and_these(hub, tmp_path, monkeypatch):
+    """huggingface_hub tries the listing 6 times, 1, 2, 4, 8 and 8 s apart, on each of the 4 tries here, 1, 2 and
+    4 s apart: 99 s."""
+    waited = []
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=waited.append))
+    monkeypatch.setattr("sftmix.hub.time", SimpleNamespace(sleep=waited.append))
+    fail_first(monkeypatch, 503, times=10**6)
     with pytest.raises(HubError, match="HTTP 503") as exc:
         download_source(REPO, SHA, ["LICENSE"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
-    assert waited == [1, 2, 4, 8, 8] and sum(hub.requests.values()) == 6
+    assert waited == [1, 2, 4, 8, 8, 1] + [1, 2, 4, 8, 8, 2] + [1, 2, 4, 8, 8, 4] + [1, 2, 4, 8, 8]
+    assert sum(waited) == 99 and sum(hub.requests.values()) == hub.count("GET", "/tree/") == 4 * 6
 
 
 def test_a_server_error_on_a_files_head_that_lasts_is_named_not_blamed_on_the_connection(hub, tmp_path, monkeypatch):
@@ -247,8 +308,8 @@ def test_a_server_error_on_a_files_head_that_lasts_is_named_not_blamed_on_the_co
         download_source("acme/busy-heads", SHA, ["LICENSE"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and "while downloading LICENSE" in message and "run again to resume" in message
-    # huggingface_hub's HEAD, then its 6 with backoff; not tried again here (it was 3 * 7 HEADs, 99 s)
-    assert "connection" not in message and hub.count("HEAD", "/LICENSE") == 7 and sum(waited) == 23
+    # on each of the 4 tries here, huggingface_hub's HEAD, then its 6 with backoff (23 s)
+    assert "connection" not in message and hub.count("HEAD", "/LICENSE") == 4 * 7 and sum(waited) == 4 * 23 + 7
 
 
 def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkeypatch):
@@ -266,12 +327,15 @@ def test_a_xet_storage_outage_is_one_line_naming_the_files(hub, tmp_path, monkey
 
 
 @pytest.mark.parametrize(("status", "says"), [
-    (401, "Xet storage refused access to data/train-*.parquet (HTTP 401); set HF_TOKEN"),
-    (403, "Xet storage refused access to data/train-*.parquet (HTTP 403); set HF_TOKEN"),
-    (404, "Xet storage has no content for data/train-*.parquet (HTTP 404); check that the revision and files")])
-def test_a_xet_storage_refusal_names_the_token_or_the_missing_file_not_an_interruption(
-        hub, tmp_path, monkeypatch, status, says):
-    # hf_xet raises a bare RuntimeError for these too, "... HTTP status client error (403 Forbidden), domain: ..."
+    (401, "Xet storage refused access (HTTP 401) while downloading data/train-*.parquet; running again fetches a "
+          "fresh storage token (an expired one is refused), and a gated or private repo needs HF_TOKEN"),
+    (403, "Xet storage refused access (HTTP 403) while downloading data/train-*.parquet; running again fetches a "
+          "fresh storage token (an expired one is refused), and a gated or private repo needs HF_TOKEN"),
+    (404, "download of data/train-*.parquet from Xet storage interrupted (HTTP 404: ")], ids=["401", "403", "404"])
+def test_a_xet_storage_error_names_its_status(hub, tmp_path, monkeypatch, status, says):
+    """hf_xet raises a bare RuntimeError for these too, "... HTTP status client error (403 Forbidden), domain: ...".
+    A 401/403 comes from the storage token the Hub gave hf_xet (expired, or not good for the files); a 404, from
+    the storage while the listing has just shown the files: neither is a missing HF_TOKEN or file."""
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
     monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_DURATION", "1s")
@@ -280,5 +344,6 @@ def test_a_xet_storage_refusal_names_the_token_or_the_missing_file_not_an_interr
         download_source(f"acme/xet-{status}", SHA, ["data/train-*.parquet"], tmp_path)
     message = str(exc.value)
     assert "\n" not in message and f"acme/xet-{status}" in message and says in message
-    assert "interrupted" not in message and "run again" not in message
+    assert ("interrupted" in message) == (status == 404) and "set HF_TOKEN to a token that can read" not in message
+    assert message.endswith("run again to resume") == (status == 404)
     assert hub.count("GET", f"/cas/acme/xet-{status}/")  # the hf_xet path was taken
