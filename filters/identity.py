@@ -69,11 +69,22 @@ _SELF = (rf"{_NOT_NEGATED}(?:\bI(?:'m| am)|\bmy name is|\bsoy|\bme llamo|\bmi no
 _NOT_A_CLAIM = (r"not|non|não|never|nunca|mai|\w+ing|about|familiar|similar|like|unlike|different|diferente|diferent"
                 r"|distinto|distint|compar\w*|than|que|with|fan|happy|glad|sorry|afraid|aware|sure|consciente|conscient"
                 r"|semblant|semelhante|parecid[oa]|similar")
+# Past "and" or "but" the name is in another clause or beside another noun ("Soy profesora y uso Claude",
+# "Sóc estudiant i ChatGPT m'ajuda", "Eu son de Lugo e Claude entende...": of a helper's 50 sentences a
+# language naming models innocently, 12 ca, 16 es and 16 gl were identity_leak drops), unless a word
+# that names the speaker follows ("I am a helpful and friendly assistant called ChatGPT").
+_AND = r"and|but|y|pero|i|però|e"
+_NAMED = (r"called|named|known as|llamad[oa]|conocid[oa] como|anomenat|anomenada|conegu(?:t|da) com(?: a)?|chamad[oa]"
+          r"|conhecid[oa] como|coñecid[oa] como")
 # "no" negates in English, Spanish and Catalan; in Portuguese and Galician it is "in the" ("Sou um
 # modelo com base no GPT-4", "treinado no Brasil pela OpenAI"), and they negate with "não"/"non".
 # Their "com a" is "with the", not Catalan's "as a" (`_AS`), and "em" is "in", not Catalan's "me"
 # (`_I_THEN`: "Como modelo da Google, em 2018...").
 NO_IS_IN_THE = frozenset({"pt", "gl"})
+# Catalan's "i" is "and", not the English "I" after "As an AI ..., " (`_I_THEN`): "Com a model
+# desenvolupat per Google, i gràcies a la seva mida, Gemini respon..." was an identity_leak drop (7 of a
+# helper's 50 Catalan sentences).
+I_IS_AND = frozenset({"ca"})
 # First person before "made by": "I was trained by", "soy un modelo creado por", "fui desarrollado por",
 # or an apposition the speaker's sentence or clause opens with ("As an AI developed by OpenAI, I...",
 # "Como asistente creado por OpenAI, mi objetivo...", "but as an AI": `_AS`, `_OPENS_A_CLAUSE`).
@@ -95,8 +106,9 @@ _OPENS_A_CLAUSE = re.compile(r"(?<!\w )|" + "|".join(
 _NOT_AFTER = r"\b(?!\s+(?:not|never)\b)"
 # "As a ... made by X" describes whatever the sentence goes on about ("As a model trained by OpenAI,
 # GPT-3 can...", "As a platform built by Microsoft, Azure..."): the speaker's only when a first person
-# opens what follows the comma (I, my, mi, jo, el meu, eu, no puedo...; Spanish and Catalan drop the "I").
-_I_THEN = (r"i|my|me|yo|mi|mis|jo|el meu|la meva|els meus|eu|meu|minha|miña|o meu|a minha|a miña"
+# opens what follows the comma (I, my, mi, jo, el meu, eu, no puedo...; Spanish and Catalan drop the "I",
+# and Catalan's "i" is "and": `I_IS_AND`).
+_I_THEN = (r"my|me|yo|mi|mis|jo|el meu|la meva|els meus|eu|meu|minha|miña|o meu|a minha|a miña"
            r"|(?:(?:no|non|não) )?(?:puedo|tengo|estoy|soy|puc|tinc|estic|sóc|posso|tenho|estou|sou|podo|teño)")
 # "I'm ... made by X" is the speaker's claim when what stands between says what the speaker is (an
 # AI, a model, an assistant...), or next to nothing ("I was originally trained by"): "He sido
@@ -184,19 +196,20 @@ def other_names(names, own) -> str:
 
 
 class _Claims:
-    """The claim patterns, for languages where "no" negates (`no_negates`) or not; `models` and
-    `developers` are alternations (`other_names`)."""
+    """The claim patterns, for languages where "no" negates (`no_negates`) or not, and where "i" is
+    "and" (`i_is_and`) or "I"; `models` and `developers` are alternations (`other_names`)."""
 
-    def __init__(self, models: str, developers: str, no_negates: bool):
+    def __init__(self, models: str, developers: str, no_negates: bool, i_is_and: bool):
         no = "|no" if no_negates else ""
-        filler = rf"(?:(?!(?:{_NOT_A_CLAIM}{no})\b)[\w'-]+[\s,]+){{0,6}}?"
+        word = rf"(?!(?:{_NOT_A_CLAIM}{no})\b|(?:{_AND})\s)[\w'-]+[\s,]+"
+        filler = rf"(?:{word}){{0,6}}?(?:(?:{_AND})\s+(?:{word}){{0,4}}?(?:{_NAMED})\s+)?"
         # Every escape used here (\b \s \w \d \n) is lowercase already, so lowercasing keeps its meaning;
         # a group's "?P" is not, so the names are lowercased apart.
         self.self_claim = re.compile(rf"{_SELF}{filler}".lower() + rf"(?P<name>{models.lower()})\b")
         as_ = _AS + (r"|\bcom a" if no_negates else "")
         developer = developers.lower()
         relation = rf"(?:(?P<made>{_MADE_BY})\s+{_BY_TEAM}|{_KIND}|(?={developer}{_OWNED_KIND})){developer}\b"
-        i_then = _I_THEN + ("|em" if no_negates else "")
+        i_then = _I_THEN + ("|em" if no_negates else "") + ("" if i_is_and else "|i")
         self.first_person = re.compile(rf"(?:{_I_AM}|{as_}){_NOT_AFTER}")
         # matched where `first_person` is, which its lookbehinds may rule out ("no soy")
         self.made_by = re.compile(rf"{_NOT_NEGATED}(?:{_I_AM}|(?P<as>{as_})"
@@ -286,7 +299,8 @@ class IdentityFilter(RecordFilter):
         super().__init__(**kwargs)
         own = [folded(n) for n in (name, developer) if n]
         models, developers = other_names(OTHER_MODELS, own), other_names(OTHER_DEVELOPERS, own)
-        self.claims = {no_negates: _Claims(models, developers, no_negates) for no_negates in (True, False)}
+        self.claims = {(no_negates, i_is_and): _Claims(models, developers, no_negates, i_is_and)
+                       for no_negates, i_is_and in ((True, False), (True, True), (False, False))}
         self.cutoff = re.compile("|".join(CUTOFF).lower()) if check_cutoff else None
         # Both patterns end in a name: a text holding no name (and no literal of a cutoff phrase)
         # needs neither.
@@ -297,7 +311,8 @@ class IdentityFilter(RecordFilter):
         """Whether `written`, in `language`, claims to be another model or to be made by another
         developer (`text`: `folded(written)`, when the caller has it)."""
         text = folded(written) if text is None else text
-        return self.claims[language not in NO_IS_IN_THE].search(text, written, basque=language == "eu")
+        claims = self.claims[language not in NO_IS_IN_THE, language in I_IS_AND]
+        return claims.search(text, written, basque=language == "eu")
 
     def _states_a_cutoff(self, text: str) -> bool:
         """A cutoff phrase starting a word ("Gemini have a knowledge cutoff" holds "i have a")."""

@@ -1304,6 +1304,34 @@ class TestIdentity:
     def test_claims_beside_the_developer(self, language, text, reason):
         assert verdict(self.f, rec(user("Who are you?"), assistant(text), language=language)) == reason
 
+    @pytest.mark.parametrize("language, text, reason", [
+        # Catalan's "i" is "and", not the "I" after "As an AI ..., " (7 of a helper's 50 Catalan
+        # sentences naming models were identity_leak drops)
+        ("ca", "Com a model desenvolupat per Google, i gràcies a la seva mida, Gemini respon molt ràpid.", None),
+        ("ca", "Com a IA d'OpenAI, i malgrat les crítiques, ChatGPT s'ha estès arreu del món.", None),
+        ("ca", "Com a assistent creat per Anthropic, jo no tinc opinions personals.", "identity_leak"),
+        ("en", "as an ai developed by openai, i can't browse the internet.", "identity_leak"),
+        # a name past "and" or "but" is in another clause or beside another noun (12 ca, 16 es and 16 gl
+        # of the 50 were drops)
+        ("ca", "Sóc estudiant de periodisme i ChatGPT m'ajuda a revisar els meus articles.", None),
+        ("ca", "Sóc professora de secundària i faig servir Claude per preparar les classes.", None),
+        ("es", "Soy programador y Copilot me sugiere código mientras escribo.", None),
+        ("es", "Soy de Sevilla y Claude entiende perfectamente mi acento al dictar.", None),
+        ("gl", "Eu son de Lugo e Claude entende perfectamente o meu acento.", None),
+        ("gl", "Eu son técnico de sistemas e Gemini non funciona co noso proxy.", None),
+        ("en", "I'm a teacher and Claude helps me prepare lessons.", None),
+        ("en", "I'm a teacher, but ChatGPT writes my quizzes.", None),
+        # ... unless a word that names the speaker follows, or another first person does
+        ("ca", "Sóc un assistent útil i amable anomenat ChatGPT.", "identity_leak"),
+        ("es", "Soy un asistente útil y amable llamado ChatGPT.", "identity_leak"),
+        ("gl", "Eu son un asistente útil e amable chamado ChatGPT.", "identity_leak"),
+        ("en", "I am a helpful and friendly assistant called ChatGPT.", "identity_leak"),
+        ("en", "Hi! I'm an AI assistant and my name is ChatGPT.", "identity_leak"),
+        ("ca", "Hola! Sóc un assistent virtual i em dic Claude.", "identity_leak"),
+    ])
+    def test_and_before_a_name(self, language, text, reason):
+        assert verdict(self.f, rec(user("Who are you?"), assistant(text), language=language)) == reason
+
     @pytest.mark.parametrize("text, reason", [
         ("ChatGPT naiz, OpenAI-k garatutako hizkuntza-eredu bat.", "identity_leak"),
         ("Nire izena ChatGPT da.", "identity_leak"), ("OpenAI-k entrenatutako adimen artifiziala naiz.", "identity_leak"),
