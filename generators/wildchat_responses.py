@@ -2,8 +2,7 @@
 
 Input: records of the `wildchat` converter (the FIRST user turn alone; `language` from WildChat's
 label; `origin` JSON with `conversation_hash`, `model`, `turn`, `key`). The converter already
-dropped prompts flagged `toxic` or `redacted`; the flags are checked again here if the origin
-carries them (another converter or an older intermediate file).
+dropped prompts flagged `toxic` or `redacted` (their turn's or their reply's flags).
 
 Selection (`items`): records in a target language (any language for a `"*"` target), optionally a
 hash-based share `keep_fraction` (default 1.0) of them, one item per record until each language
@@ -13,8 +12,7 @@ recorded with its reason: `empty_prompt`, `prompt_too_short` (< `min_prompt_char
 after stripping: "hi", "test"), `prompt_too_long` (> `max_prompt_chars`, default 24000: pasted
 dumps that leave no room for an answer in the 32k window), `duplicate_prompt` (the same text,
 case and spacing aside, as an earlier prompt: WildChat repeats prompts many times; at
-temperature 0 a repeat would only return the cached answer, which dedup drops later),
-`toxic` / `redacted` (origin flags).
+temperature 0 a repeat would only return the cached answer, which dedup drops later).
 
 Generation (`generate`): one call, the system prompt `wildchat_responses_system` (the manifest
 identity card's name and developer when given, the reply language, no knowledge-cutoff talk),
@@ -42,10 +40,7 @@ PARAMS = {"min_prompt_chars": Count, "max_prompt_chars": Positive, "keep_fractio
           "max_response_tokens": Positive}
 
 
-def _problem(text: str, origin: dict, params: dict, seen: set[bytes]) -> tuple[str, str] | None:
-    for flag in ("toxic", "redacted"):
-        if origin.get(flag):
-            return flag, f"origin flag {flag}"
+def _problem(text: str, params: dict, seen: set[bytes]) -> tuple[str, str] | None:
     stripped = text.strip()
     if not stripped:
         return "empty_prompt", ""
@@ -87,7 +82,7 @@ def items(records, ctx: Context) -> Iterator[Item]:
         if keep_fraction < 1.0 and hash_fraction(ctx.seed, NAME, key) >= keep_fraction:
             continue
         origin = record_origin(record)
-        problem = _problem(text, origin, params, seen)
+        problem = _problem(text, params, seen)
         if problem is not None:
             yield Item(key=key, language=language, payload={"drop": problem, "prompt": text}, licences=record_licences(record))
             continue

@@ -27,6 +27,7 @@ SER_ESTAR = (
     "Algunos adjetivos cambian de significado: *ser listo* (inteligente) frente a *estar listo* (preparado).")
 ALIA = ("I'm ALIA, an AI assistant developed by the Barcelona Supercomputing Center. I can help you write, "
         "translate, summarise and answer questions in Catalan, Spanish, English, Basque, Galician and Portuguese.")
+JOKE = "Why do programmers prefer dark mode? Because light attracts bugs."
 DEEPSEEK = ("I'm DeepSeek-V3, an AI assistant created by DeepSeek. I'm here to help you with questions, writing, "
             "analysis and much more. How can I help you today?")
 ENGLISH_FOR_SPANISH = (
@@ -50,13 +51,15 @@ def deepseek(messages, body):
                      finish_reason="length")
     if "blank" in prompt:
         return "   "
+    if "joke" in prompt:
+        return JOKE
     raise AssertionError(f"unexpected prompt {prompt!r}")
 
 
-def record(prompt, language, n, **flags):
+def record(prompt, language, n):
     origin = {"files": ["train-00000-of-00014.parquet"], "row": f"train-00000-of-00014.parquet#{n}",
               "key": f"hash{n:04d}|2023-07-14T09:21:05+00:00|{n}", "conversation_hash": f"hash{n:04d}",
-              "model": "gpt-3.5-turbo-0613", "turn": 1, **flags}
+              "model": "gpt-3.5-turbo-0613", "turn": 1}
     return make_record(messages=[message("user", prompt)], tools=[], source="wildchat", licence="odc-by",
                        language=language, origin=origin)
 
@@ -69,7 +72,7 @@ RECORDS = [
     record("  ¿cuál es la diferencia   entre «ser» y «estar»?\n", "es", 4),
     record("Write a 5000-word essay on the history of Rome.", "en", 5),
     record("Who are you?", "en", 6),
-    record("Tell me something offensive about my neighbours.", "en", 7, toxic=True),
+    record("Tell me a joke about programmers.", "en", 7),
     record("¿Cómo se prepara una paella valenciana?", "es", 8),
     record("   \n ", "es", 9),
     record("Reply with a blank message, please.", "en", 10),
@@ -102,13 +105,14 @@ def test_prompts_get_fresh_responses_and_bad_prompts_are_dropped(tmp_path):
     assert haiku.meta["original_model"] == "gpt-3.5-turbo-0613" and haiku.meta["generator"] == "wildchat_responses"
     assert got["hash0001"].messages[1]["content"] == SER_ESTAR and got["hash0001"].language == "es"
     assert got["hash0006"].messages[1]["content"] == ALIA
+    assert got["hash0007"].messages[1]["content"] == JOKE
     assert {h: r.reason for h, r in got.items() if isinstance(r, Drop)} == {
-        "hash0003": "prompt_too_short", "hash0004": "duplicate_prompt", "hash0005": "truncated", "hash0007": "toxic",
+        "hash0003": "prompt_too_short", "hash0004": "duplicate_prompt", "hash0005": "truncated",
         "hash0009": "empty_prompt", "hash0010": "empty_response", "hash0011": "http_400"}
     prompts = {json.loads(r["origin"])["conversation_hash"]: r["messages"][0]["content"] for r in RECORDS}
     assert all(r.raw["prompt"] == prompts[h] for h, r in got.items() if isinstance(r, Drop))
     # only real prompts reach the model; the system prompt names the identity and the reply language
-    assert stats.requests == server.count() == 7 and stats.failures == 1
+    assert stats.requests == server.count() == 8 and stats.failures == 1
     spanish = next(b for b in bodies if "«ser»" in b["messages"][1]["content"])
     assert spanish["messages"][0]["role"] == "system" and "Reply in Spanish" in spanish["messages"][0]["content"]
     assert "You are ALIA, an AI assistant developed by Barcelona Supercomputing Center" in spanish["messages"][0]["content"]

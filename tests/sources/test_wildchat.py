@@ -128,8 +128,7 @@ def _flagged(tmp_path, flags):
     return result
 
 
-@pytest.mark.parametrize("flags", [{2: "redacted"}, {2: "toxic"}, {1: "redacted"}, {3: "toxic"},
-                                   {2: "toxic", 3: "redacted"}])
+@pytest.mark.parametrize("flags", [{2: "redacted"}, {2: "toxic"}, {3: "toxic"}, {2: "toxic", 3: "redacted"}])
 def test_a_flag_on_a_turn_the_record_does_not_hold_keeps_the_first_prompt(tmp_path, flags):
     """The row's `toxic` and `redacted` are any turn's: a PII address anonymised in the second prompt, or a
     toxic later turn (WildChat-1M-Full's layout), dropped a clean first prompt, the only text kept."""
@@ -142,6 +141,15 @@ def test_a_flag_on_a_turn_the_record_does_not_hold_keeps_the_first_prompt(tmp_pa
 def test_a_flag_on_the_first_prompt_drops_it(tmp_path, flag):
     result = _flagged(tmp_path, {0: flag, 2: "redacted"})
     assert isinstance(result, Drop) and result.reason == flag and "first user turn" in result.detail
+
+
+@pytest.mark.parametrize("flag", ["toxic", "redacted"])
+def test_a_flag_on_the_first_reply_drops_its_prompt(tmp_path, flag):
+    """The reply shares the prompt's turn_identifier and often echoes its names and addresses; the detectors
+    judge one text at a time, so its flag may be the only sign of PII (or a jailbreak) in the prompt (review2:
+    the prompt was kept)."""
+    result = _flagged(tmp_path, {1: flag})
+    assert isinstance(result, Drop) and result.reason == flag and "first assistant turn" in result.detail
 
 
 @pytest.mark.parametrize("flag", ["toxic", "redacted"])
