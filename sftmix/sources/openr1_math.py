@@ -23,7 +23,8 @@ Mapping decisions:
   model and its chat template has no thinking channel; open-r1's own Mixture-of-Thoughts keeps
   the traces only because it trains reasoning models. The trace length is kept in meta.
 - The selected generation is found by matching the assistant content in `generations` (up to
-  surrounding whitespace, which the kept solution is stripped of anyway); its finish reason,
+  surrounding whitespace, which the kept solution is stripped of anyway; else by its solution, the
+  text after </think> in one Unicode form and line ending, which is what the verdicts judge); its finish reason,
   completeness flag and correctness flags then decide drops. Content that is no generation, or a
   generation with neither a Math-Verify nor a judge verdict, is `unverified_answer`: nothing says
   its answer is right, and keeping it would let the correctness checks pass it unseen.
@@ -32,6 +33,8 @@ Mapping decisions:
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from sftmix.record import message
 from sftmix.sources.base import Converted, Drop
@@ -45,6 +48,25 @@ def _at(values, index):
     if isinstance(values, list) and index is not None and index < len(values):
         return values[index]
     return None
+
+
+def _solution(text: str) -> str:
+    """What a trace's verdicts judge and what the row keeps: the text after its last </think>, in one
+    Unicode form and line ending, without surrounding white space."""
+    return unicodedata.normalize("NFC", text.rsplit(_CLOSE, 1)[-1].replace("\r\n", "\n")).strip()
+
+
+def _generation_index(content: str, generations: list) -> int | None:
+    """The generation the assistant text is: the same text up to surrounding white space, else the one
+    with the same solution. `messages` is thought to copy a generation verbatim (not verified), and a
+    copy that adds or loses the <think> opener, or changes Unicode form or line endings, is still judged
+    by its generation's verdicts rather than dropped unverified."""
+    texts = [(i, text) for i, text in enumerate(generations) if isinstance(text, str)]
+    selected = content.strip()
+    if (index := next((i for i, text in texts if text.strip() == selected), None)) is not None:
+        return index
+    solution = _solution(content)
+    return next((i for i, text in texts if _solution(text) == solution), None)
 
 
 def convert(row: dict) -> Converted:
@@ -61,9 +83,7 @@ def convert(row: dict) -> Converted:
         raise Drop("empty_turn", "empty assistant message")
 
     generations = row.get("generations") or []
-    selected = content.strip()
-    index = next((i for i, text in enumerate(generations) if isinstance(text, str) and text.strip() == selected),
-                 None)
+    index = _generation_index(content, generations)
     if _at(row.get("finish_reasons"), index) == "length":
         raise Drop("truncated", f"generation {index} stopped at the length cap")
     if _at(row.get("is_reasoning_complete"), index) is False:

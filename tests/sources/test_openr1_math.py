@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from sftmix.raw import iter_raw_rows
-from sftmix.sources import Drop, get_converter
+from sftmix.sources import Converted, Drop, get_converter
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "openr1_math" / "train-00000-of-00010.parquet"
 
@@ -33,7 +33,7 @@ def test_drops_and_reasons(results):
 
 
 @pytest.mark.parametrize("verified, judged, reason", [
-    ([], [False, True], "incorrect_answer"),  # no Math-Verify verdict, the judge's False: it was kept
+    ([], [False, True], "incorrect_answer"),  # no Math-Verify verdict, the judge's False (once kept)
     ([None], [False], "incorrect_answer"), ([False], [], "incorrect_answer"), ([False], [True], None),
     ([True], [False], None), ([], [], "unverified_answer"), (None, None, "unverified_answer"),
 ])
@@ -101,6 +101,12 @@ RIGHT = "<think>\n2x = 8, so x = 4.\n</think>\n\nSo $x = \\boxed{4}$."
     ("\n" + RIGHT, None),
     (RIGHT.replace("x = 4", "x = 5").replace("{4}", "{5}"),  # no generation: was kept unverified
      ("unverified_answer", "the assistant text is not among the 2 generations")),
+    # a copy unlike its generation but in its solution is judged by that generation's verdicts (review2:
+    # these were unverified_answer drops, from rows that may well be in the real data)
+    (RIGHT.replace("<think>\n", ""), None),  # the <think> opener lost
+    (RIGHT.replace("\n", "\r\n"), None),  # CRLF line endings
+    (RIGHT.replace("2x = 8, so x = 4.", "Halving 8 gives 4."), None),  # another trace to the same solution
+    (WRONG.replace("\n", "\r\n"), ("incorrect_answer", "generation 0: Math-Verify False, judge None")),
 ])
 def test_the_assistant_text_is_judged_by_its_own_generation_or_dropped_unverified(assistant, dropped):
     row = {"problem": "Find $x$ if $2x+3=11$.", "solution": "$x=4$", "answer": "4", "problem_type": "Algebra",
@@ -113,3 +119,17 @@ def test_the_assistant_text_is_judged_by_its_own_generation_or_dropped_unverifie
         assert (out.reason, out.detail) == dropped
     else:
         assert out.meta["generation_index"] == 1 and out.messages[1]["content"] == "So $x = \\boxed{4}$."
+
+
+def test_a_copy_in_another_unicode_form_is_judged_by_its_generation():
+    """NFD accents in `messages` against NFC in `generations` (review2: an unverified_answer drop)."""
+    import unicodedata
+
+    right = "<think>\nLa réponse est 4.\n</think>\n\nDonc $x = \\boxed{4}$, évidemment."
+    row = {"problem": "Trouver $x$.", "answer": "4", "uuid": "u", "is_reasoning_complete": [True],
+           "generations": [unicodedata.normalize("NFC", right)], "correctness_math_verify": [True],
+           "correctness_llama": None, "finish_reasons": None,
+           "messages": [{"content": "Trouver $x$.", "role": "user"},
+                        {"content": unicodedata.normalize("NFD", right), "role": "assistant"}]}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    assert isinstance(out, Converted) and out.meta["generation_index"] == 0
