@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 import filters as rule_filters
 from generators import KNOWN_GENERATORS
 from sftmix.record import derivative_problem, licence_problem
-from sftmix.sources import ROW_LICENSED
+from sftmix.sources import ROW_LICENSED, gives_answers
 from sftmix.sources import available as available_converters
 from sftmix.sources.common import iso639_1
 
@@ -167,7 +167,7 @@ class Source(_Strict):
             if value != "all":
                 raise PydanticCustomError(
                     "targets", "targets is all (every row of the source) or a mapping of languages to targets, "
-                    "as {en: 1000, ca: all}; got {got}", {"got": _shown(value)})
+                    "as {en: 1000, ca: all}; got {got}{hint}", {"got": _shown(value), "hint": _top_level_hint(value)})
             return handler(value)
         for language, count in value.items():
             if not isinstance(language, str):  # YAML 1.1 reads an unquoted `no` (Norwegian) as false
@@ -252,10 +252,9 @@ class Source(_Strict):
 
     @property
     def gives_no_answers(self) -> bool:
-        """Its format's rows end without an assistant turn (`role_order: {require_assistant: false}` in its
-        `rule_defaults`: WildChat's prompts, FineWeb-Edu's documents): a generator's input, not training rows."""
-        role_order = self.rule_defaults.get("role_order")
-        return isinstance(role_order, dict) and role_order.get("require_assistant") is False
+        """Its converter's rows hold no assistant turn (WildChat's prompts, FineWeb-Edu's documents: a
+        module's `ANSWERS = False`): a generator's input, not training rows."""
+        return not gives_answers(self.converter_name)
 
     def target_cells(self) -> dict[str, int | str]:
         return {ANY_LANGUAGE: "all"} if self.targets == "all" else dict(self.targets)
@@ -263,8 +262,19 @@ class Source(_Strict):
 
 def _shown(value) -> str:
     """`value` as a message names it: text told from a number, as YAML's quotes told it."""
-    return f"the text {json.dumps(value, ensure_ascii=False)}" if isinstance(value, str) else \
-        json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str):
+        return f"the text {json.dumps(value, ensure_ascii=False)}"
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # a mapping keyed by what JSON has no key for (a YAML date)
+        return repr(value)
+
+
+def _top_level_hint(value) -> str:
+    """What a wrong whole `targets:` most likely means: `All` all, a number that many rows over every language."""
+    whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    meant = value if whole else _meant_target(value)
+    return "" if meant is None else " (did you mean all?)" if meant == "all" else f" (did you mean {{'*': {meant}}}?)"
 
 
 def _meant_target(value) -> int | str | None:
@@ -398,7 +408,7 @@ class Manifest(_Strict):
         if self.holdout.size and all(n == 0 for s in self.sources for n in s.target_cells().values()):
             raise ValueError(f"holdout.size is {self.holdout.size:,}, but no source gives a row to hold out (every "
                              "target is 0, or {}: an input of generators only): set holdout.size: 0, or give a "
-                             "source a target above 0")
+                             "source a target above 0 or all")
         allowed = set(self.licence_policy.get("allow", []))
         for source in self.sources:
             try:  # each layer was checked alone; merged, a source's `min_chars` may pass the mixture's `max_chars`
@@ -412,8 +422,7 @@ class Manifest(_Strict):
             # Under an assistant-only loss such a row trains nothing; on the whole text, it teaches a bare
             # prompt or document as a chat.
             if not source.is_input_only and source.gives_no_answers:
-                maker = f"generator {source.generator.name!r}" if source.generator else f"converter {source.converter_name!r}"
-                raise ValueError(f"source {source.key!r}: {maker} gives rows with no assistant turn (generator "
+                raise ValueError(f"source {source.key!r}: converter {source.converter_name!r} gives rows with no assistant turn (generator "
                                  "input), which train nothing: set `targets: {}` to read it for generators only")
             for name in source.generator.inputs if source.generator else ():
                 if name not in keys:

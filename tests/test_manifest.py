@@ -414,8 +414,9 @@ TARGETS_ARE = "targets is all (every row of the source) or a mapping of language
     ("{en: [1000]}", f"the target for 'en' is [1000]: {TARGET_IS}"),
     ("{no: 500}", "target language false is not a language code: write it as text, quoted where YAML reads it "
                   "otherwise ('no', not no)"),
-    ("All", f"{TARGETS_ARE}; got the text \"All\""),
-    ("1000", f"{TARGETS_ARE}; got 1000"),
+    ("All", f"{TARGETS_ARE}; got the text \"All\" (did you mean all?)"),
+    ("1000", f"{TARGETS_ARE}; got 1000 (did you mean {{'*': 1000}}?)"),
+    ("{en: {2024-01-01: 5}}", f"the target for 'en' is {{datetime.date(2024, 1, 1): 5}}: {TARGET_IS}"),  # review4: a crash
     ("[en, es]", f"{TARGETS_ARE}; got [\"en\", \"es\"]"),
     ("null", f"{TARGETS_ARE}; got null"),
 ])
@@ -429,7 +430,7 @@ def test_a_wrong_target_is_named_with_its_source_language_and_what_a_target_may_
 
 
 @pytest.mark.parametrize("written, targets", [
-    ("{en: 1000, ca: all, es: 0}", {"en": 1000, "ca": "all", "es": 0}), ("{en: 1_000}", {"en": 1000}),
+    ("{en: 1000, ca: all, es: 0}", {"en": 1000, "ca": "all", "es": 0}),
     ("{'*': 5}", {"*": 5}), ("all", "all"), ("{}", {})])
 def test_a_target_written_as_a_target_loads_as_written(tmp_path, written, targets):
     manifest = load(write(tmp_path, edited(_set("sources.0.targets", yaml.safe_load(written))), "ok.yaml"))
@@ -444,7 +445,7 @@ def test_a_holdout_no_source_gives_rows_to_is_a_manifest_error(tmp_path, alpha, 
     path = write(tmp_path, data)
     message = load_error(path)
     problem = ("<root>: holdout.size is 10, but no source gives a row to hold out (every target is 0, or {}: an "
-               "input of generators only): set holdout.size: 0, or give a source a target above 0")
+               "input of generators only): set holdout.size: 0, or give a source a target above 0 or all")
     assert message == f"{path}: {problem}"
     done = sftmix("plan", str(path))  # said by the plan, before any stage runs
     assert (done.returncode, done.stdout, done.stderr) == (2, "", f"sftmix: error: {message}\n")

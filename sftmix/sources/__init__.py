@@ -8,7 +8,7 @@ from functools import cache
 
 from sftmix.sources.base import Converted, Drop, RawRow, per_row
 
-__all__ = ["DEFAULT_LANGUAGES", "DEFAULT_LICENCES", "ROW_LICENSED", "Converted", "Drop", "RawRow", "available", "carries_input_licences", "filter_defaults", "get_converter", "per_row", "sets_row_language", "shardable"]
+__all__ = ["DEFAULT_LANGUAGES", "DEFAULT_LICENCES", "ROW_LICENSED", "Converted", "Drop", "RawRow", "available", "carries_input_licences", "filter_defaults", "gives_answers", "get_converter", "per_row", "sets_row_language", "shardable"]
 
 _NOT_CONVERTERS = {"base", "common"}
 
@@ -60,6 +60,13 @@ def sets_row_language(name: str) -> bool | str:
     labelled with its source's `language:`, or detected where that names none."""
     get_converter(name)
     return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ROW_LANGUAGE", False)
+
+
+def gives_answers(name: str) -> bool:
+    """Whether the converter's rows hold assistant turns: not those of a module with `ANSWERS = False`
+    (prompts or documents alone, a generator's input), which train nothing."""
+    get_converter(name)
+    return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ANSWERS", True)
 
 
 def carries_input_licences(name: str) -> bool:

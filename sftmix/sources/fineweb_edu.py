@@ -24,7 +24,8 @@ from sftmix.sources.common import iso639_1
 
 ROW_LANGUAGE = True  # the `language` column
 
-FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # documents only: QA comes from a generator
+ANSWERS = False  # documents only: QA comes from a generator
+FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # so no rule drops its rows for that
 
 META_FIELDS = ("score", "int_score", "url", "dump", "token_count")
 

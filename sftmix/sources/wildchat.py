@@ -34,7 +34,8 @@ from sftmix.sources.common import iso639_1
 
 ROW_LANGUAGE = True  # the prompt's `language`, else the conversation's
 
-FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # prompts only: responses come from a generator
+ANSWERS = False  # prompts only: responses come from a generator
+FILTER_DEFAULTS = {"role_order": {"require_assistant": False}}  # so no rule drops its rows for that
 
 
 def _timestamp(value) -> str:
