@@ -84,10 +84,13 @@ def _licence_section(licences: list[str], result: MixResult, as_input: dict[str,
     columns = ["licence", *SPLITS, *(f"{split} (input licence)" for split in SPLITS if inputs_named), "Hub id"]
     rows = [[lic, *(result.by_licence.get(s, {}).get(lic, 0) for s in SPLITS),
              *(as_input.get(s, {}).get(lic, 0) for s in SPLITS if inputs_named), hub_licence(lic)] for lic in licences]
-    other = [lic for lic in licences if hub_licence(lic) == "other"]
-    unnamed = (f" The Hub has no id for {', '.join(f'`{lic}`' for lic in other)}: the header's `other` stands for "
-               "them, and names no `license_name` or `license_link`, which take one licence of known text."
-               if other and not _other_named(licences) else "")
+    # `other` is a Hub id itself: rows labelled so are under licences sftmix does not know
+    no_id = [f"`{lic}`" for lic in licences if hub_licence(lic) == "other" and lic != "other"]
+    stands_for = ([f"{', '.join(no_id)}, which the Hub has no id for"] if no_id else []) + (
+        ["the licences rows call `other`"] if "other" in licences else [])
+    unnamed = (f" The header's `other` stands for {', and for '.join(stands_for)}: it names no `license_name` or "
+               "`license_link`, which take one licence of known text."
+               if stands_for and not _other_named(licences) else "")
     inputs = ("`(input licence)`: rows that name it in `origin.input_licences`, generated from data under it, whose "
               "text they hold; a licence of only these rows is an *input licence*. " if inputs_named else "")
     return ("## Rows by licence\n\n`licence`: as the rows carry it (filter on it). " + inputs + "The header's "

@@ -25,7 +25,7 @@ from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
 from sftmix.raw import positioned_raw_rows
-from sftmix.record import COLUMNS, HUB_SPELLINGS, SCHEMA, licence_problem, make_record, schema_problem
+from sftmix.record import COLUMNS, SCHEMA, licence_id, licence_problem, make_record, schema_problem
 from sftmix.rejected import RejectedSink
 from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
 from sftmix.sources import Converted, Drop, get_converter
@@ -112,7 +112,7 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             # a generated row holds its inputs' text too: under their licences as well (`generators.base.stream`)
-            licences = [result.licence.lower()] if result.licence else []
+            licences = [licence_id(result.licence)] if result.licence else []
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
                         licences=licences + result.meta.get("input_licences", []))
             continue
@@ -128,8 +128,7 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
 
 
 def _to_record(info: SourceInfo, key: str, converted: Converted) -> dict | Drop:
-    own = converted.licence and converted.licence.lower()  # SPDX ids match whatever their case
-    own = HUB_SPELLINGS.get(own, own)  # SPDX's `ODC-By-1.0` is the Hub's `odc-by`, as the manifest must spell it
+    own = converted.licence and licence_id(converted.licence)  # SPDX's `ODC-By-1.0`: the manifest's `odc-by`
     if own and info.licence and own != info.licence:
         # not relabelled either way: the manifest's licence is the source's, and this row says otherwise
         return Drop("licence_conflict", f"the row says {converted.licence}, the manifest {info.licence}")

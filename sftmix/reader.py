@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from sftmix.record import SCHEMA, licence_problem
+from sftmix.record import HUB_SPELLINGS, SCHEMA, licence_id, licence_problem
 
 SPLITS = ("train", "validation")
 # In a mixture directory while a mixing puts its splits in place, one after the other: until it is
@@ -175,7 +175,7 @@ def to_hf_dataset(path: Path | str, split: str = "train", licences: list[str] | 
     if licences is not None:
         present = column_counts(files, ("licence",))["licence"]
         if not set(licences) & set(present):  # datasets cannot make a split of no rows
-            raise ValueError(f"no rows of licences {sorted(set(licences))} in {files[0].parent}; "
+            raise ValueError(f"no rows of licences {licences} in {files[0].parent}; "
                              f"its rows by licence: {present}")
         selection["filters"] = _of_licences(licences)
     if columns is not None:
@@ -206,21 +206,22 @@ def _columns(value: list[str] | None) -> list[str] | None:
 
 
 def _licences(value: list[str] | None) -> list[str] | None:
-    """Licence ids as the shards write them, lower case: SPDX ids match whatever their case, and
-    `CC-BY-4.0` (SPDX's own spelling) selected no row of `cc-by-4.0`."""
+    """The `licence` values of the rows of the licences named: each as sftmix writes it (`licence_id`;
+    `CC-BY-4.0`, SPDX's own spelling, selected no row of `cc-by-4.0`), and the other spellings of it
+    an older sftmix wrote (`odc-by-1.0` for `odc-by`: a filter on `odc-by` read none of those rows)."""
     names = _names(value, "licences")
     if names is None:
         return None
-    names = [name.lower() for name in names]
+    ids = {licence_id(name) for name in names}
     # a misspelt id ("apache 2.0") read no row, silently, where to_hf_dataset said the split had none
-    if problem := next(filter(None, map(licence_problem, names)), None):
+    if problem := next(filter(None, map(licence_problem, sorted(ids))), None):
         raise ValueError(f"licences: {problem}")
-    return names
+    return sorted(ids | {spelling for spelling, hub_id in HUB_SPELLINGS.items() if hub_id in ids})
 
 
 def _of_licences(licences: list[str]) -> ds.Expression:
     # typed: an empty list would make a null-typed array, which Arrow refuses to compare with strings
-    return ds.field("licence").isin(pa.array(sorted(set(licences)), pa.string()))
+    return ds.field("licence").isin(pa.array(licences, pa.string()))
 
 
 def column_counts(files: list[Path | str] | Path | str,

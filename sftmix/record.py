@@ -23,16 +23,16 @@ ROLES = ("system", "user", "assistant", "tool")
 # Hugging Face Hub's id of the licence (hub-docs docs/hub/repositories-licenses.md, the list the Hub
 # checks a card's `license:` against), so the dataset card names the rows' licences as they do; but
 # for those in `NOT_ON_HUB`, of which the card gives the name and text (`license: other`).
-NOT_ON_HUB = {"cc-by-sa-2.0": "https://creativecommons.org/licenses/by-sa/2.0/"}  # licence -> its text
+NOT_ON_HUB = {"cc-by-sa-2.0": "https://creativecommons.org/licenses/by-sa/2.0/legalcode"}  # licence -> its text
 KNOWN_LICENCES = frozenset({
     "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0",
     "cc-by-sa-3.0", "cc-by-sa-4.0",
     "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "pddl", "llama2", "llama3",
     "other", "unknown", *NOT_ON_HUB,
 })
-# Other spellings (SPDX's) of a licence the Hub has an id for. A row's is read as the Hub's id; a
-# manifest, a policy or a reader naming one is refused, naming the id: with two spellings of one
-# licence, a policy allowing one refused the rows of the other, and a filter on one missed them.
+# Other spellings (SPDX's) of a licence the Hub has an id for. Data's are read as the Hub's id
+# (`licence_id`); a manifest or a policy naming one is refused, naming the id: with two spellings of
+# one licence, a policy allowing one refused the rows of the other, and a filter on one missed them.
 HUB_SPELLINGS = {"odc-by-1.0": "odc-by"}
 
 FUNCTION_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
@@ -69,19 +69,27 @@ def licence_problem(licence: str) -> str | None:
     return None if licence in KNOWN_LICENCES else f"unknown licence {licence!r}; known: {', '.join(sorted(KNOWN_LICENCES))}"
 
 
+def licence_id(name: str) -> str:
+    """Licence `name` as data spells it (a row's own, an input licence a row names, a reader's), as
+    sftmix writes it: lower case, as SPDX ids match whatever their case, and the Hub's id where the
+    name is another spelling of one (`HUB_SPELLINGS`)."""
+    name = name.lower()
+    return HUB_SPELLINGS.get(name, name)
+
+
 def hub_licence(licence: str) -> str:
     """The Hub's id of `licence` for a card's `license:`: `other` for one it has none for (named in
     `NOT_ON_HUB`, or not one sftmix knows: an input licence another mixture's row names)."""
-    licence = HUB_SPELLINGS.get(licence, licence)
+    licence = licence_id(licence)
     return licence if licence in KNOWN_LICENCES and licence not in NOT_ON_HUB else "other"
 
 
 def input_licences(origin: dict) -> list[str]:
-    """The licence names in a row's `origin.input_licences` (a generated row's inputs'), sorted: one
-    name given alone is read as one, and what is not a name is left out."""
+    """The licences a row's `origin.input_licences` names (a generated row's inputs'), as `licence_id`s,
+    sorted: one name given alone is read as one, and what is not a name is left out."""
     names = origin.get("input_licences")
     names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
-    return sorted({name for name in names if isinstance(name, str)})
+    return sorted({licence_id(name) for name in names if isinstance(name, str)})
 
 
 def derivative_problem(input_licence: str | None, output_licence: str) -> str | None:

@@ -314,6 +314,25 @@ def test_licences_with_no_rows(sample_build):
             list(read(mixture_dir, "train", licences=["apache 2.0"]))
 
 
+def test_a_licence_selects_its_rows_under_any_spelling_an_older_sftmix_labelled_them(tmp_path):
+    """An sftmix before the Hub's ids kept a source declared `odc-by-1.0` so in its rows: asked for
+    `odc-by`, read_mixture read none of them, silently, and asked for `odc-by-1.0`, it refused."""
+    path = _manifest(tmp_path, [_glaive_source(licence="odc-by")], holdout=0, licence_policy={"allow": ["odc-by"]})
+    build(load(path), tmp_path / "out")
+    mixture_dir = tmp_path / "out" / "mini"
+    for shard in (mixture_dir / "train").glob("part-*.parquet"):  # every other row as the older sftmix labelled it
+        table = pq.read_table(shard)  # its footer (manifest hash, rows digest) kept in the schema's metadata
+        labels = ["odc-by-1.0" if n % 2 else licence for n, licence in enumerate(table["licence"].to_pylist())]
+        pq.write_table(table.set_column(table.schema.get_field_index("licence"), SCHEMA.field("licence"),
+                                        pa.array(labels, pa.string())), shard)
+    assert set(column_counts(sorted((mixture_dir / "train").glob("part-*.parquet")), ("licence",))["licence"]) == {
+        "odc-by", "odc-by-1.0"}
+    every = [r["id"] for r in sftmix.read_mixture(mixture_dir, columns=["id"])]
+    for licences in (["odc-by"], ["odc-by-1.0"], ["ODC-By-1.0"], ["odc-by", "odc-by-1.0"]):
+        assert [r["id"] for r in sftmix.read_mixture(mixture_dir, licences=licences, columns=["id"])] == every
+        assert sftmix.to_hf_dataset(mixture_dir, licences=licences, columns=["id"])["id"] == every
+
+
 @pytest.mark.parametrize("licences", [None, ["cc-by-nc-4.0", "apache-2.0"]])
 def test_read_mixture_splits_rows_between_ranks(sample_build, licences):
     mixture_dir, _ = sample_build
@@ -611,6 +630,43 @@ def test_every_licence_rows_carry_is_the_hubs_id_or_named_on_the_card():
     assert set(HUB_SPELLINGS.values()) <= KNOWN_LICENCES - NOT_ON_HUB.keys() and not HUB_SPELLINGS.keys() & KNOWN_LICENCES
     assert {hub_licence(licence) for licence in KNOWN_LICENCES | HUB_SPELLINGS.keys() | {"gpl-9"}} <= HUB_LICENCES
     assert (hub_licence("odc-by-1.0"), hub_licence("cc-by-sa-2.0"), hub_licence("gpl-9")) == ("odc-by", "other", "other")
+    # an input licence of a stats.json written before they were read as `licence_id`s: it was `other`
+    assert (hub_licence("CC-BY-4.0"), hub_licence("ODC-By-1.0")) == ("cc-by-4.0", "odc-by")
+
+
+def _card_of(tmp_path: Path, own: dict[str, int], inputs: dict[str, int]) -> str:
+    """The card of a mixing whose train rows carry the licences `own` and name `inputs` as input licences."""
+    from sftmix.card import render
+    from sftmix.mixing import MixResult
+
+    result = MixResult(tmp_path, split_rows={"train": sum(own.values()), "validation": 0}, by_source={}, by_language={},
+                       by_licence={"train": own}, by_cell={}, by_source_licence={}, by_input_licence={"train": inputs})
+    return render(load(_manifest(tmp_path, [_glaive_source()])), result)
+
+
+def test_the_one_licence_the_hub_has_no_id_for_is_named_with_a_link_to_its_text(tmp_path):
+    """`license_link` led to the licence's deed, a summary, where the Hub asks for the licence's text."""
+    card = _card_of(tmp_path, {"apache-2.0": 3, "cc-by-sa-2.0": 1}, {})
+    header = yaml.safe_load(card.split("---")[1])
+    assert (header["license"], header["license_name"], header["license_link"]) == (
+        ["apache-2.0", "other"], "cc-by-sa-2.0", "https://creativecommons.org/licenses/by-sa/2.0/legalcode")
+    assert "the header's `other` stands for" not in card.lower()
+
+
+@pytest.mark.parametrize("own, inputs, stands_for", [
+    ({"cc-by-sa-2.0": 3, "other": 1}, {},
+     "`cc-by-sa-2.0`, which the Hub has no id for, and for the licences rows call `other`"),
+    ({"cc-by-sa-2.0": 3}, {"gpl-9": 1}, "`cc-by-sa-2.0`, `gpl-9`, which the Hub has no id for"),
+    ({"apache-2.0": 3, "other": 1}, {}, "the licences rows call `other`"),
+])
+def test_an_other_standing_for_several_licences_names_none_and_says_which(tmp_path, own, inputs, stands_for):
+    """A header takes one `license_name`: with `other` standing for several licences it names none. The
+    card said "The Hub has no id for `cc-by-sa-2.0`, `other`", and `other` is a Hub id itself."""
+    card = _card_of(tmp_path, own, inputs)
+    header = yaml.safe_load(card.split("---")[1])
+    assert "other" in header["license"] and not {"license_name", "license_link"} & header.keys()
+    assert (f" The header's `other` stands for {stands_for}: it names no `license_name` or `license_link`, which take "
+            "one licence of known text.\n") in card
 
 
 def test_the_cards_licences_are_the_hubs_ids_with_the_input_licences_of_generated_rows(tmp_path, monkeypatch):
@@ -644,7 +700,8 @@ def test_the_cards_licences_are_the_hubs_ids_with_the_input_licences_of_generate
     header = yaml.safe_load(card.split("---")[1])
     # the rows' apache-2.0, their inputs' cc-by-4.0, and cc-by-sa-2.0 (no Hub id) as `other`, named
     assert header["license"] == ["apache-2.0", "cc-by-4.0", "other"] and set(header["license"]) <= HUB_LICENCES
-    assert (header["license_name"], header["license_link"]) == ("cc-by-sa-2.0", "https://creativecommons.org/licenses/by-sa/2.0/")
+    assert (header["license_name"], header["license_link"]) == (
+        "cc-by-sa-2.0", "https://creativecommons.org/licenses/by-sa/2.0/legalcode")
     assert "a licence of only these rows is an *input licence*" in card
     own = {split: Counter(_table(layout.mixture_dir, split)["licence"].to_pylist()) for split in ("train", "validation")}
     assert _card_table(card, "Rows by licence") == [
@@ -2699,23 +2756,28 @@ def test_the_readers_refuse_shards_of_two_builds_a_relative_other_split_and_name
         list(sftmix.read_mixture(copy, "validation"))
 
 
-def test_rows_of_another_mixture_read_as_files_keep_naming_their_input_licences(tmp_path):
+@pytest.mark.parametrize("named, ids", [(["odc-by"], ["odc-by"]),
+                                        # SPDX's spellings: a card row of their own, `CC-BY-4.0` under `other`
+                                        (["ODC-By-1.0", "CC-BY-4.0", "odc-by"], ["cc-by-4.0", "odc-by"])])
+def test_rows_of_another_mixture_read_as_files_keep_naming_their_input_licences(tmp_path, named, ids):
     """Another mixture's shards read through `openai_messages` (local files, not a `mixture:` source):
     the converter keeps a generated row's `origin.input_licences`, but the mixing read them only for
     generator and mixture sources, so the shard footer and the card named apache-2.0 alone for a row
-    quoting odc-by text."""
+    quoting odc-by text. They are kept as `licence_id`s, as the row's own licence is."""
     from sftmix.record import make_record, message, to_table
 
     quoted = [message("user", "Document: A delta forms where a river drops its sediment.\n\nWhere does a delta form?"),
               message("assistant", "Where a river enters slower water and drops its sediment.")]
     rows = [make_record(messages=quoted, tools=[], source="qa", licence="apache-2.0", language="en",
-                        origin={"row": "0", "generator": "long_context_qa", "input_licences": ["odc-by"]})]
+                        origin={"row": "0", "generator": "long_context_qa", "input_licences": named})]
     pq.write_table(to_table(rows), tmp_path / "other-mixture.parquet")
     source = {"key": "remix", "converter": "openai_messages", "licence": "apache-2.0", "targets": "all",
               "local": {"files": [str(tmp_path / "other-mixture.parquet")]}}
     result = build(load(_manifest(tmp_path, [source], holdout=0)), tmp_path / "out")
     [shard] = (tmp_path / "out" / "mini" / "train").glob("part-*.parquet")
-    assert json.loads(pq.read_schema(shard).metadata[b"licences"]) == ["apache-2.0", "odc-by"]
-    assert result.by_input_licence == {"train": {"odc-by": 1}, "validation": {}}
-    header = yaml.safe_load((tmp_path / "out" / "mini" / "README.md").read_text().split("---")[1])
-    assert header["license"] == ["apache-2.0", "odc-by"]
+    assert json.loads(pq.read_table(shard)["origin"][0].as_py())["input_licences"] == ids
+    assert json.loads(pq.read_schema(shard).metadata[b"licences"]) == sorted(["apache-2.0", *ids])
+    assert result.by_input_licence == {"train": dict.fromkeys(ids, 1), "validation": {}}
+    card = (tmp_path / "out" / "mini" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["license"] == sorted(["apache-2.0", *ids])
+    assert [row[0] for row in _card_table(card, "Rows by licence")] == sorted(["apache-2.0", *ids])

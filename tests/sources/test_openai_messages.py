@@ -295,6 +295,11 @@ def test_a_row_spelling_a_licence_as_spdx_does_carries_the_hubs_id(tmp_path):
         counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
         assert counts.summary() == {"read": 1, "kept": 1, "dropped": {}}
         assert pq.read_table(tmp_path / "o.parquet")["licence"].to_pylist() == ["odc-by"]
+    # under another licence, dropped: the rejected file's footer named it `odc-by-1.0`, which no policy allows
+    info = SourceInfo(key="o", converter="openai_messages", licence="mit", language="en")
+    counts = normalize(info, [raw], tmp_path / "o.parquet", tmp_path / "o.rejected.parquet")
+    assert counts.summary() == {"read": 1, "kept": 0, "dropped": {"licence_conflict": 1}}
+    assert json.loads(pq.read_schema(tmp_path / "o.rejected.parquet").metadata[b"licences"]) == ["mit", "odc-by"]
 
 
 def test_a_row_licence_no_one_knows_is_dropped(tmp_path):
