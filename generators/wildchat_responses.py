@@ -2,7 +2,7 @@
 
 Input: records of the `wildchat` converter (the FIRST user turn alone; `language` from WildChat's
 label; `origin` JSON with `conversation_hash`, `model`, `turn`, `key`). The converter already
-dropped prompts flagged `toxic` or `redacted` (their turn's or their reply's flags).
+dropped prompts flagged `toxic` or `redacted` (their own turn's flags, or a toxic reply).
 
 Selection (`items`): records in a target language (any language for a `"*"` target), optionally a
 hash-based share `keep_fraction` (default 1.0) of them, one item per record until each language

@@ -22,11 +22,12 @@ Mapping decisions:
   written solution ending in \\boxed{}. The target model (ALIA-40b-instruct) is not a reasoning
   model and its chat template has no thinking channel; open-r1's own Mixture-of-Thoughts keeps
   the traces only because it trains reasoning models. The trace length is kept in meta.
-- The selected generation is found by matching the assistant content in `generations` (up to
-  surrounding whitespace, which the kept solution is stripped of anyway; else by its solution, the
-  text after </think> in one Unicode form and line ending, which is what the verdicts judge); its finish reason,
-  completeness flag and correctness flags then decide drops. Content that is no generation, or a
-  generation with neither a Math-Verify nor a judge verdict, is `unverified_answer`: nothing says
+- The selected generation is found by matching the assistant content in `generations`: up to
+  surrounding whitespace (the kept solution is stripped of it anyway), else up to Unicode form, line
+  endings and the <think> opener, else by its solution (the text after </think>, which the verdicts
+  judge); its finish reason, completeness flag and correctness flags then decide drops. Content
+  that is no generation, whose solution is that of generations with differing verdicts, or whose
+  generation has neither a Math-Verify nor a judge verdict, is `unverified_answer`: nothing says
   its answer is right, and keeping it would let the correctness checks pass it unseen.
 - `answer` (reference) and the last \\boxed{...} of the kept solution go to meta, so the later
   translation step can check that a translated solution keeps the same final answer.
@@ -50,23 +51,35 @@ def _at(values, index):
     return None
 
 
+# The per-generation lists that judge a generation (`convert`)
+_VERDICTS = ("finish_reasons", "is_reasoning_complete", "correctness_math_verify", "correctness_llama")
+
+
+def _trace(text: str) -> str:
+    """A trace in one Unicode form and line ending, without surrounding white space or <think> opener."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip().removeprefix(_OPEN).strip()
+
+
 def _solution(text: str) -> str:
-    """What a trace's verdicts judge and what the row keeps: the text after its last </think>, in one
-    Unicode form and line ending, without surrounding white space."""
-    return unicodedata.normalize("NFC", text.rsplit(_CLOSE, 1)[-1].replace("\r\n", "\n")).strip()
+    """What a trace's verdicts judge: its text after the last </think>, as `_trace` writes it."""
+    return _trace(text.rsplit(_CLOSE, 1)[-1])
 
 
-def _generation_index(content: str, generations: list) -> int | None:
-    """The generation the assistant text is: the same text up to surrounding white space, else the one
-    with the same solution. `messages` is thought to copy a generation verbatim (not verified), and a
-    copy that adds or loses the <think> opener, or changes Unicode form or line endings, is still judged
-    by its generation's verdicts rather than dropped unverified."""
-    texts = [(i, text) for i, text in enumerate(generations) if isinstance(text, str)]
-    selected = content.strip()
-    if (index := next((i for i, text in texts if text.strip() == selected), None)) is not None:
-        return index
-    solution = _solution(content)
-    return next((i for i, text in texts if _solution(text) == solution), None)
+def _generation_index(content: str, row: dict) -> int | None:
+    """The generation the assistant text is: the same text up to surrounding white space, else up to
+    Unicode form, line endings and the <think> opener, else the one with the same solution (another
+    trace to it). `messages` is thought to copy a generation verbatim (not verified). Generations
+    sharing that solution whose verdicts differ leave it unverified rather than judged by the first."""
+    texts = [(i, text) for i, text in enumerate(row.get("generations") or []) if isinstance(text, str)]
+    for form in (str.strip, _trace):
+        wanted = form(content)
+        if (index := next((i for i, text in texts if form(text) == wanted), None)) is not None:
+            return index
+    wanted = _solution(content)
+    same = [i for i, text in texts if _solution(text) == wanted]
+    if len({tuple(_at(row.get(name), i) for name in _VERDICTS) for i in same}) > 1:
+        raise Drop("unverified_answer", f"its solution is that of generations {same}, whose verdicts differ")
+    return same[0] if same else None
 
 
 def convert(row: dict) -> Converted:
@@ -83,7 +96,7 @@ def convert(row: dict) -> Converted:
         raise Drop("empty_turn", "empty assistant message")
 
     generations = row.get("generations") or []
-    index = _generation_index(content, generations)
+    index = _generation_index(content, row)
     if _at(row.get("finish_reasons"), index) == "length":
         raise Drop("truncated", f"generation {index} stopped at the length cap")
     if _at(row.get("is_reasoning_complete"), index) is False:

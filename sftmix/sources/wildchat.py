@@ -17,9 +17,9 @@ Quirks: some conversations start with an empty user input (card, "Empty User Inp
 
 Mapping: the record is the FIRST user turn alone (one user message, no assistant turn): the
 generator answers first-turn prompts, later turns depend on the original model's replies, which
-are not training data. The prompt is dropped when its own turn or its reply is flagged `toxic` (OpenAI
-Moderation or Detoxify) or `redacted` (PII anonymised: its text holds placeholders); the row's flags are
-any turn's, and a later exchange's says nothing of the prompt. Country, state, hashed IP and
+are not training data. The prompt is dropped when its own turn is flagged `toxic` (OpenAI Moderation or
+Detoxify) or `redacted` (PII anonymised: its text holds placeholders), or its reply `toxic`; the row's
+flags are any turn's, and a later exchange's says nothing of the prompt. Country, state, hashed IP and
 headers are personal data and never leave this module. Key: `conversation_hash|timestamp|first
 turn_identifier`, since the hash alone is not unique.
 """
@@ -52,13 +52,17 @@ def convert(row: dict) -> Converted:
     first_user = next((turn for turn in conversation if turn["role"] == "user"), None)
     if first_user is None:
         raise Drop("empty_conversation", "no user turn")
-    # The prompt's turns: it and its reply, which share its turn_identifier. A reply echoes the prompt's
-    # names and addresses, and the detectors judge one text at a time: a flag on the reply may be the
-    # only sign of what the prompt holds (a toxic reply, of a jailbreak).
-    exchange = [turn for turn in conversation if turn.get("turn_identifier") == first_user.get("turn_identifier")]
+    # `redacted` marks placeholders in that turn's own text: the prompt's says what the record holds,
+    # and a reply's mostly the names it made up (letters, stories), which the generator replaces.
+    # A toxic reply is the sign of a jailbreak in its prompt, where the detectors, judging one text
+    # at a time, may have seen none.
+    at = conversation.index(first_user)
+    reply = conversation[at + 1] if at + 1 < len(conversation) and conversation[at + 1].get("role") == "assistant" else {}
     for flag, meaning in FLAGS.items():
-        if flagged := next((turn["role"] for turn in exchange if turn.get(flag)), None):
-            raise Drop(flag, f"{meaning} in the first {flagged} turn")
+        if first_user.get(flag):
+            raise Drop(flag, f"{meaning} in the first user turn")
+        if flag == "toxic" and reply.get(flag):
+            raise Drop(flag, f"{meaning} in the reply to the first user turn")
         if row.get(flag) and not any(turn.get(flag) for turn in conversation):  # no turn says where: trust the row
             raise Drop(flag, f"{meaning} in this conversation, no turn flagged")
     prompt = first_user["content"]

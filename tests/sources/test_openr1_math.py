@@ -121,6 +121,30 @@ def test_the_assistant_text_is_judged_by_its_own_generation_or_dropped_unverifie
         assert out.meta["generation_index"] == 1 and out.messages[1]["content"] == "So $x = \\boxed{4}$."
 
 
+@pytest.mark.parametrize("copy, complete, verified, outcome", [
+    (lambda text: text, [True, True], [True, False], ("incorrect_answer", 1)),  # verbatim: its own generation
+    (lambda text: text.replace("\n", "\r\n"), [True, True], [True, False], ("incorrect_answer", 1)),
+    (lambda text: text.replace("\n", "\r\n"), [False, True], [True, True], ("kept", 1)),
+    (lambda text: text.replace("Halving", "Half of"), [True, True], [True, False], ("unverified_answer", None)),
+    (lambda text: text.replace("Halving", "Half of"), [True, True], [True, True], ("kept", 0)),
+])
+def test_generations_sharing_a_solution_judge_a_copy_by_its_own_trace(copy, complete, verified, outcome):
+    """Two traces to one solution: a copy of the second in CRLF was judged by the first's flags (review5),
+    which flipped its verdict either way. A third trace to it is judged only where their verdicts agree."""
+    first = "<think>\n2x = 8, so x = 4.\n</think>\n\nSo $x = \\boxed{4}$."
+    second = "<think>\nHalving 8 gives 4.\n</think>\n\nSo $x = \\boxed{4}$."
+    row = {"problem": "Find $x$ if $2x+3=11$.", "answer": "4", "uuid": "u", "is_reasoning_complete": complete,
+           "generations": [first, second], "correctness_math_verify": verified, "correctness_llama": None,
+           "finish_reasons": None,
+           "messages": [{"content": "Find $x$ if $2x+3=11$.", "role": "user"}, {"content": copy(second), "role": "assistant"}]}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    reason, index = outcome
+    if reason == "kept":
+        assert isinstance(out, Converted) and out.meta["generation_index"] == index
+    else:
+        assert out.reason == reason and (index is None or f"generation {index}" in out.detail), out
+
+
 def test_a_copy_in_another_unicode_form_is_judged_by_its_generation():
     """NFD accents in `messages` against NFC in `generations` (review2: an unverified_answer drop)."""
     import unicodedata

@@ -128,7 +128,8 @@ def _flagged(tmp_path, flags):
     return result
 
 
-@pytest.mark.parametrize("flags", [{2: "redacted"}, {2: "toxic"}, {3: "toxic"}, {2: "toxic", 3: "redacted"}])
+@pytest.mark.parametrize("flags", [{2: "redacted"}, {2: "toxic"}, {1: "redacted"}, {3: "toxic"},
+                                   {2: "toxic", 3: "redacted"}])
 def test_a_flag_on_a_turn_the_record_does_not_hold_keeps_the_first_prompt(tmp_path, flags):
     """The row's `toxic` and `redacted` are any turn's: a PII address anonymised in the second prompt, or a
     toxic later turn (WildChat-1M-Full's layout), dropped a clean first prompt, the only text kept."""
@@ -143,13 +144,28 @@ def test_a_flag_on_the_first_prompt_drops_it(tmp_path, flag):
     assert isinstance(result, Drop) and result.reason == flag and "first user turn" in result.detail
 
 
-@pytest.mark.parametrize("flag", ["toxic", "redacted"])
-def test_a_flag_on_the_first_reply_drops_its_prompt(tmp_path, flag):
-    """The reply shares the prompt's turn_identifier and often echoes its names and addresses; the detectors
-    judge one text at a time, so its flag may be the only sign of PII (or a jailbreak) in the prompt (review2:
-    the prompt was kept)."""
-    result = _flagged(tmp_path, {1: flag})
-    assert isinstance(result, Drop) and result.reason == flag and "first assistant turn" in result.detail
+def test_a_toxic_reply_drops_its_prompt(tmp_path):
+    """A toxic reply is the sign of a jailbreak in its prompt, where the detectors, judging one text at a
+    time, may have seen none (review2: the prompt was kept)."""
+    result = _flagged(tmp_path, {1: "toxic"})
+    assert isinstance(result, Drop) and result.reason == "toxic" and "in the reply to the first user turn" in result.detail
+
+
+def test_a_redacted_reply_keeps_its_prompt(tmp_path):
+    """`redacted` marks placeholders in that turn's own text; a reply's are mostly the names it made up (a
+    letter, a story), and the generator writes a new reply (review5: dropping on it would cost clean prompts)."""
+    result = _flagged(tmp_path, {1: "redacted"})
+    assert isinstance(result, Converted), result
+
+
+def test_the_reply_is_the_turn_after_the_prompt_whatever_its_turn_identifier(tmp_path):
+    """Null turn identifiers (review5: every turn was the prompt's exchange, a later turn's flag dropped it)."""
+    row = pq.read_table(FIXTURE).to_pylist()[1]
+    for turn in row["conversation"]:
+        turn["turn_identifier"] = None
+    row["conversation"][3]["toxic"] = row["toxic"] = True
+    [(_, result)] = list(get_converter("wildchat")([("x#0", row)]))
+    assert isinstance(result, Converted), result
 
 
 @pytest.mark.parametrize("flag", ["toxic", "redacted"])
