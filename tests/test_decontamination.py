@@ -59,6 +59,34 @@ def test_a_prompt_with_an_invisible_character_inside_a_word_is_still_the_prompt(
     assert words("ca\u2066nals fa\u202emily au\u034ftumn bak\ufe0feries") == ["canals", "family", "autumn", "bakeries"]
     assert verdict(step, rec(("user", quoted), ("assistant", "Here is a guide to Ghent."))) == "contaminated:ifeval"
 
+def test_a_copy_that_drops_or_changes_the_apostrophes_is_still_the_prompt(tmp_path):
+    """Apostrophes were word breaks: "Mike's" was `mike s` and "Mikes" `mikes`, so a copy without them
+    shared no 13-gram with the prompt (283 of the 4,050 BFCL v3 and When2Call prompts of 8 or more
+    words were missed so). The turn is multi_turn_miss_param_76's third, as BFCL writes it."""
+    bfcl = tmp_path / "BFCL_v3_multi_turn_miss_param.json"
+    prompt = "Let's use the hashtags #CarCare and #TireHealth. Btw, I think Mike's user handle is 'mike53'."
+    bfcl.write_text(json.dumps({"id": "multi_turn_miss_param_76", "question": [
+        [{"role": "user", "content": "I've completed the maintenance on my car and ensured the doors are unlocked. "
+                                     "Everything, especially the tires, seems in good condition. Would you kindly "
+                                     "assist in securing the remaining doors and initiate the engine in START mode? "
+                                     "I want everything primed before I set off."}],
+        [{"role": "user", "content": "Also, let's not forget to boast a little online. Could you post an update "
+                                     "regarding my impeccable tire condition on Twitter like 'Tire pressure is "
+                                     "perfect!'? Don't forget to use the hashtags and be sure to give my friend Mike "
+                                     "a mention as well."}],
+        [{"role": "user", "content": prompt}]], "initial_config": {}, "path": [],
+        "involved_classes": ["TwitterAPI", "VehicleControlAPI"]}) + "\n")
+    step = DecontaminationFilter(benchmarks={"bfcl": str(bfcl)})
+    for copy in ("Lets use the hashtags #CarCare and #TireHealth. Btw, I think Mikes user handle is mike53.",
+                 "Let\u00b4s use the hashtags #CarCare and #TireHealth. Btw, I think Mike\u00b4s user handle is \u2018mike53\u2019.",
+                 "Let\u2019s use the hashtags #CarCare and #TireHealth. Btw, I think Mike\u02bcs user handle is mike53.",
+                 prompt):
+        assert verdict(step, rec(("user", copy), ("assistant", "Posted."))) == "contaminated:bfcl", copy
+    assert words("Mike's MIKE\u2019S mikes Mike\u02bcs Mike\u00b4s Mike\uff07s") == ["mikes"] * 6
+    assert verdict(step, rec(("user", "Let us use the hashtags #CarCare and #TireHealth. By the way, Mike is "
+                                      "on the user handle mike53."))) is None
+
+
 def test_paraphrase_without_13_gram_overlap_is_kept(step):
     row = rec(("user", "Could you put together a brief guide to Ghent's waterways for parents and kids travelling "
                        "there in November? Please name a couple of good bakeries too."),
@@ -208,7 +236,7 @@ def test_readers_follow_the_released_formats():
     assert len(live) == 1 and live[0][1].startswith("Is it going to snow")  # the system turn is not a prompt
     when2call = list(prompts(Path(WHEN2CALL)))
     assert len(when2call) == 4  # question + orig_question of each row
-    assert words("Don't STOP—now! café_au_lait") == ["don", "t", "stop", "now", "café", "au", "lait"]
+    assert words("Don't STOP—now! café_au_lait") == ["dont", "stop", "now", "café", "au", "lait"]
 
 
 def test_configuration_errors():
