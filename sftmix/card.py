@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import yaml
 
 from sftmix import __version__
@@ -9,7 +11,7 @@ from sftmix.counts import Counts
 from sftmix.manifest import ANY_LANGUAGE, Manifest
 from sftmix.mixing import SPLITS, MixResult
 from sftmix.plan import cells
-from sftmix.record import NOT_ON_HUB, hub_licence
+from sftmix.record import NOT_ON_HUB, hub_licence, licence_id
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -78,11 +80,21 @@ def _licence_header(licences: list[str]) -> dict:
             **({"license_name": named, "license_link": NOT_ON_HUB[named]} if named else {})}
 
 
-def _licence_section(licences: list[str], result: MixResult, as_input: dict[str, dict[str, int]]) -> str:
+def _by_licence_id(by_split: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Counts by licence, each as sftmix spells it (`licence_id`): a stats.json or shards an older
+    sftmix wrote may spell one licence two ways (odc-by-1.0, ODC-By-1.0), which a filter on either selects."""
+    folded: dict[str, Counter] = {}
+    for split, counts in by_split.items():
+        for licence, rows in counts.items():
+            folded.setdefault(split, Counter())[licence_id(licence)] += rows
+    return {split: dict(counts) for split, counts in folded.items()}
+
+
+def _licence_section(licences: list[str], as_own: dict[str, dict[str, int]], as_input: dict[str, dict[str, int]]) -> str:
     """Rows by licence, as the rows carry it and as generated rows name it among their inputs'."""
     inputs_named = any(as_input.get(split) for split in SPLITS)
     columns = ["licence", *SPLITS, *(f"{split} (input licence)" for split in SPLITS if inputs_named), "Hub id"]
-    rows = [[lic, *(result.by_licence.get(s, {}).get(lic, 0) for s in SPLITS),
+    rows = [[lic, *(as_own.get(s, {}).get(lic, 0) for s in SPLITS),
              *(as_input.get(s, {}).get(lic, 0) for s in SPLITS if inputs_named), hub_licence(lic)] for lic in licences]
     # `other` is a Hub id itself: rows labelled so are under licences sftmix does not know
     no_id = [f"`{lic}`" for lic in licences if hub_licence(lic) == "other" and lic != "other"]
@@ -102,8 +114,8 @@ def render(manifest: Manifest, result: MixResult) -> str:
     stage_counts = {key: {stage: saved and Counts.from_saved(saved) for stage, saved in stages.items()}
                     for key, stages in result.intake.items()}
     # the rows' own licences and their inputs' (`origin.input_licences`): a generated row holds its inputs' text
-    as_input = result.by_input_licence
-    licences = sorted({lic for counts in (result.by_licence, as_input) for split in SPLITS for lic in counts.get(split, {})})
+    as_own, as_input = _by_licence_id(result.by_licence), _by_licence_id(result.by_input_licence)
+    licences = sorted({lic for counts in (as_own, as_input) for split in SPLITS for lic in counts.get(split, {})})
     header = {
         **_licence_header(licences),
         "language": sorted({lang for split in SPLITS for lang in result.by_language.get(split, {}) if lang != "*"}),
@@ -151,7 +163,7 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "row it has; `(*)`: the source's one target over all its languages).\n\n"
         + _cell_table(manifest, result.by_cell),
         "## Rows by language\n\n" + _split_table("language", result.by_language),
-        _licence_section(licences, result, as_input),
+        _licence_section(licences, as_own, as_input),
         "## Intake per source\n\n" + ("A source marked as generator input only is read for the generators that "
                                        "take it; none of its rows is in either split.\n\n" if input_only & stage_counts.keys()
                                        else "") + _table(["source", "read", "converted", "after filters"], intake),

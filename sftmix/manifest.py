@@ -266,8 +266,8 @@ def _shown(value) -> str:
         return f"the text {json.dumps(value, ensure_ascii=False)}"
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):  # a mapping keyed by what JSON has no key for (a YAML date)
-        return repr(value)
+    except (TypeError, ValueError):  # a mapping keyed by what JSON has no key for (a YAML date): as YAML writes it
+        return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 16).strip()
 
 
 def _top_level_hint(value) -> str:

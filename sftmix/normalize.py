@@ -112,9 +112,8 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             # its fields as they are: `asdict` copies each value depth-first, and a deep one is the drop's cause
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             # a generated row holds its inputs' text too: under their licences as well (`generators.base.stream`)
-            licences = [licence_id(result.licence)] if result.licence else []
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
-                        licences=licences + result.meta.get("input_licences", []))
+                        licences=[result.licence, *result.meta.get("input_licences", [])])
             continue
         document = record_document(record)
         if position is None:

@@ -22,7 +22,7 @@ from typing import Iterable
 import pyarrow as pa
 
 from sftmix.counts import Counts
-from sftmix.record import dumps
+from sftmix.record import dumps, input_licences, licence_id
 from sftmix.shards import AtomicParquetWriter, file_metadata
 
 REJECTED_SCHEMA = pa.schema(
@@ -101,7 +101,9 @@ class RejectedSink:
         with the manifest's, a generator's dropped item: its input records'): the footer names them
         beside the source's."""
         self.counts.drop(reason)
-        self.writer.licences.update([name for name in (self.licence, *licences) if name] or [UNKNOWN_LICENCE])
+        # as data spells them: a file of records not written by sftmix may say ODC-By-1.0
+        named = [licence_id(name) for name in (self.licence, *licences) if isinstance(name, str) and name]
+        self.writer.licences.update(named or [UNKNOWN_LICENCE])
         self.buffer.append(
             {"source": self.source, "stage": stage, "reason": reason, "detail": _text(detail[:2000]), "key": key,
              "id": record_id, "row": _row_json(row)}
@@ -143,4 +145,4 @@ class _StageWriter:
         # a generated row holds its inputs' text too (a document quoted verbatim): under their licences as well
         self.sink.reject(self.stage, doc.metadata.get("filter_reason", self.stage), record,
                          detail=doc.metadata.get("filter_detail", ""), key=key, record_id=record["id"],
-                         licences=[record["licence"], *origin.get("input_licences", ())])
+                         licences=[record["licence"], *input_licences(origin)])

@@ -416,7 +416,7 @@ TARGETS_ARE = "targets is all (every row of the source) or a mapping of language
                   "otherwise ('no', not no)"),
     ("All", f"{TARGETS_ARE}; got the text \"All\" (did you mean all?)"),
     ("1000", f"{TARGETS_ARE}; got 1000 (did you mean {{'*': 1000}}?)"),
-    ("{en: {2024-01-01: 5}}", f"the target for 'en' is {{datetime.date(2024, 1, 1): 5}}: {TARGET_IS}"),  # review4: a crash
+    ("{en: {2024-01-01: 5}}", f"the target for 'en' is {{2024-01-01: 5}}: {TARGET_IS}"),  # review4: a crash
     ("[en, es]", f"{TARGETS_ARE}; got [\"en\", \"es\"]"),
     ("null", f"{TARGETS_ARE}; got null"),
 ])
@@ -909,6 +909,18 @@ def test_a_source_of_prompts_or_documents_is_generator_input_only(tmp_path, conv
                             "(generator input), which train nothing: set `targets: {}` to read it for generators only")
     assert "targets: {}" in load_error(write(tmp_path, manifest(targets, role_order=False)))  # the rule off for every source
     assert load(write(tmp_path, manifest({}), "ok.yaml")).source("docs").is_input_only
+
+
+def test_a_converter_that_only_lets_rows_end_without_an_answer_is_mixed(tmp_path, monkeypatch):
+    """The refusal reads a module's `ANSWERS`, not its `role_order` defaults: a format whose rows may end
+    on a tool turn turns that check off and still gives answers (review4)."""
+    import sftmix.sources.glaive as glaive
+
+    monkeypatch.setattr(glaive, "FILTER_DEFAULTS", {"role_order": {"require_assistant": False}}, raising=False)
+    source = {"key": "calls", "local": {"files": ["glaive.json"]}, "converter": "glaive", "licence": "apache-2.0",
+              "targets": "all"}
+    manifest = load(write(tmp_path, edited(lambda data: data["sources"].append(source)), "ok.yaml"))
+    assert not manifest.source("calls").is_input_only and not manifest.source("calls").gives_no_answers
 
 
 def test_the_bundled_manifests_read_prompts_and_documents_for_generators_only():

@@ -331,6 +331,17 @@ def test_a_licence_selects_its_rows_under_any_spelling_an_older_sftmix_labelled_
     for licences in (["odc-by"], ["odc-by-1.0"], ["ODC-By-1.0"], ["odc-by", "odc-by-1.0"]):
         assert [r["id"] for r in sftmix.read_mixture(mixture_dir, licences=licences, columns=["id"])] == every
         assert sftmix.to_hf_dataset(mixture_dir, licences=licences, columns=["id"])["id"] == every
+    # its stats.json counted them under both spellings: the card gives the licence one row (review5: two)
+    from sftmix.build import mixed_result, write_card
+
+    stats_path = mixture_dir / "stats.json"
+    stats = json.loads(stats_path.read_text())
+    labelled = column_counts(sorted((mixture_dir / "train").glob("part-*.parquet")), ("licence",))["licence"]
+    stats_path.write_text(json.dumps(stats | {"by_licence": {"train": labelled, "validation": {}}}))
+    (mixture_dir / "README.md").unlink()
+    write_card(load(path), Layout(tmp_path / "out", "mini"), mixed_result(Layout(tmp_path / "out", "mini")))
+    rows = [line for line in (mixture_dir / "README.md").read_text().splitlines() if line.startswith("| odc-by")]
+    assert rows == [f"| odc-by | {len(every)} | 0 | odc-by |"]
 
 
 @pytest.mark.parametrize("licences", [None, ["cc-by-nc-4.0", "apache-2.0"]])
@@ -2781,3 +2792,21 @@ def test_rows_of_another_mixture_read_as_files_keep_naming_their_input_licences(
     card = (tmp_path / "out" / "mini" / "README.md").read_text()
     assert yaml.safe_load(card.split("---")[1])["license"] == sorted(["apache-2.0", *ids])
     assert [row[0] for row in _card_table(card, "Rows by licence")] == sorted(["apache-2.0", *ids])
+
+
+def test_a_file_of_records_names_its_licences_in_its_rejected_footer_as_sftmix_spells_them(tmp_path):
+    """`sftmix judge` filters any file of records: a dropped row's input licences went into the rejected
+    footer as the file spelt them (review5: ["CC-BY-4.0", "ODC-By-1.0", "odc-by"])."""
+    import filters as rule_filters
+    from sftmix.normalize import SourceInfo, filter_records
+    from sftmix.record import make_record, message, to_table
+
+    rows = [make_record(messages=[message("user", "Hi?"), message("user", "Again?")], tools=[], source="qa",
+                        licence="odc-by", language="en",
+                        origin={"row": "0", "generator": "g", "input_licences": ["ODC-By-1.0", "CC-BY-4.0"]})]
+    pq.write_table(to_table(rows), tmp_path / "in.parquet")
+    config = {name: False for name in rule_filters.FILTERS} | {"role_order": {}}
+    counts = filter_records(SourceInfo(key="judged", converter="openai_messages", filters=config), [tmp_path / "in.parquet"],
+                            tmp_path / "out.parquet", tmp_path / "out.rejected.parquet")
+    assert counts.summary()["dropped"] == {"bad_role_order": 1}
+    assert json.loads(pq.read_schema(tmp_path / "out.rejected.parquet").metadata[b"licences"]) == ["cc-by-4.0", "odc-by"]

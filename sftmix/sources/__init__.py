@@ -39,41 +39,42 @@ def available() -> tuple[str, ...]:
     )
 
 
+def _module_setting(name: str, setting: str, default):
+    """A converter module's `setting` (sftmix.sources.base lists them), or `default` where it sets none."""
+    get_converter(name)  # validates the name
+    return getattr(importlib.import_module(f"sftmix.sources.{name}"), setting, default)
+
+
 def filter_defaults(name: str) -> dict:
     """Rule-filter settings a raw format needs whatever the manifest says (a module's `FILTER_DEFAULTS`),
     e.g. prompt-only WildChat rows have no assistant turn to require. A source's own settings in a
     manifest override them (`Manifest.filter_config`)."""
-    get_converter(name)  # validates the name
-    return dict(getattr(importlib.import_module(f"sftmix.sources.{name}"), "FILTER_DEFAULTS", {}))
+    return dict(_module_setting(name, "FILTER_DEFAULTS", {}))
 
 
 def shardable(name: str) -> bool:
     """Whether rows can be split across workers: not for converters that assemble conversations
     from several raw rows (`convert_stream`, e.g. oasst2's message trees)."""
-    get_converter(name)
-    return not hasattr(importlib.import_module(f"sftmix.sources.{name}"), "convert_stream")
+    return _module_setting(name, "convert_stream", None) is None
 
 
 def sets_row_language(name: str) -> bool | str:
     """Whether the converter gives rows a language of their own (a module's `ROW_LANGUAGE`): True, or
     "where_given" where the raw rows may lack it; every row of another (and a row lacking it) is
     labelled with its source's `language:`, or detected where that names none."""
-    get_converter(name)
-    return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ROW_LANGUAGE", False)
+    return _module_setting(name, "ROW_LANGUAGE", False)
 
 
 def gives_answers(name: str) -> bool:
     """Whether the converter's rows hold assistant turns: not those of a module with `ANSWERS = False`
     (prompts or documents alone, a generator's input), which train nothing."""
-    get_converter(name)
-    return getattr(importlib.import_module(f"sftmix.sources.{name}"), "ANSWERS", True)
+    return _module_setting(name, "ANSWERS", True)
 
 
 def carries_input_licences(name: str) -> bool:
     """Whether the converter's rows may name input licences in their origin (a module's
     `INPUT_LICENCES`): those of sftmix rows it re-reads, generated from data under other licences."""
-    get_converter(name)
-    return getattr(importlib.import_module(f"sftmix.sources.{name}"), "INPUT_LICENCES", False)
+    return _module_setting(name, "INPUT_LICENCES", False)
 
 
 def get_converter(name: str):

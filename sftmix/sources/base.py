@@ -11,7 +11,11 @@ prompt-only rows); a source's own `filters:` in a manifest override it, the mani
 for every source do not. A module whose rows carry their own language (`Converted.language`) sets
 `ROW_LANGUAGE = True` (`"where_given"` when the raw rows may lack it): rows of the others all get the
 source's `language:`, so `sftmix plan` names a target in any other language as one no row can meet
-(or, where given, as one only rows carrying their language can).
+(or, where given, as one only rows carrying their language can). A module whose rows hold no
+assistant turn (prompts or documents for generators) sets `ANSWERS = False`: a manifest must read
+such a source for generators only (`targets: {}`). A module that re-reads sftmix rows and keeps a
+generated row's `origin.input_licences` sets `INPUT_LICENCES = True`: the mixing names them in the
+shard footers and on the card.
 """
 
 from __future__ import annotations
