@@ -23,13 +23,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from datatrove.executor import SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
 from sftmix.counts import Counts
@@ -130,6 +133,17 @@ def _own_counts(out_dir: Path, rank: int, run_token: str) -> Counts | None:
     return Counts.from_saved(saved["counts"]) if saved.get("run") == run_token else None
 
 
+class SlurmStageExecutor(SlurmPipelineExecutor):
+    """datatrove's Slurm executor without the job it submits after the arrays to merge the tasks' stats
+    into one stats.json, which nothing reads (the stage counts its rows itself; each task's stats stay in
+    stats/). That job waits for the last array to end well (afterok): every stage that succeeded left it
+    queued, and for good on a cluster without kill_invalid_depend where the array ended otherwise after
+    its tasks had written their counts (its time limit reached while datatrove ended a task)."""
+
+    def launch_merge_stats(self):
+        pass
+
+
 class SlurmJobIds:
     """datatrove's job-id retriever, also remembering every job it launched. With more tasks than
     `max_array_size` datatrove submits several arrays but keeps only the last id, and with
@@ -149,8 +163,6 @@ class SlurmJobIds:
 def slurm_options_problem(options: dict) -> str | None:
     """Why a manifest's `slurm:` options cannot be given to SlurmPipelineExecutor, or None."""
     import inspect
-
-    from datatrove.executor import SlurmPipelineExecutor
 
     parameters = inspect.signature(SlurmPipelineExecutor).parameters
     allowed = set(parameters) - set(SLURM_SET_BY_SFTMIX) | {"wait_hours"}
@@ -197,13 +209,18 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
         _ray()
         return RayPipelineExecutor(pipeline=[step], tasks=tasks, workers=tasks, logging_dir=logging_dir,
                                    skip_completed=False, mem_per_cpu_gb=1)
-    from datatrove.executor import SlurmPipelineExecutor
-
     options = {k: v for k, v in (config.slurm or {}).items() if k != "wait_hours"}
     job_ids = SlurmJobIds(options.get("job_id_position", -1))
-    fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, f"sftmix-{step.info.key}", job_ids),
+    fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, slurm_job_name(step), job_ids),
                      strict=True))
-    return SlurmPipelineExecutor(**fixed, **options)
+    return SlurmStageExecutor(**fixed, **options)
+
+
+def slurm_job_name(step: StageStep) -> str:
+    """The name of the Slurm jobs of this run of the stage, and of no other: `scancel --name` ends
+    exactly them. Named by the source alone, it ended the jobs of every manifest with a source of
+    that key (alia-40b-fc's glaive and alia-40b-instruct's) on the cluster account."""
+    return f"sftmix-{step.info.key}-{step.stage}-{step.run_token}"
 
 
 def _slurm_paths_problem(config: ExecutorConfig, out_dir: Path) -> str | None:
@@ -244,32 +261,58 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
 
     Slurm jobs outlive this call: logs go beside the parts (a shared filesystem). A task that fails
     writes no counts; once the array has left the queue, that is an error naming the logs, not a
-    wait until the deadline. Stopped in any way (Ctrl-C, a terminated run, the deadline, a failed
-    task), the stage cancels every job it submitted: left running, they ran on past the build.
+    wait until the deadline. Stopped in any way (Ctrl-C, a terminated run, its terminal closed, the
+    deadline, a failed task), the stage cancels every job it submitted: left running, they ran on past
+    the build.
     """
     logging_dir = out_dir / ".datatrove-logs"
     executor = _executor(config, step, tasks, str(logging_dir))
     launched = executor.job_id_retriever.launched
+    with _hangup_as_interrupt():  # from before the first sbatch: from then on there are jobs to cancel
+        try:
+            executor.run()
+            deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
+            while True:
+                queued = _slurm_jobs_queued(launched)  # asked before counting: a task may finish in between
+                missing = [rank for rank in range(tasks) if _own_counts(out_dir, rank, step.run_token) is None]
+                if not missing:
+                    return
+                if queued is False:
+                    raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(launched)} of the {step.stage} stage "
+                                       f"ended without task(s) {', '.join(map(str, missing))}; their logs are in "
+                                       f"{executor.slurm_logs_folder}")  # datatrove's, or the manifest's
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
+                time.sleep(SLURM_POLL_SECONDS)
+        except BaseException as error:
+            if launched:
+                _cancel_slurm_jobs(launched, error)
+            raise
+
+
+@contextmanager
+def _hangup_as_interrupt():
+    """SIGHUP (the terminal of the build closed, its login session ended) stops the stage as Ctrl-C
+    does, so that it cancels its jobs. SIGHUP ends the build anyway: Python and Dagster leave it to
+    its default, which kills the process at once (Dagster maps SIGTERM to its SIGINT handler, not
+    SIGHUP), and the arrays then ran on, for nothing: no later run takes their rows. A build that is
+    to outlive its terminal runs under tmux, screen or nohup; SIGHUP ignored stays ignored. Signal
+    handlers are the main thread's: a stage run in another thread is left as it was."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        # the SIGINT handler in force when the signal comes: Dagster's raises its interrupt error in a step
+        handler = signal.getsignal(signal.SIGINT)
+        (handler if callable(handler) else signal.default_int_handler)(signum, frame)
+
+    signal.signal(signal.SIGHUP, interrupt)
     try:
-        executor.run()
-        job_ids = launched[:launched.index(executor.job_id) + 1]  # the arrays; after them, datatrove's stats merge
-        deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
-        while True:
-            queued = _slurm_jobs_queued(job_ids)  # asked before counting: a task may finish in between
-            missing = [rank for rank in range(tasks) if _own_counts(out_dir, rank, step.run_token) is None]
-            if not missing:
-                return
-            if queued is False:
-                raise RuntimeError(f"{step.info.key}: Slurm job(s) {', '.join(job_ids)} of the {step.stage} stage ended "
-                                   f"without task(s) {', '.join(map(str, missing))}; their logs are in "
-                                   f"{executor.slurm_logs_folder}")  # datatrove's, or the manifest's
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{step.info.key}: Slurm tasks of the {step.stage} stage did not finish in time")
-            time.sleep(SLURM_POLL_SECONDS)
-    except BaseException as error:
-        if launched:
-            _cancel_slurm_jobs(launched, error)
-        raise
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:

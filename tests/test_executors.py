@@ -101,7 +101,8 @@ def slurm(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_STANDIN_STATE", str(state))
     monkeypatch.setattr(executor, "SLURM_POLL_SECONDS", 0.1)
     yield state
-    deadline = time.monotonic() + 60  # jobs still queued (datatrove's stats merge) finish before tmp_path goes
+    (state / "held").unlink(missing_ok=True)
+    deadline = time.monotonic() + 60  # jobs still queued (tasks past their counts) finish before tmp_path goes
     while any(state.glob("job-*/queued")) and time.monotonic() < deadline:
         time.sleep(0.1)
 
@@ -193,7 +194,7 @@ def test_a_stopped_slurm_stage_cancels_its_jobs(tmp_path, slurm, monkeypatch, st
     step, config = _held_stage(tmp_path, monkeypatch, stop)
     with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else RuntimeError):
         run_stage(step, config)
-    assert sorted(path.parent.name for path in slurm.glob("job-*/runner")) == ["job-1", "job-2"]  # array, stats merge
+    assert sorted(path.parent.name for path in slurm.glob("job-*/runner")) == ["job-1"]  # the array
     assert not list(slurm.glob("job-*/queued"))  # the array, held for 20 s, did not end by itself
 
 
@@ -204,9 +205,104 @@ def test_a_failed_scancel_leaves_the_stages_own_error(tmp_path, slurm, monkeypat
     with pytest.raises(RuntimeError, match="did not finish in time") as raised:
         run_stage(step, config)
     assert raised.value.__notes__ == [
-        "scancel 1 2 failed (exit code 1: scancel: error: Kill job error on job id 1: Access denied): "
+        "scancel 1 failed (exit code 1: scancel: error: Kill job error on job id 1: Access denied): "
         "those jobs may still be running"]
-    subprocess.run([sys.executable, str(SLURM_STANDIN), "scancel", "1", "2"], check=True)  # not left to the fixture's wait
+    subprocess.run([sys.executable, str(SLURM_STANDIN), "scancel", "1"], check=True)  # not left to the fixture's wait
+
+
+def test_a_finished_slurm_stage_leaves_nothing_queued(tmp_path, slurm):
+    """datatrove's stats merge, a job after the arrays whose stats.json nothing reads, stayed queued
+    after every stage that succeeded: until the arrays ended and a node was free, and for good on a
+    cluster without kill_invalid_depend when the last array ended badly after its tasks' counts."""
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(FIXTURES / "glaive" / "glaive-function-calling-v2.json")],
+                     str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm=SLURM_OPTIONS))
+    scripts = {path.parent: path.read_text() for path in slurm.glob("job-*/script.sh")}
+    assert [("launch_pickled_pipeline" in script, "merge_stats" in script) for script in scripts.values()] == [
+        (True, False)]  # the stage's array, whose tasks have written their counts, and nothing else
+    deadline = time.monotonic() + 30
+    while any((job / "queued").exists() for job in scripts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(slurm.glob("job-*/queued"))
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from sftmix import executor
+from sftmix.executor import ExecutorConfig, StageStep, run_stage
+from sftmix.normalize import SourceInfo
+
+executor.SLURM_POLL_SECONDS = 0.1
+asked = executor._slurm_jobs_queued
+def waiting(job_ids):  # says the stage submitted its jobs and waits for them
+    Path(sys.argv[3]).write_text(" ".join(job_ids))
+    return asked(job_ids)
+executor._slurm_jobs_queued = waiting
+info = SourceInfo(key="glaive", converter="glaive", licence="apache-2.0", language="en")
+step = StageStep("normalized", info, [sys.argv[1]], sys.argv[2] + "/normalized/glaive", sys.argv[2] + "/rejected")
+run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm={"partition": "cpu", "time": "00:10:00"}))
+"""
+
+
+def _waiting_build(tmp_path: Path, output: str, **popen) -> tuple[subprocess.Popen, list[str]]:
+    """A build (its glaive source's normalized stage on Slurm) in a process of its own, once it has
+    submitted its array and waits for it, its stderr in `<output>.log`; and the ids of the jobs it waits for."""
+    waiting, log = tmp_path / f"{output}.waiting", tmp_path / f"{output}.log"
+    with log.open("w") as stderr:
+        build = subprocess.Popen([sys.executable, "-c", DRIVER, str(FIXTURES / "glaive" / "glaive-function-calling-v2.json"),
+                                  str(tmp_path / output), str(waiting)], stderr=stderr, **popen)
+    deadline = time.monotonic() + 120
+    while not waiting.exists():
+        assert build.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return build, waiting.read_text().split()
+
+
+def _held(state: Path) -> None:
+    """A busy partition: every job waits in the queue."""
+    state.mkdir()
+    (state / "held").touch()
+
+
+def _queued(state: Path, job_ids: list[str]) -> list[bool]:
+    return [(state / f"job-{job_id}" / "queued").exists() for job_id in job_ids]
+
+
+def test_a_killed_builds_jobs_are_cancelled_by_a_name_no_other_run_has(tmp_path, slurm):
+    """Two manifests building a source of one key on one account (alia-40b-fc's glaive and
+    alia-40b-instruct's), their builds killed outright: README's `scancel --name` for one of them,
+    `sftmix-glaive` then, cancelled the other's jobs too."""
+    _held(slurm)
+    builds = {output: _waiting_build(tmp_path, output) for output in ("alia-40b-fc", "alia-40b-instruct")}
+    for build, _ in builds.values():
+        build.kill()
+        build.wait()
+    token = (tmp_path / "alia-40b-fc" / "normalized" / "glaive" / ".run-token").read_text()
+    subprocess.run(["scancel", f"--name=sftmix-glaive-normalized-{token}"], check=True)  # as README says
+    fc_jobs, instruct_jobs = builds["alia-40b-fc"][1], builds["alia-40b-instruct"][1]
+    assert _queued(slurm, fc_jobs) == [False] and _queued(slurm, instruct_jobs) == [True]
+    subprocess.run(["scancel", *instruct_jobs], check=True)
+
+
+@pytest.mark.parametrize("hangup", ["default", "ignored"])
+def test_a_build_whose_terminal_closes_cancels_its_slurm_jobs_unless_it_ignores_sighup(tmp_path, slurm, hangup):
+    """SIGHUP killed the build at once, and its arrays ran on for nothing; under nohup (SIGHUP
+    ignored) the build is meant to go on without its terminal, and does."""
+    _held(slurm)
+    ignored = {"preexec_fn": lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)} if hangup == "ignored" else {}
+    build, job_ids = _waiting_build(tmp_path, "alia-40b-fc", **ignored)
+    build.send_signal(signal.SIGHUP)
+    if hangup == "default":
+        assert build.wait(timeout=120) == -signal.SIGINT, (tmp_path / "alia-40b-fc.log").read_text()  # as by Ctrl-C
+        assert _queued(slurm, job_ids) == [False]  # cancelled: held, the array had not run
+    else:
+        with pytest.raises(subprocess.TimeoutExpired):
+            build.wait(timeout=2)
+        (slurm / "held").unlink()
+        assert build.wait(timeout=120) == 0, (tmp_path / "alia-40b-fc.log").read_text()
+        assert (tmp_path / "alia-40b-fc" / "normalized" / "glaive" / ".counts-00001.json").is_file()
 
 
 @pytest.mark.parametrize("earlier_task", ["starts", "ends"])

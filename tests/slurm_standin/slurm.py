@@ -3,11 +3,13 @@ scontrol, squeue, scancel), so the Slurm path runs for real on a machine without
 
 `sbatch` queues the script and returns at once, as Slurm does; a detached runner then runs each
 array task with the environment Slurm gives it (`SLURM_ARRAY_TASK_ID`, `SLURM_JOB_ID`, the
-`--export`ed variables), logs to the `--output` pattern, and honours `--dependency=afterok:`.
+`--export`ed variables), logs to the `--output` pattern, and honours `--dependency=afterok:`, given
+on the command line or as an `#SBATCH` line of the script (datatrove's stats merge).
 `squeue` lists a job while it is queued or running, and refuses its id afterwards, like Slurm
-once a finished job is purged. `scancel` ends a job's tasks (SIGTERM) and takes it off the queue.
+once a finished job is purged. `scancel` ends a job's tasks (SIGTERM) and takes it off the queue:
+the jobs it is given by id, or with `--name=<job name>` every job of that name.
 State lives in `$SLURM_STANDIN_STATE`; `$SLURM_STANDIN_SLOW_JOB` (`<job id>:<seconds>`) holds one
-job back, as a busy partition would.
+job back, as a busy partition would, and a file `held` there holds every job back while it exists.
 
     python slurm.py <command> [arguments...]
 """
@@ -51,8 +53,11 @@ def run_job(job_id: str, options: list[str]) -> None:
     slow_job, _, seconds = os.environ.get("SLURM_STANDIN_SLOW_JOB", "").partition(":")
     if slow_job == job_id:
         time.sleep(float(seconds))
+    while (STATE / "held").exists():
+        time.sleep(0.05)
     run = True
-    for option in options:
+    # sbatch reads its options from the script's #SBATCH lines too; the command line's come after them
+    for option in [f"--{key}={value}" for key, value in directives.items() if key == "dependency"] + options:
         if option.startswith("--export=ALL,"):
             env.update(pair.split("=", 1) for pair in option.removeprefix("--export=ALL,").split(","))
         elif option.startswith("--dependency="):
@@ -86,7 +91,11 @@ def squeue(args: list[str]) -> None:
 
 
 def scancel(args: list[str]) -> None:
-    for job_id in args:
+    named = [a.split("=", 1)[1] for a in args if a.startswith("--name=")]
+    job_ids = [a for a in args if not a.startswith("-")] + [
+        job_dir.name.removeprefix("job-") for job_dir in STATE.glob("job-*")
+        if _directives(job_dir / "script.sh").get("job-name") in named]
+    for job_id in job_ids:
         job_dir = STATE / f"job-{job_id}"
         if not (job_dir / "queued").exists():
             continue
