@@ -18,7 +18,8 @@ with spaces and is read like the others; so are scripts without spaces that are 
 - Each turn of the row whose role is in `roles` (user and assistant by default) is checked on its
   own; n-grams do not span turns.
 - A benchmark prompt shorter than `ngram` words has no n-gram: it is matched whole instead (its whole
-  word sequence must occur, contiguous, in a turn) if it has at least `min_prompt_words` words;
+  word sequence must occur, contiguous, in a turn) if it has at least `min_prompt_words` words
+  (counted as written: "what's" is two);
   shorter ones ("What is 2+2?") are not used, they would match ordinary text.
 - N-grams found in more than `max_prompts_per_ngram` distinct prompts of one benchmark are template
   wording, not an item (IFEval repeats "your entire response should be in english, and in all
@@ -57,6 +58,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import re
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
@@ -86,6 +88,9 @@ _INVISIBLE = [0x00AD, 0x034F, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x2
 # "mike s", "i ve" were not its words: 283 of the 4,050 BFCL v3 and When2Call prompts of 8 or more words.
 _APOSTROPHES = "'\u2018\u2019\u02bc\u00b4\uff07"
 _TAKEN_OUT = dict.fromkeys([*_INVISIBLE, *map(ord, _APOSTROPHES)])
+# An apostrophe inside a word: `min_prompt_words` counts it as a break, as written ("what's" is two
+# words), so taking it out leaves no exact copy of a prompt of 7 words and a contraction unchecked
+_ELISION = re.compile(rf"(?<=\w)[{_APOSTROPHES}](?=\w)")
 
 
 def _normalized(text: str) -> str:
@@ -243,6 +248,7 @@ def _build_index(name: str, files: list[Path], text_fields: list[str] | None, n:
     index = _Index(name, items=[])
     seen: set[int] = set()
     kept: list[list[str]] = []
+    written: list[int] = []  # words as `min_prompt_words` counts them
     stats = dict(prompts=0, duplicate_prompts=0, short_prompts_skipped=0, whole_prompts=0)
     for path in files:
         for key, text in prompts(path, text_fields):
@@ -257,6 +263,7 @@ def _build_index(name: str, files: list[Path], text_fields: list[str] | None, n:
             stats["prompts"] += 1
             index.items.append(key)
             kept.append(tokens)
+            written.append(len(tokens) + len(_ELISION.findall(text)))
     if not stats["prompts"]:
         raise ValueError(f"benchmark {name!r}: no prompts in {', '.join(map(str, files))}")
     batch = BatchWords([" ".join(tokens).encode() for tokens in kept])  # hashed as the rows' words are
@@ -270,9 +277,10 @@ def _build_index(name: str, files: list[Path], text_fields: list[str] | None, n:
         stats["template_ngrams_ignored"] = int((~keep).sum())
         index.ngrams, index.ngram_items = hashes[keep], pairs.f1[first[keep]]
     stats["ngrams"] = len(index.ngrams)
-    short = np.flatnonzero((batch.words >= min_prompt_words) & (batch.words < n))
+    long_enough = np.array(written) >= min_prompt_words
+    short = np.flatnonzero(long_enough & (batch.words < n))
     stats["whole_prompts"] = len(short)
-    stats["short_prompts_skipped"] = int((batch.words < min(min_prompt_words, n)).sum())
+    stats["short_prompts_skipped"] = int((~long_enough & (batch.words < n)).sum())
     for length in np.unique(batch.words[short]).tolist():
         prompts_of_length = short[batch.words[short] == length]
         table = batch.ngram_hashes(length)[batch.first_word[prompts_of_length]]

@@ -28,7 +28,8 @@ def _split_table(title: str, breakdown: dict[str, dict[str, int]], also: set[str
     rows = [[k, *(breakdown.get(s, {}).get(k, 0) for s in SPLITS)] for k in keys]
     if licences is None:
         return _table([title, *SPLITS], rows)
-    carried = [", ".join(sorted({lic for s in SPLITS for lic in licences.get(s, {}).get(k, {})})) for k in keys]
+    carried = [", ".join(sorted({licence_id(lic) for s in SPLITS for lic in licences.get(s, {}).get(k, {})}))
+               for k in keys]  # as sftmix spells them: an older sftmix's shards may spell one two ways
     return _table([title, *SPLITS, "licences"], [[*row, lics] for row, lics in zip(rows, carried)])
 
 

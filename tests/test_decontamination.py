@@ -87,6 +87,18 @@ def test_a_copy_that_drops_or_changes_the_apostrophes_is_still_the_prompt(tmp_pa
                                       "on the user handle mike53."))) is None
 
 
+def test_a_prompt_of_seven_words_and_a_contraction_is_still_checked(tmp_path):
+    """`min_prompt_words` counts words as written: with apostrophes taken out, "What's the current time in
+    Sydney, Australia?" was 7 words, under the default 8, and an exact copy of it passed (review6)."""
+    bfcl = tmp_path / "BFCL_v3_simple.json"
+    bfcl.write_text(json.dumps({"id": "simple_7", "question": [[{"role": "user", "content":
+                                "What's the current time in Sydney, Australia?"}]], "function": []}) + "\n")
+    step = DecontaminationFilter(benchmarks={"bfcl": str(bfcl)})
+    for copy in ("What's the current time in Sydney, Australia?", "Whats the current time in Sydney, Australia"):
+        assert verdict(step, rec(("user", copy), ("assistant", "It is 9 pm."))) == "contaminated:bfcl", copy
+    assert verdict(step, rec(("user", "What is the time in Sydney?"), ("assistant", "9 pm."))) is None
+
+
 def test_paraphrase_without_13_gram_overlap_is_kept(step):
     row = rec(("user", "Could you put together a brief guide to Ghent's waterways for parents and kids travelling "
                        "there in November? Please name a couple of good bakeries too."),

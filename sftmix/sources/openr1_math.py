@@ -26,7 +26,7 @@ Mapping decisions:
   surrounding whitespace (the kept solution is stripped of it anyway), else up to Unicode form, line
   endings and the <think> opener, else by its solution (the text after </think>, which the verdicts
   judge); its finish reason, completeness flag and correctness flags then decide drops. Content
-  that is no generation, whose solution is that of generations with differing verdicts, or whose
+  that is no generation, that matches several whose flags lead to different verdicts, or whose
   generation has neither a Math-Verify nor a judge verdict, is `unverified_answer`: nothing says
   its answer is right, and keeping it would let the correctness checks pass it unseen.
 - `answer` (reference) and the last \\boxed{...} of the kept solution go to meta, so the later
@@ -51,10 +51,6 @@ def _at(values, index):
     return None
 
 
-# The per-generation lists that judge a generation (`convert`)
-_VERDICTS = ("finish_reasons", "is_reasoning_complete", "correctness_math_verify", "correctness_llama")
-
-
 def _trace(text: str) -> str:
     """A trace in one Unicode form and line ending, without surrounding white space or <think> opener."""
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip().removeprefix(_OPEN).strip()
@@ -65,21 +61,38 @@ def _solution(text: str) -> str:
     return _trace(text.rsplit(_CLOSE, 1)[-1])
 
 
-def _generation_index(content: str, row: dict) -> int | None:
-    """The generation the assistant text is: the same text up to surrounding white space, else up to
-    Unicode form, line endings and the <think> opener, else the one with the same solution (another
-    trace to it). `messages` is thought to copy a generation verbatim (not verified). Generations
-    sharing that solution whose verdicts differ leave it unverified rather than judged by the first."""
+def _verdict(row: dict, index: int | None) -> Drop | None:
+    """Why generation `index` (None: none found) cannot be kept, by the flags the row has for it."""
+    if _at(row.get("finish_reasons"), index) == "length":
+        return Drop("truncated", f"generation {index} stopped at the length cap")
+    if _at(row.get("is_reasoning_complete"), index) is False:
+        return Drop("incomplete_reasoning", f"generation {index} is_reasoning_complete=false")
+    verified, judged = _at(row.get("correctness_math_verify"), index), _at(row.get("correctness_llama"), index)
+    # incorrect by a verdict it has, and correct by none (a missing Math-Verify verdict let a
+    # generation the Llama judge failed through)
+    if False in (verified, judged) and True not in (verified, judged):
+        return Drop("incorrect_answer", f"generation {index}: Math-Verify {verified}, judge {judged}")
+    if verified is None and judged is None:
+        return Drop("unverified_answer", f"generation {index} has no verdict" if index is not None
+                    else f"the assistant text is not among the {len(row.get('generations') or [])} generations")
+    return None
+
+
+def _judged(content: str, row: dict) -> tuple[int | None, Drop | None]:
+    """The generation the assistant text is, and its verdict: the same text up to surrounding white
+    space, else up to Unicode form, line endings and the <think> opener, else the one with the same
+    solution (another trace to it). `messages` is thought to copy a generation verbatim (not
+    verified). Where several generations match and their verdicts differ, the text is unverified
+    rather than judged by the first."""
     texts = [(i, text) for i, text in enumerate(row.get("generations") or []) if isinstance(text, str)]
-    for form in (str.strip, _trace):
+    for form in (str.strip, _trace, _solution):
         wanted = form(content)
-        if (index := next((i for i, text in texts if form(text) == wanted), None)) is not None:
-            return index
-    wanted = _solution(content)
-    same = [i for i, text in texts if _solution(text) == wanted]
-    if len({tuple(_at(row.get(name), i) for name in _VERDICTS) for i in same}) > 1:
-        raise Drop("unverified_answer", f"its solution is that of generations {same}, whose verdicts differ")
-    return same[0] if same else None
+        if same := [i for i, text in texts if form(text) == wanted]:
+            verdicts = [_verdict(row, i) for i in same]
+            if len({verdict and verdict.reason for verdict in verdicts}) > 1:
+                return None, Drop("unverified_answer", f"it matches generations {same}, whose verdicts differ")
+            return same[0], verdicts[0]
+    return None, _verdict(row, None)
 
 
 def convert(row: dict) -> Converted:
@@ -95,20 +108,9 @@ def convert(row: dict) -> Converted:
     if not content:
         raise Drop("empty_turn", "empty assistant message")
 
-    generations = row.get("generations") or []
-    index = _generation_index(content, row)
-    if _at(row.get("finish_reasons"), index) == "length":
-        raise Drop("truncated", f"generation {index} stopped at the length cap")
-    if _at(row.get("is_reasoning_complete"), index) is False:
-        raise Drop("incomplete_reasoning", f"generation {index} is_reasoning_complete=false")
-    verified, judged = _at(row.get("correctness_math_verify"), index), _at(row.get("correctness_llama"), index)
-    # incorrect by a verdict it has, and correct by none (a missing Math-Verify verdict let a
-    # generation the Llama judge failed through)
-    if False in (verified, judged) and True not in (verified, judged):
-        raise Drop("incorrect_answer", f"generation {index}: Math-Verify {verified}, judge {judged}")
-    if verified is None and judged is None:
-        raise Drop("unverified_answer", f"generation {index} has no verdict" if index is not None
-                   else f"the assistant text is not among the {len(generations)} generations")
+    index, verdict = _judged(content, row)
+    if verdict is not None:
+        raise verdict
 
     if content.count(_CLOSE) != 1 or content.count(_OPEN) > 1:
         raise Drop("incomplete_reasoning", f"{content.count(_CLOSE)} </think> tags")

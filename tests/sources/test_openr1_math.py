@@ -145,6 +145,40 @@ def test_generations_sharing_a_solution_judge_a_copy_by_its_own_trace(copy, comp
         assert out.reason == reason and (index is None or f"generation {index}" in out.detail), out
 
 
+@pytest.mark.parametrize("flags", [
+    {"finish_reasons": ["stop"]}, {"correctness_math_verify": [True, None], "correctness_llama": [None, True]},
+    {"correctness_math_verify": [True, True], "correctness_llama": [None, True]},
+    {"is_reasoning_complete": [True, None]}, {"correctness_math_verify": [True, True], "correctness_llama": [False, True]},
+])
+def test_generations_sharing_a_solution_that_would_both_be_kept_keep_it(flags):
+    """Flags that differ but lead both generations to the same outcome, kept (review6: unverified_answer,
+    as the raw flags were compared)."""
+    first = "<think>\n2x = 8, so x = 4.\n</think>\n\nSo $x = \\boxed{4}$."
+    second = "<think>\nHalving 8 gives 4.\n</think>\n\nSo $x = \\boxed{4}$."
+    row = {"problem": "Find $x$.", "answer": "4", "uuid": "u", "generations": [first, second],
+           "is_reasoning_complete": [True, True], "correctness_math_verify": [True, True], "correctness_llama": None,
+           "finish_reasons": None, **flags,
+           "messages": [{"content": "Find $x$.", "role": "user"},
+                        {"content": second.replace("Halving", "Half of"), "role": "assistant"}]}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    assert isinstance(out, Converted) and out.meta["generation_index"] == 0, out
+
+
+@pytest.mark.parametrize("verified", [[True, False], [False, True]])
+def test_one_trace_twice_with_differing_verdicts_leaves_its_copy_unverified(verified):
+    """The same trace as two generations (one in CRLF), the copy in NFD: it was judged by the first (review6)."""
+    import unicodedata
+
+    trace = "<think>\nLa réponse est 4.\n</think>\n\nDonc $x = \\boxed{4}$."
+    row = {"problem": "Trouver $x$.", "answer": "4", "uuid": "u", "generations": [trace, trace.replace("\n", "\r\n")],
+           "is_reasoning_complete": [True, True], "correctness_math_verify": verified, "correctness_llama": None,
+           "finish_reasons": None,
+           "messages": [{"content": "Trouver $x$.", "role": "user"},
+                        {"content": unicodedata.normalize("NFD", trace), "role": "assistant"}]}
+    [(_, out)] = list(get_converter("openr1_math")([("r#0", row)]))
+    assert (out.reason, out.detail) == ("unverified_answer", "it matches generations [0, 1], whose verdicts differ")
+
+
 def test_a_copy_in_another_unicode_form_is_judged_by_its_generation():
     """NFD accents in `messages` against NFC in `generations` (review2: an unverified_answer drop)."""
     import unicodedata
