@@ -169,6 +169,10 @@ def slurm_options_problem(options: dict) -> str | None:
     unknown = sorted(set(options) - allowed)
     if unknown:
         return f"unknown slurm option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+    # sbatch_args come after datatrove's own: a job name there would defeat `scancel --name` of this run's
+    # jobs (`slurm_job_name`), a dependency hold them on another job
+    if set_here := sorted({"job-name", "dependency"} & set(options.get("sbatch_args") or {})):
+        return f"slurm sbatch_args {', '.join(set_here)}: set by sftmix (the jobs' name is this run's, to cancel them by)"
     missing = [name for name, p in parameters.items()
                if p.default is inspect.Parameter.empty and name not in SLURM_SET_BY_SFTMIX and name not in options]
     return f"slurm needs {', '.join(missing)}" if missing else None
@@ -303,7 +307,15 @@ def _hangup_as_interrupt():
         yield
         return
 
+    hung_up = False
+
     def interrupt(signum, frame):
+        # Once: a closing terminal often sends two (the shell forwards one, the kernel another as the
+        # shell exits), and a second one before scancel has started would stop the stage from cancelling.
+        nonlocal hung_up
+        if hung_up:
+            return
+        hung_up = True
         # the SIGINT handler in force when the signal comes: Dagster's raises its interrupt error in a step
         handler = signal.getsignal(signal.SIGINT)
         (handler if callable(handler) else signal.default_int_handler)(signum, frame)
@@ -312,7 +324,8 @@ def _hangup_as_interrupt():
     try:
         yield
     finally:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGHUP) is interrupt:  # not one the stage put in its place
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:

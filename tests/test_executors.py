@@ -525,3 +525,30 @@ def test_the_tasks_of_a_stage_hold_its_lock_too(tmp_path):
         run_stage(step, ExecutorConfig(workers=2))
     lock = str(layout.work_dir / layout.stage_lock("g", "normalized")[0])
     assert all(lock in (tmp_path / "parts" / f"files-{rank}.txt").read_text().split("\n") for rank in (0, 1))
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signal handlers are the main thread's")
+def test_a_second_hangup_does_not_stop_the_cancelling():
+    """A closing terminal often sends SIGHUP twice; a second one before scancel had started raised again
+    out of the cancelling, and the jobs stayed queued (review7). A handler the stage put in place is kept."""
+    def hang_up():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        cancelled = False
+        with pytest.raises(KeyboardInterrupt):
+            with executor._hangup_as_interrupt():
+                try:
+                    hang_up()
+                except KeyboardInterrupt:
+                    hang_up()  # the second: ignored
+                    cancelled = True
+                    raise
+        assert cancelled and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+        with executor._hangup_as_interrupt():
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
