@@ -58,7 +58,6 @@ from __future__ import annotations
 import glob
 import gzip
 import json
-import re
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
@@ -88,9 +87,9 @@ _INVISIBLE = [0x00AD, 0x034F, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x2
 # "mike s", "i ve" were not its words: 283 of the 4,050 BFCL v3 and When2Call prompts of 8 or more words.
 _APOSTROPHES = "'\u2018\u2019\u02bc\u00b4\uff07"
 _TAKEN_OUT = dict.fromkeys([*_INVISIBLE, *map(ord, _APOSTROPHES)])
-# An apostrophe inside a word: `min_prompt_words` counts it as a break, as written ("what's" is two
-# words), so taking it out leaves no exact copy of a prompt of 7 words and a contraction unchecked
-_ELISION = re.compile(rf"(?<=\w)[{_APOSTROPHES}](?=\w)")
+# `min_prompt_words` counts an apostrophe as a break, as written ("what's" is two words), so taking
+# it out leaves no exact copy of a prompt of 7 words and a contraction unchecked
+_AS_BREAKS = {ord(apostrophe): " " for apostrophe in _APOSTROPHES}
 
 
 def _normalized(text: str) -> str:
@@ -246,9 +245,9 @@ class _Index:
 def _build_index(name: str, files: list[Path], text_fields: list[str] | None, n: int, min_prompt_words: int,
                  max_prompts_per_ngram: int | None) -> _Index:
     index = _Index(name, items=[])
-    seen: set[int] = set()
     kept: list[list[str]] = []
-    written: list[int] = []  # words as `min_prompt_words` counts them
+    written: list[int] = []  # words as `min_prompt_words` counts them, the most of a prompt's spellings
+    position: dict[int, int] = {}  # a prompt's place in `kept`, by its words' digest
     stats = dict(prompts=0, duplicate_prompts=0, short_prompts_skipped=0, whole_prompts=0)
     for path in files:
         for key, text in prompts(path, text_fields):
@@ -256,14 +255,16 @@ def _build_index(name: str, files: list[Path], text_fields: list[str] | None, n:
             if not tokens:
                 continue
             digest = xxhash.xxh3_64_intdigest(" ".join(tokens).encode())
-            if digest in seen:  # the same prompt in several files (e.g. BFCL categories): count it once
+            count = len(words(text.translate(_AS_BREAKS)))
+            if digest in position:  # the same prompt in several files (e.g. BFCL categories): count it once
                 stats["duplicate_prompts"] += 1
+                written[position[digest]] = max(written[position[digest]], count)  # whatever the files' order
                 continue
-            seen.add(digest)
+            position[digest] = len(kept)
             stats["prompts"] += 1
             index.items.append(key)
             kept.append(tokens)
-            written.append(len(tokens) + len(_ELISION.findall(text)))
+            written.append(count)
     if not stats["prompts"]:
         raise ValueError(f"benchmark {name!r}: no prompts in {', '.join(map(str, files))}")
     batch = BatchWords([" ".join(tokens).encode() for tokens in kept])  # hashed as the rows' words are

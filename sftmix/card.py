@@ -28,8 +28,7 @@ def _split_table(title: str, breakdown: dict[str, dict[str, int]], also: set[str
     rows = [[k, *(breakdown.get(s, {}).get(k, 0) for s in SPLITS)] for k in keys]
     if licences is None:
         return _table([title, *SPLITS], rows)
-    carried = [", ".join(sorted({licence_id(lic) for s in SPLITS for lic in licences.get(s, {}).get(k, {})}))
-               for k in keys]  # as sftmix spells them: an older sftmix's shards may spell one two ways
+    carried = [", ".join(sorted({lic for s in SPLITS for lic in licences.get(s, {}).get(k, {})})) for k in keys]
     return _table([title, *SPLITS, "licences"], [[*row, lics] for row, lics in zip(rows, carried)])
 
 
@@ -81,14 +80,15 @@ def _licence_header(licences: list[str]) -> dict:
             **({"license_name": named, "license_link": NOT_ON_HUB[named]} if named else {})}
 
 
-def _by_licence_id(by_split: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Counts by licence, each as sftmix spells it (`licence_id`): a stats.json or shards an older
-    sftmix wrote may spell one licence two ways (odc-by-1.0, ODC-By-1.0), which a filter on either selects."""
+def _by_licence_id(by_key: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Counts by licence under each key (a split, a source), each licence as sftmix spells it
+    (`licence_id`): a stats.json or shards an older sftmix wrote may spell one licence two ways
+    (odc-by-1.0, ODC-By-1.0), which a filter on either selects."""
     folded: dict[str, Counter] = {}
-    for split, counts in by_split.items():
+    for key, counts in by_key.items():
         for licence, rows in counts.items():
-            folded.setdefault(split, Counter())[licence_id(licence)] += rows
-    return {split: dict(counts) for split, counts in folded.items()}
+            folded.setdefault(key, Counter())[licence_id(licence)] += rows
+    return {key: dict(counts) for key, counts in folded.items()}
 
 
 def _licence_section(licences: list[str], as_own: dict[str, dict[str, int]], as_input: dict[str, dict[str, int]]) -> str:
@@ -159,7 +159,8 @@ def render(manifest: Manifest, result: MixResult) -> str:
         "Both splits hold every source's rows in one order, by sha256 of the seed, the mixture's name and "
         "the row's id, so "
         "they read as a mix of the sources rather than one source after another.",
-        "## Rows by source\n\n" + _split_table("source", result.by_source, mixed, result.by_source_licence),
+        "## Rows by source\n\n" + _split_table("source", result.by_source, mixed, result.by_source_licence and {
+            split: _by_licence_id(by_source) for split, by_source in result.by_source_licence.items()}),
         "## Rows by source × language\n\n`target`: the manifest's target for the cell's train rows (`all`: every "
         "row it has; `(*)`: the source's one target over all its languages).\n\n"
         + _cell_table(manifest, result.by_cell),

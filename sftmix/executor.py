@@ -172,7 +172,8 @@ def slurm_options_problem(options: dict) -> str | None:
     # sbatch_args come after datatrove's own: a job name there would defeat `scancel --name` of this run's
     # jobs (`slurm_job_name`), a dependency hold them on another job
     if set_here := sorted({"job-name", "dependency"} & set(options.get("sbatch_args") or {})):
-        return f"slurm sbatch_args {', '.join(set_here)}: set by sftmix (the jobs' name is this run's, to cancel them by)"
+        return (f"slurm sbatch_args {', '.join(set_here)}: set by sftmix (the jobs' name is this run's, to cancel them "
+                "by; a stage's jobs depend on no other job)")
     missing = [name for name, p in parameters.items()
                if p.default is inspect.Parameter.empty and name not in SLURM_SET_BY_SFTMIX and name not in options]
     return f"slurm needs {', '.join(missing)}" if missing else None

@@ -99,6 +99,18 @@ def test_a_prompt_of_seven_words_and_a_contraction_is_still_checked(tmp_path):
     assert verdict(step, rec(("user", "What is the time in Sydney?"), ("assistant", "9 pm."))) is None
 
 
+@pytest.mark.parametrize("first, second", [("Whats", "What's"), ("What's", "Whats")])
+def test_a_prompt_given_twice_is_counted_as_its_longest_spelling_whatever_the_order(tmp_path, first, second):
+    """The same prompt in two files, with and without its apostrophe: it was checked or not by which file
+    came first (review8)."""
+    for name, spelling in (("a", first), ("b", second)):
+        (tmp_path / f"BFCL_v3_{name}.json").write_text(json.dumps({"id": f"{name}_0", "question": [[{
+            "role": "user", "content": f"{spelling} the current time in Sydney, Australia?"}]], "function": []}) + "\n")
+    step = DecontaminationFilter(benchmarks={"bfcl": str(tmp_path / "BFCL_v3_*.json")})
+    row = rec(("user", "Whats the current time in Sydney, Australia?"), ("assistant", "It is 9 pm."))
+    assert verdict(step, row) == "contaminated:bfcl"
+
+
 def test_paraphrase_without_13_gram_overlap_is_kept(step):
     row = rec(("user", "Could you put together a brief guide to Ghent's waterways for parents and kids travelling "
                        "there in November? Please name a couple of good bakeries too."),

@@ -349,6 +349,10 @@ def _set(path: str, value):
     pytest.param(_set("executor", {"kind": "slurm", "workers": 8, "slurm": {
         "partition": "cpu", "time": "1:00:00", "sbatch_args": {"account": "a", "job-name": "mine"}}}),
                  ["executor", "slurm sbatch_args job-name: set by sftmix"], id="slurm-job-name"),  # review7
+    pytest.param(_set("executor", {"kind": "slurm", "workers": 8, "slurm": {
+        "partition": "cpu", "time": "1:00:00", "sbatch_args": {"dependency": "afterok:1"}}}),
+                 ["executor", "slurm sbatch_args dependency: set by sftmix", "depend on no other job"],
+                 id="slurm-dependency"),
     pytest.param(_set("executor", {"kind": "slurm", "slurm": {"partition": "cpu", "time": "1:00:00"}}),
                  ["executor", "slurm needs workers"], id="slurm-auto-workers"),
     pytest.param(_set("executor", {"kind": "local", "slurm": {"partition": "cpu"}}), ["executor", "'local'"],
