@@ -36,7 +36,7 @@ from sftmix.manifest import LLM_ANSWER_SETTINGS, Manifest, Source, load
 from generators.base import Context, GeneratorBroken, generate, prompt_file
 from sftmix.llm import LLMClient, LLMSettings, MissingAPIKey, Spending, Stats, api_key_from_env, endpoint_from_env
 from sftmix.normalize import SourceInfo, nothing_converted, records_in_order
-from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage
+from sftmix.executor import ExecutorConfig, StageStep, available_cpus, run_stage, stage_run_token
 from sftmix.plan import unmakeable
 from sftmix.reader import CARD, shard_files
 from sftmix.rejected import REJECTED_FILE, rejected_file, rejected_files
@@ -118,13 +118,15 @@ class Layout:
         return self.work_dir / stage / f"{key}.done.json"
 
     @contextmanager
-    def rewriting(self, key: str, stage: str) -> Iterator[None]:
+    def rewriting(self, key: str, stage: str) -> Iterator[str | None]:
         """A source's stage starts again, held for this run. Its done file goes first, so that no
-        later stage reads parts of a run that stops part-way."""
+        later stage reads parts of a run that stops part-way. Yields the token of the stage's previous
+        run (`run_stage`'s `previous_run`), read before its directory goes."""
         with self.hold(*self.stage_lock(key, stage)):
+            previous_run = stage_run_token(self.stage_dir(key, stage))
             self.done_file(key, stage).unlink(missing_ok=True)
             shutil.rmtree(self.stage_dir(key, stage), ignore_errors=True)
-            yield
+            yield previous_run
 
     def stage_lock(self, key: str, stage: str) -> tuple[str, str]:
         """The lock file of a source's stage, and what it holds (for `hold`)."""
@@ -561,9 +563,9 @@ def normalize_source(manifest: Manifest, source: Source, files: list[Path], layo
     step = StageStep("normalized", source_info(manifest, source), [str(f) for f in files],
                      str(layout.stage_dir(source.key, "normalized")), str(layout.rejected_dir), apply_filters=False)
     settings = built_settings(manifest, source, "normalized", layout)
-    with layout.rewriting(source.key, "normalized"):
+    with layout.rewriting(source.key, "normalized") as previous_run:
         counts, parts = run_stage(step, executor_config(manifest, files, workers),
-                                  shardable=shardable(step.info.converter))
+                                  shardable=shardable(step.info.converter), previous_run=previous_run)
         _save_done(layout, source.key, "normalized", counts, parts, settings)
     return counts
 
@@ -604,14 +606,14 @@ def filter_source(manifest: Manifest, source: Source, layout: Layout, workers: i
         except MissingAPIKey as error:
             raise BuildError(f"source {source.key!r} (llm_judge): {error}") from None
     with completed_records(manifest, [source], layout, "normalized") as normalized, \
-            layout.rewriting(source.key, "filtered"):
+            layout.rewriting(source.key, "filtered") as previous_run:
         settings = built_settings(manifest, source, "filtered", layout)
         inputs = normalized[source.key]
         step = StageStep("filtered", info, [str(f) for f in inputs], str(layout.stage_dir(source.key, "filtered")),
                          str(layout.rejected_dir))
         # The judge's client is shared with this process to report its stats: the judge runs here.
         config = ExecutorConfig() if judge is not False else executor_config(manifest, inputs, workers)
-        counts, parts = run_stage(step, config)
+        counts, parts = run_stage(step, config, previous_run=previous_run)
         _save_done(layout, source.key, "filtered", counts, parts, settings)
     return counts, ([judge["client"].stats] if judge is not False else [])
 

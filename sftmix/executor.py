@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ from sftmix.counts import Counts
 from sftmix.normalize import SourceInfo, filter_records, normalize
 from sftmix.rejected import rejected_file, rejected_files
 from sftmix.shards import write_text_whole
+
+log = logging.getLogger("sftmix")
 
 EXECUTORS = ("local", "ray", "slurm")
 LOCAL_START_METHOD = "forkserver"  # datatrove's default: workers never inherit the caller's threads
@@ -110,10 +113,15 @@ class StageStep(PipelineStep):
         """Stops a task of a run that a later run of the stage replaced (it deleted and made the
         stage directory again), before it writes there. A part whose file it opened before that is
         in the deleted directory: it cannot be renamed into the new one."""
-        token_file = Path(self.out_dir) / RUN_TOKEN_FILE
-        if (token_file.read_text() if token_file.is_file() else None) != self.run_token:
+        if stage_run_token(Path(self.out_dir)) != self.run_token:
             raise RuntimeError(f"{self.info.key}: task {rank} of the {self.stage} stage belongs to a run of the stage "
                                "that a later run replaced: it writes nothing")
+
+
+def stage_run_token(out_dir: Path) -> str | None:
+    """The token of the run that last wrote the stage directory, or None (no run has since it was emptied)."""
+    token_file = out_dir / RUN_TOKEN_FILE
+    return token_file.read_text() if token_file.is_file() else None
 
 
 def _part_file(out_dir: Path, rank: int) -> Path:
@@ -216,16 +224,16 @@ def _executor(config: ExecutorConfig, step: StageStep, tasks: int, logging_dir: 
                                    skip_completed=False, mem_per_cpu_gb=1)
     options = {k: v for k, v in (config.slurm or {}).items() if k != "wait_hours"}
     job_ids = SlurmJobIds(options.get("job_id_position", -1))
-    fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, slurm_job_name(step), job_ids),
-                     strict=True))
+    job_name = slurm_job_name(step, step.run_token)
+    fixed = dict(zip(SLURM_SET_BY_SFTMIX, ([step], tasks, logging_dir, False, job_name, job_ids), strict=True))
     return SlurmStageExecutor(**fixed, **options)
 
 
-def slurm_job_name(step: StageStep) -> str:
-    """The name of the Slurm jobs of this run of the stage, and of no other: `scancel --name` ends
-    exactly them. Named by the source alone, it ended the jobs of every manifest with a source of
+def slurm_job_name(step: StageStep, run_token: str) -> str:
+    """The name of the Slurm jobs of the stage's run of `run_token`, and of no other: `scancel --name`
+    ends exactly them. Named by the source alone, it ended the jobs of every manifest with a source of
     that key (alia-40b-fc's glaive and alia-40b-instruct's) on the cluster account."""
-    return f"sftmix-{step.info.key}-{step.stage}-{step.run_token}"
+    return f"sftmix-{step.info.key}-{step.stage}-{run_token}"
 
 
 def _slurm_paths_problem(config: ExecutorConfig, out_dir: Path) -> str | None:
@@ -261,19 +269,21 @@ def _slurm_job_queued(job_id: str) -> bool | None:
     return False if "invalid job id" in result.stderr.lower() else None
 
 
-def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: Path) -> None:
+def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: Path, previous_run: str | None) -> None:
     """Submit the stage as a job array and wait until every task has written its counts.
 
     Slurm jobs outlive this call: logs go beside the parts (a shared filesystem). A task that fails
     writes no counts; once the array has left the queue, that is an error naming the logs, not a
     wait until the deadline. Stopped in any way (Ctrl-C, a terminated run, its terminal closed, the
     deadline, a failed task), the stage cancels every job it submitted: left running, they ran on past
-    the build.
+    the build. A build killed outright cannot: the next run of the stage cancels them (`previous_run`).
     """
+    if previous_run:
+        _cancel_previous_run(step, previous_run)
     logging_dir = out_dir / ".datatrove-logs"
     executor = _executor(config, step, tasks, str(logging_dir))
     launched = executor.job_id_retriever.launched
-    with _hangup_as_interrupt():  # from before the first sbatch: from then on there are jobs to cancel
+    with _stops_as_interrupt():  # from before the first sbatch: from then on there are jobs to cancel
         try:
             executor.run()
             deadline = time.monotonic() + (config.slurm or {}).get("wait_hours", 48) * 3600
@@ -296,37 +306,65 @@ def _run_on_slurm(config: ExecutorConfig, step: StageStep, tasks: int, out_dir: 
 
 
 @contextmanager
-def _hangup_as_interrupt():
-    """SIGHUP (the terminal of the build closed, its login session ended) stops the stage as Ctrl-C
-    does, so that it cancels its jobs. SIGHUP ends the build anyway: Python and Dagster leave it to
-    its default, which kills the process at once (Dagster maps SIGTERM to its SIGINT handler, not
-    SIGHUP), and the arrays then ran on, for nothing: no later run takes their rows. A build that is
-    to outlive its terminal runs under tmux, screen or nohup; SIGHUP ignored stays ignored. Signal
-    handlers are the main thread's: a stage run in another thread is left as it was."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
+def _stops_as_interrupt():
+    """SIGHUP (the terminal of the build closed, its login session ended) and SIGTERM (`kill`, a
+    scheduler or a container stopping the build) stop the stage as Ctrl-C does, so that it cancels
+    its jobs. Left to their default, either killed the build at once, and the arrays then ran on, for
+    nothing: no later run takes their rows. Python handles neither, nor does Dagster SIGHUP; Dagster
+    maps SIGTERM to its SIGINT handler, and a signal with a handler of its own, or ignored (nohup, for
+    a build that is to outlive its terminal), is left as it is. Signal handlers are the main thread's:
+    a stage run in another thread is left as it was."""
+    signals = [number for number in (signal.SIGHUP, signal.SIGTERM) if signal.getsignal(number) is signal.SIG_DFL]
+    if threading.current_thread() is not threading.main_thread() or not signals:
         yield
         return
 
-    hung_up = False
+    stopped = False
 
     def interrupt(signum, frame):
-        # Once: a closing terminal often sends two (the shell forwards one, the kernel another as the
-        # shell exits), and a second one before scancel has started would stop the stage from cancelling.
-        nonlocal hung_up
-        if hung_up:
+        # Once: a closing terminal often sends SIGHUP twice (the shell forwards one, the kernel another as
+        # the shell exits), and a second signal before scancel has started would stop the stage from cancelling.
+        nonlocal stopped
+        if stopped:
             return
-        hung_up = True
+        stopped = True
         # the SIGINT handler in force when the signal comes: Dagster's raises its interrupt error in a step
         handler = signal.getsignal(signal.SIGINT)
         (handler if callable(handler) else signal.default_int_handler)(signum, frame)
 
-    signal.signal(signal.SIGHUP, interrupt)
+    for number in signals:
+        signal.signal(number, interrupt)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGHUP) is interrupt:  # not one the stage put in its place
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        for number in signals:
+            if signal.getsignal(number) is interrupt:  # not one the stage put in its place
+                signal.signal(number, signal.SIG_DFL)
+
+
+def _cancel_previous_run(step: StageStep, previous_run: str) -> None:
+    """scancel the jobs of the stage's previous run, by their name, before this run submits its own.
+    A run holds the stage's lock (`Layout.rewriting`) until it has ended, cancelling its jobs if it
+    stopped: a run that gets here follows one that ended, and jobs of that run still queued or running
+    are those of a build killed outright (SIGKILL, the out-of-memory killer). Whatever they do is for
+    nothing (they write nothing for this run: `_check_run_is_current`), so where scancel fails, this
+    run goes on and says so."""
+    name = slurm_job_name(step, previous_run)
+    log.info("%s: cancelling any Slurm jobs the %s stage's previous run left (a build killed outright leaves "
+             "them): scancel --name=%s", step.info.key, step.stage, name)
+    try:
+        result = subprocess.run(["scancel", f"--name={name}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, timeout=SCANCEL_SECONDS)
+        failure = _scancel_failure(result.returncode, result.stderr)
+    except (OSError, subprocess.TimeoutExpired) as cancel_error:
+        failure = f"{type(cancel_error).__name__}: {cancel_error}"
+    if failure:
+        log.warning("%s: scancel --name=%s failed (%s): the %s stage's previous run's jobs may still be running; "
+                    "this run goes on", step.info.key, name, failure, step.stage)
+
+
+def _scancel_failure(returncode: int, stderr: str) -> str | None:
+    return f"exit code {returncode}: {stderr.strip()[:500]}" if returncode else None
 
 
 def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:
@@ -351,7 +389,7 @@ def _cancel_slurm_jobs(job_ids: list[str], error: BaseException) -> None:
                 interrupted = type(again).__name__
         if interrupted:
             error.add_note(f"interrupted again ({interrupted}) while cancelling: waited for scancel")
-        failure = f"exit code {process.returncode}: {stderr.strip()[:500]}" if process.returncode else None
+        failure = _scancel_failure(process.returncode, stderr)
     except (OSError, subprocess.TimeoutExpired) as cancel_error:
         failure = f"{type(cancel_error).__name__}: {cancel_error}"
     if failure:
@@ -460,10 +498,13 @@ def _run_rank(executor, rank: int, sender, locks: list[int]) -> None:
         sender.close()
 
 
-def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True) -> tuple[Counts, list[Path]]:
+def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True,
+              previous_run: str | None = None) -> tuple[Counts, list[Path]]:
     """Run `step` as `config.workers` tasks (one in this process when there is a single local task)
     and return the merged counts and the parts of its tasks, in the order of their ranks. Stale
-    parts of an earlier run are removed first; a part another run writes beside them is not one."""
+    parts of an earlier run are removed first; a part another run writes beside them is not one.
+    `previous_run`: the token of the stage's previous run (`stage_run_token`, read under the stage's
+    lock), whose Slurm jobs a stage on Slurm cancels first."""
     out_dir = Path(step.out_dir)
     if config.kind == "slurm" and (problem := _slurm_paths_problem(config, out_dir)):
         raise RuntimeError(f"{step.info.key}: {problem}")
@@ -478,7 +519,7 @@ def run_stage(step: StageStep, config: ExecutorConfig, *, shardable: bool = True
         for _ in step.run(None, 0, 1):
             pass
     elif config.kind == "slurm":
-        _run_on_slurm(config, step, tasks, out_dir)
+        _run_on_slurm(config, step, tasks, out_dir, previous_run)
     elif config.kind == "ray":
         # kept beside the parts: a Ray task's error is only in its log (local workers raise it here)
         _executor(config, step, tasks, str(out_dir / ".datatrove-logs")).run()

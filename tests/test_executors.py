@@ -16,7 +16,7 @@ import yaml
 
 from sftmix import executor
 from sftmix import build as build_module
-from sftmix.build import Layout, build, executor_config
+from sftmix.build import BuildError, Layout, build, executor_config
 from sftmix.executor import ExecutorConfig, StageStep, run_stage
 from sftmix.manifest import load
 from sftmix.normalize import SourceInfo
@@ -24,6 +24,7 @@ from sftmix.rejected import rejected_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SLURM_STANDIN = Path(__file__).resolve().parent / "slurm_standin" / "slurm.py"
+GLAIVE = FIXTURES / "glaive" / "glaive-function-calling-v2.json"
 SLURM_OPTIONS = {"partition": "cpu", "time": "00:10:00"}
 
 
@@ -228,31 +229,50 @@ def test_a_finished_slurm_stage_leaves_nothing_queued(tmp_path, slurm):
 
 
 DRIVER = """
+import logging
 import sys
 from pathlib import Path
 from sftmix import executor
-from sftmix.executor import ExecutorConfig, StageStep, run_stage
-from sftmix.normalize import SourceInfo
+from sftmix.build import Layout, normalize_source
+from sftmix.manifest import load
 
+logging.basicConfig(level=logging.INFO)
 executor.SLURM_POLL_SECONDS = 0.1
 asked = executor._slurm_jobs_queued
 def waiting(job_ids):  # says the stage submitted its jobs and waits for them
     Path(sys.argv[3]).write_text(" ".join(job_ids))
     return asked(job_ids)
 executor._slurm_jobs_queued = waiting
-info = SourceInfo(key="glaive", converter="glaive", licence="apache-2.0", language="en")
-step = StageStep("normalized", info, [sys.argv[1]], sys.argv[2] + "/normalized/glaive", sys.argv[2] + "/rejected")
-run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm={"partition": "cpu", "time": "00:10:00"}))
+manifest = load(Path(sys.argv[1]))
+normalize_source(manifest, manifest.sources[0], [Path(sys.argv[4])], Layout(Path(sys.argv[2]), manifest.mixture))
 """
 
 
-def _waiting_build(tmp_path: Path, output: str, **popen) -> tuple[subprocess.Popen, list[str]]:
-    """A build (its glaive source's normalized stage on Slurm) in a process of its own, once it has
-    submitted its array and waits for it, its stderr in `<output>.log`; and the ids of the jobs it waits for."""
-    waiting, log = tmp_path / f"{output}.waiting", tmp_path / f"{output}.log"
+def _glaive_manifest(tmp_path: Path, mixture: str) -> Path:
+    """A manifest of mixture `mixture` whose source glaive is built on Slurm, in two tasks."""
+    path = tmp_path / f"{mixture}.yaml"
+    path.write_text(yaml.safe_dump({
+        "mixture": mixture, "seed": 5, "holdout": {"size": 10}, "licence_policy": {"allow": ["apache-2.0"]},
+        "executor": {"kind": "slurm", "workers": 2, "slurm": SLURM_OPTIONS},
+        "sources": [{"key": "glaive", "converter": "glaive", "licence": "apache-2.0", "language": "en",
+                     "local": {"files": [str(GLAIVE)]}, "targets": {"en": 500}}],
+    }))
+    return path
+
+
+def _glaive_stage_dir(tmp_path: Path, mixture: str) -> Path:
+    return Layout(tmp_path / "out", mixture).stage_dir("glaive", "normalized")
+
+
+def _waiting_build(tmp_path: Path, mixture: str, **popen) -> tuple[subprocess.Popen, list[str]]:
+    """A build of mixture `mixture` (its glaive source's normalized stage on Slurm, under `<tmp_path>/out`)
+    in a process of its own, once it has submitted its array and waits for it, its stderr in
+    `<mixture>.log`; and the ids of the jobs it waits for."""
+    waiting, log = tmp_path / f"{mixture}.waiting", tmp_path / f"{mixture}.log"
+    waiting.unlink(missing_ok=True)
     with log.open("w") as stderr:
-        build = subprocess.Popen([sys.executable, "-c", DRIVER, str(FIXTURES / "glaive" / "glaive-function-calling-v2.json"),
-                                  str(tmp_path / output), str(waiting)], stderr=stderr, **popen)
+        build = subprocess.Popen([sys.executable, "-c", DRIVER, str(_glaive_manifest(tmp_path, mixture)),
+                                  str(tmp_path / "out"), str(waiting), str(GLAIVE)], stderr=stderr, **popen)
     deadline = time.monotonic() + 120
     while not waiting.exists():
         assert build.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -279,22 +299,66 @@ def test_a_killed_builds_jobs_are_cancelled_by_a_name_no_other_run_has(tmp_path,
     for build, _ in builds.values():
         build.kill()
         build.wait()
-    token = (tmp_path / "alia-40b-fc" / "normalized" / "glaive" / ".run-token").read_text()
+    token = (_glaive_stage_dir(tmp_path, "alia-40b-fc") / ".run-token").read_text()
     subprocess.run(["scancel", f"--name=sftmix-glaive-normalized-{token}"], check=True)  # as README says
     fc_jobs, instruct_jobs = builds["alia-40b-fc"][1], builds["alia-40b-instruct"][1]
     assert _queued(slurm, fc_jobs) == [False] and _queued(slurm, instruct_jobs) == [True]
     subprocess.run(["scancel", *instruct_jobs], check=True)
 
 
-@pytest.mark.parametrize("hangup", ["default", "ignored"])
-def test_a_build_whose_terminal_closes_cancels_its_slurm_jobs_unless_it_ignores_sighup(tmp_path, slurm, hangup):
-    """SIGHUP killed the build at once, and its arrays ran on for nothing; under nohup (SIGHUP
-    ignored) the build is meant to go on without its terminal, and does."""
+def test_a_killed_builds_jobs_are_cancelled_by_the_next_run_of_its_stage_and_no_others(tmp_path, slurm):
+    """A build killed outright (SIGKILL, the out-of-memory killer) cannot cancel its jobs, and they ran
+    on for nothing. The next run of its stage cancels them: not those of a run still waiting (it holds
+    the stage), of another manifest's source of the same key, or of another stage of that run's token."""
     _held(slurm)
-    ignored = {"preexec_fn": lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)} if hangup == "ignored" else {}
+    builds = {mixture: _waiting_build(tmp_path, mixture) for mixture in ("alia-40b-fc", "alia-40b-instruct")}
+    manifest = load(_glaive_manifest(tmp_path, "alia-40b-fc"))
+    with pytest.raises(BuildError, match="^source 'glaive': its normalized records are being written or read"):
+        build_module.normalize_source(manifest, manifest.sources[0], [GLAIVE], Layout(tmp_path / "out", "alia-40b-fc"))
+    for build, _ in builds.values():
+        build.kill()
+        build.wait()
+    token = (_glaive_stage_dir(tmp_path, "alia-40b-fc") / ".run-token").read_text()
+    other_stage = tmp_path / "other-stage.sh"
+    other_stage.write_text(f"#!/bin/sh\n#SBATCH --job-name=sftmix-glaive-filtered-{token}\ntrue\n")
+    submitted = subprocess.run(["sbatch", str(other_stage)], check=True, capture_output=True, text=True).stdout
+    other_stage_job = submitted.split()[-1]
+    fc_jobs, instruct_jobs = builds["alia-40b-fc"][1], builds["alia-40b-instruct"][1]
+    assert _queued(slurm, fc_jobs + instruct_jobs + [other_stage_job]) == [True, True, True]
+    rebuild, rebuild_jobs = _waiting_build(tmp_path, "alia-40b-fc")  # once it has submitted its own jobs
+    assert _queued(slurm, fc_jobs + instruct_jobs + [other_stage_job] + rebuild_jobs) == [False, True, True, True]
+    assert (f"INFO:sftmix:glaive: cancelling any Slurm jobs the normalized stage's previous run left (a build killed "
+            f"outright leaves them): scancel --name=sftmix-glaive-normalized-{token}\n") in \
+        (tmp_path / "alia-40b-fc.log").read_text()
+    rebuild.send_signal(signal.SIGINT)
+    assert rebuild.wait(timeout=120) == -signal.SIGINT
+    subprocess.run(["scancel", *instruct_jobs, other_stage_job], check=True)
+
+
+def test_a_failed_scancel_of_the_previous_runs_jobs_is_logged_and_the_run_goes_on(tmp_path, slurm, monkeypatch, caplog):
+    scancel = tmp_path / "slurm-bin" / "scancel"
+    scancel.write_text("#!/bin/sh\necho 'scancel: error: Invalid user for job name' >&2\nexit 1\n")
+    info = SourceInfo(key="g", converter="glaive", licence="apache-2.0", language="en")
+    step = StageStep("normalized", info, [str(GLAIVE)], str(tmp_path / "parts"), str(tmp_path / "rejected"))
+    with caplog.at_level("WARNING", logger="sftmix"):
+        counts, _ = run_stage(step, ExecutorConfig(kind="slurm", workers=2, slurm=SLURM_OPTIONS), previous_run="0123")
+    assert counts.kept > 0
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        "g: scancel --name=sftmix-g-normalized-0123 failed (exit code 1: scancel: error: Invalid user for job name): "
+        "the normalized stage's previous run's jobs may still be running; this run goes on"]
+
+
+@pytest.mark.parametrize("stop, handler", [(signal.SIGHUP, "default"), (signal.SIGHUP, "ignored"),
+                                           (signal.SIGTERM, "default")])
+def test_a_build_hung_up_or_terminated_cancels_its_slurm_jobs_unless_it_ignores_the_signal(tmp_path, slurm, stop,
+                                                                                          handler):
+    """SIGHUP (its terminal closed) or SIGTERM (`kill`) killed the build at once, and its arrays ran on
+    for nothing; under nohup (SIGHUP ignored) the build is meant to go on without its terminal, and does."""
+    _held(slurm)
+    ignored = {"preexec_fn": lambda: signal.signal(stop, signal.SIG_IGN)} if handler == "ignored" else {}
     build, job_ids = _waiting_build(tmp_path, "alia-40b-fc", **ignored)
-    build.send_signal(signal.SIGHUP)
-    if hangup == "default":
+    build.send_signal(stop)
+    if handler == "default":
         assert build.wait(timeout=120) == -signal.SIGINT, (tmp_path / "alia-40b-fc.log").read_text()  # as by Ctrl-C
         assert _queued(slurm, job_ids) == [False]  # cancelled: held, the array had not run
     else:
@@ -302,7 +366,7 @@ def test_a_build_whose_terminal_closes_cancels_its_slurm_jobs_unless_it_ignores_
             build.wait(timeout=2)
         (slurm / "held").unlink()
         assert build.wait(timeout=120) == 0, (tmp_path / "alia-40b-fc.log").read_text()
-        assert (tmp_path / "alia-40b-fc" / "normalized" / "glaive" / ".counts-00001.json").is_file()
+        assert (_glaive_stage_dir(tmp_path, "alia-40b-fc") / ".counts-00001.json").is_file()
 
 
 @pytest.mark.parametrize("earlier_task", ["starts", "ends"])
@@ -530,16 +594,20 @@ def test_the_tasks_of_a_stage_hold_its_lock_too(tmp_path):
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signal handlers are the main thread's")
 def test_a_second_hangup_does_not_stop_the_cancelling():
     """A closing terminal often sends SIGHUP twice; a second one before scancel had started raised again
-    out of the cancelling, and the jobs stayed queued (review7). A handler the stage put in place is kept."""
+    out of the cancelling, and the jobs stayed queued (review7). A handler the stage put in place is kept,
+    and one already there (Dagster's for SIGTERM) is left alone."""
     def hang_up():
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(0.05)  # the handler runs between bytecodes of the main thread
 
-    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    def dagsters(signum, frame):
+        pass
+
+    before = {number: signal.signal(number, signal.SIG_DFL) for number in (signal.SIGHUP, signal.SIGTERM)}
     try:
         cancelled = False
         with pytest.raises(KeyboardInterrupt):
-            with executor._hangup_as_interrupt():
+            with executor._stops_as_interrupt():
                 try:
                     hang_up()
                 except KeyboardInterrupt:
@@ -547,8 +615,13 @@ def test_a_second_hangup_does_not_stop_the_cancelling():
                     cancelled = True
                     raise
         assert cancelled and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
-        with executor._hangup_as_interrupt():
+        with executor._stops_as_interrupt():
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, dagsters)
+        with executor._stops_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is dagsters
+        assert signal.getsignal(signal.SIGTERM) is dagsters
     finally:
-        signal.signal(signal.SIGHUP, before)
+        for number, handler in before.items():
+            signal.signal(number, handler)
