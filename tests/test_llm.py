@@ -1492,6 +1492,7 @@ def test_a_generator_failing_one_way_on_its_first_items_stops_the_stage(tmp_path
     """A generator bug raised on every item, each a `malformed_generation` drop after its requests:
     200 items spent 200 requests for no row, and the stage ended as if the model had answered badly."""
     from generators.base import BROKEN_AFTER, Context, GeneratorBroken, stream
+    from sftmix.llm import stage_window
 
     with serve_openai() as srv:
         ctx = Context(llm=make_client(srv, tmp_path, concurrency=4))
@@ -1499,7 +1500,9 @@ def test_a_generator_failing_one_way_on_its_first_items_stops_the_stage(tmp_path
                                                   r"'str' object has no attribute 'missing_attribute' "
                                                   r"\(at tests/test_llm.py:\d+\): "):
             list(stream(_failing_generator(200, lambda i: "a"), [], ctx))
-        assert BROKEN_AFTER <= srv.count() < 40  # the first items, and those in flight beside them
+        # the first items, and at most a window of those started beside them (how many of these had sent
+        # their request by then is the scheduler's: 42 in a loaded CI run, where this said < 40)
+        assert BROKEN_AFTER <= srv.count() < BROKEN_AFTER + stage_window(4) < 200
 
 
 @pytest.mark.parametrize("installed", [False, True])
