@@ -272,13 +272,15 @@ def _shown(value) -> str:
 
 def _top_level_hint(value) -> str:
     """What a wrong whole `targets:` most likely means: `All` all, a number that many rows over every language."""
-    whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    meant = value if whole else _meant_target(value)
+    meant = _meant_target(value)
     return "" if meant is None else " (did you mean all?)" if meant == "all" else f" (did you mean {{'*': {meant}}}?)"
 
 
 def _meant_target(value) -> int | str | None:
-    """The target a wrong one most likely means: `'1,000'`, `'1e3'` and `1000.0` mean 1000, `All` all."""
+    """The target a wrong one most likely means: `'1,000'`, `'1e3'` and `1000.0` mean 1000, `All` all
+    (and a whole `targets: 1000`, 1000)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
     if isinstance(value, str):
         if value.strip().lower() == "all":
             return "all"
@@ -422,8 +424,9 @@ class Manifest(_Strict):
             # Under an assistant-only loss such a row trains nothing; on the whole text, it teaches a bare
             # prompt or document as a chat.
             if not source.is_input_only and source.gives_no_answers:
-                raise ValueError(f"source {source.key!r}: converter {source.converter_name!r} gives rows with no assistant turn (generator "
-                                 "input), which train nothing: set `targets: {}` to read it for generators only")
+                raise ValueError(f"source {source.key!r}: converter {source.converter_name!r} gives rows with no "
+                                 "assistant turn (generator input), which train nothing: set `targets: {}` to read it "
+                                 "for generators only")
             for name in source.generator.inputs if source.generator else ():
                 if name not in keys:
                     raise ValueError(f"generator source {source.key!r} reads unknown source {name!r}")

@@ -25,7 +25,7 @@ from filters.base import record_document
 from filters.language_id import detect_language
 from sftmix.counts import Counts
 from sftmix.raw import positioned_raw_rows
-from sftmix.record import COLUMNS, SCHEMA, licence_id, licence_problem, make_record, schema_problem
+from sftmix.record import COLUMNS, SCHEMA, input_licences, licence_id, licence_problem, make_record, schema_problem
 from sftmix.rejected import RejectedSink
 from sftmix.shards import AtomicParquetWriter, UnreadableParquet, file_metadata, parquet_batches, parquet_schema
 from sftmix.sources import Converted, Drop, get_converter
@@ -113,7 +113,7 @@ def documents(info: SourceInfo, stream: Iterable[tuple[str, Converted | Drop]], 
             converted = {item.name: getattr(result, item.name) for item in fields(result)}
             # a generated row holds its inputs' text too: under their licences as well (`generators.base.stream`)
             sink.reject(stage, record.reason, converted, detail=record.detail, key=str(key),
-                        licences=[result.licence, *result.meta.get("input_licences", [])])
+                        licences=[result.licence, *input_licences(result.meta)])
             continue
         document = record_document(record)
         if position is None:
